@@ -1,0 +1,306 @@
+"""Ledger events: the decoded form, field rules, signing and the signed envelope.
+
+An event's canonical bytes (``body``) are the Avro single-object encoding of
+``schemas/event.avsc``. Its hash is SHA-256 of ``body``; because ``body``
+contains ``prev_hash``, the hash covers the previous event's hash and the
+event itself (one hash chain per subject). Its signature is Ed25519 over
+``body`` by the key ``key_id`` of ``actor``. On Kafka and in the store the pair
+travels as ``schemas/signed_event.avsc``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
+
+from ledger import gs1
+from ledger.encoding import envelope_codec, event_codec
+from ledger.errors import Refused
+from ledger.keys import KeyPair
+
+GENESIS_HASH = bytes(32)
+
+LABEL_KINDS = ("Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned")
+LOT_KINDS = ("Recalled",)
+ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked")
+KINDS_BY_SUBJECT = {"label": LABEL_KINDS, "lot": LOT_KINDS, "actor": ACTOR_KINDS}
+ROLES = ("registrar", "producer", "distributor", "retailer", "regulator", "gateway")
+
+# The GS1 EPCIS 2.0 / CBV names each event kind maps to: (bizStep, disposition).
+EPCIS_MAPPING = {
+    "Issued": ("commissioning", "active"),
+    "Shipped": ("shipping", "in_transit"),
+    "Received": ("receiving", "in_progress"),
+    "Scanned": ("inspecting", None),
+    "FlaggedCounterfeit": ("inspecting", "non_conformant"),
+    "Recalled": ("holding", "recalled"),
+    "Decommissioned": ("decommissioning", "inactive"),
+}
+
+_ACTOR_ID = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+_KEY_ID = re.compile(r"[0-9a-f]{64}")
+_REGION = re.compile(r"[0-9]{2,12}")
+_CHANNEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_PREFIX = re.compile(r"[0-9]{6,12}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EXPIRY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+MAX_TEXT = {"product": 200, "name": 200, "reason": 500, "session": 128, "pin_hash": 256}
+MAX_CLOCK_SKEW_SECONDS = 300
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A ledger event, decoded. ``kind`` is the payload record's name."""
+
+    event_id: str
+    subject_type: str
+    subject: str
+    seq: int
+    prev_hash: bytes
+    occurred_at: datetime
+    actor: str
+    key_id: str
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        return {
+            "event_id": self.event_id,
+            "subject_type": self.subject_type,
+            "subject": self.subject,
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+            "occurred_at": self.occurred_at,
+            "actor": self.actor,
+            "key_id": self.key_id,
+            "payload": (f"traceledger.v1.{self.kind}", self.payload),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Event":
+        name, payload = record["payload"]
+        return cls(
+            event_id=record["event_id"],
+            subject_type=record["subject_type"],
+            subject=record["subject"],
+            seq=record["seq"],
+            prev_hash=record["prev_hash"],
+            occurred_at=record["occurred_at"],
+            actor=record["actor"],
+            key_id=record["key_id"],
+            kind=name.rsplit(".", 1)[-1],
+            payload=payload,
+        )
+
+    def encode(self) -> bytes:
+        """The canonical bytes. Validates first: nothing invalid gets signed."""
+        validate_event(self)
+        try:
+            return event_codec().encode(self.to_record())
+        except (ValueError, TypeError, KeyError) as exc:  # wrong types in payload
+            raise Refused("invalid_field", f"{self.kind}: {exc}", field="payload") from None
+
+    def sign(self, key: KeyPair) -> "SignedEvent":
+        if key.key_id != self.key_id:
+            raise Refused("key_mismatch", "event names a different key_id than the signing key", field="key_id")
+        body = self.encode()
+        return SignedEvent(body=body, signature=key.sign(body), event=self)
+
+
+@dataclass(frozen=True)
+class SignedEvent:
+    """Canonical body + signature, with the decoded event alongside."""
+
+    body: bytes
+    signature: bytes
+    event: Event
+
+    @cached_property
+    def hash(self) -> bytes:
+        return event_hash(self.body)
+
+    @cached_property
+    def envelope(self) -> bytes:
+        """The Kafka record value: Avro single-object ``SignedEvent``."""
+        return envelope_codec().encode({"body": self.body, "signature": self.signature})
+
+    @classmethod
+    def from_parts(cls, body: bytes, signature: bytes) -> "SignedEvent":
+        """Decode and validate ``body`` (the signature is checked by the caller)."""
+        if not isinstance(signature, (bytes, bytearray)) or len(signature) != 64:
+            raise Refused("bad_signature", "signature must be 64 bytes", field="signature")
+        event = Event.from_record(event_codec().decode(body))
+        validate_event(event)
+        return cls(body=bytes(body), signature=bytes(signature), event=event)
+
+    @classmethod
+    def from_envelope(cls, value: bytes) -> "SignedEvent":
+        parts = envelope_codec().decode(value)
+        return cls.from_parts(parts["body"], parts["signature"])
+
+
+def event_hash(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()
+
+
+def new_event(
+    *,
+    subject_type: str,
+    subject: str,
+    kind: str,
+    payload: dict,
+    actor: str,
+    key_id: str,
+    seq: int = 0,
+    prev_hash: bytes = GENESIS_HASH,
+    occurred_at: datetime | None = None,
+    event_id: str | None = None,
+) -> Event:
+    """Build an event with a fresh id and the current time (microsecond precision)."""
+    when = occurred_at or datetime.now(timezone.utc)
+    return Event(
+        event_id=event_id or str(uuid.uuid4()),
+        subject_type=subject_type,
+        subject=subject,
+        seq=seq,
+        prev_hash=prev_hash,
+        occurred_at=when,
+        actor=actor,
+        key_id=key_id,
+        kind=kind,
+        payload=payload,
+    )
+
+
+# ---------------------------------------------------------------- field rules
+
+
+def _text(value: Any, name: str, *, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise Refused("invalid_field", f"{name} must be a non-empty string", field=name)
+    limit = MAX_TEXT.get(name, 64)
+    if len(value) > limit:
+        raise Refused("field_too_long", f"{name} is longer than {limit} characters", field=name)
+    if _CONTROL.search(value):
+        raise Refused("invalid_field", f"{name} contains control characters", field=name)
+
+
+def _match(pattern: re.Pattern, value: Any, name: str, what: str, *, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise Refused("invalid_field", f"{name} must be {what}", field=name)
+
+
+def validate_actor_id(value: Any, name: str = "actor") -> str:
+    _match(_ACTOR_ID, value, name, "2-64 characters of a-z, 0-9, '.', '_', '-'")
+    return value
+
+
+def validate_region(value: Any, name: str = "region", *, required: bool = True) -> None:
+    _match(_REGION, value, name, "a region code of 2-12 digits (GB/T 2260 prefix)", required=required)
+
+
+def validate_channel(value: Any, name: str = "channel") -> None:
+    _match(_CHANNEL, value, name, "a channel name of a-z, 0-9, '_' (max 32)")
+
+
+def _validate_subject(event: Event) -> None:
+    if event.subject_type == "label":
+        gs1.validate_serial(event.subject, "subject")
+    elif event.subject_type == "lot":
+        gtin, lot = gs1.split_lot_key(event.subject)
+        if f"{gtin}/{lot}" != event.subject:
+            raise Refused("invalid_lot", "lot key must use the GTIN-14 form", field="subject")
+    elif event.subject_type == "actor":
+        validate_actor_id(event.subject, "subject")
+    else:
+        raise Refused("invalid_field", f"unknown subject_type {event.subject_type!r}", field="subject_type")
+
+
+def validate_event(event: Event) -> None:
+    """Field-level rules that need no ledger state. Raises :class:`Refused`."""
+    try:
+        if str(uuid.UUID(event.event_id)) != event.event_id:
+            raise ValueError
+    except (ValueError, TypeError, AttributeError):
+        raise Refused("invalid_field", "event_id must be a lower-case UUID", field="event_id") from None
+    _validate_subject(event)
+    if event.kind not in KINDS_BY_SUBJECT.get(event.subject_type, ()):
+        raise Refused("invalid_field", f"{event.kind} is not an event of a {event.subject_type}", field="payload")
+    if not isinstance(event.seq, int) or event.seq < 0:
+        raise Refused("invalid_field", "seq must be >= 0", field="seq")
+    if not isinstance(event.prev_hash, bytes) or len(event.prev_hash) != 32:
+        raise Refused("invalid_field", "prev_hash must be 32 bytes", field="prev_hash")
+    if (event.seq == 0) != (event.prev_hash == GENESIS_HASH):
+        raise Refused("chain_mismatch", "prev_hash must be the genesis value exactly when seq is 0", field="prev_hash")
+    if not isinstance(event.occurred_at, datetime) or event.occurred_at.tzinfo is None:
+        raise Refused("invalid_field", "occurred_at must be a timezone-aware time", field="occurred_at")
+    if event.occurred_at < EARLIEST:
+        raise Refused("invalid_field", "occurred_at is before 2000", field="occurred_at")
+    validate_actor_id(event.actor)
+    _match(_KEY_ID, event.key_id, "key_id", "64 lower-case hex digits")
+    _validate_payload(event.kind, event.payload)
+
+
+def _validate_payload(kind: str, p: dict) -> None:
+    if not isinstance(p, dict):
+        raise Refused("invalid_field", "payload must be a record", field="payload")
+    if kind == "Issued":
+        if gs1.normalize_gtin(p.get("gtin")) != p.get("gtin"):
+            raise Refused("invalid_gtin", "gtin must be written as GTIN-14", field="gtin")
+        gs1.validate_lot(p.get("lot"))
+        _match(_EXPIRY, p.get("expiry"), "expiry", "a date YYYY-MM-DD", required=False)
+        if p.get("expiry") is not None:
+            try:
+                datetime.strptime(p["expiry"], "%Y-%m-%d")
+            except ValueError:
+                raise Refused("invalid_field", "expiry is not a calendar date", field="expiry") from None
+        _text(p.get("product"), "product")
+        validate_region(p.get("region"), required=False)
+        _text(p.get("pin_hash"), "pin_hash", required=False)
+    elif kind == "Shipped":
+        validate_actor_id(p.get("consignee"), "consignee")
+        validate_region(p.get("territory"), "territory")
+        validate_channel(p.get("channel"))
+        validate_region(p.get("region"), required=False)
+    elif kind == "Received":
+        validate_region(p.get("region"), required=False)
+    elif kind == "Scanned":
+        validate_channel(p.get("channel"))
+        validate_region(p.get("region"), required=False)
+        for name, limit in (("lat", 90.0), ("lon", 180.0)):
+            v = p.get(name)
+            if v is not None and (not isinstance(v, float) or abs(v) > limit or round(v, 2) != v):
+                raise Refused("invalid_field", f"{name} must be coarse degrees (2 decimals) within ±{limit:g}", field=name)
+        _text(p.get("session"), "session", required=False)
+    elif kind in ("FlaggedCounterfeit", "Recalled", "Decommissioned", "ActorRevoked"):
+        _text(p.get("reason"), "reason")
+        if kind == "FlaggedCounterfeit":
+            validate_region(p.get("region"), required=False)
+    elif kind == "ActorRegistered":
+        if p.get("role") not in ROLES:
+            raise Refused("invalid_field", f"role must be one of {', '.join(ROLES)}", field="role")
+        _text(p.get("name"), "name")
+        _public_key(p.get("public_key"))
+        prefixes = p.get("gtin_prefixes")
+        if not isinstance(prefixes, list) or len(prefixes) > 50:
+            raise Refused("invalid_field", "gtin_prefixes must be a list of at most 50", field="gtin_prefixes")
+        for prefix in prefixes:
+            _match(_PREFIX, prefix, "gtin_prefixes", "GS1 company prefixes of 6-12 digits")
+    elif kind == "ActorKeyRotated":
+        _public_key(p.get("public_key"))
+
+
+def _public_key(value: Any) -> None:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise Refused("invalid_field", "public_key must be 32 bytes", field="public_key")

@@ -1,0 +1,87 @@
+"""GS1 identifiers: GTIN check digits, AI (21) serials, AI (10) lots, Digital Link URIs.
+
+Serials are unguessable: 100 bits from the OS CSPRNG rendered as 20 characters
+of Crockford base32 (digits and upper-case letters without I, L, O, U), which
+sits inside GS1 AI (21)'s character set (CSET 82) and its 20-character limit.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import quote
+
+from ledger.errors import Refused
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+SERIAL_BITS = 100
+SERIAL_LEN = 20
+
+# GS1 General Specifications, figure 7.11-1: the 82 characters allowed in AIs 10 and 21.
+_CSET82 = re.compile(r"""[!"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}""")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def gtin_check_digit(body: str) -> int:
+    """The check digit for the digits ``body`` (a GTIN without its last digit)."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        total += int(ch) * (3 if i % 2 == 0 else 1)
+    return (10 - total % 10) % 10
+
+
+def normalize_gtin(gtin: str) -> str:
+    """Validate a GTIN-8/12/13/14 and return it as GTIN-14; refuse bad input."""
+    if not isinstance(gtin, str) or not _DIGITS.fullmatch(gtin) or len(gtin) not in (8, 12, 13, 14):
+        raise Refused("invalid_gtin", "GTIN must be 8, 12, 13 or 14 digits", field="gtin")
+    if gtin_check_digit(gtin[:-1]) != int(gtin[-1]):
+        raise Refused(
+            "invalid_gtin",
+            f"GTIN {gtin} has a wrong check digit (expected {gtin_check_digit(gtin[:-1])})",
+            field="gtin",
+        )
+    return gtin.zfill(14)
+
+
+def validate_serial(serial: str, field: str = "serial") -> str:
+    if not isinstance(serial, str) or not _CSET82.fullmatch(serial):
+        raise Refused(
+            "invalid_serial",
+            "serial must be 1-20 characters of GS1 AI (21)'s character set",
+            field=field,
+        )
+    return serial
+
+
+def validate_lot(lot: str, field: str = "lot") -> str:
+    if not isinstance(lot, str) or not _CSET82.fullmatch(lot):
+        raise Refused("invalid_lot", "lot must be 1-20 characters of GS1 AI (10)'s character set", field=field)
+    return lot
+
+
+def new_serial() -> str:
+    """A fresh unguessable serial (100 random bits, 20 Crockford base32 characters)."""
+    n = secrets.randbits(SERIAL_BITS)
+    out = []
+    for _ in range(SERIAL_LEN):
+        out.append(CROCKFORD[n & 31])
+        n >>= 5
+    return "".join(reversed(out))
+
+
+def digital_link_uri(gtin: str, serial: str, host: str = "id.traceledger.example") -> str:
+    """GS1 Digital Link URI ``https://<host>/01/<GTIN-14>/21/<serial>``."""
+    gtin14 = normalize_gtin(gtin)
+    validate_serial(serial)
+    return f"https://{host}/01/{gtin14}/21/{quote(serial, safe='')}"
+
+
+def lot_key(gtin: str, lot: str) -> str:
+    """Subject id of a lot: ``<GTIN-14>/<lot>`` (GTIN has fixed width, so this parses)."""
+    return f"{normalize_gtin(gtin)}/{validate_lot(lot)}"
+
+
+def split_lot_key(key: str) -> tuple[str, str]:
+    if not isinstance(key, str) or len(key) < 16 or key[14] != "/":
+        raise Refused("invalid_lot", "lot key must be '<GTIN-14>/<lot>'", field="subject")
+    return normalize_gtin(key[:14]), validate_lot(key[15:])

@@ -1,0 +1,186 @@
+"""The ledger's write path: verify, authorize and append batches of signed events.
+
+``Ledger.append`` takes client-signed events, checks each one (canonical
+encoding, signature by the actor's current key, chain link, role and
+ownership, legal transition) and stores the accepted ones in one transaction.
+Each event gets its own result; a refused event writes nothing. The ledger
+never holds a private key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Sequence
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from ledger.errors import Refused
+from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
+from ledger.keys import verify_signature
+from ledger.lifecycle import ActorState, authorize, fold, is_bootstrap, signer_of
+from ledger.store import Chain, LedgerApplication, chain_id
+from traceledger.config import Settings
+from traceledger.logs import get_logger
+
+log = get_logger("ledger")
+
+# Any fixed number: the advisory lock that serializes bootstrapping a ledger.
+_BOOTSTRAP_LOCK = 0x7472616365
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one submitted event."""
+
+    index: int
+    event_id: str | None
+    subject: str | None
+    seq: int | None
+    status: str  # accepted | duplicate | refused
+    hash: str | None = None
+    error: Refused | None = None
+
+    def as_dict(self) -> dict:
+        out = {"index": self.index, "event_id": self.event_id, "subject": self.subject, "seq": self.seq, "status": self.status}
+        if self.hash:
+            out["hash"] = self.hash
+        if self.error:
+            out.update(self.error.as_dict())
+        return out
+
+
+class Ledger:
+    """Write side of traceledger over one :class:`LedgerApplication`."""
+
+    def __init__(self, settings: Settings, app: LedgerApplication | None = None):
+        self.settings = settings
+        self.app = app or LedgerApplication(env=settings.eventsourcing_env())
+
+    # ------------------------------------------------------------ reading
+
+    def head(self, subject_type: str, subject: str) -> dict | None:
+        chain = self.app.load_chain(subject_type, subject)
+        if chain is None:
+            return None
+        return {"subject_type": subject_type, "subject": subject, "seq": chain.length - 1, "hash": chain.head.hex(), "broken": chain.broken}
+
+    def heads(self, subjects: Sequence[tuple[str, str]]) -> dict[str, dict | None]:
+        chains = self.app.load_chains(chain_id(t, s) for t, s in subjects)
+        out: dict[str, dict | None] = {}
+        for t, s in subjects:
+            c = chains.get(chain_id(t, s))
+            out[s] = None if c is None else {"seq": c.length - 1, "hash": c.head.hex(), "broken": c.broken}
+        return out
+
+    def actor(self, actor_id: str) -> ActorState | None:
+        chain = self.app.load_chain("actor", actor_id)
+        return None if chain is None else chain.state
+
+    # ------------------------------------------------------------ writing
+
+    def append(
+        self,
+        batch: Sequence[SignedEvent | Refused],
+        *,
+        now: datetime | None = None,
+        tracking: Tracking | None = None,
+    ) -> list[Result]:
+        """Verify and append ``batch``; one :class:`Result` per item, in order.
+
+        Items that failed to decode upstream arrive as :class:`Refused` and are
+        reported in place. ``tracking`` (the scan inbox worker's position) is
+        recorded in the same transaction as the accepted events.
+        """
+        now = now or datetime.now(timezone.utc)
+        decoded = [s for s in batch if isinstance(s, SignedEvent)]
+        wanted = {chain_id(s.event.subject_type, s.event.subject) for s in decoded}
+        for s in decoded:
+            wanted.add(chain_id("actor", s.event.actor))
+            if s.event.kind == "Shipped":
+                wanted.add(chain_id("actor", s.event.payload["consignee"]))
+        chains = self.app.load_chains(wanted)
+        touched: dict = {}
+        results: list[Result] = []
+        bootstrapping = False
+
+        def actors(actor_id: str) -> ActorState | None:
+            key = chain_id("actor", actor_id)
+            if key not in chains:  # an actor named only in a payload field
+                chains.update(self.app.load_chains([key]))
+            c = chains.get(key)
+            return None if c is None else c.state
+
+        for index, item in enumerate(batch):
+            if isinstance(item, Refused):
+                results.append(Result(index, None, None, None, "refused", error=item))
+                continue
+            e = item.event
+            key = chain_id(e.subject_type, e.subject)
+            chain = chains.get(key)
+            try:
+                if chain is not None and e.seq < chain.length and chain.hashes[e.seq] == item.hash:
+                    results.append(Result(index, e.event_id, e.subject, e.seq, "duplicate", hash=item.hash.hex()))
+                    continue
+                if chain is not None and chain.broken:
+                    raise Refused("chain_broken", f"the stored chain of {e.subject} is broken: {chain.broken}", field="subject")
+                if e.occurred_at > now + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS):
+                    raise Refused("invalid_field", "occurred_at is in the future", field="occurred_at")
+                if is_bootstrap(e) and not touched and self._ledger_is_empty():
+                    signer = fold(None, e, item.hash)
+                    bootstrapping = True
+                else:
+                    signer = signer_of(e, actors)
+                if not verify_signature(signer.public_key, item.body, item.signature):
+                    raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
+                authorize(chain.state if chain else None, e, signer, actors)
+            except Refused as refusal:
+                log.info("event_refused", serial=e.subject, event_id=e.event_id, code=refusal.code, field=refusal.field, detail=refusal.detail)
+                results.append(Result(index, e.event_id, e.subject, e.seq, "refused", error=refusal))
+                continue
+            if chain is None:
+                chain = Chain.start(item)
+                chains[key] = chain
+            else:
+                chain.append(item)
+            touched[key] = chain
+            results.append(Result(index, e.event_id, e.subject, e.seq, "accepted", hash=item.hash.hex()))
+
+        if touched or tracking:
+            self._save(touched, results, tracking, bootstrapping)
+        return results
+
+    def _ledger_is_empty(self) -> bool:
+        return self.app.recorder.max_notification_id() is None
+
+    def _save(self, touched: dict, results: list[Result], tracking, bootstrapping: bool) -> None:
+        pending = {key: chain.collect_events() for key, chain in touched.items()}
+        everything = [e for events in pending.values() for e in events]
+        try:
+            if bootstrapping:
+                with psycopg.connect(self.settings.pg_conninfo, autocommit=True) as lock_conn:
+                    lock_conn.execute("SELECT pg_advisory_lock(%s)", (_BOOTSTRAP_LOCK,))
+                    if not self._ledger_is_empty():
+                        raise IntegrityError("ledger was bootstrapped concurrently")
+                    self.app.events.put(everything, tracking=tracking)
+            else:
+                self.app.events.put(everything, tracking=tracking)
+            return
+        except IntegrityError:
+            if tracking is not None or bootstrapping:
+                raise  # the scan worker retries its whole batch with fresh heads
+        # Someone else appended to one of these chains first. Save chain by
+        # chain so that only the events that lost the race are refused.
+        log.info("append_conflict_retrying_per_chain", chains=len(pending))
+        for key, events in pending.items():
+            try:
+                self.app.events.put(events)
+            except IntegrityError:
+                subject = touched[key].subject
+                for i, r in enumerate(results):
+                    if r.status == "accepted" and r.subject == subject:
+                        results[i] = Result(
+                            r.index, r.event_id, r.subject, r.seq, "refused",
+                            error=Refused("stale_head", f"another writer appended to {subject} first; fetch the new head and sign again", field="prev_hash"),
+                        )

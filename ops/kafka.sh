@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka broker (KRaft, broker+controller in one JVM).
+#
+# Usage: ops/kafka.sh start|stop|status
+#        ops/kafka.sh run-class <main-class> [args...]   # run a Kafka CLI tool
+#
+# Kafka is not installed system-wide: its jars are resolved from Maven Central
+# with ops/kafka/pom.xml into a per-version cache and run straight off the
+# classpath. Everything that changes at runtime lives under <repo>/.run/.
+#
+# Environment:
+#   KAFKA_PORT              broker (PLAINTEXT) port            default 9092
+#   KAFKA_CONTROLLER_PORT   KRaft controller port              default 9093
+#   KAFKA_VERSION           overrides <kafka.version> in ops/kafka/pom.xml
+#   TRACELEDGER_CACHE       jar cache root          default ~/.cache/traceledger
+#   KAFKA_START_TIMEOUT     seconds to wait for the broker     default 90
+#   KAFKA_STOP_TIMEOUT      seconds before SIGKILL on stop     default 30
+set -euo pipefail
+
+OPS_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_DIR="$(dirname -- "$OPS_DIR")"
+KAFKA_OPS_DIR="$OPS_DIR/kafka"
+RUN_DIR="$REPO_DIR/.run"
+
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+# The pom is the single source of truth for the version; the script only reads
+# it (so the cache dir name matches) and hands it back to Maven with -D.
+KAFKA_VERSION="${KAFKA_VERSION:-$(sed -n 's:.*<kafka\.version>\(.*\)</kafka\.version>.*:\1:p' "$KAFKA_OPS_DIR/pom.xml" | head -n1)}"
+CACHE_ROOT="${TRACELEDGER_CACHE:-${HOME:?HOME is unset; set TRACELEDGER_CACHE}/.cache/traceledger}"
+CACHE_DIR="$CACHE_ROOT/kafka-$KAFKA_VERSION"
+LIBS_DIR="$CACHE_DIR/libs"
+LIBS_STAMP="$CACHE_DIR/libs.stamp"
+
+DATA_DIR="$RUN_DIR/kafka/data"
+PROPS_FILE="$RUN_DIR/kafka/server.properties"
+PID_FILE="$RUN_DIR/kafka.pid"
+LOG_FILE="$RUN_DIR/kafka.log"
+TOOLS_LOG_FILE="$RUN_DIR/kafka-tools.log"
+MVN_LOG_FILE="$RUN_DIR/kafka-mvn.log"
+LOCK_FILE="$RUN_DIR/kafka.lock"
+BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+
+log() { echo "[ops] kafka: $*"; }
+die() { echo "[ops] kafka: ERROR: $*" >&2; exit 1; }
+
+usage() {
+    echo "usage: $0 start|stop|status|run-class <main-class> [args...]" >&2
+    exit 2
+}
+
+prepare_run_dir() {
+    mkdir -p "$RUN_DIR" "$DATA_DIR"
+    # Keep runtime state out of `git status` without touching the repo's
+    # own .gitignore.
+    [[ -f "$RUN_DIR/.gitignore" ]] || echo '*' >"$RUN_DIR/.gitignore"
+}
+
+# Serialise start/stop so two concurrent `up`s cannot launch two brokers.
+# fd 9 is closed for the broker itself (see launch) so it does not hold it.
+take_lock() {
+    exec 9>"$LOCK_FILE"
+    flock -w 180 9 || die "another ops/kafka.sh is still running (lock $LOCK_FILE)"
+}
+
+# --- prerequisites ---------------------------------------------------------
+
+java_major() {
+    local v
+    v="$(java -version 2>&1 | sed -n 's/.* version "\([^"]*\)".*/\1/p' | head -n1)"
+    v="${v#1.}"            # 1.8.0_x -> 8.0_x
+    echo "${v%%[.+-]*}"
+}
+
+ensure_java_and_maven() {
+    if command -v java >/dev/null && command -v mvn >/dev/null; then
+        :
+    elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+        log "installing Java and Maven with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            default-jre-headless maven >/dev/null
+    else
+        die "java and mvn are required (Java 17+, Maven 3.6+); install them first"
+    fi
+    local major
+    major="$(java_major)"
+    [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] ||
+        die "Kafka $KAFKA_VERSION needs Java 17+, found: $(java -version 2>&1 | head -n1)"
+}
+
+# Resolve the broker jars into $LIBS_DIR unless a complete copy for this exact
+# pom is already there. The copy goes to a temp dir and is renamed into place,
+# and the stamp is written last, so an interrupted download is never mistaken
+# for a complete one.
+resolve_jars() {
+    [[ -n "$KAFKA_VERSION" ]] || die "could not read <kafka.version> from $KAFKA_OPS_DIR/pom.xml"
+    local want
+    want="$KAFKA_VERSION $(sha256sum "$KAFKA_OPS_DIR/pom.xml" | cut -d' ' -f1)"
+    if [[ -d "$LIBS_DIR" && -f "$LIBS_STAMP" && "$(cat "$LIBS_STAMP")" == "$want" ]]; then
+        return 0
+    fi
+    ensure_java_and_maven
+    log "resolving jars for Kafka $KAFKA_VERSION into $LIBS_DIR (first run downloads ~100 MB)"
+    mkdir -p "$CACHE_DIR"
+    local tmp="$LIBS_DIR.tmp.$$"
+    rm -rf "$tmp"
+    if ! mvn -q -B -ntp -f "$KAFKA_OPS_DIR/pom.xml" \
+            -Dkafka.version="$KAFKA_VERSION" \
+            dependency:copy-dependencies -DoutputDirectory="$tmp" \
+            >"$MVN_LOG_FILE" 2>&1; then
+        rm -rf "$tmp"
+        tail -n 40 "$MVN_LOG_FILE" >&2 || true
+        die "Maven could not resolve Kafka $KAFKA_VERSION (full output: $MVN_LOG_FILE)"
+    fi
+    [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] ||
+        { rm -rf "$tmp"; die "Maven finished but kafka_2.13-$KAFKA_VERSION.jar is missing"; }
+    rm -rf "$LIBS_DIR"
+    mv "$tmp" "$LIBS_DIR"
+    echo "$want" >"$LIBS_STAMP"
+    log "$(ls "$LIBS_DIR" | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) cached"
+}
+
+# Run a Kafka CLI class (StorageTool, TopicCommand, console producer, ...).
+# Its logging goes to .run/kafka-tools.log at WARN so retry chatter from the
+# client never clutters the terminal. Built as an array (TOOL_CMD) so that
+# `timeout` can run it too; kafka_java is the plain-call convenience.
+kafka_tool_cmd() {
+    TOOL_CMD=(java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+        -Dlog4j2.configurationFile="$KAFKA_OPS_DIR/log4j2.xml"
+        -Dtraceledger.kafka.log="$TOOLS_LOG_FILE"
+        -Dtraceledger.kafka.loglevel=WARN
+        -cp "$LIBS_DIR/*")
+}
+kafka_java() {
+    local TOOL_CMD
+    kafka_tool_cmd
+    "${TOOL_CMD[@]}" "$@"
+}
+
+# --- process bookkeeping ---------------------------------------------------
+
+# A pid counts only if it is alive (zombies are dead: in containers PID 1 may
+# never reap the orphaned broker) and really is *this checkout's* broker, so a
+# recycled pid or another repo's Kafka is never touched.
+is_our_broker() {
+    local pid="$1" state
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" || return 1
+    [[ "$state" != Z ]] || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$PROPS_FILE" &&
+        tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF kafka.Kafka
+}
+
+# Print the broker's pid. Falls back to scanning /proc when the pid file was
+# lost (e.g. .run/kafka.pid deleted by hand) and repairs the pid file.
+find_pid() {
+    local pid=""
+    [[ -f "$PID_FILE" ]] && pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+    if is_our_broker "$pid"; then echo "$pid"; return 0; fi
+    local d
+    for d in /proc/[0-9]*; do
+        pid="${d#/proc/}"
+        if is_our_broker "$pid"; then
+            echo "$pid" >"$PID_FILE"
+            echo "$pid"
+            return 0
+        fi
+    done
+    return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A real client round trip (Admin listTopics), not just an open socket: in
+# KRaft the broker only serves requests once it is unfenced and has metadata.
+broker_answers() {
+    port_open "$KAFKA_PORT" || return 1
+    local TOOL_CMD
+    kafka_tool_cmd
+    timeout 30 "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "$BOOTSTRAP" --list >/dev/null 2>&1
+}
+
+show_log_tail() {
+    if [[ -f "$LOG_FILE" ]]; then
+        echo "----- last 40 lines of $LOG_FILE -----" >&2
+        tail -n 40 "$LOG_FILE" >&2
+        echo "-----" >&2
+    fi
+}
+
+# Wait until the broker answers. Bails out early if the process dies.
+wait_ready() {
+    local pid="$1" deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        if ! is_our_broker "$pid"; then
+            show_log_tail
+            die "broker process $pid exited during startup (see $LOG_FILE)"
+        fi
+        if broker_answers; then return 0; fi
+        sleep 1
+    done
+    show_log_tail
+    die "broker (pid $pid) did not answer on $BOOTSTRAP within ${KAFKA_START_TIMEOUT}s (see $LOG_FILE)"
+}
+
+# --- commands --------------------------------------------------------------
+
+render_properties() {
+    local text
+    text="$(<"$KAFKA_OPS_DIR/server.properties.in")"
+    # Quoted replacements: bash 5.2 would otherwise treat '&' in a path
+    # specially.
+    text="${text//@KAFKA_PORT@/"$KAFKA_PORT"}"
+    text="${text//@KAFKA_CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}"
+    text="${text//@KAFKA_DATA_DIR@/"$DATA_DIR"}"
+    if grep -q '@[A-Z_]*@' <<<"$text"; then
+        die "unreplaced placeholder in server.properties.in: $(grep -o '@[A-Z_]*@' <<<"$text" | head -n1)"
+    fi
+    printf '%s\n' "$text" >"$PROPS_FILE.tmp"
+    mv "$PROPS_FILE.tmp" "$PROPS_FILE"
+}
+
+# KRaft storage must be formatted exactly once; meta.properties is what
+# StorageTool writes last, so it marks a completed format. Re-formatting would
+# wipe the cluster id and every topic.
+format_storage_once() {
+    [[ -f "$DATA_DIR/meta.properties" ]] && return 0
+    local cluster_id
+    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)" ||
+        die "kafka.tools.StorageTool random-uuid failed (see $TOOLS_LOG_FILE)"
+    log "formatting KRaft storage in $DATA_DIR (cluster id $cluster_id)"
+    # Static quorum (controller.quorum.voters), hence no --standalone.
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" >/dev/null ||
+        die "formatting $DATA_DIR failed (see $TOOLS_LOG_FILE)"
+}
+
+cmd_start() {
+    prepare_run_dir
+    take_lock
+    local pid
+    if pid="$(find_pid)"; then
+        if broker_answers; then
+            log "already running (pid $pid) on $BOOTSTRAP"
+            return 0
+        fi
+        # Probably still starting (another invocation, or a restart after a
+        # crash): give it the normal startup window instead of launching a
+        # second JVM on the same data dir.
+        log "process $pid exists but does not answer yet; waiting"
+        wait_ready "$pid"
+        log "ready on $BOOTSTRAP (pid $pid)"
+        return 0
+    fi
+    local t0=$SECONDS
+    resolve_jars
+    ensure_java_and_maven
+    render_properties
+    local p
+    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        port_open "$p" && die "port $p on 127.0.0.1 is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
+    done
+    format_storage_once
+
+    # Keep a single log file but do not let it grow forever.
+    if [[ -f "$LOG_FILE" ]] && (($(stat -c %s "$LOG_FILE") > 50 * 1024 * 1024)); then
+        mv -f "$LOG_FILE" "$LOG_FILE.1"
+    fi
+    echo "===== ops/kafka.sh start $(date -Is) (Kafka $KAFKA_VERSION) =====" >>"$LOG_FILE"
+
+    log "starting broker on $BOOTSTRAP (log: $LOG_FILE)"
+    rm -f "$PID_FILE"
+    # setsid + nohup: the broker must outlive this shell, its terminal and the
+    # CI step. The tiny bash wrapper records its own pid and then execs java,
+    # so the pid file holds the JVM's pid no matter whether setsid had to fork.
+    # JVM stdout/stderr (crashes, bad flags) go to the same log file; both it
+    # and log4j append, so the writes do not clobber each other.
+    nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-launcher "$PID_FILE" \
+        java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_OPS_DIR/log4j2.xml" \
+        -Dtraceledger.kafka.log="$LOG_FILE" \
+        -cp "$LIBS_DIR/*" kafka.Kafka "$PROPS_FILE" \
+        </dev/null >>"$LOG_FILE" 2>&1 9>&- &
+
+    local i
+    for i in $(seq 50); do
+        [[ -s "$PID_FILE" ]] && break
+        sleep 0.1
+    done
+    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+    [[ -n "$pid" ]] || die "broker launcher did not record a pid"
+    wait_ready "$pid"
+    log "ready on $BOOTSTRAP (pid $pid, $((SECONDS - t0))s)"
+}
+
+cmd_stop() {
+    prepare_run_dir
+    take_lock
+    local pid
+    if ! pid="$(find_pid)"; then
+        rm -f "$PID_FILE"
+        log "not running"
+        return 0
+    fi
+    log "stopping broker (pid $pid)"
+    # SIGTERM triggers Kafka's controlled shutdown, which flushes logs and
+    # avoids log recovery on the next start.
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while is_our_broker "$pid" && ((SECONDS < deadline)); do
+        sleep 0.5
+    done
+    if is_our_broker "$pid"; then
+        log "still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        deadline=$((SECONDS + 10))
+        while is_our_broker "$pid" && ((SECONDS < deadline)); do
+            sleep 0.2
+        done
+        is_our_broker "$pid" && die "could not kill broker pid $pid"
+    fi
+    rm -f "$PID_FILE"
+    log "stopped"
+}
+
+cmd_status() {
+    local pid
+    if ! pid="$(find_pid)"; then
+        echo "kafka: down"
+        return 1
+    fi
+    if [[ -f "$LIBS_STAMP" ]] && broker_answers; then
+        echo "kafka: up (pid $pid, $BOOTSTRAP, Kafka $KAFKA_VERSION)"
+        return 0
+    fi
+    echo "kafka: NOT answering (pid $pid alive, $BOOTSTRAP; see $LOG_FILE)"
+    return 1
+}
+
+cmd_run_class() {
+    [[ $# -ge 1 ]] || usage
+    prepare_run_dir
+    resolve_jars >&2
+    kafka_java "$@"
+}
+
+case "${1:-}" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    run-class) shift; cmd_run_class "$@" ;;
+    *) usage ;;
+esac

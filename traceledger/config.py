@@ -1,0 +1,99 @@
+"""All configuration in one place, read from the environment.
+
+Every process (API, relay, projector, CLI, tests) builds a :class:`Settings`
+with :meth:`Settings.from_env`; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_db: str = "traceledger"
+    pg_user: str = "traceledger"
+    pg_password: str = "traceledger"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = 6
+    api_url: str = "http://127.0.0.1:8000"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8000
+    resolver_host: str = "id.traceledger.example"
+    gateway_key: Path | None = None
+    run_dir: Path = field(default=REPO_ROOT / ".run")
+    relay_batch: int = 1000
+    scan_batch: int = 500
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        d = cls()
+        gateway_key = env.get("TRACELEDGER_GATEWAY_KEY")
+        return cls(
+            pg_host=env.get("TRACELEDGER_PG_HOST", d.pg_host),
+            pg_port=_int(env, "TRACELEDGER_PG_PORT", d.pg_port),
+            pg_db=env.get("TRACELEDGER_PG_DB", d.pg_db),
+            pg_user=env.get("TRACELEDGER_PG_USER", d.pg_user),
+            pg_password=env.get("TRACELEDGER_PG_PASSWORD", d.pg_password),
+            kafka_bootstrap=env.get("TRACELEDGER_KAFKA", d.kafka_bootstrap),
+            topic_prefix=env.get("TRACELEDGER_TOPIC_PREFIX", d.topic_prefix),
+            partitions=_int(env, "TRACELEDGER_PARTITIONS", d.partitions),
+            api_url=env.get("TRACELEDGER_API", d.api_url).rstrip("/"),
+            listen_host=env.get("TRACELEDGER_LISTEN_HOST", d.listen_host),
+            listen_port=_int(env, "TRACELEDGER_LISTEN_PORT", d.listen_port),
+            resolver_host=env.get("TRACELEDGER_RESOLVER_HOST", d.resolver_host),
+            gateway_key=Path(gateway_key) if gateway_key else None,
+            run_dir=Path(env.get("TRACELEDGER_RUN_DIR", d.run_dir)),
+            relay_batch=_int(env, "TRACELEDGER_RELAY_BATCH", d.relay_batch),
+            scan_batch=_int(env, "TRACELEDGER_SCAN_BATCH", d.scan_batch),
+        )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def label_topic(self) -> str:
+        return f"{self.topic_prefix}label-events"
+
+    @property
+    def actor_topic(self) -> str:
+        return f"{self.topic_prefix}actor-events"
+
+    @property
+    def pg_conninfo(self) -> str:
+        return (
+            f"host={self.pg_host} port={self.pg_port} dbname={self.pg_db} "
+            f"user={self.pg_user} password={self.pg_password}"
+        )
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment eventsourcing's PostgreSQL factory is configured by."""
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_HOST": self.pg_host,
+            "POSTGRES_PORT": str(self.pg_port),
+            "POSTGRES_DBNAME": self.pg_db,
+            "POSTGRES_USER": self.pg_user,
+            "POSTGRES_PASSWORD": self.pg_password,
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+        }
