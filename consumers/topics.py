@@ -1,0 +1,46 @@
+"""Kafka topics of traceledger and their creation (idempotent)."""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from traceledger.config import Settings
+from traceledger.logs import get_logger
+
+log = get_logger("topics")
+
+# A ledger topic is the public record: never delete by age or size.
+_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+def topic_specs(settings: Settings) -> dict[str, int]:
+    """Topic name -> partition count. Actor events stay in one partition so
+    every reader sees registrations, rotations and revocations in order."""
+    return {settings.label_topic: settings.partitions, settings.actor_topic: 1}
+
+
+def ensure_topics(settings: Settings) -> dict[str, int]:
+    """Create missing topics; return the partition count of each."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="traceledger-admin")
+    try:
+        specs = topic_specs(settings)
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=_FOREVER)
+            for name, n in specs.items()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing)
+                log.info("topics_created", topics=[t.name for t in missing])
+            except TopicAlreadyExistsError:
+                pass
+        counts = {}
+        for meta in admin.describe_topics(list(specs)):
+            counts[meta.get("name") or meta.get("topic")] = len(meta["partitions"])
+        return counts
+    finally:
+        admin.close()

@@ -1,0 +1,126 @@
+"""The global log: every accepted event, with a dense index in commit order.
+
+eventsourcing's notification ids follow commit order but have gaps (a rolled
+back insert burns ids). The relay reads notifications in order and gives each
+one the next dense ``log_index`` in ``log_entries`` before publishing it, so
+index i means the same event to every reader (and, later, leaf i of the
+Merkle log). Only one sequencer runs at a time (advisory lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from kafka.partitioner.default import murmur2
+
+from ledger.events import SignedEvent
+from ledger.store import LedgerApplication
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS log_entries (
+    log_index bigint PRIMARY KEY,
+    notification_id bigint NOT NULL UNIQUE,
+    subject_type text NOT NULL,
+    subject text NOT NULL,
+    seq bigint NOT NULL,
+    event_id text NOT NULL,
+    topic text NOT NULL,
+    partition int NOT NULL,
+    value bytea NOT NULL
+);
+"""
+
+SEQUENCER_LOCK = 0x747261636501
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    log_index: int
+    notification_id: int
+    subject_type: str
+    subject: str
+    seq: int
+    event_id: str
+    topic: str
+    partition: int
+    value: bytes  # the Kafka record value: Avro SignedEvent
+
+    @property
+    def key(self) -> bytes:
+        return self.subject.encode()
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner would choose for ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute(SCHEMA_SQL)
+
+
+class Sequencer:
+    """Assigns dense log indexes to new notifications, in order."""
+
+    def __init__(self, app: LedgerApplication, conn: psycopg.Connection, *, label_topic: str, actor_topic: str, partitions: dict[str, int]):
+        self.app = app
+        self.conn = conn
+        self.topics = {"label": label_topic, "lot": label_topic, "actor": actor_topic}
+        self.partitions = partitions
+
+    def last(self) -> tuple[int, int]:
+        """(last log_index, its notification id), (-1, 0) when empty."""
+        row = self.conn.execute(
+            "SELECT log_index, notification_id FROM log_entries ORDER BY log_index DESC LIMIT 1"
+        ).fetchone()
+        return (row[0], row[1]) if row else (-1, 0)
+
+    def sequence_next(self, limit: int) -> list[LogEntry]:
+        """Index up to ``limit`` new notifications; committed before returning."""
+        last_index, last_notification = self.last()
+        notifications = self.app.recorder.select_notifications(
+            start=last_notification, limit=limit, inclusive_of_start=False
+        )
+        entries = []
+        for n in notifications:
+            domain_event = self.app.mapper.to_domain_event(n)
+            signed = SignedEvent.from_parts(domain_event.body, domain_event.signature)
+            e = signed.event
+            topic = self.topics[e.subject_type]
+            last_index += 1
+            entries.append(
+                LogEntry(
+                    log_index=last_index,
+                    notification_id=n.id,
+                    subject_type=e.subject_type,
+                    subject=e.subject,
+                    seq=e.seq,
+                    event_id=e.event_id,
+                    topic=topic,
+                    partition=partition_for(e.subject.encode(), self.partitions[topic]),
+                    value=signed.envelope,
+                )
+            )
+        if entries:
+            with self.conn.transaction():
+                with self.conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO log_entries (log_index, notification_id, subject_type, subject, seq, event_id, topic, partition, value) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        [
+                            (x.log_index, x.notification_id, x.subject_type, x.subject, x.seq, x.event_id, x.topic, x.partition, x.value)
+                            for x in entries
+                        ],
+                    )
+        return entries
+
+    def entries_after(self, log_index: int, limit: int) -> list[LogEntry]:
+        rows = self.conn.execute(
+            "SELECT log_index, notification_id, subject_type, subject, seq, event_id, topic, partition, value "
+            "FROM log_entries WHERE log_index > %s ORDER BY log_index LIMIT %s",
+            (log_index, limit),
+        ).fetchall()
+        return [LogEntry(*r[:8], bytes(r[8])) for r in rows]
+

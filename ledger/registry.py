@@ -1,0 +1,59 @@
+"""Who could sign what, when: actors replayed from their signed events.
+
+Readers of Kafka (the verification projector, the auditor) rebuild the actor
+registry from the actor topic and ask for an actor *as of* a log index, so a
+key revoked later still vouches for what it signed before, and never after.
+Every actor event is itself checked with the shared lifecycle rules.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from ledger.errors import Refused
+from ledger.events import SignedEvent
+from ledger.keys import verify_signature
+from ledger.lifecycle import ActorState, authorize, fold, is_bootstrap, signer_of
+
+
+class ActorRegistry:
+    def __init__(self) -> None:
+        # actor id -> ([log indexes], [states]) in log order
+        self._history: dict[str, tuple[list[int], list[ActorState]]] = {}
+        self.size = 0
+
+    def as_of(self, actor_id: str, log_index: int | None = None) -> ActorState | None:
+        """The actor's state just before ``log_index`` (latest if None)."""
+        entry = self._history.get(actor_id)
+        if entry is None:
+            return None
+        indexes, states = entry
+        if log_index is None:
+            return states[-1]
+        i = bisect_right(indexes, log_index - 1)
+        return states[i - 1] if i else None
+
+    def lookup(self, log_index: int | None):
+        return lambda actor_id: self.as_of(actor_id, log_index)
+
+    def apply(self, signed: SignedEvent, log_index: int) -> ActorState:
+        """Verify and apply one actor event; raise :class:`Refused` if illegal."""
+        e = signed.event
+        if e.subject_type != "actor":
+            raise Refused("invalid_field", "not an actor event", field="subject_type")
+        current = self.as_of(e.subject, log_index)
+        if current is not None and e.seq <= current.seq:
+            raise Refused("duplicate", f"actor {e.subject} event {e.seq} already applied", field="seq")
+        if is_bootstrap(e) and not self._history:
+            signer = fold(None, e, signed.hash)
+        else:
+            signer = signer_of(e, self.lookup(log_index))
+        if not verify_signature(signer.public_key, signed.body, signed.signature):
+            raise Refused("bad_signature", "actor event signature does not verify", field="signature")
+        authorize(current, e, signer, self.lookup(log_index))
+        new = fold(current, e, signed.hash)
+        indexes, states = self._history.setdefault(e.subject, ([], []))
+        indexes.append(log_index)
+        states.append(new)
+        self.size += 1
+        return new

@@ -1,0 +1,62 @@
+"""Run the verification projector: ``python -m projections.projector [--rebuild]``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import psycopg
+
+from consumers.actor_feed import ActorFeed
+from consumers.exactly_once import TransactionalConsumer
+from projections.verification import DEFAULT_SCHEMA, VerificationProjector, schema_sql
+from traceledger.config import Settings
+from traceledger.logs import configure, get_logger
+
+log = get_logger("projector")
+
+
+def drop_schema(settings: Settings, schema: str) -> None:
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None = None) -> TransactionalConsumer:
+    """A verification projector consuming ``label-events`` into ``schema``."""
+    feed = ActorFeed(settings)
+    feed.catch_up()
+    consumer = TransactionalConsumer(
+        settings,
+        group=group or f"{settings.topic_prefix}verification-{schema}",
+        topics=[settings.label_topic],
+        schema=schema,
+        handler=VerificationProjector(schema, feed),
+        setup_sql=schema_sql(schema),
+    )
+    consumer.feed = feed
+    return consumer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="traceledger verification projector")
+    parser.add_argument("--schema", default=DEFAULT_SCHEMA)
+    parser.add_argument("--rebuild", action="store_true", help="drop the read model and rebuild it from the topic")
+    parser.add_argument("--until-idle", action="store_true", help="exit once caught up")
+    args = parser.parse_args(argv)
+    configure()
+    settings = Settings.from_env()
+    if args.rebuild:
+        drop_schema(settings, args.schema)
+        log.info("read_model_dropped", schema=args.schema)
+    consumer = build(settings, schema=args.schema)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: consumer.stop.set())
+    log.info("projector_started", schema=args.schema, topic=settings.label_topic)
+    try:
+        consumer.run(until_idle=args.until_idle)
+    finally:
+        consumer.close()
+
+
+if __name__ == "__main__":
+    main()

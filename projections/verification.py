@@ -1,0 +1,175 @@
+"""The verification read model: per label its state, trail and scans.
+
+Built from ``label-events`` by :class:`VerificationProjector` (a
+:class:`consumers.exactly_once.TransactionalConsumer`). Every record is
+re-verified before it has any effect: canonical decoding, the signer's key as
+of the record's log index, the Ed25519 signature, the chain link and the
+lifecycle rules — the same functions the ledger used. A record that fails is
+quarantined; a record delivered twice has no second effect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+from consumers.actor_feed import ActorFeed
+from consumers.relay import header
+from ledger.errors import Refused
+from ledger.events import SignedEvent
+from ledger.keys import verify_signature
+from ledger.lifecycle import LabelState, LotState, authorize, fold, signer_of
+from projections.verdict import verdict
+
+DEFAULT_SCHEMA = "verification"
+
+_LABEL_COLUMNS = [f.name for f in dataclasses.fields(LabelState)]
+_LOT_COLUMNS = [f.name for f in dataclasses.fields(LotState)]
+
+
+def schema_sql(s: str) -> str:
+    return f"""
+    CREATE TABLE IF NOT EXISTS {s}.labels (
+        serial text PRIMARY KEY,
+        gtin text NOT NULL, lot text NOT NULL, product text NOT NULL, producer text NOT NULL,
+        expiry text, pin_hash text, status text NOT NULL, custodian text, consignee text,
+        territory text, channel text, recalled boolean NOT NULL, counterfeit boolean NOT NULL,
+        issued_at timestamptz, seq bigint NOT NULL, head bytea NOT NULL,
+        scan_count bigint NOT NULL DEFAULT 0, first_scanned_at timestamptz, last_event_at timestamptz
+    );
+    CREATE INDEX IF NOT EXISTS labels_lot_idx ON {s}.labels (gtin, lot);
+    CREATE TABLE IF NOT EXISTS {s}.lots (
+        gtin text NOT NULL, lot text NOT NULL, recalled boolean NOT NULL, reason text,
+        seq bigint NOT NULL, head bytea NOT NULL,
+        PRIMARY KEY (gtin, lot)
+    );
+    CREATE TABLE IF NOT EXISTS {s}.events (
+        subject_type text NOT NULL, subject text NOT NULL, seq bigint NOT NULL,
+        event_id text NOT NULL, kind text NOT NULL, actor text NOT NULL, region text,
+        occurred_at timestamptz NOT NULL, hash bytea NOT NULL, log_index bigint,
+        PRIMARY KEY (subject_type, subject, seq)
+    );
+    """
+
+
+class VerificationProjector:
+    """The record handler; plug into a TransactionalConsumer."""
+
+    def __init__(self, schema: str, feed: ActorFeed):
+        self.s = schema
+        self.feed = feed
+
+    def __call__(self, cur: psycopg.Cursor, record) -> None:
+        if record.value is None:
+            raise Refused("malformed_encoding", "record has no value")
+        signed = SignedEvent.from_envelope(record.value)
+        e = signed.event
+        if e.subject_type not in ("label", "lot"):
+            raise Refused("invalid_field", f"a {e.subject_type} event does not belong on the label topic", field="subject_type")
+        if record.key != e.subject.encode():
+            raise Refused("key_mismatch", "record key is not the event's subject", field="key")
+        raw_index = header(record, "log_index")
+        log_index = int(raw_index) if raw_index is not None else None
+        state = self._load(cur, e.subject_type, e.subject)
+        if state is not None and e.seq <= state.seq:
+            cur.execute(f"SELECT hash FROM {self.s}.events WHERE subject_type = %s AND subject = %s AND seq = %s", (e.subject_type, e.subject, e.seq))
+            row = cur.fetchone()
+            if row is not None and bytes(row[0]) == signed.hash:
+                return  # delivered again: already applied, no second effect
+            raise Refused("conflicting_event", f"{e.subject} already has a different event {e.seq}: a fork attempt", field="seq")
+        lookup = self.feed.registry.lookup(log_index)
+        if lookup(e.actor) is None:
+            self.feed.catch_up()
+        signer = signer_of(e, lookup)
+        if not verify_signature(signer.public_key, signed.body, signed.signature):
+            raise Refused("bad_signature", f"signature of event {e.event_id} does not verify", field="signature")
+        authorize(state, e, signer, lookup)
+        self._save(cur, fold(state, e, signed.hash), e, signed.hash, log_index)
+
+    def _load(self, cur, subject_type: str, subject: str):
+        if subject_type == "label":
+            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM {self.s}.labels WHERE serial = %s", (subject,))
+            row = cur.fetchone()
+            return None if row is None else LabelState(*row[:-1], head=bytes(row[-1]))
+        cur.execute(f"SELECT {', '.join(_LOT_COLUMNS)} FROM {self.s}.lots WHERE gtin = %s AND lot = %s", (subject[:14], subject[15:]))
+        row = cur.fetchone()
+        return None if row is None else LotState(*row[:-1], head=bytes(row[-1]))
+
+    def _save(self, cur, state, e, event_hash: bytes, log_index: int | None) -> None:
+        region = e.payload.get("region") if isinstance(e.payload, dict) else None
+        cur.execute(
+            f"INSERT INTO {self.s}.events (subject_type, subject, seq, event_id, kind, actor, region, occurred_at, hash, log_index) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (e.subject_type, e.subject, e.seq, e.event_id, e.kind, e.actor, region, e.occurred_at, event_hash, log_index),
+        )
+        if isinstance(state, LotState):
+            values = [getattr(state, c) for c in _LOT_COLUMNS]
+            cols = _LOT_COLUMNS
+            table, key = "lots", "gtin, lot"
+        else:
+            values = [getattr(state, c) for c in _LABEL_COLUMNS]
+            cols = _LABEL_COLUMNS
+            table, key = "labels", "serial"
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in ("serial", "gtin", "lot"))
+        cur.execute(
+            f"INSERT INTO {self.s}.{table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
+            values,
+        )
+        if isinstance(state, LabelState):
+            scanned = e.kind == "Scanned"
+            cur.execute(
+                f"UPDATE {self.s}.labels SET last_event_at = %s, scan_count = scan_count + %s, "
+                "first_scanned_at = CASE WHEN %s AND first_scanned_at IS NULL THEN %s ELSE first_scanned_at END "
+                "WHERE serial = %s",
+                (e.occurred_at, 1 if scanned else 0, scanned, e.occurred_at, e.subject),
+            )
+
+
+def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEMA) -> dict:
+    """The verification view of ``serial`` (verdict ``unknown`` if never issued)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT l.*, COALESCE(lots.recalled, false) AS lot_recalled FROM {schema}.labels l "
+            f"LEFT JOIN {schema}.lots lots ON lots.gtin = l.gtin AND lots.lot = l.lot WHERE l.serial = %s",
+            (serial,),
+        )
+        label = cur.fetchone()
+        if label is None:
+            v, reasons = verdict(None)
+            return {"serial": serial, "verdict": v, "reasons": reasons, "scan_count": 0, "first_scanned_at": None, "trail": []}
+        cur.execute(
+            f"SELECT seq, kind, actor, region, occurred_at FROM {schema}.events WHERE subject_type = 'label' AND subject = %s ORDER BY seq",
+            (serial,),
+        )
+        trail = [
+            {"seq": r["seq"], "kind": r["kind"], "actor": r["actor"], "region": r["region"], "at": _iso(r["occurred_at"])}
+            for r in cur.fetchall()
+        ]
+    v, reasons = verdict(label, label["lot_recalled"])
+    return {
+        "serial": serial,
+        "verdict": v,
+        "reasons": reasons,
+        "product": label["product"],
+        "producer": label["producer"],
+        "gtin": label["gtin"],
+        "lot": label["lot"],
+        "expiry": label["expiry"],
+        "status": label["status"],
+        "custodian": label["custodian"],
+        "territory": label["territory"],
+        "channel": label["channel"],
+        "issued_at": _iso(label["issued_at"]),
+        "scan_count": label["scan_count"],
+        "first_scanned_at": _iso(label["first_scanned_at"]),
+        "pin_protected": label["pin_hash"] is not None,
+        "trail": trail,
+    }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
