@@ -91,7 +91,8 @@ class Ledger:
 
         Items that failed to decode upstream arrive as :class:`Refused` and are
         reported in place. ``tracking`` (the scan inbox worker's position) is
-        recorded in the same transaction as the accepted events.
+        recorded in the same transaction as the accepted events; a tracked
+        batch is all or nothing (one refusal and nothing is written).
         """
         now = now or datetime.now(timezone.utc)
         decoded = [s for s in batch if isinstance(s, SignedEvent)]
@@ -147,6 +148,8 @@ class Ledger:
             touched[key] = chain
             results.append(Result(index, e.event_id, e.subject, e.seq, "accepted", hash=item.hash.hex()))
 
+        if tracking is not None and any(r.status == "refused" for r in results):
+            return results  # a tracked batch is all or nothing: the caller retries it
         if touched or tracking:
             self._save(touched, results, tracking, bootstrapping)
         return results
@@ -157,6 +160,9 @@ class Ledger:
     def _save(self, touched: dict, results: list[Result], tracking, bootstrapping: bool) -> None:
         pending = {key: chain.collect_events() for key, chain in touched.items()}
         everything = [e for events in pending.values() for e in events]
+        if not everything:
+            self.app.recorder.insert_tracking(tracking)
+            return
         try:
             if bootstrapping:
                 with psycopg.connect(self.settings.pg_conninfo, autocommit=True) as lock_conn:
@@ -168,8 +174,13 @@ class Ledger:
                 self.app.events.put(everything, tracking=tracking)
             return
         except IntegrityError:
-            if tracking is not None or bootstrapping:
+            if tracking is not None:
                 raise  # the scan worker retries its whole batch with fresh heads
+            if bootstrapping:
+                for i, r in enumerate(results):
+                    if r.status == "accepted":
+                        results[i] = Result(r.index, r.event_id, r.subject, r.seq, "refused", error=Refused("already_initialized", "the ledger already has a registrar", field="subject"))
+                return
         # Someone else appended to one of these chains first. Save chain by
         # chain so that only the events that lost the race are refused.
         log.info("append_conflict_retrying_per_chain", chains=len(pending))

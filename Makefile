@@ -1,0 +1,44 @@
+# traceledger: `make demo` runs the whole thing, `make test` runs every test.
+# Both install what is missing and start PostgreSQL and Kafka from ops/.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+GATEWAY_KEY := .demo/keys/gateway.key
+
+.PHONY: venv up demo test down services status clean-data
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "[make] installing Python dependencies into $(VENV)"
+	@$(VENV)/bin/pip install -q --upgrade pip
+	@$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+up: venv
+	@bash ops/stack.sh up
+
+services: up
+	@test -f $(GATEWAY_KEY) || $(PY) -m traceledger.cli keygen --out $(GATEWAY_KEY) --actor gateway >/dev/null
+	@TRACELEDGER_GATEWAY_KEY=$(GATEWAY_KEY) bash ops/services.sh start
+
+demo: services
+	@$(PY) -m traceledger.cli demo --out-dir .demo
+
+test: up
+	@$(PY) -m pytest -q
+
+status:
+	@bash ops/stack.sh status || true
+	@bash ops/services.sh status || true
+
+down:
+	@bash ops/services.sh stop
+	@bash ops/stack.sh down
+
+# Forget all data (Kafka log dirs, the traceledger database); keeps caches.
+clean-data: down
+	rm -rf .run/kafka .demo

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Start/stop traceledger's own processes in the background: the relay, the
+# verification projector and the HTTP API. Pid files and logs in .run/.
+#
+# Usage: ops/services.sh start|stop|status
+# Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see traceledger/config.py)
+set -euo pipefail
+
+REPO="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
+RUN="$REPO/.run"
+PY="$REPO/.venv/bin/python"
+API_URL="${TRACELEDGER_API:-http://127.0.0.1:${TRACELEDGER_LISTEN_PORT:-8000}}"
+mkdir -p "$RUN"
+
+declare -A MODULE=([relay]=consumers.relay [projector]=projections.projector [api]=traceledger.api)
+ORDER=(relay projector api)
+
+alive() { local f="$RUN/$1.pid"; [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null; }
+
+start_one() {
+    local name=$1
+    if alive "$name"; then echo "[ops] $name: already running (pid $(cat "$RUN/$name.pid"))"; return; fi
+    # Make the gateway key path absolute: the process's cwd is the repo, but be explicit.
+    if [[ -n ${TRACELEDGER_GATEWAY_KEY:-} && ${TRACELEDGER_GATEWAY_KEY} != /* ]]; then
+        export TRACELEDGER_GATEWAY_KEY="$REPO/$TRACELEDGER_GATEWAY_KEY"
+    fi
+    (cd "$REPO" && setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 < /dev/null & echo $! >"$RUN/$name.pid")
+    echo "[ops] $name: started (pid $(cat "$RUN/$name.pid"), log .run/$name.log)"
+}
+
+wait_api() {
+    for _ in $(seq 1 60); do
+        if curl -fsS "$API_URL/healthz" >/dev/null 2>&1; then echo "[ops] api: answering on $API_URL"; return 0; fi
+        alive api || { echo "[ops] ERROR: api exited; last log lines:" >&2; tail -20 "$RUN/api.log" >&2; return 1; }
+        sleep 0.5
+    done
+    echo "[ops] ERROR: api did not answer on $API_URL within 30 s" >&2; tail -20 "$RUN/api.log" >&2; return 1
+}
+
+stop_one() {
+    local name=$1 f="$RUN/$1.pid"
+    if ! alive "$name"; then rm -f "$f"; return; fi
+    local pid; pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$f"
+    echo "[ops] $name: stopped"
+}
+
+case "${1:-}" in
+    start) for s in "${ORDER[@]}"; do start_one "$s"; done; wait_api ;;
+    stop) for ((i=${#ORDER[@]}-1; i>=0; i--)); do stop_one "${ORDER[$i]}"; done ;;
+    status)
+        rc=0
+        for s in "${ORDER[@]}"; do
+            if alive "$s"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; rc=1; fi
+        done
+        exit $rc ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

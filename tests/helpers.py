@@ -1,0 +1,83 @@
+"""Test helpers: a small cast of actors and builders for their signed events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledger import gs1
+from ledger.events import GENESIS_HASH, SignedEvent, new_event
+from ledger.keys import KeyPair
+from ledger.lifecycle import ActorState
+
+PREFIX = "6901234"
+
+
+def gtin(item: str = "00001") -> str:
+    body = "0" + PREFIX + item
+    return body + str(gs1.gtin_check_digit(body))
+
+
+def issued_payload(g: str | None = None, lot: str = "L1", product: str = "E-bike battery 48V", **extra) -> dict:
+    return {"gtin": g or gtin(), "lot": lot, "expiry": extra.get("expiry"), "product": product, "region": extra.get("region"), "pin_hash": None}
+
+
+def shipped_payload(consignee: str, territory: str = "44", channel: str = "offline_retail") -> dict:
+    return {"consignee": consignee, "territory": territory, "channel": channel, "region": None}
+
+
+def scanned_payload(channel: str = "web", region: str | None = "440305") -> dict:
+    return {"channel": channel, "region": region, "lat": None, "lon": None, "session": None}
+
+
+@dataclass
+class Cast:
+    """Keys of every role, and a chain-head tracker so tests can build next events."""
+
+    keys: dict[str, KeyPair] = field(default_factory=dict)
+    heads: dict[tuple[str, str], tuple[int, bytes]] = field(default_factory=dict)
+
+    ROLES = {
+        "registrar": ("registrar", []),
+        "acme": ("producer", [PREFIX]),
+        "other-producer": ("producer", ["6909876"]),
+        "distributor": ("distributor", []),
+        "retailer": ("retailer", []),
+        "regulator": ("regulator", []),
+        "gateway": ("gateway", []),
+    }
+
+    def __post_init__(self):
+        for actor in self.ROLES:
+            self.keys[actor] = KeyPair.generate(actor)
+
+    def event(self, signer: str, subject_type: str, subject: str, kind: str, payload: dict, *, seq=None, prev=None, key: KeyPair | None = None, advance=True) -> SignedEvent:
+        head_seq, head_hash = self.heads.get((subject_type, subject), (-1, GENESIS_HASH))
+        key = key or self.keys[signer]
+        e = new_event(
+            subject_type=subject_type, subject=subject, kind=kind, payload=payload, actor=signer, key_id=key.key_id,
+            seq=head_seq + 1 if seq is None else seq, prev_hash=head_hash if prev is None else prev,
+        )
+        signed = e.sign(key)
+        if advance:
+            self.heads[(subject_type, subject)] = (signed.event.seq, signed.hash)
+        return signed
+
+    def bootstrap(self) -> SignedEvent:
+        k = self.keys["registrar"]
+        return self.event("registrar", "actor", "registrar", "ActorRegistered",
+                          {"role": "registrar", "name": "Industry association", "public_key": k.public_key, "gtin_prefixes": []})
+
+    def register(self, actor: str) -> SignedEvent:
+        role, prefixes = self.ROLES[actor]
+        return self.event("registrar", "actor", actor, "ActorRegistered",
+                          {"role": role, "name": actor.title(), "public_key": self.keys[actor].public_key, "gtin_prefixes": prefixes})
+
+    def founding_events(self) -> list[SignedEvent]:
+        return [self.bootstrap()] + [self.register(a) for a in self.ROLES if a != "registrar"]
+
+    def issue(self, serial: str | None = None, producer: str = "acme", **payload) -> SignedEvent:
+        return self.event(producer, "label", serial or gs1.new_serial(), "Issued", issued_payload(**payload))
+
+    def actor_state(self, actor: str) -> ActorState:
+        role, prefixes = self.ROLES[actor]
+        return ActorState(actor_id=actor, role=role, name=actor, public_key=self.keys[actor].public_key, gtin_prefixes=tuple(prefixes))

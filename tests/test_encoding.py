@@ -1,0 +1,71 @@
+"""Canonical encoding: one byte string per event, strict decoding."""
+
+import io
+
+import fastavro
+import pytest
+
+from ledger.encoding import MAGIC, envelope_codec, event_codec
+from ledger.errors import Refused
+from ledger.events import SignedEvent
+from tests.helpers import Cast
+
+
+@pytest.fixture
+def signed():
+    return Cast().issue(serial="SERIAL0001")
+
+
+def test_single_object_header_is_magic_plus_crc64_fingerprint(signed):
+    codec = event_codec()
+    assert signed.body.startswith(MAGIC + bytes.fromhex(codec.fingerprint))
+    # The fingerprint is the CRC-64-AVRO of the Parsing Canonical Form, little-endian, as fastavro gives it.
+    pcf = fastavro.schema.to_parsing_canonical_form(codec.schema)
+    assert codec.fingerprint == fastavro.schema.fingerprint(pcf, "CRC-64-AVRO")
+
+
+def test_round_trip_is_byte_identical(signed):
+    again = SignedEvent.from_parts(signed.body, signed.signature)
+    assert again.event == signed.event
+    assert again.event.encode() == signed.body
+    assert SignedEvent.from_envelope(signed.envelope).body == signed.body
+
+
+def test_envelope_carries_body_bytes_verbatim(signed):
+    buf = io.BytesIO(signed.envelope[10:])
+    record = fastavro.schemaless_reader(buf, envelope_codec().schema, None)
+    assert record["body"] == signed.body and record["signature"] == signed.signature
+
+
+@pytest.mark.parametrize(
+    "mutate, code",
+    [
+        (lambda b: b + b"\x00", "malformed_encoding"),  # trailing garbage
+        (lambda b: b[:2] + bytes(8) + b[10:], "unknown_schema"),  # another schema's fingerprint
+        (lambda b: b"\x00\x01" + b[2:], "malformed_encoding"),  # no single-object magic
+        (lambda b: b[:20], "malformed_encoding"),  # truncated
+        (lambda b: b"", "malformed_encoding"),
+    ],
+)
+def test_non_canonical_bytes_are_refused(signed, mutate, code):
+    with pytest.raises(Refused) as err:
+        SignedEvent.from_parts(mutate(signed.body), signed.signature)
+    assert err.value.code == code
+
+
+def test_overlong_varint_is_not_canonical(signed):
+    # Re-encode the first length prefix (event_id string, 36 chars = zigzag 72 = 0x48)
+    # as a two-byte varint 0xC8 0x00: same value, different bytes -> must be refused.
+    body = signed.body
+    assert body[10] == 0x48
+    malleable = body[:10] + b"\xc8\x00" + body[11:]
+    with pytest.raises(Refused) as err:
+        event_codec().decode(malleable)
+    assert err.value.code == "malformed_encoding"
+
+
+def test_invalid_utf8_in_a_string_is_refused(signed):
+    body = bytearray(signed.body)
+    body[11] = 0xFF  # first byte of event_id's text
+    with pytest.raises(Refused):
+        SignedEvent.from_parts(bytes(body), signed.signature)

@@ -1,0 +1,232 @@
+"""The HTTP API (FastAPI): write events, verify labels, record consumer scans.
+
+Run with ``python -m traceledger.api`` (uvicorn). OpenAPI at /openapi.json.
+Errors are RFC 9457 problem+json; an unknown serial is a normal ``unknown``
+verdict, not a 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import psycopg
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger import gs1, log as global_log, scan_inbox
+from ledger.errors import Refused
+from ledger.events import SignedEvent, validate_actor_id, validate_channel, validate_region
+from ledger.keys import KeyPair
+from ledger.service import Ledger
+from projections.verification import read_view
+from traceledger.config import Settings
+from traceledger.logs import configure, get_logger
+
+log = get_logger("api")
+
+MAX_EVENTS_PER_REQUEST = 5000
+MAX_BODY_BYTES = 16 * 1024 * 1024
+PROBLEM = "application/problem+json"
+
+
+# ------------------------------------------------------------------ models
+
+
+class EventIn(BaseModel):
+    body: str = Field(description="base64 of the event's canonical Avro bytes")
+    signature: str = Field(description="base64 of the Ed25519 signature of body")
+
+
+class EventsIn(BaseModel):
+    events: list[EventIn]
+
+
+class SubjectRef(BaseModel):
+    type: Literal["label", "lot", "actor"]
+    subject: str
+
+
+class HeadsIn(BaseModel):
+    subjects: list[SubjectRef]
+
+
+class ScanIn(BaseModel):
+    channel: str = "web"
+    region: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    session: str | None = Field(default=None, max_length=128)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def problem(status: int, title: str, detail: str, *, code: str | None = None, field: str | None = None) -> JSONResponse:
+    body = {"type": f"https://traceledger.example/problems/{code or 'error'}", "title": title, "status": status, "detail": detail}
+    if code:
+        body["code"] = code
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def decode_item(item: EventIn) -> SignedEvent | Refused:
+    try:
+        body = base64.b64decode(item.body, validate=True)
+        signature = base64.b64decode(item.signature, validate=True)
+    except (binascii.Error, ValueError):
+        return Refused("malformed_encoding", "body and signature must be base64", field="body")
+    try:
+        return SignedEvent.from_parts(body, signature)
+    except Refused as refusal:
+        return refusal
+
+
+# ------------------------------------------------------------------ app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    state: dict = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure()
+        state["ledger"] = Ledger(settings)
+        state["pool"] = ConnectionPool(settings.pg_conninfo, min_size=2, max_size=16, kwargs={"autocommit": True}, open=True)
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+            scan_inbox.ensure_schema(conn)
+            global_log.ensure_schema(conn)
+        recorder = None
+        if settings.gateway_key:
+            recorder = scan_inbox.ScanRecorder(state["ledger"], KeyPair.load(settings.gateway_key), settings.pg_conninfo, batch=settings.scan_batch)
+            threading.Thread(target=recorder.run, name="scan-recorder", daemon=True).start()
+        else:
+            log.warning("no_gateway_key", detail="scans are accepted into the inbox but not recorded until TRACELEDGER_GATEWAY_KEY is set")
+        log.info("api_started", pg_db=settings.pg_db, gateway=recorder.gateway.actor if recorder else None)
+        yield
+        if recorder:
+            recorder.stop.set()
+        state["pool"].close()
+
+    app = FastAPI(title="traceledger", version="0.1.0", lifespan=lifespan,
+                  description="Tamper-evident traceability ledger for anti-counterfeit labels")
+
+    @app.exception_handler(Refused)
+    async def refused_handler(request: Request, exc: Refused):
+        return problem(400, "input refused", exc.detail, code=exc.code, field=exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_handler(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or None
+        return problem(422, "invalid request", first.get("msg", "invalid request"), code="invalid_request", field=field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_handler(request: Request, exc: StarletteHTTPException):
+        return problem(exc.status_code, "error", str(exc.detail), code="http_error")
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def db_down_handler(request: Request, exc: psycopg.OperationalError):
+        log.error("database_unavailable", error=str(exc))
+        return problem(503, "database unavailable", "the ledger database cannot be reached; nothing was written", code="unavailable")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return problem(413, "request too large", f"at most {MAX_BODY_BYTES} bytes per request", code="too_large")
+        return await call_next(request)
+
+    @app.get("/healthz")
+    def healthz():
+        with state["pool"].connection() as conn:
+            conn.execute("SELECT 1")
+        return {"ok": True}
+
+    @app.post("/v1/events")
+    def post_events(payload: EventsIn):
+        """Append a batch of client-signed events; each gets its own result."""
+        if len(payload.events) > MAX_EVENTS_PER_REQUEST:
+            raise Refused("too_many_events", f"at most {MAX_EVENTS_PER_REQUEST} events per request", field="events")
+        batch = [decode_item(item) for item in payload.events]
+        results = [r.as_dict() for r in state["ledger"].append(batch)]
+        accepted = sum(r["status"] in ("accepted", "duplicate") for r in results)
+        log.info("events_appended", submitted=len(results), accepted=accepted, refused=len(results) - accepted)
+        return {"results": results, "accepted": accepted, "refused": len(results) - accepted}
+
+    @app.post("/v1/heads")
+    def post_heads(payload: HeadsIn):
+        """The write model's current head of each subject (null if none)."""
+        if len(payload.subjects) > MAX_EVENTS_PER_REQUEST:
+            raise Refused("too_many_subjects", f"at most {MAX_EVENTS_PER_REQUEST} subjects per request", field="subjects")
+        return {"heads": state["ledger"].heads([(s.type, s.subject) for s in payload.subjects])}
+
+    @app.get("/v1/actors/{actor_id}")
+    def get_actor(actor_id: str):
+        validate_actor_id(actor_id, "actor_id")
+        actor = state["ledger"].actor(actor_id)
+        if actor is None:
+            return problem(404, "not found", f"actor {actor_id} is not registered", code="unknown_actor", field="actor_id")
+        return {
+            "actor_id": actor.actor_id, "role": actor.role, "name": actor.name, "key_id": actor.key_id,
+            "public_key": actor.public_key.hex(), "gtin_prefixes": list(actor.gtin_prefixes), "revoked": actor.revoked,
+        }
+
+    def view(conn, serial: str) -> dict:
+        out = read_view(conn, serial)
+        if out.get("gtin"):
+            out["uri"] = gs1.digital_link_uri(out["gtin"], serial, settings.resolver_host)
+        return out
+
+    @app.get("/v1/labels/{serial}")
+    def get_label(serial: str):
+        """The verification view of a label."""
+        gs1.validate_serial(serial)
+        with state["pool"].connection() as conn:
+            return view(conn, serial)
+
+    @app.post("/v1/labels/{serial}/scans")
+    def post_scan(serial: str, scan: ScanIn | None = None):
+        """A consumer's scan: answered now, recorded on the ledger by the gateway worker."""
+        gs1.validate_serial(serial)
+        scan = scan or ScanIn()
+        validate_channel(scan.channel)
+        validate_region(scan.region, required=False)
+        lat = round(scan.lat, 2) if scan.lat is not None else None
+        lon = round(scan.lon, 2) if scan.lon is not None else None
+        if (lat is not None and abs(lat) > 90) or (lon is not None and abs(lon) > 180):
+            raise Refused("invalid_field", "lat/lon out of range", field="lat")
+        with state["pool"].connection() as conn:
+            accepted = scan_inbox.accept(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session)
+            out = view(conn, serial)
+            if out["verdict"] != "unknown":
+                out["scan_count"] += scan_inbox.pending_count(conn, serial)
+                out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()
+        out["scan_id"] = accepted.event_id
+        log.info("scan_accepted", serial=serial, event_id=accepted.event_id, verdict=out["verdict"], channel=scan.channel)
+        return out
+
+    return app
+
+
+app = create_app()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure()
+    uvicorn.run("traceledger.api:app", host=settings.listen_host, port=settings.listen_port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
