@@ -53,9 +53,6 @@ usage() {
 
 prepare_run_dir() {
     mkdir -p "$RUN_DIR" "$DATA_DIR"
-    # Keep runtime state out of `git status` without touching the repo's
-    # own .gitignore.
-    [[ -f "$RUN_DIR/.gitignore" ]] || echo '*' >"$RUN_DIR/.gitignore"
 }
 
 # Serialise start/stop so two concurrent `up`s cannot launch two brokers.
@@ -74,21 +71,28 @@ java_major() {
     echo "${v%%[.+-]*}"
 }
 
-ensure_java_and_maven() {
-    if command -v java >/dev/null && command -v mvn >/dev/null; then
-        :
-    elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
-        log "installing Java and Maven with apt-get"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            default-jre-headless maven >/dev/null
-    else
+# Only reached on a machine without Java/Maven (both are needed to resolve
+# the jars; only Java to run them).
+install_java_and_maven() {
+    if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
         die "java and mvn are required (Java 17+, Maven 3.6+); install them first"
     fi
+    log "installing Java and Maven with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        default-jre-headless maven >/dev/null
+}
+
+ensure_java() {
+    command -v java >/dev/null || install_java_and_maven
     local major
     major="$(java_major)"
     [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] ||
         die "Kafka $KAFKA_VERSION needs Java 17+, found: $(java -version 2>&1 | head -n1)"
+}
+
+ensure_maven() {
+    command -v mvn >/dev/null || install_java_and_maven
 }
 
 # Resolve the broker jars into $LIBS_DIR unless a complete copy for this exact
@@ -102,8 +106,9 @@ resolve_jars() {
     if [[ -d "$LIBS_DIR" && -f "$LIBS_STAMP" && "$(cat "$LIBS_STAMP")" == "$want" ]]; then
         return 0
     fi
-    ensure_java_and_maven
-    log "resolving jars for Kafka $KAFKA_VERSION into $LIBS_DIR (first run downloads ~100 MB)"
+    ensure_java
+    ensure_maven
+    log "resolving jars for Kafka $KAFKA_VERSION into $LIBS_DIR (first run downloads ~70 MB)"
     mkdir -p "$CACHE_DIR"
     local tmp="$LIBS_DIR.tmp.$$"
     rm -rf "$tmp"
@@ -120,7 +125,7 @@ resolve_jars() {
     rm -rf "$LIBS_DIR"
     mv "$tmp" "$LIBS_DIR"
     echo "$want" >"$LIBS_STAMP"
-    log "$(ls "$LIBS_DIR" | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) cached"
+    log "$(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) cached"
 }
 
 # Run a Kafka CLI class (StorageTool, TopicCommand, console producer, ...).
@@ -149,8 +154,8 @@ is_our_broker() {
     local pid="$1" state
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" || return 1
-    [[ "$state" != Z ]] || return 1
+    state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+    [[ -n "$state" && "$state" != Z ]] || return 1
     tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$PROPS_FILE" &&
         tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF kafka.Kafka
 }
@@ -171,6 +176,16 @@ find_pid() {
         fi
     done
     return 1
+}
+
+# Point the CLI tools at the jars the running broker was started from, so
+# status/readiness checks keep working even if TRACELEDGER_CACHE or
+# KAFKA_VERSION differ from what was used at start.
+use_running_libs() {
+    local cp
+    cp="$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | grep -A1 -xF -- -cp | tail -n1)" || return 0
+    [[ "$cp" == */\* && -d "${cp%/\*}" ]] && LIBS_DIR="${cp%/\*}"
+    return 0
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -244,6 +259,7 @@ cmd_start() {
     take_lock
     local pid
     if pid="$(find_pid)"; then
+        use_running_libs "$pid"
         if broker_answers; then
             log "already running (pid $pid) on $BOOTSTRAP"
             return 0
@@ -257,8 +273,8 @@ cmd_start() {
         return 0
     fi
     local t0=$SECONDS
+    ensure_java
     resolve_jars
-    ensure_java_and_maven
     render_properties
     local p
     for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
@@ -279,6 +295,7 @@ cmd_start() {
     # so the pid file holds the JVM's pid no matter whether setsid had to fork.
     # JVM stdout/stderr (crashes, bad flags) go to the same log file; both it
     # and log4j append, so the writes do not clobber each other.
+    # shellcheck disable=SC2016  # $$ / $@ are for the inner bash
     nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-launcher "$PID_FILE" \
         java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -Djava.awt.headless=true \
@@ -287,8 +304,8 @@ cmd_start() {
         -cp "$LIBS_DIR/*" kafka.Kafka "$PROPS_FILE" \
         </dev/null >>"$LOG_FILE" 2>&1 9>&- &
 
-    local i
-    for i in $(seq 50); do
+    local _
+    for _ in $(seq 50); do
         [[ -s "$PID_FILE" ]] && break
         sleep 0.1
     done
@@ -334,8 +351,9 @@ cmd_status() {
         echo "kafka: down"
         return 1
     fi
-    if [[ -f "$LIBS_STAMP" ]] && broker_answers; then
-        echo "kafka: up (pid $pid, $BOOTSTRAP, Kafka $KAFKA_VERSION)"
+    use_running_libs "$pid"
+    if broker_answers; then
+        echo "kafka: up (pid $pid, $BOOTSTRAP, $(basename "$(dirname "$LIBS_DIR")"))"
         return 0
     fi
     echo "kafka: NOT answering (pid $pid alive, $BOOTSTRAP; see $LOG_FILE)"
@@ -345,7 +363,12 @@ cmd_status() {
 cmd_run_class() {
     [[ $# -ge 1 ]] || usage
     prepare_run_dir
-    resolve_jars >&2
+    local pid
+    if pid="$(find_pid)"; then
+        use_running_libs "$pid"
+    else
+        resolve_jars >&2
+    fi
     kafka_java "$@"
 }
 

@@ -20,10 +20,6 @@
 # Needs root, or passwordless sudo (e.g. GitHub Actions runners).
 set -euo pipefail
 
-OPS_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
-REPO_DIR="$(dirname -- "$OPS_DIR")"
-RUN_DIR="$REPO_DIR/.run"
-
 PGPORT="${PGPORT:-5432}"
 PG_START_TIMEOUT="${PG_START_TIMEOUT:-60}"
 PG_CLUSTER=main
@@ -94,8 +90,16 @@ ensure_installed() {
     fi
     command -v apt-get >/dev/null || die "PostgreSQL server is not installed and apt-get is unavailable"
     log "installing PostgreSQL with apt-get (one-off, ~1 min)"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    # apt/debconf chatter goes to a temp log that is only shown on failure.
+    local apt_log
+    apt_log="$(mktemp)"
+    if ! { as_root apt-get update -qq &&
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >"$apt_log" 2>&1; then
+        tail -n 30 "$apt_log" >&2
+        rm -f "$apt_log"
+        die "apt-get install postgresql failed"
+    fi
+    rm -f "$apt_log"
     PG_VERSION="$(detect_version)" || die "apt-get installed postgresql but no server binaries were found"
 }
 
@@ -187,16 +191,15 @@ ensure_tcp_password_login() {
     fi
     local hba
     hba="$(psql_admin -At -c 'SHOW hba_file')"
-    log "password login over TCP failed ($out); adding a rule to $hba"
+    log "password login over TCP failed (${out//$'\n'/ }); adding a rule to $hba"
     as_root sed -i "1i host $DB_NAME $DB_USER 127.0.0.1/32 scram-sha-256 # added by traceledger ops/postgres.sh" "$hba"
     as_root pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" reload
-    out="$(tcp_login)" && [[ "$out" == 1 ]] ||
+    if ! out="$(tcp_login)" || [[ "$out" != 1 ]]; then
         die "cannot log in as $DB_USER@127.0.0.1:$PGPORT/$DB_NAME with a password: $out"
+    fi
 }
 
 cmd_start() {
-    mkdir -p "$RUN_DIR"
-    [[ -f "$RUN_DIR/.gitignore" ]] || echo '*' >"$RUN_DIR/.gitignore"
     local t0=$SECONDS
     ensure_installed
     PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"

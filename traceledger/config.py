@@ -66,6 +66,29 @@ class Settings:
             scan_batch=_int(env, "TRACELEDGER_SCAN_BATCH", d.scan_batch),
         )
 
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that make ``from_env`` return these settings."""
+        env = {
+            "TRACELEDGER_PG_HOST": self.pg_host,
+            "TRACELEDGER_PG_PORT": str(self.pg_port),
+            "TRACELEDGER_PG_DB": self.pg_db,
+            "TRACELEDGER_PG_USER": self.pg_user,
+            "TRACELEDGER_PG_PASSWORD": self.pg_password,
+            "TRACELEDGER_KAFKA": self.kafka_bootstrap,
+            "TRACELEDGER_TOPIC_PREFIX": self.topic_prefix,
+            "TRACELEDGER_PARTITIONS": str(self.partitions),
+            "TRACELEDGER_API": self.api_url,
+            "TRACELEDGER_LISTEN_HOST": self.listen_host,
+            "TRACELEDGER_LISTEN_PORT": str(self.listen_port),
+            "TRACELEDGER_RESOLVER_HOST": self.resolver_host,
+            "TRACELEDGER_RUN_DIR": str(self.run_dir),
+            "TRACELEDGER_RELAY_BATCH": str(self.relay_batch),
+            "TRACELEDGER_SCAN_BATCH": str(self.scan_batch),
+        }
+        if self.gateway_key:
+            env["TRACELEDGER_GATEWAY_KEY"] = str(self.gateway_key)
+        return env
+
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
 
