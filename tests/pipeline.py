@@ -1,0 +1,43 @@
+"""Helpers for pipeline tests: drive the relay and projector, read Kafka back."""
+
+from __future__ import annotations
+
+from kafka import KafkaConsumer, TopicPartition
+
+from consumers.relay import Relay, header
+from projections.projector import build
+from traceledger.config import Settings
+
+
+def relay_all(settings: Settings) -> int:
+    return Relay(settings).run(until_idle=True)
+
+
+def project_all(settings: Settings, schema: str = "verification"):
+    consumer = build(settings, schema=schema)
+    try:
+        consumer.run(until_idle=True)
+    finally:
+        consumer.close()
+    return consumer
+
+
+def topic_records(settings: Settings, topic: str) -> list:
+    """Every record on ``topic``, all partitions, from the beginning."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for recs in consumer.poll(timeout_ms=1000).values():
+                out.extend(recs)
+        return out
+    finally:
+        consumer.close()
+
+
+def log_indexes(records) -> list[int]:
+    return sorted(int(header(r, "log_index")) for r in records if header(r, "log_index") is not None)
