@@ -199,6 +199,7 @@ def authorize(
 
     if kind == "ActorRegistered":
         need(role == "registrar", "only a registrar registers actors")
+        need(state is None, f"actor {event.subject} is already registered", "already_registered", "subject")
     elif kind == "ActorKeyRotated":
         need(role == "registrar" or signer.actor_id == event.subject, "only the registrar or the actor itself rotates a key")
         need(not state.revoked, f"actor {event.subject} is revoked", "revoked", "subject")

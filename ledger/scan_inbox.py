@@ -73,16 +73,6 @@ def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, 
     return AcceptedScan(row[0], event_id, now)
 
 
-def pending_count(conn: psycopg.Connection, serial: str) -> int:
-    """Scans of ``serial`` accepted but not yet recorded on the ledger."""
-    row = conn.execute(
-        "SELECT count(*) FROM scan_inbox WHERE serial = %s AND id > "
-        "COALESCE((SELECT max(notification_id) FROM ledger_tracking WHERE application_name = %s), 0)",
-        (serial, TRACKING_NAME),
-    ).fetchone()
-    return row[0]
-
-
 class ScanRecorder:
     """The worker that turns inbox rows into signed ``Scanned`` events."""
 

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from consumers.actor_feed import ActorFeed
+from consumers.exactly_once import offsets_sql
 from consumers.relay import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
@@ -55,6 +56,15 @@ def schema_sql(s: str) -> str:
     """
 
 
+def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
+    """Create the read model's tables if missing (the API may start first)."""
+    try:
+        with conn.transaction():
+            conn.execute(offsets_sql(schema) + schema_sql(schema))
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+        pass  # created concurrently by the projector: fine
+
+
 class VerificationProjector:
     """The record handler; plug into a TransactionalConsumer."""
 
@@ -81,9 +91,13 @@ class VerificationProjector:
                 return  # delivered again: already applied, no second effect
             raise Refused("conflicting_event", f"{e.subject} already has a different event {e.seq}: a fork attempt", field="seq")
         lookup = self.feed.registry.lookup(log_index)
-        if lookup(e.actor) is None:
+        try:
+            signer = signer_of(e, lookup)
+        except Refused:
+            # The actor event that makes this signer valid (a registration or
+            # key rotation) may be on the actor topic but not read yet.
             self.feed.catch_up()
-        signer = signer_of(e, lookup)
+            signer = signer_of(e, lookup)
         if not verify_signature(signer.public_key, signed.body, signed.signature):
             raise Refused("bad_signature", f"signature of event {e.event_id} does not verify", field="signature")
         authorize(state, e, signer, lookup)
@@ -169,6 +183,20 @@ def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEM
         "pin_protected": label["pin_hash"] is not None,
         "trail": trail,
     }
+
+
+def unprojected_scans(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEMA) -> int:
+    """Scans of ``serial`` accepted by the API but not yet in this read model.
+
+    A scan's ledger event reuses its inbox row's event id, so a row is
+    "projected" once its event id is in the model's events of that label.
+    """
+    row = conn.execute(
+        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND NOT EXISTS ("
+        f"SELECT 1 FROM {schema}.events e WHERE e.subject_type = 'label' AND e.subject = i.serial AND e.event_id = i.event_id)",
+        (serial,),
+    ).fetchone()
+    return row[0]
 
 
 def _iso(t: datetime | None) -> str | None:

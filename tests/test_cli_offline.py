@@ -175,6 +175,11 @@ def test_unreachable_api_json_error(runner, producer_key):
     assert json.loads(result.stdout)["error"]["code"] == "api_unavailable"
 
 
+def test_api_option_before_the_verb(runner):
+    result = run(runner, "--api", DEAD_API, "actor", "show", "acme-batteries")
+    assert result.exit_code == 1 and "http://127.0.0.1:9/v1/actors/acme-batteries" in result.stderr
+
+
 def test_api_option_must_be_a_url(runner):
     result = run(runner, "--api", "localhost:8000", "verify", gs1.new_serial())
     assert result.exit_code == 2

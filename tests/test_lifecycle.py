@@ -116,3 +116,12 @@ def test_chain_link_rules(cast):
 def test_bootstrap_is_only_a_self_signed_registrar(cast):
     assert is_bootstrap(cast.bootstrap().event)
     assert not is_bootstrap(cast.register("acme").event)
+
+
+def test_registered_actor_cannot_be_registered_again(cast):
+    first = cast.register("acme")
+    state = fold(None, first.event, first.hash)
+    again = cast.register("acme")  # seq 1 on the same actor chain
+    with pytest.raises(Refused) as err:
+        authorize(state, again.event, cast.actor_state("registrar"), actors_of(cast))
+    assert err.value.code == "already_registered"

@@ -27,7 +27,8 @@ from ledger.errors import Refused
 from ledger.events import SignedEvent, validate_actor_id, validate_channel, validate_region
 from ledger.keys import KeyPair
 from ledger.service import Ledger
-from projections.verification import read_view
+from projections import verification
+from projections.verification import read_view, unprojected_scans
 from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
 
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
             scan_inbox.ensure_schema(conn)
             global_log.ensure_schema(conn)
+            verification.ensure_schema(conn)
         recorder = None
         if settings.gateway_key:
             recorder = scan_inbox.ScanRecorder(state["ledger"], KeyPair.load(settings.gateway_key), settings.pg_conninfo, batch=settings.scan_batch)
@@ -210,7 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             accepted = scan_inbox.accept(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session)
             out = view(conn, serial)
             if out["verdict"] != "unknown":
-                out["scan_count"] += scan_inbox.pending_count(conn, serial)
+                out["scan_count"] += unprojected_scans(conn, serial)
                 out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()
         out["scan_id"] = accepted.event_id
         log.info("scan_accepted", serial=serial, event_id=accepted.event_id, verdict=out["verdict"], channel=scan.channel)

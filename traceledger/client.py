@@ -1,0 +1,194 @@
+"""Synchronous HTTP client of the traceledger API (what the CLI and the demo talk to).
+
+Errors come in two kinds, so callers can map them to exit codes:
+
+* :class:`ledger.errors.Refused` -- the API answered 4xx (problem+json): the
+  input was refused and nothing was written.
+* :class:`ApiUnavailable` -- no usable answer (connection refused, timeout,
+  5xx, not JSON): an internal failure, the input may be fine.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from urllib.parse import quote
+from typing import Any, Iterable, Sequence
+
+import httpx
+import orjson
+
+from ledger.errors import Refused
+from ledger.events import SignedEvent
+from traceledger.config import Settings
+
+EVENTS_PER_REQUEST = 2000  # the API takes up to 5000; smaller requests keep latency and memory flat
+HEADS_PER_REQUEST = 2000
+DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+
+# Failures mid-request (the server may or may not have acted): worth one resend
+# of an idempotent request. A refused connection is reported at once instead.
+_RETRYABLE = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
+
+
+class ApiUnavailable(Exception):
+    """The API could not be reached or failed internally (5xx)."""
+
+    def __init__(self, url: str, detail: str):
+        super().__init__(f"API unavailable at {url}: {detail}")
+        self.url = url
+        self.detail = detail
+
+
+def encode_signed(event: SignedEvent) -> dict[str, str]:
+    """The wire form of one signed event: base64 body and signature."""
+    return {
+        "body": base64.b64encode(event.body).decode("ascii"),
+        "signature": base64.b64encode(event.signature).decode("ascii"),
+    }
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "refused"
+
+
+def problem_to_refused(status: int, body: Any) -> Refused:
+    """Turn a 4xx answer (RFC 9457 problem, or FastAPI's validation shape) into Refused."""
+    if not isinstance(body, dict):
+        return Refused(f"http_{status}", f"HTTP {status}")
+    detail = body.get("detail")
+    field = body.get("field")
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        # FastAPI's default 422 body: {"detail": [{"loc": [...], "msg": ...}]}
+        first = detail[0]
+        loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
+        field = field or (loc[-1] if loc else None)
+        detail = first.get("msg", "invalid request")
+    code = body.get("code")
+    if not code:
+        type_uri = body.get("type") or ""
+        tail = type_uri.rstrip("/").rsplit("/", 1)[-1] if type_uri not in ("", "about:blank") else ""
+        code = _slug(tail or body.get("title") or f"http_{status}")
+    text = str(detail or body.get("title") or f"HTTP {status}")
+    return Refused(code, text, field=field)
+
+
+class Client:
+    """One ``httpx.Client`` against the API at ``base_url`` (default: Settings.api_url)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    ):
+        settings = settings or Settings.from_env()
+        self.base_url = (base_url or settings.api_url).rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers={"accept": "application/json"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _request(self, method: str, path: str, body: Any = None, *, retry: bool = True, missing_ok: bool = False) -> Any:
+        """Send one request and return its decoded JSON.
+
+        ``retry`` resends once after a transport failure mid-request; only for
+        idempotent requests (a resent event batch comes back as ``duplicate``).
+        ``missing_ok`` turns a 404 into ``None``.
+        """
+        url = f"{self.base_url}{path}"
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs = {"content": orjson.dumps(body), "headers": {"content-type": "application/json"}}
+        for attempt in (0, 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+                break
+            except _RETRYABLE as exc:
+                if not retry or attempt:
+                    raise ApiUnavailable(url, _describe(exc)) from None
+            except httpx.HTTPError as exc:
+                raise ApiUnavailable(url, _describe(exc)) from None
+        return self._decode(url, response, missing_ok)
+
+    @staticmethod
+    def _decode(url: str, response: httpx.Response, missing_ok: bool) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        status = response.status_code
+        if status == 404 and missing_ok:
+            return None
+        if 400 <= status < 500:
+            raise problem_to_refused(status, body)
+        if status >= 500 or body is None:
+            detail = body.get("detail") if isinstance(body, dict) else response.text[:200]
+            raise ApiUnavailable(url, f"HTTP {status}: {detail or 'no JSON answer'}")
+        return body
+
+    # ------------------------------------------------------------ API
+
+    def post_events(self, signed_events: Sequence[SignedEvent]) -> list[dict]:
+        """Submit signed events; one result dict per event, ``index`` into ``signed_events``."""
+        results: list[dict] = []
+        offset = 0
+        for chunk in _chunks(signed_events, EVENTS_PER_REQUEST):
+            answer = self._request("POST", "/v1/events", {"events": [encode_signed(e) for e in chunk]})
+            for result in answer["results"]:
+                results.append({**result, "index": result["index"] + offset})
+            offset += len(chunk)
+        return results
+
+    def heads(self, subject_type: str, subjects: Sequence[str]) -> dict[str, dict | None]:
+        """Current chain head (``seq``, ``hash`` hex, ``broken``) of each subject, None if absent."""
+        out: dict[str, dict | None] = {}
+        for chunk in _chunks(list(dict.fromkeys(subjects)), HEADS_PER_REQUEST):
+            wanted = [{"type": subject_type, "subject": s} for s in chunk]
+            out.update(self._request("POST", "/v1/heads", {"subjects": wanted})["heads"])
+        return out
+
+    def actor(self, actor_id: str) -> dict | None:
+        """The registered actor (role, key id, public key, revoked...), None if unknown."""
+        return self._request("GET", f"/v1/actors/{_segment(actor_id)}", missing_ok=True)
+
+    def label(self, serial: str) -> dict:
+        """The verification view of a label (an unknown serial is an ``unknown`` verdict)."""
+        return self._request("GET", f"/v1/labels/{_segment(serial)}")
+
+    def scan(self, serial: str, **fields: Any) -> dict:
+        """Record a consumer scan through the gateway; answers the view with the scan counted."""
+        body = {"channel": "web", "region": None, "lat": None, "lon": None, "session": None, **fields}
+        # Not retried: a resent scan would be counted twice.
+        return self._request("POST", f"/v1/labels/{_segment(serial)}/scans", body, retry=False)
+
+    def health(self) -> dict:
+        """``{"ok": true}`` when the API is up."""
+        return self._request("GET", "/healthz")
+
+
+def _segment(value: str) -> str:
+    # Serials may hold '/', '?', '#', '%' (GS1 CSET 82): escape everything.
+    return quote(value, safe="")
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,403 @@
+"""What the CLI verbs and the demo do, without click: build, sign and submit events.
+
+* ``*_payload`` functions are the one place payload field names live; every
+  optional field of ``schemas/event.avsc`` is present (None when unset).
+* :func:`append_next` is the one "fetch heads -> build next events -> sign ->
+  post -> report" loop behind ship, receive, scan, flag, recall, decommission,
+  actor rotate and actor revoke.
+* :func:`issue_labels` is batch issuance: stream serials out as batches are
+  accepted, never holding all N in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ledger import gs1
+from ledger.errors import Refused
+from ledger.events import GENESIS_HASH, SignedEvent, new_event, validate_actor_id, validate_event
+from ledger.keys import KeyPair
+from traceledger.client import Client
+
+DEFAULT_CHUNK = 1000
+STALE_RETRIES = 1  # a second loss in a row is reported: the caller's view is racing someone's
+KEEP_REFUSALS = 20  # a report keeps this many refusals in full; the rest are counted
+CSV_HEADER = ("serial", "gtin", "lot", "expiry", "uri")
+
+Progress = Callable[[int], None]
+
+# A syntactically valid subject per type: lets a payload be checked before any I/O.
+_PROBE_SUBJECT = {"label": "PROBE", "actor": "probe", "lot": "00000000000000/PROBE"}
+
+
+# ---------------------------------------------------------------- payloads
+
+
+def issued_payload(gtin: str, lot: str, product: str, *, expiry: str | None = None, region: str | None = None, pin_hash: str | None = None) -> dict:
+    """Issued (EPCIS commissioning); ``gtin`` is normalized to GTIN-14."""
+    return {"gtin": gs1.normalize_gtin(gtin), "lot": lot, "expiry": expiry, "product": product, "region": region, "pin_hash": pin_hash}
+
+
+def shipped_payload(consignee: str, territory: str, channel: str, *, region: str | None = None) -> dict:
+    """Shipped (EPCIS shipping) to ``consignee``, authorized for ``territory``/``channel``."""
+    return {"consignee": consignee, "territory": territory, "channel": channel, "region": region}
+
+
+def received_payload(*, region: str | None = None) -> dict:
+    """Received (EPCIS receiving) by the consignee."""
+    return {"region": region}
+
+
+def scanned_payload(channel: str, *, region: str | None = None, lat: float | None = None, lon: float | None = None, session: str | None = None) -> dict:
+    """Scanned (EPCIS inspecting) through ``channel``."""
+    return {"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session}
+
+
+def flagged_payload(reason: str, *, region: str | None = None) -> dict:
+    """FlaggedCounterfeit: a regulator's finding."""
+    return {"reason": reason, "region": region}
+
+
+def recalled_payload(reason: str) -> dict:
+    """Recalled, for a label or a whole lot."""
+    return {"reason": reason}
+
+
+def decommissioned_payload(reason: str) -> dict:
+    """Decommissioned (EPCIS decommissioning)."""
+    return {"reason": reason}
+
+
+def actor_registered_payload(role: str, name: str, public_key: bytes, gtin_prefixes: Sequence[str] = ()) -> dict:
+    """ActorRegistered: an actor admitted by the registrar with its public key."""
+    return {"role": role, "name": name, "public_key": public_key, "gtin_prefixes": list(gtin_prefixes)}
+
+
+def key_rotated_payload(public_key: bytes) -> dict:
+    """ActorKeyRotated: the actor's new public key."""
+    return {"public_key": public_key}
+
+
+def actor_revoked_payload(reason: str) -> dict:
+    """ActorRevoked."""
+    return {"reason": reason}
+
+
+# ---------------------------------------------------------------- signing
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A key pair and the actor id it signs as."""
+
+    key: KeyPair
+    actor: str
+
+    @classmethod
+    def load(cls, path: str | Path, as_actor: str | None = None) -> "Signer":
+        """Load a key file; the actor is ``as_actor`` or the key file's ``actor``."""
+        key = KeyPair.load(path)
+        actor = as_actor or key.actor
+        if not actor:
+            raise Refused("missing_actor", f"key file {path} names no actor; pass --as ACTOR_ID", field="as")
+        validate_actor_id(actor, "as")
+        return cls(key, actor)
+
+    def sign(self, subject_type: str, subject: str, kind: str, payload: dict, *, seq: int = 0, prev_hash: bytes = GENESIS_HASH) -> SignedEvent:
+        """Build and sign one event (validated before signing)."""
+        event = new_event(
+            subject_type=subject_type, subject=subject, kind=kind, payload=payload,
+            actor=self.actor, key_id=self.key.key_id, seq=seq, prev_hash=prev_hash,
+        )
+        return event.sign(self.key)
+
+    def check(self, subject_type: str, kind: str, payload: dict, subject: str | None = None) -> None:
+        """Refuse a bad payload (or signer id) locally, before any network call."""
+        probe = new_event(
+            subject_type=subject_type, subject=subject or _PROBE_SUBJECT[subject_type], kind=kind,
+            payload=payload, actor=self.actor, key_id=self.key.key_id,
+        )
+        validate_event(probe)
+
+
+def read_public_key(path: str | Path, field_name: str = "public-key") -> bytes:
+    """The raw public key from a ``.pub`` file or a private key file."""
+    try:
+        data = json.loads(Path(path).read_text())
+        public_key = bytes.fromhex(data["public_key"])
+        if len(public_key) != 32:
+            raise ValueError("public_key is not 32 bytes")
+    except FileNotFoundError:
+        raise Refused("invalid_key_file", f"key file {path} not found", field=field_name) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Refused("invalid_key_file", f"{path} holds no public key: {exc}", field=field_name) from None
+    return public_key
+
+
+# ---------------------------------------------------------------- reports
+
+
+@dataclass
+class Report:
+    """Outcome of submitting many events: counts, and the first refusals in full."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    refused: int = 0
+    retried: int = 0
+    refusals: list[dict] = field(default_factory=list)
+
+    def add(self, result: dict) -> None:
+        status = result["status"]
+        if status == "accepted":
+            self.accepted += 1
+        elif status == "duplicate":
+            self.duplicate += 1
+        else:
+            self.refused += 1
+            if len(self.refusals) < KEEP_REFUSALS:
+                self.refusals.append(result)
+
+    @property
+    def ok(self) -> bool:
+        return self.refused == 0
+
+    def as_dict(self) -> dict:
+        return {"accepted": self.accepted, "duplicate": self.duplicate, "refused": self.refused, "retried": self.retried, "refusals": self.refusals}
+
+
+def refusal(subject: str, error: Refused, seq: int | None = None) -> dict:
+    """A locally refused event, shaped like an API result."""
+    return {"index": None, "event_id": None, "subject": subject, "seq": seq, "status": "refused", **error.as_dict()}
+
+
+# ---------------------------------------------------------------- next events
+
+
+def next_events(
+    signer: Signer,
+    subject_type: str,
+    subjects: Iterable[str],
+    kind: str,
+    payload: dict,
+    heads: dict[str, dict | None],
+    *,
+    new_chain_ok: bool = False,
+) -> tuple[list[SignedEvent], list[dict]]:
+    """Sign the next ``kind`` event of each subject on top of its head.
+
+    A subject without a head is refused as ``unknown_subject`` unless
+    ``new_chain_ok`` (then its event is seq 0). A subject listed twice gets a
+    second event chained on the first, as the ledger would see them.
+    Returns (signed events, local refusals).
+    """
+    local = dict(heads)
+    events: list[SignedEvent] = []
+    refused: list[dict] = []
+    for subject in subjects:
+        head = local.get(subject)
+        if head is None and not new_chain_ok:
+            refused.append(refusal(subject, Refused("unknown_subject", f"{subject_type} {subject} does not exist", field="subject")))
+            continue
+        seq, prev = (0, GENESIS_HASH) if head is None else (head["seq"] + 1, bytes.fromhex(head["hash"]))
+        signed = signer.sign(subject_type, subject, kind, payload, seq=seq, prev_hash=prev)
+        local[subject] = {"seq": seq, "hash": signed.hash.hex(), "broken": None}
+        events.append(signed)
+    return events, refused
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of at most ``size`` items, consuming ``items`` lazily."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _screen(subject_type: str, subjects: list[str]) -> tuple[list[str], list[dict]]:
+    """Split subjects into syntactically valid ones and local refusals."""
+    valid, refused = [], []
+    for subject in subjects:
+        try:
+            if subject_type == "label":
+                gs1.validate_serial(subject, "subject")
+            elif subject_type == "actor":
+                validate_actor_id(subject, "subject")
+            else:
+                gs1.split_lot_key(subject)
+        except Refused as exc:
+            refused.append(refusal(subject, exc))
+        else:
+            valid.append(subject)
+    return valid, refused
+
+
+def append_next(
+    client: Client,
+    signer: Signer,
+    subject_type: str,
+    subjects: Iterable[str],
+    kind: str,
+    payload: dict,
+    *,
+    new_chain_ok: bool = False,
+    chunk: int = DEFAULT_CHUNK,
+    on_progress: Progress | None = None,
+) -> Report:
+    """Append the next ``kind`` event to every subject: fetch heads, sign, post, report.
+
+    Works in chunks of ``chunk`` subjects (one heads request and one events
+    request each). Events refused as ``stale_head`` (another writer got there
+    first) are rebuilt on fresh heads and sent once more.
+    """
+    signer.check(subject_type, kind, payload)
+    report = Report()
+    for group in chunked(subjects, chunk):
+        valid, bad = _screen(subject_type, group)
+        for item in bad:
+            report.add(item)
+        _append_group(client, signer, subject_type, valid, kind, payload, new_chain_ok, report)
+        if on_progress:
+            on_progress(len(group))
+    return report
+
+
+def _append_group(client: Client, signer: Signer, subject_type: str, subjects: list[str], kind: str, payload: dict, new_chain_ok: bool, report: Report) -> None:
+    pending = subjects
+    for attempt in range(STALE_RETRIES + 1):
+        if not pending:
+            return
+        heads = client.heads(subject_type, pending)
+        events, refused = next_events(signer, subject_type, pending, kind, payload, heads, new_chain_ok=new_chain_ok)
+        for item in refused:
+            report.add(item)
+        results = client.post_events(events) if events else []
+        stale = [r for r in results if r["status"] == "refused" and r.get("code") == "stale_head"]
+        final = attempt == STALE_RETRIES or not stale
+        retry = {id(r) for r in stale} if not final else set()
+        for result in results:
+            if id(result) not in retry:
+                report.add(result)
+        if final:
+            return
+        report.retried += len(stale)
+        pending = [r["subject"] for r in stale]
+
+
+def submit(client: Client, events: Sequence[SignedEvent]) -> Report:
+    """Post already-built events (new chains: registrations, bootstrap) and report."""
+    report = Report()
+    for result in client.post_events(events):
+        report.add(result)
+    return report
+
+
+# ---------------------------------------------------------------- issuance
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    serial: str
+    gtin: str
+    lot: str
+    expiry: str | None
+    uri: str
+
+    def as_csv(self) -> tuple:
+        return (self.serial, self.gtin, self.lot, self.expiry or "", self.uri)
+
+
+def check_expiry(expiry: str | None) -> None:
+    """Refuse an expiry that is not a YYYY-MM-DD calendar date."""
+    if expiry is None:
+        return
+    try:
+        if len(expiry) != 10:
+            raise ValueError
+        datetime.strptime(expiry, "%Y-%m-%d")
+    except ValueError:
+        raise Refused("invalid_field", f"expiry {expiry!r} is not a date YYYY-MM-DD", field="expiry") from None
+
+
+def issue_labels(
+    client: Client,
+    signer: Signer,
+    payload: dict,
+    count: int,
+    *,
+    resolver_host: str,
+    batch: int = DEFAULT_CHUNK,
+    on_rows: Callable[[list[LabelRow]], None] | None = None,
+    on_progress: Progress | None = None,
+) -> Report:
+    """Issue ``count`` labels with ``payload`` (see :func:`issued_payload`) in batches.
+
+    Each batch is one request; its accepted labels go to ``on_rows`` before
+    the next batch is built, so nothing but one batch is ever held. Issuing
+    stops after a batch with refusals: the next batches would meet the same
+    reason.
+    """
+    signer.check("label", "Issued", payload)
+    report = Report()
+    remaining = count
+    while remaining > 0:
+        size = min(batch, remaining)
+        events = [signer.sign("label", gs1.new_serial(), "Issued", payload) for _ in range(size)]
+        results = client.post_events(events)
+        rows = []
+        for result in results:
+            report.add(result)
+            if result["status"] != "refused":
+                rows.append(_row(events[result["index"]], resolver_host))
+        if on_rows and rows:
+            on_rows(rows)
+        if on_progress:
+            on_progress(size)
+        remaining -= size
+        if report.refused:
+            break
+    return report
+
+
+def _row(signed: SignedEvent, resolver_host: str) -> LabelRow:
+    e = signed.event
+    p = e.payload
+    return LabelRow(e.subject, p["gtin"], p["lot"], p["expiry"], gs1.digital_link_uri(p["gtin"], e.subject, resolver_host))
+
+
+class LabelCsv:
+    """The printer's CSV (``serial,gtin,lot,expiry,uri``), written row batch by row batch."""
+
+    def __init__(self, fh, *, write_header: bool = True):
+        self._fh = fh
+        self._writer = csv.writer(fh)
+        if write_header:
+            self._writer.writerow(CSV_HEADER)
+
+    def write(self, rows: list[LabelRow]) -> None:
+        self._writer.writerows(r.as_csv() for r in rows)
+        # Accepted labels exist on the ledger: get them onto disk now, not at exit.
+        self._fh.flush()
+
+
+def serials_from_csv(path: str | Path) -> Iterator[str]:
+    """The ``serial`` column of a CSV file with a header row, streamed."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if "serial" not in (reader.fieldnames or ()):
+            raise Refused("invalid_field", f"{path} has no 'serial' column in its header", field="from-csv")
+        for row in reader:
+            serial = (row.get("serial") or "").strip()
+            if serial:
+                yield serial
+
+
+def count_csv_rows(path: str | Path) -> int:
+    """Data rows of a CSV file (for a progress bar's length), read in one streaming pass."""
+    with open(path, newline="") as fh:
+        return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
