@@ -24,7 +24,10 @@ start_one() {
     if [[ -n ${TRACELEDGER_GATEWAY_KEY:-} && ${TRACELEDGER_GATEWAY_KEY} != /* ]]; then
         export TRACELEDGER_GATEWAY_KEY="$REPO/$TRACELEDGER_GATEWAY_KEY"
     fi
-    (cd "$REPO" && setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 < /dev/null & echo $! >"$RUN/$name.pid")
+    # No subshell around it: a parent holding our stdout would keep a caller's pipe open.
+    cd "$REPO"
+    setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN/$name.pid"
     echo "[ops] $name: started (pid $(cat "$RUN/$name.pid"), log .run/$name.log)"
 }
 
