@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from ledger import gs1
@@ -144,6 +144,17 @@ class SignedEvent:
     def from_envelope(cls, value: bytes) -> "SignedEvent":
         parts = envelope_codec().decode(value)
         return cls.from_parts(parts["body"], parts["signature"])
+
+
+@lru_cache(maxsize=20_000)
+def decode_signed(body: bytes, signature: bytes) -> SignedEvent:
+    """``SignedEvent.from_parts`` remembering recent results.
+
+    The write path decodes an event when it checks it and again when its
+    aggregate folds it a moment later; the second time is free. Results are
+    immutable, so sharing them is safe.
+    """
+    return SignedEvent.from_parts(body, signature)
 
 
 def event_hash(body: bytes) -> bytes:

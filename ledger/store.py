@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import uuid
+from functools import lru_cache
 from typing import Any, Iterable
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent, Transcoding
 
-from ledger.events import GENESIS_HASH, SignedEvent
+from ledger.events import GENESIS_HASH, SignedEvent, decode_signed
 from ledger.lifecycle import SubjectState, fold
 
 
@@ -26,6 +27,7 @@ from ledger.lifecycle import SubjectState, fold
 CHAIN_NAMESPACE = uuid.UUID("5d1c1d0e-7a52-4c1f-9f43-7472616365ab")
 
 
+@lru_cache(maxsize=200_000)
 def chain_id(subject_type: str, subject: str) -> uuid.UUID:
     """Aggregate id of a subject's chain: UUIDv5 of ``<subject_type>:<subject>``."""
     return uuid.uuid5(CHAIN_NAMESPACE, f"{subject_type}:{subject}")
@@ -79,7 +81,7 @@ class Chain(Aggregate):
 
     def _fold(self, body: bytes, signature: bytes) -> None:
         try:
-            signed = SignedEvent.from_parts(body, signature)
+            signed = decode_signed(body, signature)
         except Exception as exc:  # a stored row that no longer decodes: tampering
             self.broken = self.broken or f"event {self.length} does not decode: {exc}"
             self.hashes.append(GENESIS_HASH)

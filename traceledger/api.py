@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import gs1, log as global_log, scan_inbox
 from ledger.errors import Refused
-from ledger.events import SignedEvent, validate_actor_id, validate_channel, validate_region
+from ledger.events import SignedEvent, decode_signed, validate_actor_id, validate_channel, validate_region
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from projections import verification
@@ -87,7 +87,7 @@ def decode_item(item: EventIn) -> SignedEvent | Refused:
     except (binascii.Error, ValueError):
         return Refused("malformed_encoding", "body and signature must be base64", field="body")
     try:
-        return SignedEvent.from_parts(body, signature)
+        return decode_signed(body, signature)
     except Refused as refusal:
         return refusal
 
