@@ -104,6 +104,7 @@ class TransactionalConsumer:
         self.consumer.subscribe(topics, listener=_SeekToStoredOffsets(self))
         self.applied = 0
         self.quarantined = 0
+        self.closers: list[Callable[[], None]] = []  # resources the handler holds
 
     def _seek(self, partitions) -> None:
         stored = dict(
@@ -206,3 +207,5 @@ class TransactionalConsumer:
     def close(self) -> None:
         self.consumer.close()
         self.conn.close()
+        for close in self.closers:
+            close()

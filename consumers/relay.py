@@ -137,6 +137,7 @@ class Relay:
             producer.flush(timeout=60)
             producer.close(timeout=10)
             conn.close()
+            app.close()
         return produced
 
     def _resume(self, sequencer: Sequencer, producer: KafkaProducer, partitions: dict[str, int]) -> int:

@@ -59,18 +59,33 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute(SCHEMA_SQL)
 
 
+_LOCK = "LOCK TABLE scan_inbox IN EXCLUSIVE MODE"
+_INSERT = (
+    "INSERT INTO scan_inbox (event_id, serial, channel, region, lat, lon, session, occurred_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
+
+
+def _new_row(serial, channel, region, lat, lon, session) -> tuple:
+    return (str(uuid.uuid4()), serial, channel, region, lat, lon, session, datetime.now(timezone.utc))
+
+
 def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None) -> AcceptedScan:
     """Durably accept one scan (committed when this returns)."""
-    event_id = str(uuid.uuid4())
-    now = datetime.now(timezone.utc)
+    row = _new_row(serial, channel, region, lat, lon, session)
     with conn.transaction():
-        conn.execute("LOCK TABLE scan_inbox IN EXCLUSIVE MODE")
-        row = conn.execute(
-            "INSERT INTO scan_inbox (event_id, serial, channel, region, lat, lon, session, occurred_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (event_id, serial, channel, region, lat, lon, session, now),
-        ).fetchone()
-    return AcceptedScan(row[0], event_id, now)
+        conn.execute(_LOCK)
+        (row_id,) = conn.execute(_INSERT, row).fetchone()
+    return AcceptedScan(row_id, row[0], row[-1])
+
+
+async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None) -> AcceptedScan:
+    """:func:`accept` on an async connection (the API's event loop)."""
+    row = _new_row(serial, channel, region, lat, lon, session)
+    async with conn.transaction():
+        await conn.execute(_LOCK)
+        (row_id,) = await (await conn.execute(_INSERT, row)).fetchone()
+    return AcceptedScan(row_id, row[0], row[-1])
 
 
 class ScanRecorder:

@@ -58,6 +58,10 @@ class Ledger:
         self.settings = settings
         self.app = app or LedgerApplication(env=settings.eventsourcing_env())
 
+    def close(self) -> None:
+        """Close the store's connection pool."""
+        self.app.close()
+
     # ------------------------------------------------------------ reading
 
     def head(self, subject_type: str, subject: str) -> dict | None:

@@ -15,7 +15,16 @@ mkdir -p "$RUN"
 declare -A MODULE=([relay]=consumers.relay [projector]=projections.projector [api]=traceledger.api)
 ORDER=(relay projector api)
 
-alive() { local f="$RUN/$1.pid"; [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null; }
+# Alive = the pid exists, is not a zombie (PID 1 here may not reap them) and
+# really is our module (a recycled pid is not).
+alive() {
+    local f="$RUN/$1.pid" pid
+    [[ -f $f ]] || return 1
+    pid=$(cat "$f")
+    [[ -r /proc/$pid/status ]] || return 1
+    grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" && return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "-m ${MODULE[$1]}"
+}
 
 start_one() {
     local name=$1
@@ -45,8 +54,8 @@ stop_one() {
     if ! alive "$name"; then rm -f "$f"; return; fi
     local pid; pid=$(cat "$f")
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do alive "$name" || break; sleep 0.25; done
+    if alive "$name"; then kill -KILL "$pid" 2>/dev/null || true; fi
     rm -f "$f"
     echo "[ops] $name: stopped"
 }

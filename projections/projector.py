@@ -33,7 +33,7 @@ def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None
         handler=VerificationProjector(schema, feed),
         setup_sql=schema_sql(schema),
     )
-    consumer.feed = feed
+    consumer.closers.append(feed.close)
     return consumer
 
 

@@ -143,26 +143,32 @@ class VerificationProjector:
             )
 
 
-def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEMA) -> dict:
-    """The verification view of ``serial`` (verdict ``unknown`` if never issued)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            f"SELECT l.*, COALESCE(lots.recalled, false) AS lot_recalled FROM {schema}.labels l "
-            f"LEFT JOIN {schema}.lots lots ON lots.gtin = l.gtin AND lots.lot = l.lot WHERE l.serial = %s",
-            (serial,),
-        )
-        label = cur.fetchone()
-        if label is None:
-            v, reasons = verdict(None)
-            return {"serial": serial, "verdict": v, "reasons": reasons, "scan_count": 0, "first_scanned_at": None, "trail": []}
-        cur.execute(
-            f"SELECT seq, kind, actor, region, occurred_at FROM {schema}.events WHERE subject_type = 'label' AND subject = %s ORDER BY seq",
-            (serial,),
-        )
-        trail = [
-            {"seq": r["seq"], "kind": r["kind"], "actor": r["actor"], "region": r["region"], "at": _iso(r["occurred_at"])}
-            for r in cur.fetchall()
-        ]
+def _view_sql(schema: str) -> tuple[str, str]:
+    label = (
+        f"SELECT l.*, COALESCE(lots.recalled, false) AS lot_recalled FROM {schema}.labels l "
+        f"LEFT JOIN {schema}.lots lots ON lots.gtin = l.gtin AND lots.lot = l.lot WHERE l.serial = %s"
+    )
+    trail = (
+        f"SELECT seq, kind, actor, region, occurred_at FROM {schema}.events "
+        "WHERE subject_type = 'label' AND subject = %s ORDER BY seq"
+    )
+    return label, trail
+
+
+def _unprojected_sql(schema: str) -> str:
+    # A scan's ledger event reuses its inbox row's event id, so a row is
+    # "projected" once its event id is among the model's events of that label.
+    return (
+        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND NOT EXISTS ("
+        f"SELECT 1 FROM {schema}.events e WHERE e.subject_type = 'label' AND e.subject = i.serial AND e.event_id = i.event_id)"
+    )
+
+
+def build_view(serial: str, label: dict | None, trail: list[dict]) -> dict:
+    """The verification view from a label row and its events. Pure."""
+    if label is None:
+        v, reasons = verdict(None)
+        return {"serial": serial, "verdict": v, "reasons": reasons, "scan_count": 0, "first_scanned_at": None, "trail": []}
     v, reasons = verdict(label, label["lot_recalled"])
     return {
         "serial": serial,
@@ -181,21 +187,34 @@ def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEM
         "scan_count": label["scan_count"],
         "first_scanned_at": _iso(label["first_scanned_at"]),
         "pin_protected": label["pin_hash"] is not None,
-        "trail": trail,
+        "trail": [
+            {"seq": r["seq"], "kind": r["kind"], "actor": r["actor"], "region": r["region"], "at": _iso(r["occurred_at"])}
+            for r in trail
+        ],
     }
 
 
-def unprojected_scans(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEMA) -> int:
-    """Scans of ``serial`` accepted by the API but not yet in this read model.
+def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEMA) -> dict:
+    """The verification view of ``serial`` (verdict ``unknown`` if never issued)."""
+    label_sql, trail_sql = _view_sql(schema)
+    with conn.cursor(row_factory=dict_row) as cur:
+        label = cur.execute(label_sql, (serial,)).fetchone()
+        trail = cur.execute(trail_sql, (serial,)).fetchall() if label else []
+    return build_view(serial, label, trail)
 
-    A scan's ledger event reuses its inbox row's event id, so a row is
-    "projected" once its event id is in the model's events of that label.
-    """
-    row = conn.execute(
-        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND NOT EXISTS ("
-        f"SELECT 1 FROM {schema}.events e WHERE e.subject_type = 'label' AND e.subject = i.serial AND e.event_id = i.event_id)",
-        (serial,),
-    ).fetchone()
+
+async def read_view_async(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> dict:
+    """:func:`read_view` on an async connection (the API's event loop)."""
+    label_sql, trail_sql = _view_sql(schema)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        label = await (await cur.execute(label_sql, (serial,), prepare=True)).fetchone()
+        trail = await (await cur.execute(trail_sql, (serial,), prepare=True)).fetchall() if label else []
+    return build_view(serial, label, trail)
+
+
+async def unprojected_scans(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> int:
+    """Scans of ``serial`` accepted by the API but not yet in this read model."""
+    row = await (await conn.execute(_unprojected_sql(schema), (serial,))).fetchone()
     return row[0]
 
 

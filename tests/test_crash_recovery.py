@@ -83,3 +83,4 @@ def test_sigkill_relay_and_projector_mid_stream(settings, services):
         rebuilt = conn.execute("SELECT * FROM rebuilt.labels ORDER BY serial").fetchall()
     assert live == rebuilt
     assert kills["relay"] >= 3 and kills["projector"] >= 3
+    ledger.close()

@@ -21,7 +21,8 @@ def world(settings):
     cast = Cast()
     results = ledger.append(cast.founding_events())
     assert [r.status for r in results] == ["accepted"] * len(results)
-    return ledger, cast
+    yield ledger, cast
+    ledger.close()
 
 
 def notifications(ledger: Ledger) -> int:
@@ -153,6 +154,13 @@ def test_racing_writers_never_fork_a_chain(world, settings):
     ledger, cast = world
     other = Ledger(settings)
     ledger.append([cast.issue("RACE1")])
+    try:
+        _race(ledger, other, cast)
+    finally:
+        other.close()
+
+
+def _race(ledger, other, cast):
     for round_no in range(25):
         head_seq, head_hash = cast.heads[("label", "RACE1")]
         a = cast.event("gateway", "label", "RACE1", "Scanned", scanned_payload(region="440305"), advance=False)

@@ -21,7 +21,8 @@ def world(settings):
     ledger = Ledger(settings)
     cast = Cast()
     assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
-    return settings, ledger, cast
+    yield settings, ledger, cast
+    ledger.close()
 
 
 def view(settings, serial, schema="verification"):

@@ -17,8 +17,8 @@ import psycopg
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from psycopg_pool import ConnectionPool
+from fastapi.responses import JSONResponse, ORJSONResponse
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,7 +28,7 @@ from ledger.events import SignedEvent, decode_signed, validate_actor_id, validat
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from projections import verification
-from projections.verification import read_view, unprojected_scans
+from projections.verification import read_view_async, unprojected_scans
 from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
 
@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         configure()
         state["ledger"] = Ledger(settings)
-        state["pool"] = ConnectionPool(settings.pg_conninfo, min_size=2, max_size=16, kwargs={"autocommit": True}, open=True)
+        state["pool"] = AsyncConnectionPool(settings.pg_conninfo, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False)
+        await state["pool"].open()
         with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
             scan_inbox.ensure_schema(conn)
             global_log.ensure_schema(conn)
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         if recorder:
             recorder.stop.set()
-        state["pool"].close()
+        await state["pool"].close()
 
     app = FastAPI(title="traceledger", version="0.1.0", lifespan=lifespan,
                   description="Tamper-evident traceability ledger for anti-counterfeit labels")
@@ -150,9 +151,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await call_next(request)
 
     @app.get("/healthz")
-    def healthz():
-        with state["pool"].connection() as conn:
-            conn.execute("SELECT 1")
+    async def healthz():
+        async with state["pool"].connection() as conn:
+            await conn.execute("SELECT 1")
         return {"ok": True}
 
     @app.post("/v1/events")
@@ -184,21 +185,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "public_key": actor.public_key.hex(), "gtin_prefixes": list(actor.gtin_prefixes), "revoked": actor.revoked,
         }
 
-    def view(conn, serial: str) -> dict:
-        out = read_view(conn, serial)
+    async def view(conn, serial: str) -> dict:
+        out = await read_view_async(conn, serial)
         if out.get("gtin"):
             out["uri"] = gs1.digital_link_uri(out["gtin"], serial, settings.resolver_host)
         return out
 
+    # Read endpoints are async on an async pool: no thread hop per request.
     @app.get("/v1/labels/{serial}")
-    def get_label(serial: str):
+    async def get_label(serial: str):
         """The verification view of a label."""
         gs1.validate_serial(serial)
-        with state["pool"].connection() as conn:
-            return view(conn, serial)
+        async with state["pool"].connection() as conn:
+            return ORJSONResponse(await view(conn, serial))
 
     @app.post("/v1/labels/{serial}/scans")
-    def post_scan(serial: str, scan: ScanIn | None = None):
+    async def post_scan(serial: str, scan: ScanIn | None = None):
         """A consumer's scan: answered now, recorded on the ledger by the gateway worker."""
         gs1.validate_serial(serial)
         scan = scan or ScanIn()
@@ -208,15 +210,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lon = round(scan.lon, 2) if scan.lon is not None else None
         if (lat is not None and abs(lat) > 90) or (lon is not None and abs(lon) > 180):
             raise Refused("invalid_field", "lat/lon out of range", field="lat")
-        with state["pool"].connection() as conn:
-            accepted = scan_inbox.accept(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session)
-            out = view(conn, serial)
+        async with state["pool"].connection() as conn:
+            accepted = await scan_inbox.accept_async(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session)
+            out = await view(conn, serial)
             if out["verdict"] != "unknown":
-                out["scan_count"] += unprojected_scans(conn, serial)
+                out["scan_count"] += await unprojected_scans(conn, serial)
                 out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()
         out["scan_id"] = accepted.event_id
         log.info("scan_accepted", serial=serial, event_id=accepted.event_id, verdict=out["verdict"], channel=scan.channel)
-        return out
+        return ORJSONResponse(out)
 
     return app
 
