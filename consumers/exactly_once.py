@@ -29,6 +29,12 @@ log = get_logger("consumer")
 
 
 class Handler(Protocol):
+    """Applies one record; raises Refused (before any effect) to quarantine it.
+
+    Optional batch hooks: ``prepare(cur, records)`` before a batch (load what
+    it needs in bulk) and ``flush(cur)`` after it (write buffered effects).
+    """
+
     def __call__(self, cur: psycopg.Cursor, record) -> None: ...
 
 
@@ -155,17 +161,15 @@ class TransactionalConsumer:
     def _apply(self, records: list, *, careful: bool = False) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
         applied = quarantined = 0
+        prepare = getattr(self.handler, "prepare", None)
+        flush = getattr(self.handler, "flush", None)
         with self.conn.transaction(), self.conn.cursor() as cur:
+            if prepare:
+                prepare(cur, records)
             for rec in records:
                 try:
                     if careful:
-                        try:
-                            with self.conn.transaction():
-                                self.handler(cur, rec)
-                        except (Refused, psycopg.OperationalError):
-                            raise
-                        except Exception as exc:
-                            raise Refused("handler_error", f"{type(exc).__name__}: {exc}") from None
+                        self._apply_one_carefully(cur, rec, records, prepare, flush)
                     else:
                         self.handler(cur, rec)
                     applied += 1
@@ -178,6 +182,8 @@ class TransactionalConsumer:
                     )
                     log.warning("record_quarantined", group=self.group, topic=rec.topic, partition=rec.partition, offset=rec.offset, code=refusal.code, detail=refusal.detail)
                 next_offsets[(rec.topic, rec.partition)] = rec.offset + 1
+            if flush:
+                flush(cur)
             cur.executemany(
                 f"INSERT INTO {self.schema}.consumer_offsets (topic, partition, next_offset) VALUES (%s, %s, %s) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
@@ -186,6 +192,20 @@ class TransactionalConsumer:
         self.applied += applied
         self.quarantined += quarantined
         log.info("batch_applied", group=self.group, applied=applied, quarantined=quarantined, offsets={f"{t}:{p}": o for (t, p), o in next_offsets.items()})
+
+    def _apply_one_carefully(self, cur, rec, records, prepare, flush) -> None:
+        """One record in its own savepoint, its effects written at once."""
+        try:
+            with self.conn.transaction():
+                self.handler(cur, rec)
+                if flush:
+                    flush(cur)
+        except (Refused, psycopg.OperationalError):
+            raise
+        except Exception as exc:
+            if prepare:  # the handler's in-memory rows may hold the rolled-back change
+                prepare(cur, records)
+            raise Refused("handler_error", f"{type(exc).__name__}: {exc}") from None
 
     def lag(self) -> int:
         """Records on Kafka not yet applied (across assigned partitions)."""

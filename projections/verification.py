@@ -11,6 +11,7 @@ quarantined; a record delivered twice has no second effect.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -65,12 +66,76 @@ def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> Non
         pass  # created concurrently by the projector: fine
 
 
+@dataclass
+class _Row:
+    """A subject's read model row while a batch is being applied."""
+
+    state: LabelState | LotState
+    scan_count: int = 0
+    first_scanned_at: datetime | None = None
+    last_event_at: datetime | None = None
+    dirty: bool = False
+
+
 class VerificationProjector:
-    """The record handler; plug into a TransactionalConsumer."""
+    """The record handler; plug into a TransactionalConsumer.
+
+    Works a poll batch at a time: ``prepare`` loads the rows of every subject
+    in the batch with two queries, each record is checked and applied in
+    memory, and ``flush`` writes the changed rows and new events with
+    pipelined statements, inside the consumer's transaction.
+    """
 
     def __init__(self, schema: str, feed: ActorFeed):
         self.s = schema
         self.feed = feed
+        self.rows: dict[tuple[str, str], _Row | None] = {}
+        self.new_events: dict[tuple[str, str, int], tuple] = {}
+
+    # -------------------------------------------------------------- batch
+
+    def prepare(self, cur: psycopg.Cursor, records: list) -> None:
+        self.rows, self.new_events = {}, {}
+        labels, lots = set(), set()
+        for rec in records:
+            key = (rec.key or b"").decode("utf-8", "replace")
+            labels.add(key)
+            if len(key) > 15 and key[14] == "/":  # may be a lot key (or a serial with a '/')
+                lots.add(key)
+        if labels:
+            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)}, scan_count, first_scanned_at, last_event_at FROM {self.s}.labels WHERE serial = ANY(%s)", (list(labels),))
+            for row in cur.fetchall():
+                n = len(_LABEL_COLUMNS)
+                self.rows[("label", row[0])] = _Row(LabelState(*row[: n - 1], head=bytes(row[n - 1])), *row[n:])
+            for serial in labels:
+                self.rows.setdefault(("label", serial), None)
+        if lots:
+            cur.execute(f"SELECT {', '.join(_LOT_COLUMNS)} FROM {self.s}.lots WHERE gtin || '/' || lot = ANY(%s)", (list(lots),))
+            for row in cur.fetchall():
+                self.rows[("lot", f"{row[0]}/{row[1]}")] = _Row(LotState(*row[:-1], head=bytes(row[-1])))
+            for key in lots:
+                self.rows.setdefault(("lot", key), None)
+
+    def flush(self, cur: psycopg.Cursor) -> None:
+        if self.new_events:
+            cur.executemany(
+                f"INSERT INTO {self.s}.events (subject_type, subject, seq, event_id, kind, actor, region, occurred_at, hash, log_index) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                list(self.new_events.values()),
+            )
+        dirty = [(k, r) for k, r in self.rows.items() if r is not None and r.dirty]
+        labels = [[getattr(r.state, c) for c in _LABEL_COLUMNS] + [r.scan_count, r.first_scanned_at, r.last_event_at] for k, r in dirty if k[0] == "label"]
+        lots = [[getattr(r.state, c) for c in _LOT_COLUMNS] for k, r in dirty if k[0] == "lot"]
+        if labels:
+            cols = _LABEL_COLUMNS + ["scan_count", "first_scanned_at", "last_event_at"]
+            cur.executemany(_upsert_sql(f"{self.s}.labels", cols, "serial"), labels)
+        if lots:
+            cur.executemany(_upsert_sql(f"{self.s}.lots", _LOT_COLUMNS, "gtin, lot"), lots)
+        for _, r in dirty:
+            r.dirty = False
+        self.new_events = {}
+
+    # -------------------------------------------------------------- record
 
     def __call__(self, cur: psycopg.Cursor, record) -> None:
         if record.value is None:
@@ -83,11 +148,10 @@ class VerificationProjector:
             raise Refused("key_mismatch", "record key is not the event's subject", field="key")
         raw_index = header(record, "log_index")
         log_index = int(raw_index) if raw_index is not None else None
-        state = self._load(cur, e.subject_type, e.subject)
+        row = self._row(cur, e.subject_type, e.subject)
+        state = row.state if row else None
         if state is not None and e.seq <= state.seq:
-            cur.execute(f"SELECT hash FROM {self.s}.events WHERE subject_type = %s AND subject = %s AND seq = %s", (e.subject_type, e.subject, e.seq))
-            row = cur.fetchone()
-            if row is not None and bytes(row[0]) == signed.hash:
+            if self._stored_hash(cur, e.subject_type, e.subject, e.seq) == signed.hash:
                 return  # delivered again: already applied, no second effect
             raise Refused("conflicting_event", f"{e.subject} already has a different event {e.seq}: a fork attempt", field="seq")
         lookup = self.feed.registry.lookup(log_index)
@@ -101,46 +165,35 @@ class VerificationProjector:
         if not verify_signature(signer.public_key, signed.body, signed.signature):
             raise Refused("bad_signature", f"signature of event {e.event_id} does not verify", field="signature")
         authorize(state, e, signer, lookup)
-        self._save(cur, fold(state, e, signed.hash), e, signed.hash, log_index)
+        # Checked: from here on, only effects.
+        new_state = fold(state, e, signed.hash)
+        if row is None:
+            row = self.rows[(e.subject_type, e.subject)] = _Row(new_state)
+        row.state, row.dirty, row.last_event_at = new_state, True, e.occurred_at
+        if e.kind == "Scanned":
+            row.scan_count += 1
+            row.first_scanned_at = row.first_scanned_at or e.occurred_at
+        region = e.payload.get("region")
+        self.new_events[(e.subject_type, e.subject, e.seq)] = (
+            e.subject_type, e.subject, e.seq, e.event_id, e.kind, e.actor, region, e.occurred_at, signed.hash, log_index,
+        )
 
-    def _load(self, cur, subject_type: str, subject: str):
-        if subject_type == "label":
-            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM {self.s}.labels WHERE serial = %s", (subject,))
-            row = cur.fetchone()
-            return None if row is None else LabelState(*row[:-1], head=bytes(row[-1]))
-        cur.execute(f"SELECT {', '.join(_LOT_COLUMNS)} FROM {self.s}.lots WHERE gtin = %s AND lot = %s", (subject[:14], subject[15:]))
+    def _row(self, cur, subject_type: str, subject: str) -> _Row | None:
+        return self.rows.get((subject_type, subject))  # every record's key was prepared
+
+    def _stored_hash(self, cur, subject_type: str, subject: str, seq: int) -> bytes | None:
+        pending = self.new_events.get((subject_type, subject, seq))
+        if pending is not None:
+            return pending[8]
+        cur.execute(f"SELECT hash FROM {self.s}.events WHERE subject_type = %s AND subject = %s AND seq = %s", (subject_type, subject, seq))
         row = cur.fetchone()
-        return None if row is None else LotState(*row[:-1], head=bytes(row[-1]))
+        return bytes(row[0]) if row else None
 
-    def _save(self, cur, state, e, event_hash: bytes, log_index: int | None) -> None:
-        region = e.payload.get("region") if isinstance(e.payload, dict) else None
-        cur.execute(
-            f"INSERT INTO {self.s}.events (subject_type, subject, seq, event_id, kind, actor, region, occurred_at, hash, log_index) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (e.subject_type, e.subject, e.seq, e.event_id, e.kind, e.actor, region, e.occurred_at, event_hash, log_index),
-        )
-        if isinstance(state, LotState):
-            values = [getattr(state, c) for c in _LOT_COLUMNS]
-            cols = _LOT_COLUMNS
-            table, key = "lots", "gtin, lot"
-        else:
-            values = [getattr(state, c) for c in _LABEL_COLUMNS]
-            cols = _LABEL_COLUMNS
-            table, key = "labels", "serial"
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in ("serial", "gtin", "lot"))
-        cur.execute(
-            f"INSERT INTO {self.s}.{table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
-            values,
-        )
-        if isinstance(state, LabelState):
-            scanned = e.kind == "Scanned"
-            cur.execute(
-                f"UPDATE {self.s}.labels SET last_event_at = %s, scan_count = scan_count + %s, "
-                "first_scanned_at = CASE WHEN %s AND first_scanned_at IS NULL THEN %s ELSE first_scanned_at END "
-                "WHERE serial = %s",
-                (e.occurred_at, 1 if scanned else 0, scanned, e.occurred_at, e.subject),
-            )
+
+def _upsert_sql(table: str, cols: list[str], key: str) -> str:
+    keys = {k.strip() for k in key.split(",")}
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in keys)
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
 def _view_sql(schema: str) -> tuple[str, str]:

@@ -96,6 +96,14 @@ def test_bad_requests_get_problem_json(live, method, path, kwargs, field):
         assert problem.get("field") == field
 
 
+def test_oversized_request_is_refused_with_413(live):
+    from traceledger.api import MAX_BODY_BYTES
+
+    r = httpx.post(f"{live['url']}/v1/events", content=b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}",
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+
+
 def test_refused_events_write_nothing_through_http(live):
     url, cast, settings = live["url"], live["cast"], live["settings"]
     with psycopg.connect(settings.pg_conninfo) as conn:

@@ -92,6 +92,26 @@ def decode_item(item: EventIn) -> SignedEvent | Refused:
         return refusal
 
 
+class DeclaredBodyLimit:
+    """Refuse a request whose Content-Length is over the limit, as problem+json.
+
+    A plain ASGI middleware (no per-request task group); FastAPI's
+    ``max_body_size`` still guards bodies sent without a length.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    response = problem(413, "request too large", f"at most {self.limit} bytes per request", code="too_large")
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 # ------------------------------------------------------------------ app
 
 
@@ -121,8 +141,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             recorder.stop.set()
         await state["pool"].close()
 
-    app = FastAPI(title="traceledger", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="traceledger", version="0.1.0", lifespan=lifespan, max_body_size=2 * MAX_BODY_BYTES,
                   description="Tamper-evident traceability ledger for anti-counterfeit labels")
+
+    app.add_middleware(DeclaredBodyLimit, limit=MAX_BODY_BYTES)
 
     @app.exception_handler(Refused)
     async def refused_handler(request: Request, exc: Refused):
@@ -142,13 +164,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def db_down_handler(request: Request, exc: psycopg.OperationalError):
         log.error("database_unavailable", error=str(exc))
         return problem(503, "database unavailable", "the ledger database cannot be reached; nothing was written", code="unavailable")
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return problem(413, "request too large", f"at most {MAX_BODY_BYTES} bytes per request", code="too_large")
-        return await call_next(request)
 
     @app.get("/healthz")
     async def healthz():
