@@ -76,19 +76,65 @@ class Codec:
         return record
 
 
-@lru_cache(maxsize=None)
-def codec(name: str) -> Codec:
-    """The codec for ``schemas/<name>.avsc``."""
-    raw = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+def load_codec(path: Path) -> Codec:
+    raw = json.loads(path.read_text())
     schema = fastavro.parse_schema(raw)
     pcf = to_parsing_canonical_form(schema)
     header = MAGIC + bytes.fromhex(fingerprint(pcf, "CRC-64-AVRO"))
-    return Codec(name=name, schema=schema, header=header)
+    return Codec(name=path.stem, schema=schema, header=header)
 
 
-def event_codec() -> Codec:
+@dataclass(frozen=True)
+class SchemaFamily:
+    """Every version of one schema (``<name>.v<N>.avsc``).
+
+    New events are written with the latest version; bytes written with any
+    known version still decode (by their fingerprint) and still verify, so the
+    schema can grow (new event kinds) without invalidating signed history.
+    """
+
+    name: str
+    versions: tuple[Codec, ...]
+
+    @property
+    def latest(self) -> Codec:
+        return self.versions[-1]
+
+    @property
+    def schema(self):
+        return self.latest.schema
+
+    @property
+    def fingerprint(self) -> str:
+        return self.latest.fingerprint
+
+    def encode(self, record: dict) -> bytes:
+        return self.latest.encode(record)
+
+    def decode(self, data: bytes) -> dict:
+        header = bytes(data[:HEADER_LEN]) if isinstance(data, (bytes, bytearray, memoryview)) else b""
+        for version in reversed(self.versions):
+            if version.header == header:
+                return version.decode(data)
+        return self.latest.decode(data)  # raises the right Refused
+
+
+def load_family(name: str, directory: Path = SCHEMA_DIR) -> SchemaFamily:
+    paths = sorted(directory.glob(f"{name}.v*.avsc"), key=lambda p: int(p.name.split(".v")[1].split(".")[0]))
+    if not paths:
+        raise FileNotFoundError(f"no {name}.v*.avsc in {directory}")
+    return SchemaFamily(name, tuple(load_codec(p) for p in paths))
+
+
+@lru_cache(maxsize=None)
+def codec(name: str) -> SchemaFamily:
+    """All versions of ``schemas/<name>.v*.avsc``."""
+    return load_family(name)
+
+
+def event_codec() -> SchemaFamily:
     return codec("event")
 
 
-def envelope_codec() -> Codec:
+def envelope_codec() -> SchemaFamily:
     return codec("signed_event")

@@ -1,11 +1,11 @@
 """Ledger events: the decoded form, field rules, signing and the signed envelope.
 
 An event's canonical bytes (``body``) are the Avro single-object encoding of
-``schemas/event.avsc``. Its hash is SHA-256 of ``body``; because ``body``
+``schemas/event.v*.avsc``. Its hash is SHA-256 of ``body``; because ``body``
 contains ``prev_hash``, the hash covers the previous event's hash and the
 event itself (one hash chain per subject). Its signature is Ed25519 over
 ``body`` by the key ``key_id`` of ``actor``. On Kafka and in the store the pair
-travels as ``schemas/signed_event.avsc``.
+travels as ``schemas/signed_event.v*.avsc``.
 """
 
 from __future__ import annotations

@@ -69,3 +69,24 @@ def test_invalid_utf8_in_a_string_is_refused(signed):
     body[11] = 0xFF  # first byte of event_id's text
     with pytest.raises(Refused):
         SignedEvent.from_parts(bytes(body), signed.signature)
+
+
+def test_schema_can_grow_without_invalidating_signed_history(tmp_path, signed):
+    """A v2 schema with a new event kind: v1 bytes still decode byte-exactly,
+    new events are written with v2."""
+    import json
+
+    from ledger.encoding import SCHEMA_DIR, load_family
+
+    v1 = json.loads((SCHEMA_DIR / "event.v1.avsc").read_text())
+    (tmp_path / "event.v1.avsc").write_text(json.dumps(v1))
+    v2 = json.loads(json.dumps(v1))
+    payload = next(f for f in v2["fields"] if f["name"] == "payload")
+    payload["type"].append({"type": "record", "name": "Reported", "fields": [{"name": "reason", "type": "string"}]})
+    (tmp_path / "event.v2.avsc").write_text(json.dumps(v2))
+    family = load_family("event", tmp_path)
+    assert [c.name for c in family.versions] == ["event.v1", "event.v2"]
+    assert family.decode(signed.body) == event_codec().decode(signed.body)
+    new = family.encode(signed.event.to_record() | {"payload": ("traceledger.v1.Reported", {"reason": "fake?"})})
+    assert new[:10] == family.latest.header != signed.body[:10]
+    assert family.decode(new)["payload"][0] == "traceledger.v1.Reported"

@@ -1,7 +1,7 @@
 """What the CLI verbs and the demo do, without click: build, sign and submit events.
 
 * ``*_payload`` functions are the one place payload field names live; every
-  optional field of ``schemas/event.avsc`` is present (None when unset).
+  optional field of ``schemas/event.v*.avsc`` is present (None when unset).
 * :func:`append_next` is the one "fetch heads -> build next events -> sign ->
   post -> report" loop behind ship, receive, scan, flag, recall, decommission,
   actor rotate and actor revoke.
