@@ -25,6 +25,7 @@ import time
 import psycopg
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumers.checkpointer import Checkpointer
 from consumers.topics import ensure_topics
 from ledger.log import LogEntry, Sequencer, SEQUENCER_LOCK, ensure_schema
 from ledger.store import LedgerApplication
@@ -118,12 +119,17 @@ class Relay:
         produced = 0
         try:
             produced += self._resume(sequencer, producer, partitions)
+            # Signed checkpoints of the Merkle log, only ever of leaves already on Kafka.
+            checkpointer = Checkpointer(self.settings, conn, producer)
+            size = sequencer.last()[0] + 1
             idle_since = None
             while not self.stop.is_set():
                 entries = sequencer.sequence_next(self.settings.relay_batch)
                 if entries:
                     self._publish(producer, entries)
                     produced += len(entries)
+                    size = entries[-1].log_index + 1
+                    checkpointer.maybe_publish(size)
                     idle_since = None
                     log.info("relayed", count=len(entries), last_log_index=entries[-1].log_index, last_notification_id=entries[-1].notification_id)
                     continue
@@ -131,7 +137,9 @@ class Relay:
                     if idle_since is None:
                         idle_since = time.monotonic()
                     elif time.monotonic() - idle_since > 0.5:
+                        checkpointer.maybe_publish(size, force=True)
                         break
+                checkpointer.maybe_publish(size)
                 self.stop.wait(0.05)
         finally:
             producer.flush(timeout=60)
@@ -141,7 +149,8 @@ class Relay:
         return produced
 
     def _resume(self, sequencer: Sequencer, producer: KafkaProducer, partitions: dict[str, int]) -> int:
-        published = published_indexes(self.settings, partitions)
+        # Checkpoints carry no log_index: only the event topics say what is published.
+        published = published_indexes(self.settings, {t: n for t, n in partitions.items() if t != self.settings.checkpoint_topic})
         last_index, _ = sequencer.last()
         floor = min(published.values(), default=-1)
         republished = 0

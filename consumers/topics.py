@@ -17,8 +17,9 @@ _FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "de
 
 def topic_specs(settings: Settings) -> dict[str, int]:
     """Topic name -> partition count. Actor events stay in one partition so
-    every reader sees registrations, rotations and revocations in order."""
-    return {settings.label_topic: settings.partitions, settings.actor_topic: 1}
+    every reader sees registrations, rotations and revocations in order; so do
+    signed checkpoints of the global log (one partition: they are in log order)."""
+    return {settings.label_topic: settings.partitions, settings.actor_topic: 1, settings.checkpoint_topic: 1}
 
 
 def ensure_topics(settings: Settings) -> dict[str, int]:

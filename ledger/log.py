@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from kafka.partitioner.default import murmur2
 
+from ledger import tree as merkle_tree
 from ledger.events import SignedEvent
 from ledger.store import LedgerApplication
 
@@ -59,6 +60,7 @@ def partition_for(key: bytes, partitions: int) -> int:
 def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute(SCHEMA_SQL)
+    merkle_tree.ensure_schema(conn)  # leaves and nodes of the log's Merkle tree, checkpoints
 
 
 class Sequencer:
@@ -69,6 +71,7 @@ class Sequencer:
         self.conn = conn
         self.topics = {"label": label_topic, "lot": label_topic, "actor": actor_topic}
         self.partitions = partitions
+        self.tree = merkle_tree.MerkleTree()  # leaves + complete nodes, same transaction as the entries
 
     def last(self) -> tuple[int, int]:
         """(last log_index, its notification id), (-1, 0) when empty."""
@@ -114,6 +117,7 @@ class Sequencer:
                             for x in entries
                         ],
                     )
+                    self.tree.append(cur, entries[0].log_index, [x.value for x in entries])
         return entries
 
     def entries_after(self, log_index: int, limit: int) -> list[LogEntry]:

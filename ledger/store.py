@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, OriginatorVersionError
 from eventsourcing.persistence import StoredEvent, Transcoding
 
 from ledger.events import GENESIS_HASH, SignedEvent, decode_signed
@@ -134,8 +134,17 @@ class LedgerApplication(Application):
                 topic=row["topic"],
                 state=bytes(row["state"]),
             )
+            chain = chains.get(stored.originator_id)
+            if chain is not None and chain.broken:
+                continue  # stop folding a chain once it is known to be broken
             domain_event = self.mapper.to_domain_event(stored)
-            chains[stored.originator_id] = domain_event.mutate(chains.get(stored.originator_id))
+            try:
+                chains[stored.originator_id] = domain_event.mutate(chain)
+            except OriginatorVersionError:
+                # A stored row is missing (deleted): report, never raise.
+                if chain is None:
+                    continue  # the first event itself is gone; the id has no chain to speak of
+                chain.broken = f"stored event {chain.length} is missing (found version {stored.originator_version})"
         return chains
 
     def load_chain(self, subject_type: str, subject: str) -> Chain | None:

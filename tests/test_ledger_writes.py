@@ -184,3 +184,17 @@ def _race(ledger, other, cast):
     chain = ledger.app.load_chain("label", "RACE1")
     assert chain.length == 26 and chain.broken is None
     assert [h for h in chain.hashes] == chain.hashes and len(set(chain.hashes)) == 26
+
+
+def test_append_to_a_chain_with_a_deleted_row_is_refused_not_a_crash(world):
+    import psycopg
+
+    ledger, cast = world
+    ledger.append([cast.issue("DEL1")])
+    ledger.append([cast.event("gateway", "label", "DEL1", "Scanned", scanned_payload()) for _ in range(3)])
+    with psycopg.connect(ledger.settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute("DELETE FROM ledger_events WHERE originator_id = %s AND originator_version = 2", (chain_id("label", "DEL1"),))
+    chain = ledger.app.load_chain("label", "DEL1")
+    assert chain.broken and "missing" in chain.broken
+    [result] = ledger.append([cast.event("gateway", "label", "DEL1", "Scanned", scanned_payload())])
+    assert result.status == "refused" and result.error.code == "chain_broken"

@@ -1,0 +1,175 @@
+"""``traceledger audit``: the regulator's commands (registered on the main CLI group).
+
+- ``audit run``: re-verify everything new on Kafka (``consumers.auditor``); exit 2 on any failure.
+- ``audit verify-bundle FILE``: verify a label's proof bundle offline (``ledger.bundle``).
+- ``audit checkpoint``: print the latest checkpoint this auditor verified, to exchange with
+  another auditor; ``audit compare NOTE_FILE`` checks someone else's against ours (split view).
+
+The log's public key is trusted from ``--log-key`` (a ``.pub`` key file or a note verifier
+key string), by default ``<log key>.pub`` of this installation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ledger.checkpoints import CheckpointError, parse_checkpoint, parse_verifier_key
+from ledger.errors import Refused
+from traceledger.cli import LedgerGroup, State, common_options, emit, pass_state
+
+
+def load_log_public_key(path: str | Path) -> bytes:
+    """Raw Ed25519 public key from a traceledger ``.pub`` file, a private key file or a verifier key string."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise Refused("invalid_key_file", f"cannot read log key {path}: {exc.strerror}", field="log_key") from None
+    try:
+        data = json.loads(text)
+        return bytes.fromhex(data["public_key"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    try:
+        return parse_verifier_key(text)[1]
+    except CheckpointError as exc:
+        raise Refused("invalid_key_file", f"{path}: neither a key file nor a verifier key ({exc})", field="log_key") from None
+
+
+def _log_key(state: State, log_key: str | None) -> bytes:
+    return load_log_public_key(log_key or f"{state.settings.log_key_path}.pub")
+
+
+log_key_option = click.option("--log-key", "log_key", metavar="FILE", help="The log's public key (.pub or verifier key); default <log key>.pub.")
+state_option = click.option("--state", "state_file", metavar="FILE", type=click.Path(dir_okay=False), help="Audit state file (default under the run dir).")
+
+
+@click.group(cls=LedgerGroup)
+def audit() -> None:
+    """Regulators' audit of the global Merkle log (Kafka and public keys only)."""
+
+
+@audit.command("run")
+@log_key_option
+@state_option
+@click.option("--proofs-from", "proofs_from", metavar="URL", help="Also require the log server at URL to prove each new checkpoint consistent with the previous one.")
+@common_options
+@pass_state
+def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_from: str | None) -> None:
+    """Verify every new record, chain, signature, authority and checkpoint; exit 2 on any failure."""
+    import sys
+
+    from consumers.auditor import Auditor
+    from traceledger.logs import configure
+
+    configure("WARNING")
+    auditor = Auditor(state.settings, _log_key(state, log_key), state_path=Path(state_file) if state_file else None, api_url=proofs_from)
+    if not state.json and sys.stderr.isatty():
+        holder = {}
+
+        def on_total(n: int) -> None:
+            holder["bar"] = click.progressbar(length=max(n, 1), label="audit", file=sys.stderr)
+            holder["bar"].__enter__()
+
+        report = auditor.run(on_progress=lambda n: holder["bar"].update(n) if "bar" in holder else None, on_total=on_total)
+        if "bar" in holder:
+            holder["bar"].__exit__(None, None, None)
+    else:
+        report = auditor.run()
+    data = report.as_dict()
+    if state.json:
+        click.echo(json.dumps(data, default=str))
+    else:
+        for f in report.failures:
+            click.echo(f.line(), err=True)
+        if report.earlier_failures:
+            click.echo(f"FAIL {report.earlier_failures} failures found by earlier runs stay recorded in {auditor.state_path}", err=True)
+        cp = data["latest_checkpoint"]
+        line = (f"audit {'ok' if report.ok else 'FAILED'}: {data['new_events']} new events ({data['events']} in all), "
+                f"{data['labels']} labels, {data['checkpoints']} checkpoints verified"
+                + (f" (latest size {cp['size']} root {cp['root'][:16]}…)" if cp else "")
+                + f", {data['waiting_records']} records wait for the next checkpoint, {data['seconds']} s"
+                + (f", {data['events_per_second']} events/s" if data["events_per_second"] else ""))
+        click.echo(line, err=not report.ok)
+    if not report.ok:
+        raise click.exceptions.Exit(2)
+
+
+@audit.command("verify-bundle")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@log_key_option
+@common_options
+@pass_state
+def audit_verify_bundle(state: State, file: str, log_key: str | None) -> None:
+    """Verify a label's proof bundle offline: checkpoint signature, inclusion proofs, signatures, chain."""
+    from ledger.bundle import BundleError, verify_bundle
+
+    try:
+        bundle = json.loads(Path(file).read_text())
+    except (OSError, ValueError) as exc:
+        raise Refused("invalid_bundle", f"{file}: not a JSON bundle ({exc})", field="file") from None
+    try:
+        result = verify_bundle(bundle, _log_key(state, log_key), origin=state.settings.log_origin)
+    except BundleError as exc:
+        raise Refused("bundle_invalid", f"{file}: {exc}", field="bundle") from None
+    data = result.as_dict()
+    emit(state, {"ok": True, **data},
+         f"bundle ok: {result.serial}, {len(result.events)} events proven in log of size {result.checkpoint.size} "
+         f"(root {result.checkpoint.root.hex()[:16]}…), status {data['status']}"
+         + (", recalled" if data["recalled"] else "") + (", flagged counterfeit" if data["counterfeit"] else ""))
+
+
+@audit.command("checkpoint")
+@state_option
+@common_options
+@pass_state
+def audit_checkpoint(state: State, state_file: str | None) -> None:
+    """Print the latest checkpoint note this auditor verified (to give to another auditor)."""
+    from consumers.auditor import AuditState, default_state_path
+
+    st = AuditState.load(Path(state_file) if state_file else default_state_path(state.settings))
+    if st is None or st.latest is None:
+        raise Refused("no_checkpoint", "this auditor has not verified a checkpoint yet; run `traceledger audit run`", field="state")
+    emit(state, st.latest.as_dict(), st.latest.note.rstrip("\n"))
+
+
+@audit.command("compare")
+@click.argument("note_file", type=click.Path(exists=True, dir_okay=False))
+@log_key_option
+@state_option
+@click.option("--proofs-from", "proofs_from", metavar="URL", help="Log server to ask for a consistency proof when sizes differ.")
+@common_options
+@pass_state
+def audit_compare(state: State, note_file: str, log_key: str | None, state_file: str | None, proofs_from: str | None) -> None:
+    """Check another auditor's checkpoint against ours: a signed different root for one history is a split view."""
+    import httpx
+
+    from consumers.auditor import AuditState, default_state_path
+    from ledger import proofs
+
+    key = _log_key(state, log_key)
+    try:
+        theirs = parse_checkpoint(Path(note_file).read_text(), key, origin=state.settings.log_origin)
+    except CheckpointError as exc:
+        raise Refused("bad_checkpoint", f"{note_file}: {exc}", field="note") from None
+    st = AuditState.load(Path(state_file) if state_file else default_state_path(state.settings))
+    if st is None or st.latest is None:
+        raise Refused("no_checkpoint", "this auditor has not verified a checkpoint yet", field="state")
+    ours = st.latest
+    if theirs.size in st.roots:
+        if st.roots[theirs.size] != theirs.root:
+            raise Refused("split_view", f"the log signed two different roots for size {theirs.size}: a split view", field="note")
+        emit(state, {"ok": True, "size": theirs.size}, f"consistent: we verified the same root for size {theirs.size}")
+        return
+    if not proofs_from:
+        raise Refused("need_proof", f"sizes differ (ours {ours.size}, theirs {theirs.size}); pass --proofs-from URL for a consistency proof", field="proofs_from")
+    old, new = (ours, theirs) if ours.size < theirs.size else (theirs, ours)
+    r = httpx.get(f"{proofs_from.rstrip('/')}/v1/log/proof/consistency", params={"from": old.size, "to": new.size}, timeout=30)
+    r.raise_for_status()
+    try:
+        proofs.verify_consistency(old.size, new.size, old.root, new.root, [bytes.fromhex(h) for h in r.json()["hashes"]])
+    except proofs.ProofError as exc:
+        raise Refused("split_view", f"checkpoints {old.size} and {new.size} are not consistent: {exc}", field="note") from None
+    emit(state, {"ok": True, "from": old.size, "to": new.size}, f"consistent: size {new.size} extends size {old.size}")
