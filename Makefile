@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 GATEWAY_KEY := .demo/keys/gateway.key
 
-.PHONY: venv up demo test down services status clean-data
+.PHONY: venv up demo test down services status clean-data browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,10 @@ services: up
 demo: services
 	@$(PY) -m traceledger.cli demo --out-dir .demo
 
-test: up
+browser:
+	@bash ops/browser.sh
+
+test: up browser
 	@$(PY) -m pytest -q
 
 status:

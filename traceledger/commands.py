@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from ledger import gs1
+from ledger import gs1, pins
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH, SignedEvent, new_event, validate_actor_id, validate_event
 from ledger.keys import KeyPair
@@ -307,9 +307,11 @@ class LabelRow:
     lot: str
     expiry: str | None
     uri: str
+    pin: str | None = None  # a double-layer label's PIN: for the printer's CSV only
 
     def as_csv(self) -> tuple:
-        return (self.serial, self.gtin, self.lot, self.expiry or "", self.uri)
+        base = (self.serial, self.gtin, self.lot, self.expiry or "", self.uri)
+        return base if self.pin is None else base + (self.pin,)
 
 
 def check_expiry(expiry: str | None) -> None:
@@ -334,8 +336,13 @@ def issue_labels(
     batch: int = DEFAULT_CHUNK,
     on_rows: Callable[[list[LabelRow]], None] | None = None,
     on_progress: Progress | None = None,
+    pin_digits: int | None = None,
 ) -> Report:
     """Issue ``count`` labels with ``payload`` (see :func:`issued_payload`) in batches.
+
+    With ``pin_digits``, each label gets a fresh scratch-off PIN: only its
+    salted slow hash goes into the signed event; the PIN itself reaches
+    nothing but ``on_rows`` (the printer's CSV).
 
     Each batch is one request; its accepted labels go to ``on_rows`` before
     the next batch is built, so nothing but one batch is ever held. Issuing
@@ -347,13 +354,16 @@ def issue_labels(
     remaining = count
     while remaining > 0:
         size = min(batch, remaining)
-        events = [signer.sign("label", gs1.new_serial(), "Issued", payload) for _ in range(size)]
+        serials = [gs1.new_serial() for _ in range(size)]
+        pinned = pins.pins_for(serials, pin_digits) if pin_digits else {}
+        events = [signer.sign("label", s, "Issued", {**payload, "pin_hash": pinned[s][1]} if pinned else payload) for s in serials]
         results = client.post_events(events)
         rows = []
         for result in results:
             report.add(result)
             if result["status"] != "refused":
-                rows.append(_row(events[result["index"]], resolver_host))
+                signed = events[result["index"]]
+                rows.append(_row(signed, resolver_host, pinned.get(signed.event.subject, (None,))[0]))
         if on_rows and rows:
             on_rows(rows)
         if on_progress:
@@ -364,20 +374,20 @@ def issue_labels(
     return report
 
 
-def _row(signed: SignedEvent, resolver_host: str) -> LabelRow:
+def _row(signed: SignedEvent, resolver_host: str, pin: str | None = None) -> LabelRow:
     e = signed.event
     p = e.payload
-    return LabelRow(e.subject, p["gtin"], p["lot"], p["expiry"], gs1.digital_link_uri(p["gtin"], e.subject, resolver_host))
+    return LabelRow(e.subject, p["gtin"], p["lot"], p["expiry"], gs1.digital_link_uri(p["gtin"], e.subject, resolver_host), pin)
 
 
 class LabelCsv:
     """The printer's CSV (``serial,gtin,lot,expiry,uri``), written row batch by row batch."""
 
-    def __init__(self, fh, *, write_header: bool = True):
+    def __init__(self, fh, *, write_header: bool = True, pins: bool = False):
         self._fh = fh
         self._writer = csv.writer(fh)
         if write_header:
-            self._writer.writerow(CSV_HEADER)
+            self._writer.writerow(CSV_HEADER + (("pin",) if pins else ()))
 
     def write(self, rows: list[LabelRow]) -> None:
         self._writer.writerows(r.as_csv() for r in rows)

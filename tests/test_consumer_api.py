@@ -1,0 +1,382 @@
+"""Consumer channels over real HTTP: resolver JSON and page, PINs, SMS and voice, bad input."""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+import pytest
+
+from ledger import shortcode
+from tests.conftest import wait_for
+from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+
+JSON = {"accept": "application/json"}
+BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def link(w, serial: str, extra: str = "") -> str:
+    return f"{w.url}/01/{w.gtin}/21/{serial}{extra}"
+
+
+def channels(w, serial: str) -> list[str]:
+    with psycopg.connect(w.settings.pg_conninfo) as conn:
+        return [r[0] for r in conn.execute("SELECT channel FROM scan_inbox WHERE serial = %s ORDER BY id", (serial,))]
+
+
+def ucs2(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+# ---------------------------------------------------------------- resolver
+
+
+def test_resolver_json_is_the_consumer_view_and_counts_the_query(world):
+    serial = world.labels["genuine0"]
+    r = httpx.get(link(world, serial), headers=JSON)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    v = r.json()
+    assert v["verdict"] == "genuine" and v["display"] == "genuine" and v["scan_count"] == 1
+    assert v["producer"] == "Acme" and v["product"] == "E-bike battery 48V" and v["lot"] == "L1"
+    assert v["short_code"] == shortcode.to_short_code(serial)
+    assert [t["event"] for t in v["trail"]] == ["Issued", "Shipped"]
+    assert v["trail"][0]["place"] == {"code": "4403", "zh": "广东深圳", "en": "Shenzhen, Guangdong"}
+    # Privacy: no custodian/consignee, no actor ids in the trail, no coordinates.
+    text = r.text
+    assert "distributor" not in text and "custodian" not in text and "lat" not in v
+    again = httpx.get(link(world, serial), headers=JSON).json()
+    assert again["scan_count"] == 2 and again["display"] == "queried" and again["first_scanned_at"] == v["first_scanned_at"]
+    assert channels(world, serial) == ["app", "app"]
+
+
+def test_page_is_chinese_by_default_english_on_request(world):
+    serial = world.labels["genuine1"]
+    zh = httpx.get(link(world, serial), headers=BROWSER)
+    assert zh.status_code == 200 and zh.headers["content-type"].startswith("text/html")
+    assert '<html lang="zh-CN">' in zh.text and "正品" in zh.text and 'data-verdict="genuine"' in zh.text
+    assert "http" not in zh.text.split("<main>")[0].replace('href="/', "")  # no external assets in the head
+    en = httpx.get(link(world, serial), headers=BROWSER | {"accept-language": "en-US,en;q=0.9,zh;q=0.5"}, cookies=zh.cookies)
+    assert '<html lang="en">' in en.text and "Genuine" in en.text  # same browser: a reload is not a new query
+    toggled = httpx.get(link(world, serial, "?lang=en"), headers=BROWSER)
+    assert "Caution: this code has been queried 2 times" in toggled.text
+    assert channels(world, serial) == ["web", "web"]
+
+
+@pytest.mark.parametrize("purpose, verdict", [("recalled", "recalled"), ("counterfeit", "counterfeit")])
+def test_recalled_and_counterfeit(world, purpose, verdict):
+    v = httpx.get(link(world, world.labels[purpose]), headers=JSON).json()
+    assert v["verdict"] == verdict and v["reasons"]
+    page = httpx.get(link(world, world.labels[purpose]), headers=BROWSER).text
+    assert f'data-verdict="{verdict}"' in page and ("已召回" if verdict == "recalled" else "假冒商品") in page
+
+
+def test_unknown_serial_is_a_verdict(world):
+    v = httpx.get(link(world, "NEVERISSUED"), headers=JSON)
+    assert v.status_code == 200 and v.json()["verdict"] == "unknown"
+    page = httpx.get(link(world, "NEVERISSUED"), headers=BROWSER).text
+    assert "未查到此码" in page
+
+
+@pytest.mark.parametrize("extra, verdict", [
+    ("?17=290630", "genuine"), ("?17=290600", "genuine"), ("?10=L1", "genuine"),
+    ("?17=300101", "suspicious"), ("?10=L9", "suspicious"), ("?17=290600&10=L9", "suspicious"),
+])
+def test_lot_and_expiry_given_with_the_link_are_checked(world, extra, verdict):
+    v = httpx.get(link(world, world.labels["genuine2"], extra), headers=JSON).json()
+    assert v["verdict"] == verdict, v
+    if verdict == "suspicious":
+        assert v["problems"]
+
+
+def test_lot_in_the_path_and_a_wrong_gtin(world):
+    serial = world.labels["genuine3"]
+    v = httpx.get(f"{world.url}/01/{world.gtin}/10/L2/21/{serial}", headers=JSON).json()
+    assert v["verdict"] == "suspicious" and "lot_mismatch" in v["problems"]
+    other = "00000000000017"  # valid check digit, another product
+    v = httpx.get(f"{world.url}/01/{other}/21/{serial}", headers=JSON).json()
+    assert v["verdict"] == "suspicious" and "gtin_mismatch" in v["problems"]
+
+
+BAD_LINKS = [
+    ("/01/{g}/21/" + "A" * 21, "invalid_serial"),
+    ("/01/{g}/21/%F0%9F%99%82", "invalid_serial"),
+    ("/01/{g}/21/x';DROP TABLE labels;--", "invalid_serial"),
+    ("/01/{g}/21/%00%FF%FE", "invalid_serial"),
+    ("/01/06901234000010/21/ABC", "invalid_gtin"),  # wrong check digit
+    ("/01/12345/21/ABC", "invalid_gtin"),
+    ("/01/{g}", "invalid_link"),
+    ("/01/{g}/10/L1", "invalid_link"),
+    ("/01/{g}/99/X/21/ABC", "invalid_link"),
+    ("/01/{g}/21/ABC?17=991399", "invalid_expiry"),
+    ("/01/{g}/21/ABC?10=%F0%9F%99%82", "invalid_lot"),
+]
+
+
+@pytest.mark.parametrize("path, code", BAD_LINKS)
+def test_bad_links_get_a_clear_answer(world, path, code):
+    url = world.url + path.format(g=world.gtin)
+    r = httpx.get(url, headers=JSON)
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    assert r.json()["code"] == code and r.json()["detail"]
+    page = httpx.get(url, headers=BROWSER)
+    assert page.status_code == 400 and 'id="error"' in page.text and "<form" in page.text
+
+
+# ---------------------------------------------------------------- manual entry
+
+
+def test_manual_entry_form_and_redirect(world):
+    home = httpx.get(world.url + "/", headers=BROWSER)
+    assert home.status_code == 200 and 'name="code"' in home.text
+    serial = world.labels["genuine4"]
+    spaced = shortcode.group(shortcode.to_short_code(serial))
+    r = httpx.get(world.url + "/", params={"code": spaced}, headers=BROWSER)
+    assert r.status_code == 303 and r.headers["location"] == f"/01/{world.gtin}/21/{serial}?lang=zh"
+    r = httpx.get(world.url + "/", params={"code": serial.lower(), "lang": "en"}, headers=BROWSER)
+    assert r.status_code == 303 and r.headers["location"].endswith("?lang=en")
+    typo = spaced[:-1] + str((int(spaced[-1]) + 1) % 10)
+    r = httpx.get(world.url + "/", params={"code": typo}, headers=BROWSER)
+    assert r.status_code == 400 and "check digit" in r.text
+    for junk in ["😀😀", "'; DROP TABLE labels;--", "A" * 300]:
+        r = httpx.get(world.url + "/", params={"code": junk}, headers=BROWSER)
+        assert r.status_code == 400 and 'id="error"' in r.text
+    r = httpx.get(world.url + "/", params={"code": "0000 0000 0000 0000 000Z"}, headers=BROWSER)
+    assert r.status_code == 200 and 'data-verdict="unknown"' in r.text
+
+
+# ---------------------------------------------------------------- PINs
+
+
+def test_pin_first_use_then_already_verified(world):
+    serial = world.labels["pin0"]
+    url = f"{world.url}/v1/labels/{serial}/pin"
+    assert httpx.get(link(world, serial), headers=JSON).json()["pin_protected"] is True
+    wrong = httpx.post(url, json={"pin": "000000000"})
+    assert wrong.status_code == 200 and wrong.json()["pin_result"] == "wrong" and wrong.json()["attempts_left"] == 4
+    first = httpx.post(url, json={"pin": world.pins[serial]}).json()
+    assert first["pin_result"] == "first_use" and first["display"] == "pin_ok" and first["pin_first_verified_at"]
+    again = httpx.post(url, json={"pin": " ".join(world.pins[serial])}).json()  # spaced: still the PIN
+    assert again["pin_result"] == "already_used" and again["pin_uses"] == 2
+    assert again["pin_first_verified_at"] == first["pin_first_verified_at"] and again["display"] == "pin_used"
+
+
+def test_pin_bad_input(world):
+    serial = world.labels["pin1"]
+    for pin in ["12", "😀" * 8, "'; DROP TABLE pin_uses;--", "9" * 40]:
+        r = httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": pin})
+        assert r.status_code in (400, 422) and r.headers["content-type"].startswith("application/problem+json"), r.text
+    r = httpx.post(f"{world.url}/v1/labels/{world.labels['genuine5']}/pin", json={"pin": "12345678"})
+    assert r.status_code == 400 and r.json()["code"] == "not_pin_protected"
+    r = httpx.post(f"{world.url}/v1/labels/NEVERISSUED/pin", json={"pin": "12345678"})
+    assert r.status_code == 200 and r.json()["verdict"] == "unknown"
+    r = httpx.post(f"{world.url}/v1/labels/{serial}/pin", content=b"\xff\xfe\x00junk", headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422) and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_wrong_pins_are_rate_limited_per_label(world):
+    serial = world.labels["pin2"]
+    url = f"{world.url}/v1/labels/{serial}/pin"
+    lefts = [httpx.post(url, json={"pin": "99999999" if world.pins[serial] != "99999999" else "88888888"}).json()["attempts_left"] for _ in range(5)]
+    assert lefts == [4, 3, 2, 1, 0]
+    limited = httpx.post(url, json={"pin": world.pins[serial]})  # even the right PIN is not checked now
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 3000
+    assert limited.json()["code"] == "too_many_attempts"
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM pin_uses WHERE serial = %s", (serial,)).fetchone()[0] == 0
+
+
+def test_page_pin_form_right_and_wrong(world):
+    serial = world.labels["pin3"]
+    page = httpx.get(link(world, serial), headers=BROWSER)
+    assert 'name="pin"' in page.text
+    wrong = httpx.post(link(world, serial), data={"action": "pin", "pin": "1234567", "lang": "en"}, headers=BROWSER)
+    assert wrong.status_code == 200 and "Wrong PIN: 4 tries left." in wrong.text
+    right = httpx.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial]}, headers=BROWSER)
+    assert 'data-verdict="pin_ok"' in right.text and "防伪码验证通过" in right.text
+    again = httpx.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial], "lang": "en"}, headers=BROWSER)
+    assert 'data-verdict="pin_used"' in again.text and "already verified at" in again.text
+    junk = httpx.post(link(world, serial), content=b"\xff\xfe%%%\x00", headers=BROWSER | {"content-type": "application/x-www-form-urlencoded"})
+    assert junk.status_code == 200 and "<html" in junk.text
+
+
+def test_report_a_suspected_fake(world):
+    serial = world.labels["counterfeit"]
+    r = httpx.post(link(world, serial), data={"action": "report", "lang": "en"}, headers=BROWSER)
+    assert r.status_code == 200 and 'id="reported"' in r.text
+    r = httpx.post(f"{world.url}/v1/labels/{serial}/reports", json={"note": "bought at a market stall"})
+    assert r.status_code == 201 and r.json()["report_id"]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM consumer_reports WHERE serial = %s", (serial,)).fetchone()[0] == 2
+
+
+# ---------------------------------------------------------------- SMS
+
+
+def sms(w, text, sender="+8613800000000", **kw):
+    return httpx.post(f"{w.url}/v1/channels/sms", data={"from": sender, "text": text}, **kw)
+
+
+def test_sms_answers_verdict_first_in_one_segment(world):
+    serial = world.labels["genuine5"]
+    code = shortcode.to_short_code(serial)
+    wide = "　".join("".join(chr(ord(c) + 0xFEE0) for c in g) for g in shortcode.group(code).split())
+    r = sms(world, wide)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert r.text.startswith("正品：") and ucs2(r.text) <= 70
+    again = sms(world, f"  {serial.lower()}  ")
+    assert again.text.startswith("注意：此码已查询2次") and ucs2(again.text) <= 70
+    en = sms(world, "EN " + shortcode.group(code), headers={"accept": "application/json"})
+    assert en.json()["reply"].startswith("Caution: queried 3 times") and ucs2(en.json()["reply"]) <= 70
+    assert channels(world, serial) == ["sms", "sms", "sms"]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        sessions = [r[0] for r in conn.execute("SELECT session FROM scan_inbox WHERE serial = %s", (serial,))]
+    assert len(set(sessions)) == 1 and "13800000000" not in sessions[0]  # a pseudonym, not the number
+
+
+def test_sms_other_verdicts_and_pins(world):
+    assert sms(world, world.labels["recalled"]).text.startswith("已召回")
+    assert sms(world, world.labels["counterfeit"]).text.startswith("假冒")
+    unknown = sms(world, shortcode.to_short_code("00000000000000000001"))
+    assert unknown.text.startswith("未查到此码")
+    serial = world.labels["pin4"]
+    code = shortcode.to_short_code(serial)
+    assert sms(world, f"{code} 11111111" if world.pins[serial] != "11111111" else f"{code} 22222222").text.startswith("防伪码错误")
+    assert sms(world, f"{code} {world.pins[serial]}").text.startswith("正品，防伪码首次验证通过")
+    used = sms(world, f"{serial}{world.pins[serial]}").text
+    assert used.startswith("警告：此防伪码已于") and ucs2(used) <= 70
+
+
+@pytest.mark.parametrize("text, start", [
+    ("", "无法识别"), ("😀😀😀", "无法识别"), ("'; DROP TABLE labels;--", "无法识别"), ("1" * 40, "数字码有误"), ("1" * 50, "无法识别"),
+    ("1" * 33, "无法识别"), ("hello", "无法识别"), ("\x00\x01\x02", "无法识别"),
+])
+def test_sms_junk_gets_a_helpful_reply(world, text, start):
+    r = sms(world, text)
+    assert r.status_code == 200 and r.text.startswith(start) and ucs2(r.text) <= 70
+
+
+def test_sms_typo_in_check_digit_and_binary_body(world):
+    code = shortcode.to_short_code(world.labels["genuine0"])
+    typo = code[:-1] + str((int(code[-1]) + 1) % 10)
+    assert "校验位" in sms(world, typo).text
+    r = httpx.post(f"{world.url}/v1/channels/sms", content=b"\xff\xfe\x00\x80junk=%%%", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and r.text.startswith("无法识别")
+
+
+# ---------------------------------------------------------------- voice
+
+
+def voice(w, call_id, digits=None, **extra):
+    data = {"call_id": call_id, "from": "+8613900000000", **extra}
+    if digits is not None:
+        data["digits"] = digits
+    r = httpx.post(f"{w.url}/v1/channels/voice", data=data)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_voice_flow_with_pin(world):
+    serial = world.labels["pin5"]
+    code = shortcode.to_short_code(serial)
+    first = voice(world, "call-1")
+    assert first["expect"] == "code" and "32位数字码" in first["prompt"] and not first["hangup"]
+    short = voice(world, "call-1", "1234#")
+    assert short["expect"] == "code" and "位数不对" in short["prompt"]
+    typo = voice(world, "call-1", code[:-1] + str((int(code[-1]) + 1) % 10) + "#")
+    assert typo["expect"] == "code" and "按错了一位" in typo["prompt"]
+    ask_pin = voice(world, "call-1", code + "#")
+    assert ask_pin["expect"] == "pin" and "防伪码" in ask_pin["prompt"]
+    wrong = voice(world, "call-1", ("1111111" if world.pins[serial] != "1111111" else "2222222") + "#")
+    assert wrong["expect"] == "pin" and "防伪码错误" in wrong["prompt"]
+    done = voice(world, "call-1", world.pins[serial] + "#")
+    assert done["hangup"] and done["prompt"].startswith("正品，防伪码首次验证通过")
+    assert voice(world, "call-1", "1#")["hangup"]
+    assert channels(world, serial) == ["voice"]
+
+
+def test_voice_plain_label_in_english_and_bad_input(world):
+    serial = world.labels["recalled"]
+    assert voice(world, "call-2", lang="en")["prompt"].startswith("Welcome")
+    done = voice(world, "call-2", shortcode.to_short_code(serial) + "#")
+    assert done["hangup"] and done["prompt"].startswith("RECALLED")
+    for junk in ["😀", "'; DROP", "9" * 200]:
+        out = voice(world, "call-3", junk)
+        assert out["expect"] in ("code", None)
+    r = httpx.post(f"{world.url}/v1/channels/voice", data={"digits": "1"})
+    assert r.status_code == 400 and r.json()["field"] == "call_id"
+    r = httpx.post(f"{world.url}/v1/channels/voice", data={"call_id": "x" * 65})
+    assert r.status_code == 400
+
+
+# ---------------------------------------------------------------- issuance with PINs
+
+
+def test_issue_with_pins_keeps_the_pin_out_of_the_ledger_kafka_and_logs(world, tmp_path):
+    import csv as csvmod
+
+    from click.testing import CliRunner
+
+    from ledger import pins
+    from tests.pipeline import topic_records
+    from traceledger.cli import cli
+
+    key = tmp_path / "acme.key"
+    world.cast.keys["acme"].save(key)
+    out = tmp_path / "pins.csv"
+    r = CliRunner().invoke(cli, ["issue", "--api", world.url, "--key", str(key), "--gtin", world.gtin, "--lot", "P1",
+                                 "--product", "Charger", "--count", "3", "--pins", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = list(csvmod.DictReader(open(out)))
+    assert len(rows) == 3 and all(len(row["pin"]) == 8 and row["pin"].isdigit() for row in rows)
+    world.sync()
+    records = topic_records(world.settings, world.settings.label_topic)
+    log_text = world.service.log_path.read_text()
+    for row in rows:
+        on_kafka = [rec.value for rec in records if rec.key == row["serial"].encode()]
+        assert on_kafka and all(row["pin"].encode() not in v for v in on_kafka) and b"$argon2id$" in on_kafka[0]
+        assert row["pin"] not in log_text
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        stored = conn.execute("SELECT pin_hash FROM verification.labels WHERE serial = %s", (rows[0]["serial"],)).fetchone()[0]
+    assert pins.verify_pin(rows[0]["serial"], rows[0]["pin"], stored)
+    ok = httpx.post(f"{world.url}/v1/labels/{rows[1]['serial']}/pin", json={"pin": rows[1]["pin"]}).json()
+    assert ok["pin_result"] == "first_use"
+
+
+# ---------------------------------------------------------------- last: restarts, the client limit
+
+
+def test_pin_first_use_survives_an_api_restart(world):
+    serial = world.labels["pin0"]  # verified in test_pin_first_use_then_already_verified
+    before = httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": world.pins[serial]}).json()
+    world.service.stop()
+    world.service.start()
+
+    def healthy():
+        try:
+            return httpx.get(f"{world.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, 60, what="the API after a restart")
+    after = httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": world.pins[serial]}).json()
+    assert after["pin_result"] == "already_used" and after["pin_first_verified_at"] == before["pin_first_verified_at"]
+    assert after["pin_uses"] == before["pin_uses"] + 1
+
+
+def test_wrong_pins_are_rate_limited_per_client_across_labels(world):
+    from traceledger.consumer_store import CLIENT_FAILURES, LABEL_FAILURES
+
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        failed = conn.execute("SELECT count(*) FROM pin_attempts WHERE outcome = 'wrong' AND client LIKE 'ip:%%'").fetchone()[0]
+    targets = [world.labels[f"pin{i}"] for i in range(6)] + [world.labels["recalled_pin"]]
+    statuses = []
+    for serial in targets:
+        for _ in range(LABEL_FAILURES):
+            if failed >= CLIENT_FAILURES + 2:
+                break
+            r = httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": "000000"})
+            statuses.append(r.status_code)
+            failed += r.status_code == 200 and r.json().get("pin_result") == "wrong"
+    assert 429 in statuses
+    fresh = world.labels["pin1"]
+    r = httpx.post(f"{world.url}/v1/labels/{fresh}/pin", json={"pin": world.pins[fresh]})
+    assert r.status_code == 429  # this client is out of tries, whatever the label

@@ -1,0 +1,349 @@
+"""What a consumer is told, on every channel: pure functions, no I/O.
+
+* :func:`consumer_view` turns the verification view into the consumer's view:
+  no consignee or custodian names, no coordinates, no other scanners' details;
+  the trail is places (province or city) and dates. Lot (AI 10), expiry (AI 17)
+  and GTIN given with the query are checked against the ledger; a
+  contradiction makes the verdict ``suspicious``.
+* :func:`display_key` picks what the big verdict says (adding "already queried
+  N times" and the PIN outcomes to the ledger's verdicts).
+* :func:`parse_sms` reads what people type into an SMS; :func:`sms_reply`
+  answers in one segment (≤ 70 UCS-2 characters), verdict first.
+* :data:`TEXT` holds the Simplified Chinese and English wording of every channel.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime, timedelta, timezone
+
+from ledger import gs1, pins, shortcode
+from ledger.errors import Refused
+
+LANGS = ("zh", "en")
+CHINA_TIME = timezone(timedelta(hours=8))
+SMS_LIMIT = 70  # one SMS segment in UCS-2
+HOTLINE = "12315"  # the national consumer complaints line
+
+# Province-level GB/T 2260 codes, and a few cities: enough to name a place
+# coarsely. Anything else is shown by its province.
+PLACES: dict[str, tuple[str, str]] = {
+    "11": ("北京", "Beijing"), "12": ("天津", "Tianjin"), "13": ("河北", "Hebei"), "14": ("山西", "Shanxi"),
+    "15": ("内蒙古", "Inner Mongolia"), "21": ("辽宁", "Liaoning"), "22": ("吉林", "Jilin"), "23": ("黑龙江", "Heilongjiang"),
+    "31": ("上海", "Shanghai"), "32": ("江苏", "Jiangsu"), "33": ("浙江", "Zhejiang"), "34": ("安徽", "Anhui"),
+    "35": ("福建", "Fujian"), "36": ("江西", "Jiangxi"), "37": ("山东", "Shandong"), "41": ("河南", "Henan"),
+    "42": ("湖北", "Hubei"), "43": ("湖南", "Hunan"), "44": ("广东", "Guangdong"), "45": ("广西", "Guangxi"),
+    "46": ("海南", "Hainan"), "50": ("重庆", "Chongqing"), "51": ("四川", "Sichuan"), "52": ("贵州", "Guizhou"),
+    "53": ("云南", "Yunnan"), "54": ("西藏", "Tibet"), "61": ("陕西", "Shaanxi"), "62": ("甘肃", "Gansu"),
+    "63": ("青海", "Qinghai"), "64": ("宁夏", "Ningxia"), "65": ("新疆", "Xinjiang"), "71": ("台湾", "Taiwan"),
+    "81": ("香港", "Hong Kong"), "82": ("澳门", "Macao"),
+    "4401": ("广东广州", "Guangzhou, Guangdong"), "4403": ("广东深圳", "Shenzhen, Guangdong"),
+    "4406": ("广东佛山", "Foshan, Guangdong"), "4419": ("广东东莞", "Dongguan, Guangdong"),
+    "3301": ("浙江杭州", "Hangzhou, Zhejiang"), "3302": ("浙江宁波", "Ningbo, Zhejiang"),
+    "3201": ("江苏南京", "Nanjing, Jiangsu"), "3205": ("江苏苏州", "Suzhou, Jiangsu"),
+    "5101": ("四川成都", "Chengdu, Sichuan"), "4201": ("湖北武汉", "Wuhan, Hubei"),
+}
+
+# Events a consumer sees in the trail (scans are counted, not listed).
+TRAIL_KINDS = ("Issued", "Shipped", "Received", "Recalled", "FlaggedCounterfeit", "Decommissioned")
+
+
+def place(region: str | None) -> dict | None:
+    """A region code as a coarse place: city if known, else province; never finer."""
+    if not region or len(region) < 2:
+        return None
+    code = region.rstrip("0") if len(region) == 6 else region  # 440000 -> 44, 440300 -> 4403
+    for prefix in (code[:4], code[:2]):
+        if len(prefix) >= 2 and prefix in PLACES:
+            zh, en = PLACES[prefix]
+            return {"code": prefix, "zh": zh, "en": en}
+    return {"code": code[:2], "zh": code[:2], "en": code[:2]}
+
+
+def parse_expiry_ai(value: str) -> tuple[str, bool]:
+    """GS1 AI (17) ``YYMMDD`` → (``YYYY-MM-DD`` or ``YYYY-MM``, exact day?). DD=00 means the month."""
+    v = unicodedata.normalize("NFKC", value or "").strip()
+    if not (len(v) == 6 and v.isascii() and v.isdigit()):
+        raise Refused("invalid_expiry", "expiry (AI 17) is 6 digits YYMMDD", field="17")
+    yy, mm, dd = v[:2], v[2:4], v[4:]
+    year = 2000 + int(yy)  # GS1's sliding century window, simplified: labels issued after 2000
+    if not 1 <= int(mm) <= 12:
+        raise Refused("invalid_expiry", "expiry (AI 17) has no such month", field="17")
+    if dd == "00":
+        return f"{year}-{mm}", False
+    try:
+        datetime(year, int(mm), int(dd))
+    except ValueError:
+        raise Refused("invalid_expiry", "expiry (AI 17) is not a calendar date", field="17") from None
+    return f"{year}-{mm}-{dd}", True
+
+
+def check_given(view: dict, *, gtin: str | None = None, lot: str | None = None, expiry: str | None = None) -> list[str]:
+    """Contradictions between what the label's link says and the ledger (empty: none)."""
+    out = []
+    if gtin and view.get("gtin") and gtin != view["gtin"]:
+        out.append("gtin_mismatch")
+    if lot is not None and view.get("lot") is not None and lot != view["lot"]:
+        out.append("lot_mismatch")
+    if expiry is not None:
+        given, exact = parse_expiry_ai(expiry)
+        known = view.get("expiry")
+        if known is None or (known != given if exact else not known.startswith(given)):
+            out.append("expiry_mismatch")
+    return out
+
+
+def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | None = None, lot: str | None = None, expiry: str | None = None) -> dict:
+    """The consumer's view of a verification view; pure."""
+    serial = view["serial"]
+    out = {
+        "serial": serial,
+        "short_code": shortcode.to_short_code(serial) if shortcode.has_short_code(serial) else None,
+        "verdict": view["verdict"],
+        "reasons": list(view.get("reasons") or []),
+        "scan_count": view.get("scan_count", 0),
+        "first_scanned_at": view.get("first_scanned_at"),
+    }
+    if view["verdict"] == "unknown" and not view.get("gtin"):
+        return out | {"pin_protected": False, "trail": [], "problems": []}
+    problems = check_given(view, gtin=gtin, lot=lot, expiry=expiry)
+    if problems and out["verdict"] == "genuine":
+        out["verdict"] = "suspicious"
+    out["reasons"] += [PROBLEM_REASONS[p] for p in problems]
+    trail = []
+    for step in view.get("trail") or []:
+        if step.get("kind") not in TRAIL_KINDS:
+            continue
+        trail.append({"event": step["kind"], "place": place(step.get("region")), "date": (step.get("at") or "")[:10] or None})
+    return out | {
+        "product": view.get("product"),
+        "producer": producer_name or view.get("producer"),
+        "gtin": view.get("gtin"),
+        "lot": view.get("lot"),
+        "expiry": view.get("expiry"),
+        "pin_protected": bool(view.get("pin_protected")),
+        "uri": view.get("uri"),
+        "trail": trail,
+        "problems": problems,
+    }
+
+
+PROBLEM_REASONS = {
+    "gtin_mismatch": "this code belongs to another product (GTIN differs)",
+    "lot_mismatch": "the lot printed with this code is not the lot on the ledger",
+    "expiry_mismatch": "the expiry printed with this code is not the expiry on the ledger",
+}
+
+
+def display_key(cv: dict, pin: dict | None = None) -> str:
+    """What the big verdict shows: the ledger verdict, refined by query count and PIN outcome."""
+    v = cv["verdict"]
+    if v != "genuine":
+        return v
+    if pin:
+        if pin.get("pin_result") == "first_use":
+            return "pin_ok"
+        if pin.get("pin_result") == "already_used":
+            return "pin_used"
+    if cv.get("scan_count", 0) > 1:
+        return "queried"
+    return "genuine"
+
+
+def local_time(iso: str | None, lang: str) -> str:
+    """An ISO time as China time, minute precision (what a consumer reads)."""
+    if not iso:
+        return ""
+    t = iso if isinstance(iso, datetime) else datetime.fromisoformat(iso)
+    return t.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M")
+
+
+def short_time(iso, lang: str) -> str:
+    """``MM-DD HH:MM`` China time: for the one-segment SMS."""
+    if not iso:
+        return ""
+    t = iso if isinstance(iso, datetime) else datetime.fromisoformat(iso)
+    return t.astimezone(CHINA_TIME).strftime("%m-%d %H:%M" if lang == "zh" else "%d %b %H:%M")
+
+
+# ---------------------------------------------------------------- wording
+
+TEXT = {
+    "zh": {
+        "title": "防伪查询",
+        "genuine": "正品", "genuine_sub": "首次查询，该码在账本上有效",
+        "queried": "请注意：此码已被查询 {n} 次", "queried_sub": "首次查询时间 {t}。若不是您本人查询，谨防假冒。",
+        "pin_ok": "正品，防伪码验证通过", "pin_ok_sub": "这是此防伪码的首次验证（{t}）",
+        "pin_used": "此防伪码已于 {t} 验证过", "pin_used_sub": "若不是您本人验证，此商品可能是仿冒品。",
+        "unknown": "未查到此码", "unknown_sub": "账本上没有这个编码，可能是假冒，请核对后重试。",
+        "recalled": "已召回", "recalled_sub": "此商品已被召回，请停止使用并联系销售商。",
+        "counterfeit": "假冒商品", "counterfeit_sub": "监管部门已认定带有此码的商品为假冒。",
+        "suspicious": "可疑", "suspicious_sub": "标签信息与账本记录不符，请谨慎。",
+        "product": "产品", "producer": "生产企业", "lot": "批次", "expiry": "有效期", "serial": "序列号", "code": "数字码",
+        "scans": "查询次数", "first_scan": "首次查询", "trail": "流转记录",
+        "Issued": "出厂", "Shipped": "发货", "Received": "到货", "Recalled": "召回", "FlaggedCounterfeit": "认定假冒", "Decommissioned": "注销",
+        "pin_title": "刮开涂层，输入防伪码", "pin_button": "验证", "pin_placeholder": "8位数字",
+        "pin_wrong": "防伪码错误，还可尝试 {n} 次。", "pin_limited": "错误次数过多，请 {m} 分钟后再试。",
+        "pin_invalid": "防伪码为 6–12 位数字。",
+        "next": "下一步", "next_ok": "请保留购物凭证。", "next_bad": "如怀疑买到假货，请举报，或拨打 {h}。",
+        "report": "举报疑似假货", "reported": "已收到您的举报（编号 {n}），监管部门可以看到。",
+        "enter_title": "输入标签上的编码", "enter_help": "20位序列号或32位数字码", "enter_button": "查询",
+        "bad_code": "无法识别此编码：{d}", "other_lang": "English",
+        "reasons": "原因",
+    },
+    "en": {
+        "title": "Product check",
+        "genuine": "Genuine", "genuine_sub": "First query: this code is valid on the ledger.",
+        "queried": "Caution: this code has been queried {n} times", "queried_sub": "First queried {t}. If that was not you, beware of a copy.",
+        "pin_ok": "Genuine, PIN verified", "pin_ok_sub": "First verification of this PIN ({t}).",
+        "pin_used": "This PIN was already verified at {t}", "pin_used_sub": "If that was not you, this item may be a copy.",
+        "unknown": "Unknown code", "unknown_sub": "This code is not on the ledger: it may be fake. Check it and try again.",
+        "recalled": "Recalled", "recalled_sub": "This item has been recalled: stop using it and contact the seller.",
+        "counterfeit": "Counterfeit", "counterfeit_sub": "A regulator found an item bearing this code to be counterfeit.",
+        "suspicious": "Suspicious", "suspicious_sub": "The label does not match the ledger's record. Be careful.",
+        "product": "Product", "producer": "Producer", "lot": "Lot", "expiry": "Expiry", "serial": "Serial", "code": "Number code",
+        "scans": "Queries", "first_scan": "First query", "trail": "Trail",
+        "Issued": "Issued", "Shipped": "Shipped", "Received": "Received", "Recalled": "Recalled", "FlaggedCounterfeit": "Flagged counterfeit", "Decommissioned": "Decommissioned",
+        "pin_title": "Scratch the coating and enter the PIN", "pin_button": "Verify", "pin_placeholder": "8 digits",
+        "pin_wrong": "Wrong PIN: {n} tries left.", "pin_limited": "Too many wrong tries: try again in {m} minutes.",
+        "pin_invalid": "The PIN is 6-12 digits.",
+        "next": "What next", "next_ok": "Keep your receipt.", "next_bad": "If you suspect a fake, report it, or call {h}.",
+        "report": "Report a suspected fake", "reported": "Report received (no. {n}); regulators can see it.",
+        "enter_title": "Enter the code on the label", "enter_help": "20-character serial or 32-digit number code", "enter_button": "Check",
+        "bad_code": "Cannot read this code: {d}", "other_lang": "中文",
+        "reasons": "Why",
+    },
+}
+
+
+def pick_lang(query_lang: str | None, accept_language: str | None) -> str:
+    """``?lang=`` wins; else the first of zh/en in Accept-Language by q; else Chinese."""
+    if query_lang in LANGS:
+        return query_lang
+    best, best_q = "zh", -1.0
+    for part in (accept_language or "").split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in LANGS:
+            continue
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if q > best_q:
+            best, best_q = primary, q
+    return best
+
+
+# ---------------------------------------------------------------- SMS
+
+_URL_SERIAL = re.compile(r"/21/([0-9A-Za-z]{1,20})")
+_LANG_WORDS = {"EN", "ENG", "ENGLISH"}
+
+
+def parse_sms(text: str) -> tuple[str, str | None, str]:
+    """(serial, PIN or None, lang) from an SMS body; refuses what cannot be read.
+
+    Accepts the 32-digit short code (spaces, dashes, full-width digits), the
+    20-character serial (any case, Crockford's O/0 and I/L/1), either followed
+    by the PIN, a pasted Digital Link URL, and a leading ``EN`` for English.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise Refused("empty", "the message is empty", field="text")
+    text = unicodedata.normalize("NFKC", text)[:200].strip()
+    lang = "zh"
+    words = text.split()
+    if words and words[0].upper() in _LANG_WORDS:
+        lang, words = "en", words[1:]
+        text = " ".join(words)
+    url = _URL_SERIAL.search(text)
+    if url:
+        rest = text[url.end():]
+        pin = _trailing_pin(rest)
+        return shortcode.normalize_serial(url.group(1)), pin, lang
+    squeezed = shortcode.clean_digits(text).replace(",", "").replace("，", "")
+    if not squeezed.isascii() or not squeezed.isalnum():
+        raise Refused("unreadable", "use only the code's letters and digits", field="text")
+    if squeezed.isdigit():
+        if len(squeezed) == shortcode.LENGTH:
+            return shortcode.from_short_code(squeezed), None, lang
+        if shortcode.LENGTH + pins.MIN_DIGITS <= len(squeezed) <= shortcode.LENGTH + pins.MAX_DIGITS:
+            return shortcode.from_short_code(squeezed[: shortcode.LENGTH]), squeezed[shortcode.LENGTH:], lang
+        raise Refused("invalid_short_code", f"a number code is {shortcode.LENGTH} digits", field="text")
+    serial = shortcode.normalize_serial(squeezed[: gs1.SERIAL_LEN])
+    rest = squeezed[gs1.SERIAL_LEN:]
+    if len(squeezed) < gs1.SERIAL_LEN or not shortcode.has_short_code(serial):
+        raise Refused("invalid_serial", f"a serial is {gs1.SERIAL_LEN} letters and digits", field="text")
+    if rest and not (rest.isdigit() and pins.MIN_DIGITS <= len(rest) <= pins.MAX_DIGITS):
+        raise Refused("invalid_pin", "after the code, only the PIN's digits", field="text")
+    return serial, rest or None, lang
+
+
+def _trailing_pin(rest: str) -> str | None:
+    digits = shortcode.clean_digits(rest.split("?")[0].split("/")[-1] if "/" in rest else rest)
+    return digits if digits.isdigit() and pins.MIN_DIGITS <= len(digits) <= pins.MAX_DIGITS else None
+
+
+SMS = {
+    "zh": {
+        "genuine": "正品：{p}。首次查询。",
+        "queried": "注意：此码已查询{n}次，首次{t}，谨防假冒。{p}",
+        "pin_ok": "正品，防伪码首次验证通过：{p}",
+        "pin_used": "警告：此防伪码已于{t}验证过，谨防假冒。{p}",
+        "pin_wrong": "防伪码错误，还可尝试{n}次。",
+        "pin_limited": "错误次数过多，请{m}分钟后再试。",
+        "unknown": "未查到此码，可能是假冒。请核对后重发，或拨打12315。",
+        "recalled": "已召回：{p}。请停止使用并联系商家。",
+        "counterfeit": "假冒！此码已被监管部门认定为假冒。请拨打12315。",
+        "suspicious": "可疑：此码状态异常，请谨慎。{p}",
+        "bad": "无法识别。请发送标签上的32位数字码或20位序列号，刮开码空格后附上。",
+        "bad_check": "数字码有误（校验位不符），请核对后重发。",
+    },
+    "en": {
+        "genuine": "Genuine: {p}. First query.",
+        "queried": "Caution: queried {n} times, first {t}. {p}",
+        "pin_ok": "Genuine, PIN verified (first use): {p}",
+        "pin_used": "Warning: PIN already used {t}. {p}",
+        "pin_wrong": "Wrong PIN: {n} tries left.",
+        "pin_limited": "Too many wrong PINs: try in {m} min.",
+        "unknown": "Unknown code: may be fake. Check it or call 12315.",
+        "recalled": "RECALLED: {p}. Stop using it.",
+        "counterfeit": "COUNTERFEIT: flagged by a regulator. Call 12315.",
+        "suspicious": "Suspicious code: be careful. {p}",
+        "bad": "Unreadable. Send the 32-digit code or 20-char serial, then PIN.",
+        "bad_check": "Code mistyped (check digit wrong): please resend.",
+    },
+}
+
+
+def ucs2_len(text: str) -> int:
+    """Length in UCS-2 code units (what an SMS segment limit counts)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit(template: str, limit: int = SMS_LIMIT, **values) -> str:
+    """``template`` filled in, shortening the product name ``p`` until it fits ``limit``."""
+    product = str(values.pop("p", "") or "")
+    text = template.format(p=product, **values)
+    while ucs2_len(text) > limit and product:
+        product = product[:-2] + "…" if len(product) > 2 else ""
+        text = template.format(p=product, **values)
+    if ucs2_len(text) > limit:  # still long (should not happen with our wording): hard cut
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = None) -> str:
+    """One-segment reply for a display key (see :func:`display_key`) or a pin/bad key."""
+    t = SMS[lang]
+    cv = cv or {}
+    product = cv.get("product") or ""
+    if key == "pin_wrong":
+        return fit(t[key], n=(pin or {}).get("attempts_left", 0))
+    if key == "pin_limited":
+        return fit(t[key], m=max(1, ((pin or {}).get("retry_after") or 60) // 60))
+    when = (pin or {}).get("pin_first_verified_at") if key == "pin_used" else cv.get("first_scanned_at")
+    return fit(t[key], p=product, n=cv.get("scan_count", 0), t=short_time(when, lang))
