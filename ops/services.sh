@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start/stop traceledger's own processes in the background: the relay, the
-# verification projector and the HTTP API. Pid files and logs in .run/.
+# verification projector, the alert detector and the HTTP API. Pid files and logs in .run/.
 #
 # Usage: ops/services.sh start|stop|status
 # Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see traceledger/config.py)
@@ -12,8 +12,8 @@ PY="$REPO/.venv/bin/python"
 API_URL="${TRACELEDGER_API:-http://127.0.0.1:${TRACELEDGER_LISTEN_PORT:-8000}}"
 mkdir -p "$RUN"
 
-declare -A MODULE=([relay]=consumers.relay [projector]=projections.projector [api]=traceledger.api)
-ORDER=(relay projector api)
+declare -A MODULE=([relay]=consumers.relay [projector]=projections.projector [detector]=projections.detector [api]=traceledger.api)
+ORDER=(relay projector detector api)
 
 # Alive = the pid exists, is not a zombie (PID 1 here may not reap them) and
 # really is our module (a recycled pid is not).

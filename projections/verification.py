@@ -23,7 +23,7 @@ from consumers.relay import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import verify_signature
-from ledger.lifecycle import LabelState, LotState, authorize, fold, signer_of
+from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"
@@ -75,6 +75,17 @@ class _Row:
     first_scanned_at: datetime | None = None
     last_event_at: datetime | None = None
     dirty: bool = False
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A record that passed every check and was applied (what other handlers build on)."""
+
+    signed: SignedEvent
+    signer: ActorState
+    before: LabelState | LotState | None  # the subject's state before the event
+    after: LabelState | LotState
+    log_index: int | None
 
 
 class VerificationProjector:
@@ -137,7 +148,8 @@ class VerificationProjector:
 
     # -------------------------------------------------------------- record
 
-    def __call__(self, cur: psycopg.Cursor, record) -> None:
+    def __call__(self, cur: psycopg.Cursor, record) -> Applied | None:
+        """Check and apply one record; None if it was delivered before."""
         if record.value is None:
             raise Refused("malformed_encoding", "record has no value")
         signed = SignedEvent.from_envelope(record.value)
@@ -152,7 +164,7 @@ class VerificationProjector:
         state = row.state if row else None
         if state is not None and e.seq <= state.seq:
             if self._stored_hash(cur, e.subject_type, e.subject, e.seq) == signed.hash:
-                return  # delivered again: already applied, no second effect
+                return None  # delivered again: already applied, no second effect
             raise Refused("conflicting_event", f"{e.subject} already has a different event {e.seq}: a fork attempt", field="seq")
         lookup = self.feed.registry.lookup(log_index)
         try:
@@ -177,6 +189,7 @@ class VerificationProjector:
         self.new_events[(e.subject_type, e.subject, e.seq)] = (
             e.subject_type, e.subject, e.seq, e.event_id, e.kind, e.actor, region, e.occurred_at, signed.hash, log_index,
         )
+        return Applied(signed, signer, state, new_state, log_index)
 
     def _row(self, cur, subject_type: str, subject: str) -> _Row | None:
         return self.rows.get((subject_type, subject))  # every record's key was prepared

@@ -1,0 +1,306 @@
+"""The alerts read model: diversion and counterfeit alerts from the event stream.
+
+:class:`AlertDetector` is a :class:`consumers.exactly_once.TransactionalConsumer`
+handler on ``label-events`` with its own consumer group and schema (default
+``alerts``). It does not re-implement verification: it wraps a
+:class:`projections.verification.VerificationProjector` on its own schema,
+so every record is re-verified by the very same code (decoding, signer as of
+the log index, signature, chain link, lifecycle rules) and the detector gets
+the label's lifecycle state before and after each event. On top of that it
+keeps a small :class:`projections.detection.Watch` per label and turns the
+pure rules' findings into alerts, all in the consumer's transaction.
+
+One incident, one alert: findings carry a key (``kind:serial``, or
+``unknown_code:channel:city`` for made-up codes); an open or acknowledged
+alert with that key is updated with the new evidence instead of a new alert
+being raised. A resolved alert is closed history: a new incident after it
+opens a new alert.
+
+Unknown codes never reach Kafka (the scan gateway only signs scans of issued
+labels; the others stay in ``scan_inbox``), so :class:`UnknownCodeTail` reads
+``scan_inbox`` by id, asks the write model whether each serial it does not
+know exists, and clusters the never-issued ones by channel and city. Its
+position is stored in the same transaction as the alerts it writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from consumers.actor_feed import ActorFeed
+from ledger import regions
+from ledger.lifecycle import LabelState
+from projections import verification
+from projections.detection import Finding, Watch, evaluate
+from projections.detection_config import DetectionConfig
+from projections.verification import VerificationProjector
+from traceledger.logs import get_logger
+
+log = get_logger("detector")
+
+DEFAULT_SCHEMA = "alerts"
+STATES = ("open", "acknowledged", "resolved")
+RESOLUTIONS = ("false_positive", "confirmed")
+INBOX = "scan_inbox"
+
+
+def alerts_sql(s: str) -> str:
+    """The detector's own tables (its verification tables come from verification.schema_sql)."""
+    return f"""
+    CREATE TABLE IF NOT EXISTS {s}.watch (serial text PRIMARY KEY, data jsonb NOT NULL);
+    CREATE TABLE IF NOT EXISTS {s}.alerts (
+        id bigserial PRIMARY KEY,
+        dedupe_key text NOT NULL,
+        kind text NOT NULL,
+        severity text NOT NULL,
+        serial text, producer text, gtin text,
+        region text, province text, lat double precision, lon double precision,
+        gateway text,
+        evidence text[] NOT NULL,
+        sightings int NOT NULL,
+        first_seen timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL,
+        state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'acknowledged', 'resolved')),
+        resolution text CHECK (resolution IN ('false_positive', 'confirmed')),
+        detail jsonb NOT NULL DEFAULT '{{}}',
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_per_incident ON {s}.alerts (dedupe_key) WHERE state <> 'resolved';
+    CREATE INDEX IF NOT EXISTS alerts_kind_idx ON {s}.alerts (kind, id);
+    CREATE INDEX IF NOT EXISTS alerts_serial_idx ON {s}.alerts (serial);
+    CREATE INDEX IF NOT EXISTS alerts_producer_idx ON {s}.alerts (producer, id);
+    CREATE INDEX IF NOT EXISTS alerts_first_seen_idx ON {s}.alerts (first_seen);
+    CREATE TABLE IF NOT EXISTS {s}.unknown_scans (
+        inbox_id bigint PRIMARY KEY, event_id text NOT NULL, serial text NOT NULL, channel text NOT NULL,
+        region text, cluster text NOT NULL, occurred_at timestamptz NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS unknown_scans_cluster_idx ON {s}.unknown_scans (cluster, occurred_at);
+    CREATE TABLE IF NOT EXISTS {s}.inbox_position (name text PRIMARY KEY, last_id bigint NOT NULL);
+    """
+
+
+def schema_sql(s: str) -> str:
+    """Everything the detector's consumer creates in schema ``s``."""
+    return verification.schema_sql(s) + alerts_sql(s)
+
+
+def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
+    """Create the detector's tables if missing (the API may start before the detector)."""
+    verification.ensure_schema(conn, schema)
+    try:
+        with conn.transaction():
+            conn.execute(alerts_sql(schema))
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+        pass  # created concurrently by the detector: fine
+
+
+# ------------------------------------------------------------------ writing alerts
+
+
+def _upsert_sql(s: str, cap: int, *, append: bool) -> str:
+    """Insert an alert, or update the open one of the same incident.
+
+    ``append``: label findings add their evidence (distinct event ids in
+    first-seen order, capped) and count a sighting; unknown-code clusters are
+    recomputed from their scans and replace both.
+    """
+    if append:
+        evidence = (
+            f"(SELECT array_agg(e ORDER BY o) FROM (SELECT e, min(o) AS o FROM unnest({s}.alerts.evidence || EXCLUDED.evidence) "
+            f"WITH ORDINALITY AS u(e, o) GROUP BY e ORDER BY min(o) LIMIT {cap}) d)"
+        )
+        sightings = f"{s}.alerts.sightings + EXCLUDED.sightings"
+    else:
+        evidence, sightings = "EXCLUDED.evidence", "EXCLUDED.sightings"
+    return (
+        f"INSERT INTO {s}.alerts (dedupe_key, kind, severity, serial, producer, gtin, region, province, lat, lon, gateway, "
+        "evidence, sightings, first_seen, last_seen, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        f"ON CONFLICT (dedupe_key) WHERE state <> 'resolved' DO UPDATE SET evidence = {evidence}, sightings = {sightings}, "
+        f"severity = EXCLUDED.severity, first_seen = least({s}.alerts.first_seen, EXCLUDED.first_seen), "
+        f"last_seen = greatest({s}.alerts.last_seen, EXCLUDED.last_seen), detail = EXCLUDED.detail, updated_at = now()"
+    )
+
+
+@dataclass
+class _Incident:
+    """Findings of one key within a batch, merged before they are written."""
+
+    first: Finding
+    last: Finding
+    event_ids: list[str]
+    sightings: int
+
+    def row(self, cap: int) -> tuple:
+        f, last = self.first, self.last
+        first_seen = min(f.occurred_at, last.occurred_at)
+        last_seen = max(f.occurred_at, last.occurred_at)
+        return (
+            f.key, f.kind, last.severity, f.serial, f.producer, f.gtin, last.region, regions.province(last.region),
+            last.lat, last.lon, last.gateway, self.event_ids[:cap], self.sightings, first_seen, last_seen, Jsonb(last.detail),
+        )
+
+
+def merge_findings(findings: list[Finding]) -> dict[str, _Incident]:
+    """Group findings by incident key, keeping distinct evidence in order."""
+    out: dict[str, _Incident] = {}
+    for f in findings:
+        inc = out.get(f.key)
+        if inc is None:
+            out[f.key] = _Incident(f, f, list(dict.fromkeys(f.event_ids)), 1)
+            continue
+        inc.last = f
+        inc.sightings += 1
+        inc.event_ids.extend(e for e in f.event_ids if e not in inc.event_ids)
+    return out
+
+
+# ------------------------------------------------------------------ the handler
+
+
+class AlertDetector:
+    """TransactionalConsumer handler: verify (via VerificationProjector), detect, alert."""
+
+    def __init__(self, schema: str, feed: ActorFeed, config: DetectionConfig | None = None):
+        self.s = schema
+        self.cfg = config or DetectionConfig()
+        self.verifier = VerificationProjector(schema, feed)
+        self.watches: dict[str, Watch] = {}
+        self.dirty: set[str] = set()
+        self.lots: dict[str, bool] = {}
+        self.findings: list[Finding] = []
+        self.alert_sql = _upsert_sql(schema, self.cfg.evidence_cap, append=True)
+
+    def prepare(self, cur: psycopg.Cursor, records: list) -> None:
+        """Load the batch's labels, lots (through the verifier) and watches."""
+        self.verifier.prepare(cur, records)
+        self.watches, self.dirty, self.lots, self.findings = {}, set(), {}, []
+        serials = [subject for (kind, subject), row in self.verifier.rows.items() if kind == "label" and row is not None]
+        if serials:
+            cur.execute(f"SELECT serial, data FROM {self.s}.watch WHERE serial = ANY(%s)", (serials,))
+            self.watches = {serial: Watch.from_json(data) for serial, data in cur.fetchall()}
+        # A lot has a chain (a row) only once it is recalled: there are few, load them all
+        # rather than ask per label (labels first seen in this batch have no row to join).
+        cur.execute(f"SELECT gtin || '/' || lot FROM {self.s}.lots WHERE recalled")
+        self.lots = {key: True for (key,) in cur.fetchall()}
+
+    def _lot_recalled(self, cur: psycopg.Cursor, state: LabelState) -> bool:
+        key = f"{state.gtin}/{state.lot}"
+        row = self.verifier.rows.get(("lot", key))
+        if row is not None:  # the lot's chain is in this batch: its latest state
+            return row.state.recalled
+        return key in self.lots
+
+    def __call__(self, cur: psycopg.Cursor, record) -> None:
+        applied = self.verifier(cur, record)  # raises Refused (quarantine) before any effect
+        if applied is None or applied.signed.event.subject_type != "label" or applied.before is None:
+            return
+        e = applied.signed.event
+        before = applied.before
+        watch = self.watches.get(e.subject, Watch())
+        new_watch, findings = evaluate(before, watch, e, applied.signer.role, self.cfg, lot_recalled=self._lot_recalled(cur, before))
+        if new_watch != watch:
+            self.watches[e.subject] = new_watch
+            self.dirty.add(e.subject)
+        for f in findings:
+            log.info("alert_evidence", kind=f.kind, serial=e.subject, event_id=e.event_id, topic=record.topic,
+                     partition=record.partition, offset=record.offset, region=f.region)
+        self.findings.extend(findings)
+
+    def flush(self, cur: psycopg.Cursor) -> None:
+        """Write the verifier's rows, changed watches and merged alerts."""
+        self.verifier.flush(cur)
+        if self.dirty:
+            cur.executemany(
+                f"INSERT INTO {self.s}.watch (serial, data) VALUES (%s, %s) ON CONFLICT (serial) DO UPDATE SET data = EXCLUDED.data",
+                [(serial, Jsonb(self.watches[serial].as_json())) for serial in self.dirty],
+            )
+        if self.findings:
+            incidents = merge_findings(self.findings)
+            cur.executemany(self.alert_sql, [inc.row(self.cfg.evidence_cap) for inc in incidents.values()])
+        self.dirty, self.findings = set(), []
+
+
+# ------------------------------------------------------------------ unknown codes
+
+
+def cluster_of(channel: str, region: str | None) -> str:
+    """The incident key of an unknown-code scan: its channel and city."""
+    return f"unknown_code:{channel}:{regions.city(region) or 'unknown'}"
+
+
+class UnknownCodeTail:
+    """Reads ``scan_inbox`` by id and raises ``unknown_code`` alerts per cluster.
+
+    Known-or-not is asked of the write model (``exists``), the authority the
+    scan gateway itself used, so a detector that lags on Kafka cannot mistake
+    a freshly issued label for a made-up one.
+    """
+
+    def __init__(self, schema: str, config: DetectionConfig, conn: Callable[[], psycopg.Connection],
+                 exists: Callable[[list[str]], set[str]], batch: int = 2000):
+        self.s = schema
+        self.cfg = config
+        self.conn = conn
+        self.exists = exists
+        self.batch = batch
+        self.alert_sql = _upsert_sql(schema, config.evidence_cap, append=False)
+
+    def poll(self) -> int:
+        """Handle the next inbox rows; return how many were read."""
+        conn = self.conn()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {self.s}.inbox_position (name, last_id) VALUES (%s, 0) ON CONFLICT DO NOTHING", (INBOX,))
+            (position,) = cur.execute(f"SELECT last_id FROM {self.s}.inbox_position WHERE name = %s FOR UPDATE", (INBOX,)).fetchone()
+            rows = cur.execute(
+                f"SELECT i.id, i.event_id, i.serial, i.channel, i.region, i.occurred_at, "
+                f"EXISTS (SELECT 1 FROM {self.s}.labels l WHERE l.serial = i.serial) AS known "
+                "FROM scan_inbox i WHERE i.id > %s ORDER BY i.id LIMIT %s",
+                (position, self.batch),
+            ).fetchall()
+            if not rows:
+                return 0
+            candidates = sorted({r[2] for r in rows if not r[6]})
+            issued = self.exists(candidates) if candidates else set()
+            unknown = [r for r in rows if not r[6] and r[2] not in issued]
+            if unknown:
+                cur.executemany(
+                    f"INSERT INTO {self.s}.unknown_scans (inbox_id, event_id, serial, channel, region, cluster, occurred_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(r[0], r[1], r[2], r[3], regions.normalize(r[4]), cluster_of(r[3], r[4]), r[5]) for r in unknown],
+                )
+                for cluster in dict.fromkeys(cluster_of(r[3], r[4]) for r in unknown):
+                    self._raise(cur, cluster)
+            cur.execute(f"UPDATE {self.s}.inbox_position SET last_id = %s WHERE name = %s", (rows[-1][0], INBOX))
+        log.info("inbox_read", rows=len(rows), unknown=len(unknown), last_inbox_id=rows[-1][0])
+        return len(rows)
+
+    def _raise(self, cur: psycopg.Cursor, cluster: str) -> None:
+        """Open or update the cluster's alert once enough distinct made-up serials are seen."""
+        (latest,) = cur.execute(f"SELECT max(occurred_at) FROM {self.s}.unknown_scans WHERE cluster = %s", (cluster,)).fetchone()
+        since = latest - timedelta(hours=self.cfg.unknown_code_window_hours)
+        scans = cur.execute(
+            f"SELECT event_id, serial, channel, region, occurred_at FROM {self.s}.unknown_scans "
+            "WHERE cluster = %s AND occurred_at >= %s ORDER BY occurred_at, inbox_id",
+            (cluster, since),
+        ).fetchall()
+        serials = list(dict.fromkeys(r[1] for r in scans))
+        if len(serials) < self.cfg.unknown_code_min_serials:
+            return
+        _, channel, city = cluster.split(":", 2)
+        region = None if city == "unknown" else city
+        place = regions.centroid(region)
+        severity = "high" if len(serials) >= self.cfg.unknown_code_high_serials else self.cfg.severity["unknown_code"]
+        detail = {"channel": channel, "distinct_serials": len(serials), "serials": serials[:20], "region_name": regions.name(region),
+                  "window_hours": self.cfg.unknown_code_window_hours}
+        cur.execute(self.alert_sql, (
+            cluster, "unknown_code", severity, None, None, None, region, regions.province(region),
+            place.lat if place else None, place.lon if place else None, channel,
+            [r[0] for r in scans][: self.cfg.evidence_cap], len(scans), scans[0][4], scans[-1][4], Jsonb(detail),
+        ))
+        log.info("unknown_code_cluster", cluster=cluster, serials=len(serials), scans=len(scans))

@@ -1,0 +1,228 @@
+"""Detection rules: pure functions over one label's detector state and one event.
+
+:func:`evaluate` takes the label's state *before* the event (the lifecycle
+fold the verification projector keeps), the detector's own memory of the
+label (:class:`Watch`: recent scan places and distinct sessions), the event,
+the signer's role and the thresholds, and returns the new :class:`Watch` and
+the :class:`Finding` s the event gives rise to. No I/O: the detector
+(:mod:`projections.alerts`) turns findings into alerts, one per incident.
+
+Who counts: scans by gateways (consumers), retailers and distributors show
+where an item is in the market. Scans by regulators and producers are
+inspections (a regulator checking a fake is how it gets flagged) and raise
+nothing. Only gateway scans are consumer sessions.
+
+What must not alert, and why it does not:
+
+* a consumer scanning twice in a minute: one session, one place;
+* a family scanning from two phones in one city: two sessions (under the
+  per-product limit), places closer than ``min_travel_km``;
+* a return to the distributor, a legal re-export: each has its own Shipped
+  event, and the latest Shipped is what authorizes territory and channel;
+* a buyer who scanned the item at home and later scans it while travelling:
+  a session first seen inside the territory is the owner's, not a diverter's
+  (a clone scanned far away comes from other sessions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ledger import regions
+from ledger.events import Event
+from ledger.lifecycle import LabelState
+from projections.detection_config import DetectionConfig
+
+MARKET_ROLES = ("gateway", "retailer", "distributor")
+CONSUMER_ROLE = "gateway"
+
+
+@dataclass(frozen=True)
+class SeenScan:
+    """A recent scan with a known place (kept for the impossible-travel rule)."""
+
+    event_id: str
+    at: float  # POSIX seconds
+    lat: float
+    lon: float
+    radius_km: float
+    region: str | None
+
+    def place(self) -> regions.Place:
+        return regions.Place(self.lat, self.lon, self.radius_km, self.region)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What the detector remembers about one label, beyond its lifecycle state."""
+
+    sessions: tuple[str, ...] = ()  # distinct consumer sessions, in first-seen order
+    scans: tuple[SeenScan, ...] = ()  # the most recent scans with a place
+    home: tuple[str, ...] = ()  # sessions that scanned it inside its territory (its buyers)
+
+    def as_json(self) -> dict:
+        return {"sessions": list(self.sessions), "scans": [s.__dict__ for s in self.scans], "home": list(self.home)}
+
+    @classmethod
+    def from_json(cls, raw: dict | None) -> "Watch":
+        if not raw:
+            return cls()
+        return cls(tuple(raw.get("sessions", ())), tuple(SeenScan(**s) for s in raw.get("scans", ())), tuple(raw.get("home", ())))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of evidence for an alert; ``key`` names the incident it belongs to."""
+
+    kind: str
+    severity: str
+    key: str
+    serial: str | None
+    event_ids: tuple[str, ...]
+    occurred_at: datetime
+    region: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    producer: str | None = None
+    gtin: str | None = None
+    gateway: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+def session_key(event: Event) -> str:
+    """A scan's session; a scan without one counts once per city, channel and day.
+
+    Without the fallback a copied code scanned anonymously would never add
+    up; with it, one anonymous buyer re-scanning the same day counts once.
+    """
+    p = event.payload
+    if p.get("session"):
+        return p["session"]
+    return f"anon:{regions.city(p.get('region')) or '?'}:{p.get('channel')}:{event.occurred_at.date().isoformat()}"
+
+
+def evaluate(
+    state: LabelState | None,
+    watch: Watch,
+    event: Event,
+    role: str,
+    cfg: DetectionConfig,
+    *,
+    lot_recalled: bool = False,
+) -> tuple[Watch, list[Finding]]:
+    """The findings ``event`` (signed by a ``role``) gives rise to, and the new watch.
+
+    ``state`` is the label's lifecycle state before the event (None before
+    it is issued); ``lot_recalled`` whether its lot has been recalled.
+    """
+    if state is None or event.subject_type != "label" or role not in MARKET_ROLES:
+        return watch, []
+    if event.kind == "Scanned":
+        return _scanned(state, watch, event, role, cfg, lot_recalled)
+    if event.kind == "Received":
+        return watch, _received(state, event, cfg)
+    return watch, []
+
+
+def _finding(cfg: DetectionConfig, kind: str, state: LabelState, event: Event, event_ids=None, **extra) -> Finding:
+    p = event.payload
+    return Finding(
+        kind=kind,
+        severity=cfg.severity.get(kind, "medium"),
+        key=f"{kind}:{state.serial}",
+        serial=state.serial,
+        event_ids=tuple(event_ids or (event.event_id,)),
+        occurred_at=event.occurred_at,
+        region=regions.normalize(p.get("region")),
+        lat=p.get("lat"),
+        lon=p.get("lon"),
+        producer=state.producer,
+        gtin=state.gtin,
+        gateway=event.actor,
+        detail=extra,
+    )
+
+
+def _territory(state: LabelState, event: Event, cfg: DetectionConfig, what: str) -> list[Finding]:
+    region = event.payload.get("region")
+    if state.territory is None or regions.covers(state.territory, region) is not False:
+        return []
+    return [_finding(cfg, "diversion_territory", state, event, territory=state.territory, seen_in=regions.normalize(region),
+                     seen_in_name=regions.name(region), territory_name=regions.name(state.territory), by=what)]
+
+
+def _channel(state: LabelState, event: Event, cfg: DetectionConfig, observed: str | None, what: str) -> list[Finding]:
+    if not observed or not state.channel or state.channel in cfg.any_channel or observed == state.channel:
+        return []
+    return [_finding(cfg, "diversion_channel", state, event, shipped_channel=state.channel, seen_channel=observed, by=what)]
+
+
+def _received(state: LabelState, event: Event, cfg: DetectionConfig) -> list[Finding]:
+    # A receipt is checked against the shipment it closes (state before it).
+    return _territory(state, event, cfg, "receipt") + _channel(state, event, cfg, cfg.sales_channel_of_actor.get(event.actor), "receipt")
+
+
+def _scanned(state: LabelState, watch: Watch, event: Event, role: str, cfg: DetectionConfig, lot_recalled: bool) -> tuple[Watch, list[Finding]]:
+    p = event.payload
+    limits = cfg.thresholds(state.gtin)
+    out: list[Finding] = []
+    if state.counterfeit:
+        out.append(_finding(cfg, "counterfeit_scan", state, event))
+    if state.recalled or lot_recalled:
+        out.append(_finding(cfg, "recalled_scan", state, event, lot_recalled=lot_recalled))
+    if state.status == "decommissioned":
+        out.append(_finding(cfg, "clone_overscan", state, event, reason="scanned_after_decommissioning"))
+    if role == CONSUMER_ROLE and state.status == "issued":
+        out.append(_finding(cfg, "scan_before_ship", state, event, custodian=state.custodian))
+    home = watch.home
+    inside = regions.covers(state.territory, p.get("region"))
+    if role == CONSUMER_ROLE and p.get("session") and inside is False and p["session"] in home:
+        pass  # its buyer, who scanned it at home first, has taken it travelling
+    else:
+        out += _territory(state, event, cfg, f"{role} scan")
+    if role == CONSUMER_ROLE and p.get("session") and inside is True and p["session"] not in home:
+        home = (home + (p["session"],))[-8:]
+    observed = cfg.sales_channel_of_scan.get(p.get("channel")) or cfg.sales_channel_of_actor.get(event.actor)
+    out += _channel(state, event, cfg, observed, f"{role} scan")
+
+    sessions = watch.sessions
+    if role == CONSUMER_ROLE:
+        key = session_key(event)
+        if key not in sessions:
+            sessions = sessions + (key,)
+        if len(sessions) > limits.max_sessions:
+            out.append(_finding(cfg, "clone_overscan", state, event, reason="too_many_sessions",
+                                sessions=len(sessions), max_sessions=limits.max_sessions))
+        # Only the count matters past the limit; keep a bounded list.
+        sessions = sessions[: max(limits.max_sessions * 4, 64)]
+
+    scans = watch.scans
+    place = regions.place_of(p.get("region"), p.get("lat"), p.get("lon"))
+    if place is not None:
+        at = event.occurred_at.timestamp()
+        worst = _fastest(scans, place, at, limits.min_travel_km)
+        if worst is not None and worst[0] > limits.max_speed_kmh:
+            speed, km, hours, prev = worst
+            out.append(_finding(cfg, "clone_impossible_travel", state, event, event_ids=(prev.event_id, event.event_id),
+                                speed_kmh=round(speed, 1), min_distance_km=round(km, 1), hours=round(hours, 4),
+                                previous_region=prev.region, max_speed_kmh=limits.max_speed_kmh))
+        seen = SeenScan(event.event_id, at, place.lat, place.lon, place.radius_km, place.region)
+        scans = (scans + (seen,))[-cfg.recent_scans:]
+    return replace(watch, sessions=sessions, scans=scans, home=home), out
+
+
+def _fastest(scans: tuple[SeenScan, ...], place: regions.Place, at: float, min_km: float):
+    """(speed km/h, least distance, hours, previous scan) of the fastest jump, or None."""
+    worst = None
+    for prev in scans:
+        km = regions.min_distance_km(prev.place(), place)
+        if km < min_km:
+            continue
+        # Scans can arrive out of time order (back-dated, queued offline): use |Δt|,
+        # and at least a second so simultaneous scans far apart are infinitely fast.
+        hours = max(abs(at - prev.at), 1.0) / 3600.0
+        speed = km / hours
+        if worst is None or speed > worst[0]:
+            worst = (speed, km, hours, prev)
+    return worst

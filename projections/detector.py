@@ -1,0 +1,114 @@
+"""Run the diversion / counterfeit detector: ``python -m projections.detector``.
+
+Consumes ``label-events`` in its own consumer group into its own schema
+(default ``alerts``), and tails ``scan_inbox`` for scans of never-issued codes.
+``--config FILE`` (JSON, see :mod:`projections.detection_config`) changes
+thresholds; ``--rebuild`` drops the schema and replays the topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+
+import psycopg
+
+from consumers.actor_feed import ActorFeed
+from consumers.exactly_once import TransactionalConsumer
+from ledger import scan_inbox
+from ledger.service import Ledger
+from projections.alerts import DEFAULT_SCHEMA, AlertDetector, UnknownCodeTail, schema_sql
+from projections.detection_config import DetectionConfig
+from projections.projector import drop_schema
+from traceledger.config import Settings
+from traceledger.logs import configure, get_logger
+
+log = get_logger("detector")
+
+TAIL_EVERY_SECONDS = 1.0
+
+
+class Detector:
+    """The label-event consumer and the unknown-code tail, run in one loop."""
+
+    def __init__(self, consumer: TransactionalConsumer, tail: UnknownCodeTail, ledger: Ledger):
+        self.consumer, self.tail, self.ledger = consumer, tail, ledger
+        self.stop = consumer.stop
+
+    def run(self, *, until_idle: bool = False) -> None:
+        """Poll until stopped (or, with ``until_idle``, until both sources are drained)."""
+        idle, last_tail = 0, 0.0
+        while not self.stop.is_set():
+            n = self.consumer.poll_once()
+            t = 0
+            if n == 0 or time.monotonic() - last_tail >= TAIL_EVERY_SECONDS:
+                try:
+                    t = self.tail.poll()
+                except psycopg.OperationalError as exc:  # the database blinked: next round retries
+                    log.warning("inbox_tail_retry", error=str(exc))
+                last_tail = time.monotonic()
+            if until_idle:
+                idle = idle + 1 if n == 0 and t == 0 else 0
+                if idle >= 2 and self.consumer.lag() == 0:
+                    break
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.ledger.close()
+
+
+def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None = None, config: DetectionConfig | None = None) -> Detector:
+    """A detector consuming ``label-events`` into ``schema``."""
+    config = config or DetectionConfig()
+    feed = ActorFeed(settings)
+    feed.catch_up()
+    consumer = TransactionalConsumer(
+        settings,
+        group=group or f"{settings.topic_prefix}detector-{schema}",
+        topics=[settings.label_topic],
+        schema=schema,
+        handler=AlertDetector(schema, feed, config),
+        setup_sql=scan_inbox.SCHEMA_SQL + schema_sql(schema),
+    )
+    consumer.closers.append(feed.close)
+    ledger = Ledger(settings)
+
+    def issued(serials: list[str]) -> set[str]:
+        heads = ledger.heads([("label", s) for s in serials])
+        return {s for s, head in heads.items() if head is not None}
+
+    tail = UnknownCodeTail(schema, config, lambda: consumer.conn, issued)
+    return Detector(consumer, tail, ledger)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="traceledger diversion and counterfeit detector")
+    parser.add_argument("--schema", default=DEFAULT_SCHEMA)
+    parser.add_argument("--config", help="JSON file of detection thresholds (see projections/detection_config.py)")
+    parser.add_argument("--rebuild", action="store_true", help="drop the alerts schema and rebuild it from the topic")
+    parser.add_argument("--until-idle", action="store_true", help="exit once caught up")
+    args = parser.parse_args(argv)
+    configure()
+    settings = Settings.from_env()
+    config = DetectionConfig.load(args.config)
+    if args.rebuild:
+        drop_schema(settings, args.schema)
+        log.info("alerts_dropped", schema=args.schema)
+    detector = build(settings, schema=args.schema, config=config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: detector.stop.set())
+    log.info("detector_started", schema=args.schema, topic=settings.label_topic)
+    started, applied = time.monotonic(), 0
+    try:
+        detector.run(until_idle=args.until_idle)
+    finally:
+        applied = detector.consumer.applied
+        elapsed = time.monotonic() - started
+        log.info("detector_stopped", applied=applied, quarantined=detector.consumer.quarantined,
+                 seconds=round(elapsed, 1), events_per_second=round(applied / elapsed, 1) if elapsed else None)
+        detector.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""``traceledger alerts list|show|summary|report`` and ``traceledger simulate``.
+
+Registered on the main CLI group by :func:`register` (called at the end of
+``traceledger/cli.py``, so the shared options and error handling apply).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from urllib.parse import urlencode
+
+import click
+
+from projections.detection_config import ALERT_KINDS
+
+PAGE = 1000
+
+
+def fetch_alerts(client, **filters) -> list[dict]:
+    """Every alert matching ``filters``, following the API's pages."""
+    out, cursor = [], None
+    while True:
+        query = {k: v for k, v in {**filters, "limit": PAGE, "cursor": cursor}.items() if v is not None}
+        page = client._request("GET", f"/v1/alerts?{urlencode(query)}")
+        out.extend(page["alerts"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return out
+
+
+def format_alert(a: dict) -> str:
+    where = a.get("region_name") or a.get("region") or "-"
+    who = a.get("serial") or a.get("dedupe_key")
+    return f"#{a['id']:<6} {a['state']:<12} {a['severity']:<6} {a['kind']:<24} {who}  {where}  x{a['sightings']}  last {a['last_seen']}"
+
+
+def format_score(scores: dict) -> str:
+    lines = [f"{'kind':<26}{'expected':>9}{'alerts':>8}{'TP':>7}{'precision':>11}{'recall':>8}"]
+    for kind, s in scores.items():
+        p = "-" if s["precision"] is None else f"{s['precision']:.3f}"
+        r = "-" if s["recall"] is None else f"{s['recall']:.3f}"
+        lines.append(f"{kind:<26}{s['expected']:>9}{s['alerts']:>8}{s['true_positives']:>7}{p:>11}{r:>8}")
+        if s["false_alarms_by_behaviour"]:
+            lines.append(f"{'':<4}false alarms by behaviour: {s['false_alarms_by_behaviour']}")
+    return "\n".join(lines)
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``alerts`` group and the ``simulate`` command to ``cli``."""
+    # Take the helpers from the module that defines ``cli`` (``__main__`` under
+    # ``python -m traceledger.cli``), so the group and its verbs share one State class.
+    host = sys.modules[cli.callback.__module__]
+    LedgerGroup, State, common_options, emit, pass_state = (host.LedgerGroup, host.State, host.common_options, host.emit, host.pass_state)
+
+    @cli.group(cls=LedgerGroup)
+    @common_options
+    def alerts() -> None:
+        """Diversion and counterfeit alerts raised by the detector."""
+
+    @alerts.command("list")
+    @click.option("--kind", type=click.Choice(ALERT_KINDS))
+    @click.option("--serial")
+    @click.option("--producer", metavar="ACTOR_ID")
+    @click.option("--region", metavar="CODE", help="GB/T 2260 code or prefix (31, 4403, 440305).")
+    @click.option("--state", "state_", type=click.Choice(["open", "acknowledged", "resolved"]))
+    @click.option("--since", metavar="ISO-TIME", help="Last seen at or after.")
+    @click.option("--until", metavar="ISO-TIME", help="First seen before.")
+    @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+    @click.option("--all", "all_", is_flag=True, help="Every matching alert (follows pages).")
+    @common_options
+    @pass_state
+    def alerts_list(state: State, kind, serial, producer, region, state_, since, until, limit, all_) -> None:
+        """Alerts, newest first."""
+        filters = {"kind": kind, "serial": serial, "producer": producer, "region": region, "state": state_, "since": since, "until": until}
+        if all_:
+            rows = fetch_alerts(state.client(), **filters)
+        else:
+            query = {k: v for k, v in {**filters, "limit": limit}.items() if v is not None}
+            rows = state.client()._request("GET", f"/v1/alerts?{urlencode(query)}")["alerts"]
+        emit(state, {"alerts": rows}, "\n".join(format_alert(a) for a in rows) or "no alerts")
+
+    @alerts.command("show")
+    @click.argument("alert_id", type=int)
+    @common_options
+    @pass_state
+    def alerts_show(state: State, alert_id: int) -> None:
+        """One alert with its evidence events."""
+        a = state.client()._request("GET", f"/v1/alerts/{alert_id}")
+        lines = [format_alert(a), f"  detail: {json.dumps(a['detail'], ensure_ascii=False)}"]
+        for e in a["evidence_events"]:
+            lines.append("  evidence: " + "  ".join(f"{k}={v}" for k, v in e.items() if v is not None))
+        emit(state, a, "\n".join(lines))
+
+    @alerts.command("summary")
+    @click.option("--since", metavar="ISO-TIME")
+    @click.option("--until", metavar="ISO-TIME")
+    @click.option("--bucket", default="day", show_default=True, type=click.Choice(["hour", "day", "week", "month"]))
+    @click.option("--level", default="province", show_default=True, type=click.Choice(["province", "city"]))
+    @common_options
+    @pass_state
+    def alerts_summary(state: State, since, until, bucket, level) -> None:
+        """Counts by kind and region, and over time."""
+        query = {k: v for k, v in {"since": since, "until": until, "bucket": bucket, "level": level}.items() if v is not None}
+        s = state.client()._request("GET", f"/v1/alerts/summary?{urlencode(query)}")
+        lines = [f"{s['total']} alerts  " + "  ".join(f"{k}={n}" for k, n in s["by_state"].items())]
+        lines += [f"  {k:<26}{n:>7}" for k, n in s["by_kind"].items()]
+        lines.append("by region:")
+        lines += [f"  {r['region'] or '-':<6} {r['name'] or '':<16}{r['total']:>7}" for r in s["by_region"][:20]]
+        emit(state, s, "\n".join(lines))
+
+    @alerts.command("report")
+    @click.option("--truth", required=True, type=click.Path(exists=True, dir_okay=False), help="truth.jsonl written by `traceledger simulate`.")
+    @common_options
+    @pass_state
+    def alerts_report(state: State, truth: str) -> None:
+        """Precision and recall per alert kind: ground truth vs the alerts raised."""
+        from traceledger.simulate import read_truth, score
+
+        meta, entries = read_truth(truth)
+        scores = score(entries, fetch_alerts(state.client()))
+        emit(state, {"meta": {k: meta.get(k) for k in ("seed", "labels")}, "scores": scores},
+             f"seed {meta.get('seed')}, {meta.get('labels')} labels\n" + format_score(scores))
+
+    @cli.command()
+    @click.option("--seed", required=True, type=int)
+    @click.option("--labels", required=True, type=click.IntRange(min=50))
+    @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where truth.jsonl, run.json and the simulation's keys go.")
+    @click.option("--demo-dir", default=".demo", show_default=True, type=click.Path(file_okay=False), help="The demo's keys (registrar, producers, regulator) to reuse.")
+    @common_options
+    @pass_state
+    def simulate(state: State, seed: int, labels: int, out: str, demo_dir: str) -> None:
+        """Realistic traffic with injected incidents, through the API; ground truth to OUT/truth.jsonl."""
+        from traceledger.simulate import simulate as run
+
+        say = (lambda line: click.echo(line, err=True)) if state.json else click.echo
+        result = run(state.settings, seed=seed, labels=labels, out=Path(out), demo_dir=demo_dir, client=state.client(), echo=say)
+        emit(state, result, f"simulated {result['labels']} labels, {result['events']} events; ground truth in {result['truth']}")
