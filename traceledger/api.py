@@ -24,11 +24,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import gs1, log as global_log, scan_inbox
 from ledger.errors import Refused
+from ledger.integrity import guard_view
 from ledger.events import SignedEvent, decode_signed, validate_actor_id, validate_channel, validate_region
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from projections import verification
+from traceledger import api_alerts
 from projections.verification import read_view_async, unprojected_scans
+from traceledger.api_log import log_router
+from traceledger.api_consumer import build_router as build_consumer_router
 from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
 
@@ -145,6 +149,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Tamper-evident traceability ledger for anti-counterfeit labels")
 
     app.add_middleware(DeclaredBodyLimit, limit=MAX_BODY_BYTES)
+    app.include_router(api_alerts.router(lambda: state["pool"]))  # /v1/alerts...
+    app.include_router(log_router(settings))  # /v1/log/*, /v1/labels/{serial}/proof
+    app.include_router(build_consumer_router(settings, state))  # /, /01/{gtin}/21/{serial}, PINs, SMS, voice
 
     @app.exception_handler(Refused)
     async def refused_handler(request: Request, exc: Refused):
@@ -212,7 +219,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The verification view of a label."""
         gs1.validate_serial(serial)
         async with state["pool"].connection() as conn:
-            return ORJSONResponse(await view(conn, serial))
+            # Never "genuine" when the ledger's stored chain no longer matches what it published.
+            return ORJSONResponse(await guard_view(state["ledger"].app, conn, serial, await view(conn, serial)))
 
     @app.post("/v1/labels/{serial}/scans")
     async def post_scan(serial: str, scan: ScanIn | None = None):
@@ -227,7 +235,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise Refused("invalid_field", "lat/lon out of range", field="lat")
         async with state["pool"].connection() as conn:
             accepted = await scan_inbox.accept_async(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session)
-            out = await view(conn, serial)
+            out = await guard_view(state["ledger"].app, conn, serial, await view(conn, serial))
             if out["verdict"] != "unknown":
                 out["scan_count"] += await unprojected_scans(conn, serial)
                 out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()

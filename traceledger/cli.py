@@ -350,20 +350,23 @@ def actor_show(state: State, actor_id: str) -> None:
 @click.option("--out", default="labels.csv", show_default=True, type=click.Path(dir_okay=False, allow_dash=True), help="CSV for the printer ('-' for stdout).")
 @click.option("--append", is_flag=True, help="Append to an existing --out file instead of refusing.")
 @click.option("--batch", default=cmd.DEFAULT_CHUNK, show_default=True, type=click.IntRange(1, 2000), help="Labels per request.")
+@click.option("--pins", is_flag=True, help="Double-layer labels: a scratch-off PIN per label (only its hash goes to the ledger; the PIN goes to the CSV's 'pin' column).")
+@click.option("--pin-digits", default=8, show_default=True, type=click.IntRange(6, 12), help="Digits per PIN (with --pins).")
 @common_options
 @pass_state
-def issue(state: State, key: str, as_actor: str | None, gtin: str, lot: str, product: str, count: int, expiry: str | None, region: str | None, out: str, append: bool, batch: int) -> None:
+def issue(state: State, key: str, as_actor: str | None, gtin: str, lot: str, product: str, count: int, expiry: str | None, region: str | None, out: str, append: bool, batch: int, pins: bool, pin_digits: int) -> None:
     """Issue COUNT new labels in batches, streaming them to a CSV (serial,gtin,lot,expiry,uri)."""
     gs1.validate_lot(lot)
     cmd.check_expiry(expiry)
     payload = cmd.issued_payload(gtin, lot, product, expiry=expiry, region=region)
     signer = cmd.Signer.load(key, as_actor)
-    sink = _LabelSink(out, append=append, json_mode=state.json)
+    sink = _LabelSink(out, append=append, json_mode=state.json, pins=pins)
     try:
         with progress(state, count, "issue") as update:
             report = cmd.issue_labels(
                 state.client(), signer, payload, count,
                 resolver_host=state.settings.resolver_host, batch=batch, on_rows=sink.write, on_progress=update,
+                pin_digits=pin_digits if pins else None,
             )
     finally:
         sink.close()
@@ -377,13 +380,13 @@ def issue(state: State, key: str, as_actor: str | None, gtin: str, lot: str, pro
 class _LabelSink:
     """The --out CSV, opened on the first accepted rows (nothing is written if nothing is issued)."""
 
-    def __init__(self, out: str, *, append: bool, json_mode: bool):
+    def __init__(self, out: str, *, append: bool, json_mode: bool, pins: bool = False):
         if out == "-" and json_mode:
             raise Refused("invalid_option", "--json needs stdout; write the CSV to a file with --out", field="out")
         path = Path(out)
         if out != "-" and path.exists() and not append:
             raise Refused("file_exists", f"{out} exists; pass --append or another --out", field="out")
-        self.out, self.append, self.rows = out, append, 0
+        self.out, self.append, self.rows, self.pins = out, append, 0, pins
         self._fh = None
         self._csv: cmd.LabelCsv | None = None
 
@@ -395,7 +398,7 @@ class _LabelSink:
                 path = Path(self.out)
                 header = not (self.append and path.exists() and path.stat().st_size > 0)
                 self._fh = open(path, "a" if self.append else "w", newline="")
-            self._csv = cmd.LabelCsv(self._fh, write_header=header)
+            self._csv = cmd.LabelCsv(self._fh, write_header=header, pins=self.pins)
         self._csv.write(rows)
         self.rows += len(rows)
 
@@ -491,6 +494,30 @@ def decommission(state: State, key, as_actor, reason, serials, from_csv) -> None
     _label_verb(state, key, as_actor, serials, from_csv, "Decommissioned", cmd.decommissioned_payload(reason), "decommission")
 
 
+# ---------------------------------------------------------------- print sheets
+
+
+@cli.group(cls=LedgerGroup)
+@common_options
+def labels() -> None:
+    """Print sheets for issued labels."""
+
+
+@labels.command("print")
+@click.option("--csv", "csv_path", required=True, type=click.Path(exists=True, dir_okay=False), help="The issuance CSV (serial,gtin,lot,expiry,uri[,pin]).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for labels-NNNN.svg pages and labels.pdf.")
+@common_options
+@pass_state
+def labels_print(state: State, csv_path: str, out_dir: str) -> None:
+    """Render QR label sheets (SVG pages and a PDF): QR, serial, short code, PIN layer."""
+    from traceledger.labels_print import print_sheets  # segno/reportlab only when printing
+
+    with progress(state, cmd.count_csv_rows(csv_path), "print") as update:
+        result = print_sheets(csv_path, out_dir, on_progress=update)
+    emit(state, {k: v for k, v in result.items() if k != "svg"} | {"svg_pages": len(result["svg"])},
+         f"printed {result['labels']} labels on {result['pages']} pages: {out_dir}/labels-*.svg, {result['pdf']}")
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -546,4 +573,20 @@ def demo(state: State, labels: int, out_dir: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m traceledger.cli`: run the importable module, not this copy of
+    # it, so the verb modules below (which import traceledger.cli) see one module.
+    from traceledger.cli import main as _main
+
+    sys.exit(_main())
+
+
+# The regulator's verbs live in their own module (it imports this one).
+from traceledger.cli_audit import audit  # noqa: E402
+
+cli.add_command(audit)
+
+
+# `alerts list|show|summary|report` and `simulate` (traceledger/alerts_cli.py).
+from traceledger import alerts_cli  # noqa: E402
+
+alerts_cli.register(cli)

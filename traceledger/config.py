@@ -23,6 +23,16 @@ def _int(env, name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     pg_host: str = "127.0.0.1"
@@ -41,12 +51,20 @@ class Settings:
     run_dir: Path = field(default=REPO_ROOT / ".run")
     relay_batch: int = 1000
     scan_batch: int = 500
+    # The global Merkle log (issue 6): the key that signs checkpoints (generated
+    # under run_dir on first use when unset), the origin line of every
+    # checkpoint, and how often the relay publishes one.
+    log_key: Path | None = None
+    log_origin: str = "traceledger.example/log"
+    checkpoint_events: int = 1000
+    checkpoint_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
         env = os.environ if env is None else env
         d = cls()
         gateway_key = env.get("TRACELEDGER_GATEWAY_KEY")
+        log_key = env.get("TRACELEDGER_LOG_KEY")
         return cls(
             pg_host=env.get("TRACELEDGER_PG_HOST", d.pg_host),
             pg_port=_int(env, "TRACELEDGER_PG_PORT", d.pg_port),
@@ -64,6 +82,10 @@ class Settings:
             run_dir=Path(env.get("TRACELEDGER_RUN_DIR", d.run_dir)),
             relay_batch=_int(env, "TRACELEDGER_RELAY_BATCH", d.relay_batch),
             scan_batch=_int(env, "TRACELEDGER_SCAN_BATCH", d.scan_batch),
+            log_key=Path(log_key) if log_key else None,
+            log_origin=env.get("TRACELEDGER_LOG_ORIGIN", d.log_origin),
+            checkpoint_events=_int(env, "TRACELEDGER_CHECKPOINT_EVENTS", d.checkpoint_events),
+            checkpoint_seconds=_float(env, "TRACELEDGER_CHECKPOINT_SECONDS", d.checkpoint_seconds),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -84,9 +106,14 @@ class Settings:
             "TRACELEDGER_RUN_DIR": str(self.run_dir),
             "TRACELEDGER_RELAY_BATCH": str(self.relay_batch),
             "TRACELEDGER_SCAN_BATCH": str(self.scan_batch),
+            "TRACELEDGER_LOG_ORIGIN": self.log_origin,
+            "TRACELEDGER_CHECKPOINT_EVENTS": str(self.checkpoint_events),
+            "TRACELEDGER_CHECKPOINT_SECONDS": str(self.checkpoint_seconds),
         }
         if self.gateway_key:
             env["TRACELEDGER_GATEWAY_KEY"] = str(self.gateway_key)
+        if self.log_key:
+            env["TRACELEDGER_LOG_KEY"] = str(self.log_key)
         return env
 
     def with_(self, **changes) -> "Settings":
@@ -99,6 +126,15 @@ class Settings:
     @property
     def actor_topic(self) -> str:
         return f"{self.topic_prefix}actor-events"
+
+    @property
+    def checkpoint_topic(self) -> str:
+        return f"{self.topic_prefix}checkpoints"
+
+    @property
+    def log_key_path(self) -> Path:
+        """The log's private key file (``TRACELEDGER_LOG_KEY`` or ``<run dir>/log.key``)."""
+        return self.log_key or self.run_dir / "log.key"
 
     @property
     def pg_conninfo(self) -> str:
