@@ -144,7 +144,7 @@ class LedgerApplication(Application):
                 # A stored row is missing (deleted): report, never raise.
                 if chain is None:
                     continue  # the first event itself is gone; the id has no chain to speak of
-                chain.broken = f"stored event {chain.length} is missing (found version {stored.originator_version})"
+                chain.broken = f"stored event {chain.length} is missing (found version {stored.originator_version}): stored events were deleted"
         return chains
 
     def load_chain(self, subject_type: str, subject: str) -> Chain | None:
