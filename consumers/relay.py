@@ -115,6 +115,7 @@ class Relay:
         ensure_schema(conn)
         conn.execute("SELECT pg_advisory_lock(%s)", (SEQUENCER_LOCK,))
         sequencer = Sequencer(app, conn, label_topic=self.settings.label_topic, actor_topic=self.settings.actor_topic, partitions=partitions)
+        sequencer.tree.catch_up(conn)  # a log indexed before the tree existed gets hashed now
         producer = self._producer()
         produced = 0
         try:

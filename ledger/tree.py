@@ -134,6 +134,18 @@ class MerkleTree:
         self._range = cr
         return cr.copy()
 
+    def catch_up(self, conn: psycopg.Connection) -> int:
+        """Hash the log entries the tree does not cover yet (a log that predates
+        the tree); return the tree's size. Run before publishing a checkpoint."""
+        with conn.transaction(), conn.cursor() as cur:
+            size = stored_size(cur)
+            upto = cur.execute("SELECT coalesce(max(log_index) + 1, 0) FROM log_entries").fetchone()[0]
+            if size < upto:
+                cr = frontier(cur, size)
+                self._backfill(cur, cr, upto)
+                self._range = cr
+            return max(size, upto)
+
     def _backfill(self, cur, cr: merkle.CompactRange, upto: int) -> None:
         log.info("tree_backfill_started", from_leaf=cr.size, to_leaf=upto)
         while cr.size < upto:

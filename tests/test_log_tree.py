@@ -73,3 +73,29 @@ def test_log_key_is_created_once(tmp_path):
     b = load_or_create_log_key(tmp_path / "k" / "log.key")
     assert a.key_id == b.key_id and (tmp_path / "k" / "log.key.pub").exists()
     assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["log.key", "log.key.pub"]
+
+
+def test_relay_start_hashes_a_log_that_predates_the_tree(settings):
+    """An existing deployment upgraded to the Merkle log: entries indexed
+    before the tree existed are hashed when the relay starts, so its first
+    checkpoint covers them."""
+    import psycopg
+
+    from consumers.relay import Relay
+    from ledger import tree as merkle_tree
+    from ledger.service import Ledger
+    from tests.helpers import Cast
+
+    ledger = Ledger(settings)
+    cast = Cast()
+    ledger.append(cast.founding_events() + [cast.issue() for _ in range(20)])
+    Relay(settings).run(until_idle=True)
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        expected = merkle_tree.root(conn.cursor(), 27)
+        conn.execute("DELETE FROM merkle_nodes")  # as if the log predates the tree
+        conn.execute("DELETE FROM checkpoints")
+    Relay(settings).run(until_idle=True)
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        assert merkle_tree.root(conn.cursor(), 27) == expected
+        assert conn.execute("SELECT max(size) FROM checkpoints").fetchone()[0] == 27
+    ledger.close()
