@@ -42,6 +42,10 @@ down:
 	@bash ops/services.sh stop
 	@bash ops/stack.sh down
 
-# Forget all data (Kafka log dirs, the traceledger database); keeps caches.
-clean-data: down
-	rm -rf .run/kafka .demo
+# Forget all data (the traceledger database, Kafka's log dirs, the demo's keys);
+# keeps the venv and the Kafka jar cache.
+clean-data:
+	@bash ops/services.sh stop
+	@PGPASSWORD=traceledger psql -h 127.0.0.1 -U traceledger -d postgres -qc 'DROP DATABASE IF EXISTS traceledger WITH (FORCE)' || true
+	@bash ops/stack.sh down
+	rm -rf .run/kafka .run/log.key .demo
