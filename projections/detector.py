@@ -14,13 +14,12 @@ import time
 
 import psycopg
 
-from consumers.actor_feed import ActorFeed
 from consumers.exactly_once import TransactionalConsumer
 from ledger import scan_inbox
 from ledger.service import Ledger
 from projections.alerts import DEFAULT_SCHEMA, AlertDetector, UnknownCodeTail, schema_sql
 from projections.detection_config import DetectionConfig
-from projections.projector import drop_schema
+from projections.projector import drop_schema, label_events_consumer
 from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
 
@@ -61,17 +60,13 @@ class Detector:
 def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None = None, config: DetectionConfig | None = None) -> Detector:
     """A detector consuming ``label-events`` into ``schema``."""
     config = config or DetectionConfig()
-    feed = ActorFeed(settings)
-    feed.catch_up()
-    consumer = TransactionalConsumer(
+    consumer = label_events_consumer(
         settings,
         group=group or f"{settings.topic_prefix}detector-{schema}",
-        topics=[settings.label_topic],
         schema=schema,
-        handler=AlertDetector(schema, feed, config),
+        make_handler=lambda feed: AlertDetector(schema, feed, config),
         setup_sql=scan_inbox.SCHEMA_SQL + schema_sql(schema),
     )
-    consumer.closers.append(feed.close)
     ledger = Ledger(settings)
 
     def issued(serials: list[str]) -> set[str]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import signal
+from typing import Callable
 
 import psycopg
 
 from consumers.actor_feed import ActorFeed
-from consumers.exactly_once import TransactionalConsumer
+from consumers.exactly_once import Handler, TransactionalConsumer
 from projections.verification import DEFAULT_SCHEMA, VerificationProjector, schema_sql
 from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
@@ -21,20 +22,34 @@ def drop_schema(settings: Settings, schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None = None) -> TransactionalConsumer:
-    """A verification projector consuming ``label-events`` into ``schema``."""
+def label_events_consumer(
+    settings: Settings, *, group: str, schema: str, make_handler: Callable[[ActorFeed], Handler], setup_sql: str
+) -> TransactionalConsumer:
+    """A TransactionalConsumer of ``label-events`` whose handler checks signers
+    against an :class:`ActorFeed` (caught up first, closed with the consumer)."""
     feed = ActorFeed(settings)
     feed.catch_up()
     consumer = TransactionalConsumer(
         settings,
-        group=group or f"{settings.topic_prefix}verification-{schema}",
+        group=group,
         topics=[settings.label_topic],
         schema=schema,
-        handler=VerificationProjector(schema, feed),
-        setup_sql=schema_sql(schema),
+        handler=make_handler(feed),
+        setup_sql=setup_sql,
     )
     consumer.closers.append(feed.close)
     return consumer
+
+
+def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None = None) -> TransactionalConsumer:
+    """A verification projector consuming ``label-events`` into ``schema``."""
+    return label_events_consumer(
+        settings,
+        group=group or f"{settings.topic_prefix}verification-{schema}",
+        schema=schema,
+        make_handler=lambda feed: VerificationProjector(schema, feed),
+        setup_sql=schema_sql(schema),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
