@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+from concurrent.futures import ThreadPoolExecutor
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -344,20 +345,22 @@ def issue_labels(
     salted slow hash goes into the signed event; the PIN itself reaches
     nothing but ``on_rows`` (the printer's CSV).
 
-    Each batch is one request; its accepted labels go to ``on_rows`` before
-    the next batch is built, so nothing but one batch is ever held. Issuing
+    Each batch is one request; the next batch is signed while the server
+    checks the current one, and a batch's accepted labels go to ``on_rows``
+    as soon as it is answered, so at most two batches are ever held. Issuing
     stops after a batch with refusals: the next batches would meet the same
-    reason.
+    reason (the batch already signed is never sent).
     """
     signer.check("label", "Issued", payload)
     report = Report()
-    remaining = count
-    while remaining > 0:
-        size = min(batch, remaining)
+
+    def build(size: int) -> tuple[list[SignedEvent], dict]:
         serials = [gs1.new_serial() for _ in range(size)]
         pinned = pins.pins_for(serials, pin_digits) if pin_digits else {}
         events = [signer.sign("label", s, "Issued", {**payload, "pin_hash": pinned[s][1]} if pinned else payload) for s in serials]
-        results = client.post_events(events)
+        return events, pinned
+
+    def settle(events: list[SignedEvent], pinned: dict, results: list[dict]) -> None:
         rows = []
         for result in results:
             report.add(result)
@@ -367,10 +370,27 @@ def issue_labels(
         if on_rows and rows:
             on_rows(rows)
         if on_progress:
-            on_progress(size)
-        remaining -= size
-        if report.refused:
-            break
+            on_progress(len(events))
+
+    # Sign batch k+1 while batch k is with the server: the two sides overlap
+    # instead of taking turns (at most two batches are ever held).
+    remaining = count
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="issue-post") as poster:
+        in_flight = None
+        while remaining > 0 or in_flight:
+            built = None
+            if remaining > 0:
+                size = min(batch, remaining)
+                built = build(size)
+                remaining -= size
+            if in_flight:
+                events, pinned, future = in_flight
+                settle(events, pinned, future.result())
+                in_flight = None
+                if report.refused:
+                    break  # the next batches would meet the same reason; `built` is never sent
+            if built:
+                in_flight = (built[0], built[1], poster.submit(client.post_events, built[0]))
     return report
 
 

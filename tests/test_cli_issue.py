@@ -1,0 +1,39 @@
+"""`traceledger issue` against the real API: streaming batches, and stopping
+at the first refused batch (the batch signed meanwhile is never sent)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+
+import httpx
+import psycopg
+
+from tests.test_demo_e2e import cli
+
+
+def test_issue_streams_batches_and_stops_at_a_refusal(api, tmp_path):
+    url, cast, settings = api["url"], api["cast"], api["settings"]
+    events = cast.founding_events()
+    r = httpx.post(f"{url}/v1/events", json={"events": [{"body": base64.b64encode(s.body).decode(), "signature": base64.b64encode(s.signature).decode()} for s in events]})
+    assert r.json()["refused"] == 0
+    key = tmp_path / "acme.key"
+    cast.keys["acme"].save(key)
+
+    out = tmp_path / "labels.csv"
+    ok = cli(settings, "--json", "issue", "--key", str(key), "--gtin", "06901234000016", "--lot", "L1",
+             "--product", "Battery", "--count", "2500", "--batch", "1000", "--out", str(out))
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2500 and len({r["serial"] for r in rows}) == 2500
+    assert json.loads(ok.stdout)["accepted"] == 2500
+
+    # A GTIN outside acme's prefixes: the first batch is refused and issuing stops there.
+    bad = cli(settings, "--json", "issue", "--key", str(key), "--gtin", "06909876000012", "--lot", "L1",
+              "--product", "Cable", "--count", "3000", "--batch", "1000", "--out", str(tmp_path / "bad.csv"), check=False)
+    assert bad.returncode == 2
+    assert json.loads(bad.stdout)["refused"] == 1000  # one batch sent, not three
+    with psycopg.connect(settings.pg_conninfo) as conn:
+        issued = conn.execute("SELECT count(*) FROM ledger_events WHERE topic LIKE %s", ("%Started%",)).fetchone()[0]
+    assert issued == 2500 + len(events)
