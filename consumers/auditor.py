@@ -177,8 +177,17 @@ def default_state_path(settings: Settings) -> Path:
 class Auditor:
     """One audit run over the topics of ``settings``; see the module doc."""
 
-    def __init__(self, settings: Settings, log_public_key: bytes, *, state_path: Path | None = None, api_url: str | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        log_public_key: bytes,
+        *,
+        state_path: Path | None = None,
+        api_url: str | None = None,
+        registrar_key_id: str | None = None,
+    ):
         self.settings = settings
+        self.registrar_key_id = registrar_key_id  # pinned founding registrar, for a fresh state
         self.public_key = log_public_key
         self.state_path = Path(state_path or default_state_path(settings))
         self.api_url = api_url.rstrip("/") if api_url else None
@@ -191,7 +200,9 @@ class Auditor:
 
     def run(self, on_progress: Callable[[int], None] | None = None, on_total: Callable[[int], None] | None = None) -> Report:
         started = time.monotonic()
-        state = AuditState.load(self.state_path) or AuditState(self.settings.log_origin, self.key_id, self.topics)
+        state = AuditState.load(self.state_path) or AuditState(
+            self.settings.log_origin, self.key_id, self.topics, replay=Replay(trust_anchor=self.registrar_key_id)
+        )
         if (state.origin, state.log_key_id, state.topics) != (self.settings.log_origin, self.key_id, self.topics):
             raise SystemExit(f"{self.state_path} belongs to another log (origin, key or topics differ); use another --state")
         report = Report(earlier_failures=len(state.failures), state=state)

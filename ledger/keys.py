@@ -93,6 +93,25 @@ class KeyPair:
         return pair
 
 
+def load_public_key(path: str | os.PathLike) -> bytes:
+    """The public key in a key file: a ``.pub`` file or a private key file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        if data.get("type") == PRIVATE_TYPE:
+            return KeyPair.load(path).public_key
+        public = bytes.fromhex(data["public_key"])
+        if len(public) != 32:
+            raise ValueError("public_key must be 32 bytes")
+    except FileNotFoundError:
+        raise Refused("invalid_key_file", f"key file {path} not found", field="key") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Refused("invalid_key_file", f"{path}: {exc}", field="key") from None
+    if data.get("key_id") not in (None, key_id_of(public)):
+        raise Refused("invalid_key_file", f"{path}: key_id does not match the public key", field="key")
+    return public
+
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True if ``signature`` is ``public_key``'s Ed25519 signature of ``message``."""
     if len(signature) != 64 or len(public_key) != 32:

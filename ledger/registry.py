@@ -17,10 +17,14 @@ from ledger.lifecycle import ActorState, authorize, fold, is_bootstrap, signer_o
 
 
 class ActorRegistry:
-    def __init__(self) -> None:
+    """``trust_anchor``: the key id the ledger's founding registrar must have
+    (a reader that pins it cannot be handed a whole forged history)."""
+
+    def __init__(self, trust_anchor: str | None = None) -> None:
         # actor id -> ([log indexes], [states]) in log order
         self._history: dict[str, tuple[list[int], list[ActorState]]] = {}
         self.size = 0
+        self.trust_anchor = trust_anchor
 
     def as_of(self, actor_id: str, log_index: int | None = None) -> ActorState | None:
         """The actor's state just before ``log_index`` (latest if None)."""
@@ -45,6 +49,12 @@ class ActorRegistry:
         if current is not None and e.seq <= current.seq:
             raise Refused("duplicate", f"actor {e.subject} event {e.seq} already applied", field="seq")
         if is_bootstrap(e) and not self._history:
+            if self.trust_anchor and e.key_id != self.trust_anchor:
+                raise Refused(
+                    "untrusted_registrar",
+                    f"the ledger's founding registrar signs with key {e.key_id[:16]}…, not the pinned {self.trust_anchor[:16]}…",
+                    field="key_id",
+                )
             signer = fold(None, e, signed.hash)
         else:
             signer = signer_of(e, self.lookup(log_index))

@@ -20,8 +20,8 @@ from ledger.registry import ActorRegistry
 class Replay:
     """Registry of actors plus the state of every label and lot chain seen so far."""
 
-    def __init__(self) -> None:
-        self.registry = ActorRegistry()
+    def __init__(self, trust_anchor: str | None = None) -> None:
+        self.registry = ActorRegistry(trust_anchor)
         self.states: dict[tuple[str, str], SubjectState] = {}
 
     def apply(self, signed: SignedEvent, log_index: int) -> None:

@@ -106,3 +106,22 @@ def test_label_bundle_verifies_offline_and_detects_edits(world, tmp_path):
     KeyPair.generate().save(other_key)
     with pytest.raises(BundleError, match="checkpoint"):
         verify_bundle(bundle, KeyPair.load(other_key).public_key)
+
+
+def test_a_pinned_registrar_key_refuses_a_history_founded_by_another(world, tmp_path):
+    """An auditor given the registrar's public key cannot be handed a whole
+    forged history signed by a registrar of the operator's making."""
+    from ledger.keys import KeyPair
+
+    env = world.settings.to_env()
+    base = ["audit", "run", "--log-key", f"{world.settings.log_key}.pub"]
+    genuine = tmp_path / "registrar.key"
+    world.cast.keys["registrar"].save(genuine)
+    out = CliRunner().invoke(cli, base + ["--state", str(tmp_path / "a.state"), "--registrar-key", f"{genuine}.pub"], env=env)
+    assert out.exit_code == 0, out.output
+
+    other = tmp_path / "other.key"
+    KeyPair.generate("registrar").save(other)
+    out = CliRunner().invoke(cli, base + ["--state", str(tmp_path / "b.state"), "--registrar-key", f"{other}.pub"], env=env)
+    assert out.exit_code == 2
+    assert "untrusted_registrar" in out.output and "log_index=0" in out.output

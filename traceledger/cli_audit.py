@@ -18,6 +18,7 @@ import click
 
 from ledger.checkpoints import CheckpointError, parse_checkpoint, parse_verifier_key
 from ledger.errors import Refused
+from ledger.keys import key_id_of, load_public_key
 from traceledger.cli import LedgerGroup, State, common_options, emit, pass_state
 
 
@@ -55,9 +56,10 @@ def audit() -> None:
 @log_key_option
 @state_option
 @click.option("--proofs-from", "proofs_from", metavar="URL", help="Also require the log server at URL to prove each new checkpoint consistent with the previous one.")
+@click.option("--registrar-key", "registrar_key", metavar="FILE", help="Pin the founding registrar's public key (.pub): a history founded by any other key fails.")
 @common_options
 @pass_state
-def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_from: str | None) -> None:
+def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_from: str | None, registrar_key: str | None) -> None:
     """Verify every new record, chain, signature, authority and checkpoint; exit 2 on any failure."""
     import sys
 
@@ -65,7 +67,9 @@ def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_
     from traceledger.logs import configure
 
     configure("WARNING")
-    auditor = Auditor(state.settings, _log_key(state, log_key), state_path=Path(state_file) if state_file else None, api_url=proofs_from)
+    anchor = key_id_of(load_public_key(registrar_key)) if registrar_key else None
+    auditor = Auditor(state.settings, _log_key(state, log_key), state_path=Path(state_file) if state_file else None,
+                      api_url=proofs_from, registrar_key_id=anchor)
     if not state.json and sys.stderr.isatty():
         holder = {}
 
