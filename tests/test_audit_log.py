@@ -125,3 +125,26 @@ def test_a_pinned_registrar_key_refuses_a_history_founded_by_another(world, tmp_
     out = CliRunner().invoke(cli, base + ["--state", str(tmp_path / "b.state"), "--registrar-key", f"{other}.pub"], env=env)
     assert out.exit_code == 2
     assert "untrusted_registrar" in out.output and "log_index=0" in out.output
+
+
+def test_two_auditors_exchanging_checkpoints_detect_a_split_view(world, tmp_path):
+    """Auditor B hands auditor A the checkpoint it was shown. The same signed
+    root agrees; a log-signed different root for the same size is a split view."""
+    from ledger.checkpoints import sign_checkpoint
+
+    env = world.settings.to_env()
+    key_args = ["--log-key", f"{world.settings.log_key}.pub", "--state", str(world.state_path)]
+    assert CliRunner().invoke(cli, ["audit", "run", *key_args], env=env).exit_code == 0
+    shown = CliRunner().invoke(cli, ["audit", "checkpoint", "--state", str(world.state_path)], env=env)
+    assert shown.exit_code == 0
+    same = tmp_path / "same.note"
+    same.write_text(shown.output)
+    out = CliRunner().invoke(cli, ["audit", "compare", str(same), *key_args], env=env)
+    assert out.exit_code == 0 and "consistent" in out.output, out.output
+
+    latest = world.audit().state.latest
+    forked = sign_checkpoint(world.log_key, world.settings.log_origin, latest.size, bytes(32))  # what B was shown
+    fork = tmp_path / "fork.note"
+    fork.write_text(forked.note)
+    out = CliRunner().invoke(cli, ["audit", "compare", str(fork), *key_args], env=env)
+    assert out.exit_code == 2 and "split_view" in out.output, out.output
