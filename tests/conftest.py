@@ -159,14 +159,19 @@ def api(settings, services, tmp_path):
     port = free_port()
     s = settings.with_(listen_port=port, api_url=f"http://127.0.0.1:{port}", gateway_key=key_path)
     svc = services("traceledger.api", s)
+    wait_for_api(svc, s.api_url)
+    return {"settings": s, "cast": cast, "service": svc, "url": s.api_url}
+
+
+def wait_for_api(svc: Service, url: str, timeout: float = 60) -> None:
+    """Until the API subprocess answers /healthz; fail with its log if it exits."""
 
     def healthy():
         if not svc.running():
             raise AssertionError(f"api exited: {svc.log_path.read_text()[-2000:]}")
         try:
-            return httpx.get(f"{s.api_url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_for(healthy, 60, what="the API")
-    return {"settings": s, "cast": cast, "service": svc, "url": s.api_url}
+    wait_for(healthy, timeout, what="the API")

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from ledger import gs1, pins
-from tests.conftest import Service, free_port, wait_for
+from tests.conftest import Service, free_port, wait_for_api
 from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
 
@@ -58,16 +58,7 @@ def build_world(base_settings, _created, tmp_path_factory, *, pin_labels: int = 
     s = base_settings.with_(pg_db=db, topic_prefix=f"test-{run_id}.", partitions=4, listen_port=port,
                             api_url=f"http://127.0.0.1:{port}", gateway_key=key_path)
     svc = Service("traceledger.api", s, tmp).start()
-
-    def healthy():
-        if not svc.running():
-            raise AssertionError(f"api exited: {svc.log_path.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{s.api_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, 60, what="the API")
+    wait_for_api(svc, s.api_url)
     w = World(s.api_url, s, cast, gtin(), service=svc)
     w.post(cast.founding_events())
     events = []

@@ -10,10 +10,8 @@ import stat
 import subprocess
 import sys
 
-import httpx
-
 from ledger.keys import KeyPair
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, wait_for_api
 from traceledger.config import REPO_ROOT
 
 
@@ -33,8 +31,7 @@ def test_demo_scenario_through_cli_and_api(settings, services, tmp_path):
     s = settings.with_(listen_port=port, api_url=f"http://127.0.0.1:{port}", gateway_key=demo_dir / "keys" / "gateway.key")
     services("consumers.relay", s)
     services("projections.projector", s)
-    services("traceledger.api", s)
-    wait_for(lambda: _healthy(s.api_url), 60, what="the API")
+    wait_for_api(services("traceledger.api", s), s.api_url)
 
     out = json.loads(cli(s, "--json", "demo", "--labels", "200", "--out-dir", str(demo_dir)).stdout)
 
@@ -68,9 +65,3 @@ def test_demo_scenario_through_cli_and_api(settings, services, tmp_path):
     # Running the demo again works (idempotent set-up).
     cli(s, "demo", "--labels", "20", "--out-dir", str(demo_dir))
 
-
-def _healthy(url):
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
