@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import httpx
@@ -48,16 +49,20 @@ def _created(base_settings):
     """Databases and topic prefixes made by this session; dropped at its end."""
     made: dict[str, list[str]] = {"dbs": [], "prefixes": []}
     yield made
-    with psycopg.connect(base_settings.pg_conninfo, autocommit=True) as conn:
-        for db in made["dbs"]:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-    admin = KafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+    # Housekeeping, not a test: a failure here is reported but fails nothing.
     try:
-        doomed = [t for t in admin.list_topics() if any(t.startswith(p) for p in made["prefixes"])]
-        if doomed:
-            admin.delete_topics(doomed)
-    finally:
-        admin.close()
+        with psycopg.connect(base_settings.pg_conninfo, autocommit=True) as conn:
+            for db in made["dbs"]:
+                conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        admin = KafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+        try:
+            doomed = [t for t in admin.list_topics() if any(t.startswith(p) for p in made["prefixes"])]
+            if doomed:
+                admin.delete_topics(doomed)
+        finally:
+            admin.close()
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"test clean-up incomplete (databases/topics left behind): {exc!r}")
 
 
 @pytest.fixture
