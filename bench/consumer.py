@@ -86,20 +86,9 @@ def main() -> None:
                   f"p99 {p99 * 1000:.1f} ms, {len(times) / wall:.0f} req/s")
     finally:
         w.service.stop()
-        import psycopg
+        from traceledger import sandbox
 
-        with psycopg.connect(base.pg_conninfo, autocommit=True) as conn:
-            for db in created["dbs"]:
-                conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        from kafka import KafkaAdminClient
-
-        admin = KafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
-        try:
-            doomed = [t for t in admin.list_topics() if any(t.startswith(p) for p in created["prefixes"])]
-            if doomed:
-                admin.delete_topics(doomed)
-        finally:
-            admin.close()
+        sandbox.drop(base, created["dbs"], created["prefixes"])
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ import warnings
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from kafka import KafkaAdminClient
 
+from traceledger import sandbox
 from traceledger.config import REPO_ROOT, Settings
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -51,16 +50,7 @@ def _created(base_settings):
     yield made
     # Housekeeping, not a test: a failure here is reported but fails nothing.
     try:
-        with psycopg.connect(base_settings.pg_conninfo, autocommit=True) as conn:
-            for db in made["dbs"]:
-                conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        admin = KafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
-        try:
-            doomed = [t for t in admin.list_topics() if any(t.startswith(p) for p in made["prefixes"])]
-            if doomed:
-                admin.delete_topics(doomed)
-        finally:
-            admin.close()
+        sandbox.drop(base_settings, made["dbs"], made["prefixes"])
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"test clean-up incomplete (databases/topics left behind): {exc!r}")
 
@@ -72,8 +62,7 @@ def fresh_settings(base_settings, _created):
     def make(**changes) -> Settings:
         run_id = uuid.uuid4().hex[:10]
         db = f"tl_test_{run_id}"
-        with psycopg.connect(base_settings.pg_conninfo, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {db}")
+        sandbox.create_database(base_settings, db)
         _created["dbs"].append(db)
         prefix = f"test-{run_id}."
         _created["prefixes"].append(prefix)
