@@ -27,6 +27,7 @@ import psycopg
 from ledger.keys import KeyPair
 from tests.conftest import wait_for
 from tests.test_alerts_api import inbox_recorded
+from traceledger import sandbox
 from traceledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -45,8 +46,7 @@ def main() -> None:
     base = Settings.from_env()
     run_id = uuid.uuid4().hex[:8]
     db = f"tl_bench_alerts_{run_id}"
-    with psycopg.connect(base.pg_conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
+    sandbox.create_database(base, db)
     work = Path(tempfile.mkdtemp(prefix="tl-bench-alerts-"))
     KeyPair.generate("gateway").save(work / "gateway.key")
     port = 8000 + random.randint(100, 800)

@@ -21,6 +21,7 @@ from ledger import proofs, tree
 from ledger.keys import KeyPair, verify_signature
 from ledger.service import Ledger
 from tests.helpers import Cast
+from traceledger import sandbox
 from traceledger.config import Settings
 from traceledger.logs import configure
 
@@ -33,8 +34,7 @@ def main() -> None:
     base = Settings.from_env()
     run = uuid.uuid4().hex[:8]
     db = f"tl_bench_{run}"
-    with psycopg.connect(base.pg_conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
+    sandbox.create_database(base, db)
     tmp = Path(tempfile.mkdtemp())
     s = base.with_(pg_db=db, topic_prefix=f"bench-{run}.", log_key=tmp / "log.key")
     ledger, cast = Ledger(s), Cast()

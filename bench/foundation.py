@@ -33,6 +33,7 @@ from pathlib import Path
 import psycopg
 from nacl.signing import SigningKey
 
+from traceledger import sandbox
 from traceledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -121,8 +122,7 @@ def main() -> None:
     base = Settings.from_env()
     run_id = uuid.uuid4().hex[:8]
     db = f"tl_bench_{run_id}"
-    with psycopg.connect(base.pg_conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
+    sandbox.create_database(base, db)
     port = 8000 + random.randint(100, 800)
     work = Path(tempfile.mkdtemp(prefix="tl-bench-"))
     s = base.with_(pg_db=db, topic_prefix=f"bench-{run_id}.", listen_port=port, api_url=f"http://127.0.0.1:{port}")
