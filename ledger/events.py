@@ -25,10 +25,28 @@ from ledger.keys import KeyPair
 
 GENESIS_HASH = bytes(32)
 
-LABEL_KINDS = ("Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned")
-LOT_KINDS = ("Recalled",)
+LABEL_KINDS = (
+    "Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned",
+    "ReportedFake", "PackedInto", "UnpackedFrom",
+)
+LOT_KINDS = ("Recalled", "LotCommissioned", "Transformed")
 ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked")
-KINDS_BY_SUBJECT = {"label": LABEL_KINDS, "lot": LOT_KINDS, "actor": ACTOR_KINDS}
+ALERT_KINDS = ("AlertAcknowledged", "AlertResolved")
+CONTAINER_KINDS = (
+    "ContainerCreated", "Packed", "Unpacked", "Shipped", "Received", "Recalled", "Decommissioned",
+    "PackedInto", "UnpackedFrom",
+)
+KINDS_BY_SUBJECT = {
+    "label": LABEL_KINDS,
+    "lot": LOT_KINDS,
+    "actor": ACTOR_KINDS,
+    "alert": ALERT_KINDS,
+    "container": CONTAINER_KINDS,
+}
+PIN_RESULTS = ("first_use", "reused", "wrong")
+RESOLUTIONS = ("false_positive", "confirmed")
+CONTAINER_LEVELS = ("case", "pallet")
+MAX_CHILDREN = 10_000  # one Packed event; a pallet of 10,000 units fits, a bigger load is several events
 ROLES = ("registrar", "producer", "distributor", "retailer", "regulator", "gateway")
 
 # The GS1 EPCIS 2.0 / CBV names each event kind maps to: (bizStep, disposition).
@@ -40,6 +58,14 @@ EPCIS_MAPPING = {
     "FlaggedCounterfeit": ("inspecting", "non_conformant"),
     "Recalled": ("holding", "recalled"),
     "Decommissioned": ("decommissioning", "inactive"),
+    "ReportedFake": ("inspecting", "non_conformant"),
+    "ContainerCreated": ("commissioning", "active"),
+    "Packed": ("packing", "in_progress"),
+    "Unpacked": ("unpacking", "in_progress"),
+    "PackedInto": ("packing", "in_progress"),
+    "UnpackedFrom": ("unpacking", "in_progress"),
+    "LotCommissioned": ("commissioning", "active"),
+    "Transformed": ("transforming", "active"),
 }
 
 _ACTOR_ID = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
@@ -50,7 +76,7 @@ _PREFIX = re.compile(r"[0-9]{6,12}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXPIRY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-MAX_TEXT = {"product": 200, "name": 200, "reason": 500, "session": 128, "pin_hash": 256}
+MAX_TEXT = {"product": 200, "name": 200, "reason": 500, "session": 128, "pin_hash": 256, "note": 1000, "certificates": 64}
 MAX_CLOCK_SKEW_SECONDS = 300
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
@@ -234,17 +260,50 @@ def _validate_subject(event: Event) -> None:
             raise Refused("invalid_lot", "lot key must use the GTIN-14 form", field="subject")
     elif event.subject_type == "actor":
         validate_actor_id(event.subject, "subject")
+    elif event.subject_type == "alert":
+        _uuid(event.subject, "subject")
+    elif event.subject_type == "container":
+        gs1.validate_sscc(event.subject, "subject")
     else:
         raise Refused("invalid_field", f"unknown subject_type {event.subject_type!r}", field="subject_type")
 
 
-def validate_event(event: Event) -> None:
-    """Field-level rules that need no ledger state. Raises :class:`Refused`."""
+def _uuid(value: Any, name: str) -> None:
     try:
-        if str(uuid.UUID(event.event_id)) != event.event_id:
+        if str(uuid.UUID(value)) != value:
             raise ValueError
     except (ValueError, TypeError, AttributeError):
-        raise Refused("invalid_field", "event_id must be a lower-case UUID", field="event_id") from None
+        raise Refused("invalid_field", f"{name} must be a lower-case UUID", field=name) from None
+
+
+def _child_code(value: Any, name: str) -> None:
+    """A child of a container: an SSCC (18 digits) or a label serial."""
+    if isinstance(value, str) and value.isdigit() and len(value) == 18:
+        gs1.validate_sscc(value, name)
+    else:
+        gs1.validate_serial(value, name)
+
+
+def _lot_key(value: Any, name: str) -> None:
+    gtin, lot = gs1.split_lot_key(value)
+    if f"{gtin}/{lot}" != value:
+        raise Refused("invalid_lot", f"{name}: lot key must use the GTIN-14 form", field=name)
+
+
+def _code_list(values: Any, name: str, check, *, limit: int) -> None:
+    if not isinstance(values, list) or not values:
+        raise Refused("invalid_field", f"{name} must be a non-empty list", field=name)
+    if len(values) > limit:
+        raise Refused("field_too_long", f"{name} has more than {limit} entries", field=name)
+    if len(set(values)) != len(values):
+        raise Refused("invalid_field", f"{name} lists an entry twice", field=name)
+    for value in values:
+        check(value, name)
+
+
+def validate_event(event: Event) -> None:
+    """Field-level rules that need no ledger state. Raises :class:`Refused`."""
+    _uuid(event.event_id, "event_id")
     _validate_subject(event)
     if event.kind not in KINDS_BY_SUBJECT.get(event.subject_type, ()):
         raise Refused("invalid_field", f"{event.kind} is not an event of a {event.subject_type}", field="payload")
@@ -294,6 +353,47 @@ def _validate_payload(kind: str, p: dict) -> None:
             if v is not None and (not isinstance(v, float) or abs(v) > limit or round(v, 2) != v):
                 raise Refused("invalid_field", f"{name} must be coarse degrees (2 decimals) within ±{limit:g}", field=name)
         _text(p.get("session"), "session", required=False)
+        if p.get("pin_result") not in (None, *PIN_RESULTS):
+            raise Refused("invalid_field", f"pin_result must be one of {', '.join(PIN_RESULTS)}", field="pin_result")
+    elif kind == "ReportedFake":
+        validate_channel(p.get("channel"))
+        validate_region(p.get("region"), required=False)
+        _text(p.get("reason"), "reason")
+        _text(p.get("session"), "session", required=False)
+    elif kind in ("AlertAcknowledged", "AlertResolved"):
+        _text(p.get("note"), "note")
+        if p.get("producer") is not None:
+            validate_actor_id(p["producer"], "producer")
+        if kind == "AlertAcknowledged":
+            _match(_CHANNEL, p.get("alert_kind"), "alert_kind", "an alert kind (a-z, 0-9, '_')")
+            if p.get("serial") is not None:
+                gs1.validate_serial(p["serial"])
+        elif p.get("resolution") not in RESOLUTIONS:
+            raise Refused("invalid_field", f"resolution must be one of {', '.join(RESOLUTIONS)}", field="resolution")
+    elif kind == "ContainerCreated":
+        if p.get("level") not in CONTAINER_LEVELS:
+            raise Refused("invalid_field", f"level must be one of {', '.join(CONTAINER_LEVELS)}", field="level")
+        validate_region(p.get("region"), required=False)
+    elif kind in ("Packed", "Unpacked"):
+        _code_list(p.get("children"), "children", _child_code, limit=MAX_CHILDREN)
+        validate_region(p.get("region"), required=False)
+    elif kind in ("PackedInto", "UnpackedFrom"):
+        gs1.validate_sscc(p.get("container"), "container")
+        if kind == "UnpackedFrom":
+            validate_region(p.get("territory"), "territory", required=False)
+            if p.get("channel") is not None:
+                validate_channel(p["channel"])
+    elif kind == "LotCommissioned":
+        _text(p.get("product"), "product")
+        certificates = p.get("certificates")
+        if not isinstance(certificates, list) or len(certificates) > 20:
+            raise Refused("invalid_field", "certificates must be a list of at most 20", field="certificates")
+        for certificate in certificates:
+            _text(certificate, "certificates")
+        validate_region(p.get("region"), required=False)
+    elif kind == "Transformed":
+        _code_list(p.get("inputs"), "inputs", _lot_key, limit=1000)
+        validate_region(p.get("region"), required=False)
     elif kind in ("FlaggedCounterfeit", "Recalled", "Decommissioned", "ActorRevoked"):
         _text(p.get("reason"), "reason")
         if kind == "FlaggedCounterfeit":

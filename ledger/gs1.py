@@ -85,3 +85,25 @@ def split_lot_key(key: str) -> tuple[str, str]:
     if not isinstance(key, str) or len(key) < 16 or key[14] != "/":
         raise Refused("invalid_lot", "lot key must be '<GTIN-14>/<lot>'", field="subject")
     return normalize_gtin(key[:14]), validate_lot(key[15:])
+
+
+def validate_sscc(sscc: str, field: str = "sscc") -> str:
+    """An SSCC (GS1 AI 00): 18 digits, extension digit + company prefix + serial reference + check digit."""
+    if not isinstance(sscc, str) or len(sscc) != 18 or not _DIGITS.fullmatch(sscc):
+        raise Refused("invalid_sscc", "SSCC must be 18 digits", field=field)
+    if gtin_check_digit(sscc[:-1]) != int(sscc[-1]):
+        raise Refused("invalid_sscc", f"SSCC {sscc} has a wrong check digit (expected {gtin_check_digit(sscc[:-1])})", field=field)
+    return sscc
+
+
+def is_sscc(code: str) -> bool:
+    """True for 18 digits (a container); serials from :func:`new_serial` always contain a letter or differ in length."""
+    return isinstance(code, str) and len(code) == 18 and code.isdigit()
+
+
+def make_sscc(extension: int, company_prefix: str, reference: int) -> str:
+    """Build an SSCC from its parts, adding the check digit."""
+    body = f"{extension}{company_prefix}{reference:0{16 - len(company_prefix)}d}"
+    if len(body) != 17:
+        raise Refused("invalid_sscc", "company prefix and reference do not fit 17 digits", field="sscc")
+    return body + str(gtin_check_digit(body))

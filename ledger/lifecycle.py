@@ -73,7 +73,21 @@ class LotState:
     head: bytes = GENESIS_HASH
 
 
-SubjectState = ActorState | LabelState | LotState
+@dataclass(frozen=True)
+class AlertState:
+    """The signed part of an alert's life; the detector raises and updates it, people move it on."""
+
+    alert_id: str
+    alert_kind: str
+    serial: str | None
+    producer: str | None
+    status: str = "acknowledged"  # acknowledged | resolved
+    resolution: str | None = None
+    seq: int = 0
+    head: bytes = GENESIS_HASH
+
+
+SubjectState = ActorState | LabelState | LotState | AlertState
 ActorLookup = Callable[[str], "ActorState | None"]
 
 
@@ -122,8 +136,12 @@ def _fold(state, event: Event):
         )
     if kind == "Received":
         return replace(state, status="received", custodian=state.consignee, consignee=None)
-    if kind == "Scanned":
+    if kind in ("Scanned", "ReportedFake"):
         return state
+    if kind == "AlertAcknowledged":
+        return AlertState(alert_id=event.subject, alert_kind=p["alert_kind"], serial=p.get("serial"), producer=p.get("producer"))
+    if kind == "AlertResolved":
+        return replace(state, status="resolved", resolution=p["resolution"])
     if kind == "FlaggedCounterfeit":
         return replace(state, counterfeit=True)
     if kind == "Recalled":
@@ -140,10 +158,14 @@ def _fold(state, event: Event):
 # ---------------------------------------------------------------- authority
 
 
+# The kinds that may start a chain; every other kind needs an existing subject.
+OPENING_KINDS = frozenset({"Issued", "ActorRegistered", "Recalled", "AlertAcknowledged", "ContainerCreated", "LotCommissioned", "Transformed"})
+
+
 def check_link(state: SubjectState | None, event: Event) -> None:
     """Event n must sit on top of event n-1 of the same subject."""
     if state is None:
-        if event.seq != 0:
+        if event.seq != 0 or event.kind not in OPENING_KINDS or (event.kind == "Recalled" and event.subject_type != "lot"):
             raise Refused("unknown_subject", f"{event.subject_type} {event.subject} does not exist", field="subject")
         return
     expected = state.seq + 1
@@ -221,6 +243,15 @@ def authorize(
         need(signer.actor_id == state.consignee, f"only the consignee ({state.consignee}) receives this label")
     elif kind == "Scanned":
         need(role in ("gateway", "retailer", "distributor", "regulator", "producer"), f"a {role} does not record scans")
+    elif kind == "ReportedFake":
+        need(role in ("gateway", "regulator"), "only a gateway (for a consumer) or a regulator records a report of a fake")
+    elif kind == "AlertAcknowledged":
+        need(state is None, f"alert {event.subject} is already acknowledged", "invalid_transition", "subject")
+        need(role == "regulator" or (role == "producer" and signer.actor_id == event.payload.get("producer")), "only a regulator or the producer of the alert's labels acknowledges it")
+    elif kind == "AlertResolved":
+        need(state.status == "acknowledged", f"alert {event.subject} is {state.status}; only an acknowledged alert is resolved", "invalid_transition", "subject")
+        need(event.payload.get("producer") == state.producer, "an alert's producer cannot change", "invalid_field", "producer")
+        need(role == "regulator" or (role == "producer" and signer.actor_id == state.producer), "only a regulator or the producer of the alert's labels resolves it")
     elif kind == "FlaggedCounterfeit":
         need(role == "regulator", "only a regulator flags counterfeits")
         need(not state.counterfeit, "label is already flagged counterfeit", "invalid_transition", "subject")

@@ -8,6 +8,7 @@ import pytest
 from ledger.encoding import MAGIC, envelope_codec, event_codec
 from ledger.errors import Refused
 from ledger.events import SignedEvent
+from ledger.keys import KeyPair, verify_signature
 from tests.helpers import Cast
 
 
@@ -72,21 +73,37 @@ def test_invalid_utf8_in_a_string_is_refused(signed):
 
 
 def test_schema_can_grow_without_invalidating_signed_history(tmp_path, signed):
-    """A v2 schema with a new event kind: v1 bytes still decode byte-exactly,
-    new events are written with v2."""
+    """A next schema version with a new event kind: today's bytes still decode
+    byte-exactly, new events are written with the new version."""
     import json
 
     from ledger.encoding import SCHEMA_DIR, load_family
 
-    v1 = json.loads((SCHEMA_DIR / "event.v1.avsc").read_text())
-    (tmp_path / "event.v1.avsc").write_text(json.dumps(v1))
-    v2 = json.loads(json.dumps(v1))
-    payload = next(f for f in v2["fields"] if f["name"] == "payload")
+    latest_name = event_codec().latest.name  # e.g. event.v2
+    n = int(latest_name.split(".v")[1])
+    current = json.loads((SCHEMA_DIR / f"{latest_name}.avsc").read_text())
+    (tmp_path / f"{latest_name}.avsc").write_text(json.dumps(current))
+    nxt = json.loads(json.dumps(current))
+    payload = next(f for f in nxt["fields"] if f["name"] == "payload")
     payload["type"].append({"type": "record", "name": "Reported", "fields": [{"name": "reason", "type": "string"}]})
-    (tmp_path / "event.v2.avsc").write_text(json.dumps(v2))
+    (tmp_path / f"event.v{n + 1}.avsc").write_text(json.dumps(nxt))
     family = load_family("event", tmp_path)
-    assert [c.name for c in family.versions] == ["event.v1", "event.v2"]
+    assert [c.name for c in family.versions] == [latest_name, f"event.v{n + 1}"]
     assert family.decode(signed.body) == event_codec().decode(signed.body)
     new = family.encode(signed.event.to_record() | {"payload": ("traceledger.v1.Reported", {"reason": "fake?"})})
     assert new[:10] == family.latest.header != signed.body[:10]
     assert family.decode(new)["payload"][0] == "traceledger.v1.Reported"
+
+
+def test_events_signed_under_v1_still_decode_and_verify(signed):
+    """History written before event.v2 existed stays valid: the v1 bytes decode
+    by their fingerprint, byte-exactly, and their signature still verifies."""
+    family = event_codec()
+    v1 = family.versions[0]
+    assert v1.name == "event.v1" and family.latest.name != "event.v1"
+    body = v1.encode(signed.event.to_record())
+    assert body[:10] == v1.header != signed.body[:10]
+    key = KeyPair.generate()
+    old = SignedEvent.from_parts(body, key.sign(body))
+    assert old.event == signed.event
+    assert verify_signature(key.public_key, old.body, old.signature)

@@ -29,7 +29,7 @@ from ledger.events import SignedEvent, decode_signed, validate_actor_id, validat
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from projections import verification
-from traceledger import api_alerts
+from traceledger import api_alerts, auth
 from projections.verification import read_view_async, unprojected_scans
 from traceledger.api_log import log_router
 from traceledger.api_consumer import build_router as build_consumer_router
@@ -149,12 +149,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Tamper-evident traceability ledger for anti-counterfeit labels")
 
     app.add_middleware(DeclaredBodyLimit, limit=MAX_BODY_BYTES)
+    # Routers take ``Depends(state["caller"])`` for who signed the request (None if nobody did).
+    state["caller"] = auth.caller_dependency(lambda: state["ledger"].actor)
     app.include_router(api_alerts.router(lambda: state["pool"]))  # /v1/alerts...
     app.include_router(log_router(settings))  # /v1/log/*, /v1/labels/{serial}/proof
     app.include_router(build_consumer_router(settings, state))  # /, /01/{gtin}/21/{serial}, PINs, SMS, voice
 
     @app.exception_handler(Refused)
     async def refused_handler(request: Request, exc: Refused):
+        if exc.code == "unauthenticated":
+            response = problem(401, "not authenticated", exc.detail, code=exc.code, field=exc.field)
+            response.headers["WWW-Authenticate"] = auth.SCHEME
+            return response
+        if exc.code == "forbidden":
+            return problem(403, "forbidden", exc.detail, code=exc.code, field=exc.field)
         return problem(400, "input refused", exc.detail, code=exc.code, field=exc.field)
 
     @app.exception_handler(RequestValidationError)
