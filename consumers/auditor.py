@@ -38,11 +38,13 @@ from typing import Callable
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
+from consumers.preverify import BatchChecker
 from consumers.relay import header
 from ledger import merkle, proofs
 from ledger.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
 from ledger.errors import Refused
 from ledger.events import SignedEvent
+from ledger.lifecycle import signer_of
 from ledger.replay import Replay
 from traceledger.config import Settings
 from traceledger.logs import get_logger
@@ -206,6 +208,8 @@ class Auditor:
         if (state.origin, state.log_key_id, state.topics) != (self.settings.log_origin, self.key_id, self.topics):
             raise SystemExit(f"{self.state_path} belongs to another log (origin, key or topics differ); use another --state")
         report = Report(earlier_failures=len(state.failures), state=state)
+        # Decodes each poll batch once and checks its signatures on threads while records are audited in order.
+        self.checker = BatchChecker()
         before_events, before_cps = state.events, state.checkpoints
         consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
                                  client_id="traceledger-auditor", max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -223,13 +227,14 @@ class Auditor:
                 self._checkpoint_record(state, report, rec)
             if on_total:
                 on_total(sum(max(0, ev_ends[tp] - state.offsets.get((tp.topic, tp.partition), 0)) for tp in ev_tps))
-            for rec in self._read(consumer, ev_tps, ev_ends, state):
+            for rec in self._read(consumer, ev_tps, ev_ends, state, on_batch=lambda recs: self._prefetch(state, recs)):
                 self._event_record(state, report, rec)
                 if on_progress:
                     on_progress(1)
             self._finish(state, report)
         finally:
             consumer.close()
+            self.checker.close()
         report.new_events = state.events - before_events
         report.new_checkpoints = state.checkpoints - before_cps
         report.waiting_records = len(state.pending)
@@ -247,14 +252,19 @@ class Auditor:
             raise SystemExit(f"topic {topic} does not exist on {self.settings.kafka_bootstrap}")
         return [TopicPartition(topic, p) for p in sorted(parts)]
 
-    def _read(self, consumer: KafkaConsumer, tps: list[TopicPartition], ends: dict, state: AuditState):
-        """Every record from the stored offsets to the snapshot ``ends``; offsets advance as read."""
+    def _read(self, consumer: KafkaConsumer, tps: list[TopicPartition], ends: dict, state: AuditState,
+              on_batch: Callable[[list], None] | None = None):
+        """Every record from the stored offsets to the snapshot ``ends``; offsets advance as read.
+        ``on_batch`` sees each poll batch before its records are yielded."""
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, state.offsets.get((tp.topic, tp.partition), 0))
         live = {tp for tp in tps if consumer.position(tp) < ends[tp]}
         while live:
-            for tp, recs in consumer.poll(timeout_ms=1000, max_records=5000).items():
+            polled = consumer.poll(timeout_ms=1000, max_records=5000)
+            if on_batch:
+                on_batch([rec for recs in polled.values() for rec in recs])
+            for tp, recs in polled.items():
                 for rec in recs:
                     if rec.offset >= ends[tp]:
                         break
@@ -327,6 +337,16 @@ class Auditor:
 
     # ------------------------------------------------------------ events
 
+    def _prefetch(self, state: AuditState, records: list) -> None:
+        """Decode a poll batch and start checking its label and lot signatures on threads."""
+        def signer_key(signed: SignedEvent, i: int) -> bytes | None:
+            e = signed.event
+            if e.subject_type == "actor":
+                return None  # the registry checks actor events itself, in order
+            return signer_of(e, state.replay.registry.lookup(int(header(records[i], "log_index")))).public_key
+
+        self.checker.add((rec.value for rec in records), signer_key)
+
     def _event_record(self, state: AuditState, report: Report, rec) -> None:
         raw = header(rec, "log_index")
         where = dict(topic=rec.topic, partition=rec.partition, offset=rec.offset)
@@ -356,7 +376,7 @@ class Auditor:
         try:
             if p.value is None:
                 raise Refused("malformed_encoding", "record has no value")
-            signed = SignedEvent.from_envelope(p.value)
+            signed = self.checker.signed(p.value)
         except Refused as exc:
             report.failures.append(Failure(f"record does not decode as a signed event: {exc.detail}", exc.code, **where))
             return
@@ -373,7 +393,7 @@ class Auditor:
             report.failures.append(Failure("record key is not the event's subject", "key_mismatch", **where))
             return
         try:
-            state.replay.apply(signed, p.log_index)
+            state.replay.apply(signed, p.log_index, verify=self.checker.verify)
         except Refused as exc:
             report.failures.append(Failure(f"{exc.code}: {exc}", exc.code, **where))
             return

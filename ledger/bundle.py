@@ -72,7 +72,7 @@ def verify_bundle(bundle: dict, log_public_key: bytes, *, origin: str | None = N
     entries = bundle.get("entries")
     if not isinstance(entries, list) or not entries:
         raise BundleError("bundle has no entries")
-    replay = Replay()
+    replay = Replay(whole_log=False)  # a bundle holds one label's chains, not its containers
     events: list[dict] = []
     last_index = -1
     for n, entry in enumerate(entries):

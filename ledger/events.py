@@ -65,7 +65,8 @@ EPCIS_MAPPING = {
     "PackedInto": ("packing", "in_progress"),
     "UnpackedFrom": ("unpacking", "in_progress"),
     "LotCommissioned": ("commissioning", "active"),
-    "Transformed": ("transforming", "active"),
+    # CBV has no "transforming" step; a TransformationEvent's output is commissioned.
+    "Transformed": ("commissioning", "active"),
 }
 
 _ACTOR_ID = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")

@@ -15,6 +15,7 @@ from typing import Callable
 
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH, Event
+from ledger.gs1 import is_sscc
 from ledger.keys import key_id_of
 
 
@@ -59,6 +60,7 @@ class LabelState:
     recalled: bool = False
     counterfeit: bool = False
     issued_at: datetime | None = None
+    container: str | None = None  # the SSCC it travels in now (one at a time), None when loose
     seq: int = 0
     head: bytes = GENESIS_HASH
 
@@ -69,6 +71,30 @@ class LotState:
     lot: str
     recalled: bool = False
     reason: str | None = None
+    producer: str | None = None  # who commissioned or transformed it (None: only ever recalled)
+    product: str | None = None
+    certificates: tuple[str, ...] = ()  # e.g. CCC certificate numbers
+    inputs: tuple[str, ...] = ()  # lot keys consumed to make this lot (Transformed)
+    seq: int = 0
+    head: bytes = GENESIS_HASH
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """A case or pallet (SSCC). Field names match LabelState's so custody rules are shared."""
+
+    sscc: str
+    level: str  # case | pallet
+    producer: str  # the actor who created (commissioned) the container
+    status: str = "issued"  # issued | in_transit | received | decommissioned
+    custodian: str | None = None
+    consignee: str | None = None
+    territory: str | None = None
+    channel: str | None = None
+    recalled: bool = False
+    counterfeit: bool = False  # never set: containers are not flagged, kept for the shared Shipped rule
+    container: str | None = None  # the pallet this case is on, if any
+    contents: int = 0  # children inside now
     seq: int = 0
     head: bytes = GENESIS_HASH
 
@@ -87,8 +113,20 @@ class AlertState:
     head: bytes = GENESIS_HASH
 
 
-SubjectState = ActorState | LabelState | LotState | AlertState
+SubjectState = ActorState | LabelState | LotState | AlertState | ContainerState
 ActorLookup = Callable[[str], "ActorState | None"]
+# (subject_type, subject) -> that subject's current state, for rules that look across chains.
+SubjectLookup = Callable[[str, str], "SubjectState | None"]
+
+# Aggregation kinds: a container event and its children's events are one all-or-nothing batch.
+AGGREGATION_KINDS = frozenset({"Packed", "Unpacked", "PackedInto", "UnpackedFrom"})
+# Deepest containment the rules and views follow (unit in case on pallet is 2).
+MAX_NESTING = 4
+
+
+def child_type(code: str) -> str:
+    """Subject type of a container's child: an SSCC is a container, anything else a label serial."""
+    return "container" if is_sscc(code) else "label"
 
 
 # ---------------------------------------------------------------- folding
@@ -152,6 +190,33 @@ def _fold(state, event: Event):
         return replace(state, recalled=True)
     if kind == "Decommissioned":
         return replace(state, status="decommissioned", consignee=None)
+    if kind == "ContainerCreated":
+        return ContainerState(sscc=event.subject, level=p["level"], producer=event.actor, custodian=event.actor)
+    if kind == "Packed":
+        return replace(state, contents=state.contents + len(p["children"]))
+    if kind == "Unpacked":
+        return replace(state, contents=state.contents - len(p["children"]))
+    if kind == "PackedInto":
+        return replace(state, container=p["container"])
+    if kind == "UnpackedFrom":
+        # The child leaves in the hands of the container's custodian (who signed) and keeps
+        # the container's shipment, so territory/channel rules still apply to it.
+        moved = event.actor != state.custodian
+        return replace(
+            state,
+            container=None,
+            custodian=event.actor,
+            status="received" if moved else state.status,
+            consignee=None,
+            territory=p.get("territory") if p.get("territory") is not None else state.territory,
+            channel=p.get("channel") if p.get("channel") is not None else state.channel,
+        )
+    if kind in ("LotCommissioned", "Transformed"):
+        gtin, lot = event.subject[:14], event.subject[15:]
+        base = state or LotState(gtin=gtin, lot=lot, producer=event.actor)
+        if kind == "LotCommissioned":
+            return replace(base, producer=base.producer or event.actor, product=p["product"], certificates=tuple(p["certificates"]))
+        return replace(base, producer=base.producer or event.actor, inputs=base.inputs + tuple(i for i in p["inputs"] if i not in base.inputs))
     raise ValueError(f"unknown event kind {kind}")
 
 
@@ -210,8 +275,16 @@ def authorize(
     event: Event,
     signer: ActorState,
     actors: ActorLookup,
+    subjects: SubjectLookup | None = None,
 ) -> None:
-    """Refuse ``event`` unless ``signer`` may append it to ``state``'s chain."""
+    """Refuse ``event`` unless ``signer`` may append it to ``state``'s chain.
+
+    ``subjects`` gives other chains' current states for the rules that look
+    across chains (a child's container, a transformation's input lots). The
+    ledger and the auditor, which see events in global order, pass it; a
+    reader that sees partitions in no common order (the verification
+    projector) leaves it None and checks each chain's own rules only.
+    """
     check_link(state, event)
     kind, role = event.kind, signer.role
 
@@ -232,7 +305,8 @@ def authorize(
         need(role == "producer", "only a producer issues labels")
         need(signer.may_issue(event.payload["gtin"]), f"GTIN {event.payload['gtin']} is outside {signer.actor_id}'s GS1 company prefixes", fld="gtin")
     elif kind == "Shipped":
-        need(state.status in ("issued", "received"), f"label is {state.status}; only an issued or received label can be shipped", "invalid_transition", "subject")
+        need(state.container is None, f"{event.subject} is packed in container {state.container}; ship the container or unpack it first", "packed", "subject")
+        need(state.status in ("issued", "received"), f"{event.subject_type} is {state.status}; only an issued or received {event.subject_type} can be shipped", "invalid_transition", "subject")
         need(not state.counterfeit, "label is flagged counterfeit", "invalid_transition", "subject")
         need(signer.actor_id == state.custodian, f"only the custodian ({state.custodian}) ships this label")
         consignee = actors(event.payload["consignee"])
@@ -263,7 +337,104 @@ def authorize(
             need(role == "regulator" or signer.actor_id == state.producer, "only a regulator or the label's producer recalls it")
         need(state is None or not state.recalled, "already recalled", "invalid_transition", "subject")
     elif kind == "Decommissioned":
-        need(state.status != "decommissioned", "label is already decommissioned", "invalid_transition", "subject")
+        need(state.status != "decommissioned", f"{event.subject_type} is already decommissioned", "invalid_transition", "subject")
+        need(state.container is None, f"{event.subject} is packed in container {state.container}; unpack it first", "packed", "subject")
+        need(getattr(state, "contents", 0) == 0, f"container {event.subject} still holds {getattr(state, 'contents', 0)} items; unpack them first", "not_empty", "subject")
         need(signer.actor_id in (state.custodian, state.producer), "only the custodian or the producer decommissions a label")
+    elif kind in AGGREGATION_KINDS or kind == "ContainerCreated":
+        _authorize_aggregation(state, event, signer, subjects, need)
+    elif kind in ("LotCommissioned", "Transformed"):
+        _authorize_lot(state, event, signer, subjects, need)
     else:  # pragma: no cover - validate_event refuses unknown kinds first
         raise Refused("invalid_field", f"unknown event kind {kind}", field="payload")
+
+
+def _may_hold(state, signer: ActorState, what: str, need) -> None:
+    """``state`` (a label or container) can be handled by ``signer`` right now: its custodian, not moving, not gone."""
+    need(state.status in ("issued", "received"), f"{what} is {state.status}; only an issued or received item is packed or unpacked", "invalid_transition", "subject")
+    need(signer.actor_id == state.custodian, f"only the custodian ({state.custodian}) packs or unpacks {what}")
+
+
+def _authorize_aggregation(state, event: Event, signer: ActorState, subjects: SubjectLookup | None, need) -> None:
+    """ContainerCreated, Packed/Unpacked (on the container), PackedInto/UnpackedFrom (on each child)."""
+    kind, p, role = event.kind, event.payload, signer.role
+    if kind == "ContainerCreated":
+        need(state is None, f"container {event.subject} already exists", "already_exists", "subject")
+        need(role in ("producer", "distributor", "retailer"), "only a producer, distributor or retailer creates containers")
+        # An SSCC is extension digit + GS1 company prefix + reference: an actor with prefixes uses its own.
+        need(not signer.gtin_prefixes or signer.may_issue(event.subject), f"SSCC {event.subject} is outside {signer.actor_id}'s GS1 company prefixes", fld="subject")
+        return
+    if kind in ("Packed", "Unpacked"):
+        _may_hold(state, signer, f"container {event.subject}", need)
+        need(not state.recalled or kind == "Unpacked", f"container {event.subject} is recalled; nothing more is packed into it", "invalid_transition", "subject")
+        need(state.container is None, f"container {event.subject} is itself packed in {state.container}; unpack it first", "packed", "subject")
+        if subjects is None:
+            return
+        for child in p["children"]:
+            ctype = child_type(child)
+            need(child != event.subject, "a container cannot contain itself", "invalid_field", "children")
+            c = subjects(ctype, child)
+            need(c is not None, f"{ctype} {child} does not exist", "unknown_subject", "children")
+            if kind == "Packed":
+                # None, or this container when the child's own PackedInto came first in the batch.
+                need(c.container in (None, event.subject), f"{ctype} {child} is already in container {c.container}", "already_packed", "children")
+                need(c.custodian == signer.actor_id, f"{child} is in the custody of {c.custodian}, not {signer.actor_id}", "not_authorized", "children")
+                need(c.status in ("issued", "received"), f"{child} is {c.status}; only an issued or received item is packed", "invalid_transition", "children")
+                need(not getattr(c, "counterfeit", False), f"{child} is flagged counterfeit", "invalid_transition", "children")
+            else:
+                need(c.container == event.subject, f"{ctype} {child} is not in container {event.subject}", "not_packed", "children")
+        return
+    # PackedInto / UnpackedFrom, on the child's own chain.
+    container_id = p["container"]
+    need(container_id != event.subject, "a container cannot contain itself", "invalid_field", "container")
+    if kind == "PackedInto":
+        need(state.container is None, f"{event.subject} is already in container {state.container}; one container at a time", "already_packed", "subject")
+        _may_hold(state, signer, event.subject, need)
+        need(not getattr(state, "counterfeit", False), f"{event.subject} is flagged counterfeit", "invalid_transition", "subject")
+    else:
+        need(state.container == container_id, f"{event.subject} is not in container {container_id}", "not_packed", "container")
+    if subjects is None:
+        return
+    box = subjects("container", container_id)
+    need(box is not None, f"container {container_id} does not exist", "unknown_subject", "container")
+    need(box.custodian == signer.actor_id, f"only the container's custodian ({box.custodian}) packs into or unpacks {container_id}")
+    if kind == "PackedInto":
+        need(not box.recalled, f"container {container_id} is recalled", "invalid_transition", "container")
+        ancestor, depth = box, 0
+        while ancestor is not None and depth <= MAX_NESTING:  # no cycles, bounded depth
+            need(ancestor.sscc != event.subject, f"{event.subject} would end up inside itself", "invalid_field", "container")
+            ancestor = subjects("container", ancestor.container) if ancestor.container else None
+            depth += 1
+        need(depth <= MAX_NESTING, f"containers nest at most {MAX_NESTING} deep", "invalid_field", "container")
+    else:
+        # The child keeps the container's shipment: exactly what the container was shipped for.
+        need((p.get("territory"), p.get("channel")) == (box.territory, box.channel),
+             f"territory/channel must be the container's ({box.territory}, {box.channel})", "invalid_field", "territory")
+
+
+def _authorize_lot(state, event: Event, signer: ActorState, subjects: SubjectLookup | None, need) -> None:
+    """LotCommissioned (a supplier's lot with its certificates) and Transformed (output lot <- input lots)."""
+    kind, p = event.kind, event.payload
+    gtin = event.subject[:14]
+    need(signer.role == "producer" and signer.may_issue(gtin), f"only a producer whose GS1 prefixes cover {gtin} declares this lot")
+    need(state is None or not state.recalled, f"lot {event.subject} is recalled", "invalid_transition", "subject")
+    if kind == "LotCommissioned":
+        need(state is None or state.product is None, f"lot {event.subject} is already commissioned", "already_exists", "subject")
+        return
+    need(event.subject not in p["inputs"], "a lot cannot be made from itself", "invalid_field", "inputs")
+    if subjects is None:
+        return
+    for key in p["inputs"]:
+        lot = subjects("lot", key)
+        need(lot is not None and (lot.product is not None or lot.inputs), f"input lot {key} is unknown: commission it (LotCommissioned) first", "unknown_lot", "inputs")
+        need(not lot.recalled, f"input lot {key} is recalled", "invalid_transition", "inputs")
+        # No cycles: the output must not already be among the input's ancestors.
+        seen, frontier = set(), [key]
+        while frontier:
+            current = frontier.pop()
+            need(current != event.subject, f"lot {event.subject} is already an ancestor of {key}: a cycle", "invalid_field", "inputs")
+            if current in seen:
+                continue
+            seen.add(current)
+            ancestor = subjects("lot", current)
+            frontier.extend(ancestor.inputs if ancestor else ())

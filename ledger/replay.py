@@ -10,6 +10,8 @@ from ``ledger.lifecycle`` — the same functions the ledger and the projector us
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import verify_signature
@@ -20,15 +22,20 @@ from ledger.registry import ActorRegistry
 class Replay:
     """Registry of actors plus the state of every label and lot chain seen so far."""
 
-    def __init__(self, trust_anchor: str | None = None) -> None:
+    def __init__(self, trust_anchor: str | None = None, *, whole_log: bool = True) -> None:
         self.registry = ActorRegistry(trust_anchor)
         self.states: dict[tuple[str, str], SubjectState] = {}
+        # Rules that look at other chains (a label's container, a lot's inputs) need every
+        # chain; a replay of part of the log (a proof bundle) checks each chain's own rules.
+        self.whole_log = whole_log
 
-    def apply(self, signed: SignedEvent, log_index: int) -> None:
+    def apply(self, signed: SignedEvent, log_index: int, verify: Callable[[bytes, bytes, bytes], bool] = verify_signature) -> None:
         """Check ``signed`` as log entry ``log_index`` and fold it in; raise :class:`Refused` if illegal.
 
         A refused event changes nothing, so later events are judged against
-        the genuine history.
+        the genuine history. ``verify`` checks a label or lot event's signature
+        (:func:`ledger.keys.verify_signature` or a drop-in that answers from
+        checks already made, see ``consumers.preverify``).
         """
         e = signed.event
         if e.subject_type == "actor":
@@ -43,15 +50,20 @@ class Replay:
         state = self.states.get(key)
         lookup = self.registry.lookup(log_index)
         signer = signer_of(e, lookup)
-        if not verify_signature(signer.public_key, signed.body, signed.signature):
+        if not verify(signer.public_key, signed.body, signed.signature):
             raise Refused("bad_signature", f"signature of event {e.event_id} does not verify with {e.actor}'s key", field="signature")
         if state is not None and e.seq <= state.seq and e.seq >= 0:
             if state.seq == e.seq and state.head == signed.hash:
                 raise Refused("replayed", f"event {e.seq} of {e.subject} is already in the log: a replayed record", field="seq")
         try:
-            authorize(state, e, signer, lookup)
+            # Log order is the order the ledger accepted events in, so rules that look at
+            # other chains (containers, input lots) see exactly what the ledger saw.
+            authorize(state, e, signer, lookup, self._subject if getattr(self, "whole_log", True) else None)  # states pickled before whole_log existed: True
         except Refused as refusal:
             if refusal.code == "stale_head":
                 raise Refused("replayed", f"{refusal.detail}: a replayed or forked record", field="seq") from None
             raise
         self.states[key] = fold(state, e, signed.hash)
+
+    def _subject(self, subject_type: str, subject: str) -> SubjectState | None:
+        return self.states.get((subject_type, subject))

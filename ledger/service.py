@@ -16,10 +16,11 @@ from typing import Iterable, Sequence
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger.aggregation import check_pairs
 from ledger.errors import Refused
 from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
-from ledger.keys import verify_signature
-from ledger.lifecycle import ActorState, authorize, fold, is_bootstrap, signer_of
+from ledger.sigcheck import SignatureChecks
+from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, child_type, fold, is_bootstrap, signer_of
 from ledger.store import Chain, LedgerApplication, chain_id
 from traceledger.config import Settings
 from traceledger.logs import get_logger
@@ -49,6 +50,19 @@ class Result:
         if self.error:
             out.update(self.error.as_dict())
         return out
+
+
+def _signer_guesses(events: Sequence[SignedEvent], chains: dict):
+    """(public key, body, signature) of each event whose signer is among the loaded chains."""
+    def loaded_actor(actor_id: str) -> ActorState | None:
+        c = chains.get(chain_id("actor", actor_id))
+        return None if c is None else c.state
+
+    for s in events:
+        try:
+            yield signer_of(s.event, loaded_actor).public_key, s.body, s.signature
+        except Exception:  # only a guess (no such signer yet, ...): the check in order says what is wrong
+            continue
 
 
 class Ledger:
@@ -90,6 +104,7 @@ class Ledger:
         *,
         now: datetime | None = None,
         tracking: Tracking | None = None,
+        atomic: bool = False,
     ) -> list[Result]:
         """Verify and append ``batch``; one :class:`Result` per item, in order.
 
@@ -97,16 +112,24 @@ class Ledger:
         reported in place. ``tracking`` (the scan inbox worker's position) is
         recorded in the same transaction as the accepted events; a tracked
         batch is all or nothing (one refusal and nothing is written).
+        An ``atomic`` batch is all or nothing too: one refusal (or a lost race
+        on any chain) and every event is refused, nothing written. A batch
+        with aggregation events (pack/unpack) is always atomic.
         """
         now = now or datetime.now(timezone.utc)
         decoded = [s for s in batch if isinstance(s, SignedEvent)]
+        atomic = atomic or any(s.event.kind in AGGREGATION_KINDS for s in decoded)
+        pairing = check_pairs([s.event if isinstance(s, SignedEvent) else None for s in batch])
         wanted = {chain_id(s.event.subject_type, s.event.subject) for s in decoded}
         for s in decoded:
             wanted.add(chain_id("actor", s.event.actor))
+            wanted.update(chain_id(t, x) for t, x in _named_subjects(s))
             if s.event.kind == "Shipped":
                 wanted.add(chain_id("actor", s.event.payload["consignee"]))
         chains = self.app.load_chains(wanted)
+        absent = {key for key in wanted if key not in chains}
         touched: dict = {}
+        order: list = []  # chain of each accepted event, in batch order
         results: list[Result] = []
         bootstrapping = False
 
@@ -116,6 +139,21 @@ class Ledger:
                 chains.update(self.app.load_chains([key]))
             c = chains.get(key)
             return None if c is None else c.state
+
+        def subjects(subject_type: str, subject: str) -> SubjectState | None:
+            # Other chains a rule looks at (a child's container, input lots), as of this
+            # point in the batch: events accepted earlier in it are already folded in.
+            key = chain_id(subject_type, subject)
+            if key not in chains and key not in absent:
+                chains.update(self.app.load_chains([key]))
+                absent.update({key} - chains.keys())
+            c = chains.get(key)
+            return None if c is None else c.state
+
+        # Check the batch's signatures on other cores meanwhile, each under its signer's key
+        # as the batch starts; the loop below still decides, with the key as of each event.
+        checks = SignatureChecks()
+        checks.submit(_signer_guesses(decoded, chains))
 
         for index, item in enumerate(batch):
             if isinstance(item, Refused):
@@ -132,14 +170,16 @@ class Ledger:
                     raise Refused("chain_broken", f"the stored chain of {e.subject} is broken: {chain.broken}", field="subject")
                 if e.occurred_at > now + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS):
                     raise Refused("invalid_field", "occurred_at is in the future", field="occurred_at")
+                if index in pairing:
+                    raise pairing[index]
                 if is_bootstrap(e) and not touched and self._ledger_is_empty():
                     signer = fold(None, e, item.hash)
                     bootstrapping = True
                 else:
                     signer = signer_of(e, actors)
-                if not verify_signature(signer.public_key, item.body, item.signature):
+                if not checks.verify(signer.public_key, item.body, item.signature):
                     raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
-                authorize(chain.state if chain else None, e, signer, actors)
+                authorize(chain.state if chain else None, e, signer, actors, subjects)
             except Refused as refusal:
                 log.info("event_refused", serial=e.subject, event_id=e.event_id, code=refusal.code, field=refusal.field, detail=refusal.detail)
                 results.append(Result(index, e.event_id, e.subject, e.seq, "refused", error=refusal))
@@ -150,20 +190,27 @@ class Ledger:
             else:
                 chain.append(item)
             touched[key] = chain
+            order.append(key)
             results.append(Result(index, e.event_id, e.subject, e.seq, "accepted", hash=item.hash.hex()))
 
         if tracking is not None and any(r.status == "refused" for r in results):
             return results  # a tracked batch is all or nothing: the caller retries it
+        if atomic and any(r.status == "refused" for r in results):
+            first = next(r for r in results if r.status == "refused")
+            return _abort(results, Refused("batch_aborted", f"nothing written: event {first.index} of this all-or-nothing batch was refused ({first.error.code})", field="events"))
         if touched or tracking:
-            self._save(touched, results, tracking, bootstrapping)
+            self._save(touched, order, results, tracking, bootstrapping, atomic)
         return results
 
     def _ledger_is_empty(self) -> bool:
         return self.app.recorder.max_notification_id() is None
 
-    def _save(self, touched: dict, results: list[Result], tracking, bootstrapping: bool) -> None:
+    def _save(self, touched: dict, order: list, results: list[Result], tracking, bootstrapping: bool, atomic: bool = False) -> None:
         pending = {key: chain.collect_events() for key, chain in touched.items()}
-        everything = [e for events in pending.values() for e in events]
+        # Stored (hence logged) in the batch's order, not chain by chain: a pack's container
+        # event precedes its children's, and a captured EPCIS document keeps its order.
+        per_chain = {key: iter(events) for key, events in pending.items()}
+        everything = [next(per_chain[key]) for key in order]
         if not everything:
             self.app.recorder.insert_tracking(tracking)
             return
@@ -180,6 +227,11 @@ class Ledger:
         except IntegrityError:
             if tracking is not None:
                 raise  # the scan worker retries its whole batch with fresh heads
+            if atomic:
+                # The transaction rolled back whole: someone appended to one of these chains first.
+                log.info("atomic_batch_lost_race", chains=len(pending))
+                results[:] = _abort(results, Refused("stale_head", "another writer appended to a chain of this all-or-nothing batch first; fetch the new heads and sign again", field="prev_hash"))
+                return
             if bootstrapping:
                 for i, r in enumerate(results):
                     if r.status == "accepted":
@@ -199,3 +251,23 @@ class Ledger:
                             r.index, r.event_id, r.subject, r.seq, "refused",
                             error=Refused("stale_head", f"another writer appended to {subject} first; fetch the new head and sign again", field="prev_hash"),
                         )
+
+
+def _named_subjects(signed: SignedEvent) -> list[tuple[str, str]]:
+    """Chains an event's rules look at besides its own: containers, children, input lots."""
+    e = signed.event
+    if e.kind in ("Packed", "Unpacked"):
+        return [(child_type(c), c) for c in e.payload["children"]]
+    if e.kind in ("PackedInto", "UnpackedFrom"):
+        return [("container", e.payload["container"])]
+    if e.kind == "Transformed":
+        return [("lot", key) for key in e.payload["inputs"]]
+    return []
+
+
+def _abort(results: list[Result], why: Refused) -> list[Result]:
+    """Every accepted result of an all-or-nothing batch turned into a refusal (nothing was written)."""
+    return [
+        Result(r.index, r.event_id, r.subject, r.seq, "refused", error=why) if r.status == "accepted" else r
+        for r in results
+    ]

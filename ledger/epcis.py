@@ -1,0 +1,252 @@
+"""GS1 EPCIS 2.0 (JSON-LD) from and to signed ledger events: a pure mapping.
+
+Export: each ledger event becomes one EPCIS event (ObjectEvent,
+AggregationEvent, TransformationEvent) with CBV bizStep/disposition in the
+2.0 bare-word form (``ledger.events.EPCIS_MAPPING``), identifiers as GS1
+Digital Link URIs (labels ``/01/{gtin}/21/{serial}``, containers
+``/00/{sscc}``, lots as classes ``/01/{gtin}/10/{lot}``), ``readPoint`` from
+the event's region and ``bizLocation`` from the signing party. A pack or
+unpack is ONE AggregationEvent for the container's event and its children's
+events together. Every EPCIS event carries the exact signed bytes in the
+extension ``tl:signedEvents`` (base64 body + Ed25519 signature), because a
+ledger event must stay signed by the actor who acted: the EPCIS fields are
+a view of those bytes, never a replacement.
+
+Import: :func:`signed_events_of` validates a document against GS1's EPCIS 2.0
+JSON schema (``schemas/epcis/EPCIS-JSON-Schema.json``), decodes every signed
+event, and refuses an EPCIS event whose visible fields differ from what its
+signed events map to (so nobody can capture a "shipping" that is signed as
+something else). Errors are :class:`EpcisError` with the EPCIS exception type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+from urllib.parse import quote
+
+from ledger import gs1
+from ledger.errors import Refused
+from ledger.events import EPCIS_MAPPING, SignedEvent, decode_signed
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
+TL_NAMESPACE = "https://traceledger.example/epcis/"
+CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"tl": TL_NAMESPACE}]
+SIGNED = "tl:signedEvents"
+# Kinds with no EPCIS meaning (actor registry, alert handling) are not exported.
+EXPORTED_SUBJECTS = ("label", "lot", "container")
+_CHILD_KIND = {"Packed": "PackedInto", "Unpacked": "UnpackedFrom"}
+_PARENT_KIND = {v: k for k, v in _CHILD_KIND.items()}
+_ACTION = {"Issued": "ADD", "ContainerCreated": "ADD", "LotCommissioned": "ADD", "Decommissioned": "DELETE",
+           "Packed": "ADD", "PackedInto": "ADD", "Unpacked": "DELETE", "UnpackedFrom": "DELETE"}
+# Where the objects are after the event: the signing party's site.
+_AT_SIGNER = {"Issued", "Received", "ContainerCreated", "Packed", "Unpacked", "LotCommissioned", "Transformed"}
+
+GtinOf = Callable[[str], "str | None"]
+
+
+class EpcisError(Exception):
+    """A refused EPCIS document: ``exception`` is the EPCIS 2.0 exception type."""
+
+    def __init__(self, exception: str, detail: str, *, event_index: int | None = None):
+        super().__init__(detail)
+        self.exception, self.detail, self.event_index = exception, detail, event_index
+
+    def as_dict(self) -> dict:
+        out = {"type": f"epcisException:{self.exception}", "title": self.exception, "detail": self.detail}
+        if self.event_index is not None:
+            out["eventIndex"] = self.event_index
+        return out
+
+
+# ---------------------------------------------------------------- identifiers
+
+
+def label_uri(serial: str, gtin: str | None, host: str) -> str:
+    """A label's EPC: its GS1 Digital Link URI (a URN naming the serial when its GTIN is unknown)."""
+    if gtin is None:
+        return f"urn:traceledger:label:{quote(serial, safe='')}"
+    return gs1.digital_link_uri(gtin, serial, host)
+
+
+def sscc_uri(sscc: str, host: str) -> str:
+    return f"https://{host}/00/{sscc}"
+
+
+def lot_uri(lot_key: str, host: str) -> str:
+    gtin, lot = lot_key[:14], lot_key[15:]
+    return f"https://{host}/01/{gtin}/10/{quote(lot, safe='')}"
+
+
+def party_uri(actor: str, host: str) -> str:
+    return f"https://{host}/party/{actor}"
+
+
+def region_uri(region: str, host: str) -> str:
+    return f"https://{host}/region/{region}"
+
+
+def _epc(code: str, gtin_of: GtinOf, host: str) -> str:
+    return sscc_uri(code, host) if gs1.is_sscc(code) else label_uri(code, gtin_of(code), host)
+
+
+def _time(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------- export
+
+
+def group_events(signed: Iterable[SignedEvent]) -> list[list[SignedEvent]]:
+    """Signed events (log order) grouped into EPCIS events: a Packed/Unpacked with its children's events."""
+    groups: list[list[SignedEvent]] = []
+    waiting: dict[tuple[str, str, str], list[SignedEvent]] = {}
+    for s in signed:
+        e = s.event
+        if e.subject_type not in EXPORTED_SUBJECTS:
+            continue
+        if e.kind in _CHILD_KIND:
+            group = [s]
+            for child in e.payload["children"]:
+                waiting[(e.subject, _CHILD_KIND[e.kind], child)] = group
+            groups.append(group)
+        elif e.kind in _PARENT_KIND and (key := (e.payload["container"], e.kind, e.subject)) in waiting:
+            waiting.pop(key).append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str) -> dict:
+    """One EPCIS 2.0 event for a group from :func:`group_events`. Pure."""
+    first = group[0]
+    e, p = first.event, first.event.payload
+    biz_step, disposition = EPCIS_MAPPING[e.kind]
+    out: dict = {
+        "type": "ObjectEvent",
+        "eventTime": _time(e.occurred_at),
+        "eventTimeZoneOffset": "+00:00",
+        "eventID": f"urn:uuid:{e.event_id}",
+    }
+    if e.kind in ("Packed", "Unpacked", "PackedInto", "UnpackedFrom"):
+        parent = e.subject if e.kind in _CHILD_KIND else p["container"]
+        children = p["children"] if e.kind in _CHILD_KIND else [e.subject]
+        out.update(type="AggregationEvent", parentID=sscc_uri(parent, host), childEPCs=[_epc(c, gtin_of, host) for c in children])
+        out["action"] = _ACTION[e.kind]
+    elif e.kind == "Transformed":
+        out.update(type="TransformationEvent",
+                   inputQuantityList=[{"epcClass": lot_uri(k, host)} for k in p["inputs"]],
+                   outputQuantityList=[{"epcClass": lot_uri(e.subject, host)}])
+    else:
+        if e.subject_type == "lot":
+            out["quantityList"] = [{"epcClass": lot_uri(e.subject, host)}]
+        else:
+            out["epcList"] = [_epc(e.subject, gtin_of, host) if e.subject_type == "container" else label_uri(e.subject, gtin_of(e.subject), host)]
+        out["action"] = _ACTION.get(e.kind, "OBSERVE")
+    out["bizStep"] = biz_step
+    if disposition:
+        out["disposition"] = disposition
+    if p.get("region"):
+        out["readPoint"] = {"id": region_uri(p["region"], host)}
+    if e.kind in _AT_SIGNER:
+        out["bizLocation"] = {"id": party_uri(e.actor, host)}
+    if e.kind == "Shipped":
+        out["destinationList"] = [{"type": "owning_party", "destination": party_uri(p["consignee"], host)}]
+    if e.kind == "Issued":
+        ilmd = {"cbvmda:lotNumber": p["lot"]}
+        if p.get("expiry"):
+            ilmd["cbvmda:itemExpirationDate"] = p["expiry"]
+        out["ilmd"] = ilmd
+    out["tl:event"] = {"kind": e.kind, "subject": e.subject, "seq": e.seq, "actor": e.actor,
+                       "payload": {k: v for k, v in p.items() if v is not None}}
+    out[SIGNED] = [
+        {"body": base64.b64encode(s.body).decode("ascii"), "signature": base64.b64encode(s.signature).decode("ascii")}
+        for s in group
+    ]
+    return out
+
+
+def document(events: Sequence[dict], created: datetime | None = None) -> dict:
+    """An EPCISDocument around EPCIS events."""
+    return {
+        "@context": CONTEXT,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": _time(created or datetime.now(timezone.utc)),
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+def export(signed: Iterable[SignedEvent], gtin_of: GtinOf, host: str, created: datetime | None = None) -> dict:
+    """A document of ``signed`` (log order), grouped and mapped."""
+    return document([to_epcis(g, gtin_of, host) for g in group_events(signed)], created)
+
+
+# ---------------------------------------------------------------- import
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def validate_document(doc: dict) -> None:
+    """Check ``doc`` against GS1's EPCIS 2.0 JSON schema; raise :class:`EpcisError` (ValidationException)."""
+    if not isinstance(doc, dict) or doc.get("type") != "EPCISDocument":
+        raise EpcisError("ValidationException", "not an EPCISDocument (type must be 'EPCISDocument')")
+    error = next(iter(sorted(_validator().iter_errors(doc), key=lambda err: list(err.absolute_path))), None)
+    if error is not None:
+        where = "/".join(str(x) for x in error.absolute_path) or "document"
+        raise EpcisError("ValidationException", f"{where}: {error.message[:300]}")
+
+
+def _decode(item, index: int) -> SignedEvent:
+    try:
+        body = base64.b64decode(item["body"], validate=True)
+        signature = base64.b64decode(item["signature"], validate=True)
+    except (TypeError, KeyError, binascii.Error, ValueError):
+        raise EpcisError("ValidationException", f"{SIGNED} entries need base64 'body' and 'signature'", event_index=index) from None
+    try:
+        return decode_signed(body, signature)
+    except Refused as exc:
+        raise EpcisError("ValidationException", f"signed event does not decode: {exc.detail}", event_index=index) from None
+    except Exception as exc:  # fastavro on garbage bytes
+        raise EpcisError("ValidationException", f"signed event does not decode: {type(exc).__name__}", event_index=index) from None
+
+
+def signed_events_of(doc: dict, gtin_of: GtinOf, host: str) -> list[SignedEvent]:
+    """The signed ledger events a captured document carries, in document order; refuse it whole on any error.
+
+    ``gtin_of`` is the ledger's answer for labels whose ``Issued`` event is not
+    in the document (the document's own ``Issued`` events are used first).
+    """
+    validate_document(doc)
+    events = doc["epcisBody"]["eventList"]
+    groups: list[list[SignedEvent]] = []
+    for index, item in enumerate(events):
+        signed = item.get(SIGNED)
+        if not isinstance(signed, list) or not signed:
+            raise EpcisError("ValidationException", f"event carries no traceledger signature ({SIGNED}); only signed events are captured", event_index=index)
+        groups.append([_decode(x, index) for x in signed])
+    issued = {s.event.subject: s.event.payload["gtin"] for g in groups for s in g if s.event.kind == "Issued"}
+
+    def gtin(serial: str) -> str | None:
+        return issued.get(serial) or gtin_of(serial)
+
+    for index, (item, group) in enumerate(zip(events, groups)):
+        if group_events(group) != [group]:
+            raise EpcisError("ValidationException", "signed events of one EPCIS event must be one pack/unpack: the container's event, then its children's", event_index=index)
+        expected = to_epcis(group, gtin, host)
+        if item != expected:
+            field = next((k for k in sorted(set(item) | set(expected)) if item.get(k) != expected.get(k)), "?")
+            raise EpcisError("ValidationException", f"field {field!r} does not match the signed event it carries", event_index=index)
+    return [s for g in groups for s in g]
