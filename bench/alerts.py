@@ -82,10 +82,12 @@ def main() -> None:
         results["detector_events_per_s_with_startup"] = round(stopped["applied"] / results["detector_s"], 1)
         say(f"detector: {stopped['applied']:,} events, {stopped['events_per_second']:,.0f} events/s in its loop, "
             f"{results['detector_events_per_s_with_startup']:,.0f}/s including start-up")
-        report = subprocess.run([TL, "alerts", "report", "--truth", str(sim_out / "truth.jsonl")],
+        # Scored as a regulator: the only role that sees every alert (unknown codes have no producer).
+        regulator = ["--key", str(work / "demo" / "keys" / "regulator.key")]
+        report = subprocess.run([TL, "alerts", "report", "--truth", str(sim_out / "truth.jsonl")] + regulator,
                                 env=env, cwd=REPO_ROOT, check=True, capture_output=True, text=True)
         print(report.stdout, flush=True)
-        results["report"] = json.loads(subprocess.run([TL, "--json", "alerts", "report", "--truth", str(sim_out / "truth.jsonl")],
+        results["report"] = json.loads(subprocess.run([TL, "--json", "alerts", "report", "--truth", str(sim_out / "truth.jsonl")] + regulator,
                                                       env=env, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout)["scores"]
     finally:
         for p in started:

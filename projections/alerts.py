@@ -14,7 +14,11 @@ One incident, one alert: findings carry a key (``kind:serial``, or
 ``unknown_code:channel:city`` for made-up codes); an open or acknowledged
 alert with that key is updated with the new evidence instead of a new alert
 being raised. A resolved alert is closed history: a new incident after it
-opens a new alert.
+opens a new alert. Every alert has a stable id, UUIDv5 of its incident key and
+first evidence event, so a rebuilt detector gives it the same id; people move
+it on (acknowledged, resolved) by signed ledger events on its own ``alert``
+chain, which come through ``label-events`` too and are applied by
+:mod:`projections.alert_transitions`.
 
 Unknown codes never reach Kafka (the scan gateway only signs scans of issued
 labels; the others stay in ``scan_inbox``), so :class:`UnknownCodeTail` reads
@@ -35,7 +39,8 @@ from psycopg.types.json import Jsonb
 from consumers.actor_feed import ActorFeed
 from ledger import regions
 from ledger.lifecycle import LabelState
-from projections import verification
+from projections import alert_transitions, verification
+from projections.alert_transitions import Transition, alert_uuid
 from projections.detection import Finding, Watch, evaluate
 from projections.detection_config import DetectionConfig
 from projections.verification import VerificationProjector
@@ -55,6 +60,7 @@ def alerts_sql(s: str) -> str:
     CREATE TABLE IF NOT EXISTS {s}.watch (serial text PRIMARY KEY, data jsonb NOT NULL);
     CREATE TABLE IF NOT EXISTS {s}.alerts (
         id bigserial PRIMARY KEY,
+        alert_id uuid NOT NULL,
         dedupe_key text NOT NULL,
         kind text NOT NULL,
         severity text NOT NULL,
@@ -71,6 +77,8 @@ def alerts_sql(s: str) -> str:
         created_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now()
     );
+    ALTER TABLE {s}.alerts ADD COLUMN IF NOT EXISTS alert_id uuid;  -- schemas made before alert ids: rebuild to fill them
+    CREATE UNIQUE INDEX IF NOT EXISTS alerts_alert_id_idx ON {s}.alerts (alert_id);
     CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_per_incident ON {s}.alerts (dedupe_key) WHERE state <> 'resolved';
     CREATE INDEX IF NOT EXISTS alerts_kind_idx ON {s}.alerts (kind, id);
     CREATE INDEX IF NOT EXISTS alerts_serial_idx ON {s}.alerts (serial);
@@ -82,7 +90,7 @@ def alerts_sql(s: str) -> str:
     );
     CREATE INDEX IF NOT EXISTS unknown_scans_cluster_idx ON {s}.unknown_scans (cluster, occurred_at);
     CREATE TABLE IF NOT EXISTS {s}.inbox_position (name text PRIMARY KEY, last_id bigint NOT NULL);
-    """
+    """ + alert_transitions.schema_sql(s)
 
 
 def schema_sql(s: str) -> str:
@@ -119,8 +127,8 @@ def _upsert_sql(s: str, cap: int, *, append: bool) -> str:
     else:
         evidence, sightings = "EXCLUDED.evidence", "EXCLUDED.sightings"
     return (
-        f"INSERT INTO {s}.alerts (dedupe_key, kind, severity, serial, producer, gtin, region, province, lat, lon, gateway, "
-        "evidence, sightings, first_seen, last_seen, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        f"INSERT INTO {s}.alerts (alert_id, dedupe_key, kind, severity, serial, producer, gtin, region, province, lat, lon, gateway, "
+        "evidence, sightings, first_seen, last_seen, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         f"ON CONFLICT (dedupe_key) WHERE state <> 'resolved' DO UPDATE SET evidence = {evidence}, sightings = {sightings}, "
         f"severity = EXCLUDED.severity, first_seen = least({s}.alerts.first_seen, EXCLUDED.first_seen), "
         f"last_seen = greatest({s}.alerts.last_seen, EXCLUDED.last_seen), detail = EXCLUDED.detail, updated_at = now()"
@@ -136,12 +144,17 @@ class _Incident:
     event_ids: list[str]
     sightings: int
 
+    @property
+    def alert_id(self):
+        """The id of the alert this incident opens (kept by an alert it updates)."""
+        return alert_uuid(self.first.key, self.event_ids[0])
+
     def row(self, cap: int) -> tuple:
         f, last = self.first, self.last
         first_seen = min(f.occurred_at, last.occurred_at)
         last_seen = max(f.occurred_at, last.occurred_at)
         return (
-            f.key, f.kind, last.severity, f.serial, f.producer, f.gtin, last.region, regions.province(last.region),
+            self.alert_id, f.key, f.kind, last.severity, f.serial, f.producer, f.gtin, last.region, regions.province(last.region),
             last.lat, last.lon, last.gateway, self.event_ids[:cap], self.sightings, first_seen, last_seen, Jsonb(last.detail),
         )
 
@@ -174,12 +187,13 @@ class AlertDetector:
         self.dirty: set[str] = set()
         self.lots: dict[str, bool] = {}
         self.findings: list[Finding] = []
+        self.transitions: list[Transition] = []
         self.alert_sql = _upsert_sql(schema, self.cfg.evidence_cap, append=True)
 
     def prepare(self, cur: psycopg.Cursor, records: list) -> None:
         """Load the batch's labels, lots (through the verifier) and watches."""
         self.verifier.prepare(cur, records)
-        self.watches, self.dirty, self.lots, self.findings = {}, set(), {}, []
+        self.watches, self.dirty, self.lots, self.findings, self.transitions = {}, set(), {}, [], []
         serials = [subject for (kind, subject), row in self.verifier.rows.items() if kind == "label" and row is not None]
         if serials:
             cur.execute(f"SELECT serial, data FROM {self.s}.watch WHERE serial = ANY(%s)", (serials,))
@@ -198,6 +212,10 @@ class AlertDetector:
 
     def __call__(self, cur: psycopg.Cursor, record) -> None:
         applied = self.verifier(cur, record)  # raises Refused (quarantine) before any effect
+        if applied is not None and applied.signed.event.subject_type == "alert":
+            where = dict(topic=record.topic, partition=record.partition, offset=record.offset)
+            self.transitions.append(Transition.of(applied.signed.event, applied.log_index, where))
+            return
         if applied is None or applied.signed.event.subject_type != "label" or applied.before is None:
             return
         e = applied.signed.event
@@ -213,7 +231,7 @@ class AlertDetector:
         self.findings.extend(findings)
 
     def flush(self, cur: psycopg.Cursor) -> None:
-        """Write the verifier's rows, changed watches and merged alerts."""
+        """Write the verifier's rows, changed watches, merged alerts, then apply alert transitions."""
         self.verifier.flush(cur)
         if self.dirty:
             cur.executemany(
@@ -223,7 +241,11 @@ class AlertDetector:
         if self.findings:
             incidents = merge_findings(self.findings)
             cur.executemany(self.alert_sql, [inc.row(self.cfg.evidence_cap) for inc in incidents.values()])
-        self.dirty, self.findings = set(), []
+            # Transitions read before their alert was raised (another partition) apply now.
+            alert_transitions.apply_pending(cur, self.s, [inc.alert_id for inc in incidents.values()])
+        if self.transitions:
+            alert_transitions.record(cur, self.s, self.transitions)
+        self.dirty, self.findings, self.transitions = set(), [], []
 
 
 # ------------------------------------------------------------------ unknown codes
@@ -260,7 +282,7 @@ class UnknownCodeTail:
             rows = cur.execute(
                 f"SELECT i.id, i.event_id, i.serial, i.channel, i.region, i.occurred_at, "
                 f"EXISTS (SELECT 1 FROM {self.s}.labels l WHERE l.serial = i.serial) AS known "
-                "FROM scan_inbox i WHERE i.id > %s ORDER BY i.id LIMIT %s",
+                "FROM scan_inbox i WHERE i.id > %s AND i.kind = 'scan' ORDER BY i.id LIMIT %s",  # reports are not sightings
                 (position, self.batch),
             ).fetchall()
             if not rows:
@@ -298,9 +320,11 @@ class UnknownCodeTail:
         severity = "high" if len(serials) >= self.cfg.unknown_code_high_serials else self.cfg.severity["unknown_code"]
         detail = {"channel": channel, "distinct_serials": len(serials), "serials": serials[:20], "region_name": regions.name(region),
                   "window_hours": self.cfg.unknown_code_window_hours}
+        alert_id = alert_uuid(cluster, scans[0][0])
         cur.execute(self.alert_sql, (
-            cluster, "unknown_code", severity, None, None, None, region, regions.province(region),
+            alert_id, cluster, "unknown_code", severity, None, None, None, region, regions.province(region),
             place.lat if place else None, place.lon if place else None, channel,
             [r[0] for r in scans][: self.cfg.evidence_cap], len(scans), scans[0][4], scans[-1][4], Jsonb(detail),
         ))
+        alert_transitions.apply_pending(cur, self.s, [alert_id])
         log.info("unknown_code_cluster", cluster=cluster, serials=len(serials), scans=len(scans))

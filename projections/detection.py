@@ -21,7 +21,9 @@ What must not alert, and why it does not:
   event, and the latest Shipped is what authorizes territory and channel;
 * a buyer who scanned the item at home and later scans it while travelling:
   a session first seen inside the territory is the owner's, not a diverter's
-  (a clone scanned far away comes from other sessions).
+  (a clone scanned far away comes from other sessions);
+* a buyer's first use of the scratch-off PIN, a typo or two, or the buyer
+  entering the PIN again from the phone that first used it.
 """
 
 from __future__ import annotations
@@ -60,15 +62,19 @@ class Watch:
     sessions: tuple[str, ...] = ()  # distinct consumer sessions, in first-seen order
     scans: tuple[SeenScan, ...] = ()  # the most recent scans with a place
     home: tuple[str, ...] = ()  # sessions that scanned it inside its territory (its buyers)
+    wrong_pins: int = 0  # wrong scratch-off PINs entered on it
+    pin_session: str | None = None  # the session that used its PIN first
 
     def as_json(self) -> dict:
-        return {"sessions": list(self.sessions), "scans": [s.__dict__ for s in self.scans], "home": list(self.home)}
+        return {"sessions": list(self.sessions), "scans": [s.__dict__ for s in self.scans], "home": list(self.home),
+                "wrong_pins": self.wrong_pins, "pin_session": self.pin_session}
 
     @classmethod
     def from_json(cls, raw: dict | None) -> "Watch":
         if not raw:
             return cls()
-        return cls(tuple(raw.get("sessions", ())), tuple(SeenScan(**s) for s in raw.get("scans", ())), tuple(raw.get("home", ())))
+        return cls(tuple(raw.get("sessions", ())), tuple(SeenScan(**s) for s in raw.get("scans", ())), tuple(raw.get("home", ())),
+                   raw.get("wrong_pins", 0), raw.get("pin_session"))
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,9 @@ def _scanned(state: LabelState, watch: Watch, event: Event, role: str, cfg: Dete
     observed = cfg.sales_channel_of_scan.get(p.get("channel")) or cfg.sales_channel_of_actor.get(event.actor)
     out += _channel(state, event, cfg, observed, f"{role} scan")
 
+    pin_watch, pin_findings = _pin(state, watch, event, cfg, limits)
+    out += pin_findings
+
     sessions = watch.sessions
     if role == CONSUMER_ROLE:
         key = session_key(event)
@@ -209,7 +218,31 @@ def _scanned(state: LabelState, watch: Watch, event: Event, role: str, cfg: Dete
                                 previous_region=prev.region, max_speed_kmh=limits.max_speed_kmh))
         seen = SeenScan(event.event_id, at, place.lat, place.lon, place.radius_km, place.region)
         scans = (scans + (seen,))[-cfg.recent_scans:]
-    return replace(watch, sessions=sessions, scans=scans, home=home), out
+    return replace(watch, sessions=sessions, scans=scans, home=home, wrong_pins=pin_watch.wrong_pins, pin_session=pin_watch.pin_session), out
+
+
+def _pin(state: LabelState, watch: Watch, event: Event, cfg: DetectionConfig, limits) -> tuple[Watch, list[Finding]]:
+    """pin_reuse: the PIN verified again after its first use, or too many wrong PINs.
+
+    A PIN is printed under a scratch-off layer of one item: once used, a
+    second use means its code and PIN were copied (or the item is a refilled
+    original), unless it is the same session that used it first (the buyer
+    checking again).
+    """
+    result, session = event.payload.get("pin_result"), event.payload.get("session")
+    if result == "first_use":
+        return replace(watch, pin_session=watch.pin_session or session), []
+    if result == "reused":
+        if session and session == watch.pin_session:
+            return watch, []
+        return watch, [_finding(cfg, "pin_reuse", state, event, reason="pin_reused", first_use_session=watch.pin_session is not None)]
+    if result == "wrong":
+        wrong = watch.wrong_pins + 1
+        found = []
+        if wrong >= limits.max_wrong_pins:
+            found.append(_finding(cfg, "pin_reuse", state, event, reason="wrong_pins", wrong_pins=wrong, max_wrong_pins=limits.max_wrong_pins))
+        return replace(watch, wrong_pins=wrong), found
+    return watch, []
 
 
 def _fastest(scans: tuple[SeenScan, ...], place: regions.Place, at: float, min_km: float):

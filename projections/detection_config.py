@@ -21,6 +21,7 @@ ALERT_KINDS = (
     "recalled_scan",
     "counterfeit_scan",
     "scan_before_ship",
+    "pin_reuse",
 )
 
 DEFAULT_SEVERITY = {
@@ -32,6 +33,7 @@ DEFAULT_SEVERITY = {
     "recalled_scan": "high",
     "counterfeit_scan": "high",
     "scan_before_ship": "medium",
+    "pin_reuse": "high",
 }
 
 
@@ -47,6 +49,9 @@ class Thresholds:
     # Distinct consumer sessions (phones, browsers) per label: the buyer, the
     # family, a second look a week later... a copied code gets many more.
     max_sessions: int = 5
+    # Wrong scratch-off PINs on one label that raise pin_reuse: a typo or two
+    # is a consumer; a third is someone guessing PINs for a copied code.
+    max_wrong_pins: int = 3
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
 
+import httpx
 import psycopg
 from psycopg.rows import dict_row
 
 from ledger import gs1
 from ledger.events import GENESIS_HASH, SignedEvent, new_event
+from ledger.keys import KeyPair
 from projections.detector import build
 from tests.helpers import Cast, issued_payload, shipped_payload
+from traceledger.auth import authorization_header
 
 T0 = datetime.now(timezone.utc) - timedelta(days=10)
 
@@ -26,8 +30,9 @@ class TimedCast(Cast):
         self.heads[("label", serial)] = (seq + 1, signed.hash)
         return signed
 
-    def scan(self, serial: str, minutes: float, region: str | None = "440305", session: str | None = "phone-1", channel: str = "web", signer: str = "gateway", lat=None, lon=None) -> SignedEvent:
-        payload = {"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session}
+    def scan(self, serial: str, minutes: float, region: str | None = "440305", session: str | None = "phone-1", channel: str = "web", signer: str = "gateway", lat=None, lon=None,
+             pin_result: str | None = None) -> SignedEvent:
+        payload = {"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session, "pin_result": pin_result}
         return self.at(signer, serial, "Scanned", payload, T0 + timedelta(minutes=minutes))
 
     def to_retailer(self, serial: str | None = None, lot: str = "L1", territory: str = "4403") -> tuple[str, list[SignedEvent]]:
@@ -63,3 +68,10 @@ def kinds_by_serial(rows: list[dict]) -> dict[str, set[str]]:
         if r["serial"]:
             out.setdefault(r["serial"], set()).add(r["kind"])
     return out
+
+
+def signed_get(url: str, key: KeyPair | None, path: str, **params) -> httpx.Response:
+    """GET ``path`` with ``params``, signed by ``key`` (unsigned when None), as the CLI does."""
+    target = path + (f"?{urlencode({k: v for k, v in params.items() if v is not None})}" if params else "")
+    headers = {"authorization": authorization_header(key, "GET", target)} if key is not None else {}
+    return httpx.get(url + target, headers=headers, timeout=30)

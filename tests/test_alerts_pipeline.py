@@ -56,6 +56,12 @@ def test_every_alert_kind_and_no_alert_for_legitimate_behaviour(world):
               cast.scan(exported, 0, region="810000")]
     quiet.append(exported)
     inspected = label(); batch.append(cast.scan(inspected, 0, region="310101", signer="regulator")); quiet.append(inspected)
+    pin_owner = label()  # the buyer uses the PIN, then checks it again from the same phone
+    batch += [cast.scan(pin_owner, 0, pin_result="first_use"), cast.scan(pin_owner, 600, pin_result="reused")]
+    quiet.append(pin_owner)
+    pin_typo = label()
+    batch += [cast.scan(pin_typo, 0, pin_result="wrong"), cast.scan(pin_typo, 1, pin_result="wrong"), cast.scan(pin_typo, 2, pin_result="first_use")]
+    quiet.append(pin_typo)
 
     # --- incidents
     diverted = label(); batch.append(cast.scan(diverted, 0, region="310101")); expect[diverted] = {"diversion_territory"}
@@ -78,6 +84,12 @@ def test_every_alert_kind_and_no_alert_for_legitimate_behaviour(world):
     early = gs1.new_serial()
     batch += [cast.issue(early), cast.scan(early, 0, region="440300")]
     expect[early] = {"scan_before_ship"}
+    pin_copied = label()  # a copied code and PIN, used again from another phone
+    batch += [cast.scan(pin_copied, 0, pin_result="first_use"), cast.scan(pin_copied, 90, session="phone-9", pin_result="reused")]
+    expect[pin_copied] = {"pin_reuse"}
+    pin_guessed = label()
+    batch += [cast.scan(pin_guessed, i, session="guesser", pin_result="wrong") for i in range(4)]
+    expect[pin_guessed] = {"pin_reuse"}
     in_lot = label(lot="L9")
     append(ledger, batch)
 
@@ -110,6 +122,9 @@ def test_every_alert_kind_and_no_alert_for_legitimate_behaviour(world):
     over = [r for r in rows if r["serial"] == copied]
     assert len(over) == 1 and over[0]["sightings"] == 3 and len(over[0]["evidence"]) == 3 and over[0]["state"] == "open"
     travel = next(r for r in rows if r["kind"] == "clone_impossible_travel")
+    guessed = next(r for r in rows if r["serial"] == pin_guessed)
+    assert guessed["sightings"] == 2 and guessed["detail"] == {"reason": "wrong_pins", "wrong_pins": 4, "max_wrong_pins": 3}
+    assert next(r for r in rows if r["serial"] == pin_copied)["detail"]["reason"] == "pin_reused"
     assert len(travel["evidence"]) == 2 and travel["detail"]["speed_kmh"] > 900
     assert next(r for r in rows if r["serial"] == diverted)["province"] == "31"
 

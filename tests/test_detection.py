@@ -22,10 +22,10 @@ AT_RETAILER = LabelState(serial="S1", gtin=gtin(), lot="L1", product="battery", 
 AT_FACTORY = LabelState(serial="S1", gtin=gtin(), lot="L1", product="battery", producer="acme", status="issued", custodian="acme")
 
 
-def scan(minutes=0.0, region="440305", lat=None, lon=None, session="phone-1", channel="web", actor="gateway"):
+def scan(minutes=0.0, region="440305", lat=None, lon=None, session="phone-1", channel="web", actor="gateway", pin_result=None):
     return new_event(subject_type="label", subject="S1", kind="Scanned", actor=actor, key_id=KEY, seq=5, prev_hash=b"\1" * 32,
                      occurred_at=T0 + timedelta(minutes=minutes),
-                     payload={"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session})
+                     payload={"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session, "pin_result": pin_result})
 
 
 def received(region, actor="sz-retail"):
@@ -162,3 +162,30 @@ def test_the_buyer_travelling_with_the_item_is_not_a_diversion():
     assert run(AT_RETAILER, [home, away])[0] == []
     assert run(AT_RETAILER, [away])[0] == ["diversion_territory"]  # never seen at home: diverted
     assert run(AT_RETAILER, [home, scan(3 * 24 * 60, region="110105", session="stranger")])[0] == ["diversion_territory"]
+
+
+# ------------------------------------------------------------------ pin_reuse
+
+
+def test_a_first_pin_use_and_the_buyer_checking_again_raise_nothing():
+    kinds, _, watch = run(AT_RETAILER, [scan(pin_result="first_use"), scan(5, pin_result="reused")])
+    assert kinds == [] and watch.pin_session == "phone-1"
+    # A round trip through the stored form keeps what the rule needs.
+    assert Watch.from_json(watch.as_json()) == watch
+
+
+def test_a_pin_used_again_from_another_session_is_pin_reuse():
+    kinds, found, _ = run(AT_RETAILER, [scan(pin_result="first_use"), scan(60, session="stranger", region="310101", pin_result="reused")])
+    assert "pin_reuse" in kinds
+    f = next(f for f in found if f.kind == "pin_reuse")
+    assert f.key == "pin_reuse:S1" and f.detail["reason"] == "pin_reused" and f.severity == "high"
+
+
+def test_wrong_pins_alert_from_the_configured_count():
+    wrong = [scan(i, session=f"guess-{i}", pin_result="wrong") for i in range(4)]
+    kinds, found, watch = run(AT_RETAILER, wrong)
+    assert kinds == ["pin_reuse", "pin_reuse"] and watch.wrong_pins == 4  # the 3rd and the 4th
+    assert found[0].detail == {"reason": "wrong_pins", "wrong_pins": 3, "max_wrong_pins": 3}
+    assert run(AT_RETAILER, wrong[:2])[0] == []  # a typo or two
+    lenient = DetectionConfig(per_product={gtin()[:8]: {"max_wrong_pins": 5}})
+    assert run(AT_RETAILER, wrong, cfg=lenient)[0] == []

@@ -1,7 +1,10 @@
-"""``traceledger alerts list|show|summary|report`` and ``traceledger simulate``.
+"""``traceledger alerts list|show|summary|chart|report|ack|resolve`` and ``traceledger simulate``.
 
 Registered on the main CLI group by :func:`register` (called at the end of
 ``traceledger/cli.py``, so the shared options and error handling apply).
+Every alert verb takes ``--key FILE``: reads are requests signed with that
+actor's key (a regulator sees every alert, a producer its own labels'), and
+``ack``/``resolve`` sign the transition event itself with it.
 """
 
 from __future__ import annotations
@@ -13,17 +16,22 @@ from urllib.parse import urlencode
 
 import click
 
+from ledger.events import GENESIS_HASH, RESOLUTIONS
+from ledger.keys import KeyPair
 from projections.detection_config import ALERT_KINDS
+from traceledger import commands as cmd
+from traceledger.auth import authorization_header
+from traceledger.client import encode_signed
 
 PAGE = 1000
 
 
-def fetch_alerts(client, **filters) -> list[dict]:
-    """Every alert matching ``filters``, following the API's pages."""
+def fetch_alerts(client, key: KeyPair, **filters) -> list[dict]:
+    """Every alert matching ``filters`` that ``key``'s actor may see, following the API's pages."""
     out, cursor = [], None
     while True:
         query = {k: v for k, v in {**filters, "limit": PAGE, "cursor": cursor}.items() if v is not None}
-        page = client._request("GET", f"/v1/alerts?{urlencode(query)}")
+        page = client._request("GET", f"/v1/alerts?{urlencode(query)}", signer=key)
         out.extend(page["alerts"])
         cursor = page["next_cursor"]
         if cursor is None:
@@ -33,7 +41,7 @@ def fetch_alerts(client, **filters) -> list[dict]:
 def format_alert(a: dict) -> str:
     where = a.get("region_name") or a.get("region") or "-"
     who = a.get("serial") or a.get("dedupe_key")
-    return f"#{a['id']:<6} {a['state']:<12} {a['severity']:<6} {a['kind']:<24} {who}  {where}  x{a['sightings']}  last {a['last_seen']}"
+    return f"{a['id']} {a['state']:<12} {a['severity']:<6} {a['kind']:<24} {who}  {where}  x{a['sightings']}  last {a['last_seen']}"
 
 
 def format_score(scores: dict) -> str:
@@ -59,6 +67,15 @@ def register(cli: click.Group) -> None:
     def alerts() -> None:
         """Diversion and counterfeit alerts raised by the detector."""
 
+    def reader_key(key: str, as_actor: str | None) -> KeyPair:
+        signer = cmd.Signer.load(key, as_actor)
+        return signer.key.with_actor(signer.actor)
+
+    def key_options(f):
+        f = click.option("--as", "as_actor", metavar="ACTOR_ID", help="Actor the key belongs to (default: the key file's actor).")(f)
+        return click.option("--key", required=True, type=click.Path(dir_okay=False),
+                            help="Key file of the regulator or producer asking (requests are signed with it).")(f)
+
     @alerts.command("list")
     @click.option("--kind", type=click.Choice(ALERT_KINDS))
     @click.option("--serial")
@@ -69,57 +86,124 @@ def register(cli: click.Group) -> None:
     @click.option("--until", metavar="ISO-TIME", help="First seen before.")
     @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
     @click.option("--all", "all_", is_flag=True, help="Every matching alert (follows pages).")
+    @key_options
     @common_options
     @pass_state
-    def alerts_list(state: State, kind, serial, producer, region, state_, since, until, limit, all_) -> None:
+    def alerts_list(state: State, kind, serial, producer, region, state_, since, until, limit, all_, key, as_actor) -> None:
         """Alerts, newest first."""
+        me = reader_key(key, as_actor)
         filters = {"kind": kind, "serial": serial, "producer": producer, "region": region, "state": state_, "since": since, "until": until}
         if all_:
-            rows = fetch_alerts(state.client(), **filters)
+            rows = fetch_alerts(state.client(), me, **filters)
         else:
             query = {k: v for k, v in {**filters, "limit": limit}.items() if v is not None}
-            rows = state.client()._request("GET", f"/v1/alerts?{urlencode(query)}")["alerts"]
+            rows = state.client()._request("GET", f"/v1/alerts?{urlencode(query)}", signer=me)["alerts"]
         emit(state, {"alerts": rows}, "\n".join(format_alert(a) for a in rows) or "no alerts")
 
     @alerts.command("show")
-    @click.argument("alert_id", type=int)
+    @click.argument("alert_id", type=click.UUID)
+    @key_options
     @common_options
     @pass_state
-    def alerts_show(state: State, alert_id: int) -> None:
-        """One alert with its evidence events."""
-        a = state.client()._request("GET", f"/v1/alerts/{alert_id}")
+    def alerts_show(state: State, alert_id, key, as_actor) -> None:
+        """One alert with its evidence events and its signed transitions."""
+        a = state.client()._request("GET", f"/v1/alerts/{alert_id}", signer=reader_key(key, as_actor))
         lines = [format_alert(a), f"  detail: {json.dumps(a['detail'], ensure_ascii=False)}"]
         for e in a["evidence_events"]:
             lines.append("  evidence: " + "  ".join(f"{k}={v}" for k, v in e.items() if v is not None))
+        for t in a["transitions"]:
+            lines.append(f"  {t['kind']} by {t['actor']} at {t['occurred_at']} ({t['status']}): {t['note']}")
         emit(state, a, "\n".join(lines))
+
+    def summary_query(since, until, bucket, level) -> str:
+        return urlencode({k: v for k, v in {"since": since, "until": until, "bucket": bucket, "level": level}.items() if v is not None})
 
     @alerts.command("summary")
     @click.option("--since", metavar="ISO-TIME")
     @click.option("--until", metavar="ISO-TIME")
     @click.option("--bucket", default="day", show_default=True, type=click.Choice(["hour", "day", "week", "month"]))
     @click.option("--level", default="province", show_default=True, type=click.Choice(["province", "city"]))
+    @key_options
     @common_options
     @pass_state
-    def alerts_summary(state: State, since, until, bucket, level) -> None:
+    def alerts_summary(state: State, since, until, bucket, level, key, as_actor) -> None:
         """Counts by kind and region, and over time."""
-        query = {k: v for k, v in {"since": since, "until": until, "bucket": bucket, "level": level}.items() if v is not None}
-        s = state.client()._request("GET", f"/v1/alerts/summary?{urlencode(query)}")
+        s = state.client()._request("GET", f"/v1/alerts/summary?{summary_query(since, until, bucket, level)}", signer=reader_key(key, as_actor))
         lines = [f"{s['total']} alerts  " + "  ".join(f"{k}={n}" for k, n in s["by_state"].items())]
         lines += [f"  {k:<26}{n:>7}" for k, n in s["by_kind"].items()]
         lines.append("by region:")
         lines += [f"  {r['region'] or '-':<6} {r['name'] or '':<16}{r['total']:>7}" for r in s["by_region"][:20]]
         emit(state, s, "\n".join(lines))
 
-    @alerts.command("report")
-    @click.option("--truth", required=True, type=click.Path(exists=True, dir_okay=False), help="truth.jsonl written by `traceledger simulate`.")
+    @alerts.command("chart")
+    @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the SVG.")
+    @click.option("--since", metavar="ISO-TIME")
+    @click.option("--until", metavar="ISO-TIME")
+    @click.option("--bucket", default="day", show_default=True, type=click.Choice(["hour", "day", "week", "month"]))
+    @click.option("--level", default="province", show_default=True, type=click.Choice(["province", "city"]))
+    @key_options
     @common_options
     @pass_state
-    def alerts_report(state: State, truth: str) -> None:
-        """Precision and recall per alert kind: ground truth vs the alerts raised."""
+    def alerts_chart(state: State, out, since, until, bucket, level, key, as_actor) -> None:
+        """The summary chart (GET /v1/alerts/summary.svg) saved as an SVG file."""
+        client = state.client()
+        me = reader_key(key, as_actor)
+        # The chart is not JSON: ask for it by hand, signed the same way.
+        target = f"/v1/alerts/summary.svg?{summary_query(since, until, bucket, level)}"
+        response = client._http.get(target, headers={"authorization": authorization_header(me, "GET", target)})
+        if response.status_code >= 400:
+            client._decode(client.base_url + target, response, False)
+        Path(out).write_bytes(response.content)
+        emit(state, {"out": out, "bytes": len(response.content)}, f"chart written to {out} ({len(response.content)} bytes)")
+
+    def transition(state: State, alert_id, key: str, as_actor: str | None, kind: str, build) -> None:
+        """Read the alert, sign the next event of its chain, submit it to the alert's transitions."""
+        client = state.client()
+        signer = cmd.Signer.load(key, as_actor)
+        subject = str(alert_id)
+        alert = client._request("GET", f"/v1/alerts/{subject}", signer=signer.key.with_actor(signer.actor))
+        payload = build(alert)
+        signer.check("alert", kind, payload, subject=subject)
+        head = client.heads("alert", [subject]).get(subject)
+        seq, prev = (0, GENESIS_HASH) if head is None else (head["seq"] + 1, bytes.fromhex(head["hash"]))
+        signed = signer.sign("alert", subject, kind, payload, seq=seq, prev_hash=prev)
+        answer = client._request("POST", f"/v1/alerts/{subject}/transitions", encode_signed(signed))
+        result = answer["result"]
+        emit(state, answer, f"{kind} {subject}: {result['status']} (event {result['event_id']}, seq {result['seq']})")
+
+    @alerts.command("ack")
+    @click.argument("alert_id", type=click.UUID)
+    @click.option("--note", required=True, help="What is being done about it (signed, on the ledger).")
+    @key_options
+    @common_options
+    @pass_state
+    def alerts_ack(state: State, alert_id, note, key, as_actor) -> None:
+        """Acknowledge an alert: a signed AlertAcknowledged event (its producer or a regulator)."""
+        transition(state, alert_id, key, as_actor, "AlertAcknowledged",
+                   lambda a: cmd.alert_acknowledged_payload(a["kind"], a["serial"], a["producer"], note))
+
+    @alerts.command("resolve")
+    @click.argument("alert_id", type=click.UUID)
+    @click.option("--resolution", required=True, type=click.Choice(RESOLUTIONS))
+    @click.option("--note", required=True, help="The outcome (signed, on the ledger).")
+    @key_options
+    @common_options
+    @pass_state
+    def alerts_resolve(state: State, alert_id, resolution, note, key, as_actor) -> None:
+        """Resolve an acknowledged alert: a signed AlertResolved event (its producer or a regulator)."""
+        transition(state, alert_id, key, as_actor, "AlertResolved", lambda a: cmd.alert_resolved_payload(resolution, a["producer"], note))
+
+    @alerts.command("report")
+    @click.option("--truth", required=True, type=click.Path(exists=True, dir_okay=False), help="truth.jsonl written by `traceledger simulate`.")
+    @key_options
+    @common_options
+    @pass_state
+    def alerts_report(state: State, truth: str, key, as_actor) -> None:
+        """Precision and recall per alert kind: ground truth vs the alerts raised (needs a regulator's key to see them all)."""
         from traceledger.simulate import read_truth, score
 
         meta, entries = read_truth(truth)
-        scores = score(entries, fetch_alerts(state.client()))
+        scores = score(entries, fetch_alerts(state.client(), reader_key(key, as_actor)))
         emit(state, {"meta": {k: meta.get(k) for k in ("seed", "labels")}, "scores": scores},
              f"seed {meta.get('seed')}, {meta.get('labels')} labels\n" + format_score(scores))
 

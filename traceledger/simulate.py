@@ -12,8 +12,12 @@ simulation's own gateway actor). Some consumer scans go through
 
 Each label follows one *behaviour*: ordinary ones, legitimate ones that must
 not alert (double scan, family, return to the distributor, legal re-export,
-a traveller scanning at home then far away), and incidents. What was injected
-is written to ``DIR/truth.jsonl``; :func:`score` compares it with the alerts.
+a traveller scanning at home then far away, a buyer using the scratch-off PIN
+and checking it again), and incidents. Each incident is injected so that it
+fits the definition of the kinds it is recorded under (a far clone is recorded
+as impossible travel only when the scans are further apart than the detector's
+top speed allows). What was injected is written to ``DIR/truth.jsonl``;
+:func:`score` compares it with the alerts.
 
 Same seed, same behaviours, places and times relative to the run's start
 (serials and keys are fresh: they come from the OS CSPRNG on purpose).
@@ -36,6 +40,7 @@ from ledger.keys import KeyPair
 from traceledger import commands as cmd
 from traceledger.client import Client
 from traceledger.config import Settings
+from projections.detection_config import Thresholds
 from traceledger.demo import ACME, ACME_GTIN, BATTERY, CABLE, CABLE_GTIN, REGISTRAR, REGULATOR, ZHEJIANG, _Scenario
 
 Echo = Callable[[str], None]
@@ -65,13 +70,24 @@ BEHAVIOURS: dict[str, tuple[float, tuple[str, ...]]] = {
     "reexported": (1.5, ()),        # legally re-exported to Hong Kong with its own Shipped event
     "diverted_territory": (2.0, ("diversion_territory",)),
     "diverted_channel": (1.2, ("diversion_channel",)),
-    "cloned_far": (1.0, ("clone_impossible_travel", "diversion_territory")),
+    # A code copied and scanned in a far city: faster than any flight after the
+    # first scan (what clone_impossible_travel means), or hours later, when a
+    # flight could explain it and only the territory rule can see it.
+    "cloned_far": (0.6, ("clone_impossible_travel", "diversion_territory")),
+    "cloned_far_slow": (0.4, ("diversion_territory",)),
     "cloned_overscan": (1.0, ("clone_overscan",)),
     "scanned_after_decommission": (0.6, ("clone_overscan",)),
     "recalled_seen": (0.8, ("recalled_scan",)),
     "counterfeit_seen": (0.8, ("counterfeit_scan",)),
     "scanned_before_ship": (0.6, ("scan_before_ship",)),
+    "pin_checked": (3.0, ()),       # the buyer scratches and uses the PIN, maybe checks it again later
+    "pin_reused": (0.5, ("pin_reuse",)),       # a copied code and PIN used again by someone else
+    "pin_guessed": (0.4, ("pin_reuse",)),      # someone trying PINs on one code
 }
+LEGIT_LOOKALIKES = ("double_scan", "family", "traveller", "returned", "reexported", "pin_checked")
+# The defaults the detector runs with: an incident of a kind is injected to fit the kind's definition.
+MAX_SPEED_KMH = Thresholds().max_speed_kmh
+MAX_WRONG_PINS = Thresholds().max_wrong_pins
 TYPO_CHANNEL = "sms"
 COUNTERFEIT_CHANNEL = "web"
 DAY = timedelta(days=1)
@@ -195,12 +211,14 @@ class Simulation:
         ev.append(sign(s[producer], serial, "Issued", payload, t))
         gw = s[self.actors.gateway]
 
-        def scan(city_or_place, when, session=None, channel=None) -> None:
+        def scan(city_or_place, when, session=None, channel=None, pin_result=None) -> None:
             p = self.place(city_or_place) if isinstance(city_or_place, str) else dict(city_or_place)
             if channel:
                 p["channel"] = channel
+            payload = cmd.scanned_payload(p["channel"], region=p["region"], lat=p["lat"], lon=p["lon"], session=session or self.session(),
+                                          pin_result=pin_result)
             # Never past the simulation's "now": the ledger refuses future times.
-            ev.append(sign(gw, serial, "Scanned", cmd.scanned_payload(p["channel"], region=p["region"], lat=p["lat"], lon=p["lon"], session=session or self.session()), min(when, self.now)))
+            ev.append(sign(gw, serial, "Scanned", payload, min(when, self.now)))
 
         if behaviour in ("at_factory", "scanned_before_ship"):
             if behaviour == "scanned_before_ship":
@@ -261,12 +279,33 @@ class Simulation:
             scan(self.rng.choice(elsewhere), sold)
         elif behaviour == "diverted_channel":
             scan(self.place(city, coarse_ok=False), sold, channel="marketplace")
-        elif behaviour == "cloned_far":
+        elif behaviour in ("cloned_far", "cloned_far_slow"):
             home = self.place(city, coarse_ok=False)
             scan(home, sold)
             c0 = regions.centroid(city)
             far = self.rng.choice([c for c in CITIES if regions.distance_km(c0, regions.centroid(c)) > 800])
-            scan(self.place(far, coarse_ok=False), sold + timedelta(minutes=self.rng.uniform(5, 240)))
+            there = self.place(far, coarse_ok=False)
+            # The least distance between the two places (each place's uncertainty taken off), the speed rule's own measure.
+            km = regions.min_distance_km(regions.place_of(home["region"], home["lat"], home["lon"]),
+                                         regions.place_of(there["region"], there["lat"], there["lon"]))
+            if behaviour == "cloned_far":  # 1.25-4x faster than the fastest plausible journey
+                gap = timedelta(hours=km / (MAX_SPEED_KMH * self.rng.uniform(1.25, 4.0)))
+            else:  # at least 1.5x slower: a flight could do it
+                gap = max(timedelta(hours=km * 1.5 / MAX_SPEED_KMH), timedelta(hours=self.rng.uniform(2, 12)))
+            scan(there, sold + gap)
+        elif behaviour == "pin_checked":
+            me = self.session()
+            scan(self.place(city, coarse_ok=False), sold, session=me, pin_result="first_use")
+            if self.rng.random() < 0.3:  # checks again later, from the same phone
+                scan(self.place(city, coarse_ok=False), self.after(sold, HOUR, 5 * DAY), session=me, pin_result="reused")
+        elif behaviour == "pin_reused":
+            scan(self.place(city, coarse_ok=False), sold, pin_result="first_use")
+            scan(self.place(city, coarse_ok=False), self.after(sold, HOUR, 10 * DAY), pin_result="reused")
+        elif behaviour == "pin_guessed":
+            guesser, t = self.session(), sold
+            for _ in range(self.rng.randint(MAX_WRONG_PINS, MAX_WRONG_PINS + 2)):
+                t = t + timedelta(minutes=self.rng.uniform(1, 30))
+                scan(self.place(city, coarse_ok=False), t, session=guesser, pin_result="wrong")
         elif behaviour == "cloned_overscan":
             for i in range(self.rng.randint(7, 14)):
                 scan(self.place(city, coarse_ok=False), sold + i * timedelta(hours=self.rng.uniform(2, 30)))
@@ -306,7 +345,7 @@ class Simulation:
                     self.counts[behaviour] = self.counts.get(behaviour, 0) + 1
                     events += self.label(serial, behaviour, products[self.rng.random() < 0.2])
                     kinds = BEHAVIOURS[behaviour][1]
-                    if kinds or behaviour in ("double_scan", "family", "traveller", "returned", "reexported"):
+                    if kinds or behaviour in LEGIT_LOOKALIKES:
                         truth.write(json.dumps({"serial": serial, "behaviour": behaviour, "kinds": list(kinds)}) + "\n")
                 self._post(events)
                 done += n
