@@ -1,10 +1,17 @@
-"""Consumer scans: accepted at once, recorded on the ledger in batches.
+"""Consumer scans and reports: accepted at once, recorded on the ledger in batches.
 
-The API answers a scan immediately after one durable insert into
-``scan_inbox``; a worker then signs a ``Scanned`` event per row with the
-gateway's key and appends them in batches. The worker's position in the inbox
-is an eventsourcing tracking record written in the same transaction as the
-events, so after a crash every accepted scan is recorded exactly once.
+The API answers a scan (or a consumer's "suspected fake" report) immediately
+after one durable insert into ``scan_inbox``; a worker then signs one event
+per row with the gateway's key and appends them in batches. The row's
+``kind`` says which event: ``scan`` becomes ``Scanned`` (with the outcome of
+a PIN checked with it, never the PIN), ``report`` becomes ``ReportedFake``.
+The worker's position in the inbox is an eventsourcing tracking record
+written in the same transaction as the events, so after a crash every
+accepted entry is recorded exactly once.
+
+Entries about serials never issued cannot go on a chain: they stay in the
+inbox (scans feed the detector's unknown-code tail; reports are also in the
+consumer module's ``consumer_reports`` table for regulators).
 
 Inserts lock the table so ids become visible in id order; otherwise a reader
 could pass over an id whose transaction had not committed yet and lose it.
@@ -20,7 +27,8 @@ from datetime import datetime, timezone
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger.events import new_event
+from ledger.errors import Refused
+from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from ledger.store import chain_id
@@ -40,10 +48,21 @@ CREATE TABLE IF NOT EXISTS scan_inbox (
     lat double precision,
     lon double precision,
     session text,
-    occurred_at timestamptz NOT NULL
+    occurred_at timestamptz NOT NULL,
+    kind text NOT NULL DEFAULT 'scan',
+    pin_result text,
+    reason text
 );
+-- Inboxes created before reports and PIN results: add the columns in place.
+ALTER TABLE scan_inbox ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'scan';
+ALTER TABLE scan_inbox ADD COLUMN IF NOT EXISTS pin_result text;
+ALTER TABLE scan_inbox ADD COLUMN IF NOT EXISTS reason text;
 CREATE INDEX IF NOT EXISTS scan_inbox_serial_idx ON scan_inbox (serial, id);
 """
+
+SCAN, REPORT = "scan", "report"
+# The ledger event each kind of inbox entry becomes.
+EVENT_KIND = {SCAN: "Scanned", REPORT: "ReportedFake"}
 
 
 
@@ -61,41 +80,58 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 _LOCK = "LOCK TABLE scan_inbox IN EXCLUSIVE MODE"
 _INSERT = (
-    "INSERT INTO scan_inbox (event_id, serial, channel, region, lat, lon, session, occurred_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    "INSERT INTO scan_inbox (event_id, serial, channel, region, lat, lon, session, occurred_at, kind, pin_result, reason) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 
 
-def _new_row(serial, channel, region, lat, lon, session) -> tuple:
-    return (str(uuid.uuid4()), serial, channel, region, lat, lon, session, datetime.now(timezone.utc))
+def _new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None) -> tuple:
+    if kind not in EVENT_KIND:
+        raise ValueError(f"unknown inbox entry kind {kind!r}")
+    if pin_result not in (None, *PIN_RESULTS):
+        raise ValueError(f"pin_result must be one of {PIN_RESULTS}")
+    return (str(uuid.uuid4()), serial, channel, region, lat, lon, session, datetime.now(timezone.utc), kind, pin_result, reason)
 
 
-def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None) -> AcceptedScan:
-    """Durably accept one scan (committed when this returns)."""
-    row = _new_row(serial, channel, region, lat, lon, session)
+def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None,
+           kind: str = SCAN, pin_result: str | None = None, reason: str | None = None) -> AcceptedScan:
+    """Durably accept one entry (committed when this returns, or with the caller's transaction).
+
+    ``kind`` ``scan`` (optionally with ``pin_result``) or ``report`` (with ``reason``).
+    """
+    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
     with conn.transaction():
         conn.execute(_LOCK)
         (row_id,) = conn.execute(_INSERT, row).fetchone()
-    return AcceptedScan(row_id, row[0], row[-1])
+    return AcceptedScan(row_id, row[0], row[7])
 
 
-async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None) -> AcceptedScan:
+async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None,
+                       kind: str = SCAN, pin_result: str | None = None, reason: str | None = None) -> AcceptedScan:
     """:func:`accept` on an async connection (the API's event loop)."""
-    row = _new_row(serial, channel, region, lat, lon, session)
+    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
     async with conn.transaction():
         await conn.execute(_LOCK)
         (row_id,) = await (await conn.execute(_INSERT, row)).fetchone()
-    return AcceptedScan(row_id, row[0], row[-1])
+    return AcceptedScan(row_id, row[0], row[7])
+
+
+def entry_payload(kind: str, channel, region, lat, lon, session, pin_result, reason) -> tuple[str, dict]:
+    """(event kind, payload) of the ledger event an inbox entry becomes."""
+    if kind == REPORT:
+        return "ReportedFake", {"channel": channel, "region": region, "reason": reason, "session": session}
+    return "Scanned", {"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session, "pin_result": pin_result}
 
 
 class ScanRecorder:
-    """The worker that turns inbox rows into signed ``Scanned`` events."""
+    """The worker that turns inbox rows into signed ``Scanned`` / ``ReportedFake`` events."""
 
     def __init__(self, ledger: Ledger, gateway: KeyPair, conninfo: str, *, batch: int = 500):
         if not gateway.actor:
             raise ValueError("the gateway key file names no actor")
         self.ledger = ledger
         self.gateway = gateway
+        self.conninfo = conninfo
         self.conn = psycopg.connect(conninfo, autocommit=True)
         ensure_schema(self.conn)
         self.batch = batch
@@ -107,7 +143,7 @@ class ScanRecorder:
     def record_once(self) -> int:
         """Record the next batch; return rows consumed, 0 if none, -1 to retry later."""
         rows = self.conn.execute(
-            "SELECT id, event_id, serial, channel, region, lat, lon, session, occurred_at FROM scan_inbox "
+            "SELECT id, event_id, serial, channel, region, lat, lon, session, occurred_at, kind, pin_result, reason FROM scan_inbox "
             "WHERE id > %s ORDER BY id LIMIT %s",
             (self.position(), self.batch),
         ).fetchall()
@@ -116,19 +152,26 @@ class ScanRecorder:
         chains = self.ledger.app.load_chains(chain_id("label", r[2]) for r in rows)
         heads: dict[str, tuple[int, bytes]] = {}
         events = []
-        unknown = 0
-        for _id, event_id, serial, channel, region, lat, lon, session, at in rows:
+        unknown = unsignable = 0
+        for inbox_id, event_id, serial, channel, region, lat, lon, session, at, kind, pin_result, reason in rows:
             chain = chains.get(chain_id("label", serial))
             if chain is None:
-                unknown += 1  # never issued: kept in the inbox for the detectors
+                unknown += 1  # never issued: kept in the inbox for the detectors and regulators
                 continue
             seq, prev = heads.get(serial, (chain.length - 1, chain.head))
+            event_kind, payload = entry_payload(kind, channel, region, lat, lon, session, pin_result, reason)
             e = new_event(
-                subject_type="label", subject=serial, kind="Scanned", seq=seq + 1, prev_hash=prev,
-                payload={"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session},
+                subject_type="label", subject=serial, kind=event_kind, seq=seq + 1, prev_hash=prev, payload=payload,
                 actor=self.gateway.actor, key_id=self.gateway.key_id, occurred_at=at, event_id=event_id,
             )
-            signed = e.sign(self.gateway)
+            try:
+                signed = e.sign(self.gateway)  # validates the fields first
+            except Refused as exc:
+                # An entry that can never become a valid event would block every
+                # entry behind it if retried: leave it in the inbox, say why, go on.
+                unsignable += 1
+                log.error("inbox_entry_unsignable", serial=serial, event_id=event_id, inbox_id=inbox_id, code=exc.code, field=exc.field, detail=exc.detail)
+                continue
             heads[serial] = (seq + 1, signed.hash)
             events.append(signed)
         try:
@@ -143,8 +186,16 @@ class ScanRecorder:
             for r in problems[:5]:
                 log.error("scan_batch_refused", serial=r.subject, event_id=r.event_id, code=r.error.code, detail=r.error.detail, refused=len(problems))
             return -1
-        log.info("scans_recorded", recorded=len(events), unknown=unknown, last_inbox_id=rows[-1][0])
+        log.info("scans_recorded", recorded=len(events), unknown=unknown, unsignable=unsignable, last_inbox_id=rows[-1][0])
         return len(rows)
+
+    def _reconnect(self) -> None:
+        try:
+            self.conn.close()
+            self.conn = psycopg.connect(self.conninfo, autocommit=True)
+            log.info("scan_recorder_reconnected")
+        except psycopg.OperationalError as exc:
+            log.warning("scan_recorder_reconnect_failed", error=str(exc))  # tried again next round
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -153,6 +204,8 @@ class ScanRecorder:
             except Exception:
                 log.exception("scan_recorder_error")
                 n = -1
+                if self.conn.closed or self.conn.broken:
+                    self._reconnect()  # the database restarted: a dead connection never heals
             if n == 0:
                 self.stop.wait(0.1)
             elif n < 0:

@@ -12,6 +12,7 @@ from ledger import gs1
 from tests.conftest import wait_for
 from tests.helpers import Cast, scanned_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
+from traceledger.auth import authorization_header
 
 
 def post_events(url, signed_events):
@@ -38,7 +39,8 @@ def test_write_verify_and_scan_through_http(live):
     relay_all(settings)
     project_all(settings)
     v = httpx.get(f"{url}/v1/labels/{serial}").json()
-    assert v["verdict"] == "genuine" and v["status"] == "in_transit" and v["uri"].endswith(f"/21/{serial}")
+    assert v["verdict"] == "genuine" and v["uri"].endswith(f"/21/{serial}") and v["producer"] == "Acme"
+    assert "custodian" not in v and "status" not in v  # the public view: places and dates, no business details
 
     # Consumer scans: answered at once with the scan counted...
     s1 = httpx.post(f"{url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "440305", "lat": 22.5431, "lon": 114.0579})
@@ -53,8 +55,11 @@ def test_write_verify_and_scan_through_http(live):
     relay_all(settings)
     project_all(settings)
     v = httpx.get(f"{url}/v1/labels/{serial}").json()
-    assert v["scan_count"] == 2 and [t["kind"] for t in v["trail"]][-2:] == ["Scanned", "Scanned"]
-    assert v["trail"][-2]["region"] == "440305"
+    assert v["scan_count"] == 2
+    path = f"/v1/labels/{serial}/trail"  # the full trail: a regulator's signed request
+    full = httpx.get(url + path, headers={"authorization": authorization_header(cast.keys["regulator"], "GET", path)}).json()
+    assert [t["kind"] for t in full["trail"]][-2:] == ["Scanned", "Scanned"] and full["trail"][-1]["actor"] == "gateway"
+    assert full["trail"][-2]["details"]["region"] == "440305" and full["trail"][-2]["details"]["lat"] == 22.54
     with psycopg.connect(settings.pg_conninfo) as conn:
         lat = conn.execute("SELECT lat FROM scan_inbox WHERE serial = %s AND channel = 'web'", (serial,)).fetchone()[0]
     assert lat == 22.54  # coarsened before it is stored or signed

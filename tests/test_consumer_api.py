@@ -20,7 +20,14 @@ def link(w, serial: str, extra: str = "") -> str:
 
 def channels(w, serial: str) -> list[str]:
     with psycopg.connect(w.settings.pg_conninfo) as conn:
-        return [r[0] for r in conn.execute("SELECT channel FROM scan_inbox WHERE serial = %s ORDER BY id", (serial,))]
+        return [r[0] for r in conn.execute("SELECT channel FROM scan_inbox WHERE serial = %s AND kind = 'scan' ORDER BY id", (serial,))]
+
+
+def scans_with_pin(w, serial: str) -> list[tuple[str, str | None]]:
+    """(channel, pin_result) of every scan of ``serial`` in the inbox, in order."""
+    with psycopg.connect(w.settings.pg_conninfo) as conn:
+        return [tuple(r) for r in conn.execute(
+            "SELECT channel, pin_result FROM scan_inbox WHERE serial = %s AND kind = 'scan' ORDER BY id", (serial,))]
 
 
 def ucs2(text: str) -> int:
@@ -290,7 +297,8 @@ def test_voice_flow_with_pin(world):
     done = voice(world, "call-1", world.pins[serial] + "#")
     assert done["hangup"] and done["prompt"].startswith("正品，防伪码首次验证通过")
     assert voice(world, "call-1", "1#")["hangup"]
-    assert channels(world, serial) == ["voice"]
+    # The code lookup is a scan, and so is each PIN check, carrying its outcome.
+    assert scans_with_pin(world, serial) == [("voice", None), ("voice", "wrong"), ("voice", "first_use")]
 
 
 def test_voice_plain_label_in_english_and_bad_input(world):

@@ -52,6 +52,13 @@ def test_demo_scenario_through_cli_and_api(settings, services, tmp_path):
     assert verdict(out["recalled"]) == "recalled"
     assert verdict(out["counterfeit"]) == "counterfeit"
     assert cli(s, "verify", "NOSUCHSERIAL1").returncode == 0  # unknown is an answer, not an error
+    # The public view has places and dates only; the producer's signed request gets the full trail.
+    public = json.loads(cli(s, "--json", "verify", out["genuine"]).stdout)
+    assert "custodian" not in public and all(set(step) == {"event", "place", "date"} for step in public["trail"])
+    full = json.loads(cli(s, "--json", "label", "trail", out["genuine"], "--key", str(demo_dir / "keys" / "producer.key")).stdout)
+    assert full["trail"][0]["kind"] == "Issued" and full["trail"][0]["actor"] == "acme-batteries"
+    denied = cli(s, "label", "trail", out["genuine"], "--key", str(demo_dir / "keys" / "distributor.key"), check=False)
+    assert denied.returncode == 2 and "forbidden" in denied.stderr
 
     # A user carries on by hand with the demo's keys: ship one more label on.
     ship = cli(s, "--json", "ship", "--key", str(demo_dir / "keys" / "distributor.key"), "--to", "sz-retail",

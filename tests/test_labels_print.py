@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ledger import gs1, pins, shortcode
 from traceledger.cli import cli
-from traceledger.labels_print import PER_PAGE, qr_for
+from traceledger.labels_print import PER_PAGE, WQY_MICROHEI, print_sheets, qr_for, read_labels
 
 GTIN = "06901234000016"
 
@@ -71,3 +71,34 @@ def test_label_qr_decodes_to_the_exact_uri(tmp_path):
     qr.save(str(tmp_path / "qr.png"), scale=4, border=4, light="#fff")
     out = subprocess.run(["zbarimg", "-q", "--raw", str(tmp_path / "qr.png")], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == uri
+
+
+@pytest.mark.parametrize("font_file, font, embedded", [(WQY_MICROHEI, "WenQuanYiMicroHei", True), (None, "STSong-Light", False)])
+def test_chinese_product_name_is_real_text_in_the_pdf(tmp_path, font_file, font, embedded):
+    import pypdf
+
+    assert font_file is None or font_file.is_file(), "fonts-wqy-microhei is missing: run ops/browser.sh"
+    rows = write_csv(tmp_path / "labels.csv", 2, with_pins=False)
+    long_name = "电动自行车锂离子蓄电池组 48V 20Ah 国标新款"  # too long for a label: shortened, still Chinese
+    result = print_sheets(tmp_path / "labels.csv", tmp_path / "out", product=long_name, font_file=font_file)
+    assert result["font"] == font
+    reader = pypdf.PdfReader(result["pdf"])
+    text = reader.pages[0].extract_text()
+    assert "电动自行车锂离子" in text and rows[0]["serial"] in text and "…" in text
+    used = [f.get_object() for f in reader.pages[0]["/Resources"]["/Font"].values() if font in str(f.get_object()["/BaseFont"])]
+    assert used, "the CJK font is not among the page's fonts"
+    # A TrueType subset is a simple font; a CID font keeps its descriptor in its descendant.
+    holder = used[0] if "/FontDescriptor" in used[0] else used[0]["/DescendantFonts"][0].get_object()
+    assert ("/FontFile2" in holder["/FontDescriptor"].get_object()) == embedded  # the font travels with the PDF
+    svg = (tmp_path / "out" / "labels-0001.svg").read_text(encoding="utf-8")
+    assert "电动自行车锂离子" in svg and long_name not in svg  # shortened the same way as in the PDF
+
+
+def test_product_column_in_the_csv_wins(tmp_path):
+    rows = write_csv(tmp_path / "labels.csv", 1, with_pins=False)
+    with open(tmp_path / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=[*rows[0], "product"])
+        w.writeheader()
+        w.writerow(rows[0] | {"product": "阻燃电缆"})
+    labels = list(read_labels(tmp_path / "labels.csv", product="ignored"))
+    assert [label.product for label in labels] == ["阻燃电缆"]

@@ -1,5 +1,5 @@
-"""Accepted consumer scans survive a SIGKILL of the API: each is signed onto
-its label's chain exactly once after the restart."""
+"""Accepted consumer scans and reports of suspected fakes survive a SIGKILL of
+the API: each is signed onto its label's chain exactly once after the restart."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def post(url, signed_events):
     assert r.status_code == 200 and r.json()["refused"] == 0, r.text
 
 
-def scanned_on_chains(settings) -> list[tuple[str, str]]:
-    """(serial, event id) of every Scanned event in the write model."""
+def gateway_events_on_chains(settings) -> list[tuple[str, str]]:
+    """(kind, event id) of every Scanned and ReportedFake event in the write model."""
     ledger = Ledger(settings)
     try:
         with psycopg.connect(settings.pg_conninfo) as conn:
@@ -32,8 +32,8 @@ def scanned_on_chains(settings) -> list[tuple[str, str]]:
         for chain in ledger.app.load_chains(chain_id("label", s) for s in serials).values():
             for stored in ledger.app.events.get(chain.id):
                 e = decode_signed(stored.body, stored.signature).event
-                if e.kind == "Scanned":
-                    out.append((e.subject, e.event_id))
+                if e.kind in ("Scanned", "ReportedFake"):
+                    out.append((e.kind, e.event_id))
         return out
     finally:
         ledger.close()
@@ -45,17 +45,23 @@ def test_accepted_scans_survive_an_api_sigkill(api):
     serials = [gs1.new_serial() for _ in range(20)]
     post(url, [cast.issue(s) for s in serials])
 
-    def scan(i):
-        r = httpx.post(f"{url}/v1/labels/{serials[i % len(serials)]}/scans", json={"channel": "web", "region": "440305"}, timeout=30)
+    def scan_or_report(i):
+        serial = serials[i % len(serials)]
+        if i % 5 == 0:  # every fifth: a consumer reports a suspected fake
+            r = httpx.post(f"{url}/v1/labels/{serial}/reports", json={"note": f"report {i}"}, timeout=30)
+            assert r.status_code == 201 and r.json()["on_ledger"] is True
+            return "ReportedFake", r.json()["event_id"]
+        r = httpx.post(f"{url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "440305"}, timeout=30)
         assert r.status_code == 200
-        return r.json()["scan_id"]
+        return "Scanned", r.json()["scan_id"]
 
     with ThreadPoolExecutor(8) as pool:
-        accepted = list(pool.map(scan, range(300)))
+        accepted = list(pool.map(scan_or_report, range(300)))
     svc.kill()  # the gateway worker is mid-way through signing them, or has not started
     with psycopg.connect(settings.pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM scan_inbox").fetchone()[0] == 300
     svc.start()
-    wait_for(lambda: len(scanned_on_chains(settings)) >= 300, 60, 0.5, "every accepted scan to be signed onto its chain")
-    on_chain = scanned_on_chains(settings)
-    assert sorted(e for _, e in on_chain) == sorted(accepted), "a scan was lost or doubled"
+    wait_for(lambda: len(gateway_events_on_chains(settings)) >= 300, 60, 0.5, "every accepted scan and report to be signed onto its chain")
+    on_chain = gateway_events_on_chains(settings)
+    assert sorted(on_chain) == sorted(accepted), "a scan or report was lost or doubled"
+    assert sum(kind == "ReportedFake" for kind, _ in on_chain) == 60

@@ -14,6 +14,13 @@ reloading the page within half an hour (same session cookie) is not counted agai
 ``GET /``: manual entry. ``POST /v1/labels/{serial}/pin``, ``POST /v1/labels/{serial}/reports``,
 ``POST /v1/channels/sms``, ``POST /v1/channels/voice``.
 
+A checked PIN is a query too: each check (any channel) is accepted into the
+scan inbox as a scan carrying its outcome (``pin_result`` first_use | reused |
+wrong, never the PIN), so detectors see reuse and guessing; an SMS with a PIN
+is one scan carrying the outcome. A rate-limited try checks nothing and
+records nothing. A report of a suspected fake goes through the same inbox
+and becomes a ``ReportedFake`` event (see :func:`traceledger.consumer_store.add_report`).
+
 Bad input is always a clear answer: problem+json (JSON), the page with a
 message (HTML), or a reply text (SMS, voice); never a server error.
 """
@@ -34,10 +41,12 @@ from pydantic import BaseModel, Field
 
 from ledger import gs1, pins, scan_inbox, shortcode
 from ledger.errors import Refused
+from ledger.integrity import guard_view
 from projections.verification import DEFAULT_SCHEMA, read_view_async, unprojected_scans
 from traceledger import consumer as cons
 from traceledger import consumer_page as page
 from traceledger import consumer_store as store
+from traceledger import voice_audio
 from traceledger.config import Settings
 from traceledger.logs import get_logger
 
@@ -49,6 +58,8 @@ SESSION_COOKIE = "tls"
 RESCAN_SECONDS = 1800  # a reload by the same browser within this is not a new query
 _CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 PATH_AIS = {"10", "21", "22"}
+# The PIN outcome a scan carries on the ledger; "limited" checked nothing and records nothing.
+PIN_EVENT_RESULT = {"first_use": "first_use", "already_used": "reused", "wrong": "wrong"}
 
 
 class PinIn(BaseModel):
@@ -124,24 +135,26 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             names[producer] = actor.name if actor else producer
         return names[producer]
 
-    async def view_of(conn, serial: str, *, channel: str | None, session: str | None) -> dict:
+    async def view_of(conn, serial: str, *, channel: str | None, session: str | None, pin_result: str | None = None) -> dict:
         """The verification view with this query counted as a scan (channel None: not counted)."""
         accepted = None
         if channel is not None:
             seen = False
-            if session and channel == "web":
+            if session and channel == "web" and pin_result is None:
                 seen = await (await conn.execute(
-                    "SELECT 1 FROM scan_inbox WHERE serial = %s AND session = %s AND occurred_at > now() - make_interval(secs => %s) LIMIT 1",
+                    "SELECT 1 FROM scan_inbox WHERE serial = %s AND session = %s AND kind = 'scan' "
+                    "AND occurred_at > now() - make_interval(secs => %s) LIMIT 1",
                     (serial, session, RESCAN_SECONDS),
                 )).fetchone() is not None
             if not seen:
-                accepted = await scan_inbox.accept_async(conn, serial, channel=channel, session=session)
-        out = await read_view_async(conn, serial)
+                accepted = await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=pin_result)
+        # Never "genuine" when the ledger's stored chain no longer matches what it published.
+        out = await guard_view(state["ledger"].app, conn, serial, await read_view_async(conn, serial))
         if out["verdict"] != "unknown":
             out["scan_count"] += await unprojected_scans(conn, serial)
             if not out["first_scanned_at"] and out["scan_count"]:
                 # Scans not projected yet: the first is the inbox's earliest (not this one).
-                row = await (await conn.execute("SELECT min(occurred_at) FROM scan_inbox WHERE serial = %s", (serial,))).fetchone()
+                row = await (await conn.execute("SELECT min(occurred_at) FROM scan_inbox WHERE serial = %s AND kind = 'scan'", (serial,))).fetchone()
                 out["first_scanned_at"] = row[0].isoformat() if row and row[0] else None
         if out.get("gtin"):
             out["uri"] = gs1.digital_link_uri(out["gtin"], serial, settings.resolver_host)
@@ -149,10 +162,26 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             log.info("consumer_query", serial=serial, channel=channel, verdict=out["verdict"], event_id=accepted.event_id)
         return out
 
-    async def consumer_of(conn, serial: str, *, channel: str | None, session: str | None, gtin=None, lot=None, expiry=None) -> tuple[dict, dict]:
-        raw = await view_of(conn, serial, channel=channel, session=session)
+    async def consumer_of(conn, serial: str, *, channel: str | None, session: str | None, gtin=None, lot=None, expiry=None,
+                          pin_result: str | None = None) -> tuple[dict, dict]:
+        raw = await view_of(conn, serial, channel=channel, session=session, pin_result=pin_result)
         cv = cons.consumer_view(raw, producer_name=await producer_name(raw.get("producer")), gtin=gtin, lot=lot, expiry=expiry)
         return raw, cv
+
+    async def public_view(raw: dict) -> dict:
+        """What anyone may see of a verification view (``GET /v1/labels/{serial}`` and scans answer this)."""
+        return cons.consumer_view(raw, producer_name=await producer_name(raw.get("producer")))
+
+    # The API's own label routes answer the consumer's view too (privacy: see consumer.consumer_view).
+    state["public_view"] = public_view
+
+    async def record_pin_scan(conn, serial: str, pin: dict, channel: str, session: str | None) -> None:
+        """Record a PIN check as a scan carrying its outcome (nothing for a rate-limited try)."""
+        result = PIN_EVENT_RESULT.get(pin["pin_result"])
+        if result is None:
+            return
+        accepted = await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=result)
+        log.info("pin_scan", serial=serial, channel=channel, pin_result=result, event_id=accepted.event_id)
 
     async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str) -> dict:
         """PIN outcome as a dict; raises Refused for a malformed PIN or a label without one."""
@@ -231,7 +260,9 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
 
     # ------------------------------------------------------------ resolver
 
-    @router.get("/01/{gtin}/{rest:path}", summary="GS1 Digital Link resolver (JSON or the consumer page)")
+    @router.get("/01/{gtin}/{rest:path}", summary="GS1 Digital Link resolver (JSON or the consumer page)",
+                responses={200: {"content": {"text/html": {}}},  # a browser gets the page, also for a bad link
+                           400: {"description": "a malformed link", "content": {"text/html": {}, "application/problem+json": {"schema": {"type": "object"}}}}})
     @router.get("/01/{gtin}", include_in_schema=False)  # a link without a serial: a clear answer, not a redirect
     async def resolve(request: Request, gtin: str, rest: str = ""):
         """The page (or JSON) a label's QR code opens; the query counts as a scan."""
@@ -265,18 +296,22 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             return html(page.entry_page(lang, other, error=exc.detail), status=400)
         pin = pin_error = reported = None
         status = 200
+        session, cookie = session_of(request)
         async with state["pool"].connection() as conn:
             raw, cv = await consumer_of(conn, serial, channel=None, session=None, gtin=gtin14, lot=lot, expiry=expiry)
             if form.get("action") == "report":
-                reported = await store.add_report(conn, serial, "web", client_of(request), None)
+                reported = (await store.add_report(conn, serial, "web", client_of(request), None)).report_id
             elif form.get("action") == "pin" and cv.get("pin_protected"):
                 try:
                     pin = await pin_check(conn, raw, form.get("pin", ""), client_of(request), "web")
                 except Refused:
                     pin_error, status = cons.TEXT[lang]["pin_invalid"], 400
+                if pin:
+                    await record_pin_scan(conn, serial, pin, "web", session)
                 if pin and pin["pin_result"] == "limited":
                     status = 429
-        return html(page.result_page(cv, cons.display_key(cv, pin), lang, other, pin=pin, pin_error=pin_error, reported=reported), status=status)
+        page_html = page.result_page(cv, cons.display_key(cv, pin), lang, other, pin=pin, pin_error=pin_error, reported=reported)
+        return html(page_html, status=status, cookie=cookie)
 
     # ------------------------------------------------------------ JSON: PIN and reports
 
@@ -288,7 +323,9 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             raw, cv = await consumer_of(conn, serial, channel=None, session=None)
             if cv["verdict"] == "unknown" and not raw.get("gtin"):
                 return ORJSONResponse(cv | {"pin_result": None})
-            result = await pin_check(conn, raw, body.pin, client_of(request), "web")
+            client = client_of(request)
+            result = await pin_check(conn, raw, body.pin, client, "web")
+            await record_pin_scan(conn, serial, result, "app", client)
         if result["pin_result"] == "limited":
             return _problem(429, Refused("too_many_attempts", "too many wrong PINs: try again later", field="pin"),
                             headers={"Retry-After": str(result["retry_after"])})
@@ -296,18 +333,25 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
 
     @router.post("/v1/labels/{serial}/reports", status_code=201, summary="Report a suspected fake")
     async def post_report(request: Request, serial: str, body: ReportIn | None = None):
-        """Kept in ``consumer_reports`` for regulators (a ledger event kind is still to come)."""
+        """Kept in ``consumer_reports`` for regulators and signed onto the label's chain as a
+        ``ReportedFake`` event (``event_id``) by the gateway; ``on_ledger`` is false for a
+        serial that was never issued, whose report stays in the table only."""
         gs1.validate_serial(serial)
-        note = (body.note if body else None) or None
+        note = ((body.note if body else None) or "").strip() or None
         if note and re.search(r"[\x00-\x1f\x7f]", note):
             raise Refused("invalid_field", "note contains control characters", field="note")
         async with state["pool"].connection() as conn:
-            report_id = await store.add_report(conn, serial, "api", client_of(request), note)
-        return ORJSONResponse({"report_id": report_id, "serial": serial}, status_code=201)
+            accepted = await store.add_report(conn, serial, "api", client_of(request), note)
+        issued = await asyncio.to_thread(state["ledger"].head, "label", serial) is not None
+        detail = ("signed onto the label's ledger chain by the gateway for regulators" if issued else
+                  "this code was never issued, so there is no ledger chain to sign it onto: kept for regulators in the report table")
+        return ORJSONResponse({"report_id": accepted.report_id, "event_id": accepted.event_id, "serial": serial,
+                               "on_ledger": issued, "detail": detail}, status_code=201)
 
     # ------------------------------------------------------------ SMS
 
-    @router.post("/v1/channels/sms", summary="Inbound SMS webhook (form fields from, text): the reply text")
+    @router.post("/v1/channels/sms", summary="Inbound SMS webhook (form fields from, text): the reply text",
+                 responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def sms(request: Request):
         """Reply ≤ 70 UCS-2 characters, verdict first; text/plain, or ``{"reply": …}`` for Accept: application/json."""
         as_json = "application/json" in request.headers.get("accept", "")
@@ -323,10 +367,13 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             return _sms_answer(reply, as_json)
         client = store.client_key(shared["secret"], "sms", sender)
         async with state["pool"].connection() as conn:
-            raw, cv = await consumer_of(conn, serial, channel="sms", session=client)
             pin = None
-            if pin_text and cv.get("pin_protected") and cv["verdict"] == "genuine":
-                pin = await pin_check(conn, raw, pin_text, client, "sms")
+            if pin_text:  # check the PIN first: the message's one scan carries its outcome
+                raw, cv = await consumer_of(conn, serial, channel=None, session=None)
+                if cv.get("pin_protected") and cv["verdict"] == "genuine":
+                    pin = await pin_check(conn, raw, pin_text, client, "sms")
+            pin_result = PIN_EVENT_RESULT.get(pin["pin_result"]) if pin else None
+            raw, cv = await consumer_of(conn, serial, channel="sms", session=client, pin_result=pin_result)
         if pin and pin["pin_result"] in ("wrong", "limited"):
             reply = cons.sms_reply("pin_" + pin["pin_result"], lang, cv, pin)
         else:
@@ -339,7 +386,8 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
     async def voice(request: Request):
         """Form fields ``call_id``, ``digits`` (what was keyed since the last prompt), ``from``, ``lang``.
 
-        Answers ``{"prompt", "expect": "code"|"pin"|null, "hangup", "lang"}``.
+        Answers ``{"prompt", "expect": "code"|"pin"|null, "hangup", "lang", "audio"}``; ``audio`` is
+        the URL of the prompt as a WAV file, for platforms that play audio.
         """
         form = await form_of(request)
         call_id = form.get("call_id", "")
@@ -353,8 +401,9 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             client = store.client_key(shared["secret"], "tel", (form.get("from") or call_id)[:32])
 
             async def say(prompt: str, step: str, serial=None, tries=0, expect=None) -> ORJSONResponse:
-                await store.ivr_put(conn, call_id, step, serial, tries, lang)
-                return ORJSONResponse({"prompt": prompt, "expect": expect, "hangup": expect is None, "lang": lang})
+                await store.ivr_put(conn, call_id, step, serial, tries, lang, prompt)
+                return ORJSONResponse({"prompt": prompt, "expect": expect, "hangup": expect is None, "lang": lang,
+                                       "audio": f"/v1/channels/voice/audio?{urlencode({'call_id': call_id})}"})
 
             if call is None and not keyed:
                 return await say(v["welcome"], "code", expect="code")
@@ -378,6 +427,7 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             raw, cv = await consumer_of(conn, serial, channel=None, session=None)
             try:
                 pin = await pin_check(conn, raw, keyed, client, "voice")
+                await record_pin_scan(conn, serial, pin, "voice", client)
             except Refused:
                 if tries + 1 >= 3:
                     return await say(v["give_up"], "done")
@@ -386,6 +436,23 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
                 return await say(cons.sms_reply("pin_wrong", lang, cv, pin) + v["again"], "pin", serial, tries + 1, expect="pin")
             key = "pin_" + pin["pin_result"] if pin["pin_result"] in ("wrong", "limited") else cons.display_key(cv, pin)
             return await say(cons.sms_reply(key, lang, cv, pin) + v["bye"], "done")
+
+    @router.get("/v1/channels/voice/audio", summary="The phone call's current prompt as WAV audio (espeak-ng)",
+                response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+    async def voice_prompt_audio(call_id: str = ""):
+        """The prompt the call was last given, spoken (Mandarin or English, as the call goes); 404 for no such call."""
+        if not _CALL_ID.fullmatch(call_id):
+            raise Refused("invalid_field", "call_id must be 1-64 letters, digits or ._:-", field="call_id")
+        async with state["pool"].connection() as conn:
+            current = await store.ivr_prompt(conn, call_id)
+        if current is None:
+            return _problem(404, Refused("unknown_call", f"no call {call_id} has been given a prompt", field="call_id"))
+        try:
+            wav = await voice_audio.synthesize(*current)
+        except voice_audio.SpeechUnavailable as exc:
+            log.error("voice_audio_unavailable", call_id=call_id, error=str(exc))
+            return _problem(503, Refused("unavailable", str(exc)))
+        return Response(wav, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     return router
 

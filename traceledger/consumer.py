@@ -105,6 +105,8 @@ def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | N
         "scan_count": view.get("scan_count", 0),
         "first_scanned_at": view.get("first_scanned_at"),
     }
+    if view.get("integrity"):  # the ledger's stored chain was altered: say why the verdict is not genuine
+        out["integrity"] = view["integrity"]
     if view["verdict"] == "unknown" and not view.get("gtin"):
         return out | {"pin_protected": False, "trail": [], "problems": []}
     problems = check_given(view, gtin=gtin, lot=lot, expiry=expiry)

@@ -10,10 +10,14 @@ shares it and it survives restarts, unlike process memory.
   for the rate limits: an attempt is inserted as ``pending`` *before* the PIN is
   hashed and counted with the failures, so concurrent guesses can never exceed
   the limit (each sees the others' pending rows).
-* ``ivr_calls`` — the phone line's per-call step, so a call survives an API
-  restart and can hop between replicas.
-* ``consumer_reports`` — "report a suspected fake" from the page, kept here
-  until the ledger has an event kind for it.
+* ``ivr_calls`` — the phone line's per-call step and current prompt, so a
+  call survives an API restart, can hop between replicas, and its prompt can
+  be fetched as audio.
+* ``consumer_reports`` — every "report a suspected fake" (page, JSON API), for
+  regulators. Accepting one also puts it in the scan inbox (same transaction),
+  from which the gateway signs it onto the label's chain as a ``ReportedFake``
+  event with the same ``event_id``; reports about serials never issued cannot
+  go on a chain and are kept only here.
 * ``consumer_secret`` — one random key for the keyed hashes of client
   addresses and phone numbers (stable across restarts, never published).
 """
@@ -29,7 +33,7 @@ from datetime import datetime
 
 import psycopg
 
-from ledger import pins
+from ledger import pins, scan_inbox
 from traceledger.logs import get_logger
 
 log = get_logger("consumer_store")
@@ -68,16 +72,20 @@ CREATE TABLE IF NOT EXISTS ivr_calls (
     serial text,
     tries integer NOT NULL DEFAULT 0,
     lang text NOT NULL DEFAULT 'zh',
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    prompt text
 );
+ALTER TABLE ivr_calls ADD COLUMN IF NOT EXISTS prompt text;
 CREATE TABLE IF NOT EXISTS consumer_reports (
     id bigserial PRIMARY KEY,
     serial text NOT NULL,
     channel text NOT NULL,
     client text NOT NULL,
     note text,
-    at timestamptz NOT NULL DEFAULT now()
+    at timestamptz NOT NULL DEFAULT now(),
+    event_id text
 );
+ALTER TABLE consumer_reports ADD COLUMN IF NOT EXISTS event_id text;
 CREATE INDEX IF NOT EXISTS consumer_reports_serial_idx ON consumer_reports (serial);
 CREATE TABLE IF NOT EXISTS consumer_secret (
     id integer PRIMARY KEY CHECK (id = 1),
@@ -183,13 +191,47 @@ async def pin_use(conn: psycopg.AsyncConnection, serial: str) -> tuple[datetime,
     return (row[0], row[1]) if row else None
 
 
-async def add_report(conn: psycopg.AsyncConnection, serial: str, channel: str, client: str, note: str | None) -> int:
-    """Record a consumer's "suspected fake" report; return its id."""
-    row = await (await conn.execute(
-        "INSERT INTO consumer_reports (serial, channel, client, note) VALUES (%s, %s, %s, %s) RETURNING id", (serial, channel, client, note)
-    )).fetchone()
-    log.info("consumer_report", serial=serial, channel=channel, report_id=row[0])
-    return row[0]
+# The signed event's reason. A consumer's free-text note is not signed: anyone
+# on the internet could otherwise write anything (phone numbers, abuse) into a
+# permanent, replicated ledger; the note stays in ``consumer_reports``.
+REPORT_REASON = "a consumer reported a suspected fake"
+
+
+@dataclass(frozen=True)
+class AcceptedReport:
+    """A report accepted for regulators: its row id and the ledger event id it will be signed as."""
+
+    report_id: int
+    event_id: str
+
+
+async def add_report(conn: psycopg.AsyncConnection, serial: str, channel: str, client: str, note: str | None) -> AcceptedReport:
+    """Durably accept a consumer's "suspected fake" report.
+
+    One transaction writes the ``consumer_reports`` row and the scan-inbox
+    entry the gateway turns into a ``ReportedFake`` event (``session`` = the
+    client's pseudonym, ``reason`` = :data:`REPORT_REASON`), so a crash can
+    neither lose the ledger event of an acknowledged report nor sign one
+    that was never acknowledged.
+    """
+    note = (note or "").strip() or None
+    async with conn.transaction():
+        accepted = await scan_inbox.accept_async(conn, serial, kind=scan_inbox.REPORT, channel=channel, session=client,
+                                                 reason=REPORT_REASON)
+        row = await (await conn.execute(
+            "INSERT INTO consumer_reports (serial, channel, client, note, event_id) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (serial, channel, client, note, accepted.event_id),
+        )).fetchone()
+    log.info("consumer_report", serial=serial, channel=channel, report_id=row[0], event_id=accepted.event_id)
+    return AcceptedReport(row[0], accepted.event_id)
+
+
+async def reports_of(conn: psycopg.AsyncConnection, serial: str) -> list[dict]:
+    """Every report about ``serial``, oldest first (for producer and regulator views)."""
+    cur = await conn.execute(
+        "SELECT id, channel, client, note, at, event_id FROM consumer_reports WHERE serial = %s ORDER BY id", (serial,))
+    return [{"report_id": r[0], "channel": r[1], "client": r[2], "note": r[3], "at": r[4].isoformat(), "event_id": r[5]}
+            for r in await cur.fetchall()]
 
 
 async def ivr_get(conn: psycopg.AsyncConnection, call_id: str) -> dict | None:
@@ -198,11 +240,18 @@ async def ivr_get(conn: psycopg.AsyncConnection, call_id: str) -> dict | None:
     return dict(zip(("step", "serial", "tries", "lang"), row)) if row else None
 
 
-async def ivr_put(conn: psycopg.AsyncConnection, call_id: str, step: str, serial: str | None, tries: int, lang: str) -> None:
-    """Save a call's state (upsert)."""
+async def ivr_put(conn: psycopg.AsyncConnection, call_id: str, step: str, serial: str | None, tries: int, lang: str,
+                  prompt: str | None = None) -> None:
+    """Save a call's state and the prompt it was just given (upsert)."""
     await conn.execute(
-        "INSERT INTO ivr_calls (call_id, step, serial, tries, lang, updated_at) VALUES (%s, %s, %s, %s, %s, now()) "
+        "INSERT INTO ivr_calls (call_id, step, serial, tries, lang, prompt, updated_at) VALUES (%s, %s, %s, %s, %s, %s, now()) "
         "ON CONFLICT (call_id) DO UPDATE SET step = EXCLUDED.step, serial = EXCLUDED.serial, tries = EXCLUDED.tries, "
-        "lang = EXCLUDED.lang, updated_at = now()",
-        (call_id, step, serial, tries, lang),
+        "lang = EXCLUDED.lang, prompt = EXCLUDED.prompt, updated_at = now()",
+        (call_id, step, serial, tries, lang, prompt),
     )
+
+
+async def ivr_prompt(conn: psycopg.AsyncConnection, call_id: str) -> tuple[str, str] | None:
+    """(current prompt, lang) of a call, or None if there is no such call (or no prompt yet)."""
+    row = await (await conn.execute("SELECT prompt, lang FROM ivr_calls WHERE call_id = %s", (call_id,))).fetchone()
+    return (row[0], row[1]) if row and row[0] else None

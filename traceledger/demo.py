@@ -254,10 +254,15 @@ class _Scenario:
             "",
             f"  .venv/bin/traceledger verify {r['genuine']}",
             f"  .venv/bin/traceledger --json verify {r['counterfeit']}",
+            "Full trail (actors, event ids, reports), signed by the label's producer or a regulator:",
+            f"  .venv/bin/traceledger label trail {r['genuine']} --key {keys}/producer.key",
+            f"  .venv/bin/traceledger label trail {r['counterfeit']} --key {keys}/regulator.key",
             f"  .venv/bin/traceledger ship --key {keys}/distributor.key --to {RETAILER.actor_id} --territory 4403 --channel offline_retail {r['at_distributor']}",
             f"  .venv/bin/traceledger scan --key {keys}/retailer.key --channel shelf --region {CONSUMER_REGION} {r['genuine']}",
             f"  .venv/bin/traceledger issue --key {keys}/producer.key --gtin {ACME_GTIN} --lot L2026C --product '{BATTERY}' --count 1000 --out labels-L2026C.csv",
             f"  .venv/bin/traceledger actor show {ACME.actor_id}",
+            f"  .venv/bin/traceledger alerts summary --key {keys}/regulator.key     (alerts: signed by a regulator, or a producer for its own)",
+            f"  .venv/bin/traceledger alerts chart --key {keys}/regulator.key --out alerts.svg",
             f"Labels issued this run: {r['issued']} (in {r['labels_csv']})",
         ]
         for line in lines:
