@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaConnectionError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from ledger.errors import Refused
@@ -112,12 +113,24 @@ class TransactionalConsumer:
         self.quarantined = 0
         self.closers: list[Callable[[], None]] = []  # resources the handler holds
 
+    def _stored_offsets(self) -> dict[tuple[str, int], int]:
+        # Called from the rebalance listener: after a database restart the
+        # connection is dead, and an error here would kill the consumer.
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                rows = self.conn.execute(f"SELECT topic, partition, next_offset FROM {self.schema}.consumer_offsets").fetchall()
+                self.conn.commit()
+                return {(t, p): o for t, p, o in rows}
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("stored_offsets_retry", group=self.group, error=str(exc))
+                time.sleep(1)
+                self._reconnect()
+
     def _seek(self, partitions) -> None:
-        stored = dict(
-            ((t, p), o)
-            for t, p, o in self.conn.execute(f"SELECT topic, partition, next_offset FROM {self.schema}.consumer_offsets").fetchall()
-        )
-        self.conn.commit()
+        stored = self._stored_offsets()
         for tp in partitions:
             if (tp.topic, tp.partition) in stored:
                 self.consumer.seek(tp, stored[(tp.topic, tp.partition)])
@@ -127,7 +140,12 @@ class TransactionalConsumer:
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         """Apply one poll batch; return the number of records handled."""
-        batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
+        try:
+            batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
+        except KafkaConnectionError as exc:  # the broker is restarting: nothing read, poll again
+            log.warning("broker_unreachable_retry", group=self.group, error=str(exc))
+            time.sleep(1)
+            return 0
         records = [r for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for r in batches[tp]]
         if not records:
             return 0
@@ -149,14 +167,21 @@ class TransactionalConsumer:
                 # per record so only the culprit is quarantined.
                 log.error("batch_failed_retrying_carefully", group=self.group, error=repr(exc))
                 careful = True
-        self.consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in batches.items()})
+        try:
+            # Informational only (the offsets that count are in PostgreSQL), so a broker
+            # that just went away must not stop the consumer.
+            self.consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in batches.items()})
+        except KafkaError as exc:
+            log.warning("kafka_offset_commit_skipped", group=self.group, error=str(exc))
         return len(records)
 
     def _reconnect(self) -> None:
+        """A new connection, or (the server still down) the closed one: callers retry."""
+        self.conn.close()
         try:
-            self.conn.close()
-        finally:
             self.conn = psycopg.connect(self.settings.pg_conninfo)
+        except psycopg.OperationalError as exc:
+            log.warning("reconnect_failed", group=self.group, error=str(exc))
 
     def _apply(self, records: list, *, careful: bool = False) -> None:
         next_offsets: dict[tuple[str, int], int] = {}

@@ -14,19 +14,31 @@ they are produced) and nothing is doubled (a partition's log is ordered, so
 Actor events are produced synchronously: once any later event is on Kafka,
 the registrations and revocations before it are too, so readers can check
 signers by reading the actor topic up to its end.
+
+A record the topic cannot take (larger than its ``max.message.bytes``) or any
+send that fails for good halts the relay (:class:`RelayHalted`, exit status 2)
+with the log index, serial and event id in the log: every entry before it is
+on Kafka, nothing after it, so the log on Kafka stays dense. It is never
+skipped: a signed event cannot be dropped from the public record. Raising the
+topic's limit and restarting the relay resumes from exactly there.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
+from typing import Callable
 
 import psycopg
+from eventsourcing import persistence as es_persistence
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumers.checkpointer import Checkpointer
-from consumers.topics import ensure_topics
+from consumers.topics import ensure_topics, max_message_bytes
 from ledger.log import LogEntry, Sequencer, SEQUENCER_LOCK, ensure_schema
 from ledger.store import LedgerApplication
 from traceledger.config import Settings
@@ -39,6 +51,10 @@ log = get_logger("relay")
 _TAIL_WINDOW = 200
 
 
+class RelayHalted(Exception):
+    """An entry cannot be put on Kafka; the relay stops before it (see the module doc)."""
+
+
 def header(record, name: str) -> bytes | None:
     for k, v in record.headers or ():
         if k == name:
@@ -46,8 +62,14 @@ def header(record, name: str) -> bytes | None:
     return None
 
 
-def published_indexes(settings: Settings, partitions: dict[str, int]) -> dict[tuple[str, int], int]:
-    """Highest log_index on Kafka per (topic, partition); -1 where none."""
+def published_indexes(
+    settings: Settings, partitions: dict[str, int], is_ours: Callable[[int, bytes | None], bool] = lambda index, event_id: True
+) -> dict[tuple[str, int], int]:
+    """Highest log_index on Kafka per (topic, partition); -1 where none.
+
+    Only records whose ``log_index`` header is an integer and that ``is_ours(index,
+    event_id header)`` confirms count: a record someone else wrote to the topic with
+    a made-up header must not make the relay skip entries it never published."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -69,8 +91,9 @@ def published_indexes(settings: Settings, partitions: dict[str, int]) -> dict[tu
                 batch = consumer.poll(timeout_ms=2000, max_records=500)
                 for rec in batch.get(tp, []):
                     raw = header(rec, "log_index")
-                    if raw is not None:
-                        out[(tp.topic, tp.partition)] = max(out[(tp.topic, tp.partition)], int(raw))
+                    index = int(raw) if raw is not None and raw.isdigit() and len(raw) < 19 else None
+                    if index is not None and is_ours(index, header(rec, "event_id")):
+                        out[(tp.topic, tp.partition)] = max(out[(tp.topic, tp.partition)], index)
                 position = consumer.position(tp)
             consumer.pause(tp)
         return out
@@ -82,8 +105,11 @@ class Relay:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stop = threading.Event()
+        self.limits: dict[str, int] = {}  # topic -> max.message.bytes, read at start
 
     def _producer(self) -> KafkaProducer:
+        # A batch must fit the smallest topic limit, and one record the largest.
+        smallest = min(self.limits.values())
         return KafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             client_id="traceledger-relay",
@@ -91,18 +117,38 @@ class Relay:
             enable_idempotence=True,
             max_in_flight_requests_per_connection=5,
             linger_ms=5,
-            batch_size=256 * 1024,
+            batch_size=min(256 * 1024, smallest),
+            max_request_size=max(1024 * 1024, *self.limits.values()),
             compression_type=None,
             retries=2**31 - 1,
         )
 
     def _publish(self, producer: KafkaProducer, entries: list[LogEntry]) -> None:
+        sent = []
         for e in entries:
             headers = [("log_index", str(e.log_index).encode()), ("notification_id", str(e.notification_id).encode()), ("event_id", e.event_id.encode())]
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(e.key, e.value, headers)
+            if size > self.limits[e.topic]:
+                producer.flush(timeout=120)  # everything before it, and only that, is on Kafka
+                self._check(sent)
+                log.error("record_too_large", log_index=e.log_index, serial=e.subject, event_id=e.event_id, notification_id=e.notification_id,
+                          topic=e.topic, bytes=size, max_message_bytes=self.limits[e.topic],
+                          detail="relay halted before this entry; raise the topic's max.message.bytes and restart the relay")
+                raise RelayHalted(f"log index {e.log_index} ({e.subject}, event {e.event_id}) is {size} bytes, over {e.topic}'s max.message.bytes {self.limits[e.topic]}")
             future = producer.send(e.topic, key=e.key, value=e.value, partition=e.partition, headers=headers)
+            sent.append((e, future))
             if e.subject_type == "actor":
                 future.get(timeout=60)
         producer.flush(timeout=120)
+        self._check(sent)
+
+    @staticmethod
+    def _check(sent: list) -> None:
+        """Raise :class:`RelayHalted` if any send failed for good (flush does not raise)."""
+        for e, future in sent:
+            if future.is_done and future.failed():
+                log.error("produce_failed", log_index=e.log_index, serial=e.subject, event_id=e.event_id, topic=e.topic, partition=e.partition, error=repr(future.exception))
+                raise RelayHalted(f"log index {e.log_index} ({e.subject}) could not be produced: {future.exception!r}")
 
     def run(self, *, until_idle: bool = False) -> int:
         """Relay until stopped (or, with ``until_idle``, until nothing is left).
@@ -110,6 +156,7 @@ class Relay:
         Returns the number of entries produced.
         """
         partitions = ensure_topics(self.settings)
+        self.limits = max_message_bytes(self.settings, list(partitions))
         app = LedgerApplication(env=self.settings.eventsourcing_env())
         conn = psycopg.connect(self.settings.pg_conninfo, autocommit=True)
         ensure_schema(conn)
@@ -143,15 +190,18 @@ class Relay:
                 checkpointer.maybe_publish(size)
                 self.stop.wait(0.05)
         finally:
-            producer.flush(timeout=60)
-            producer.close(timeout=10)
-            conn.close()
-            app.close()
+            try:
+                producer.flush(timeout=60)
+                producer.close(timeout=10)
+            finally:
+                conn.close()
+                app.close()
         return produced
 
     def _resume(self, sequencer: Sequencer, producer: KafkaProducer, partitions: dict[str, int]) -> int:
         # Checkpoints carry no log_index: only the event topics say what is published.
-        published = published_indexes(self.settings, {t: n for t, n in partitions.items() if t != self.settings.checkpoint_topic})
+        published = published_indexes(self.settings, {t: n for t, n in partitions.items() if t != self.settings.checkpoint_topic},
+                                      is_ours=sequencer.is_entry)
         last_index, _ = sequencer.last()
         floor = min(published.values(), default=-1)
         republished = 0
@@ -175,7 +225,18 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: relay.stop.set())
     log.info("relay_started", kafka=relay.settings.kafka_bootstrap, topic=relay.settings.label_topic)
-    relay.run()
+    while not relay.stop.is_set():
+        try:
+            relay.run()
+        except RelayHalted as exc:
+            log.error("relay_halted", detail=str(exc))
+            sys.exit(2)
+        except (psycopg.OperationalError, es_persistence.OperationalError, es_persistence.InterfaceError, KafkaError) as exc:
+            # The database restarted or the broker stayed away too long: start
+            # over from the crash-recovery path (resume), which is exactly what
+            # a restart of the process would do.
+            log.error("relay_restarting", error=repr(exc))
+            relay.stop.wait(2)
 
 
 if __name__ == "__main__":

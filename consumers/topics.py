@@ -45,3 +45,26 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
         return counts
     finally:
         admin.close()
+
+
+# What Kafka allows per record batch when a topic does not say otherwise
+# (the broker's message.max.bytes default).
+DEFAULT_MAX_MESSAGE_BYTES = 1048588
+
+
+def max_message_bytes(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Each topic's effective ``max.message.bytes`` (the largest record batch it takes)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="traceledger-admin")
+    try:
+        found = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs=["max.message.bytes"]) for t in topics], config_filter="all"
+        )
+        out = {}
+        for topic in topics:
+            value = found.get("topic", {}).get(topic, {}).get("max.message.bytes", {}).get("value")
+            out[topic] = int(value) if value else DEFAULT_MAX_MESSAGE_BYTES
+        return out
+    finally:
+        admin.close()

@@ -69,7 +69,7 @@ class Sequencer:
     def __init__(self, app: LedgerApplication, conn: psycopg.Connection, *, label_topic: str, actor_topic: str, partitions: dict[str, int]):
         self.app = app
         self.conn = conn
-        self.topics = {"label": label_topic, "lot": label_topic, "actor": actor_topic}
+        self.topics = {"label": label_topic, "lot": label_topic, "container": label_topic, "alert": label_topic, "actor": actor_topic}
         self.partitions = partitions
         self.tree = merkle_tree.MerkleTree()  # leaves + complete nodes, same transaction as the entries
 
@@ -119,6 +119,11 @@ class Sequencer:
                     )
                     self.tree.append(cur, entries[0].log_index, [x.value for x in entries])
         return entries
+
+    def is_entry(self, log_index: int, event_id: bytes | None) -> bool:
+        """Whether ``log_index`` is indexed here for the event ``event_id`` (a Kafka header)."""
+        row = self.conn.execute("SELECT event_id FROM log_entries WHERE log_index = %s", (log_index,)).fetchone()
+        return row is not None and event_id is not None and row[0].encode() == event_id
 
     def entries_after(self, log_index: int, limit: int) -> list[LogEntry]:
         rows = self.conn.execute(

@@ -15,6 +15,10 @@
 #   TRACELEDGER_CACHE       jar cache root          default ~/.cache/traceledger
 #   KAFKA_START_TIMEOUT     seconds to wait for the broker     default 90
 #   KAFKA_STOP_TIMEOUT      seconds before SIGKILL on stop     default 30
+#   KAFKA_DATA_DIR          log dirs (server.properties beside it)  default .run/kafka/data
+#   KAFKA_PID_FILE          pid file (lock file beside it)     default .run/kafka.pid
+#   KAFKA_LOG_FILE          broker log                         default .run/kafka.log
+# (A second broker, e.g. the fault-injection tests' own, sets all five ports/paths.)
 set -euo pipefail
 
 OPS_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -34,13 +38,13 @@ CACHE_DIR="$CACHE_ROOT/kafka-$KAFKA_VERSION"
 LIBS_DIR="$CACHE_DIR/libs"
 LIBS_STAMP="$CACHE_DIR/libs.stamp"
 
-DATA_DIR="$RUN_DIR/kafka/data"
-PROPS_FILE="$RUN_DIR/kafka/server.properties"
-PID_FILE="$RUN_DIR/kafka.pid"
-LOG_FILE="$RUN_DIR/kafka.log"
+DATA_DIR="${KAFKA_DATA_DIR:-$RUN_DIR/kafka/data}"
+PROPS_FILE="$(dirname -- "$DATA_DIR")/server.properties"
+PID_FILE="${KAFKA_PID_FILE:-$RUN_DIR/kafka.pid}"
+LOG_FILE="${KAFKA_LOG_FILE:-$RUN_DIR/kafka.log}"
 TOOLS_LOG_FILE="$RUN_DIR/kafka-tools.log"
 MVN_LOG_FILE="$RUN_DIR/kafka-mvn.log"
-LOCK_FILE="$RUN_DIR/kafka.lock"
+LOCK_FILE="${PID_FILE%.pid}.lock"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 
 log() { echo "[ops] kafka: $*"; }
@@ -52,7 +56,7 @@ usage() {
 }
 
 prepare_run_dir() {
-    mkdir -p "$RUN_DIR" "$DATA_DIR"
+    mkdir -p "$RUN_DIR" "$DATA_DIR" "$(dirname -- "$PID_FILE")"
 }
 
 # Serialise start/stop so two concurrent `up`s cannot launch two brokers.

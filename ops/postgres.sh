@@ -16,13 +16,15 @@
 # Environment:
 #   PGPORT             server port                          default 5432
 #   PG_START_TIMEOUT   seconds to wait for the server       default 60
+#   PG_CLUSTER         Debian cluster name                  default main
+#                      (the fault-injection tests run their own, e.g. "faults")
 #
 # Needs root, or passwordless sudo (e.g. GitHub Actions runners).
 set -euo pipefail
 
 PGPORT="${PGPORT:-5432}"
 PG_START_TIMEOUT="${PG_START_TIMEOUT:-60}"
-PG_CLUSTER=main
+PG_CLUSTER="${PG_CLUSTER:-main}"
 DB_NAME=traceledger
 DB_USER=traceledger
 DB_PASSWORD=traceledger

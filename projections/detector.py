@@ -13,6 +13,7 @@ import signal
 import time
 
 import psycopg
+from eventsourcing import persistence as es_persistence
 
 from consumers.exactly_once import TransactionalConsumer
 from ledger import scan_inbox
@@ -44,7 +45,7 @@ class Detector:
             if n == 0 or time.monotonic() - last_tail >= TAIL_EVERY_SECONDS:
                 try:
                     t = self.tail.poll()
-                except psycopg.OperationalError as exc:  # the database blinked: next round retries
+                except (psycopg.OperationalError, es_persistence.OperationalError) as exc:  # the database blinked: next round retries
                     log.warning("inbox_tail_retry", error=str(exc))
                 last_tail = time.monotonic()
             if until_idle:

@@ -1,0 +1,498 @@
+"""Faults on a real broker and server: the broker or the database going away,
+records too large for the topic, a full disk.
+
+These tests stop and restart their database server and broker, so they run on
+a private PostgreSQL cluster and Kafka broker (:mod:`tests.fault_stack`), never
+on the shared ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from ledger import gs1, scan_inbox
+from ledger.service import Ledger
+from tests.conftest import free_port, wait_for, wait_for_api
+from tests.fault_stack import FaultStack
+from tests.helpers import Cast, gtin
+from tests.pipeline import log_indexes, topic_records
+from traceledger.config import REPO_ROOT
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The private PostgreSQL cluster and Kafka broker, removed at the end."""
+    s = FaultStack(pg_port=free_port(), kafka_port=free_port(), controller_port=free_port()).up()
+    yield s
+    s.remove()
+
+
+def start_api(services, settings, cast: Cast, tmp_path):
+    """The API as a subprocess on ``settings`` with the cast's gateway key; (url, service)."""
+    key_path = tmp_path / "gateway.key"
+    cast.keys["gateway"].save(key_path)
+    port = free_port()
+    s = settings.with_(listen_port=port, api_url=f"http://127.0.0.1:{port}", gateway_key=key_path)
+    svc = services("traceledger.api", s, name="api")
+    wait_for_api(svc, s.api_url)
+    return s.api_url, svc
+
+
+def events_body(signed_events) -> dict:
+    return {"events": [{"body": base64.b64encode(s.body).decode(), "signature": base64.b64encode(s.signature).decode()} for s in signed_events]}
+
+
+def post_accepted(url: str, signed_events) -> None:
+    r = httpx.post(f"{url}/v1/events", json=events_body(signed_events), timeout=120)
+    assert r.status_code == 200 and r.json()["refused"] == 0, r.text[:2000]
+
+
+def count(settings, sql: str, *args) -> int:
+    try:
+        with psycopg.connect(settings.pg_conninfo) as conn:
+            return conn.execute(sql, args).fetchone()[0]
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
+def projected(settings) -> int:
+    return count(settings, "SELECT count(*) FROM verification.events")
+
+
+def assert_kafka_holds_the_log_once(settings) -> int:
+    """Every indexed event is on Kafka exactly once; returns the log size."""
+    total = count(settings, "SELECT count(*) FROM log_entries")
+    records = topic_records(settings, settings.label_topic) + topic_records(settings, settings.actor_topic)
+    assert log_indexes(records) == list(range(total)), "a log index is missing or doubled on Kafka"
+    assert len(records) == total
+    return total
+
+
+# ------------------------------------------------------------ the broker goes away
+
+
+def test_broker_down_at_issuance_writes_wait_in_the_outbox(stack, services, tmp_path):
+    settings = stack.fresh_settings()
+    cast = Cast()
+    url, _ = start_api(services, settings, cast, tmp_path)
+    post_accepted(url, cast.founding_events())
+    relay = services("consumers.relay", settings, name="relay")
+    projector = services("projections.projector", settings, name="projector")
+    post_accepted(url, [cast.issue() for _ in range(100)])
+    wait_for(lambda: projected(settings) == 100, 90, 0.5, "the first labels to be projected")
+
+    stack.stop_kafka()
+    try:
+        # The write side needs only PostgreSQL: issuance and scans are still accepted.
+        later = [cast.issue() for _ in range(400)]
+        for i in range(0, len(later), 100):
+            post_accepted(url, later[i:i + 100])
+        serial = later[0].event.subject
+        scan = httpx.post(f"{url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "440305"}, timeout=30)
+        assert scan.status_code == 200, scan.text
+        stored = count(settings, "SELECT count(*) FROM ledger_events")
+        assert stored >= len(cast.founding_events()) + 500
+        assert projected(settings) == 100, "nothing new can reach the read model while the broker is down"
+    finally:
+        stack.start_kafka()
+
+    # Whatever the relay and projector did meanwhile (kept retrying, or exited
+    # and were restarted as a supervisor would), they catch up.
+    for svc in (relay, projector):
+        if not svc.running():
+            svc.start()
+    wait_for(lambda: projected(settings) == 501, 180, 0.5, "the relay and projector to catch up (500 issued + 1 scan)")
+    total = assert_kafka_holds_the_log_once(settings)
+    assert total == count(settings, "SELECT count(*) FROM ledger_events")
+    assert count(settings, "SELECT count(*) FROM verification.quarantine") == 0
+
+
+# ------------------------------------------------------------ the database goes away
+
+
+def test_postgres_down_refuses_writes_clearly_and_writes_nothing(stack, services, tmp_path):
+    settings = stack.fresh_settings()
+    cast = Cast()
+    url, api = start_api(services, settings, cast, tmp_path)
+    post_accepted(url, cast.founding_events())
+    serial = gs1.new_serial()
+    post_accepted(url, [cast.issue(serial)])
+    cast.keys["acme"].save(tmp_path / "acme.key")
+    refused_batch = [cast.issue() for _ in range(50)]
+    events_before = count(settings, "SELECT count(*) FROM ledger_events")
+    inbox_before = count(settings, "SELECT count(*) FROM scan_inbox")
+
+    stack.pg_ctl("stop", "-m", "fast")
+    try:
+        r = httpx.post(f"{url}/v1/events", json=events_body(refused_batch), timeout=120)
+        assert r.status_code == 503, r.text[:1000]
+        assert r.headers["content-type"].startswith(PROBLEM) and r.json()["code"] == "unavailable"
+        assert "nothing was written" in r.json()["detail"]
+
+        r = httpx.post(f"{url}/v1/labels/{serial}/scans", json={"channel": "web"}, timeout=60)
+        assert r.status_code == 503 and r.headers["content-type"].startswith(PROBLEM), r.text[:1000]
+
+        cli = subprocess.run(
+            [sys.executable, "-m", "traceledger.cli", "issue", "--key", str(tmp_path / "acme.key"), "--gtin", gtin(),
+             "--lot", "L1", "--product", "Battery", "--count", "3", "--out", str(tmp_path / "labels.csv"), "--api", url],
+            capture_output=True, text=True, timeout=180, cwd=REPO_ROOT,
+        )
+        assert cli.returncode == 1, (cli.returncode, cli.stderr[-2000:])
+        last_line = cli.stderr.strip().splitlines()[-1]
+        assert "503" in last_line or "database unavailable" in last_line, cli.stderr[-2000:]
+        assert "Traceback" not in cli.stderr
+    finally:
+        stack.pg_ctl("start")
+
+    wait_for_api(api, url)
+    assert api.running(), "the API survived the database restart"
+    assert count(settings, "SELECT count(*) FROM ledger_events") == events_before, "a refused write left events behind"
+    assert count(settings, "SELECT count(*) FROM scan_inbox") == inbox_before
+    ledger = Ledger(settings)
+    try:
+        heads = ledger.heads([("label", s.event.subject) for s in refused_batch])
+        assert all(h is None for h in heads.values())
+    finally:
+        ledger.close()
+    # The same signed batch goes through once the database is back, and the
+    # gateway's scan recorder (whose connection died with the server) records scans again.
+    post_accepted(url, refused_batch)
+    r = httpx.post(f"{url}/v1/labels/{serial}/scans", json={"channel": "web"}, timeout=60)
+    assert r.status_code == 200, r.text
+    ledger = Ledger(settings)
+    try:
+        wait_for(lambda: ledger.head("label", serial)["seq"] == 1, 30, 0.5, "the scan recorder to record the scan")
+    finally:
+        ledger.close()
+
+
+# ------------------------------------------------------------ a record too large for its topic
+
+
+def test_record_over_the_topics_limit_halts_the_relay_clearly_without_a_gap(stack, services, tmp_path):
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    from consumers.topics import topic_specs
+
+    settings = stack.fresh_settings()
+    cast = Cast()
+    ledger = Ledger(settings)
+    try:
+        assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
+        before = [cast.issue(product="Battery") for _ in range(10)]
+        big = cast.issue(product="Battery " + "x" * 190, region="440305")
+        after = [cast.issue(product="Battery") for _ in range(10)]
+
+        def size(signed):
+            return DefaultRecordBatchBuilder.estimate_size_in_bytes(signed.event.subject.encode(), signed.envelope, [
+                ("log_index", b"1234567"), ("notification_id", b"1234567"), ("event_id", signed.event.event_id.encode())])
+
+        # A label topic whose limit every ordinary event fits and the big one does not.
+        limit = (max(size(s) for s in before + after) + size(big)) // 2
+        assert max(size(s) for s in before + after) < limit < size(big)
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin.create_topics([
+            NewTopic(name, num_partitions=n, replication_factor=1, topic_configs={"max.message.bytes": str(limit)} if name == settings.label_topic else {})
+            for name, n in topic_specs(settings).items()
+        ])
+        for batch in (before, [big], after):
+            assert all(r.status == "accepted" for r in ledger.append(batch))
+
+        relay = services("consumers.relay", settings, name="relay")
+        wait_for(lambda: not relay.running(), 60, 0.5, "the relay to halt")
+        assert relay.proc.returncode == 2
+        halted = [line for line in relay.log_path.read_text().splitlines() if '"record_too_large"' in line]
+        assert len(halted) == 1 and big.event.subject in halted[0] and big.event.event_id in halted[0], halted
+        big_index = count(settings, "SELECT log_index FROM log_entries WHERE event_id = %s", big.event.event_id)
+        assert f'"log_index": {big_index}' in halted[0]
+
+        # Defined state: every entry before it is on Kafka once, nothing from it on.
+        records = topic_records(settings, settings.label_topic) + topic_records(settings, settings.actor_topic)
+        assert log_indexes(records) == list(range(big_index))
+
+        # The operator raises the limit; the restarted relay resumes exactly there.
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.label_topic, configs={"max.message.bytes": str(4 * limit)})])
+        admin.close()
+        relay.start()
+        total = count(settings, "SELECT count(*) FROM ledger_events")
+        wait_for(lambda: count(settings, "SELECT count(*) FROM log_entries") == total and
+                 len(topic_records(settings, settings.label_topic)) == total - len(Cast.ROLES), 60, 1, "the relay to finish")
+        assert assert_kafka_holds_the_log_once(settings) == total
+    finally:
+        ledger.close()
+
+
+# ------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_disk_settings(stack, tmp_path):
+    """Settings on a database whose files live on a 12 MB tmpfs (a disk that fills up).
+
+    Yields (settings, grow): ``grow(mb)`` enlarges the disk (the operator freeing space).
+    """
+    mount = stack.home / f"small-disk-{tmp_path.name[-12:]}"
+    mount.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", str(mount)], check=True)
+    subprocess.run(["chown", "postgres:postgres", str(mount)], check=True)
+    space, db = "tl_small_disk", f"tl_fault_disk_{tmp_path.name[-6:].replace('-', '_')}".lower()
+    try:
+        stack.psql_superuser(f"CREATE TABLESPACE {space} OWNER traceledger LOCATION '{mount}'")
+        stack.psql_superuser(f"CREATE DATABASE {db} OWNER traceledger TABLESPACE {space}")
+        settings = stack.settings.with_(pg_db=db, topic_prefix=f"fault-{db}.", partitions=4)
+        yield settings, lambda mb: subprocess.run(["mount", "-o", f"remount,size={mb}m", str(mount)], check=True)
+    finally:
+        stack.psql_superuser(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        stack.psql_superuser(f"DROP TABLESPACE IF EXISTS {space}")
+        subprocess.run(["umount", str(mount)], check=False)
+        mount.rmdir()
+
+
+def test_disk_full_refuses_writes_clearly_and_corrupts_nothing(small_disk_settings, services, tmp_path):
+    settings, grow = small_disk_settings
+    cast = Cast()
+    url, api = start_api(services, settings, cast, tmp_path)
+    post_accepted(url, cast.founding_events())
+    accepted: list = []
+    refused = None
+    for _ in range(60):  # 12 MB holds far fewer than 60,000 issued labels
+        batch = [cast.issue() for _ in range(1000)]
+        r = httpx.post(f"{url}/v1/events", json=events_body(batch), timeout=120)
+        if r.status_code != 200:
+            refused = (r, batch)
+            break
+        assert r.json()["refused"] == 0, r.text[:1000]
+        accepted += batch
+    assert refused is not None, "the small disk never filled up"
+    r, batch = refused
+    assert r.status_code == 503, r.text[:1000]
+    assert r.headers["content-type"].startswith(PROBLEM) and r.json()["code"] == "disk_full"
+    assert "nothing was written" in r.json()["detail"]
+    assert api.running()
+
+    # Nothing half-written, nothing damaged: every accepted label is there with an
+    # intact chain, none of the refused batch is.
+    grow(200)
+    ledger = Ledger(settings)
+    try:
+        heads = ledger.heads([("label", s.event.subject) for s in accepted])
+        assert all(h is not None and h["seq"] == 0 and not h["broken"] for h in heads.values())
+        assert all(h is None for h in ledger.heads([("label", s.event.subject) for s in batch]).values())
+        assert count(settings, "SELECT count(*) FROM ledger_events") == len(Cast.ROLES) + len(accepted)
+    finally:
+        ledger.close()
+    # With space again, the same signed batch is accepted.
+    post_accepted(url, batch)
+
+
+# ------------------------------------------------------------ everything at once, at scale
+
+
+class Issuer(threading.Thread):
+    """Issues ``total`` labels through the API in batches of 1000, re-sending a
+    batch until it is answered (the API may be dead or the database restarting).
+    A re-sent batch that was stored before comes back ``duplicate``."""
+
+    def __init__(self, url: str, cast: Cast, total: int):
+        super().__init__(name="issuer", daemon=True)
+        self.url, self.cast, self.total = url, cast, total
+        self.issued: list[str] = []  # serials, once their batch is accepted
+        self.resends = 0
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            with httpx.Client(timeout=120) as client:
+                for _ in range(self.total // 1000):
+                    batch = [self.cast.issue() for _ in range(1000)]
+                    self._send(client, batch)
+                    self.issued += [s.event.subject for s in batch]
+        except BaseException as exc:  # noqa: BLE001 -- reported by the test
+            self.error = exc
+
+    def _send(self, client, batch):
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                r = client.post(f"{self.url}/v1/events", json=events_body(batch))
+                if r.status_code == 200:
+                    statuses = {x["status"] for x in r.json()["results"]}
+                    assert statuses <= {"accepted", "duplicate"}, r.text[:1000]
+                    return
+                assert r.status_code == 503, r.text[:1000]  # the database is restarting
+            except httpx.TransportError:
+                pass  # the API was killed: its supervisor restarts it
+            assert time.monotonic() < deadline, "a batch was not accepted within 180 s"
+            self.resends += 1
+            time.sleep(0.5)
+
+
+class Scanner(threading.Thread):
+    """Consumer scans of issued labels (and of made-up codes) while everything else happens."""
+
+    def __init__(self, url: str, issuer: Issuer, seed: int):
+        super().__init__(name="scanner", daemon=True)
+        self.url, self.issuer, self.rng = url, issuer, random.Random(seed)
+        self.accepted: dict[str, str] = {}  # scan id -> serial, for every scan answered 200
+        self.made_up: list[str] = [gs1.new_serial() for _ in range(5)]
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            self._scan()
+        except BaseException as exc:  # noqa: BLE001 -- reported by the test
+            self.error = exc
+
+    def _scan(self):
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                if self.issuer.issued and self.rng.random() < 0.97:
+                    serial = self.rng.choice(self.issuer.issued[:5000])  # a small set: repeated scans too
+                else:
+                    serial = self.rng.choice(self.made_up)
+                try:
+                    r = client.post(f"{self.url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "310115", "session": f"s{self.rng.randrange(3)}"})
+                    if r.status_code == 200:
+                        self.accepted[r.json()["scan_id"]] = serial
+                    else:
+                        assert r.status_code == 503, r.text[:500]
+                except httpx.TransportError:
+                    time.sleep(0.2)
+                time.sleep(0.02)
+
+
+def detected(settings) -> int:
+    """Label-topic records the detector has consumed (its stored offsets)."""
+    return count(settings, "SELECT coalesce(sum(next_offset), 0) FROM alerts.consumer_offsets WHERE topic = %s", settings.label_topic)
+
+
+def rows(settings, sql: str) -> list:
+    with psycopg.connect(settings.pg_conninfo) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def run_to_idle(module: str, settings, schema: str, log_path) -> subprocess.Popen:
+    """Start building ``schema`` from scratch: ``python -m MODULE --schema S --until-idle``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACELEDGER_")} | settings.to_env()
+    with open(log_path, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", module, "--schema", schema, "--until-idle"], env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+CHAOS_SEED = 2026
+LABELS = 100_000
+
+
+def test_sigkills_and_restarts_during_100k_events_lose_and_double_nothing(stack, services, tmp_path):
+    rng = random.Random(CHAOS_SEED)
+    settings = stack.fresh_settings()
+    cast = Cast()
+    url, api = start_api(services, settings, cast, tmp_path)
+    post_accepted(url, cast.founding_events())
+    supervised = {name: services(module, settings, name=name) for name, module in
+                  [("relay", "consumers.relay"), ("projector", "projections.projector"), ("detector", "projections.detector")]}
+    supervised["api"] = api
+
+    issuer = Issuer(url, cast, LABELS)
+    scanner = Scanner(url, issuer, CHAOS_SEED)
+    started = time.monotonic()
+    issuer.start()
+    scanner.start()
+
+    # Seeded chaos: each service SIGKILLed 3 times at random moments, the
+    # database server and the broker restarted once each. Between actions the
+    # loop is the supervisor: whatever exited on its own is started again.
+    actions = [name for name in supervised for _ in range(3)] + ["postgres", "kafka"]
+    rng.shuffle(actions)
+    next_action = time.monotonic() + rng.uniform(2, 6)
+    unexpected_exits: dict[str, int] = {}
+    while actions or issuer.is_alive():
+        for name, svc in supervised.items():
+            if not svc.running():
+                unexpected_exits[name] = unexpected_exits.get(name, 0) + 1
+                svc.start()
+        if actions and time.monotonic() >= next_action:
+            action = actions.pop()
+            if action == "postgres":
+                stack.pg_ctl("restart", "-m", "fast")
+            elif action == "kafka":
+                stack.restart_kafka()
+            else:
+                supervised[action].kill()
+                time.sleep(rng.uniform(0, 0.5))
+                supervised[action].start()
+            next_action = time.monotonic() + rng.uniform(2, 8)
+        time.sleep(0.25)
+    issuer.join()
+    assert issuer.error is None, repr(issuer.error)
+    scanner.stop.set()
+    scanner.join()
+    assert scanner.error is None, repr(scanner.error)
+    wrote = time.monotonic() - started
+
+    # Everything drains: scans recorded, every event indexed, on Kafka, projected and detected.
+    def drained():
+        for name, svc in supervised.items():
+            if not svc.running():
+                unexpected_exits[name] = unexpected_exits.get(name, 0) + 1
+                svc.start()
+        inbox = rows(settings, "SELECT coalesce(max(id), 0) FROM scan_inbox")[0][0]
+        stored = count(settings, "SELECT count(*) FROM ledger_events")
+        indexed = count(settings, "SELECT count(*) FROM log_entries")
+        label_events = stored - len(Cast.ROLES)
+        return ((ledger.app.recorder.max_tracking_id(scan_inbox.TRACKING_NAME) or 0) >= inbox and indexed == stored
+                and projected(settings) == label_events and detected(settings) == label_events)
+
+    ledger = Ledger(settings)
+    try:
+        wait_for(drained, 300, 1, "the pipeline to drain after the chaos")
+    finally:
+        ledger.close()
+    drained_after = time.monotonic() - started
+    for svc in supervised.values():
+        svc.stop()
+    total = assert_kafka_holds_the_log_once(settings)
+    assert total >= LABELS
+
+    # No accepted scan lost, none doubled.
+    scanned = rows(settings, "SELECT event_id FROM verification.events WHERE kind = 'Scanned'")
+    scanned_ids = [r[0] for r in scanned]
+    assert len(scanned_ids) == len(set(scanned_ids)), "a scan was recorded twice"
+    issued = set(issuer.issued)
+    accepted_known = {sid for sid, serial in scanner.accepted.items() if serial in issued}
+    assert len(accepted_known) > 100
+    assert accepted_known <= set(scanned_ids), f"{len(accepted_known - set(scanned_ids))} accepted scans are lost"
+
+    # Every read model equals a rebuild from scratch.
+    rebuilds = [run_to_idle("projections.projector", settings, "rebuilt", tmp_path / "rebuild-projector.log"),
+                run_to_idle("projections.detector", settings, "alerts_rebuilt", tmp_path / "rebuild-detector.log")]
+    for proc in rebuilds:
+        assert proc.wait(600) == 0
+    rebuilt_after = time.monotonic() - started
+    for table, order in [("labels", "serial"), ("lots", "gtin, lot"), ("events", "subject_type, subject, seq")]:
+        live = rows(settings, f"SELECT * FROM verification.{table} ORDER BY {order}")
+        assert live == rows(settings, f"SELECT * FROM rebuilt.{table} ORDER BY {order}"), f"verification.{table} differs from its rebuild"
+    assert count(settings, "SELECT count(*) FROM verification.quarantine") == 0
+
+    keep = "kind, dedupe_key, serial, state, sightings, evidence, detail"
+    live_alerts = rows(settings, f"SELECT {keep} FROM alerts.alerts ORDER BY dedupe_key")
+    assert live_alerts == rows(settings, f"SELECT {keep} FROM alerts_rebuilt.alerts ORDER BY dedupe_key"), "alerts differ from their rebuild"
+    assert len(live_alerts) == len({a[1] for a in live_alerts}), "an alert was doubled"
+    assert {a[0] for a in live_alerts} >= {"scan_before_ship", "unknown_code"}
+    print(f"\nchaos run: {total} events, {len(scanned_ids)} scans, {len(live_alerts)} alerts; written after {wrote:.0f} s, "
+          f"drained after {drained_after:.0f} s, rebuilt after {rebuilt_after:.0f} s; batches re-sent {issuer.resends}, "
+          f"services that exited by themselves {unexpected_exits}")

@@ -1,0 +1,236 @@
+"""Property-based tests of the domain rules (hypothesis).
+
+Random command sequences, by any actor, with right and wrong chain links, go
+against the pure rules (``ledger/lifecycle.py``) and against the real
+``ledger.service.Ledger`` on a fresh database. Whatever the sequence:
+
+* no chain forks: accepted events have seq 0, 1, 2, ... each linked to the
+  hash of the one before, and two events offered for one position never both
+  get in;
+* no illegal state: statuses, custody and the one-way flags stay consistent;
+* verification never answers ``genuine`` for a recalled or flagged label (or a
+  label of a recalled lot): checked on the pure verdict and, once at the end,
+  on the real read model built by the relay and the projector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import psycopg
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from psycopg.rows import dict_row
+
+from ledger import gs1
+from ledger.errors import Refused
+from ledger.lifecycle import LabelState, LotState, authorize, fold, signer_of
+from ledger.service import Ledger
+from projections.verdict import verdict
+from projections.verification import read_view
+from tests.helpers import Cast, gtin, issued_payload, scanned_payload, shipped_payload
+from tests.pipeline import project_all, relay_all
+
+ACTORS = [a for a in Cast.ROLES if a != "registrar"] + ["registrar"]
+LABEL_KINDS = ["Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned", "ReportedFake"]
+STATUSES = {"issued", "in_transit", "received", "decommissioned"}
+
+
+def payload(kind: str, consignee: str) -> dict:
+    return {
+        "Shipped": lambda: shipped_payload(consignee),
+        "Received": lambda: {"region": None},
+        "Scanned": lambda: scanned_payload(),
+        "FlaggedCounterfeit": lambda: {"reason": "seized copy", "region": None},
+        "Recalled": lambda: {"reason": "cells overheat"},
+        "Decommissioned": lambda: {"reason": "used up"},
+        "ReportedFake": lambda: {"channel": "web", "region": None, "reason": "looks wrong", "session": None},
+    }[kind]()
+
+
+@dataclass(frozen=True)
+class Command:
+    """One attempted event on a label (or, for ``LotRecalled``, its lot)."""
+
+    kind: str
+    signer: str
+    consignee: str
+    link: str  # ok | stale | gap | bad_prev: how the event points at the chain head
+    rival: str | None  # with the real ledger: a second event offered for the same position
+
+
+commands = st.lists(
+    st.builds(
+        Command,
+        kind=st.sampled_from(LABEL_KINDS + ["LotRecalled"]),
+        signer=st.sampled_from(ACTORS),
+        consignee=st.sampled_from(ACTORS + ["nobody-here"]),
+        link=st.sampled_from(["ok", "ok", "ok", "ok", "stale", "gap", "bad_prev"]),
+        rival=st.one_of(st.none(), st.sampled_from(LABEL_KINDS)),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+class World:
+    """A cast and one label's chain as the pure rules see it."""
+
+    def __init__(self, cast: Cast, lot: str):
+        self.cast = cast
+        self.actors = {a: cast.actor_state(a) for a in Cast.ROLES}.get
+        self.lot = lot
+        self.lot_recalled = False
+        self.lot_head: tuple[int, bytes] | None = None
+
+    def event(self, serial: str, head: tuple[int, bytes], c: Command, kind: str | None = None):
+        """The signed event ``c`` describes, pointing at ``head`` as ``c.link`` says;
+        None when the field rules already refuse to build it (e.g. seq 0 after a
+        genesis, which decoding refuses in the ledger too)."""
+        kind = kind or c.kind
+        seq, prev = head[0] + 1, head[1]
+        if c.link == "stale":
+            seq -= 1
+        elif c.link == "gap":
+            seq += 1
+        elif c.link == "bad_prev":
+            prev = bytes(32) if prev != bytes(32) else b"\x01" * 32
+        try:
+            return self.cast.event(c.signer, "label", serial, kind, payload(kind, c.consignee), seq=max(seq, 0), prev=prev, advance=False)
+        except Refused:
+            return None
+
+    def lot_event(self, c: Command):
+        subject = f"{gtin()}/{self.lot}"
+        seq, prev = (self.lot_head[0] + 1, self.lot_head[1]) if self.lot_head else (0, bytes(32))
+        return self.cast.event(c.signer, "lot", subject, "Recalled", {"reason": "spot check failed"}, seq=seq, prev=prev, advance=False)
+
+    def judge(self, state, signed) -> Refused | None:
+        """None if the pure rules accept ``signed`` on ``state``, else the refusal."""
+        try:
+            authorize(state, signed.event, signer_of(signed.event, self.actors), self.actors)
+            return None
+        except Refused as refusal:
+            return refusal
+
+
+def assert_legal(before: LabelState, after: LabelState, kind: str) -> None:
+    assert after.status in STATUSES
+    assert after.custodian is not None
+    assert (after.status == "in_transit") == (after.consignee is not None)
+    assert after.serial == before.serial and after.producer == before.producer and after.gtin == before.gtin
+    # one-way facts never revert
+    assert after.recalled >= before.recalled and after.counterfeit >= before.counterfeit
+    if before.status == "decommissioned":
+        assert after.status == "decommissioned"
+    if after.counterfeit and not before.counterfeit:
+        assert kind == "FlaggedCounterfeit"
+
+
+def assert_never_genuine_when_bad(state: LabelState, lot_recalled: bool) -> None:
+    answer, _ = verdict(dataclasses.asdict(state), lot_recalled)
+    if state.recalled or state.counterfeit or lot_recalled:
+        assert answer != "genuine", (answer, state)
+
+
+# ------------------------------------------------------------ the pure rules
+
+
+@hyp_settings(max_examples=300, deadline=None)
+@given(commands)
+def test_no_command_sequence_breaks_the_pure_rules(seq_of_commands):
+    cast = Cast()
+    world = World(cast, "L1")
+    serial = gs1.new_serial()
+    issued = cast.event("acme", "label", serial, "Issued", issued_payload(), advance=False)
+    state = fold(None, issued.event, issued.hash)
+    chain = [(issued.event.seq, issued.event.prev_hash, issued.hash)]
+    for c in seq_of_commands:
+        if c.kind == "LotRecalled":
+            signed = world.lot_event(c)
+            if world.judge(None if world.lot_head is None else _lot_state(world), signed) is None:
+                world.lot_recalled, world.lot_head = True, (signed.event.seq, signed.hash)
+        else:
+            signed = world.event(serial, (state.seq, state.head), c)
+            if signed is not None and world.judge(state, signed) is None:
+                after = fold(state, signed.event, signed.hash)
+                assert_legal(state, after, c.kind)
+                state = after
+                chain.append((signed.event.seq, signed.event.prev_hash, signed.hash))
+        assert_never_genuine_when_bad(state, world.lot_recalled)
+    # one linear chain
+    assert [s for s, _, _ in chain] == list(range(len(chain)))
+    assert all(chain[i][1] == chain[i - 1][2] for i in range(1, len(chain)))
+
+
+def _lot_state(world: World) -> LotState:
+    seq, head = world.lot_head
+    return LotState(gtin=gtin(), lot=world.lot, recalled=world.lot_recalled, seq=seq, head=head)
+
+
+# ------------------------------------------------------------ the real ledger
+
+
+def test_no_command_sequence_breaks_the_real_ledger(settings):
+    # One fresh database for the whole run; every example works on its own label and lot.
+    ledger = Ledger(settings)
+    cast = Cast()
+    assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
+    expectations: list[tuple[str, str, bool]] = []  # (serial, lot, must not be genuine)
+    lots = iter(f"P{i}" for i in range(10_000))
+
+    @hyp_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(commands)
+    def run(seq_of_commands):
+        world = World(cast, next(lots))
+        serial = gs1.new_serial()
+        issued = cast.event("acme", "label", serial, "Issued", issued_payload(lot=world.lot), advance=False)
+        assert [r.status for r in ledger.append([issued])] == ["accepted"]
+        state = fold(None, issued.event, issued.hash)
+        for c in seq_of_commands:
+            if c.kind == "LotRecalled":
+                signed = world.lot_event(c)
+                expected = world.judge(None if world.lot_head is None else _lot_state(world), signed)
+                (result,) = ledger.append([signed])
+                assert (result.status == "accepted") == (expected is None), (c, result.as_dict(), expected)
+                if expected is None:
+                    world.lot_recalled, world.lot_head = True, (signed.event.seq, signed.hash)
+                continue
+            signed = world.event(serial, (state.seq, state.head), c)
+            if signed is None:
+                continue
+            batch = [signed]
+            rival = c.rival and world.event(serial, (state.seq, state.head), Command(c.rival, c.signer, c.consignee, c.link, None), kind=c.rival)
+            if rival:  # a second, different event for the same position: at most one gets in
+                batch.append(rival)
+            results = ledger.append(batch)
+            expected = world.judge(state, signed)
+            assert (results[0].status == "accepted") == (expected is None), (c, results[0].as_dict(), expected)
+            if expected is None:
+                state = fold(state, signed.event, signed.hash)
+            if len(results) == 2:
+                assert results[1].status != "accepted" or results[0].status != "accepted", "two events took one position"
+                if results[1].status == "accepted":
+                    state = fold(state, batch[1].event, batch[1].hash)
+            head = ledger.head("label", serial)  # the stored chain is the model's chain
+            assert (head["seq"], head["hash"], head["broken"]) == (state.seq, state.head.hex(), None)
+        expectations.append((serial, world.lot, state.recalled or state.counterfeit or world.lot_recalled))
+
+    try:
+        run()
+        # The same labels through the relay and the projector: the read model's
+        # verdict is never "genuine" for a recalled, flagged or lot-recalled label.
+        relay_all(settings)
+        project_all(settings)
+        with psycopg.connect(settings.pg_conninfo, row_factory=dict_row) as conn:
+            assert conn.execute("SELECT count(*) AS n FROM verification.quarantine").fetchone()["n"] == 0
+            bad = 0
+            for serial, _lot, must_not_be_genuine in expectations:
+                view = read_view(conn, serial)
+                assert view["verdict"] != "unknown"
+                if must_not_be_genuine:
+                    bad += 1
+                    assert view["verdict"] != "genuine", view
+        assert bad > 0, "no example recalled or flagged a label: the property was never exercised"
+    finally:
+        ledger.close()
