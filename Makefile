@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 GATEWAY_KEY := .demo/keys/gateway.key
 
-.PHONY: venv up demo test down services status clean-data browser
+.PHONY: venv up demo test bench down services status clean-data browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ browser:
 
 test: up browser
 	@$(PY) -m pytest -q
+
+# Every benchmark next to its same-run baseline (bench/run.py; about 20 minutes on 2 cores):
+# bench/results/<timestamp>.json and bench/results/latest.md. Not part of `make test`.
+bench: up
+	@$(PY) -m bench.run $(BENCH_ARGS)
 
 status:
 	@bash ops/stack.sh status || true

@@ -31,8 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
-from nacl.signing import SigningKey
 
+from bench.loadgen import percentile
+from bench.run import ed25519_rates
 from traceledger import sandbox
 from traceledger.config import REPO_ROOT, Settings
 
@@ -41,27 +42,6 @@ RESULTS = REPO_ROOT / "bench" / "results"
 
 def say(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def ed25519_rates(n: int = 20000) -> tuple[float, float]:
-    key = SigningKey.generate()
-    msg = os.urandom(300)
-    t = time.perf_counter()
-    for _ in range(n):
-        sig = key.sign(msg)
-    sign_rate = n / (time.perf_counter() - t)
-    vk = key.verify_key
-    t = time.perf_counter()
-    for _ in range(n):
-        vk.verify(sig)
-    return sign_rate, n / (time.perf_counter() - t)
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))
-    return sorted_values[k]
 
 
 def _http_worker(port: int, serials: list[str], seconds: float, out: mp.Queue) -> None:
@@ -134,7 +114,8 @@ def main() -> None:
     except OSError:
         results["commit"] = None
 
-    sign_rate, verify_rate = ed25519_rates()
+    rates = ed25519_rates()
+    sign_rate, verify_rate = rates["sign_per_s"], rates["verify_per_s"]
     results["ed25519_sign_per_s"], results["ed25519_verify_per_s"] = sign_rate, verify_rate
     say(f"baseline: Ed25519 sign {sign_rate:,.0f}/s, verify {verify_rate:,.0f}/s (one core)")
 

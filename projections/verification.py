@@ -18,18 +18,18 @@ import psycopg
 from psycopg.rows import dict_row
 
 from consumers.actor_feed import ActorFeed
+from consumers.preverify import BatchChecker
 from consumers.exactly_once import offsets_sql
 from consumers.relay import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
-from ledger.keys import verify_signature
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
+from projections import aggregation, alert_chains, lots as lot_graph
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"
 
 _LABEL_COLUMNS = [f.name for f in dataclasses.fields(LabelState)]
-_LOT_COLUMNS = [f.name for f in dataclasses.fields(LotState)]
 
 
 def schema_sql(s: str) -> str:
@@ -54,7 +54,7 @@ def schema_sql(s: str) -> str:
         occurred_at timestamptz NOT NULL, hash bytea NOT NULL, log_index bigint,
         PRIMARY KEY (subject_type, subject, seq)
     );
-    """
+    """ + alert_chains.schema_sql(s) + aggregation.schema_sql(s) + lot_graph.schema_sql(s)
 
 
 def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
@@ -100,13 +100,19 @@ class VerificationProjector:
     def __init__(self, schema: str, feed: ActorFeed):
         self.s = schema
         self.feed = feed
+        # Decodes each poll batch once and checks its signatures on threads (the costliest step).
+        self.checker = BatchChecker()
         self.rows: dict[tuple[str, str], _Row | None] = {}
         self.new_events: dict[tuple[str, str, int], tuple] = {}
+        self.memberships: list[tuple] = []  # aggregation.membership_change of applied events, in order
+        self.lot_edges: list[tuple] = []  # lot graph rows of applied Transformed events
 
     # -------------------------------------------------------------- batch
 
     def prepare(self, cur: psycopg.Cursor, records: list) -> None:
+        self.checker.prepare((rec.value for rec in records), lambda signed, i: self._signer_key(signed, records[i]))
         self.rows, self.new_events = {}, {}
+        self.memberships, self.lot_edges = [], []
         labels, lots = set(), set()
         for rec in records:
             key = (rec.key or b"").decode("utf-8", "replace")
@@ -121,11 +127,17 @@ class VerificationProjector:
             for serial in labels:
                 self.rows.setdefault(("label", serial), None)
         if lots:
-            cur.execute(f"SELECT {', '.join(_LOT_COLUMNS)} FROM {self.s}.lots WHERE gtin || '/' || lot = ANY(%s)", (list(lots),))
-            for row in cur.fetchall():
-                self.rows[("lot", f"{row[0]}/{row[1]}")] = _Row(LotState(*row[:-1], head=bytes(row[-1])))
+            found_lots = lot_graph.load(cur, self.s, list(lots))
             for key in lots:
-                self.rows.setdefault(("lot", key), None)
+                self.rows[("lot", key)] = _Row(found_lots[key]) if key in found_lots else None
+        boxes = aggregation.container_keys(labels)
+        found_boxes = aggregation.load(cur, self.s, boxes)
+        for key in boxes:
+            self.rows[("container", key)] = _Row(found_boxes[key]) if key in found_boxes else None
+        alerts = [key for key in labels if alert_chains.is_alert_key(key)]
+        found = alert_chains.load(cur, self.s, alerts)
+        for key in alerts:
+            self.rows[("alert", key)] = _Row(found[key]) if key in found else None
 
     def flush(self, cur: psycopg.Cursor) -> None:
         if self.new_events:
@@ -136,12 +148,15 @@ class VerificationProjector:
             )
         dirty = [(k, r) for k, r in self.rows.items() if r is not None and r.dirty]
         labels = [[getattr(r.state, c) for c in _LABEL_COLUMNS] + [r.scan_count, r.first_scanned_at, r.last_event_at] for k, r in dirty if k[0] == "label"]
-        lots = [[getattr(r.state, c) for c in _LOT_COLUMNS] for k, r in dirty if k[0] == "lot"]
         if labels:
             cols = _LABEL_COLUMNS + ["scan_count", "first_scanned_at", "last_event_at"]
             cur.executemany(_upsert_sql(f"{self.s}.labels", cols, "serial"), labels)
-        if lots:
-            cur.executemany(_upsert_sql(f"{self.s}.lots", _LOT_COLUMNS, "gtin, lot"), lots)
+        lot_graph.save(cur, self.s, [r.state for k, r in dirty if k[0] == "lot"])
+        aggregation.save(cur, self.s, [r.state for k, r in dirty if k[0] == "container"])
+        aggregation.save_memberships(cur, self.s, self.memberships)
+        lot_graph.save_edges(cur, self.s, self.lot_edges)
+        self.memberships, self.lot_edges = [], []
+        alert_chains.save(cur, self.s, [r.state for k, r in dirty if k[0] == "alert"])
         for _, r in dirty:
             r.dirty = False
         self.new_events = {}
@@ -152,9 +167,9 @@ class VerificationProjector:
         """Check and apply one record; None if it was delivered before."""
         if record.value is None:
             raise Refused("malformed_encoding", "record has no value")
-        signed = SignedEvent.from_envelope(record.value)
+        signed = self.checker.signed(record.value)
         e = signed.event
-        if e.subject_type not in ("label", "lot"):
+        if e.subject_type not in ("label", "lot", "alert", "container"):
             raise Refused("invalid_field", f"a {e.subject_type} event does not belong on the label topic", field="subject_type")
         if record.key != e.subject.encode():
             raise Refused("key_mismatch", "record key is not the event's subject", field="key")
@@ -164,7 +179,12 @@ class VerificationProjector:
         state = row.state if row else None
         if state is not None and e.seq <= state.seq:
             if self._stored_hash(cur, e.subject_type, e.subject, e.seq) == signed.hash:
-                return None  # delivered again: already applied, no second effect
+                # Delivered again: no second effect. The hash covers the body only, so
+                # check the signature too: a copy with a damaged one is not this event.
+                signer = signer_of(e, self.feed.registry.lookup(log_index))
+                if not self.checker.verify(signer.public_key, signed.body, signed.signature):
+                    raise Refused("bad_signature", f"a copy of event {e.event_id} with a signature that does not verify", field="signature")
+                return None
             raise Refused("conflicting_event", f"{e.subject} already has a different event {e.seq}: a fork attempt", field="seq")
         lookup = self.feed.registry.lookup(log_index)
         try:
@@ -174,8 +194,11 @@ class VerificationProjector:
             # key rotation) may be on the actor topic but not read yet.
             self.feed.catch_up()
             signer = signer_of(e, lookup)
-        if not verify_signature(signer.public_key, signed.body, signed.signature):
+        if not self.checker.verify(signer.public_key, signed.body, signed.signature):
             raise Refused("bad_signature", f"signature of event {e.event_id} does not verify", field="signature")
+        # No cross-chain lookup: partitions are read in no common order, so another
+        # chain's row may lag this record. The ledger checked those rules at write
+        # time and the auditor re-checks them in global log order.
         authorize(state, e, signer, lookup)
         # Checked: from here on, only effects.
         new_state = fold(state, e, signed.hash)
@@ -189,7 +212,16 @@ class VerificationProjector:
         self.new_events[(e.subject_type, e.subject, e.seq)] = (
             e.subject_type, e.subject, e.seq, e.event_id, e.kind, e.actor, region, e.occurred_at, signed.hash, log_index,
         )
+        if (change := aggregation.membership_change(e, log_index)) is not None:
+            self.memberships.append(change)
+        self.lot_edges.extend(lot_graph.edges(e, log_index))
         return Applied(signed, signer, state, new_state, log_index)
+
+    def _signer_key(self, signed: SignedEvent, record) -> bytes | None:
+        """The key ``record`` should verify under, as far as the actors read so far tell (a guess for
+        :class:`BatchChecker`; ``__call__`` decides with the same rules)."""
+        raw_index = header(record, "log_index")
+        return signer_of(signed.event, self.feed.registry.lookup(int(raw_index) if raw_index is not None else None)).public_key
 
     def _row(self, cur, subject_type: str, subject: str) -> _Row | None:
         return self.rows.get((subject_type, subject))  # every record's key was prepared
@@ -211,32 +243,65 @@ def _upsert_sql(table: str, cols: list[str], key: str) -> str:
 
 def _view_sql(schema: str) -> tuple[str, str]:
     label = (
-        f"SELECT l.*, COALESCE(lots.recalled, false) AS lot_recalled FROM {schema}.labels l "
+        f"SELECT l.*, COALESCE(lots.recalled, false) AS lot_recalled, "
+        f"COALESCE(cardinality(lots.inputs), 0) > 0 AS lot_transformed FROM {schema}.labels l "
         f"LEFT JOIN {schema}.lots lots ON lots.gtin = l.gtin AND lots.lot = l.lot WHERE l.serial = %s"
     )
     trail = (
-        f"SELECT seq, kind, actor, region, occurred_at FROM {schema}.events "
+        f"SELECT seq, kind, actor, region, occurred_at, log_index FROM {schema}.events "
         "WHERE subject_type = 'label' AND subject = %s ORDER BY seq"
     )
     return label, trail
+
+
+def _extra_sql(schema: str, serial: str, label: dict | None, trail: list[dict]) -> dict[str, tuple[str, tuple]]:
+    """Queries a view needs beyond the label's own chain, only when they can find something:
+    containers it travelled in (it was packed at least once) and recalled input lots (its lot was transformed)."""
+    if label is None:
+        return {}
+    out = {}
+    if any(r["kind"] == "PackedInto" for r in trail):
+        out["containers"] = (aggregation.containers_sql(schema), ("label", serial))
+        out["steps"] = (aggregation.steps_sql(schema), ("label", serial))
+    if label.get("lot_transformed"):
+        lot_key = f"{label['gtin']}/{label['lot']}"
+        out["recalled_lots"] = (lot_graph.recalled_ancestors_sql(schema), (lot_key, lot_key))
+    return out
 
 
 def _unprojected_sql(schema: str) -> str:
     # A scan's ledger event reuses its inbox row's event id, so a row is
     # "projected" once its event id is among the model's events of that label.
     return (
-        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND NOT EXISTS ("
+        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND i.kind = 'scan' AND NOT EXISTS ("
         f"SELECT 1 FROM {schema}.events e WHERE e.subject_type = 'label' AND e.subject = i.serial AND e.event_id = i.event_id)"
     )
 
 
-def build_view(serial: str, label: dict | None, trail: list[dict]) -> dict:
-    """The verification view from a label row and its events. Pure."""
+def build_view(serial: str, label: dict | None, trail: list[dict], extras: dict[str, list[dict]] | None = None) -> dict:
+    """The verification view from a label row, its events and ``extras`` (rows of :func:`_extra_sql`). Pure."""
     if label is None:
         v, reasons = verdict(None)
         return {"serial": serial, "verdict": v, "reasons": reasons, "scan_count": 0, "first_scanned_at": None, "trail": []}
-    v, reasons = verdict(label, label["lot_recalled"])
-    return {
+    extras = extras or {}
+    travel = aggregation.travelled(extras.get("containers", []), extras.get("steps", []))
+    because = [f"container {sscc} was recalled while this item was in it" for sscc in travel["recalled_by"]]
+    because += [f"input lot {r['lot']} ({r['product'] or 'material'}) it was made from has been recalled" for r in extras.get("recalled_lots", [])]
+    v, reasons = verdict(label, label["lot_recalled"], because)
+    # While packed, the item moves with its outermost container: that one's custody and shipment count.
+    moving = travel["inside"][-1] if travel["inside"] else label
+    steps = [
+        {"seq": r["seq"], "kind": r["kind"], "actor": r["actor"], "region": r["region"], "at": _iso(r["occurred_at"]), "log_index": r.get("log_index")}
+        for r in trail
+    ] + [
+        {"seq": r["seq"], "kind": r["kind"], "actor": r["actor"], "region": r["region"], "at": _iso(r["occurred_at"]), "log_index": r["log_index"], "container": r["container"]}
+        for r in travel["steps"]
+    ]
+    if travel["steps"] and all(x["log_index"] is not None for x in steps):
+        steps.sort(key=lambda x: x["log_index"])
+    for x in steps:
+        del x["log_index"]
+    out = {
         "serial": serial,
         "verdict": v,
         "reasons": reasons,
@@ -245,19 +310,20 @@ def build_view(serial: str, label: dict | None, trail: list[dict]) -> dict:
         "gtin": label["gtin"],
         "lot": label["lot"],
         "expiry": label["expiry"],
-        "status": label["status"],
-        "custodian": label["custodian"],
-        "territory": label["territory"],
-        "channel": label["channel"],
+        "status": moving["status"],
+        "custodian": moving["custodian"],
+        "territory": moving["territory"],
+        "channel": moving["channel"],
         "issued_at": _iso(label["issued_at"]),
         "scan_count": label["scan_count"],
         "first_scanned_at": _iso(label["first_scanned_at"]),
         "pin_protected": label["pin_hash"] is not None,
-        "trail": [
-            {"seq": r["seq"], "kind": r["kind"], "actor": r["actor"], "region": r["region"], "at": _iso(r["occurred_at"])}
-            for r in trail
-        ],
+        "trail": steps,
     }
+    if travel["containers"]:
+        out["containers"] = travel["containers"]
+        out["in_container"] = travel["inside"][0]["sscc"] if travel["inside"] else None
+    return out
 
 
 def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEMA) -> dict:
@@ -266,7 +332,8 @@ def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEM
     with conn.cursor(row_factory=dict_row) as cur:
         label = cur.execute(label_sql, (serial,)).fetchone()
         trail = cur.execute(trail_sql, (serial,)).fetchall() if label else []
-    return build_view(serial, label, trail)
+        extras = {name: cur.execute(sql, params).fetchall() for name, (sql, params) in _extra_sql(schema, serial, label, trail).items()}
+    return build_view(serial, label, trail, extras)
 
 
 async def read_view_async(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> dict:
@@ -275,7 +342,10 @@ async def read_view_async(conn: psycopg.AsyncConnection, serial: str, schema: st
     async with conn.cursor(row_factory=dict_row) as cur:
         label = await (await cur.execute(label_sql, (serial,), prepare=True)).fetchone()
         trail = await (await cur.execute(trail_sql, (serial,), prepare=True)).fetchall() if label else []
-    return build_view(serial, label, trail)
+        extras = {}
+        for name, (sql, params) in _extra_sql(schema, serial, label, trail).items():
+            extras[name] = await (await cur.execute(sql, params, prepare=True)).fetchall()
+    return build_view(serial, label, trail, extras)
 
 
 async def unprojected_scans(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> int:

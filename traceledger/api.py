@@ -15,6 +15,7 @@ from typing import Literal
 
 import psycopg
 import uvicorn
+from eventsourcing import persistence as es_persistence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse
@@ -29,10 +30,11 @@ from ledger.events import SignedEvent, decode_signed, validate_actor_id, validat
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from projections import verification
-from traceledger import api_alerts, auth
+from traceledger import api_aggregation, api_alerts, api_epcis, auth
 from projections.verification import read_view_async, unprojected_scans
 from traceledger.api_log import log_router
 from traceledger.api_consumer import build_router as build_consumer_router
+from traceledger.api_trail import trail_router
 from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
 
@@ -53,10 +55,11 @@ class EventIn(BaseModel):
 
 class EventsIn(BaseModel):
     events: list[EventIn]
+    atomic: bool = Field(default=False, description="all or nothing: one refusal and no event is written (always so for pack/unpack batches)")
 
 
 class SubjectRef(BaseModel):
-    type: Literal["label", "lot", "actor"]
+    type: Literal["label", "lot", "actor", "alert", "container"]
     subject: str
 
 
@@ -73,6 +76,27 @@ class ScanIn(BaseModel):
 
 
 # ------------------------------------------------------------------ helpers
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: how every error is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str | None = None
+    field: str | None = None
+
+
+# Documented on every operation (OpenAPI), so clients and schema checkers know the
+# error shape; it replaces FastAPI's default 422 body, which this API never sends.
+PROBLEM_RESPONSES = {
+    status: {"description": text, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+    for status, text in [(400, "input refused"), (401, "not authenticated"), (403, "forbidden"), (404, "not found"),
+                         (413, "request too large"), (422, "invalid request"), (429, "too many attempts"),
+                         (503, "database unavailable or out of space")]
+}
 
 
 def problem(status: int, title: str, detail: str, *, code: str | None = None, field: str | None = None) -> JSONResponse:
@@ -116,6 +140,31 @@ class DeclaredBodyLimit:
         await self.app(scope, receive, send)
 
 
+# Any fixed number: the advisory lock that lets one API worker process at a time record scans.
+_RECORDER_LOCK = 0x7363616E73
+
+
+def _record_scans(recorder: scan_inbox.ScanRecorder, settings: Settings) -> None:
+    """Run the scan recorder; with several worker processes, only in the one holding the lock.
+
+    Two recorders would stay correct (a batch's tracking record is unique) but
+    would keep losing races to each other. The lock is a session lock: if its
+    holder dies, another worker's thread takes over.
+    """
+    if settings.api_workers <= 1:
+        recorder.run()
+        return
+    while not recorder.stop.is_set():
+        try:
+            with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+                conn.execute("SELECT pg_advisory_lock(%s)", (_RECORDER_LOCK,))
+                log.info("scan_recorder_active")
+                recorder.run()
+        except psycopg.OperationalError as exc:
+            log.warning("scan_recorder_lock_lost", error=str(exc))
+            recorder.stop.wait(2.0)
+
+
 # ------------------------------------------------------------------ app
 
 
@@ -127,7 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         configure()
         state["ledger"] = Ledger(settings)
-        state["pool"] = AsyncConnectionPool(settings.pg_conninfo, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False)
+        state["pool"] = AsyncConnectionPool(settings.pg_conninfo, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False,
+                                            timeout=10)  # with the database down: 503 after 10 s, not 30
         await state["pool"].open()
         with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
             scan_inbox.ensure_schema(conn)
@@ -136,7 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recorder = None
         if settings.gateway_key:
             recorder = scan_inbox.ScanRecorder(state["ledger"], KeyPair.load(settings.gateway_key), settings.pg_conninfo, batch=settings.scan_batch)
-            threading.Thread(target=recorder.run, name="scan-recorder", daemon=True).start()
+            threading.Thread(target=_record_scans, args=(recorder, settings), name="scan-recorder", daemon=True).start()
         else:
             log.warning("no_gateway_key", detail="scans are accepted into the inbox but not recorded until TRACELEDGER_GATEWAY_KEY is set")
         log.info("api_started", pg_db=settings.pg_db, gateway=recorder.gateway.actor if recorder else None)
@@ -145,15 +195,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             recorder.stop.set()
         await state["pool"].close()
 
-    app = FastAPI(title="traceledger", version="0.1.0", lifespan=lifespan, max_body_size=2 * MAX_BODY_BYTES,
+    app = FastAPI(title="traceledger", version="0.1.0", lifespan=lifespan, max_body_size=2 * MAX_BODY_BYTES, responses=PROBLEM_RESPONSES,
                   description="Tamper-evident traceability ledger for anti-counterfeit labels")
 
     app.add_middleware(DeclaredBodyLimit, limit=MAX_BODY_BYTES)
     # Routers take ``Depends(state["caller"])`` for who signed the request (None if nobody did).
     state["caller"] = auth.caller_dependency(lambda: state["ledger"].actor)
-    app.include_router(api_alerts.router(lambda: state["pool"]))  # /v1/alerts...
+    app.include_router(api_alerts.router(lambda: state["pool"], state["caller"], lambda: state["ledger"]))  # /v1/alerts...
     app.include_router(log_router(settings))  # /v1/log/*, /v1/labels/{serial}/proof
     app.include_router(build_consumer_router(settings, state))  # /, /01/{gtin}/21/{serial}, PINs, SMS, voice
+    app.include_router(trail_router(state))  # /v1/labels/{serial}/trail (signed: producer or regulator)
+    app.include_router(api_aggregation.router(settings, state))  # /v1/containers/{sscc}, /v1/lots/{gtin}/{lot}/impact
+    app.include_router(api_epcis.router(settings, state))  # /v1/epcis/events, /v1/epcis/capture
 
     @app.exception_handler(Refused)
     async def refused_handler(request: Request, exc: Refused):
@@ -177,8 +230,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(psycopg.OperationalError)
     async def db_down_handler(request: Request, exc: psycopg.OperationalError):
+        # The event store wraps psycopg's error: look at the cause for the real one.
+        if isinstance(exc, psycopg.errors.DiskFull) or isinstance(exc.__cause__, psycopg.errors.DiskFull):
+            log.error("database_disk_full", error=str(exc))
+            return problem(503, "database out of space", "the ledger database has no disk space left; nothing was written", code="disk_full")
         log.error("database_unavailable", error=str(exc))
         return problem(503, "database unavailable", "the ledger database cannot be reached; nothing was written", code="unavailable")
+
+    # The event store (eventsourcing) re-raises psycopg's connection errors as its own.
+    for store_error in (es_persistence.OperationalError, es_persistence.InterfaceError):
+        app.add_exception_handler(store_error, db_down_handler)
 
     @app.get("/healthz")
     async def healthz():
@@ -192,7 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if len(payload.events) > MAX_EVENTS_PER_REQUEST:
             raise Refused("too_many_events", f"at most {MAX_EVENTS_PER_REQUEST} events per request", field="events")
         batch = [decode_item(item) for item in payload.events]
-        results = [r.as_dict() for r in state["ledger"].append(batch)]
+        results = [r.as_dict() for r in state["ledger"].append(batch, atomic=payload.atomic)]
         accepted = sum(r["status"] in ("accepted", "duplicate") for r in results)
         log.info("events_appended", submitted=len(results), accepted=accepted, refused=len(results) - accepted)
         return {"results": results, "accepted": accepted, "refused": len(results) - accepted}
@@ -224,11 +285,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read endpoints are async on an async pool: no thread hop per request.
     @app.get("/v1/labels/{serial}")
     async def get_label(serial: str):
-        """The verification view of a label."""
+        """The public verification view of a label: what a consumer needs, nothing private
+        (the full trail is ``GET /v1/labels/{serial}/trail``, signed by its producer or a regulator)."""
         gs1.validate_serial(serial)
         async with state["pool"].connection() as conn:
             # Never "genuine" when the ledger's stored chain no longer matches what it published.
-            return ORJSONResponse(await guard_view(state["ledger"].app, conn, serial, await view(conn, serial)))
+            out = await guard_view(state["ledger"].app, conn, serial, await view(conn, serial))
+        return ORJSONResponse(await state["public_view"](out))
 
     @app.post("/v1/labels/{serial}/scans")
     async def post_scan(serial: str, scan: ScanIn | None = None):
@@ -247,9 +310,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if out["verdict"] != "unknown":
                 out["scan_count"] += await unprojected_scans(conn, serial)
                 out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()
-        out["scan_id"] = accepted.event_id
         log.info("scan_accepted", serial=serial, event_id=accepted.event_id, verdict=out["verdict"], channel=scan.channel)
-        return ORJSONResponse(out)
+        return ORJSONResponse(await state["public_view"](out) | {"scan_id": accepted.event_id})
 
     return app
 
@@ -260,7 +322,8 @@ app = create_app()
 def main() -> None:
     settings = Settings.from_env()
     configure()
-    uvicorn.run("traceledger.api:app", host=settings.listen_host, port=settings.listen_port, log_level="warning")
+    uvicorn.run("traceledger.api:app", host=settings.listen_host, port=settings.listen_port, log_level="warning",
+                workers=settings.api_workers)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ class Settings:
     run_dir: Path = field(default=REPO_ROOT / ".run")
     relay_batch: int = 1000
     scan_batch: int = 500
+    # API server processes (uvicorn workers); one per core serves reads on every core.
+    api_workers: int = 1
     # The global Merkle log (issue 6): the key that signs checkpoints (generated
     # under run_dir on first use when unset), the origin line of every
     # checkpoint, and how often the relay publishes one.
@@ -82,6 +84,7 @@ class Settings:
             run_dir=Path(env.get("TRACELEDGER_RUN_DIR", d.run_dir)),
             relay_batch=_int(env, "TRACELEDGER_RELAY_BATCH", d.relay_batch),
             scan_batch=_int(env, "TRACELEDGER_SCAN_BATCH", d.scan_batch),
+            api_workers=_int(env, "TRACELEDGER_API_WORKERS", d.api_workers),
             log_key=Path(log_key) if log_key else None,
             log_origin=env.get("TRACELEDGER_LOG_ORIGIN", d.log_origin),
             checkpoint_events=_int(env, "TRACELEDGER_CHECKPOINT_EVENTS", d.checkpoint_events),
@@ -106,6 +109,7 @@ class Settings:
             "TRACELEDGER_RUN_DIR": str(self.run_dir),
             "TRACELEDGER_RELAY_BATCH": str(self.relay_batch),
             "TRACELEDGER_SCAN_BATCH": str(self.scan_batch),
+            "TRACELEDGER_API_WORKERS": str(self.api_workers),
             "TRACELEDGER_LOG_ORIGIN": self.log_origin,
             "TRACELEDGER_CHECKPOINT_EVENTS": str(self.checkpoint_events),
             "TRACELEDGER_CHECKPOINT_SECONDS": str(self.checkpoint_seconds),
@@ -155,4 +159,7 @@ class Settings:
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_MAX_OVERFLOW": "4",
             "POSTGRES_LOCK_TIMEOUT": "5",
+            # Seconds to wait for a pooled connection: with the server down, a write is
+            # refused (503) after this long rather than the library's default 30 s.
+            "POSTGRES_CONNECT_TIMEOUT": "10",
         }
