@@ -14,11 +14,11 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from ledger import gs1
+from ledger import gs1, scan_inbox
 from ledger.encoding import event_codec
 from ledger.events import GENESIS_HASH
 from ledger.keys import KeyPair
-from traceledger import commands as cmd
+from traceledger import commands as cmd, packing
 from traceledger.cli import cli
 
 DEAD_API = "http://127.0.0.1:9"
@@ -196,6 +196,7 @@ def _schema_fields():
 
 def test_payload_builders_fill_every_schema_field():
     pub = bytes(32)
+    fields = _schema_fields()
     built = {
         "Issued": cmd.issued_payload(GOOD_GTIN, "L1", "p"),
         "Shipped": cmd.shipped_payload("a-b", "44", "web"),
@@ -207,8 +208,19 @@ def test_payload_builders_fill_every_schema_field():
         "ActorRegistered": cmd.actor_registered_payload("producer", "n", pub, ["6901234"]),
         "ActorKeyRotated": cmd.key_rotated_payload(pub),
         "ActorRevoked": cmd.actor_revoked_payload("r"),
+        "AlertAcknowledged": cmd.alert_acknowledged_payload("clone_overscan", None, None, "n"),
+        "AlertResolved": cmd.alert_resolved_payload("confirmed", None, "n"),
+        "ContainerCreated": packing.container_created_payload("case"),
+        "Packed": packing.packed_payload(["S1"]),
+        "Unpacked": packing.packed_payload(["S1"]),
+        "PackedInto": packing.packed_into_payload("000000000000000000"),
+        "UnpackedFrom": packing.unpacked_from_payload("000000000000000000", None, None),
+        "LotCommissioned": packing.lot_commissioned_payload("cells", ["CCC 1"]),
+        "Transformed": packing.transformed_payload(["00000000000000/L1"]),
+        # Consumer reports are built by the scan gateway from its inbox rows, not by a CLI verb.
+        "ReportedFake": scan_inbox.entry_payload(scan_inbox.REPORT, "web", None, None, None, None, None, "r")[1],
     }
-    fields = _schema_fields()
+    assert scan_inbox.entry_payload(scan_inbox.SCAN, "web", None, None, None, None, "wrong", None)[1].keys() == fields["Scanned"]
     assert set(built) == set(fields)
     for kind, payload in built.items():
         assert set(payload) == fields[kind], kind

@@ -114,8 +114,8 @@ def caller_dependency(actor_lookup: Callable[[], Callable[[str], ActorState | No
     a revoked or rotated key stops working with the very next request.
     A present but bad signature is refused (401), never treated as anonymous.
     """
-    from fastapi import Request
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
 
     async def caller(request: Request) -> Caller | None:
         header = request.headers.get("authorization")
@@ -124,6 +124,10 @@ def caller_dependency(actor_lookup: Callable[[], Callable[[str], ActorState | No
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return await run_in_threadpool(verify_request, header, request.method, target, actor_lookup())
 
+    # This module's annotations are strings (PEP 563) and Request is a local
+    # name here, so hand FastAPI the class itself: without it the parameter
+    # would be taken for a required query parameter named "request".
+    caller.__annotations__["request"] = Request
     return caller
 
 

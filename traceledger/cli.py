@@ -190,6 +190,13 @@ def _apply(state: State, signer: cmd.Signer, subject_type: str, subjects: Iterab
 
 def _label_verb(state: State, key: str, as_actor: str | None, serials, from_csv, kind: str, payload: dict, verb: str) -> None:
     signer = cmd.Signer.load(key, as_actor)
+    # An SSCC (18 digits) is a case or pallet: one event on it covers everything inside.
+    boxes = [s for s in serials if gs1.is_sscc(s)]
+    if boxes:
+        _apply(state, signer, "container", boxes, len(boxes), kind, payload, f"{verb} containers")
+        serials = tuple(s for s in serials if not gs1.is_sscc(s))
+        if not serials and not from_csv:
+            return
     subjects, total = _targets(serials, from_csv)
     _apply(state, signer, "label", subjects, total, kind, payload, verb)
 
@@ -465,12 +472,21 @@ def flag(state: State, key, as_actor, reason, region, serials, from_csv) -> None
 @click.option("--reason", required=True)
 @click.option("--lot", help="Recall a whole lot (with --gtin): one event on the lot.")
 @click.option("--gtin")
+@click.option("--input-lot", "input_lot", metavar="GTIN/LOT", help="Recall a material/component lot and everything made from it: shows the impact, then signs.")
+@click.option("--yes", is_flag=True, help="With --input-lot: sign without asking.")
 @label_targets
 @common_options
 @pass_state
-def recall(state: State, key, as_actor, reason, lot, gtin, serials, from_csv) -> None:
-    """Recall a lot (--lot with --gtin) or single labels (producer or regulator)."""
+def recall(state: State, key, as_actor, reason, lot, gtin, input_lot, yes, serials, from_csv) -> None:
+    """Recall a lot (--lot with --gtin), an input lot (--input-lot), or single labels or containers (producer or regulator)."""
     payload = cmd.recalled_payload(reason)
+    if input_lot is not None:
+        if lot or gtin or serials or from_csv:
+            raise Refused("invalid_option", "--input-lot is recalled on its own", field="input-lot")
+        from traceledger.cli_aggregation import recall_input_lot
+
+        recall_input_lot(state, cmd.Signer.load(key, as_actor), input_lot, reason, yes, finish)
+        return
     if lot is None and gtin is None:
         _label_verb(state, key, as_actor, serials, from_csv, "Recalled", payload, "recall")
         return
@@ -506,14 +522,15 @@ def labels() -> None:
 @labels.command("print")
 @click.option("--csv", "csv_path", required=True, type=click.Path(exists=True, dir_okay=False), help="The issuance CSV (serial,gtin,lot,expiry,uri[,pin]).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for labels-NNNN.svg pages and labels.pdf.")
+@click.option("--product", metavar="NAME", help="Product name printed on each label (Chinese is fine), unless the CSV has a 'product' column.")
 @common_options
 @pass_state
-def labels_print(state: State, csv_path: str, out_dir: str) -> None:
-    """Render QR label sheets (SVG pages and a PDF): QR, serial, short code, PIN layer."""
+def labels_print(state: State, csv_path: str, out_dir: str, product: str | None) -> None:
+    """Render QR label sheets (SVG pages and a PDF): QR, serial, short code, product, PIN layer."""
     from traceledger.labels_print import print_sheets  # segno/reportlab only when printing
 
     with progress(state, cmd.count_csv_rows(csv_path), "print") as update:
-        result = print_sheets(csv_path, out_dir, on_progress=update)
+        result = print_sheets(csv_path, out_dir, product=product, on_progress=update)
     emit(state, {k: v for k, v in result.items() if k != "svg"} | {"svg_pages": len(result["svg"])},
          f"printed {result['labels']} labels on {result['pages']} pages: {out_dir}/labels-*.svg, {result['pdf']}")
 
@@ -533,7 +550,7 @@ def verify(state: State, serial: str) -> None:
 
 
 def format_view(view: dict) -> str:
-    """The human form of a verification view: a verdict line, details, the trail."""
+    """The human form of the public verification view: a verdict line, details, the trail (places and dates)."""
     verdict = view.get("verdict", "?")
     if verdict == "unknown" and not view.get("product"):
         head = f"unknown  {view.get('serial')} is not a label of this ledger"
@@ -546,14 +563,14 @@ def format_view(view: dict) -> str:
         lines.append("  reasons   " + "; ".join(str(r) for r in view["reasons"]))
     if view.get("gtin"):
         lines.append(f"  gtin      {view['gtin']}   expiry {view.get('expiry') or '-'}")
-        lines.append(f"  status    {view.get('status')}   custodian {view.get('custodian') or '-'}")
     if view.get("uri"):
         lines.append(f"  uri       {view['uri']}")
     trail = view.get("trail") or []
     if trail:
         lines.append("  trail")
         for step in trail:
-            lines.append(f"    {step.get('seq', ''):>3}  {step.get('at', '')}  {step.get('kind', ''):<18} {step.get('actor', ''):<20} {step.get('region') or ''}".rstrip())
+            place = (step.get("place") or {}).get("en") or ""
+            lines.append(f"    {step.get('date') or '':<10}  {step.get('event', ''):<18} {place}".rstrip())
     return "\n".join(lines)
 
 
@@ -585,6 +602,16 @@ from traceledger.cli_audit import audit  # noqa: E402
 
 cli.add_command(audit)
 
+# `label trail SERIAL --key FILE`: the full trail for the label's producer or a regulator (traceledger/cli_label.py).
+from traceledger.cli_label import label  # noqa: E402
+
+cli.add_command(label)
+
+
+# `container`, `pack`, `unpack`, `lot`, `epcis` (traceledger/cli_aggregation.py).
+from traceledger import cli_aggregation  # noqa: E402
+
+cli_aggregation.register(cli)
 
 # `alerts list|show|summary|report` and `simulate` (traceledger/alerts_cli.py).
 from traceledger import alerts_cli  # noqa: E402

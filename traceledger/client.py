@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from typing import Any, Iterable, Sequence
 
 import httpx
@@ -20,6 +20,8 @@ import orjson
 
 from ledger.errors import Refused
 from ledger.events import SignedEvent
+from ledger.keys import KeyPair
+from traceledger.auth import authorization_header
 from traceledger.config import Settings
 
 EVENTS_PER_REQUEST = 2000  # the API takes up to 5000; smaller requests keep latency and memory flat
@@ -103,17 +105,25 @@ class Client:
 
     # ------------------------------------------------------------ plumbing
 
-    def _request(self, method: str, path: str, body: Any = None, *, retry: bool = True, missing_ok: bool = False) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, *, retry: bool = True, missing_ok: bool = False,
+                 signer: KeyPair | None = None) -> Any:
         """Send one request and return its decoded JSON.
 
         ``retry`` resends once after a transport failure mid-request; only for
         idempotent requests (a resent event batch comes back as ``duplicate``).
-        ``missing_ok`` turns a 404 into ``None``.
+        ``missing_ok`` turns a 404 into ``None``. ``signer`` signs the request
+        (``Authorization``, see :mod:`traceledger.auth`) with that actor's key.
         """
         url = f"{self.base_url}{path}"
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"headers": {}}
         if body is not None:
             kwargs = {"content": orjson.dumps(body), "headers": {"content-type": "application/json"}}
+        if signer is not None:
+            # The server checks the signature over the path as it decodes it and
+            # the query string as sent (still percent-encoded).
+            route, _, query = path.partition("?")
+            target = unquote(route) + (f"?{query}" if query else "")
+            kwargs["headers"]["authorization"] = authorization_header(signer, method, target)
         for attempt in (0, 1):
             try:
                 response = self._http.request(method, path, **kwargs)
@@ -170,6 +180,11 @@ class Client:
         """The verification view of a label (an unknown serial is an ``unknown`` verdict)."""
         return self._request("GET", f"/v1/labels/{_segment(serial)}")
 
+    def label_trail(self, serial: str, key: KeyPair) -> dict:
+        """A label's full trail (actors, event ids, details, consumer reports), signed by ``key``:
+        the label's producer or a regulator."""
+        return self._request("GET", f"/v1/labels/{_segment(serial)}/trail", signer=key)
+
     def scan(self, serial: str, **fields: Any) -> dict:
         """Record a consumer scan through the gateway; answers the view with the scan counted."""
         body = {"channel": "web", "region": None, "lat": None, "lon": None, "session": None, **fields}
@@ -179,6 +194,37 @@ class Client:
     def health(self) -> dict:
         """``{"ok": true}`` when the API is up."""
         return self._request("GET", "/healthz")
+
+    # ------------------------------------------------------------ containers, lots, EPCIS
+
+    def post_batch(self, signed_events: Sequence[SignedEvent], *, atomic: bool = True) -> list[dict]:
+        """Submit events as ONE request; ``atomic``: the ledger writes all of them or none."""
+        if len(signed_events) > EVENTS_PER_REQUEST:
+            raise Refused("too_many_events", f"an all-or-nothing batch holds at most {EVENTS_PER_REQUEST} events", field="events")
+        body = {"events": [encode_signed(e) for e in signed_events], "atomic": atomic}
+        return self._request("POST", "/v1/events", body)["results"]
+
+    def container(self, sscc: str) -> dict | None:
+        """A container's state (custodian, shipment, what is inside), None if it does not exist."""
+        return self._request("GET", f"/v1/containers/{_segment(sscc)}", missing_ok=True)
+
+    def lot_impact(self, lot_key: str) -> dict:
+        """What recalling a lot reaches: every lot made from it, transitively, and their units."""
+        gtin, lot = lot_key.split("/", 1)
+        return self._request("GET", f"/v1/lots/{gtin}/{_segment(lot)}/impact")
+
+    def epcis_events(self, **query: Any) -> dict:
+        """An EPCIS 2.0 document of the selected history (``serial``, ``lot``, ``container``, ``since``, ``until``)."""
+        params = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items() if v is not None)
+        return self._request("GET", "/v1/epcis/events" + (f"?{params}" if params else ""))
+
+    def epcis_capture(self, document: dict) -> dict:
+        """Submit an EPCIS 2.0 document of signed events; answers the capture job (poll :meth:`capture_job`)."""
+        return self._request("POST", "/v1/epcis/capture", document, retry=False)
+
+    def capture_job(self, capture_id: str) -> dict:
+        """A capture job's state: ``running``, ``success``, ``errors``."""
+        return self._request("GET", f"/v1/epcis/capture/{_segment(capture_id)}")
 
 
 def _segment(value: str) -> str:

@@ -34,7 +34,8 @@ CSV_HEADER = ("serial", "gtin", "lot", "expiry", "uri")
 Progress = Callable[[int], None]
 
 # A syntactically valid subject per type: lets a payload be checked before any I/O.
-_PROBE_SUBJECT = {"label": "PROBE", "actor": "probe", "lot": "00000000000000/PROBE"}
+_PROBE_SUBJECT = {"label": "PROBE", "actor": "probe", "lot": "00000000000000/PROBE", "alert": "00000000-0000-0000-0000-000000000000",
+                  "container": "000000000000000000"}
 
 
 # ---------------------------------------------------------------- payloads
@@ -55,9 +56,10 @@ def received_payload(*, region: str | None = None) -> dict:
     return {"region": region}
 
 
-def scanned_payload(channel: str, *, region: str | None = None, lat: float | None = None, lon: float | None = None, session: str | None = None) -> dict:
-    """Scanned (EPCIS inspecting) through ``channel``."""
-    return {"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session}
+def scanned_payload(channel: str, *, region: str | None = None, lat: float | None = None, lon: float | None = None, session: str | None = None,
+                    pin_result: str | None = None) -> dict:
+    """Scanned (EPCIS inspecting) through ``channel``; ``pin_result`` when the scan checked the scratch-off PIN."""
+    return {"channel": channel, "region": region, "lat": lat, "lon": lon, "session": session, "pin_result": pin_result}
 
 
 def flagged_payload(reason: str, *, region: str | None = None) -> dict:
@@ -88,6 +90,16 @@ def key_rotated_payload(public_key: bytes) -> dict:
 def actor_revoked_payload(reason: str) -> dict:
     """ActorRevoked."""
     return {"reason": reason}
+
+
+def alert_acknowledged_payload(alert_kind: str, serial: str | None, producer: str | None, note: str) -> dict:
+    """AlertAcknowledged: the alert's producer or a regulator takes it on (opens the alert's chain)."""
+    return {"alert_kind": alert_kind, "serial": serial, "producer": producer, "note": note}
+
+
+def alert_resolved_payload(resolution: str, producer: str | None, note: str) -> dict:
+    """AlertResolved: ``confirmed`` or ``false_positive``, after an acknowledgement."""
+    return {"resolution": resolution, "producer": producer, "note": note}
 
 
 # ---------------------------------------------------------------- signing
@@ -229,6 +241,8 @@ def _screen(subject_type: str, subjects: list[str]) -> tuple[list[str], list[dic
                 gs1.validate_serial(subject, "subject")
             elif subject_type == "actor":
                 validate_actor_id(subject, "subject")
+            elif subject_type == "container":
+                gs1.validate_sscc(subject, "subject")
             else:
                 gs1.split_lot_key(subject)
         except Refused as exc:
