@@ -18,7 +18,7 @@ import uvicorn
 from eventsourcing import persistence as es_persistence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +37,7 @@ from traceledger.api_consumer import build_router as build_consumer_router
 from traceledger.api_trail import trail_router
 from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
+from traceledger.responses import OrjsonResponse
 
 log = get_logger("api")
 
@@ -291,7 +292,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with state["pool"].connection() as conn:
             # Never "genuine" when the ledger's stored chain no longer matches what it published.
             out = await guard_view(state["ledger"].app, conn, serial, await view(conn, serial))
-        return ORJSONResponse(await state["public_view"](out))
+        return OrjsonResponse(await state["public_view"](out))
 
     @app.post("/v1/labels/{serial}/scans")
     async def post_scan(serial: str, scan: ScanIn | None = None):
@@ -311,7 +312,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 out["scan_count"] += await unprojected_scans(conn, serial)
                 out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()
         log.info("scan_accepted", serial=serial, event_id=accepted.event_id, verdict=out["verdict"], channel=scan.channel)
-        return ORJSONResponse(await state["public_view"](out) | {"scan_id": accepted.event_id})
+        return OrjsonResponse(await state["public_view"](out) | {"scan_id": accepted.event_id})
 
     return app
 

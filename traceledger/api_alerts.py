@@ -26,7 +26,7 @@ from typing import Callable, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
@@ -41,6 +41,7 @@ from projections.detection_config import ALERT_KINDS
 from traceledger import alerts_chart, auth
 from traceledger.auth import Caller
 from traceledger.logs import get_logger
+from traceledger.responses import OrjsonResponse
 
 log = get_logger("api")
 
@@ -155,7 +156,7 @@ def router(
         sql = f"SELECT {_COLUMNS} FROM {s}.alerts" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY position DESC LIMIT %s"
         async with await connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = await (await cur.execute(sql, args + [limit])).fetchall()
-        return ORJSONResponse({
+        return OrjsonResponse({
             "alerts": [alert_json(r) for r in rows],
             "next_cursor": rows[-1]["position"] if len(rows) == limit else None,
         })
@@ -196,7 +197,7 @@ def router(
         who: Caller | None = Depends(caller),
     ):
         """Counts by kind, by region and over time: the regulator's first view."""
-        return ORJSONResponse(await summarize(since, until, bucket, level, visible_producer(who, producer)))
+        return OrjsonResponse(await summarize(since, until, bucket, level, visible_producer(who, producer)))
 
     @api.get("/v1/alerts/summary.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
     async def summary_chart(
@@ -238,7 +239,7 @@ def router(
         out = alert_json(row)
         out["evidence_events"] = [{**e, "occurred_at": e["occurred_at"].isoformat()} for e in evidence]
         out["transitions"] = [{**t, "occurred_at": t["occurred_at"].isoformat()} for t in transitions]
-        return ORJSONResponse(out)
+        return OrjsonResponse(out)
 
     @api.post("/v1/alerts/{alert_id}/transitions")
     async def transition(alert_id: uuid.UUID, item: SignedEventIn):
@@ -266,7 +267,7 @@ def router(
             err = result.error
             status = _TRANSITION_STATUS.get(err.code, 400)
             return _problem(status, err.code, err.detail, err.field)
-        return ORJSONResponse({"alert_id": str(alert_id), "result": result.as_dict()})
+        return OrjsonResponse({"alert_id": str(alert_id), "result": result.as_dict()})
 
     return api
 

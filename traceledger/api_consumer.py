@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlencode
 import orjson
 import psycopg
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from ledger import gs1, pins, scan_inbox, shortcode
@@ -49,6 +49,7 @@ from traceledger import consumer_store as store
 from traceledger import voice_audio
 from traceledger.config import Settings
 from traceledger.logs import get_logger
+from traceledger.responses import OrjsonResponse
 
 log = get_logger("api_consumer")
 
@@ -278,7 +279,7 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
         async with state["pool"].connection() as conn:
             raw, cv = await consumer_of(conn, serial, channel="app" if as_json else "web", session=session, gtin=gtin14, lot=lot, expiry=expiry)
         if as_json:
-            return ORJSONResponse(cv | {"display": cons.display_key(cv)}, headers={"Vary": "Accept, Accept-Language", "Cache-Control": "no-store"})
+            return OrjsonResponse(cv | {"display": cons.display_key(cv)}, headers={"Vary": "Accept, Accept-Language", "Cache-Control": "no-store"})
         return html(page.result_page(cv, cons.display_key(cv), lang, other_lang_url(request, lang)), cookie=cookie)
 
     @router.post("/01/{gtin}/{rest:path}", response_class=HTMLResponse, include_in_schema=False)
@@ -322,14 +323,14 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
         async with state["pool"].connection() as conn:
             raw, cv = await consumer_of(conn, serial, channel=None, session=None)
             if cv["verdict"] == "unknown" and not raw.get("gtin"):
-                return ORJSONResponse(cv | {"pin_result": None})
+                return OrjsonResponse(cv | {"pin_result": None})
             client = client_of(request)
             result = await pin_check(conn, raw, body.pin, client, "web")
             await record_pin_scan(conn, serial, result, "app", client)
         if result["pin_result"] == "limited":
             return _problem(429, Refused("too_many_attempts", "too many wrong PINs: try again later", field="pin"),
                             headers={"Retry-After": str(result["retry_after"])})
-        return ORJSONResponse(cv | result | {"display": cons.display_key(cv, result)})
+        return OrjsonResponse(cv | result | {"display": cons.display_key(cv, result)})
 
     @router.post("/v1/labels/{serial}/reports", status_code=201, summary="Report a suspected fake")
     async def post_report(request: Request, serial: str, body: ReportIn | None = None):
@@ -345,7 +346,7 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
         issued = await asyncio.to_thread(state["ledger"].head, "label", serial) is not None
         detail = ("signed onto the label's ledger chain by the gateway for regulators" if issued else
                   "this code was never issued, so there is no ledger chain to sign it onto: kept for regulators in the report table")
-        return ORJSONResponse({"report_id": accepted.report_id, "event_id": accepted.event_id, "serial": serial,
+        return OrjsonResponse({"report_id": accepted.report_id, "event_id": accepted.event_id, "serial": serial,
                                "on_ledger": issued, "detail": detail}, status_code=201)
 
     # ------------------------------------------------------------ SMS
@@ -400,9 +401,9 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
             v = VOICE[lang]
             client = store.client_key(shared["secret"], "tel", (form.get("from") or call_id)[:32])
 
-            async def say(prompt: str, step: str, serial=None, tries=0, expect=None) -> ORJSONResponse:
+            async def say(prompt: str, step: str, serial=None, tries=0, expect=None) -> OrjsonResponse:
                 await store.ivr_put(conn, call_id, step, serial, tries, lang, prompt)
-                return ORJSONResponse({"prompt": prompt, "expect": expect, "hangup": expect is None, "lang": lang,
+                return OrjsonResponse({"prompt": prompt, "expect": expect, "hangup": expect is None, "lang": lang,
                                        "audio": f"/v1/channels/voice/audio?{urlencode({'call_id': call_id})}"})
 
             if call is None and not keyed:
@@ -483,5 +484,5 @@ VOICE = {
 
 def _sms_answer(reply: str, as_json: bool) -> Response:
     if as_json:
-        return ORJSONResponse({"reply": reply})
+        return OrjsonResponse({"reply": reply})
     return PlainTextResponse(reply)

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import orjson
 import psycopg
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger import epcis, gs1
@@ -33,6 +33,7 @@ from ledger.lifecycle import LabelState
 from ledger.store import chain_id
 from traceledger.config import Settings
 from traceledger.logs import get_logger
+from traceledger.responses import OrjsonResponse
 
 log = get_logger("epcis")
 
@@ -84,7 +85,7 @@ def router(settings: Settings, state: dict) -> APIRouter:
         serials = {c for s in signed for c in _label_codes(s)}
         doc = epcis.export(signed, gtin_lookup(serials), host)
         log.info("epcis_exported", events=len(signed), epcis_events=len(doc["epcisBody"]["eventList"]), serial=serial, lot=lot, container=container)
-        return ORJSONResponse(doc)
+        return OrjsonResponse(doc)
 
     @api.post("/v1/epcis/capture", status_code=202)
     async def capture(request: Request):

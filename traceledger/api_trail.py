@@ -21,7 +21,6 @@ import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import ORJSONResponse
 
 from ledger import gs1
 from ledger.errors import Refused
@@ -33,6 +32,7 @@ from projections.verification import read_view_async
 from traceledger import auth
 from traceledger import consumer_store as store
 from traceledger.logs import get_logger
+from traceledger.responses import OrjsonResponse
 
 log = get_logger("api_trail")
 
@@ -98,6 +98,6 @@ def trail_router(state: dict) -> APIRouter:
                    if k in view}
         if unreadable:
             summary["integrity"] = summary.get("integrity") or unreadable
-        return ORJSONResponse({"serial": serial, **summary, "trail": [trail_entry(s) for s in events], "reports": reports})
+        return OrjsonResponse({"serial": serial, **summary, "trail": [trail_entry(s) for s in events], "reports": reports})
 
     return router
