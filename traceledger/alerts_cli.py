@@ -115,14 +115,18 @@ def register(cli: click.Group) -> None:
             lines.append(f"  {t['kind']} by {t['actor']} at {t['occurred_at']} ({t['status']}): {t['note']}")
         emit(state, a, "\n".join(lines))
 
+    def summary_options(command):
+        """The summary's filters, shared by ``summary`` and ``chart``."""
+        command = click.option("--level", default="province", show_default=True, type=click.Choice(["province", "city"]))(command)
+        command = click.option("--bucket", default="day", show_default=True, type=click.Choice(["hour", "day", "week", "month"]))(command)
+        command = click.option("--until", metavar="ISO-TIME")(command)
+        return click.option("--since", metavar="ISO-TIME")(command)
+
     def summary_query(since, until, bucket, level) -> str:
         return urlencode({k: v for k, v in {"since": since, "until": until, "bucket": bucket, "level": level}.items() if v is not None})
 
     @alerts.command("summary")
-    @click.option("--since", metavar="ISO-TIME")
-    @click.option("--until", metavar="ISO-TIME")
-    @click.option("--bucket", default="day", show_default=True, type=click.Choice(["hour", "day", "week", "month"]))
-    @click.option("--level", default="province", show_default=True, type=click.Choice(["province", "city"]))
+    @summary_options
     @key_options
     @common_options
     @pass_state
@@ -137,10 +141,7 @@ def register(cli: click.Group) -> None:
 
     @alerts.command("chart")
     @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the SVG.")
-    @click.option("--since", metavar="ISO-TIME")
-    @click.option("--until", metavar="ISO-TIME")
-    @click.option("--bucket", default="day", show_default=True, type=click.Choice(["hour", "day", "week", "month"]))
-    @click.option("--level", default="province", show_default=True, type=click.Choice(["province", "city"]))
+    @summary_options
     @key_options
     @common_options
     @pass_state

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Literal
 
@@ -68,6 +69,17 @@ def alert_json(row: dict) -> dict:
         out[k] = row[k].isoformat() if row.get(k) else None
     out["region_name"] = regions.name(row.get("region"))
     return out
+
+
+@dataclass
+class SummaryQuery:
+    """Query parameters of the summary, shared by its JSON and SVG forms."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    bucket: Literal["hour", "day", "week", "month"] = "day"
+    level: Literal["province", "city"] = "province"
+    producer: str | None = None
 
 
 def visible_producer(caller: Caller | None, producer: str | None) -> str | None:
@@ -188,29 +200,15 @@ def router(
         }
 
     @api.get("/v1/alerts/summary")
-    async def summary(
-        since: datetime | None = None,
-        until: datetime | None = None,
-        bucket: Literal["hour", "day", "week", "month"] = "day",
-        level: Literal["province", "city"] = "province",
-        producer: str | None = None,
-        who: Caller | None = Depends(caller),
-    ):
+    async def summary(q: SummaryQuery = Depends(), who: Caller | None = Depends(caller)):
         """Counts by kind, by region and over time: the regulator's first view."""
-        return OrjsonResponse(await summarize(since, until, bucket, level, visible_producer(who, producer)))
+        return OrjsonResponse(await summarize(q.since, q.until, q.bucket, q.level, visible_producer(who, q.producer)))
 
     @api.get("/v1/alerts/summary.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
-    async def summary_chart(
-        since: datetime | None = None,
-        until: datetime | None = None,
-        bucket: Literal["hour", "day", "week", "month"] = "day",
-        level: Literal["province", "city"] = "province",
-        producer: str | None = None,
-        who: Caller | None = Depends(caller),
-    ):
+    async def summary_chart(q: SummaryQuery = Depends(), who: Caller | None = Depends(caller)):
         """The summary as a self-contained SVG chart: alerts by kind over time, and by region."""
-        mine = visible_producer(who, producer)
-        data = await summarize(since, until, bucket, level, mine)
+        mine = visible_producer(who, q.producer)
+        data = await summarize(q.since, q.until, q.bucket, q.level, mine)
         title = f"Alerts of {mine}" if mine else "Alerts"
         return Response(alerts_chart.render(data, title=title), media_type="image/svg+xml")
 
