@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, TopicPartition
 
-from consumers.relay import header
+from consumers.headers import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.registry import ActorRegistry

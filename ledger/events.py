@@ -20,6 +20,7 @@ from typing import Any
 
 from ledger import gs1
 from ledger.encoding import envelope_codec, event_codec
+from ledger.envelope import split_envelope
 from ledger.errors import Refused
 from ledger.keys import KeyPair
 
@@ -169,8 +170,7 @@ class SignedEvent:
 
     @classmethod
     def from_envelope(cls, value: bytes) -> "SignedEvent":
-        parts = envelope_codec().decode(value)
-        return cls.from_parts(parts["body"], parts["signature"])
+        return cls.from_parts(*split_envelope(value))
 
 
 @lru_cache(maxsize=20_000)
@@ -269,12 +269,14 @@ def _validate_subject(event: Event) -> None:
         raise Refused("invalid_field", f"unknown subject_type {event.subject_type!r}", field="subject_type")
 
 
+# Exactly the strings ``str(uuid.UUID(s)) == s`` accepts (lower-case 8-4-4-4-12 hex),
+# without building a UUID object per event.
+_LOWER_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(value: Any, name: str) -> None:
-    try:
-        if str(uuid.UUID(value)) != value:
-            raise ValueError
-    except (ValueError, TypeError, AttributeError):
-        raise Refused("invalid_field", f"{name} must be a lower-case UUID", field=name) from None
+    if not isinstance(value, str) or not _LOWER_UUID.fullmatch(value):
+        raise Refused("invalid_field", f"{name} must be a lower-case UUID", field=name)
 
 
 def _child_code(value: Any, name: str) -> None:
@@ -320,7 +322,29 @@ def validate_event(event: Event) -> None:
         raise Refused("invalid_field", "occurred_at is before 2000", field="occurred_at")
     validate_actor_id(event.actor)
     _match(_KEY_ID, event.key_id, "key_id", "64 lower-case hex digits")
-    _validate_payload(event.kind, event.payload)
+    _validate_payload_once(event.kind, event.payload)
+
+
+# Payloads that passed the field rules, by (kind, field, type, value): a batch of labels
+# repeats one payload (same GTIN, lot, product, expiry) thousands of times, and the rules
+# are a pure function of it. Types are part of the key so 1 and 1.0 never share an answer.
+_VALID_PAYLOADS: dict[tuple, bool] = {}
+_VALID_PAYLOADS_MAX = 4096
+
+
+def _validate_payload_once(kind: str, p: dict) -> None:
+    try:
+        key = (kind, tuple((name, type(value), value) for name, value in p.items()))
+        hash(key)
+    except (TypeError, AttributeError):  # lists (children, inputs, ...) or not a dict: no shortcut
+        _validate_payload(kind, p)
+        return
+    if key in _VALID_PAYLOADS:
+        return
+    _validate_payload(kind, p)
+    if len(_VALID_PAYLOADS) >= _VALID_PAYLOADS_MAX:
+        _VALID_PAYLOADS.clear()
+    _VALID_PAYLOADS[key] = True
 
 
 def _validate_payload(kind: str, p: dict) -> None:

@@ -7,8 +7,10 @@ sits inside GS1 AI (21)'s character set (CSET 82) and its 20-character limit.
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
+from functools import lru_cache
 from urllib.parse import quote
 
 from ledger.errors import Refused
@@ -32,7 +34,14 @@ def gtin_check_digit(body: str) -> int:
 
 def normalize_gtin(gtin: str) -> str:
     """Validate a GTIN-8/12/13/14 and return it as GTIN-14; refuse bad input."""
-    if not isinstance(gtin, str) or not _DIGITS.fullmatch(gtin) or len(gtin) not in (8, 12, 13, 14):
+    if not isinstance(gtin, str):
+        raise Refused("invalid_gtin", "GTIN must be 8, 12, 13 or 14 digits", field="gtin")
+    return _normalize_gtin_text(gtin)
+
+
+@lru_cache(maxsize=1024)  # a batch of labels names one GTIN thousands of times; refusals are not cached
+def _normalize_gtin_text(gtin: str) -> str:
+    if not _DIGITS.fullmatch(gtin) or len(gtin) not in (8, 12, 13, 14):
         raise Refused("invalid_gtin", "GTIN must be 8, 12, 13 or 14 digits", field="gtin")
     if gtin_check_digit(gtin[:-1]) != int(gtin[-1]):
         raise Refused(
@@ -59,14 +68,19 @@ def validate_lot(lot: str, field: str = "lot") -> str:
     return lot
 
 
+# RFC 4648 base32 letters -> Crockford's, position for position.
+_RFC4648_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD.encode())
+
+
 def new_serial() -> str:
     """A fresh unguessable serial (100 random bits, 20 Crockford base32 characters)."""
-    n = secrets.randbits(SERIAL_BITS)
-    out = []
-    for _ in range(SERIAL_LEN):
-        out.append(CROCKFORD[n & 31])
-        n >>= 5
-    return "".join(reversed(out))
+    return serial_of(secrets.randbits(SERIAL_BITS))
+
+
+def serial_of(n: int) -> str:
+    """The serial of the 100-bit number ``n``: its 5-bit groups, most significant first, in Crockford base32."""
+    # Shifted to 104 bits (13 bytes), the top 100 are ``n`` and base32 reads them 5 at a time.
+    return base64.b32encode((n << 4).to_bytes(13, "big")).translate(_RFC4648_TO_CROCKFORD)[:SERIAL_LEN].decode()
 
 
 def digital_link_uri(gtin: str, serial: str, host: str = "id.traceledger.example") -> str:

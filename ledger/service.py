@@ -202,6 +202,10 @@ class Ledger:
             self._save(touched, order, results, tracking, bootstrapping, atomic)
         return results
 
+    def _put(self, events: list, tracking: Tracking | None = None) -> None:
+        """Store ``events`` (and ``tracking``) in one transaction: ``app.events.put`` with the fast mapping."""
+        self.app.recorder.insert_events(self.app.to_stored_events(events), tracking=tracking)
+
     def _ledger_is_empty(self) -> bool:
         return self.app.recorder.max_notification_id() is None
 
@@ -220,9 +224,9 @@ class Ledger:
                     lock_conn.execute("SELECT pg_advisory_lock(%s)", (_BOOTSTRAP_LOCK,))
                     if not self._ledger_is_empty():
                         raise IntegrityError("ledger was bootstrapped concurrently")
-                    self.app.events.put(everything, tracking=tracking)
+                    self._put(everything, tracking)
             else:
-                self.app.events.put(everything, tracking=tracking)
+                self._put(everything, tracking)
             return
         except IntegrityError:
             if tracking is not None:
@@ -242,7 +246,7 @@ class Ledger:
         log.info("append_conflict_retrying_per_chain", chains=len(pending))
         for key, events in pending.items():
             try:
-                self.app.events.put(events)
+                self._put(events)
             except IntegrityError:
                 subject = touched[key].subject
                 for i, r in enumerate(results):
