@@ -11,6 +11,7 @@ quarantined; a record delivered twice has no second effect.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,16 +21,19 @@ from psycopg.rows import dict_row
 from consumers.actor_feed import ActorFeed
 from consumers.preverify import BatchChecker
 from consumers.exactly_once import offsets_sql
-from consumers.relay import header
+from consumers.headers import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
-from projections import aggregation, alert_chains, lots as lot_graph
+from projections import aggregation, alert_chains, bulk, lots as lot_graph
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"
 
 _LABEL_COLUMNS = [f.name for f in dataclasses.fields(LabelState)]
+_label_values = operator.attrgetter(*_LABEL_COLUMNS)
+_LABEL_ROW_COLUMNS = _LABEL_COLUMNS + ["scan_count", "first_scanned_at", "last_event_at"]
+_EVENT_COLUMNS = ["subject_type", "subject", "seq", "event_id", "kind", "actor", "region", "occurred_at", "hash", "log_index"]
 
 
 def schema_sql(s: str) -> str:
@@ -93,8 +97,9 @@ class VerificationProjector:
 
     Works a poll batch at a time: ``prepare`` loads the rows of every subject
     in the batch with two queries, each record is checked and applied in
-    memory, and ``flush`` writes the changed rows and new events with
-    pipelined statements, inside the consumer's transaction.
+    memory, and ``flush`` writes the new events with one COPY and the changed
+    labels with one staged upsert (:mod:`projections.bulk`), inside the
+    consumer's transaction.
     """
 
     def __init__(self, schema: str, feed: ActorFeed):
@@ -140,17 +145,13 @@ class VerificationProjector:
             self.rows[("alert", key)] = _Row(found[key]) if key in found else None
 
     def flush(self, cur: psycopg.Cursor) -> None:
+        # New events are never in the table yet (a stored seq is a duplicate or a conflict,
+        # refused before any effect), so COPY appends them; labels are upserted set-based.
         if self.new_events:
-            cur.executemany(
-                f"INSERT INTO {self.s}.events (subject_type, subject, seq, event_id, kind, actor, region, occurred_at, hash, log_index) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                list(self.new_events.values()),
-            )
+            bulk.copy_rows(cur, f"{self.s}.events", _EVENT_COLUMNS, self.new_events.values())
         dirty = [(k, r) for k, r in self.rows.items() if r is not None and r.dirty]
-        labels = [[getattr(r.state, c) for c in _LABEL_COLUMNS] + [r.scan_count, r.first_scanned_at, r.last_event_at] for k, r in dirty if k[0] == "label"]
-        if labels:
-            cols = _LABEL_COLUMNS + ["scan_count", "first_scanned_at", "last_event_at"]
-            cur.executemany(_upsert_sql(f"{self.s}.labels", cols, "serial"), labels)
+        labels = [(*_label_values(r.state), r.scan_count, r.first_scanned_at, r.last_event_at) for k, r in dirty if k[0] == "label"]
+        bulk.upsert_rows(cur, f"{self.s}.labels", _LABEL_ROW_COLUMNS, "serial", labels)
         lot_graph.save(cur, self.s, [r.state for k, r in dirty if k[0] == "lot"])
         aggregation.save(cur, self.s, [r.state for k, r in dirty if k[0] == "container"])
         aggregation.save_memberships(cur, self.s, self.memberships)
@@ -233,12 +234,6 @@ class VerificationProjector:
         cur.execute(f"SELECT hash FROM {self.s}.events WHERE subject_type = %s AND subject = %s AND seq = %s", (subject_type, subject, seq))
         row = cur.fetchone()
         return bytes(row[0]) if row else None
-
-
-def _upsert_sql(table: str, cols: list[str], key: str) -> str:
-    keys = {k.strip() for k in key.split(",")}
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in keys)
-    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
 def _view_sql(schema: str) -> tuple[str, str]:

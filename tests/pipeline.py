@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.relay import Relay, header
 from projections.projector import build
+from ledger.service import Ledger
 from traceledger.config import Settings
+
+
+@contextmanager
+def founded_ledger(settings: Settings, cast) -> Iterator[tuple[Settings, Ledger, object]]:
+    """A ledger on ``settings`` with ``cast``'s founding events accepted: (settings, ledger, cast)."""
+    ledger = Ledger(settings)
+    try:
+        assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
+        yield settings, ledger, cast
+    finally:
+        ledger.close()
 
 
 def relay_all(settings: Settings) -> int:

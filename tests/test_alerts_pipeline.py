@@ -10,19 +10,15 @@ import psycopg
 import pytest
 
 from ledger import gs1, scan_inbox
-from ledger.service import Ledger
 from tests.alerts_world import TimedCast, alerts, detect_all, kinds_by_serial
 from tests.helpers import gtin, shipped_payload
-from tests.pipeline import relay_all
+from tests.pipeline import founded_ledger, relay_all
 
 
 @pytest.fixture
 def world(settings):
-    ledger = Ledger(settings)
-    cast = TimedCast()
-    assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
-    yield settings, ledger, cast
-    ledger.close()
+    with founded_ledger(settings, TimedCast()) as w:
+        yield w
 
 
 def append(ledger, events):

@@ -10,19 +10,15 @@ from ledger import gs1
 from ledger.encoding import MAGIC
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
-from ledger.service import Ledger
 from projections.verification import read_view
 from tests.helpers import Cast, gtin, scanned_payload, shipped_payload
-from tests.pipeline import log_indexes, project_all, relay_all, topic_records
+from tests.pipeline import founded_ledger, log_indexes, project_all, relay_all, topic_records
 
 
 @pytest.fixture
 def world(settings):
-    ledger = Ledger(settings)
-    cast = Cast()
-    assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
-    yield settings, ledger, cast
-    ledger.close()
+    with founded_ledger(settings, Cast()) as w:
+        yield w
 
 
 def view(settings, serial, schema="verification"):
