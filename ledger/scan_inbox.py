@@ -13,8 +13,12 @@ Entries about serials never issued cannot go on a chain: they stay in the
 inbox (scans feed the detector's unknown-code tail; reports are also in the
 consumer module's ``consumer_reports`` table for regulators).
 
-Inserts lock the table so ids become visible in id order; otherwise a reader
-could pass over an id whose transaction had not committed yet and lose it.
+Inserts take no lock, so concurrent scans commit in parallel, and ids may
+become visible out of order: id 101 may commit while id 100 is still in
+flight. A reader that tails the inbox by id (the gateway worker, the
+detector's unknown-code tail) therefore reads only up to
+:func:`committed_horizon`, an id below which every inserting transaction has
+ended, so it never passes over a row that commits later.
 """
 
 from __future__ import annotations
@@ -78,7 +82,6 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute(SCHEMA_SQL)
 
 
-_LOCK = "LOCK TABLE scan_inbox IN EXCLUSIVE MODE"
 _INSERT = (
     "INSERT INTO scan_inbox (event_id, serial, channel, region, lat, lon, session, occurred_at, kind, pin_result, reason) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
@@ -101,7 +104,6 @@ def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, 
     """
     row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
     with conn.transaction():
-        conn.execute(_LOCK)
         (row_id,) = conn.execute(_INSERT, row).fetchone()
     return AcceptedScan(row_id, row[0], row[7])
 
@@ -110,10 +112,39 @@ async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: s
                        kind: str = SCAN, pin_result: str | None = None, reason: str | None = None) -> AcceptedScan:
     """:func:`accept` on an async connection (the API's event loop)."""
     row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
-    async with conn.transaction():
-        await conn.execute(_LOCK)
-        (row_id,) = await (await conn.execute(_INSERT, row)).fetchone()
+    if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        # One statement commits on its own: one round trip, no BEGIN/COMMIT.
+        (row_id,) = await (await conn.execute(_INSERT, row, prepare=True)).fetchone()
+    else:
+        async with conn.transaction():
+            (row_id,) = await (await conn.execute(_INSERT, row)).fetchone()
     return AcceptedScan(row_id, row[0], row[7])
+
+
+# How long a reader waits for in-flight inserts before trying again later. While it
+# waits, new inserts queue behind its lock request: keep the stall short.
+HORIZON_LOCK_TIMEOUT = "200ms"
+
+
+def committed_horizon(conn: psycopg.Connection) -> int | None:
+    """The largest inbox id such that no row with an id up to it can still appear.
+
+    Takes a SHARE lock (which waits for every transaction holding the inserts'
+    ROW EXCLUSIVE lock to end) just long enough to read the largest visible id:
+    at that moment every id allocated so far belongs to a transaction that
+    committed (the row is visible) or rolled back (the id is a gap forever), and
+    later inserts get larger ids. None when in-flight inserts did not end within
+    :data:`HORIZON_LOCK_TIMEOUT` (try again later). Call it outside any
+    transaction of the caller's, or the lock is held until that one ends.
+    """
+    try:
+        with conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = '{HORIZON_LOCK_TIMEOUT}'")
+            conn.execute("LOCK TABLE scan_inbox IN SHARE MODE")
+            return conn.execute("SELECT coalesce(max(id), 0) FROM scan_inbox").fetchone()[0]
+    except psycopg.errors.LockNotAvailable:
+        log.info("inbox_horizon_busy", detail=f"inserts still in flight after {HORIZON_LOCK_TIMEOUT}: next round")
+        return None
 
 
 def entry_payload(kind: str, channel, region, lat, lon, session, pin_result, reason) -> tuple[str, dict]:
@@ -142,10 +173,17 @@ class ScanRecorder:
 
     def record_once(self) -> int:
         """Record the next batch; return rows consumed, 0 if none, -1 to retry later."""
+        position = self.position()
+        (newest,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM scan_inbox").fetchone()
+        if newest <= position:
+            return 0  # nothing new: no need to wait for a horizon
+        horizon = committed_horizon(self.conn)
+        if horizon is None:
+            return 0
         rows = self.conn.execute(
             "SELECT id, event_id, serial, channel, region, lat, lon, session, occurred_at, kind, pin_result, reason FROM scan_inbox "
-            "WHERE id > %s ORDER BY id LIMIT %s",
-            (self.position(), self.batch),
+            "WHERE id > %s AND id <= %s ORDER BY id LIMIT %s",
+            (position, horizon, self.batch),
         ).fetchall()
         if not rows:
             return 0

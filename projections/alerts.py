@@ -37,7 +37,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from consumers.actor_feed import ActorFeed
-from ledger import regions
+from ledger import regions, scan_inbox
 from ledger.lifecycle import LabelState
 from projections import alert_transitions, verification
 from projections.alert_transitions import Transition, alert_uuid
@@ -276,14 +276,18 @@ class UnknownCodeTail:
     def poll(self) -> int:
         """Handle the next inbox rows; return how many were read."""
         conn = self.conn()
+        # Inserts commit out of id order: read only ids no in-flight insert can still fill.
+        horizon = scan_inbox.committed_horizon(conn)
+        if horizon is None:
+            return 0
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(f"INSERT INTO {self.s}.inbox_position (name, last_id) VALUES (%s, 0) ON CONFLICT DO NOTHING", (INBOX,))
             (position,) = cur.execute(f"SELECT last_id FROM {self.s}.inbox_position WHERE name = %s FOR UPDATE", (INBOX,)).fetchone()
             rows = cur.execute(
                 f"SELECT i.id, i.event_id, i.serial, i.channel, i.region, i.occurred_at, "
                 f"EXISTS (SELECT 1 FROM {self.s}.labels l WHERE l.serial = i.serial) AS known "
-                "FROM scan_inbox i WHERE i.id > %s AND i.kind = 'scan' ORDER BY i.id LIMIT %s",  # reports are not sightings
-                (position, self.batch),
+                "FROM scan_inbox i WHERE i.id > %s AND i.id <= %s AND i.kind = 'scan' ORDER BY i.id LIMIT %s",  # reports are not sightings
+                (position, horizon, self.batch),
             ).fetchall()
             if not rows:
                 return 0

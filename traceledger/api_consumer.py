@@ -41,8 +41,8 @@ from pydantic import BaseModel, Field
 
 from ledger import gs1, pins, scan_inbox, shortcode
 from ledger.errors import Refused
-from ledger.integrity import guard_view
-from projections.verification import DEFAULT_SCHEMA, read_view_async, unprojected_scans
+from projections.checked_view import checked_view
+from projections.verification import DEFAULT_SCHEMA, read_view_async
 from traceledger import consumer as cons
 from traceledger import consumer_page as page
 from traceledger import consumer_store as store
@@ -149,14 +149,14 @@ def build_router(settings: Settings, state: dict) -> APIRouter:
                 )).fetchone() is not None
             if not seen:
                 accepted = await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=pin_result)
-        # Never "genuine" when the ledger's stored chain no longer matches what it published.
-        out = await guard_view(state["ledger"].app, conn, serial, await read_view_async(conn, serial))
+        # One round trip; never "genuine" when the ledger's stored chain no longer matches what it published.
+        out = await checked_view(state["ledger"].app, conn, serial, with_inbox=True)
         if out["verdict"] != "unknown":
-            out["scan_count"] += await unprojected_scans(conn, serial)
+            out["scan_count"] += out["unprojected"]
             if not out["first_scanned_at"] and out["scan_count"]:
                 # Scans not projected yet: the first is the inbox's earliest (not this one).
-                row = await (await conn.execute("SELECT min(occurred_at) FROM scan_inbox WHERE serial = %s AND kind = 'scan'", (serial,))).fetchone()
-                out["first_scanned_at"] = row[0].isoformat() if row and row[0] else None
+                first = out["inbox_first_scan"]
+                out["first_scanned_at"] = first.isoformat() if first else None
         if out.get("gtin"):
             out["uri"] = gs1.digital_link_uri(out["gtin"], serial, settings.resolver_host)
         if accepted:

@@ -14,10 +14,15 @@ import orjson
 from starlette.responses import Response
 
 
+def json_bytes(content: Any) -> bytes:
+    """``content`` as JSON bytes, the way every JSON answer of the API is rendered."""
+    return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
 class OrjsonResponse(Response):
     """``application/json`` rendered by orjson, with the options FastAPI's class used (less numpy)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return json_bytes(content)
