@@ -24,6 +24,13 @@ states, verified checkpoint roots, failures) is kept in a local file, so a
 second run only checks what is new and proves it consistent with what was
 seen before. Failures are reported with topic, partition, offset, serial,
 event id and what is wrong; they stay recorded (the ledger stays suspect).
+
+Speed: a run of at least ``PROCESS_MIN_RECORDS`` new records hands each poll
+batch to worker processes (``consumers.decode_pool``, one per core,
+``TRACELEDGER_AUDIT_PROCESSES``) that decode and verify signatures while this
+process reads the next batch and audits the previous one in order; a smaller
+run decodes here and verifies on threads (``consumers.preverify``). Either way
+every decision is taken here, in log order, by the same code.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,12 +46,14 @@ from typing import Callable
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
+from consumers.decode_pool import DecodePool
+from consumers.headers import header
 from consumers.preverify import BatchChecker
-from consumers.relay import header
 from ledger import merkle, proofs
 from ledger.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
 from ledger.errors import Refused
 from ledger.events import SignedEvent
+from ledger.keys import key_id_of
 from ledger.lifecycle import signer_of
 from ledger.replay import Replay
 from traceledger.config import Settings
@@ -55,6 +65,20 @@ STATE_VERSION = 1
 # Roots kept for sizes not yet covered by a checkpoint (32 bytes each); the relay
 # checkpoints every few thousand events at most, so this is never reached in practice.
 MAX_RECENT_ROOTS = 1_000_000
+# Below this many new records a run decodes on its own thread (worker processes take
+# a moment to start); above it, worker processes decode and verify (``consumers.decode_pool``).
+PROCESS_MIN_RECORDS = 5000
+POLL_RECORDS = 5000
+
+
+def default_processes() -> int:
+    """Decoding worker processes for a large audit: ``TRACELEDGER_AUDIT_PROCESSES``, else one
+    per core on a machine with several (0 = decode on the auditor's own thread)."""
+    raw = os.environ.get("TRACELEDGER_AUDIT_PROCESSES", "")
+    if raw.isdigit():
+        return int(raw)
+    cores = os.cpu_count() or 1
+    return cores if cores > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -187,14 +211,19 @@ class Auditor:
         state_path: Path | None = None,
         api_url: str | None = None,
         registrar_key_id: str | None = None,
+        processes: int | None = None,
+        process_min_records: int = PROCESS_MIN_RECORDS,
     ):
+        """``processes``: worker processes that decode and verify when at least
+        ``process_min_records`` new records are to be read (default :func:`default_processes`;
+        0: never). The findings are the same either way; only the speed differs."""
         self.settings = settings
+        self.processes = default_processes() if processes is None else processes
+        self.process_min_records = process_min_records
         self.registrar_key_id = registrar_key_id  # pinned founding registrar, for a fresh state
         self.public_key = log_public_key
         self.state_path = Path(state_path or default_state_path(settings))
         self.api_url = api_url.rstrip("/") if api_url else None
-        from ledger.keys import key_id_of
-
         self.key_id = key_id_of(log_public_key)
         self.topics = (settings.actor_topic, settings.label_topic, settings.checkpoint_topic)
 
@@ -208,8 +237,8 @@ class Auditor:
         if (state.origin, state.log_key_id, state.topics) != (self.settings.log_origin, self.key_id, self.topics):
             raise SystemExit(f"{self.state_path} belongs to another log (origin, key or topics differ); use another --state")
         report = Report(earlier_failures=len(state.failures), state=state)
-        # Decodes each poll batch once and checks its signatures on threads while records are audited in order.
-        self.checker = BatchChecker()
+        self._unrooted: dict[int, tuple[bytes, ...]] = {}  # size -> frontier, the lazy part of state.recent
+        self.checker: BatchChecker | DecodePool | None = None
         before_events, before_cps = state.events, state.checkpoints
         consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
                                  client_id="traceledger-auditor", max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -225,16 +254,29 @@ class Auditor:
             ev_ends = consumer.end_offsets(ev_tps)
             for rec in self._read(consumer, cp_tps, cp_ends, state):
                 self._checkpoint_record(state, report, rec)
+            new_records = sum(max(0, ev_ends[tp] - state.offsets.get((tp.topic, tp.partition), 0)) for tp in ev_tps)
             if on_total:
-                on_total(sum(max(0, ev_ends[tp] - state.offsets.get((tp.topic, tp.partition), 0)) for tp in ev_tps))
-            for rec in self._read(consumer, ev_tps, ev_ends, state, on_batch=lambda recs: self._prefetch(state, recs)):
+                on_total(new_records)
+            ahead = 0
+            if self.processes > 0 and new_records >= self.process_min_records:
+                # Worker processes decode and verify; the next poll batch is read (and handed
+                # to them) before this one is audited, so they work while this thread audits.
+                keys = state.replay.registry.public_keys() | self._announced_keys(consumer, [tp for tp in ev_tps if tp.topic == self.settings.actor_topic], ev_ends, state)
+                self.checker, ahead = DecodePool(self.processes, keys), 1
+            else:
+                # Decodes each poll batch once and checks its signatures on threads while records are audited in order.
+                self.checker = BatchChecker()
+            for rec in self._read(consumer, ev_tps, ev_ends, state, on_batch=lambda recs: self._prefetch(state, recs), ahead=ahead):
                 self._event_record(state, report, rec)
                 if on_progress:
                     on_progress(1)
             self._finish(state, report)
         finally:
             consumer.close()
-            self.checker.close()
+            if self.checker is not None:
+                self.checker.close()
+        state.recent.update((n, merkle.fold_right(f)) for n, f in self._unrooted.items())
+        self._unrooted = {}
         report.new_events = state.events - before_events
         report.new_checkpoints = state.checkpoints - before_cps
         report.waiting_records = len(state.pending)
@@ -253,26 +295,58 @@ class Auditor:
         return [TopicPartition(topic, p) for p in sorted(parts)]
 
     def _read(self, consumer: KafkaConsumer, tps: list[TopicPartition], ends: dict, state: AuditState,
-              on_batch: Callable[[list], None] | None = None):
+              on_batch: Callable[[list], None] | None = None, ahead: int = 0):
         """Every record from the stored offsets to the snapshot ``ends``; offsets advance as read.
-        ``on_batch`` sees each poll batch before its records are yielded."""
+        ``on_batch`` sees each poll batch before its records are yielded, ``ahead`` batches early."""
+        batches: deque[list] = deque()
+        for batch in self._polls(consumer, tps, ends, {(tp.topic, tp.partition): state.offsets.get((tp.topic, tp.partition), 0) for tp in tps}):
+            if on_batch:
+                on_batch(batch)
+            batches.append(batch)
+            if len(batches) > ahead:
+                yield from self._advance(state, batches.popleft())
+        while batches:
+            yield from self._advance(state, batches.popleft())
+
+    @staticmethod
+    def _advance(state: AuditState, batch: list):
+        for rec in batch:
+            state.offsets[(rec.topic, rec.partition)] = rec.offset + 1
+            yield rec
+
+    @staticmethod
+    def _polls(consumer: KafkaConsumer, tps: list[TopicPartition], ends: dict, start: dict):
+        """Poll batches (lists of records) of ``tps`` from offsets ``start`` up to ``ends``."""
         consumer.assign(tps)
+        consumer.resume(*tps)  # a partition paused by an earlier pass may stay paused across assign()
         for tp in tps:
-            consumer.seek(tp, state.offsets.get((tp.topic, tp.partition), 0))
+            consumer.seek(tp, start[(tp.topic, tp.partition)])
         live = {tp for tp in tps if consumer.position(tp) < ends[tp]}
         while live:
-            polled = consumer.poll(timeout_ms=1000, max_records=5000)
-            if on_batch:
-                on_batch([rec for recs in polled.values() for rec in recs])
+            polled = consumer.poll(timeout_ms=1000, max_records=POLL_RECORDS)
+            batch = []
             for tp, recs in polled.items():
-                for rec in recs:
-                    if rec.offset >= ends[tp]:
-                        break
-                    state.offsets[(tp.topic, tp.partition)] = rec.offset + 1
-                    yield rec
-                if consumer.position(tp) >= ends[tp] or state.offsets.get((tp.topic, tp.partition), 0) >= ends[tp]:
+                batch.extend(rec for rec in recs if rec.offset < ends[tp])
+                if consumer.position(tp) >= ends[tp]:
                     live.discard(tp)
                     consumer.pause(tp)
+            yield batch
+
+    def _announced_keys(self, consumer: KafkaConsumer, actor_tps: list[TopicPartition], ends: dict, state: AuditState) -> dict[str, bytes]:
+        """Key id -> public key of every key the unread actor records announce: candidates for the
+        decoding workers to verify with (only guesses; the registry judges every record in order)."""
+        keys: dict[str, bytes] = {}
+        start = {(tp.topic, tp.partition): state.offsets.get((tp.topic, tp.partition), 0) for tp in actor_tps}
+        for batch in self._polls(consumer, actor_tps, ends, start):
+            for rec in batch:
+                try:
+                    payload = SignedEvent.from_envelope(rec.value).event.payload
+                except Exception:
+                    continue  # audited (and reported) in order later
+                public_key = payload.get("public_key")
+                if isinstance(public_key, bytes):
+                    keys[key_id_of(public_key)] = public_key
+        return keys
 
     # ------------------------------------------------------------ checkpoints
 
@@ -294,7 +368,7 @@ class Auditor:
         if state.seen is None or cp.size > state.seen.size:
             state.seen = cp
         if cp.size <= state.tree.size:  # its leaves were read already (checkpoints trail their leaves)
-            root = state.recent.get(cp.size)
+            root = self._recent_root(state, cp.size)
             if root is None:
                 report.failures.append(Failure(f"checkpoint for size {cp.size} arrived after the auditor passed that size (tree size {state.tree.size}); it cannot be checked", "late_checkpoint", **where))
                 return
@@ -307,7 +381,7 @@ class Auditor:
         """Compare the tree root with every waiting checkpoint of exactly the current size."""
         while state.waiting and state.waiting[0][0].size == state.tree.size:
             cp, where = state.waiting.pop(0)
-            self._verify(state, report, cp, where, state.recent.get(cp.size) or state.tree.root())
+            self._verify(state, report, cp, where, self._recent_root(state, cp.size) or state.tree.root())
 
     def _verify(self, state: AuditState, report: Report, cp: Checkpoint, where: dict, root: bytes) -> None:
         if cp.root != root:
@@ -322,6 +396,14 @@ class Auditor:
         if state.latest is None or cp.size > state.latest.size:
             state.latest = cp
             state.recent = {n: r for n, r in state.recent.items() if n > cp.size}
+            self._unrooted = {n: f for n, f in self._unrooted.items() if n > cp.size}
+
+    def _recent_root(self, state: AuditState, size: int) -> bytes | None:
+        """Root of the records at ``size`` (beyond the latest verified checkpoint), if kept."""
+        root = state.recent.get(size)
+        if root is None and size in self._unrooted:
+            root = state.recent[size] = merkle.fold_right(self._unrooted.pop(size))
+        return root
 
     def _check_consistency_proof(self, old: Checkpoint, new: Checkpoint, report: Report, where: dict) -> None:
         """Ask the log server to prove ``new`` extends ``old`` and verify (RFC 9162 §2.1.4.2)."""
@@ -338,7 +420,11 @@ class Auditor:
     # ------------------------------------------------------------ events
 
     def _prefetch(self, state: AuditState, records: list) -> None:
-        """Decode a poll batch and start checking its label and lot signatures on threads."""
+        """Decode a poll batch and start checking its label and lot signatures (in worker processes or on threads)."""
+        if isinstance(self.checker, DecodePool):
+            self.checker.add(rec.value for rec in records)
+            return
+
         def signer_key(signed: SignedEvent, i: int) -> bytes | None:
             e = signed.event
             if e.subject_type == "actor":
@@ -365,8 +451,10 @@ class Auditor:
         state.pending[index] = Pending(rec.topic, rec.partition, rec.offset, rec.key, rec.value, index)
         while state.tree.size in state.pending:  # audit the contiguous run from the tree's size
             self._audit_one(state, report, state.pending.pop(state.tree.size))
-            if len(state.recent) < MAX_RECENT_ROOTS:
-                state.recent[state.tree.size] = state.tree.root()
+            if len(state.recent) + len(self._unrooted) < MAX_RECENT_ROOTS:
+                # The frontier now, hashed into a root only if a checkpoint or a later run needs it:
+                # most sizes are passed by a verified checkpoint and forgotten unhashed.
+                self._unrooted[state.tree.size] = tuple([h for _, h in state.tree.nodes])
             self._verify_waiting(state, report)
 
     def _audit_one(self, state: AuditState, report: Report, p: Pending) -> None:

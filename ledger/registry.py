@@ -40,6 +40,11 @@ class ActorRegistry:
     def lookup(self, log_index: int | None):
         return lambda actor_id: self.as_of(actor_id, log_index)
 
+    def public_keys(self) -> dict[str, bytes]:
+        """Key id -> public key of every key any actor has had (whether valid at a given
+        index is :meth:`as_of`'s business)."""
+        return {s.key_id: s.public_key for _, states in self._history.values() for s in states}
+
     def apply(self, signed: SignedEvent, log_index: int) -> ActorState:
         """Verify and apply one actor event; raise :class:`Refused` if illegal."""
         e = signed.event

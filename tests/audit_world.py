@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -25,9 +25,10 @@ class World:
     log_key: KeyPair
     state_path: Path
     serials: list[str]
+    auditor_options: dict = field(default_factory=dict)  # e.g. PROCESSES: decode in worker processes
 
     def audit(self, api_url: str | None = None) -> Report:
-        return Auditor(self.settings, self.log_key.public_key, state_path=self.state_path, api_url=api_url).run()
+        return Auditor(self.settings, self.log_key.public_key, state_path=self.state_path, api_url=api_url, **self.auditor_options).run()
 
     def relay(self) -> int:
         return relay_all(self.settings)
@@ -62,6 +63,12 @@ def make_world(fresh_settings, tmp_path: Path, labels: int = 40, *, base: Settin
     relay_all(settings)
     key = load_or_create_log_key(settings.log_key)
     return World(settings, ledger, cast, key, tmp_path / "audit.state", serials)
+
+
+# Auditor options of its two decoding paths: on its own thread (verification threads), and in
+# worker processes (what a large audit uses), forced here for a small log.
+THREADS = {"processes": 0}
+PROCESSES = {"processes": 2, "process_min_records": 0}
 
 
 def codes(report: Report) -> set[str]:

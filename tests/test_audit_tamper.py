@@ -11,20 +11,21 @@ from fastapi.testclient import TestClient
 
 from consumers.relay import Relay, header
 from consumers.topics import ensure_topics
-from ledger import tree
+from ledger import merkle, tree
 from ledger.checkpoints import sign_checkpoint
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
 from ledger.log import Sequencer, ensure_schema
-from tests.audit_world import codes, make_world
+from tests.audit_world import PROCESSES, THREADS, codes, make_world
 from tests.helpers import scanned_payload
 from tests.pipeline import project_all
 from traceledger.api import create_app
 
 
-@pytest.fixture
-def world(fresh_settings, tmp_path):
+@pytest.fixture(params=[THREADS, PROCESSES], ids=["threads", "processes"])
+def world(fresh_settings, tmp_path, request):
     w = make_world(fresh_settings, tmp_path)
+    w.auditor_options = request.param
     assert w.audit().ok  # the genuine log first: what follows is all new
     yield w
     w.ledger.close()
@@ -147,6 +148,25 @@ def test_checkpoints_whose_root_does_not_match_are_detected(world):
     assert failure_at(report, m2.partition, m2.offset).code == "root_mismatch"
     assert report.state.latest.size == size + 5  # the genuine one still verified
     assert codes(report) == {"split_view", "root_mismatch"}
+
+
+def test_a_checkpoint_published_after_a_run_passed_its_size_is_verified_by_the_next_run(world):
+    """Roots of sizes beyond the latest checkpoint are kept for the next run (checkpoints trail their leaves)."""
+    first = next_index(world)
+    genuine = [world.cast.issue() for _ in range(3)]  # on Kafka with the next indexes, no checkpoint yet
+    for i, s in enumerate(genuine):
+        world.produce(world.settings.label_topic, s.event.subject.encode(), s.envelope, [("log_index", str(first + i).encode())])
+    report = world.audit()
+    assert report.ok and report.new_events == 3 and report.new_checkpoints == 0
+    records = world.records(world.settings.actor_topic) + world.records()
+    values = [r.value for r in sorted(records, key=lambda r: int(header(r, "log_index")))]
+    good = sign_checkpoint(world.log_key, world.settings.log_origin, first + 2, merkle.root_of(values[: first + 2]))
+    bad = sign_checkpoint(world.log_key, world.settings.log_origin, first + 3, merkle.root_of(values[: first + 2]))
+    world.produce(world.settings.checkpoint_topic, None, good.note.encode())
+    m_bad = world.produce(world.settings.checkpoint_topic, None, bad.note.encode())
+    report = world.audit()
+    assert report.new_events == 0 and report.new_checkpoints == 1 and report.state.latest.size == first + 2
+    assert codes(report) == {"root_mismatch"} and failure_at(report, m_bad.partition, m_bad.offset)
 
 
 def test_rewritten_history_with_a_resigned_checkpoint_fails_consistency(fresh_settings, tmp_path, api):
