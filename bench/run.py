@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run [--labels 1000000] [--growth-labels 10000] [--budget-minutes 20]
                                   [--rates 1000,2500,5000] [--projectors 2] [--api-workers 2] [--profile DIR]
+    .venv/bin/python -m bench.run --labels 30000 --issuance-only [--profile DIR]   # issuance alone, figures as JSON
 
 Needs the stack up (``make up``). Works in throw-away databases and topic
 prefixes (``traceledger.sandbox``, dropped at the end) and starts its own API,
@@ -15,8 +16,9 @@ and scan POST over ``--rates`` with an open-loop load from separate processes.
 
 Writes ``bench/results/<timestamp>.json`` (commit, date, machine, every
 figure) and ``bench/results/latest.md`` (figure | baseline | ratio | target | met?).
-With ``--profile DIR``, the API, projector and audit processes run under
-py-spy and leave collapsed stacks (py-spy raw format, for speedscope or flamegraph.pl) in DIR.
+With ``--profile DIR``, the API, relay, projector and audit processes run under
+py-spy and leave collapsed stacks (py-spy raw format, for speedscope or flamegraph.pl) in DIR;
+``BENCH_PYSPY_ARGS="--gil"`` samples only the thread holding the GIL (where CPU goes, not waits).
 """
 
 from __future__ import annotations
@@ -233,14 +235,20 @@ class World:
     def spawn(self, name: str, *args: str, profile: bool = False) -> subprocess.Popen:
         cmd = [PY, *args]
         if profile and self.profile:
-            cmd = [shutil.which("py-spy") or str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "--subprocesses", "-r", "97", "-f", "raw", "-o",
+            cmd = [shutil.which("py-spy") or str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "--subprocesses", "-r", "97", "-f", "raw",
+                   *os.environ.get("BENCH_PYSPY_ARGS", "").split(), "-o",
                    str(self.profile / f"{name}-{self.labels}.txt"), "--", *cmd]
         p = subprocess.Popen(cmd, env=self.env, cwd=REPO_ROOT, stdout=open(self.work / f"{name}.log", "a"), stderr=subprocess.STDOUT)
         self.procs.append(p)
         return p
 
-    def cli(self, *args: str) -> str:
-        out = subprocess.run([str(Path(PY).parent / "traceledger"), *args], env=self.env, cwd=REPO_ROOT, capture_output=True, text=True)
+    def cli(self, *args: str, profile: str | None = None) -> str:
+        """Run the CLI; with ``profile`` (a name) and ``--profile``, under py-spy like :meth:`spawn`."""
+        cmd = [str(Path(PY).parent / "traceledger"), *args]
+        if profile and self.profile:
+            cmd = [shutil.which("py-spy") or str(Path(PY).parent / "py-spy"), "record", "-r", "97", "-f", "raw", "-o",
+                   str(self.profile / f"{profile}-{self.labels}.txt"), "--", *cmd]
+        out = subprocess.run(cmd, env=self.env, cwd=REPO_ROOT, capture_output=True, text=True)
         if out.returncode != 0:
             api_log = (self.work / "api.log").read_text()[-3000:] if (self.work / "api.log").exists() else ""
             raise SystemExit(f"traceledger {args[0]} failed ({out.returncode}): {out.stderr[-3000:]}\napi log: {api_log}")
@@ -299,12 +307,12 @@ class World:
 
 def issuance(w: World) -> dict:
     """Issue ``w.labels`` through CLI + API with the relay running; until every label is on Kafka."""
-    relay = w.spawn("relay", "-m", "consumers.relay")
+    relay = w.spawn("relay", "-m", "consumers.relay", profile=True)
     before = w.label_end_offsets()
     api_cpu, cli_cpu = tree_cpu(w.api.pid), children_cpu()
     t = time.perf_counter()
     w.cli("issue", "--key", str(w.work / "keys" / "producer.key"), "--gtin", GTIN, "--lot", "BENCH1",
-          "--product", "Bench battery", "--count", str(w.labels), "--out", str(w.work / "labels.csv"))
+          "--product", "Bench battery", "--count", str(w.labels), "--out", str(w.work / "labels.csv"), profile="cli")
     issued_s = time.perf_counter() - t
     cli_cpu = children_cpu() - cli_cpu
     while w.label_end_offsets() - before < w.labels:
@@ -343,12 +351,13 @@ def projection(w: World, processes: int) -> dict:
 
 
 def audit(w: World) -> dict:
-    """``traceledger audit run`` over the whole log (actor + label topics, checkpoints)."""
+    """``traceledger audit run`` over the whole log (actor + label topics, checkpoints). Its CPU
+    includes its decoding worker processes (``consumers.decode_pool``, one per core)."""
     t, cpu = time.perf_counter(), children_cpu()
     args = [str(Path(PY).parent / "traceledger"), "--json", "audit", "run", "--state", str(w.work / "audit.state")]
     cmd = args
     if w.profile:
-        cmd = [shutil.which("py-spy") or str(Path(PY).parent / "py-spy"), "record", "-r", "97", "-f", "raw", "-o", str(w.profile / f"audit-{w.labels}.txt"), "--", *args]
+        cmd = [shutil.which("py-spy") or str(Path(PY).parent / "py-spy"), "record", "--subprocesses", "-r", "97", "-f", "raw", "-o", str(w.profile / f"audit-{w.labels}.txt"), "--", *args]
     out = subprocess.run(cmd, env=w.env, cwd=REPO_ROOT, capture_output=True, text=True)
     elapsed, cpu = time.perf_counter() - t, children_cpu() - cpu
     if out.returncode != 0:
@@ -399,11 +408,26 @@ TARGETS = {
 }
 
 
+def table_row(figure: str, value: str, baseline: str, ratio: float | None, target: str, met: bool | None) -> str:
+    """One line of the report table: figure | value | baseline | ratio | target | met?"""
+    return f"| {figure} | {value} | {baseline} | {'' if ratio is None else f'{ratio:.2f}×'} | {target} | {'' if met is None else ('yes' if met else 'no')} |"
+
+
+def projection_rows(n: int, proj: dict, bare_per_s: float, verify_us: float) -> tuple[tuple, tuple]:
+    """The projection's two report rows (rate against bare consume, CPU per event against verify), as :func:`table_row` arguments."""
+    return (
+        (f"projection, {n:,} events, {proj['processes']} processes (exactly-once checked)", f"{proj['events_per_s']:,.0f} events/s ({proj['us_per_event']:,.0f} µs each)",
+         f"bare kafka-python consume {bare_per_s:,.0f}/s", proj["events_per_s"] / bare_per_s, "≥ 10,000/s", proj["events_per_s"] >= 10_000),
+        (f"projection CPU per event, {n:,} (all projector processes)", f"{proj['cpu_us_per_event']:,.0f} µs", f"verify {verify_us:,.0f} µs",
+         verify_us / proj["cpu_us_per_event"], "", None),
+    )
+
+
 def markdown(res: dict) -> str:
     rows = []
 
-    def row(figure: str, value: str, baseline: str, ratio: float | None, target: str, met: bool | None) -> None:
-        rows.append(f"| {figure} | {value} | {baseline} | {'' if ratio is None else f'{ratio:.2f}×'} | {target} | {'' if met is None else ('yes' if met else 'no')} |")
+    def row(*cells) -> None:
+        rows.append(table_row(*cells))
 
     base = res["baselines"]
     for run in res["runs"]:
@@ -413,16 +437,14 @@ def markdown(res: dict) -> str:
             f"Ed25519 sign {base['ed25519']['sign_per_s']:,.0f}/s", iss["issued_and_relayed_per_s"] / base["ed25519"]["sign_per_s"], "≥ 20,000/s", iss["issued_and_relayed_per_s"] >= 20_000)
         row(f"issuance, {n:,} labels (signed, chained, stored)", f"{iss['issued_per_s']:,.0f} labels/s",
             f"plain eventsourcing save {base['plain_eventsourcing_per_s']:,.0f}/s", iss["issued_per_s"] / base["plain_eventsourcing_per_s"], "", None)
-        row(f"projection, {n:,} events, {proj['processes']} processes (exactly-once checked)", f"{proj['events_per_s']:,.0f} events/s ({proj['us_per_event']:,.0f} µs each)",
-            f"bare kafka-python consume {run['bare_consume_per_s']:,.0f}/s", proj["events_per_s"] / run["bare_consume_per_s"], "≥ 10,000/s", proj["events_per_s"] >= 10_000)
+        row(*projection_rows(n, proj, run["bare_consume_per_s"], 1e6 / base["ed25519"]["verify_per_s"])[0])
         row(f"audit, {aud['events']:,} events", f"{aud['events_per_s']:,.0f} events/s ({aud['us_per_event']:,.0f} µs each)", f"Ed25519 verify {base['ed25519']['verify_per_s']:,.0f}/s",
             aud["events_per_s"] / base["ed25519"]["verify_per_s"], "≥ 0.5×", aud["events_per_s"] / base["ed25519"]["verify_per_s"] >= 0.5)
         cpu, sign_us, verify_us = iss["cpu_us_per_label"], 1e6 / base["ed25519"]["sign_per_s"], 1e6 / base["ed25519"]["verify_per_s"]
         row(f"issuance CPU per label, {n:,} (CLI / API / relay; PostgreSQL and Kafka not counted)",
             f"{iss['cpu_us_per_label_total']:,.0f} µs ({cpu['cli']:,.0f} / {cpu['api']:,.0f} / {cpu['relay']:,.0f})",
             f"sign + verify {sign_us + verify_us:,.0f} µs", (sign_us + verify_us) / iss["cpu_us_per_label_total"], "", None)
-        row(f"projection CPU per event, {n:,} (all projector processes)", f"{proj['cpu_us_per_event']:,.0f} µs", f"verify {verify_us:,.0f} µs",
-            verify_us / proj["cpu_us_per_event"], "", None)
+        row(*projection_rows(n, proj, run["bare_consume_per_s"], verify_us)[1])
         row(f"audit CPU per event, {n:,}", f"{aud['cpu_us_per_event']:,.0f} µs", f"verify {verify_us:,.0f} µs", verify_us / aud["cpu_us_per_event"], "", None)
         g = run["get_fixed_rate"]
         row(f"GET label at {g['offered_per_s']:,.0f}/s over {n:,} labels: p50 / p99", f"{g['p50_ms']:.2f} / {g['p99_ms']:.2f} ms",
@@ -492,6 +514,37 @@ def one_size(base: Settings, labels: int, args, *, sweep: bool) -> dict:
     return out
 
 
+def issuance_only(base: Settings, args) -> None:
+    """``--issuance-only``: one world, members, issuance of ``--labels``; figures printed as JSON."""
+    w = World(base, args.labels, profile=args.profile, api_workers=args.api_workers)
+    try:
+        w.start_api()
+        w.members()
+        say(f"[{args.labels:,}] issuing through CLI + API, relay running ...")
+        print(json.dumps(issuance(w), indent=2), flush=True)
+    finally:
+        w.close()
+
+
+def projection_only(base: Settings, args) -> None:
+    """``--projection-only``: one world, issuance of ``--labels``, then the bare consume baseline and the
+    projection (``--projectors`` processes), each figure next to its baseline as in the report table."""
+    w = World(base, args.labels, profile=args.profile, api_workers=args.api_workers)
+    try:
+        w.start_api()
+        w.members()
+        say(f"[{args.labels:,}] issuing through CLI + API, relay running ...")
+        issuance(w)
+        bare = bare_consume_rate(w.s, args.labels)
+        verify_us = 1e6 / ed25519_rates(5000)["verify_per_s"]
+        proj = projection(w, args.projectors)
+        print("| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|")
+        for cells in projection_rows(args.labels, proj, bare, verify_us):
+            print(table_row(*cells), flush=True)
+    finally:
+        w.close()
+
+
 def sweep_seconds(args) -> float:
     """Wall time of the main run's fixed parts: HTTP sweeps, pgbench, warm-ups (with start-up slack)."""
     loads = 2 * len(args.rates) + len(args.rates) + 2  # GET and scan sweeps, pgbench per rate, pgbench max + fixed rate
@@ -516,13 +569,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fixed-rate", type=float, default=200, help="GET rate of the growth comparison")
     ap.add_argument("--seconds", type=float, default=10, help="length of each HTTP / pgbench load")
     ap.add_argument("--budget-minutes", type=float, default=20, help="shrink the main run to fit this wall time (sizes are reported)")
-    ap.add_argument("--profile", type=Path, help="write py-spy flame graphs of the API, projector and audit here")
+    ap.add_argument("--profile", type=Path, help="write py-spy flame graphs of the API, relay, projector and audit here")
+    ap.add_argument("--issuance-only", action="store_true",
+                    help="only issue --labels through CLI + API + relay and print its figures (a short loop for tuning; writes no report)")
+    ap.add_argument("--projection-only", action="store_true",
+                    help="only issue --labels, then project them; print the two projection rows (a short loop for tuning; writes no report)")
     args = ap.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r]
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     base = Settings.from_env()
+    if args.issuance_only:
+        issuance_only(base, args)
+        return
+    if args.projection_only:
+        projection_only(base, args)
+        return
     res: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(), "machine": machine(),
                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     say(f"machine: {res['machine']}")
