@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, each figure next to a baseline from the same run.
 
-    .venv/bin/python -m bench.run [--labels 1000000] [--growth-labels 10000] [--budget-minutes 20]
+    .venv/bin/python -m bench.run [--labels 1000000] [--growth-labels 10000] [--budget-minutes 17]
                                   [--rates 1000,2500,5000] [--projectors 2] [--api-workers 2] [--profile DIR]
     .venv/bin/python -m bench.run --labels 30000 --issuance-only [--profile DIR]   # issuance alone, figures as JSON
 
@@ -568,7 +568,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rates", default="1000,2500,5000", help="offered request rates of the HTTP sweeps")
     ap.add_argument("--fixed-rate", type=float, default=200, help="GET rate of the growth comparison")
     ap.add_argument("--seconds", type=float, default=10, help="length of each HTTP / pgbench load")
-    ap.add_argument("--budget-minutes", type=float, default=20, help="shrink the main run to fit this wall time (sizes are reported)")
+    ap.add_argument("--budget-minutes", type=float, default=17,
+                    help="shrink the main run to fit this wall time (sizes are reported); 17 leaves a fresh machine's set-up room within 20")
     ap.add_argument("--profile", type=Path, help="write py-spy flame graphs of the API, relay, projector and audit here")
     ap.add_argument("--issuance-only", action="store_true",
                     help="only issue --labels through CLI + API + relay and print its figures (a short loop for tuning; writes no report)")
