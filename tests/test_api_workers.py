@@ -1,12 +1,15 @@
 """The API with several worker processes (TRACELEDGER_API_WORKERS): both serve, and only one
-of them records the accepted scans on the ledger, each exactly once."""
+of them records the accepted scans on the ledger, each exactly once; the workers end with
+their supervisor."""
 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from tests.conftest import free_port, wait_for, wait_for_api
 from tests.helpers import Cast
@@ -42,3 +45,41 @@ def test_two_workers_record_every_scan_once(settings, services, tmp_path):
     log = svc.log_path.read_text()
     assert log.count('"scan_recorder_active"') == 1  # the other worker's recorder waits for the lock
     assert "scan_batch_conflict_retrying" not in log
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid`` and that multiprocessing spawned."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z" and b"spawn_main" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_end_when_the_supervisor_is_killed(settings, services, tmp_path):
+    """A SIGKILLed supervisor cannot stop its workers: the kernel's parent-death signal does,
+    so no orphan keeps serving old code on the port."""
+    port = free_port()
+    s = settings.with_(listen_port=port, api_url=f"http://127.0.0.1:{port}", api_workers=2)
+    svc = services("traceledger.api", s)
+    wait_for_api(svc, s.api_url)
+    workers = wait_for(lambda: (w := _children(svc.proc.pid)) and len(w) == 2 and w, timeout=30, what="two workers")
+    svc.kill()
+    wait_for(lambda: not any(_alive(w) for w in workers), timeout=30, what="the workers to end after their supervisor")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{s.api_url}/healthz", timeout=2)

@@ -38,6 +38,7 @@ from traceledger.config import Settings
 from traceledger.logs import configure, get_logger
 from traceledger.fast_path import FastGet
 from traceledger.responses import OrjsonResponse, json_bytes
+from traceledger.supervisor_death import end_with_supervisor
 
 log = get_logger("api")
 
@@ -176,6 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure()
+        if settings.api_workers > 1:
+            end_with_supervisor()
         state["ledger"] = Ledger(settings)
         state["pool"] = AsyncConnectionPool(settings.pg_conninfo, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False,
                                             timeout=10)  # with the database down: 503 after 10 s, not 30
