@@ -143,6 +143,8 @@ def main() -> None:
                       f"ratio {r['events_per_s'] / verify:.2f}×, checkpoints {r['checkpoints']}", flush=True)
         print("| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|")
         for p, rs in runs.items():
+            if not rs:  # --runs 0 (e.g. only --drop a kept world): nothing measured
+                continue
             rate, verify = statistics.median(r["events_per_s"] for r in rs), statistics.median(r["verify_per_s"] for r in rs)
             ratio = statistics.median(r["events_per_s"] / r["verify_per_s"] for r in rs)
             cpu = statistics.median(r["cpu_us_per_event"] for r in rs)
