@@ -100,14 +100,18 @@ class TransactionalConsumer:
         self.conn = psycopg.connect(settings.pg_conninfo)
         with self.conn.transaction():
             self.conn.execute(offsets_sql(schema) + setup_sql)
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=group,
-            client_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_records,
-        )
+        try:
+            self.consumer = KafkaConsumer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                group_id=group,
+                client_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=max_records,
+            )
+        except BaseException:  # no broker: do not leak the connection (start-up retries build a new one)
+            self.conn.close()
+            raise
         self.consumer.subscribe(topics, listener=_SeekToStoredOffsets(self))
         self.applied = 0
         self.quarantined = 0

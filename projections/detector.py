@@ -15,6 +15,7 @@ import time
 import psycopg
 from eventsourcing import persistence as es_persistence
 
+from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import TransactionalConsumer
 from ledger import scan_inbox
 from ledger.service import Ledger
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rebuild:
         drop_schema(settings, args.schema)
         log.info("alerts_dropped", schema=args.schema)
-    detector = build(settings, schema=args.schema, config=config)
+    detector = build_when_broker_answers(lambda: build(settings, schema=args.schema, config=config), what="detector")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: detector.stop.set())
     log.info("detector_started", schema=args.schema, topic=settings.label_topic)

@@ -9,6 +9,7 @@ from typing import Callable
 import psycopg
 
 from consumers.actor_feed import ActorFeed
+from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import Handler, TransactionalConsumer
 from projections.verification import DEFAULT_SCHEMA, VerificationProjector, schema_sql
 from traceledger.config import Settings
@@ -28,15 +29,19 @@ def label_events_consumer(
     """A TransactionalConsumer of ``label-events`` whose handler checks signers
     against an :class:`ActorFeed` (caught up first, closed with the consumer)."""
     feed = ActorFeed(settings)
-    feed.catch_up()
-    consumer = TransactionalConsumer(
-        settings,
-        group=group,
-        topics=[settings.label_topic],
-        schema=schema,
-        handler=make_handler(feed),
-        setup_sql=setup_sql,
-    )
+    try:
+        feed.catch_up()
+        consumer = TransactionalConsumer(
+            settings,
+            group=group,
+            topics=[settings.label_topic],
+            schema=schema,
+            handler=make_handler(feed),
+            setup_sql=setup_sql,
+        )
+    except BaseException:  # e.g. the broker went away between the two clients: retried whole by the caller
+        feed.close()
+        raise
     consumer.closers.append(feed.close)
     return consumer
 
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rebuild:
         drop_schema(settings, args.schema)
         log.info("read_model_dropped", schema=args.schema)
-    consumer = build(settings, schema=args.schema)
+    consumer = build_when_broker_answers(lambda: build(settings, schema=args.schema), what="projector")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop.set())
     log.info("projector_started", schema=args.schema, topic=settings.label_topic)
