@@ -38,7 +38,7 @@ from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumers.checkpointer import Checkpointer
-from consumers.headers import header  # noqa: F401  (re-exported: readers of records import it from here too)
+from consumers.headers import header
 from consumers.topics import ensure_topics, max_message_bytes
 from ledger.log import LogEntry, Sequencer, SEQUENCER_LOCK, ensure_schema
 from ledger.store import LedgerApplication
@@ -54,8 +54,6 @@ _TAIL_WINDOW = 200
 
 class RelayHalted(Exception):
     """An entry cannot be put on Kafka; the relay stops before it (see the module doc)."""
-
-
 
 
 def published_indexes(

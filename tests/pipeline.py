@@ -7,7 +7,8 @@ from typing import Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 
-from consumers.relay import Relay, header
+from consumers.headers import header
+from consumers.relay import Relay
 from projections.projector import build
 from ledger.service import Ledger
 from traceledger.config import Settings

@@ -9,7 +9,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from consumers.relay import Relay, header
+from consumers.headers import header
+from consumers.relay import Relay
 from consumers.topics import ensure_topics
 from ledger import merkle, tree
 from ledger.checkpoints import sign_checkpoint
