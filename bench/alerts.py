@@ -28,7 +28,7 @@ from ledger.keys import KeyPair
 from tests.conftest import wait_for
 from tests.test_alerts_api import inbox_recorded
 from traceledger import sandbox
-from traceledger.config import REPO_ROOT, Settings
+from ledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -74,8 +74,8 @@ def main() -> None:
         results["events"] = run["events"]
         results["behaviours"] = run["behaviours"]
         wait_for(lambda: inbox_recorded(s), 300, interval=1, what="API scans recorded")
-        results["relay_s"] = timed("relay", [py, "-c", "from consumers.relay import Relay; from traceledger.config import Settings; Relay(Settings.from_env()).run(until_idle=True)"], "relay.log")
-        results["detector_s"] = timed("detector over the whole topic", [py, "-m", "projections.detector", "--until-idle"], "detector.log")
+        results["relay_s"] = timed("relay", [py, "-c", "from consumers.relay import Relay; from ledger.config import Settings; Relay(Settings.from_env()).run(until_idle=True)"], "relay.log")
+        results["detector_s"] = timed("detector over the whole topic", [py, "-m", "consumers.detector", "--until-idle"], "detector.log")
         stopped = [json.loads(line) for line in open(work / "detector.log") if '"detector_stopped"' in line][-1]
         results["detector_events"] = stopped["applied"]
         results["detector_events_per_s_in_loop"] = stopped["events_per_second"]

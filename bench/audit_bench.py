@@ -32,8 +32,8 @@ import psycopg
 
 from bench.run import children_cpu, ed25519_rates
 from traceledger import sandbox
-from traceledger.config import REPO_ROOT, Settings
-from traceledger.logs import configure
+from ledger.config import REPO_ROOT, Settings
+from ledger.logging_setup import configure
 
 PY = sys.executable
 
@@ -90,7 +90,7 @@ def run_audit(s: Settings, work: Path, profile: Path | None, tag: str, processes
 
 
 def proof_figures(s: Settings) -> str:
-    from ledger import proofs, tree
+    from ledger.transparency import proofs, tree
 
     with psycopg.connect(s.pg_conninfo) as conn:
         size = tree.stored_size(conn)

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from tests.consumer_world import build_world
-from traceledger.config import Settings
+from ledger.config import Settings
 
 
 class _Tmp:

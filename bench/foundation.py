@@ -35,7 +35,7 @@ import psycopg
 from bench.loadgen import percentile
 from bench.run import ed25519_rates
 from traceledger import sandbox
-from traceledger.config import REPO_ROOT, Settings
+from ledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -148,14 +148,14 @@ def main() -> None:
             f"({results['issue_labels_per_s'] / verify_rate:.2f}x the raw verify rate)")
 
         t = time.perf_counter()
-        subprocess.run([py, "-c", "from consumers.relay import Relay; from traceledger.config import Settings; Relay(Settings.from_env()).run(until_idle=True)"],
+        subprocess.run([py, "-c", "from consumers.relay import Relay; from ledger.config import Settings; Relay(Settings.from_env()).run(until_idle=True)"],
                        env=env, cwd=REPO_ROOT, check=True, capture_output=True)
         relay_s = time.perf_counter() - t
         results["relay_events_per_s"] = (args.labels + 2) / relay_s
         say(f"relayed {args.labels + 2:,} events in {relay_s:.1f}s: {results['relay_events_per_s']:,.0f} events/s (incl. start-up)")
 
         t = time.perf_counter()
-        subprocess.run([py, "-m", "projections.projector", "--until-idle"], env=env, cwd=REPO_ROOT, check=True, capture_output=True)
+        subprocess.run([py, "-m", "consumers.projector", "--until-idle"], env=env, cwd=REPO_ROOT, check=True, capture_output=True)
         proj_s = time.perf_counter() - t
         results["projector_events_per_s"] = args.labels / proj_s
         say(f"projected {args.labels:,} events in {proj_s:.1f}s: {results['projector_events_per_s']:,.0f} events/s (incl. start-up)")

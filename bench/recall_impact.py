@@ -34,7 +34,7 @@ from tests.conftest import wait_for
 from tests.helpers import Cast, gtin
 from tests.test_aggregation import CELLS
 from traceledger import sandbox
-from traceledger.config import REPO_ROOT, Settings
+from ledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -63,7 +63,7 @@ def main() -> None:
     py = sys.executable
     tl = str(Path(py).parent / "traceledger")
     procs = [subprocess.Popen([py, "-m", module], env=env, cwd=REPO_ROOT, stdout=open(work / f"{module}.log", "w"), stderr=subprocess.STDOUT)
-             for module in ("traceledger.api", "consumers.relay", "projections.projector")]
+             for module in ("traceledger.api", "consumers.relay", "consumers.projector")]
     results: dict = {"units": args.units, "sample": args.sample, "database": db, "cpus": os.cpu_count(),
                      "at": datetime.now(timezone.utc).isoformat()}
 

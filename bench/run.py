@@ -47,7 +47,7 @@ from nacl.signing import SigningKey
 
 from bench.loadgen import percentile, run_open_loop
 from traceledger import sandbox
-from traceledger.config import REPO_ROOT, Settings
+from ledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -330,7 +330,7 @@ def issuance(w: World) -> dict:
 def projection(w: World, processes: int) -> dict:
     """``processes`` projector processes (one consumer group) over the label topic until idle; checks the model."""
     t = time.perf_counter()
-    procs = [w.spawn(f"projector{i}", "-m", "projections.projector", "--until-idle", profile=(i == 0)) for i in range(processes)]
+    procs = [w.spawn(f"projector{i}", "-m", "consumers.projector", "--until-idle", profile=(i == 0)) for i in range(processes)]
     cpu = 0.0
     for i, p in enumerate(procs):
         code, used = wait_cpu(p)

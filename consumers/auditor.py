@@ -29,7 +29,7 @@ Speed: a run of at least ``PROCESS_MIN_RECORDS`` new records hands each poll
 batch to worker processes (``consumers.decode_pool``, one per core,
 ``TRACELEDGER_AUDIT_PROCESSES``) that decode and verify signatures while this
 process reads the next batch and audits the previous one in order; a smaller
-run decodes here and verifies on threads (``consumers.preverify``). Either way
+run decodes here and verifies on threads (``ledger.preverify``). Either way
 every decision is taken here, in log order, by the same code.
 """
 
@@ -47,17 +47,17 @@ import httpx
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.decode_pool import DecodePool
-from consumers.headers import header
-from consumers.preverify import BatchChecker
-from ledger import merkle, proofs
-from ledger.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
+from ledger.record_headers import header
+from ledger.preverify import BatchChecker
+from ledger.transparency import merkle, proofs
+from ledger.transparency.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import key_id_of
 from ledger.lifecycle import signer_of
 from ledger.replay import Replay
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 
 log = get_logger("auditor")
 

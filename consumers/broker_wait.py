@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 
 from kafka.errors import RetriableError
 
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("broker_wait")
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import psycopg
 from kafka import KafkaProducer
 
-from ledger import tree as merkle_tree
-from ledger.checkpoints import Checkpoint, sign_checkpoint, verifier_key
+from ledger.transparency import tree as merkle_tree
+from ledger.transparency.checkpoints import Checkpoint, sign_checkpoint, verifier_key
 from ledger.keys import KeyPair
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 
 log = get_logger("checkpointer")
 

@@ -11,7 +11,7 @@ signature with the public key whose key id the event names, out of a map of
 expects to meet).
 
 The consumer still decides everything itself, in order, with the same rules,
-exactly as with :class:`consumers.preverify.BatchChecker` (same
+exactly as with :class:`ledger.preverify.BatchChecker` (same
 ``signed``/``verify`` contract): a verification answer is used only when
 public key, message and signature are exactly the ones the worker checked (a
 verification is a pure function of the three), and is computed on the spot
@@ -32,7 +32,7 @@ from typing import Iterable
 
 from ledger.events import Event, SignedEvent
 from ledger.keys import verify_signature
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("decode_pool")
 

@@ -23,8 +23,9 @@ from kafka.errors import KafkaConnectionError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from ledger.errors import Refused
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from projections.offsets import offsets_sql
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 
 log = get_logger("consumer")
 
@@ -37,30 +38,6 @@ class Handler(Protocol):
     """
 
     def __call__(self, cur: psycopg.Cursor, record) -> None: ...
-
-
-def offsets_sql(schema: str) -> str:
-    return f"""
-    CREATE SCHEMA IF NOT EXISTS {schema};
-    CREATE TABLE IF NOT EXISTS {schema}.consumer_offsets (
-        topic text NOT NULL,
-        partition int NOT NULL,
-        next_offset bigint NOT NULL,
-        PRIMARY KEY (topic, partition)
-    );
-    CREATE TABLE IF NOT EXISTS {schema}.quarantine (
-        id bigserial PRIMARY KEY,
-        topic text NOT NULL,
-        partition int NOT NULL,
-        "offset" bigint NOT NULL,
-        key bytea,
-        value bytea,
-        code text NOT NULL,
-        detail text NOT NULL,
-        quarantined_at timestamptz NOT NULL DEFAULT now(),
-        UNIQUE (topic, partition, "offset")
-    );
-    """
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):

@@ -1,6 +1,6 @@
 """The relay: the event store's global order -> Kafka.
 
-Loop: give new notifications dense log indexes (``ledger.log.Sequencer``,
+Loop: give new notifications dense log indexes (``ledger.transparency.log.Sequencer``,
 committed in PostgreSQL first), then produce them, in that order, with an
 idempotent producer (acks=all). Key = subject, so a label's events stay in
 one partition, in order. Headers carry ``log_index`` and ``notification_id``.
@@ -38,12 +38,12 @@ from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumers.checkpointer import Checkpointer
-from consumers.headers import header
+from ledger.record_headers import header
 from consumers.topics import ensure_topics, max_message_bytes
-from ledger.log import LogEntry, Sequencer, SEQUENCER_LOCK, ensure_schema
+from ledger.transparency.log import LogEntry, Sequencer, SEQUENCER_LOCK, ensure_schema
 from ledger.store import LedgerApplication
-from traceledger.config import Settings
-from traceledger.logs import configure, get_logger
+from ledger.config import Settings
+from ledger.logging_setup import configure, get_logger
 
 log = get_logger("relay")
 

@@ -6,8 +6,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 
 log = get_logger("topics")
 

@@ -9,6 +9,7 @@ Every actor event is itself checked with the shared lifecycle rules.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Protocol
 
 from ledger.errors import Refused
 from ledger.events import SignedEvent
@@ -72,3 +73,17 @@ class ActorRegistry:
         states.append(new)
         self.size += 1
         return new
+
+
+class ActorSource(Protocol):
+    """What a projection needs of the actors: a registry, and a way to read newer actor events.
+
+    The Kafka-fed implementation is ``consumers.actor_feed.ActorFeed``; projections
+    depend only on this shape, so they never import a Kafka client.
+    """
+
+    registry: ActorRegistry
+
+    def catch_up(self) -> int:
+        """Apply actor events published since the last call; return how many."""
+        ...

@@ -1,7 +1,7 @@
 """Re-derive the ledger's state from signed events in log order, by the ledger's own rules.
 
 Used by the auditor (``consumers.auditor``, from Kafka) and by offline proof
-bundle verification (``ledger.bundle``). Nothing here is new policy: actor
+bundle verification (``ledger.transparency.bundle``). Nothing here is new policy: actor
 events go through :class:`ledger.registry.ActorRegistry` (which uses
 ``ledger.lifecycle``), label and lot events through ``signer_of`` (the key
 current *at that log index*), the Ed25519 signature, and ``authorize``/``fold``
@@ -35,7 +35,7 @@ class Replay:
         A refused event changes nothing, so later events are judged against
         the genuine history. ``verify`` checks a label or lot event's signature
         (:func:`ledger.keys.verify_signature` or a drop-in that answers from
-        checks already made, see ``consumers.preverify``).
+        checks already made, see ``ledger.preverify``).
         """
         e = signed.event
         if e.subject_type == "actor":

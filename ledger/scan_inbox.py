@@ -36,7 +36,7 @@ from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from ledger.store import chain_id
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("scan_inbox")
 

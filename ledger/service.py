@@ -16,14 +16,14 @@ from typing import Iterable, Sequence
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger.aggregation import check_pairs
+from ledger.pairing import check_pairs
 from ledger.errors import Refused
 from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
 from ledger.sigcheck import SignatureChecks
 from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, child_type, fold, is_bootstrap, signer_of
 from ledger.store import Chain, LedgerApplication, chain_id
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 
 log = get_logger("ledger")
 

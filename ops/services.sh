@@ -3,7 +3,7 @@
 # verification projector, the alert detector and the HTTP API. Pid files and logs in .run/.
 #
 # Usage: ops/services.sh start|stop|status
-# Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see traceledger/config.py),
+# Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see ledger/config.py),
 #      TRACELEDGER_PROJECTORS: verification projector processes (default 2, one per core; they share
 #      one consumer group, so Kafka spreads the label topic's partitions over them),
 #      TRACELEDGER_API_WORKERS: API server processes (default 2 here, one per core)
@@ -15,17 +15,17 @@ PY="$REPO/.venv/bin/python"
 API_URL="${TRACELEDGER_API:-http://127.0.0.1:${TRACELEDGER_LISTEN_PORT:-8000}}"
 mkdir -p "$RUN"
 
-declare -A MODULE=([relay]=consumers.relay [projector]=projections.projector [detector]=projections.detector [api]=traceledger.api)
+declare -A MODULE=([relay]=consumers.relay [projector]=consumers.projector [detector]=consumers.detector [api]=traceledger.api)
 PROJECTORS="${TRACELEDGER_PROJECTORS:-2}"
 export TRACELEDGER_API_WORKERS="${TRACELEDGER_API_WORKERS:-2}"
 [[ $PROJECTORS =~ ^[1-9][0-9]*$ ]] || { echo "[ops] TRACELEDGER_PROJECTORS must be a positive integer, got '$PROJECTORS'" >&2; exit 2; }
 EXTRA_PROJECTORS=()
-for ((i = 2; i <= PROJECTORS; i++)); do MODULE[projector-$i]=projections.projector; EXTRA_PROJECTORS+=("projector-$i"); done
+for ((i = 2; i <= PROJECTORS; i++)); do MODULE[projector-$i]=consumers.projector; EXTRA_PROJECTORS+=("projector-$i"); done
 # Also whatever extra projectors an earlier start with a larger count left pid files for (so stop stops them).
 for f in "$RUN"/projector-*.pid; do
     [[ -e $f ]] || continue
     name=$(basename "$f" .pid)
-    [[ -n ${MODULE[$name]:-} ]] || { MODULE[$name]=projections.projector; EXTRA_PROJECTORS+=("$name"); }
+    [[ -n ${MODULE[$name]:-} ]] || { MODULE[$name]=consumers.projector; EXTRA_PROJECTORS+=("$name"); }
 done
 ORDER=(relay projector "${EXTRA_PROJECTORS[@]}" detector api)
 

@@ -43,7 +43,7 @@ from datetime import datetime
 
 import psycopg
 
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("detector")
 

@@ -36,15 +36,15 @@ from typing import Callable
 import psycopg
 from psycopg.types.json import Jsonb
 
-from consumers.actor_feed import ActorFeed
 from ledger import regions, scan_inbox
 from ledger.lifecycle import LabelState
+from ledger.registry import ActorSource
 from projections import alert_transitions, verification
 from projections.alert_transitions import Transition, alert_uuid
 from projections.detection import Finding, Watch, evaluate
 from projections.detection_config import DetectionConfig
 from projections.verification import VerificationProjector
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("detector")
 
@@ -179,7 +179,7 @@ def merge_findings(findings: list[Finding]) -> dict[str, _Incident]:
 class AlertDetector:
     """TransactionalConsumer handler: verify (via VerificationProjector), detect, alert."""
 
-    def __init__(self, schema: str, feed: ActorFeed, config: DetectionConfig | None = None):
+    def __init__(self, schema: str, feed: ActorSource, config: DetectionConfig | None = None):
         self.s = schema
         self.cfg = config or DetectionConfig()
         self.verifier = VerificationProjector(schema, feed)

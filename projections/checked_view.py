@@ -4,7 +4,7 @@ The hot read of the consumer API (``GET /v1/labels/{serial}``, scans, the
 Digital Link resolver). One prepared statement returns the label's read-model
 row, its trail and, when asked, the scans accepted but not projected yet, and
 decides in PostgreSQL whether the ledger's stored chain still matches what
-was published (:mod:`ledger.integrity`): at every published position ``seq``
+was published (:mod:`projections.integrity`): at every published position ``seq``
 the stored row of version ``seq + 1`` must exist, carry the chain event topic
 and a body whose SHA-256 is the published hash (the event hash is SHA-256 of
 the signed body, which the store keeps base64 in ``state->'body'->>'_data_'``).
@@ -12,7 +12,7 @@ the signed body, which the store keeps base64 in ``state->'body'->>'_data_'``).
 That answer is only trusted when it says "matches". Anything else — a
 mismatch, or a row PostgreSQL cannot parse (an edited row: invalid UTF-8,
 JSON or base64 raises) — falls back to the precise Python check
-(:func:`ledger.integrity.guard_view`), so the reasons given are exactly the
+(:func:`projections.integrity.guard_view`), so the reasons given are exactly the
 ones it gives. The fast check is stricter than the Python one, never looser:
 "matches" here means every published hash equals the stored one at a dense
 run of versions starting at 1.
@@ -30,10 +30,10 @@ from functools import lru_cache
 import psycopg
 from psycopg.rows import dict_row
 
-from ledger.integrity import guard_view
+from projections.integrity import guard_view
 from ledger.store import LedgerApplication, chain_id
 from projections.verification import DEFAULT_SCHEMA, _extra_sql, _unprojected_sql, build_view, read_view_async, unprojected_scans
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("checked_view")
 

@@ -2,7 +2,7 @@
 
 :class:`DetectionConfig` holds the defaults and per-product overrides (keyed
 by GTIN or a GTIN prefix, longest match wins). The detector reads an optional
-JSON file (``python -m projections.detector --config FILE``) shaped like
+JSON file (``python -m consumers.detector --config FILE``) shaped like
 :meth:`DetectionConfig.as_dict`; anything missing keeps its default.
 """
 

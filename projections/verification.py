@@ -18,14 +18,14 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from consumers.actor_feed import ActorFeed
-from consumers.preverify import BatchChecker
-from consumers.exactly_once import offsets_sql
-from consumers.headers import header
+from ledger.preverify import BatchChecker
+from ledger.record_headers import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
-from projections import aggregation, alert_chains, bulk, lots as lot_graph
+from ledger.registry import ActorSource
+from projections import alert_chains, bulk, containers, lots as lot_graph
+from projections.offsets import offsets_sql
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"
@@ -58,7 +58,7 @@ def schema_sql(s: str) -> str:
         occurred_at timestamptz NOT NULL, hash bytea NOT NULL, log_index bigint,
         PRIMARY KEY (subject_type, subject, seq)
     );
-    """ + alert_chains.schema_sql(s) + aggregation.schema_sql(s) + lot_graph.schema_sql(s)
+    """ + alert_chains.schema_sql(s) + containers.schema_sql(s) + lot_graph.schema_sql(s)
 
 
 def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
@@ -102,14 +102,14 @@ class VerificationProjector:
     consumer's transaction.
     """
 
-    def __init__(self, schema: str, feed: ActorFeed):
+    def __init__(self, schema: str, feed: ActorSource):
         self.s = schema
         self.feed = feed
         # Decodes each poll batch once and checks its signatures on threads (the costliest step).
         self.checker = BatchChecker()
         self.rows: dict[tuple[str, str], _Row | None] = {}
         self.new_events: dict[tuple[str, str, int], tuple] = {}
-        self.memberships: list[tuple] = []  # aggregation.membership_change of applied events, in order
+        self.memberships: list[tuple] = []  # containers.membership_change of applied events, in order
         self.lot_edges: list[tuple] = []  # lot graph rows of applied Transformed events
 
     # -------------------------------------------------------------- batch
@@ -135,8 +135,8 @@ class VerificationProjector:
             found_lots = lot_graph.load(cur, self.s, list(lots))
             for key in lots:
                 self.rows[("lot", key)] = _Row(found_lots[key]) if key in found_lots else None
-        boxes = aggregation.container_keys(labels)
-        found_boxes = aggregation.load(cur, self.s, boxes)
+        boxes = containers.container_keys(labels)
+        found_boxes = containers.load(cur, self.s, boxes)
         for key in boxes:
             self.rows[("container", key)] = _Row(found_boxes[key]) if key in found_boxes else None
         alerts = [key for key in labels if alert_chains.is_alert_key(key)]
@@ -153,8 +153,8 @@ class VerificationProjector:
         labels = [(*_label_values(r.state), r.scan_count, r.first_scanned_at, r.last_event_at) for k, r in dirty if k[0] == "label"]
         bulk.upsert_rows(cur, f"{self.s}.labels", _LABEL_ROW_COLUMNS, "serial", labels)
         lot_graph.save(cur, self.s, [r.state for k, r in dirty if k[0] == "lot"])
-        aggregation.save(cur, self.s, [r.state for k, r in dirty if k[0] == "container"])
-        aggregation.save_memberships(cur, self.s, self.memberships)
+        containers.save(cur, self.s, [r.state for k, r in dirty if k[0] == "container"])
+        containers.save_memberships(cur, self.s, self.memberships)
         lot_graph.save_edges(cur, self.s, self.lot_edges)
         self.memberships, self.lot_edges = [], []
         alert_chains.save(cur, self.s, [r.state for k, r in dirty if k[0] == "alert"])
@@ -213,7 +213,7 @@ class VerificationProjector:
         self.new_events[(e.subject_type, e.subject, e.seq)] = (
             e.subject_type, e.subject, e.seq, e.event_id, e.kind, e.actor, region, e.occurred_at, signed.hash, log_index,
         )
-        if (change := aggregation.membership_change(e, log_index)) is not None:
+        if (change := containers.membership_change(e, log_index)) is not None:
             self.memberships.append(change)
         self.lot_edges.extend(lot_graph.edges(e, log_index))
         return Applied(signed, signer, state, new_state, log_index)
@@ -256,8 +256,8 @@ def _extra_sql(schema: str, serial: str, label: dict | None, trail: list[dict]) 
         return {}
     out = {}
     if any(r["kind"] == "PackedInto" for r in trail):
-        out["containers"] = (aggregation.containers_sql(schema), ("label", serial))
-        out["steps"] = (aggregation.steps_sql(schema), ("label", serial))
+        out["containers"] = (containers.containers_sql(schema), ("label", serial))
+        out["steps"] = (containers.steps_sql(schema), ("label", serial))
     if label.get("lot_transformed"):
         lot_key = f"{label['gtin']}/{label['lot']}"
         out["recalled_lots"] = (lot_graph.recalled_ancestors_sql(schema), (lot_key, lot_key))
@@ -279,7 +279,7 @@ def build_view(serial: str, label: dict | None, trail: list[dict], extras: dict[
         v, reasons = verdict(None)
         return {"serial": serial, "verdict": v, "reasons": reasons, "scan_count": 0, "first_scanned_at": None, "trail": []}
     extras = extras or {}
-    travel = aggregation.travelled(extras.get("containers", []), extras.get("steps", []))
+    travel = containers.travelled(extras.get("containers", []), extras.get("steps", []))
     because = [f"container {sscc} was recalled while this item was in it" for sscc in travel["recalled_by"]]
     because += [f"input lot {r['lot']} ({r['product'] or 'material'}) it was made from has been recalled" for r in extras.get("recalled_lots", [])]
     v, reasons = verdict(label, label["lot_recalled"], because)

@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from ledger import gs1
 from ledger.events import GENESIS_HASH, SignedEvent, new_event
 from ledger.keys import KeyPair
-from projections.detector import build
+from consumers.detector import build
 from tests.helpers import Cast, issued_payload, shipped_payload
 from traceledger.auth import authorization_header
 

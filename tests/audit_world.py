@@ -14,7 +14,7 @@ from ledger.keys import KeyPair
 from ledger.service import Ledger
 from tests.helpers import Cast, shipped_payload
 from tests.pipeline import relay_all, topic_records
-from traceledger.config import Settings
+from ledger.config import Settings
 
 
 @dataclass

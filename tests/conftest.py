@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from traceledger import sandbox
-from traceledger.config import REPO_ROOT, Settings
+from ledger.config import REPO_ROOT, Settings
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from traceledger import sandbox
-from traceledger.config import REPO_ROOT, Settings
+from ledger.config import REPO_ROOT, Settings
 
 OPS = REPO_ROOT / "ops"
 CLUSTER = "faults"

@@ -7,11 +7,11 @@ from typing import Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 
-from consumers.headers import header
+from ledger.record_headers import header
 from consumers.relay import Relay
-from projections.projector import build
+from consumers.projector import build
 from ledger.service import Ledger
-from traceledger.config import Settings
+from ledger.config import Settings
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from ledger import epcis, gs1
-from ledger.aggregation import check_pairs
+from ledger.pairing import check_pairs
 from ledger.errors import Refused
 from ledger.lifecycle import LotState, authorize, fold, signer_of
 from tests.helpers import PREFIX, Cast, gtin, shipped_payload

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from ledger import merkle, proofs
-from ledger.bundle import BundleError, verify_bundle
+from ledger.transparency import merkle, proofs
+from ledger.transparency.bundle import BundleError, verify_bundle
 from tests.audit_world import make_world
 from traceledger.api import create_app
 from traceledger.cli import cli
@@ -130,7 +130,7 @@ def test_a_pinned_registrar_key_refuses_a_history_founded_by_another(world, tmp_
 def test_two_auditors_exchanging_checkpoints_detect_a_split_view(world, tmp_path):
     """Auditor B hands auditor A the checkpoint it was shown. The same signed
     root agrees; a log-signed different root for the same size is a split view."""
-    from ledger.checkpoints import sign_checkpoint
+    from ledger.transparency.checkpoints import sign_checkpoint
 
     env = world.settings.to_env()
     key_args = ["--log-key", f"{world.settings.log_key}.pub", "--state", str(world.state_path)]

@@ -9,14 +9,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from consumers.headers import header
+from ledger.record_headers import header
 from consumers.relay import Relay
 from consumers.topics import ensure_topics
-from ledger import merkle, tree
-from ledger.checkpoints import sign_checkpoint
+from ledger.transparency import merkle, tree
+from ledger.transparency.checkpoints import sign_checkpoint
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
-from ledger.log import Sequencer, ensure_schema
+from ledger.transparency.log import Sequencer, ensure_schema
 from tests.audit_world import PROCESSES, THREADS, codes, make_world
 from tests.helpers import scanned_payload
 from tests.pipeline import project_all

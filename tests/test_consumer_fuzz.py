@@ -17,7 +17,7 @@ import random
 import psycopg
 from kafka import KafkaProducer
 
-from consumers.headers import header
+from ledger.record_headers import header
 from ledger import gs1
 from ledger.encoding import envelope_codec
 from ledger.events import SignedEvent

@@ -29,7 +29,7 @@ def test_sigkill_relay_and_projector_mid_stream(settings, services):
     cast = Cast()
     ledger.append(cast.founding_events())
     relay = services("consumers.relay", settings, name="relay")
-    projector = services("projections.projector", settings, name="projector")
+    projector = services("consumers.projector", settings, name="projector")
 
     batches, per_batch = 24, 250
     serials: list[str] = []

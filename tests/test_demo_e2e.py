@@ -12,7 +12,7 @@ import sys
 
 from ledger.keys import KeyPair
 from tests.conftest import free_port, wait_for_api
-from traceledger.config import REPO_ROOT
+from ledger.config import REPO_ROOT
 
 
 def cli(settings, *args, check=True):
@@ -30,7 +30,7 @@ def test_demo_scenario_through_cli_and_api(settings, services, tmp_path):
     port = free_port()
     s = settings.with_(listen_port=port, api_url=f"http://127.0.0.1:{port}", gateway_key=demo_dir / "keys" / "gateway.key")
     services("consumers.relay", s)
-    services("projections.projector", s)
+    services("consumers.projector", s)
     wait_for_api(services("traceledger.api", s), s.api_url)
 
     out = json.loads(cli(s, "--json", "demo", "--labels", "200", "--out-dir", str(demo_dir)).stdout)

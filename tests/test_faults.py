@@ -26,7 +26,7 @@ from tests.conftest import free_port, wait_for, wait_for_api
 from tests.fault_stack import FaultStack
 from tests.helpers import Cast, gtin
 from tests.pipeline import log_indexes, topic_records
-from traceledger.config import REPO_ROOT
+from ledger.config import REPO_ROOT
 
 PROBLEM = "application/problem+json"
 
@@ -89,7 +89,7 @@ def test_broker_down_at_issuance_writes_wait_in_the_outbox(stack, services, tmp_
     url, _ = start_api(services, settings, cast, tmp_path)
     post_accepted(url, cast.founding_events())
     relay = services("consumers.relay", settings, name="relay")
-    projector = services("projections.projector", settings, name="projector")
+    projector = services("consumers.projector", settings, name="projector")
     post_accepted(url, [cast.issue() for _ in range(100)])
     wait_for(lambda: projected(settings) == 100, 90, 0.5, "the first labels to be projected")
 
@@ -404,7 +404,7 @@ def test_sigkills_and_restarts_during_100k_events_lose_and_double_nothing(stack,
     url, api = start_api(services, settings, cast, tmp_path)
     post_accepted(url, cast.founding_events())
     supervised = {name: services(module, settings, name=name) for name, module in
-                  [("relay", "consumers.relay"), ("projector", "projections.projector"), ("detector", "projections.detector")]}
+                  [("relay", "consumers.relay"), ("projector", "consumers.projector"), ("detector", "consumers.detector")]}
     supervised["api"] = api
 
     issuer = Issuer(url, cast, LABELS)
@@ -478,8 +478,8 @@ def test_sigkills_and_restarts_during_100k_events_lose_and_double_nothing(stack,
     assert accepted_known <= set(scanned_ids), f"{len(accepted_known - set(scanned_ids))} accepted scans are lost"
 
     # Every read model equals a rebuild from scratch.
-    rebuilds = [run_to_idle("projections.projector", settings, "rebuilt", tmp_path / "rebuild-projector.log"),
-                run_to_idle("projections.detector", settings, "alerts_rebuilt", tmp_path / "rebuild-detector.log")]
+    rebuilds = [run_to_idle("consumers.projector", settings, "rebuilt", tmp_path / "rebuild-projector.log"),
+                run_to_idle("consumers.detector", settings, "alerts_rebuilt", tmp_path / "rebuild-detector.log")]
     for proc in rebuilds:
         assert proc.wait(600) == 0
     rebuilt_after = time.monotonic() - started

@@ -1,6 +1,6 @@
-"""ledger.integrity.compare: the stored chain against what was published. Pure."""
+"""projections.integrity.compare: the stored chain against what was published. Pure."""
 
-from ledger.integrity import compare
+from projections.integrity import compare
 
 H = [bytes([i]) * 32 for i in range(4)]
 PUBLISHED = [(i, H[i]) for i in range(3)]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import checkpoints as cps
-from ledger import merkle, proofs
+from ledger.transparency import checkpoints as cps
+from ledger.transparency import merkle, proofs
 from ledger.keys import KeyPair
 
 # The team's shared vectors sit beside the checkout (../shared); CI has them too.

@@ -1,11 +1,11 @@
-"""consumers.preverify: batch decoding and threaded signature checks give the same answers
+"""ledger.preverify: batch decoding and threaded signature checks give the same answers
 as decoding and verifying each record on the spot."""
 
 from __future__ import annotations
 
 import pytest
 
-from consumers.preverify import BatchChecker
+from ledger.preverify import BatchChecker
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import verify_signature

@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from ledger.encoding import envelope_codec
 from ledger.envelope import split_envelope
 from ledger.errors import Refused
-from projections.projector import build
+from consumers.projector import build
 from projections.verification import read_view
 from tests.helpers import Cast, scanned_payload, shipped_payload
 from tests.pipeline import founded_ledger, relay_all, topic_records

@@ -164,7 +164,7 @@ def test_partition_hash_is_kafkas_murmur2():
 
     from kafka.partitioner.default import murmur2
 
-    from ledger.log import murmur2_fast, partition_for
+    from ledger.transparency.log import murmur2_fast, partition_for
 
     for length in range(0, 40):
         for _ in range(50):

@@ -23,7 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger import gs1, log as global_log, scan_inbox
+from ledger import gs1, scan_inbox
+from ledger.transparency import log as global_log
 from ledger.errors import Refused
 from ledger.events import SignedEvent, decode_signed, validate_actor_id, validate_channel, validate_region
 from ledger.keys import KeyPair
@@ -34,8 +35,8 @@ from projections.checked_view import checked_view
 from traceledger.api_log import log_router
 from traceledger.api_consumer import build_router as build_consumer_router
 from traceledger.api_trail import trail_router
-from traceledger.config import Settings
-from traceledger.logs import configure, get_logger
+from ledger.config import Settings
+from ledger.logging_setup import configure, get_logger
 from traceledger.fast_path import FastGet
 from traceledger.responses import OrjsonResponse, json_bytes
 from traceledger.supervisor_death import end_with_supervisor

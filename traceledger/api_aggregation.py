@@ -17,7 +17,7 @@ from ledger.errors import Refused
 from ledger.lifecycle import ContainerState
 from projections import lots as lot_graph
 from projections.verification import DEFAULT_SCHEMA
-from traceledger.config import Settings
+from ledger.config import Settings
 
 
 def router(settings: Settings, state: dict) -> APIRouter:

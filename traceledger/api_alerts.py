@@ -41,7 +41,7 @@ from projections import alerts as model
 from projections.detection_config import ALERT_KINDS
 from traceledger import alerts_chart, auth
 from traceledger.auth import Caller
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 from traceledger.responses import OrjsonResponse
 
 log = get_logger("api")

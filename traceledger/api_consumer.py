@@ -47,8 +47,8 @@ from traceledger import consumer as cons
 from traceledger import consumer_page as page
 from traceledger import consumer_store as store
 from traceledger import voice_audio
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 from traceledger.responses import OrjsonResponse
 
 log = get_logger("api_consumer")

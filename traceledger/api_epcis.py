@@ -31,8 +31,8 @@ from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import LabelState
 from ledger.store import chain_id
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 from traceledger.responses import OrjsonResponse
 
 log = get_logger("epcis")

@@ -1,7 +1,7 @@
 """HTTP API of the global Merkle log: checkpoints, entries, proofs, label bundles.
 
 Mounted by ``traceledger.api`` (``app.include_router(log_router(settings))``).
-Every proof is computed from O(log n) stored nodes in one query (``ledger.tree``).
+Every proof is computed from O(log n) stored nodes in one query (``ledger.transparency.tree``).
 Bad parameters are :class:`ledger.errors.Refused` -> 400 problem+json.
 
 A label's proof bundle (``GET /v1/labels/{serial}/proof``) is self-contained
@@ -23,12 +23,13 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
 from consumers.checkpointer import latest_checkpoint
-from ledger import gs1, merkle, proofs, tree
-from ledger.checkpoints import verifier_key
+from ledger import gs1
+from ledger.transparency import merkle, proofs, tree
+from ledger.transparency.checkpoints import verifier_key
 from ledger.errors import Refused
 from ledger.events import SignedEvent
-from traceledger.config import Settings
-from traceledger.logs import get_logger
+from ledger.config import Settings
+from ledger.logging_setup import get_logger
 
 log = get_logger("api_log")
 

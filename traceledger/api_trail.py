@@ -25,13 +25,13 @@ from fastapi import APIRouter, Depends
 from ledger import gs1
 from ledger.errors import Refused
 from ledger.events import EPCIS_MAPPING, SignedEvent, decode_signed
-from ledger.integrity import guard_view
+from projections.integrity import guard_view
 from ledger.service import Ledger
 from ledger.store import chain_id
 from projections.verification import read_view_async
 from traceledger import auth
 from traceledger import consumer_store as store
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 from traceledger.responses import OrjsonResponse
 
 log = get_logger("api_trail")

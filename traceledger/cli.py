@@ -26,7 +26,7 @@ from ledger.events import ROLES, validate_actor_id
 from ledger.keys import KeyPair
 from traceledger import commands as cmd
 from traceledger.client import ApiUnavailable, Client
-from traceledger.config import Settings
+from ledger.config import Settings
 
 SHOW_REFUSALS = 5
 PROGRESS_MIN = 200  # smaller inputs finish before a bar would be worth drawing

@@ -1,7 +1,7 @@
 """``traceledger audit``: the regulator's commands (registered on the main CLI group).
 
 - ``audit run``: re-verify everything new on Kafka (``consumers.auditor``); exit 2 on any failure.
-- ``audit verify-bundle FILE``: verify a label's proof bundle offline (``ledger.bundle``).
+- ``audit verify-bundle FILE``: verify a label's proof bundle offline (``ledger.transparency.bundle``).
 - ``audit checkpoint``: print the latest checkpoint this auditor verified, to exchange with
   another auditor; ``audit compare NOTE_FILE`` checks someone else's against ours (split view).
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from ledger.checkpoints import CheckpointError, parse_checkpoint, parse_verifier_key
+from ledger.transparency.checkpoints import CheckpointError, parse_checkpoint, parse_verifier_key
 from ledger.errors import Refused
 from ledger.keys import key_id_of, load_public_key
 from traceledger.cli import LedgerGroup, State, common_options, emit, pass_state
@@ -64,7 +64,7 @@ def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_
     import sys
 
     from consumers.auditor import Auditor
-    from traceledger.logs import configure
+    from ledger.logging_setup import configure
 
     configure("WARNING")
     anchor = key_id_of(load_public_key(registrar_key)) if registrar_key else None
@@ -108,7 +108,7 @@ def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_
 @pass_state
 def audit_verify_bundle(state: State, file: str, log_key: str | None) -> None:
     """Verify a label's proof bundle offline: checkpoint signature, inclusion proofs, signatures, chain."""
-    from ledger.bundle import BundleError, verify_bundle
+    from ledger.transparency.bundle import BundleError, verify_bundle
 
     try:
         bundle = json.loads(Path(file).read_text())
@@ -151,7 +151,7 @@ def audit_compare(state: State, note_file: str, log_key: str | None, state_file:
     import httpx
 
     from consumers.auditor import AuditState, default_state_path
-    from ledger import proofs
+    from ledger.transparency import proofs
 
     key = _log_key(state, log_key)
     try:

@@ -22,7 +22,7 @@ from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
 from traceledger.auth import authorization_header
-from traceledger.config import Settings
+from ledger.config import Settings
 
 EVENTS_PER_REQUEST = 2000  # the API takes up to 5000; smaller requests keep latency and memory flat
 HEADS_PER_REQUEST = 2000

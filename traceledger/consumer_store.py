@@ -34,7 +34,7 @@ from datetime import datetime
 import psycopg
 
 from ledger import pins, scan_inbox
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("consumer_store")
 

@@ -20,7 +20,7 @@ from ledger.errors import Refused
 from ledger.keys import KeyPair
 from traceledger import commands as cmd
 from traceledger.client import Client
-from traceledger.config import Settings
+from ledger.config import Settings
 
 Echo = Callable[[str], None]
 

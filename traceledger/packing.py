@@ -2,7 +2,7 @@
 
 Packing children into a container is one ``Packed`` event on the container
 and one ``PackedInto`` event on each child's chain, signed together and posted
-as one atomic batch (see :mod:`ledger.aggregation`): the ledger writes all of
+as one atomic batch (see :mod:`ledger.pairing`): the ledger writes all of
 them or none. A batch that loses a race (someone appended to one of its
 chains first) is rebuilt on fresh heads and sent once more; the second time
 the rules say why it cannot be done (e.g. the unit is now in another

@@ -9,7 +9,7 @@ from __future__ import annotations
 from kafka import KafkaAdminClient
 import psycopg
 
-from traceledger.config import Settings
+from ledger.config import Settings
 
 
 def create_database(base: Settings, name: str) -> None:

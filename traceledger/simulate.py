@@ -39,7 +39,7 @@ from ledger.events import GENESIS_HASH, SignedEvent, new_event
 from ledger.keys import KeyPair
 from traceledger import commands as cmd
 from traceledger.client import Client
-from traceledger.config import Settings
+from ledger.config import Settings
 from projections.detection_config import Thresholds
 from traceledger.demo import ACME, ACME_GTIN, BATTERY, CABLE, CABLE_GTIN, REGISTRAR, REGULATOR, ZHEJIANG, _Scenario
 

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("api")
 

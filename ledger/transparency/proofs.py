@@ -1,6 +1,6 @@
 """Inclusion and consistency proofs (RFC 6962 §2.1.1-2.1.2, verified per RFC 9162 §2.1.3-2.1.4).
 
-Generation works on stored *complete* subtrees only (see ``ledger.merkle``):
+Generation works on stored *complete* subtrees only (see ``ledger.transparency.merkle``):
 a proof is first planned symbolically — each proof hash is a list of complete
 ``(level, idx)`` nodes to fold right (one node unless it is a right-edge
 subtree) — then every node is fetched in one call to the ``NodeReader`` and
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-from ledger.merkle import decompose, fold_right, node_hash, split_point
+from ledger.transparency.merkle import decompose, fold_right, node_hash, split_point
 
 Node = tuple[int, int]
 # Given node coordinates, returns their hashes; must return every one asked for.

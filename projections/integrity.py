@@ -20,7 +20,7 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger.events import event_hash
 from ledger.store import LedgerApplication, chain_id
-from traceledger.logs import get_logger
+from ledger.logging_setup import get_logger
 
 log = get_logger("integrity")
 

@@ -22,8 +22,8 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from ledger import merkle, proofs
-from ledger.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
+from ledger.transparency import merkle, proofs
+from ledger.transparency.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import LabelState, LotState

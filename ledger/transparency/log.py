@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ledger import routing, tree as merkle_tree
+from ledger import routing
+from ledger.transparency import tree as merkle_tree
 from ledger.store import LedgerApplication
 
 SCHEMA_SQL = """

@@ -10,7 +10,7 @@ leaves and nodes in the same transaction as the ``log_entries`` rows
 their size.
 
 Any root or proof for a size n <= current size is computed from O(log n)
-stored nodes fetched in one query (``ledger.proofs``); nothing is rebuilt.
+stored nodes fetched in one query (``ledger.transparency.proofs``); nothing is rebuilt.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Iterable, Sequence
 
 import psycopg
 
-from ledger import merkle, proofs
-from traceledger.logs import get_logger
+from ledger.transparency import merkle, proofs
+from ledger.logging_setup import get_logger
 
 log = get_logger("tree")
 

@@ -1,4 +1,4 @@
-"""Run the verification projector: ``python -m projections.projector [--rebuild]``."""
+"""Run the verification projector: ``python -m consumers.projector [--rebuild]``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from consumers.actor_feed import ActorFeed
 from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import Handler, TransactionalConsumer
 from projections.verification import DEFAULT_SCHEMA, VerificationProjector, schema_sql
-from traceledger.config import Settings
-from traceledger.logs import configure, get_logger
+from ledger.config import Settings
+from ledger.logging_setup import configure, get_logger
 
 log = get_logger("projector")
 

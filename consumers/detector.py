@@ -1,4 +1,4 @@
-"""Run the diversion / counterfeit detector: ``python -m projections.detector``.
+"""Run the diversion / counterfeit detector: ``python -m consumers.detector``.
 
 Consumes ``label-events`` in its own consumer group into its own schema
 (default ``alerts``), and tails ``scan_inbox`` for scans of never-issued codes.
@@ -21,9 +21,9 @@ from ledger import scan_inbox
 from ledger.service import Ledger
 from projections.alerts import DEFAULT_SCHEMA, AlertDetector, UnknownCodeTail, schema_sql
 from projections.detection_config import DetectionConfig
-from projections.projector import drop_schema, label_events_consumer
-from traceledger.config import Settings
-from traceledger.logs import configure, get_logger
+from consumers.projector import drop_schema, label_events_consumer
+from ledger.config import Settings
+from ledger.logging_setup import configure, get_logger
 
 log = get_logger("detector")
 
