@@ -27,6 +27,7 @@ from kafka import KafkaProducer
 
 from ledger.transparency import tree as merkle_tree
 from ledger.transparency.checkpoints import Checkpoint, sign_checkpoint, verifier_key
+from ledger.crash_points import crash_point
 from ledger.keys import KeyPair
 from ledger.config import Settings
 from ledger.logging_setup import get_logger
@@ -100,6 +101,7 @@ class Checkpointer:
             root = merkle_tree.root(self.conn, size)
         cp = sign_checkpoint(self.key, self.settings.log_origin, size, root)
         self.producer.send(self.settings.checkpoint_topic, key=cp.origin.encode(), value=cp.note.encode()).get(timeout=60)
+        crash_point("checkpointer.produced")
         with self.conn.transaction():
             self.conn.execute(
                 "INSERT INTO checkpoints (size, root, timestamp_ms, origin, key_id, note) VALUES (%s, %s, %s, %s, %s, %s)",

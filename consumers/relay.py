@@ -38,6 +38,7 @@ from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumers.checkpointer import Checkpointer
+from ledger.crash_points import crash_point
 from ledger.record_headers import header
 from consumers.topics import ensure_topics, max_message_bytes
 from ledger.transparency.log import LogEntry, Sequencer, SEQUENCER_LOCK, ensure_schema
@@ -131,6 +132,7 @@ class Relay:
                 raise RelayHalted(f"log index {e.log_index} ({e.subject}, event {e.event_id}) is {size} bytes, over {e.topic}'s max.message.bytes {self.limits[e.topic]}")
             future = producer.send(e.topic, key=e.key, value=e.value, partition=e.partition, headers=headers)
             sent.append((e, future))
+            crash_point("relay.sent")
             if e.subject_type == "actor":
                 future.get(timeout=60)
         producer.flush(timeout=120)

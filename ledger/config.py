@@ -33,6 +33,11 @@ def _float(env, name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from None
 
 
+def crash_plan_from_env(env=None) -> str:
+    """``TRACELEDGER_CRASH_AT``: deliberate crash points for the recovery tests (``ledger.crash_points``)."""
+    return (os.environ if env is None else env).get("TRACELEDGER_CRASH_AT", "")
+
+
 @dataclass(frozen=True)
 class Settings:
     pg_host: str = "127.0.0.1"
@@ -60,6 +65,8 @@ class Settings:
     log_origin: str = "traceledger.example/log"
     checkpoint_events: int = 1000
     checkpoint_seconds: float = 10.0
+    # Tests only: where a process kills itself on purpose (``ledger.crash_points``); empty: nowhere.
+    crash_at: str = ""
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -89,6 +96,7 @@ class Settings:
             log_origin=env.get("TRACELEDGER_LOG_ORIGIN", d.log_origin),
             checkpoint_events=_int(env, "TRACELEDGER_CHECKPOINT_EVENTS", d.checkpoint_events),
             checkpoint_seconds=_float(env, "TRACELEDGER_CHECKPOINT_SECONDS", d.checkpoint_seconds),
+            crash_at=crash_plan_from_env(env),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -118,6 +126,8 @@ class Settings:
             env["TRACELEDGER_GATEWAY_KEY"] = str(self.gateway_key)
         if self.log_key:
             env["TRACELEDGER_LOG_KEY"] = str(self.log_key)
+        if self.crash_at:
+            env["TRACELEDGER_CRASH_AT"] = self.crash_at
         return env
 
     def with_(self, **changes) -> "Settings":

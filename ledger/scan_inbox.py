@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
@@ -224,6 +225,7 @@ class ScanRecorder:
             for r in problems[:5]:
                 log.error("scan_batch_refused", serial=r.subject, event_id=r.event_id, code=r.error.code, detail=r.error.detail, refused=len(problems))
             return -1
+        crash_point("scan_inbox.recorded")
         log.info("scans_recorded", recorded=len(events), unknown=unknown, unsignable=unsignable, last_inbox_id=rows[-1][0])
         return len(rows)
 

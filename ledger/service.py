@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger.crash_points import crash_point
 from ledger.pairing import check_pairs
 from ledger.errors import Refused
 from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
@@ -205,6 +206,7 @@ class Ledger:
     def _put(self, events: list, tracking: Tracking | None = None) -> None:
         """Store ``events`` (and ``tracking``) in one transaction: ``app.events.put`` with the fast mapping."""
         self.app.recorder.insert_events(self.app.to_stored_events(events), tracking=tracking)
+        crash_point("ledger.committed")
 
     def _ledger_is_empty(self) -> bool:
         return self.app.recorder.max_notification_id() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 from ledger import gs1
@@ -81,3 +82,8 @@ class Cast:
     def actor_state(self, actor: str) -> ActorState:
         role, prefixes = self.ROLES[actor]
         return ActorState(actor_id=actor, role=role, name=actor, public_key=self.keys[actor].public_key, gtin_prefixes=tuple(prefixes))
+
+
+def events_body(signed_events) -> dict:
+    """The JSON body of ``POST /v1/events`` carrying ``signed_events``."""
+    return {"events": [{"body": base64.b64encode(s.body).decode(), "signature": base64.b64encode(s.signature).decode()} for s in signed_events]}

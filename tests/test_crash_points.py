@@ -1,0 +1,195 @@
+"""Each deliberate crash point (``ledger.crash_points``) hit on purpose, then the exact oracle.
+
+A random SIGKILL rarely lands at the moment that matters. Here each process
+kills itself at a named point (``TRACELEDGER_CRASH_AT``); every test first
+shows the kill landed with work in flight (committed here, not yet there),
+then restarts the process and asserts the exact oracle of :mod:`tests.oracle`:
+every event the clients were told was accepted exactly once in the store, the
+log, Kafka and the read model, a passing audit, a rebuild equal to the live model.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import psycopg
+
+from ledger import scan_inbox
+from ledger.keys import KeyPair
+from ledger.service import Ledger
+from tests.conftest import free_port, wait_for, wait_for_api
+from tests.helpers import Cast, events_body
+from tests.oracle import assert_exactly_once, assert_rebuild_equals_live, audit, rows
+from tests.pipeline import project_all, relay_all, topic_records
+
+
+def crashed_at(svc, point: str, nth: int) -> None:
+    """The service died by SIGKILL at exactly that pass of that point, not otherwise."""
+    wait_for(lambda: not svc.running(), 90, 0.2, f"{svc.name} to reach crash point {point}")
+    assert svc.proc.returncode == -signal.SIGKILL, (svc.proc.returncode, svc.log_path.read_text()[-2000:])
+    assert f"crash_point {point} pass {nth}: SIGKILL" in svc.log_path.read_text()
+
+
+def accept_all(ledger: Ledger, batch) -> list[str]:
+    results = ledger.append(batch)
+    assert [r.status for r in results] == ["accepted"] * len(batch), [r.as_dict() for r in results if r.status != "accepted"][:3]
+    return [s.event.event_id for s in batch]
+
+
+def relayed_checkpoint_covers(settings, n: int) -> bool:
+    return rows(settings, "SELECT coalesce(max(size), 0) FROM checkpoints")[0][0] == n
+
+
+def late_registration(cast: Cast, actor: str = "late-retailer"):
+    """An actor event mid-batch: the relay waits for its acknowledgement (actor events go synchronously)."""
+    key = KeyPair.generate(actor)
+    return cast.event("registrar", "actor", actor, "ActorRegistered",
+                      {"role": "retailer", "name": "Late Retailer", "public_key": key.public_key, "gtin_prefixes": []})
+
+
+def test_relay_killed_after_indexing_with_some_partitions_acked(fresh_settings, services, tmp_path):
+    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5)
+    cast = Cast()
+    ledger = Ledger(settings)
+    try:
+        accepted = accept_all(ledger, cast.founding_events())
+        relay_all(settings)
+        # 30 labels across the 4 partitions, an actor event the relay waits for, 30 more labels.
+        batch = [cast.issue() for _ in range(30)] + [late_registration(cast)] + [cast.issue() for _ in range(30)]
+        accepted += accept_all(ledger, batch)
+
+        relay = services("consumers.relay", settings.with_(crash_at="relay.sent:32"), name="relay")
+        crashed_at(relay, "relay.sent", 32)
+        # In flight: every entry indexed and committed in PostgreSQL, and on Kafka exactly
+        # what was acknowledged before the actor record's acknowledgement (31, maybe 32).
+        assert rows(settings, "SELECT count(*) FROM log_entries")[0][0] == len(accepted)
+        on_kafka = len(topic_records(settings, settings.label_topic)) + len(topic_records(settings, settings.actor_topic))
+        assert len(Cast.ROLES) + 31 <= on_kafka <= len(Cast.ROLES) + 32, on_kafka
+        partitions = {r.partition for r in topic_records(settings, settings.label_topic)}
+        assert len(partitions) > 1, "the acknowledged records span several partitions"
+
+        relay.settings = settings  # the same relay, no crash planned: resumes from the partitions' tails
+        relay.start()
+        wait_for(lambda: relayed_checkpoint_covers(settings, len(accepted)), 60, 0.3, "the relay to publish everything")
+        relay.stop()
+        project_all(settings)
+        assert_exactly_once(settings, accepted, audit_state=tmp_path / "audit.state")
+        assert_rebuild_equals_live(settings)
+    finally:
+        ledger.close()
+
+
+def test_relay_killed_between_a_checkpoints_topic_record_and_its_row(fresh_settings, services, tmp_path):
+    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_events=10, checkpoint_seconds=0.5, relay_batch=10)
+    cast = Cast()
+    ledger = Ledger(settings)
+    try:
+        accepted = accept_all(ledger, cast.founding_events())
+        accepted += accept_all(ledger, [cast.issue() for _ in range(30)])
+
+        relay = services("consumers.relay", settings.with_(crash_at="checkpointer.produced:2"), name="relay")
+        crashed_at(relay, "checkpointer.produced", 2)
+        # In flight: the second checkpoint (size 20) is on its topic, not in the table.
+        on_topic = [r.value.decode().split("\n")[1] for r in topic_records(settings, settings.checkpoint_topic)]
+        assert on_topic == ["10", "20"], on_topic
+        assert rows(settings, "SELECT size FROM checkpoints ORDER BY id") == [(10,)]
+
+        relay.settings = settings  # no crash planned
+        relay.start()
+        wait_for(lambda: relayed_checkpoint_covers(settings, len(accepted)), 60, 0.3, "the relay to checkpoint everything")
+        relay.stop()
+        project_all(settings)
+        land = assert_exactly_once(settings, accepted, audit_state=tmp_path / "audit.state")
+        # The orphaned checkpoint on the topic is a true one: the auditor verified its root too.
+        assert 20 in audit(settings, tmp_path / "audit.state").state.roots
+        assert len(land.log) == len(accepted)
+    finally:
+        ledger.close()
+
+
+def start_api(services, settings, cast: Cast, tmp_path, *, wait: bool = True, **changes):
+    key_path = tmp_path / "gateway.key"
+    if not key_path.exists():
+        cast.keys["gateway"].save(key_path)
+    port = free_port()
+    s = settings.with_(listen_port=port, api_url=f"http://127.0.0.1:{port}", gateway_key=key_path, **changes)
+    svc = services("traceledger.api", s, name="api")
+    if wait:
+        wait_for_api(svc, s.api_url)
+    return s.api_url, svc
+
+
+def post(url: str, batch) -> list[dict]:
+    r = httpx.post(f"{url}/v1/events", json=events_body(batch), timeout=60)
+    assert r.status_code == 200, r.text[:1000]
+    return r.json()["results"]
+
+
+def test_api_killed_between_commit_and_reply_then_the_retry_answers_duplicate(fresh_settings, services, tmp_path):
+    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5)
+    cast = Cast()
+    url, api = start_api(services, settings, cast, tmp_path, crash_at="ledger.committed:2")
+    founding = cast.founding_events()
+    assert {r["status"] for r in post(url, founding)} == {"accepted"}  # commit 1
+    batch = [cast.issue() for _ in range(50)]
+    try:
+        httpx.post(f"{url}/v1/events", json=events_body(batch), timeout=60)
+        raise AssertionError("the API answered although it should have died after committing")
+    except httpx.TransportError:
+        pass  # the client never hears: it cannot know whether the batch was stored
+    crashed_at(api, "ledger.committed", 2)
+    # In flight: committed, yet nobody was told.
+    ledger = Ledger(settings)
+    try:
+        assert all(h is not None for h in ledger.heads([("label", s.event.subject) for s in batch]).values())
+    finally:
+        ledger.close()
+
+    url, api = start_api(services, settings, cast, tmp_path)  # no crash planned
+    retry = post(url, batch)
+    assert [(r["event_id"], r["status"]) for r in retry] == [(s.event.event_id, "duplicate") for s in batch]
+    api.stop()
+    relay_all(settings)
+    project_all(settings)
+    assert_exactly_once(settings, {s.event.event_id for s in founding + batch}, audit_state=tmp_path / "audit.state")
+    assert_rebuild_equals_live(settings)
+
+
+def test_scan_worker_killed_after_recording_a_batch_records_each_scan_once(fresh_settings, services, tmp_path):
+    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5, scan_batch=40)
+    cast = Cast()
+    ledger = Ledger(settings)
+    try:
+        accepted = accept_all(ledger, cast.founding_events())
+        labels = [cast.issue() for _ in range(10)]
+        accepted += accept_all(ledger, labels)
+    finally:
+        ledger.close()
+    # 100 scans accepted exactly as the scan route accepts them: one durable insert each.
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        scan_inbox.ensure_schema(conn)
+        scans = [scan_inbox.accept(conn, labels[i % 10].event.subject, channel="web", region="440305").event_id for i in range(100)]
+
+    url, api = start_api(services, settings, cast, tmp_path, wait=False, crash_at="scan_inbox.recorded:1")
+    crashed_at(api, "scan_inbox.recorded", 1)
+    # In flight: the first batch of 40 is on the chains with its tracking record, the rest waits.
+    ledger = Ledger(settings)
+    try:
+        assert ledger.app.recorder.max_tracking_id(scan_inbox.TRACKING_NAME) == 40
+        assert sum(h["seq"] for h in ledger.heads([("label", s.event.subject) for s in labels]).values()) == 40
+    finally:
+        ledger.close()
+
+    url, api = start_api(services, settings, cast, tmp_path)
+    ledger = Ledger(settings)
+    try:
+        wait_for(lambda: ledger.app.recorder.max_tracking_id(scan_inbox.TRACKING_NAME) == 100, 60, 0.3, "the worker to record every scan")
+    finally:
+        ledger.close()
+    api.stop()
+    relay_all(settings)
+    project_all(settings)
+    assert_exactly_once(settings, accepted + scans, audit_state=tmp_path / "audit.state")
+    assert rows(settings, "SELECT sum(scan_count) FROM verification.labels") == [(100,)]
+    assert_rebuild_equals_live(settings)
