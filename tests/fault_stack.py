@@ -3,10 +3,14 @@
 The fault tests stop, restart and fill up their database server and broker;
 doing that to the shared ones (127.0.0.1:5432 / :9092) would break every
 other test running at the same time. So they get their own: a second Debian
-cluster (``15/faults`` by default, via ``ops/postgres.sh`` with ``PG_CLUSTER``)
+cluster (``15/faults_<random>``, via ``ops/postgres.sh`` with ``PG_CLUSTER``)
 and a second KRaft broker from the same cached jars (``ops/kafka.sh`` with its
-own ports, data dir, pid and log file under ``.run/faults/``). Both are made
+own ports, data dir, pid and log file under ``.run/<name>/``). Both are made
 on first use and removed again when the session ends.
+
+Every name is the session's own (``faults_<random>``: the cluster, its home
+under ``.run/``, each test's run dir and log key), so two sessions on one
+machine (two worktrees, a CI retry) never stop or drop each other's cluster.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from traceledger import sandbox
 from ledger.config import REPO_ROOT, Settings
 
 OPS = REPO_ROOT / "ops"
-CLUSTER = "faults"
 
 
 def _run(cmd: list[str], env: dict | None = None, timeout: float = 180) -> str:
@@ -44,9 +47,14 @@ class FaultStack:
     pg_port: int
     kafka_port: int
     controller_port: int
-    home: Path = field(default_factory=lambda: REPO_ROOT / ".run" / "faults")
+    # Debian cluster names take letters, digits and underscores: this session's own.
+    cluster: str = field(default_factory=lambda: f"faults_{uuid.uuid4().hex[:8]}")
     version: str = field(default_factory=pg_version)
     databases: list[str] = field(default_factory=list)
+
+    @property
+    def home(self) -> Path:
+        return REPO_ROOT / ".run" / self.cluster
 
     @property
     def kafka_env(self) -> dict[str, str]:
@@ -69,11 +77,11 @@ class FaultStack:
     # --- PostgreSQL
 
     def start_postgres(self) -> None:
-        _run(["bash", str(OPS / "postgres.sh"), "start"], {"PG_CLUSTER": CLUSTER, "PGPORT": str(self.pg_port)})
+        _run(["bash", str(OPS / "postgres.sh"), "start"], {"PG_CLUSTER": self.cluster, "PGPORT": str(self.pg_port)})
 
     def pg_ctl(self, action: str, *options: str) -> None:
-        """``pg_ctlcluster VERSION faults ACTION``: start, stop, restart."""
-        _run(["pg_ctlcluster", *options, self.version, CLUSTER, action])
+        """``pg_ctlcluster VERSION CLUSTER ACTION``: start, stop, restart."""
+        _run(["pg_ctlcluster", *options, self.version, self.cluster, action])
 
     def psql_superuser(self, sql: str) -> str:
         return _run(["runuser", "-u", "postgres", "--", f"/usr/lib/postgresql/{self.version}/bin/psql",
@@ -94,12 +102,15 @@ class FaultStack:
     # --- per test
 
     def fresh_settings(self, **changes) -> Settings:
-        """Settings on a new database and topic prefix of this stack."""
+        """Settings on a new database and topic prefix of this stack, with a run dir
+        (hence a log key) of their own, never the dev stack's ``.run/log.key``."""
         run_id = uuid.uuid4().hex[:10]
         db = f"tl_fault_{run_id}"
         sandbox.create_database(self.settings, db)
         self.databases.append(db)
-        return self.settings.with_(pg_db=db, topic_prefix=f"fault-{run_id}.", partitions=4, **changes)
+        run_dir = self.home / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return self.settings.with_(pg_db=db, topic_prefix=f"fault-{run_id}.", partitions=4, run_dir=run_dir, **changes)
 
     # --- whole stack
 
@@ -118,7 +129,7 @@ class FaultStack:
             errors.append(exc)
         shutil.rmtree(self.home, ignore_errors=True)
         try:
-            _run(["pg_dropcluster", "--stop", self.version, CLUSTER])
+            _run(["pg_dropcluster", "--stop", self.version, self.cluster])
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
         if errors:

@@ -79,3 +79,26 @@ def test_projector_started_before_the_broker_waits_then_projects(settings, servi
     with forwarder(port, settings.kafka_bootstrap):
         wait_for(lambda: verdict() == "genuine", timeout=90, what="the label projected once the broker answers")
     assert svc.running()
+
+
+def test_a_restarting_database_is_waited_out_a_wrong_setting_is_not():
+    from consumers.broker_wait import build_when_broker_answers, database_restarting
+
+    shutting_down = psycopg.OperationalError('connection failed: ... FATAL:  the database system is shutting down')
+    wrong_password = psycopg.OperationalError('connection failed: ... FATAL:  password authentication failed for user "x"')
+    assert database_restarting(shutting_down) and not database_restarting(wrong_password)
+
+    tries = iter([shutting_down, psycopg.OperationalError("connection failed: Connection refused"), None])
+
+    def build():
+        exc = next(tries)
+        if exc is not None:
+            raise exc
+        return "built"
+
+    assert build_when_broker_answers(build, what="test", first_delay=0.01) == "built"
+    try:
+        build_when_broker_answers(lambda: (_ for _ in ()).throw(wrong_password), what="test", first_delay=0.01)
+        raise AssertionError("a wrong password must end the process, not be retried")
+    except psycopg.OperationalError as exc:
+        assert exc is wrong_password

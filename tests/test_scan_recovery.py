@@ -1,9 +1,9 @@
 """Accepted consumer scans and reports of suspected fakes survive a SIGKILL of
-the API: each is signed onto its label's chain exactly once after the restart."""
+the API: each is signed onto its label's chain exactly once after the restart,
+and, relayed and projected, appears exactly once everywhere (:mod:`tests.oracle`)."""
 
 from __future__ import annotations
 
-import base64
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -13,13 +13,17 @@ from ledger import gs1
 from ledger.events import decode_signed
 from ledger.service import Ledger
 from ledger.store import chain_id
-from tests.conftest import wait_for
+from tests.helpers import events_body
+from ledger import scan_inbox
+from tests.conftest import wait_for, wait_for_api
+from tests.oracle import assert_exactly_once
+from tests.pipeline import project_all, relay_all
 
 
-def post(url, signed_events):
-    body = {"events": [{"body": base64.b64encode(s.body).decode(), "signature": base64.b64encode(s.signature).decode()} for s in signed_events]}
-    r = httpx.post(f"{url}/v1/events", json=body, timeout=60)
+def post(url, signed_events) -> list[str]:
+    r = httpx.post(f"{url}/v1/events", json=events_body(signed_events), timeout=60)
     assert r.status_code == 200 and r.json()["refused"] == 0, r.text
+    return [s.event.event_id for s in signed_events]
 
 
 def gateway_events_on_chains(settings) -> list[tuple[str, str]]:
@@ -39,11 +43,15 @@ def gateway_events_on_chains(settings) -> list[tuple[str, str]]:
         ledger.close()
 
 
-def test_accepted_scans_survive_an_api_sigkill(api):
-    url, cast, settings, svc = api["url"], api["cast"], api["settings"], api["service"]
-    post(url, cast.founding_events())
+def test_accepted_scans_survive_an_api_sigkill(api, tmp_path):
+    url, cast, svc = api["url"], api["cast"], api["service"]
+    # Small recording batches, so the worker is still busy when the API is killed.
+    svc.stop()
+    settings = svc.settings = api["settings"].with_(scan_batch=10, log_key=tmp_path / "log.key", checkpoint_seconds=0.5)
+    wait_for_api(svc.start(), url)
+    accepted = post(url, cast.founding_events())
     serials = [gs1.new_serial() for _ in range(20)]
-    post(url, [cast.issue(s) for s in serials])
+    accepted += post(url, [cast.issue(s) for s in serials])
 
     def scan_or_report(i):
         serial = serials[i % len(serials)]
@@ -56,12 +64,23 @@ def test_accepted_scans_survive_an_api_sigkill(api):
         return "Scanned", r.json()["scan_id"]
 
     with ThreadPoolExecutor(8) as pool:
-        accepted = list(pool.map(scan_or_report, range(300)))
-    svc.kill()  # the gateway worker is mid-way through signing them, or has not started
+        answered = list(pool.map(scan_or_report, range(300)))
+    assert svc.running(), svc.log_path.read_text()[-2000:]
+    svc.kill()
     with psycopg.connect(settings.pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM scan_inbox").fetchone()[0] == 300
+    ledger = Ledger(settings)
+    try:
+        position = ledger.app.recorder.max_tracking_id(scan_inbox.TRACKING_NAME) or 0
+    finally:
+        ledger.close()
+    assert position < 300, "the worker had recorded everything: the kill landed after the work, not during it"
     svc.start()
     wait_for(lambda: len(gateway_events_on_chains(settings)) >= 300, 60, 0.5, "every accepted scan and report to be signed onto its chain")
     on_chain = gateway_events_on_chains(settings)
-    assert sorted(on_chain) == sorted(accepted), "a scan or report was lost or doubled"
+    assert sorted(on_chain) == sorted(answered), "a scan or report was lost or doubled"
     assert sum(kind == "ReportedFake" for kind, _ in on_chain) == 60
+    svc.stop()
+    relay_all(settings)
+    project_all(settings)
+    assert_exactly_once(settings, accepted + [event_id for _, event_id in on_chain], audit_state=tmp_path / "audit.state")
