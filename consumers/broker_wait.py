@@ -30,11 +30,14 @@ T = TypeVar("T")
 
 # What a server says while it restarts: wait, it will answer again.
 _DATABASE_RESTARTING = ("the database system is shutting down", "the database system is starting up",
-                        "the database system is in recovery mode", "Connection refused")
+                        "the database system is in recovery mode", "Connection refused",
+                        "server closed the connection unexpectedly", "terminating connection due to administrator command")
 
 
 def database_restarting(exc: BaseException) -> bool:
     """True for a connection error a restarting PostgreSQL gives (not a bad setting)."""
+    if isinstance(exc, (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow)):
+        return True
     return isinstance(exc, (psycopg.OperationalError, es_persistence.OperationalError)) and any(
         text in str(exc) for text in _DATABASE_RESTARTING)
 

@@ -87,3 +87,15 @@ class Cast:
 def events_body(signed_events) -> dict:
     """The JSON body of ``POST /v1/events`` carrying ``signed_events``."""
     return {"events": [{"body": base64.b64encode(s.body).decode(), "signature": base64.b64encode(s.signature).decode()} for s in signed_events]}
+
+
+def append_accepted(ledger, batch) -> list[str]:
+    """``ledger.append(batch)``, failing unless every event was accepted; the event ids.
+
+    A bare ``ledger.append`` in a test ignores its results: a refused set-up event
+    would surface (if at all) as a puzzling failure much later.
+    """
+    results = ledger.append(batch)
+    refused = [(r.index, r.error.code, r.error.detail) for r in results if r.status != "accepted"]
+    assert not refused, f"set-up events not accepted: {refused[:3]}"
+    return [r.event_id for r in results]

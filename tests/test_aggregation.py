@@ -15,7 +15,7 @@ from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.service import Ledger
 from projections.verification import read_view
-from tests.helpers import PREFIX, Cast, gtin, scanned_payload, shipped_payload
+from tests.helpers import PREFIX, Cast, append_accepted, gtin, scanned_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
 
 SUPPLIER_PREFIX = "6909876"
@@ -201,7 +201,7 @@ def test_a_unit_is_in_one_container_at_a_time_under_concurrency(world):
     other = Ledger(settings)
     boxes = [sscc(100 + i) for i in range(20)]
     try:
-        ledger.append([cast.event("acme", "container", b, "ContainerCreated", {"level": "case", "region": None}) for b in boxes])
+        append_accepted(ledger, [cast.event("acme", "container", b, "ContainerCreated", {"level": "case", "region": None}) for b in boxes])
         for round_no in range(10):
             unit = gs1.new_serial()
             assert accepted(ledger.append([cast.issue(unit)]))

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from ledger.transparency import merkle, proofs
 from ledger.transparency.bundle import BundleError, verify_bundle
+from tests.helpers import append_accepted
 from tests.audit_world import make_world
 from traceledger.api import create_app
 from traceledger.cli import cli
@@ -31,7 +32,7 @@ def test_a_genuine_log_audits_clean_and_a_second_run_only_checks_what_is_new(wor
     assert first.state.latest.size == n and first.new_checkpoints >= 3  # every 25 events, and the last
     again = world.audit()
     assert again.ok and again.new_events == 0 and again.new_checkpoints == 0
-    world.ledger.append([world.cast.issue() for _ in range(10)])
+    append_accepted(world.ledger, [world.cast.issue() for _ in range(10)])
     world.relay()
     third = world.audit()
     assert third.ok and third.new_events == 10 and third.state.latest.size == n + 10

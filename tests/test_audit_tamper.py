@@ -18,7 +18,7 @@ from ledger.events import SignedEvent
 from ledger.keys import KeyPair
 from ledger.transparency.log import Sequencer, ensure_schema
 from tests.audit_world import PROCESSES, THREADS, codes, make_world
-from tests.helpers import scanned_payload
+from tests.helpers import append_accepted, scanned_payload
 from tests.pipeline import project_all
 from traceledger.api import create_app
 
@@ -79,7 +79,7 @@ def test_edited_or_deleted_stored_event_rows_are_never_answered_genuine(world):
 
 
 def test_a_log_entry_deleted_before_publication_is_a_missing_index(world):
-    world.ledger.append([world.cast.issue() for _ in range(6)])
+    append_accepted(world.ledger, [world.cast.issue() for _ in range(6)])
     settings = world.settings
     partitions = ensure_topics(settings)
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
@@ -142,7 +142,7 @@ def test_checkpoints_whose_root_does_not_match_are_detected(world):
     bad_next = sign_checkpoint(world.log_key, world.settings.log_origin, size + 5, bytes(32))
     m1 = world.produce(world.settings.checkpoint_topic, None, bad_now.note.encode())
     m2 = world.produce(world.settings.checkpoint_topic, None, bad_next.note.encode())
-    world.ledger.append([world.cast.issue() for _ in range(5)])
+    append_accepted(world.ledger, [world.cast.issue() for _ in range(5)])
     world.relay()  # the genuine checkpoint of size + 5 follows the bad one
     report = world.audit()
     assert failure_at(report, m1.partition, m1.offset).code == "split_view"
@@ -180,7 +180,7 @@ def test_rewritten_history_with_a_resigned_checkpoint_fails_consistency(fresh_se
         with psycopg.connect(w.settings.pg_conninfo, autocommit=True) as conn:
             conn.execute("UPDATE log_entries SET value = (SELECT value FROM log_entries WHERE log_index = 9) WHERE log_index = 8")
             tree.rebuild(conn)
-        w.ledger.append([w.cast.issue() for _ in range(10)])
+        append_accepted(w.ledger, [w.cast.issue() for _ in range(10)])
         w.relay()
         report = w.audit(api_url=api["url"])
         found = codes(report)

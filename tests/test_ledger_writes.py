@@ -9,10 +9,10 @@ import pytest
 
 from ledger.encoding import event_codec
 from ledger.errors import Refused
-from ledger.events import SignedEvent
+from ledger.events import SignedEvent, decode_signed
 from ledger.service import Ledger
 from ledger.store import chain_id
-from tests.helpers import Cast, gtin, scanned_payload, shipped_payload
+from tests.helpers import Cast, append_accepted, gtin, scanned_payload, shipped_payload
 
 
 @pytest.fixture
@@ -94,9 +94,9 @@ def test_wrong_role_and_not_owner_are_refused(world):
 def test_stale_replayed_and_unknown_are_refused(world):
     ledger, cast = world
     first = cast.issue("LBL7")
-    ledger.append([first])
+    append_accepted(ledger, [first])
     scan1 = cast.event("gateway", "label", "LBL7", "Scanned", scanned_payload())
-    ledger.append([scan1])
+    append_accepted(ledger, [scan1])
     # Built on the old head (seq 1 again, different content): stale.
     stale = cast.event("gateway", "label", "LBL7", "Scanned", scanned_payload(region="110101"), seq=1, prev=first.hash, advance=False)
     assert refuse(ledger, stale).code == "stale_head"
@@ -153,14 +153,24 @@ def test_racing_writers_never_fork_a_chain(world, settings):
     to the same label at the same moment, 25 times: each round exactly one wins."""
     ledger, cast = world
     other = Ledger(settings)
-    ledger.append([cast.issue("RACE1")])
+    issued = cast.issue("RACE1")
+    append_accepted(ledger, [issued])
     try:
-        _race(ledger, other, cast)
+        winners = _race(ledger, other, cast)
     finally:
         other.close()
+    # The stored chain is exactly the issue and each round's winner, in order, each linked to the one before.
+    chain = ledger.app.load_chain("label", "RACE1")
+    assert chain.length == 26 and chain.broken is None
+    assert chain.hashes == [issued.hash] + [w.hash for w in winners]
+    stored = [decode_signed(e.body, e.signature).event for e in ledger.app.events.get(chain_id("label", "RACE1"))]
+    assert [e.event_id for e in stored] == [issued.event.event_id] + [w.event.event_id for w in winners]
+    assert [e.prev_hash for e in stored[1:]] == chain.hashes[:-1]
 
 
-def _race(ledger, other, cast):
+def _race(ledger, other, cast) -> list:
+    """25 rounds of two writers appending at once; the winner of each round."""
+    winners = []
     for round_no in range(25):
         head_seq, head_hash = cast.heads[("label", "RACE1")]
         a = cast.event("gateway", "label", "RACE1", "Scanned", scanned_payload(region="440305"), advance=False)
@@ -181,17 +191,16 @@ def _race(ledger, other, cast):
         assert loser.error.code in ("stale_head", "prev_hash_mismatch")
         winner = a if out["a"].status == "accepted" else b
         cast.heads[("label", "RACE1")] = (winner.event.seq, winner.hash)
-    chain = ledger.app.load_chain("label", "RACE1")
-    assert chain.length == 26 and chain.broken is None
-    assert [h for h in chain.hashes] == chain.hashes and len(set(chain.hashes)) == 26
+        winners.append(winner)
+    return winners
 
 
 def test_append_to_a_chain_with_a_deleted_row_is_refused_not_a_crash(world):
     import psycopg
 
     ledger, cast = world
-    ledger.append([cast.issue("DEL1")])
-    ledger.append([cast.event("gateway", "label", "DEL1", "Scanned", scanned_payload()) for _ in range(3)])
+    append_accepted(ledger, [cast.issue("DEL1")])
+    append_accepted(ledger, [cast.event("gateway", "label", "DEL1", "Scanned", scanned_payload()) for _ in range(3)])
     with psycopg.connect(ledger.settings.pg_conninfo, autocommit=True) as conn:
         conn.execute("DELETE FROM ledger_events WHERE originator_id = %s AND originator_version = 2", (chain_id("label", "DEL1"),))
     chain = ledger.app.load_chain("label", "DEL1")

@@ -9,7 +9,7 @@ from consumers.checkpointer import load_or_create_log_key
 from ledger.transparency import merkle, proofs, tree
 from ledger.transparency.checkpoints import parse_checkpoint
 from ledger.service import Ledger
-from tests.helpers import Cast
+from tests.helpers import Cast, append_accepted
 from tests.pipeline import relay_all, topic_records
 
 
@@ -30,7 +30,7 @@ def values(conn) -> list[bytes]:
 def test_tree_grows_with_the_log_and_checkpoints_are_signed_and_published(world):
     settings, ledger, cast = world
     for _ in range(3):  # several relay batches and runs: the frontier carries over
-        ledger.append([cast.issue() for _ in range(70)])
+        append_accepted(ledger, [cast.issue() for _ in range(70)])
         relay_all(settings.with_(relay_batch=50))
     key = load_or_create_log_key(settings.log_key)
     with psycopg.connect(settings.pg_conninfo) as conn:
@@ -56,11 +56,11 @@ def test_tree_grows_with_the_log_and_checkpoints_are_signed_and_published(world)
 
 def test_a_log_older_than_the_tree_is_backfilled(world):
     settings, ledger, cast = world
-    ledger.append([cast.issue() for _ in range(40)])
+    append_accepted(ledger, [cast.issue() for _ in range(40)])
     relay_all(settings)
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
         conn.execute("DELETE FROM merkle_nodes")  # as if the log predates this feature
-    ledger.append([cast.issue() for _ in range(5)])
+    append_accepted(ledger, [cast.issue() for _ in range(5)])
     relay_all(settings)
     with psycopg.connect(settings.pg_conninfo) as conn:
         leaves = values(conn)
@@ -88,7 +88,7 @@ def test_relay_start_hashes_a_log_that_predates_the_tree(settings):
 
     ledger = Ledger(settings)
     cast = Cast()
-    ledger.append(cast.founding_events() + [cast.issue() for _ in range(20)])
+    append_accepted(ledger, cast.founding_events() + [cast.issue() for _ in range(20)])
     Relay(settings).run(until_idle=True)
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
         expected = merkle_tree.root(conn.cursor(), 27)

@@ -11,7 +11,7 @@ from ledger.encoding import MAGIC
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
 from projections.verification import read_view
-from tests.helpers import Cast, gtin, scanned_payload, shipped_payload
+from tests.helpers import Cast, append_accepted, gtin, scanned_payload, shipped_payload
 from tests.pipeline import founded_ledger, log_indexes, project_all, relay_all, topic_records
 
 
@@ -57,7 +57,7 @@ def test_lifecycle_reaches_the_verification_view(world):
 
 def test_every_event_on_kafka_exactly_once_and_relay_resume_adds_nothing(world):
     settings, ledger, cast = world
-    ledger.append([cast.issue() for _ in range(300)])
+    append_accepted(ledger, [cast.issue() for _ in range(300)])
     first = relay_all(settings)
     again = relay_all(settings)  # a restarted relay finds everything already there
     records = topic_records(settings, settings.label_topic) + topic_records(settings, settings.actor_topic)
@@ -73,7 +73,7 @@ def test_every_event_on_kafka_exactly_once_and_relay_resume_adds_nothing(world):
 
 def test_bad_records_on_the_topic_are_quarantined_and_the_projector_goes_on(world):
     settings, ledger, cast = world
-    ledger.append([cast.issue("GOOD1")])
+    append_accepted(ledger, [cast.issue("GOOD1")])
     relay_all(settings)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     forged_base = cast.event("gateway", "label", "GOOD1", "Scanned", scanned_payload(), advance=False)
@@ -94,7 +94,7 @@ def test_bad_records_on_the_topic_are_quarantined_and_the_projector_goes_on(worl
     producer.flush()
     producer.close()
     # A genuine event after the garbage must still be projected.
-    ledger.append([cast.event("gateway", "label", "GOOD1", "Scanned", scanned_payload())])
+    append_accepted(ledger, [cast.event("gateway", "label", "GOOD1", "Scanned", scanned_payload())])
     relay_all(settings)
     consumer = project_all(settings)
     with psycopg.connect(settings.pg_conninfo) as conn:
@@ -108,10 +108,10 @@ def test_bad_records_on_the_topic_are_quarantined_and_the_projector_goes_on(worl
 def test_rebuild_from_the_topic_equals_the_live_model(world):
     settings, ledger, cast = world
     serials = [gs1.new_serial() for _ in range(50)]
-    ledger.append([cast.issue(s) for s in serials])
+    append_accepted(ledger, [cast.issue(s) for s in serials])
     relay_all(settings)
     project_all(settings)  # live model, built incrementally in two rounds
-    ledger.append([cast.event("acme", "label", s, "Shipped", shipped_payload("retailer", "4403")) for s in serials[:20]]
+    append_accepted(ledger, [cast.event("acme", "label", s, "Shipped", shipped_payload("retailer", "4403")) for s in serials[:20]]
                   + [cast.event("gateway", "label", s, "Scanned", scanned_payload()) for s in serials[10:30]])
     relay_all(settings)
     project_all(settings)

@@ -21,7 +21,7 @@ from ledger.envelope import split_envelope
 from ledger.errors import Refused
 from consumers.projector import build
 from projections.verification import read_view
-from tests.helpers import Cast, scanned_payload, shipped_payload
+from tests.helpers import Cast, append_accepted, scanned_payload, shipped_payload
 from tests.pipeline import founded_ledger, relay_all, topic_records
 
 
@@ -74,7 +74,7 @@ def view(settings, serial):
 
 def test_several_events_of_one_label_in_a_batch_and_an_update_in_a_later_batch(world):
     settings, ledger, cast = world
-    ledger.append([cast.issue("LATER1"), cast.issue("OTHER1")])
+    append_accepted(ledger, [cast.issue("LATER1"), cast.issue("OTHER1")])
     relay_all(settings)
     first = project(settings)
     assert first.applied == 2  # actor events are on their own topic
@@ -104,7 +104,7 @@ def test_several_events_of_one_label_in_a_batch_and_an_update_in_a_later_batch(w
 
 def test_a_bad_record_in_the_middle_of_a_batch_is_quarantined_the_rest_applied_offsets_right(world):
     settings, ledger, cast = world
-    ledger.append([cast.issue("MID1"), cast.event("acme", "label", "MID1", "Shipped", shipped_payload("distributor"))])
+    append_accepted(ledger, [cast.issue("MID1"), cast.event("acme", "label", "MID1", "Shipped", shipped_payload("distributor"))])
     relay_all(settings)
     issued, shipped = sorted((r for r in topic_records(settings, settings.label_topic) if r.key == b"MID1"), key=lambda r: r.offset)
     partition = shipped.partition
@@ -117,7 +117,7 @@ def test_a_bad_record_in_the_middle_of_a_batch_is_quarantined_the_rest_applied_o
     producer.send(settings.label_topic, key=b"MID1", value=bytes(broken), partition=partition)
     producer.flush()
     producer.close()
-    ledger.append([cast.event("distributor", "label", "MID1", "Received", {"region": "4403"}),
+    append_accepted(ledger, [cast.event("distributor", "label", "MID1", "Received", {"region": "4403"}),
                    cast.event("gateway", "label", "MID1", "Scanned", scanned_payload())])
     relay_all(settings)
     records = [r for r in topic_records(settings, settings.label_topic) if r.partition == partition]
@@ -141,7 +141,7 @@ def test_careful_retry_writes_each_record_on_its_own_and_quarantines_only_the_cu
              cast.event("distributor", "label", "FINE1", "Received", {"region": "4403"}), culprit]
     batch += [cast.event("gateway", "label", "FINE1", "Scanned", scanned_payload()) for _ in range(2)]
     batch += [cast.issue(f"FINE{i}") for i in range(2, 6)]
-    ledger.append(batch)
+    append_accepted(ledger, batch)
     relay_all(settings)
     consumer = project(settings, fail_event_id=culprit.event.event_id)
     assert consumer.quarantined == 1 and consumer.applied == len(batch) - 1
