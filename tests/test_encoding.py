@@ -1,11 +1,12 @@
 """Canonical encoding: one byte string per event, strict decoding."""
 
 import io
+import json
 
 import fastavro
 import pytest
 
-from ledger.encoding import MAGIC, envelope_codec, event_codec
+from ledger.encoding import MAGIC, SCHEMA_DIR, envelope_codec, event_codec
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair, verify_signature
@@ -17,12 +18,41 @@ def signed():
     return Cast().issue(serial="SERIAL0001")
 
 
-def test_single_object_header_is_magic_plus_crc64_fingerprint(signed):
-    codec = event_codec()
-    assert signed.body.startswith(MAGIC + bytes.fromhex(codec.fingerprint))
-    # The fingerprint is the CRC-64-AVRO of the Parsing Canonical Form, little-endian, as fastavro gives it.
-    pcf = fastavro.schema.to_parsing_canonical_form(codec.schema)
-    assert codec.fingerprint == fastavro.schema.fingerprint(pcf, "CRC-64-AVRO")
+# The single-object headers, pinned: C3 01 + the schema's CRC-64-AVRO fingerprint, little-endian
+# (Avro specification, "Single object encoding"). A change here re-keys every signed byte string:
+# it must be a deliberate new schema version, never an accident of a library upgrade.
+EVENT_V1_HEADER = "c301" + "de1a568e88744960"
+EVENT_V2_HEADER = "c301" + "dacaa1bda464ecbc"
+ENVELOPE_V1_HEADER = "c301" + "f15d2ab7d81cf112"
+
+
+def crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO written from the Avro specification's reference code (not fastavro's)."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def test_single_object_headers_are_pinned_in_hex(signed):
+    assert MAGIC.hex() == "c301"
+    assert signed.body[:10].hex() == EVENT_V2_HEADER  # new events: the latest version
+    assert signed.envelope[:10].hex() == ENVELOPE_V1_HEADER
+    assert [c.header.hex() for c in event_codec().versions] == [EVENT_V1_HEADER, EVENT_V2_HEADER]
+
+
+def test_the_pinned_fingerprints_are_the_specifications_crc64_little_endian():
+    for path, header in [("event.v1.avsc", EVENT_V1_HEADER), ("event.v2.avsc", EVENT_V2_HEADER), ("signed_event.v1.avsc", ENVELOPE_V1_HEADER)]:
+        schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / path).read_text()))
+        pcf = fastavro.schema.to_parsing_canonical_form(schema)
+        assert crc64_avro(pcf.encode()).to_bytes(8, "little").hex() == header[4:], path
 
 
 def test_round_trip_is_byte_identical(signed):
