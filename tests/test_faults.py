@@ -433,7 +433,7 @@ def backlog(settings, name: str, issuer: Issuer) -> int:
     if name == "relay":
         return stored - indexed + count(settings, "SELECT %s - coalesce(max(size), 0) FROM checkpoints", indexed)
     label_events = indexed - len(Cast.ROLES)
-    return label_events - (projected(settings) if name == "projector" else detected(settings))
+    return max(0, label_events - (projected(settings) if name == "projector" else detected(settings)))
 
 
 def test_sigkills_and_restarts_during_a_chaos_run_lose_and_double_nothing(stack, services, tmp_path):

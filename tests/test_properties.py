@@ -11,6 +11,13 @@ against the pure rules (``ledger/lifecycle.py``) and against the real
 * verification never answers ``genuine`` for a recalled or flagged label (or a
   label of a recalled lot): checked on the pure verdict and, once at the end,
   on the real read model built by the relay and the projector.
+
+The oracle for "may this event be appended, and what does it change" is
+:class:`Model`, a transition table written here from README's event table
+("who may sign") and the label's life as the brief tells it (issued, shipped
+to a consignee, received, ..., decommissioned), not imported from
+``ledger/lifecycle.py``: using the code under test as its own oracle would
+agree with any bug in it.
 """
 
 from __future__ import annotations
@@ -46,6 +53,87 @@ def payload(kind: str, consignee: str) -> dict:
         "Decommissioned": lambda: {"reason": "used up"},
         "ReportedFake": lambda: {"channel": "web", "region": None, "reason": "looks wrong", "session": None},
     }[kind]()
+
+
+# ------------------------------------------------------------ the oracle: a transition table from the brief
+
+# README, "who may sign", by role where the table names roles.
+SIGNING_ROLES = {
+    "Scanned": {"gateway", "retailer", "distributor", "regulator", "producer"},
+    "FlaggedCounterfeit": {"regulator"},
+    "ReportedFake": {"gateway", "regulator"},
+}
+# Who can be shipped to: the supply chain's members (the brief's users who receive goods).
+CONSIGNEE_ROLES = {"producer", "distributor", "retailer"}
+
+
+@dataclass(frozen=True)
+class ModelLabel:
+    """What the brief says a label is: where it is in its life, who holds it, its one-way flags."""
+
+    producer: str
+    status: str = "issued"  # issued -> in_transit -> received -> in_transit ... ; decommissioned ends it
+    custodian: str = ""
+    consignee: str | None = None
+    recalled: bool = False
+    counterfeit: bool = False
+
+
+class Model:
+    """The transition table: ``allows`` (may ``signer`` append ``kind`` now?) and ``apply``."""
+
+    def __init__(self, roles: dict[str, str]):
+        self.roles = roles
+
+    def allows(self, label: ModelLabel, kind: str, signer: str, consignee: str | None = None) -> bool:
+        role = self.roles.get(signer)
+        if kind in SIGNING_ROLES:
+            return role in SIGNING_ROLES[kind] and not (kind == "FlaggedCounterfeit" and label.counterfeit)
+        if kind == "Shipped":  # the current custodian, of a label at rest and not a known fake, to a member
+            return (signer == label.custodian and label.status in ("issued", "received") and not label.counterfeit
+                    and self.roles.get(consignee) in CONSIGNEE_ROLES)
+        if kind == "Received":  # the consignee, of a label on its way to it
+            return label.status == "in_transit" and signer == label.consignee
+        if kind == "Recalled":  # a regulator, or the label's producer; once
+            return (role == "regulator" or signer == label.producer) and not label.recalled
+        if kind == "Decommissioned":  # the custodian or the producer; once
+            return signer in (label.custodian, label.producer) and label.status != "decommissioned"
+        raise AssertionError(f"no rule for {kind}")
+
+    @staticmethod
+    def apply(label: ModelLabel, kind: str, consignee: str | None = None) -> ModelLabel:
+        if kind == "Shipped":
+            return dataclasses.replace(label, status="in_transit", consignee=consignee)
+        if kind == "Received":
+            return dataclasses.replace(label, status="received", custodian=label.consignee, consignee=None)
+        if kind == "Recalled":
+            return dataclasses.replace(label, recalled=True)
+        if kind == "FlaggedCounterfeit":
+            return dataclasses.replace(label, counterfeit=True)
+        if kind == "Decommissioned":
+            return dataclasses.replace(label, status="decommissioned")
+        return label  # Scanned, ReportedFake: evidence, no change of state
+
+    def allows_lot_recall(self, signer: str, already: bool) -> bool:
+        """A regulator, or a producer whose company prefix the lot's GTIN is under (acme's); once."""
+        return (self.roles.get(signer) == "regulator" or signer == "acme") and not already
+
+
+MODEL = Model({actor: role for actor, (role, _) in Cast.ROLES.items()})
+
+
+def links(c: "Command") -> bool:
+    """An event on top of the head it names: the next seq and the head's hash (invariant 1)."""
+    return c.link == "ok"
+
+
+def model_of(state: LabelState) -> tuple:
+    """The fields the model tracks, read off the code's state, to compare the two."""
+    return (state.status, state.custodian, state.consignee, state.recalled, state.counterfeit)
+
+
+def expected_of(label: ModelLabel) -> tuple:
+    return (label.status, label.custodian, label.consignee, label.recalled, label.counterfeit)
 
 
 @dataclass(frozen=True)
@@ -105,13 +193,18 @@ class World:
         seq, prev = (self.lot_head[0] + 1, self.lot_head[1]) if self.lot_head else (0, bytes(32))
         return self.cast.event(c.signer, "lot", subject, "Recalled", {"reason": "spot check failed"}, seq=seq, prev=prev, advance=False)
 
-    def judge(self, state, signed) -> Refused | None:
-        """None if the pure rules accept ``signed`` on ``state``, else the refusal."""
+    @staticmethod
+    def expects(label: ModelLabel, c: Command, kind: str | None = None) -> bool:
+        """The oracle's answer: may ``c`` be appended on top of ``label``?"""
+        return links(c) and MODEL.allows(label, kind or c.kind, c.signer, c.consignee)
+
+    def accepts(self, state, signed) -> bool:
+        """The code under test (the pure rules): does ``authorize`` accept ``signed`` on ``state``?"""
         try:
             authorize(state, signed.event, signer_of(signed.event, self.actors), self.actors)
-            return None
-        except Refused as refusal:
-            return refusal
+            return True
+        except Refused:
+            return False
 
 
 def assert_legal(before: LabelState, after: LabelState, kind: str) -> None:
@@ -144,18 +237,27 @@ def test_no_command_sequence_breaks_the_pure_rules(seq_of_commands):
     serial = gs1.new_serial()
     issued = cast.event("acme", "label", serial, "Issued", issued_payload(), advance=False)
     state = fold(None, issued.event, issued.hash)
+    label = ModelLabel(producer="acme", custodian="acme")
     chain = [(issued.event.seq, issued.event.prev_hash, issued.hash)]
+    assert model_of(state) == expected_of(label)
     for c in seq_of_commands:
         if c.kind == "LotRecalled":
             signed = world.lot_event(c)
-            if world.judge(None if world.lot_head is None else _lot_state(world), signed) is None:
+            expected = MODEL.allows_lot_recall(c.signer, world.lot_recalled)
+            assert world.accepts(None if world.lot_head is None else _lot_state(world), signed) == expected, c
+            if expected:
                 world.lot_recalled, world.lot_head = True, (signed.event.seq, signed.hash)
         else:
             signed = world.event(serial, (state.seq, state.head), c)
-            if signed is not None and world.judge(state, signed) is None:
+            if signed is None:
+                continue
+            expected = World.expects(label, c)
+            assert world.accepts(state, signed) == expected, (c, label)
+            if expected:
                 after = fold(state, signed.event, signed.hash)
                 assert_legal(state, after, c.kind)
-                state = after
+                state, label = after, MODEL.apply(label, c.kind, c.consignee)
+                assert model_of(state) == expected_of(label), (c, state)
                 chain.append((signed.event.seq, signed.event.prev_hash, signed.hash))
         assert_never_genuine_when_bad(state, world.lot_recalled)
     # one linear chain
@@ -186,35 +288,38 @@ def test_no_command_sequence_breaks_the_real_ledger(settings):
         serial = gs1.new_serial()
         issued = cast.event("acme", "label", serial, "Issued", issued_payload(lot=world.lot), advance=False)
         assert [r.status for r in ledger.append([issued])] == ["accepted"]
-        state = fold(None, issued.event, issued.hash)
+        head = (issued.event.seq, issued.hash)  # the oracle's chain head, from what was accepted
+        label = ModelLabel(producer="acme", custodian="acme")
         for c in seq_of_commands:
             if c.kind == "LotRecalled":
                 signed = world.lot_event(c)
-                expected = world.judge(None if world.lot_head is None else _lot_state(world), signed)
+                expected = MODEL.allows_lot_recall(c.signer, world.lot_recalled)
                 (result,) = ledger.append([signed])
-                assert (result.status == "accepted") == (expected is None), (c, result.as_dict(), expected)
-                if expected is None:
+                assert (result.status == "accepted") == expected, (c, result.as_dict())
+                if expected:
                     world.lot_recalled, world.lot_head = True, (signed.event.seq, signed.hash)
                 continue
-            signed = world.event(serial, (state.seq, state.head), c)
+            signed = world.event(serial, head, c)
             if signed is None:
                 continue
             batch = [signed]
-            rival = c.rival and world.event(serial, (state.seq, state.head), Command(c.rival, c.signer, c.consignee, c.link, None), kind=c.rival)
+            rival = c.rival and world.event(serial, head, Command(c.rival, c.signer, c.consignee, c.link, None), kind=c.rival)
             if rival:  # a second, different event for the same position: at most one gets in
                 batch.append(rival)
             results = ledger.append(batch)
-            expected = world.judge(state, signed)
-            assert (results[0].status == "accepted") == (expected is None), (c, results[0].as_dict(), expected)
-            if expected is None:
-                state = fold(state, signed.event, signed.hash)
+            expected = World.expects(label, c)
+            assert (results[0].status == "accepted") == expected, (c, label, results[0].as_dict())
+            if expected:
+                head, label = (signed.event.seq, signed.hash), MODEL.apply(label, c.kind, c.consignee)
             if len(results) == 2:
                 assert results[1].status != "accepted" or results[0].status != "accepted", "two events took one position"
                 if results[1].status == "accepted":
-                    state = fold(state, batch[1].event, batch[1].hash)
-            head = ledger.head("label", serial)  # the stored chain is the model's chain
-            assert (head["seq"], head["hash"], head["broken"]) == (state.seq, state.head.hex(), None)
-        expectations.append((serial, world.lot, state.recalled or state.counterfeit or world.lot_recalled))
+                    # Only possible when the first was refused: the rival then stood on the same head.
+                    assert World.expects(label, c, kind=c.rival), (c, label)
+                    head, label = (rival.event.seq, rival.hash), MODEL.apply(label, c.rival, c.consignee)
+            stored = ledger.head("label", serial)  # the stored chain is the oracle's chain
+            assert (stored["seq"], stored["hash"], stored["broken"]) == (head[0], head[1].hex(), None)
+        expectations.append((serial, world.lot, label.recalled or label.counterfeit or world.lot_recalled))
 
     try:
         run()
