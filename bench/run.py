@@ -140,6 +140,19 @@ def ed25519_rates(n: int = 20000) -> dict:
     return {"sign_per_s": sign, "verify_per_s": n / (time.perf_counter() - t)}
 
 
+def pin_hash_ms(n: int = 20) -> float:
+    """Milliseconds per PIN hash (argon2id, t=2, m=4 MiB; ``ledger/pins.py`` documents ~4 ms).
+
+    A benchmark figure, not a test: a wall-clock bound in a pass/fail test fails on a
+    loaded machine and says nothing on a fast one."""
+    from ledger import pins
+
+    t = time.perf_counter()
+    for _ in range(n):
+        pins.hash_pin("S", "12345678")
+    return (time.perf_counter() - t) / n * 1000
+
+
 def plain_eventsourcing_rate(s: Settings, n: int) -> float:
     """Events/s of a plain eventsourcing save of unsigned one-event aggregates, batches of 1000."""
     from eventsourcing.application import Application
@@ -462,6 +475,9 @@ def markdown(res: dict) -> str:
                 r["achieved_per_s"] / b["achieved_per_s"] if b else None,
                 "p99 ≤ 10 ms at ≥ 5,000/s" if kind == "get" else "", met)
     row("pgbench -S max (8 clients, prepared)", f"{pg['max']['tps']:,.0f} tps", "", None, "", None)
+    if "pin_hash_ms" in base:
+        row("PIN hash (argon2id t=2, m=4 MiB), one core", f"{base['pin_hash_ms']:.1f} ms", "", None, "about 4 ms (0.5 to 100)",
+            0.5 < base["pin_hash_ms"] < 100)
     m = res["machine"]
     head = (f"# traceledger bench {res['date']}\n\ncommit {res['commit']}; {m['cpus']} × {m['cpu_model']}, {m['memory_gb']} GB; "
             f"Python {m['python']}, PostgreSQL {m['postgresql']}, Kafka {m['kafka']}; load at start {m['load_avg_at_start'][0]:.2f}; "
@@ -590,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
     res: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(), "machine": machine(),
                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     say(f"machine: {res['machine']}")
-    res["baselines"] = {"ed25519": ed25519_rates()}
+    res["baselines"] = {"ed25519": ed25519_rates(), "pin_hash_ms": pin_hash_ms()}
     say(f"baseline Ed25519: sign {res['baselines']['ed25519']['sign_per_s']:,.0f}/s, verify {res['baselines']['ed25519']['verify_per_s']:,.0f}/s")
     scratch = World(base, 0)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -38,16 +39,23 @@ def project_all(settings: Settings, schema: str = "verification"):
     return consumer
 
 
-def topic_records(settings: Settings, topic: str) -> list:
-    """Every record on ``topic``, all partitions, from the beginning."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+def topic_records(settings: Settings, topic: str, timeout: float = 120) -> list:
+    """Every record on ``topic``, all partitions, from the beginning.
+
+    Fails after ``timeout`` seconds rather than waiting for ever (a dead broker must
+    fail the test, not hang CI until its job limit)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             request_timeout_ms=30_000)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
         out = []
+        deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"read {len(out)} records of {topic} in {timeout:.0f} s, short of its end offsets {ends}")
             for recs in consumer.poll(timeout_ms=1000).values():
                 out.extend(recs)
         return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -45,13 +43,11 @@ def test_a_malformed_stored_hash_never_matches(bad):
     assert pins.verify_pin("ABC", "12345678", bad) is False
 
 
-def test_hash_cost_is_a_few_milliseconds():
-    # Documents the chosen cost (t=2, m=4 MiB ≈ 4 ms); generous bound for a noisy shared machine.
-    start = time.perf_counter()
-    for _ in range(5):
-        pins.hash_pin("S", "12345678")
-    per = (time.perf_counter() - start) / 5
-    assert 0.0005 < per < 0.1
+def test_hash_cost_parameters_are_the_documented_ones():
+    # The cost is t=2, m=4 MiB (about 4 ms, ledger/pins.py): pinned here by its parameters;
+    # the time it takes is a benchmark figure (bench/run.py: pin_hash_ms), not a pass/fail bound.
+    params = pins.hash_pin("S", "12345678").split("$")[3]
+    assert dict(p.split("=") for p in params.split(",")) == {"m": "4096", "t": "2", "p": "1"}
 
 
 @pytest.mark.parametrize("typed, want", [("12345678", "12345678"), ("１２３４ ５６７８", "12345678"), ("1234-5678", "12345678")])
