@@ -221,8 +221,10 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
             with conn.pipeline() as pipeline, conn.transaction():
                 try:
                     ids = self._write(conn, pipeline, stored_events, tracking)
-                except Exception as exc:  # raised once the pipeline is closed (psycopg warns otherwise)
+                except Exception as exc:
+                    # Roll back, and raise once the pipeline is closed (psycopg warns otherwise).
                     failure = exc
+                    raise psycopg.Rollback() from exc
             if failure is not None:
                 raise failure
         return ids
