@@ -172,8 +172,9 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
     so a new release cannot change this path underneath (``tests/test_store_recorder.py``
     pins the version, the public names used here and the table layout).
 
-    What the transaction does is what the library's does, in the same order and with
-    as many round trips (one pipeline sync, then the commit):
+    What the transaction does is what the library's does, in the same order, in no more
+    round trips (one pipeline sync, then the commit; the library syncs once more to read
+    a tracking record back):
 
     - upsert the tracking record (single-row tracking: a position that does not move
       forward raises ``IntegrityError``, as the library's does);
