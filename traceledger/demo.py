@@ -81,6 +81,8 @@ def run_demo(
 
 
 class Scenario:
+    """The demo's steps against one API (:mod:`traceledger.simulate` reuses its keys and registrations)."""
+
     def __init__(self, settings: Settings, out_dir: Path, labels: int, echo: Echo, client: Client):
         self.settings, self.out_dir, self.labels, self.echo, self.client = settings, out_dir, labels, echo, client
         self.started = time.monotonic()
