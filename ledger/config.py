@@ -33,6 +33,16 @@ def _float(env, name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from None
 
 
+def _count(env, name: str) -> int | None:
+    """A number of threads or processes: None when unset (the reader's default), else 0 or more."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit():
+        raise SystemExit(f"{name} must be a whole number (0 or more), got {raw!r}")
+    return int(raw)
+
+
 def crash_plan_from_env(env=None) -> str:
     """``TRACELEDGER_CRASH_AT``: deliberate crash points for the recovery tests (``ledger.crash_points``)."""
     return (os.environ if env is None else env).get("TRACELEDGER_CRASH_AT", "")
@@ -65,6 +75,12 @@ class Settings:
     log_origin: str = "traceledger.example/log"
     checkpoint_events: int = 1000
     checkpoint_seconds: float = 10.0
+    # Signature-checking threads of each verifying process (the API's writes, the projector,
+    # the auditor: ledger.sigcheck's shared pool). None: one per core; 0: none (checked on the spot).
+    verify_threads: int | None = None
+    # Decoding and verifying worker processes of an audit run of PROCESS_MIN_RECORDS new records
+    # or more (consumers.auditor). None: one per core on a machine with several; 0: none.
+    audit_processes: int | None = None
     # Tests only: where a process kills itself on purpose (``ledger.crash_points``); empty: nowhere.
     crash_at: str = ""
 
@@ -96,6 +112,8 @@ class Settings:
             log_origin=env.get("TRACELEDGER_LOG_ORIGIN", d.log_origin),
             checkpoint_events=_int(env, "TRACELEDGER_CHECKPOINT_EVENTS", d.checkpoint_events),
             checkpoint_seconds=_float(env, "TRACELEDGER_CHECKPOINT_SECONDS", d.checkpoint_seconds),
+            verify_threads=_count(env, "TRACELEDGER_VERIFY_THREADS"),
+            audit_processes=_count(env, "TRACELEDGER_AUDIT_PROCESSES"),
             crash_at=crash_plan_from_env(env),
         )
 
@@ -126,6 +144,10 @@ class Settings:
             env["TRACELEDGER_GATEWAY_KEY"] = str(self.gateway_key)
         if self.log_key:
             env["TRACELEDGER_LOG_KEY"] = str(self.log_key)
+        if self.verify_threads is not None:
+            env["TRACELEDGER_VERIFY_THREADS"] = str(self.verify_threads)
+        if self.audit_processes is not None:
+            env["TRACELEDGER_AUDIT_PROCESSES"] = str(self.audit_processes)
         if self.crash_at:
             env["TRACELEDGER_CRASH_AT"] = self.crash_at
         return env
