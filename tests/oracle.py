@@ -35,7 +35,7 @@ from ledger.config import Settings
 from ledger.store import LedgerApplication
 from tests.pipeline import project_all, topic_records
 
-__all__ = ["Landscape", "assert_exactly_once", "assert_rebuild_equals_live", "audit", "rows", "survey"]
+__all__ = ["Landscape", "assert_exactly_once", "assert_rebuild_equals_live", "audit", "rows", "stored_events", "survey"]
 
 
 def rows(settings: Settings, sql: str, *args) -> list[tuple]:
@@ -47,7 +47,7 @@ def rows(settings: Settings, sql: str, *args) -> list[tuple]:
 class Landscape:
     """Where every event is, by identity: the store, the log, Kafka, the read models."""
 
-    stored: list[tuple[str, str]]  # (event id, subject type), in commit (notification) order
+    stored: list[tuple[str, str, str]]  # (event id, subject type, subject), in commit (notification) order
     log: list[tuple[int, str]]  # (log index, event id) by log index
     kafka: list[tuple[int, str]]  # (log index, event id) of every relayed record on the event topics, sorted
     projected: dict[str, list[tuple[int, str]]]  # schema -> (log index, event id) of its events table, sorted
@@ -55,12 +55,12 @@ class Landscape:
     @property
     def label_log(self) -> list[tuple[int, str]]:
         """The log entries of label and lot events (what the projectors consume)."""
-        actor_ids = {event_id for event_id, subject_type in self.stored if subject_type == "actor"}
+        actor_ids = {event_id for event_id, subject_type, _ in self.stored if subject_type == "actor"}
         return [(i, e) for i, e in self.log if e not in actor_ids]
 
 
-def stored_events(settings: Settings) -> list[tuple[str, str]]:
-    """(event id, subject type) of every event in the write model, in notification order."""
+def stored_events(settings: Settings) -> list[tuple[str, str, str]]:
+    """(event id, subject type, subject) of every event in the write model, in notification order."""
     app = LedgerApplication(env=settings.eventsourcing_env())
     try:
         out, start = [], 1
@@ -70,7 +70,7 @@ def stored_events(settings: Settings) -> list[tuple[str, str]]:
                 return out
             for n in page:
                 e = decode_signed(*app.signed_parts(n)).event
-                out.append((e.event_id, e.subject_type))
+                out.append((e.event_id, e.subject_type, e.subject))
             start = page[-1].id + 1
     finally:
         app.close()
@@ -108,7 +108,7 @@ def assert_exactly_once(settings: Settings, accepted: set[str] | list[str], *, s
     accepted = set(accepted)
     assert len(accepted) == len(list(accepted))
     land = survey(settings, schemas)
-    stored_ids = [e for e, _ in land.stored]
+    stored_ids = [e for e, _, _ in land.stored]
     doubled = len(stored_ids) - len(set(stored_ids))
     assert doubled == 0, f"{doubled} events stored twice"
     lost, invented = accepted - set(stored_ids), set(stored_ids) - accepted

@@ -34,6 +34,7 @@ def test_issue_streams_batches_and_stops_at_a_refusal(api, tmp_path):
               "--product", "Cable", "--count", "3000", "--batch", "1000", "--out", str(tmp_path / "bad.csv"), check=False)
     assert bad.returncode == 2
     assert json.loads(bad.stdout)["refused"] == 1000  # one batch sent, not three
+    assert not (tmp_path / "bad.csv").exists(), "a CSV row (or file) for a refused batch"
     with psycopg.connect(settings.pg_conninfo) as conn:
         issued = conn.execute("SELECT count(*) FROM ledger_events WHERE topic LIKE %s", ("%Started%",)).fetchone()[0]
     assert issued == 2500 + len(events)

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ledger import gs1
+from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from traceledger import commands as cmd
 from traceledger.cli.base import State, common_options, finish, pass_state, progress, signing_options
@@ -70,6 +71,7 @@ class LabelSink:
         self._csv: cmd.LabelCsv | None = None
 
     def write(self, rows: list[cmd.LabelRow]) -> None:
+        crash_point("cli.issue_accepted")  # tests only (ledger.crash_points): accepted, not yet in the CSV
         if self._csv is None:
             if self.out == "-":
                 self._fh, header = sys.stdout, True
