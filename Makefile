@@ -32,12 +32,17 @@ browser:
 	@bash ops/browser.sh
 
 test: up browser
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=25
 
 # Every benchmark next to its same-run baseline (bench/run.py; about 20 minutes on 2 cores):
 # bench/results/<timestamp>.json and bench/results/latest.md. Not part of `make test`.
 bench: up
 	@$(PY) -m bench.run $(BENCH_ARGS)
+
+# The chaos run of tests/test_faults.py at full size (100,000 labels; `make test` runs 20,000).
+.PHONY: soak
+soak: up
+	@CHAOS_LABELS=100000 $(PY) -m pytest -q -s --durations=5 tests/test_faults.py -k chaos
 
 status:
 	@bash ops/stack.sh status || true
