@@ -22,6 +22,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from projections.offsets import offsets_sql
 from ledger.config import Settings
@@ -148,6 +149,7 @@ class TransactionalConsumer:
                 # per record so only the culprit is quarantined.
                 log.error("batch_failed_retrying_carefully", group=self.group, error=repr(exc))
                 careful = True
+        crash_point("consumer.committed")
         try:
             # Informational only (the offsets that count are in PostgreSQL), so a broker
             # that just went away must not stop the consumer.

@@ -33,6 +33,7 @@ __all__ = ["POINTS", "crash_point", "parse_plan"]
 POINTS = {
     "relay.sent": "consumers/relay.py: a log entry, indexed and committed in PostgreSQL, handed to the producer",
     "checkpointer.produced": "consumers/checkpointer.py: a checkpoint acknowledged on its topic, its table row not yet written",
+    "consumer.committed": "consumers/exactly_once.py: a batch and its offsets committed in PostgreSQL, Kafka's group offsets not yet",
     "ledger.committed": "ledger/service.py: a batch committed to the event store, the caller not yet answered",
     "scan_inbox.recorded": "ledger/scan_inbox.py: a batch of inbox entries recorded on the chains, not yet logged",
     "cli.issue_accepted": "traceledger CLI issue: a batch accepted by the API, its CSV rows not yet written",

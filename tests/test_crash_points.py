@@ -15,12 +15,13 @@ import signal
 
 import httpx
 import psycopg
+from kafka import KafkaAdminClient
 
 from ledger import scan_inbox
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from tests.conftest import free_port, wait_for, wait_for_api
-from tests.helpers import Cast, events_body
+from tests.helpers import Cast, events_body, scanned_payload
 from tests.oracle import assert_exactly_once, assert_rebuild_equals_live, audit, rows, stored_events
 from tests.pipeline import project_all, relay_all, topic_records
 from tests.test_demo_e2e import cli
@@ -108,6 +109,53 @@ def test_relay_killed_between_a_checkpoints_topic_record_and_its_row(fresh_setti
         assert len(land.log) == len(accepted)
     finally:
         ledger.close()
+
+
+def test_projector_killed_after_committing_a_batch_applies_nothing_twice(fresh_settings, services, tmp_path):
+    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5)
+    cast = Cast()
+    ledger = Ledger(settings)
+    try:
+        accepted = accept_all(ledger, cast.founding_events())
+        labels = [cast.issue() for _ in range(20)]
+        accepted += accept_all(ledger, labels)
+        relay_all(settings)
+        project_all(settings)
+        # Then only scans: every record a projector resuming too early would meet again is one.
+        accepted += accept_all(ledger, [cast.event("gateway", "label", s.event.subject, "Scanned", scanned_payload()) for s in labels for _ in range(3)])
+    finally:
+        ledger.close()
+    relay_all(settings)
+    label_events = len(accepted) - len(Cast.ROLES)
+
+    projector = services("consumers.projector", settings.with_(crash_at="consumer.committed:1"), name="projector")
+    crashed_at(projector, "consumer.committed", 1)
+    # In flight: the batch and its offsets are committed in PostgreSQL, Kafka's group offsets are not.
+    stored = rows(settings, "SELECT coalesce(sum(next_offset), 0) FROM verification.consumer_offsets")[0][0]
+    assert 20 < stored <= label_events
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        group = f"{settings.topic_prefix}verification-verification"
+        on_kafka = sum(o.offset for o in admin.list_group_offsets(group).get(group, {}).values())
+        assert on_kafka < stored, (on_kafka, stored)
+    finally:
+        admin.close()
+
+    projector.settings = settings
+    projector.start()
+    # One more scan per label after the restart: once they are projected, every partition
+    # has been read past whatever the restarted projector met first.
+    ledger = Ledger(settings)
+    try:
+        accepted += accept_all(ledger, [cast.event("gateway", "label", s.event.subject, "Scanned", scanned_payload()) for s in labels])
+    finally:
+        ledger.close()
+    relay_all(settings)
+    wait_for(lambda: rows(settings, "SELECT count(*) FROM verification.events")[0][0] == label_events + 20, 60, 0.3, "the projector to finish")
+    projector.stop()
+    assert rows(settings, "SELECT sum(scan_count) FROM verification.labels") == [(80,)], "a scan was counted twice"
+    assert_exactly_once(settings, accepted)
+    assert_rebuild_equals_live(settings)
 
 
 def start_api(services, settings, cast: Cast, tmp_path, *, wait: bool = True, **changes):
