@@ -26,8 +26,20 @@ from ledger.scan_recording import start_recorder
 from ledger.service import Ledger
 from ledger.transparency import log as global_log
 from projections import alerts as alert_model
-from traceledger.api import (actors, aggregation, alerts, epcis, errors, events, health, labels, merkle_log, shopper,
-                             trail)
+from projections import verification
+from traceledger.api import (
+    actors,
+    aggregation,
+    alerts,
+    epcis,
+    errors,
+    events,
+    health,
+    labels,
+    merkle_log,
+    shopper,
+    trail,
+)
 from traceledger.api.fast_path import FastGet
 from traceledger.api.limits import MAX_BODY_BYTES, DeclaredBodyLimit
 from traceledger.api.problems import PROBLEM_RESPONSES
@@ -49,7 +61,8 @@ def create_tables(settings: Settings) -> bytes:
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
         scan_inbox.ensure_schema(conn)
         global_log.ensure_schema(conn)
-        alert_model.ensure_schema(conn)  # the verification read model and the detector's alerts: empty, not missing
+        verification.ensure_schema(conn)
+        alert_model.ensure_schema(conn)  # the detector's schema: the API answers "no alerts" before it runs
         capture_jobs.ensure_schema(conn)
         return channel_state.ensure_schema(conn)
 

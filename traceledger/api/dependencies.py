@@ -14,13 +14,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ledger.config import Settings
 from ledger.service import Ledger
 from traceledger.auth import Caller, verify_request
-
-
-async def settings_of(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 async def ledger_of(request: Request) -> Ledger:

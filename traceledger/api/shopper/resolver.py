@@ -20,8 +20,17 @@ from projections.verification import read_view_async
 from traceledger.api.problems import refused
 from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import service
-from traceledger.api.shopper.web import (NO_CACHE, client_of, form_of, html, lang_of, other_lang_url, parse_link,
-                                         session_of, wants_json)
+from traceledger.api.shopper.web import (
+    NO_CACHE,
+    client_of,
+    form_of,
+    html,
+    lang_of,
+    other_lang_url,
+    parse_link,
+    session_of,
+    wants_json,
+)
 from traceledger.shopper import pages, wording
 
 router = APIRouter()
@@ -57,7 +66,7 @@ async def home(request: Request, code: str | None = None):
         if label.get("gtin"):  # the canonical page is the Digital Link one
             return RedirectResponse(f"/01/{label['gtin']}/21/{serial}?lang={lang}", status_code=303)
         session, cookie = session_of(request)
-        raw, cv = await service.consumer_of(state, conn, serial, channel="web", session=session)
+        _, cv = await service.consumer_of(state, conn, serial, channel="web", session=session)
     return html(pages.result_page(cv, wording.display_key(cv), lang, other), cookie=cookie)
 
 
@@ -78,7 +87,7 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
     session, cookie = session_of(request) if not as_json else (None, None)
     state = request.app.state
     async with state.pool.connection() as conn:
-        raw, cv = await service.consumer_of(state, conn, serial, channel="app" if as_json else "web", session=session,
+        _, cv = await service.consumer_of(state, conn, serial, channel="app" if as_json else "web", session=session,
                                             gtin=gtin14, lot=lot, expiry=expiry)
     if as_json:
         return OrjsonResponse(cv | {"display": wording.display_key(cv)}, headers=NO_CACHE)

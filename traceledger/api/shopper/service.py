@@ -54,9 +54,9 @@ async def public_view(state, raw: dict) -> dict:
 
 async def count_query(conn, serial: str, channel: str, session: str | None, pin_result: str | None):
     """Accept this query into the scan inbox, unless it is a browser's reload; the accepted scan or None."""
-    if session and channel == "web" and pin_result is None:
-        if await channel_state.scanned_recently(conn, serial, session, RESCAN_SECONDS):
-            return None
+    reload = session and channel == "web" and pin_result is None
+    if reload and await channel_state.scanned_recently(conn, serial, session, RESCAN_SECONDS):
+        return None
     return await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=pin_result)
 
 

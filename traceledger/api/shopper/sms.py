@@ -35,7 +35,7 @@ async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str,
         if cv.get("pin_protected") and cv["verdict"] == "genuine":
             pin = await service.pin_check(conn, raw, pin_text, client, "sms")
     pin_result = service.PIN_EVENT_RESULT.get(pin["pin_result"]) if pin else None
-    raw, cv = await service.consumer_of(state, conn, serial, channel="sms", session=client, pin_result=pin_result)
+    _, cv = await service.consumer_of(state, conn, serial, channel="sms", session=client, pin_result=pin_result)
     if pin and pin["pin_result"] in ("wrong", "limited"):
         return wording.sms_reply("pin_" + pin["pin_result"], lang, cv, pin)
     return wording.sms_reply(wording.display_key(cv, pin), lang, cv, pin)

@@ -75,7 +75,7 @@ async def code_step(call: Call, keyed: str) -> OrjsonResponse:
         serial = shortcode.from_short_code(keyed)
     except Refused as exc:
         return await call.retry("bad_check" if exc.code == "bad_check_digit" else "bad_code", "code")
-    raw, cv = await service.consumer_of(call.state, call.conn, serial, channel="voice", session=call.client)
+    _, cv = await service.consumer_of(call.state, call.conn, serial, channel="voice", session=call.client)
     if cv.get("pin_protected") and cv["verdict"] == "genuine":
         return await call.say(call.prompts["pin"], "pin", serial, 0, expect="pin")
     return await call.say(wording.sms_reply(wording.display_key(cv), call.lang, cv) + call.prompts["bye"], "done")
