@@ -48,7 +48,7 @@ import re
 import sys
 from dataclasses import dataclass
 from importlib import resources
-from typing import Mapping
+from collections.abc import Mapping
 
 import psycopg
 
