@@ -23,6 +23,7 @@ import pytest
 
 from ledger import migrate
 from ledger.config import REPO_ROOT
+from ledger.store import LedgerApplication
 from tests.conftest import Service, free_port
 
 pytestmark = pytest.mark.integration
@@ -168,3 +169,30 @@ def _migrate_cli(settings, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACELEDGER_")} | settings.to_env()
     return subprocess.run([sys.executable, "-m", "ledger.migrate", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
+
+
+def _event_store_layout(conninfo: str) -> dict:
+    """What eventsourcing's tables, type and function look like in a database (catalog queries)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        def rows(sql: str) -> list:
+            return conn.execute(sql).fetchall()
+        return {
+            "columns": rows("SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+                            " WHERE table_schema = 'public' AND table_name IN ('ledger_events', 'ledger_tracking')"
+                            " ORDER BY table_name, ordinal_position"),
+            "indexes": rows("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+                            " AND tablename IN ('ledger_events', 'ledger_tracking') ORDER BY indexname"),
+            "options": rows("SELECT relname, reloptions FROM pg_class WHERE relname IN ('ledger_events', 'ledger_tracking') ORDER BY relname"),
+            "type": rows("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                         " WHERE attrelid = 'public.stored_event_uuid'::regclass ORDER BY attnum"),
+            "function": rows("SELECT pg_get_functiondef('public.es_insert_events_uuid'::regproc)"),
+            "tracking": rows("SELECT * FROM public.ledger_tracking ORDER BY application_name"),
+        }
+
+
+def test_the_event_store_migration_is_what_eventsourcing_creates(fresh_settings):
+    """0001_event_store.sql against the pinned library creating its own tables (CREATE_TABLE=yes)."""
+    by_library = fresh_settings(migrated=False)
+    LedgerApplication(env={**by_library.eventsourcing_env(), "CREATE_TABLE": "yes"}).close()
+    by_migration = fresh_settings()
+    assert _event_store_layout(by_migration.pg_conninfo) == _event_store_layout(by_library.pg_conninfo)
