@@ -16,7 +16,9 @@ from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import orjson
+import psycopg
 from eventsourcing.application import Application
+from eventsourcing import persistence as es_persistence
 from eventsourcing.domain import Aggregate, OriginatorVersionError
 from eventsourcing.persistence import StoredEvent, Tracking, Transcoding
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
@@ -159,8 +161,9 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
     """The ledger's own writer of events, on eventsourcing's PostgreSQL process recorder.
 
     Reading (``select_events``, ``select_notifications``, ``max_notification_id``,
-    ``max_tracking_id``, ``subscribe``), the tracking-only ``insert_tracking`` and the
-    tables (``create_table``) are the library's. Writing a batch is ours, through the
+    ``max_tracking_id``, ``subscribe``) and the tracking-only ``insert_tracking`` are the
+    library's; its tables are ledger/migrations/0001_event_store.sql, the layout the
+    library creates (``tests/test_startup_race.py`` compares them). Writing a batch is ours, through the
     recorder's public method ``insert_events``: the library's batch insert sends one
     array of a composite type, which psycopg renders as text with a regular expression
     per field (~50 µs per event in a 1,000-event batch); ours sends one array per
