@@ -29,12 +29,6 @@ from ledger.logging_setup import get_logger
 log = get_logger("consumer")
 
 
-def offsets_sql(schema: str) -> str:
-    """Nothing: the offsets and quarantine tables are laid out with the read model by
-    ledger.migrate. Kept (empty) for the API's alert routes, which still run it (issue 13)."""
-    return ""
-
-
 class Handler(Protocol):
     """Applies one record; raises Refused (before any effect) to quarantine it.
 

@@ -222,12 +222,6 @@ def upgrade(conninfo: str, read_models: Mapping[str, str] | None = None) -> list
         return upgrade_on(conn, read_models)
 
 
-def ensure_migrated(conn: psycopg.Connection, *_ignored) -> None:
-    """:func:`upgrade_on` under the old ``ensure_schema(conn)`` names that start-up code of the
-    interfaces layer still calls (issue 13: to go once the API start-up calls :func:`upgrade`)."""
-    upgrade_on(conn)
-
-
 def rebuild_read_model(conninfo: str, schema: str, kind: str) -> list[Migration]:
     """Drop read model ``schema`` and lay it out again, empty, in one transaction (``--rebuild``)."""
     files = read_model_files(schema, kind)

@@ -54,12 +54,6 @@ RESOLUTIONS = ("false_positive", "confirmed")
 INBOX = "scan_inbox"
 
 
-def schema_sql(s: str) -> str:
-    """Nothing: the detector's tables are ledger/migrations/verification/ and alerts/, laid out by
-    ledger.migrate. Kept (empty) for the API's alert routes, which still run it (issue 13)."""
-    return ""
-
-
 # ------------------------------------------------------------------ writing alerts
 
 
