@@ -18,12 +18,12 @@ import time
 from typing import Callable, Protocol
 
 import psycopg
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaConnectionError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from ledger.errors import Refused
 from ledger.config import Settings
+from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 
 log = get_logger("consumer")

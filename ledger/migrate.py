@@ -46,9 +46,9 @@ import argparse
 import hashlib
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from collections.abc import Mapping
 
 import psycopg
 

@@ -34,9 +34,9 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
+from ledger.logging_setup import get_logger
 from ledger.service import Ledger
 from ledger.store import chain_id
-from ledger.logging_setup import get_logger
 
 log = get_logger("scan_inbox")
 

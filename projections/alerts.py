@@ -38,13 +38,13 @@ from psycopg.types.json import Jsonb
 
 from ledger import regions, scan_inbox
 from ledger.lifecycle import LabelState
+from ledger.logging_setup import get_logger
 from ledger.registry import ActorSource
 from projections import alert_transitions
 from projections.alert_transitions import Transition, alert_uuid
 from projections.detection import Finding, Watch, evaluate
 from projections.detection_config import DetectionConfig
 from projections.verification import VerificationProjector
-from ledger.logging_setup import get_logger
 
 log = get_logger("detector")
 

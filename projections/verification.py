@@ -18,13 +18,14 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from ledger.preverify import BatchChecker
-from ledger.record_headers import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
+from ledger.preverify import BatchChecker
+from ledger.record_headers import header
 from ledger.registry import ActorSource
-from projections import alert_chains, bulk, containers, lots as lot_graph
+from projections import alert_chains, bulk, containers
+from projections import lots as lot_graph
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"

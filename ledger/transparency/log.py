@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import psycopg
 
 from ledger import routing
-from ledger.transparency import tree as merkle_tree
 from ledger.store import LedgerApplication
+from ledger.transparency import tree as merkle_tree
 
 SEQUENCER_LOCK = 0x747261636501
 

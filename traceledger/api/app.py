@@ -26,8 +26,8 @@ from ledger.scan_recording import start_recorder
 from ledger.service import Ledger
 from traceledger.api import (
     actors,
-    aggregation,
     alerts,
+    containers,
     epcis,
     errors,
     events,
@@ -45,7 +45,7 @@ from traceledger.api.supervisor_death import end_with_supervisor
 log = get_logger("api")
 
 # In the order they were mounted before the split (route matching is first come, first served).
-ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, aggregation.router, epcis.router,
+ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, containers.router, epcis.router,
            health.router, events.router, actors.router, labels.router)
 
 
