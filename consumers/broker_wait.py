@@ -18,8 +18,8 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
-from eventsourcing import persistence as es_persistence
 import psycopg
+from eventsourcing import persistence as es_persistence
 from kafka.errors import RetriableError
 
 from ledger.logging_setup import get_logger

@@ -18,14 +18,13 @@ import time
 from typing import Callable, Protocol
 
 import psycopg
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaConnectionError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
-from projections.offsets import offsets_sql
-from ledger.config import Settings
 from ledger.logging_setup import get_logger
 
 log = get_logger("consumer")
@@ -63,7 +62,6 @@ class TransactionalConsumer:
         topics: list[str],
         schema: str,
         handler: Handler,
-        setup_sql: str = "",
         before_batch: Callable[[list], None] | None = None,
         max_records: int = 2000,
     ):
@@ -75,9 +73,8 @@ class TransactionalConsumer:
         self.before_batch = before_batch
         self.max_records = max_records
         self.stop = threading.Event()
+        # The offsets and quarantine tables are laid out with the read model (ledger.migrate).
         self.conn = psycopg.connect(settings.pg_conninfo)
-        with self.conn.transaction():
-            self.conn.execute(offsets_sql(schema) + setup_sql)
         try:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=settings.kafka_bootstrap,

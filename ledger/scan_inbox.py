@@ -35,35 +35,13 @@ from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
+from ledger.logging_setup import get_logger
 from ledger.service import Ledger
 from ledger.store import chain_id
-from ledger.logging_setup import get_logger
 
 log = get_logger("scan_inbox")
 
 TRACKING_NAME = "scan_inbox"
-
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS scan_inbox (
-    id bigserial PRIMARY KEY,
-    event_id text NOT NULL UNIQUE,
-    serial text NOT NULL,
-    channel text NOT NULL,
-    region text,
-    lat double precision,
-    lon double precision,
-    session text,
-    occurred_at timestamptz NOT NULL,
-    kind text NOT NULL DEFAULT 'scan',
-    pin_result text,
-    reason text
-);
--- Inboxes created before reports and PIN results: add the columns in place.
-ALTER TABLE scan_inbox ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'scan';
-ALTER TABLE scan_inbox ADD COLUMN IF NOT EXISTS pin_result text;
-ALTER TABLE scan_inbox ADD COLUMN IF NOT EXISTS reason text;
-CREATE INDEX IF NOT EXISTS scan_inbox_serial_idx ON scan_inbox (serial, id);
-"""
 
 SCAN, REPORT = "scan", "report"
 # The ledger event each kind of inbox entry becomes.
@@ -78,9 +56,7 @@ class AcceptedScan:
     occurred_at: datetime
 
 
-def ensure_schema(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute(SCHEMA_SQL)
+# The table is ledger/migrations/0003_scan_inbox.sql.
 
 
 _INSERT = (
@@ -165,7 +141,6 @@ class ScanRecorder:
         self.gateway = gateway
         self.conninfo = conninfo
         self.conn = psycopg.connect(conninfo, autocommit=True)
-        ensure_schema(self.conn)
         self.batch = batch
         self.stop = threading.Event()
 

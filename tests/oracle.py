@@ -28,10 +28,10 @@ from pathlib import Path
 import psycopg
 
 from consumers.auditor import Auditor, Report
+from ledger.config import Settings
 from ledger.events import decode_signed
 from ledger.keys import KeyPair
 from ledger.record_headers import header
-from ledger.config import Settings
 from ledger.store import LedgerApplication
 from tests.pipeline import project_all, topic_records
 

@@ -10,7 +10,7 @@ import pytest
 
 from ledger import gs1
 from tests.conftest import wait_for
-from tests.helpers import Cast, scanned_payload, shipped_payload
+from tests.helpers import Cast, shipped_payload
 from tests.pipeline import project_all, relay_all
 from traceledger.auth import authorization_header
 
@@ -102,7 +102,7 @@ def test_bad_requests_get_problem_json(live, method, path, kwargs, field):
 
 
 def test_oversized_request_is_refused_with_413(live):
-    from traceledger.api import MAX_BODY_BYTES
+    from traceledger.api.limits import MAX_BODY_BYTES
 
     r = httpx.post(f"{live['url']}/v1/events", content=b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}",
                    headers={"content-type": "application/json"}, timeout=60)

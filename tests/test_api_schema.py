@@ -28,7 +28,9 @@ import httpx
 import psycopg
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
@@ -134,7 +136,7 @@ def test_every_operation_answers_on_schema_and_reaches_a_2xx(api):
         name = f"{operation.method.upper()} {operation.path}"
         operations.append(name)
 
-        def call(case, sign: bool) -> None:
+        def call(case, sign: bool, name: str = name) -> None:
             response = case.call_and_validate(base_url=url, checks=CHECKS, timeout=30, session=signed if sign else unsigned)
             statuses.setdefault(name, set()).add(response.status_code)
 

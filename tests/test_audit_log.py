@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from ledger.transparency import merkle, proofs
 from ledger.transparency.bundle import BundleError, verify_bundle
-from tests.helpers import append_accepted
 from tests.audit_world import make_world
+from tests.helpers import append_accepted
 from traceledger.api import create_app
 from traceledger.cli import cli
 

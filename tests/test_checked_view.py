@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from ledger import scan_inbox
-from projections.integrity import guard_view
 from ledger.store import chain_id
 from projections.checked_view import checked_view
+from projections.integrity import guard_view
 from projections.verification import read_view_async, unprojected_scans
 from tests.audit_world import make_world
 from tests.pipeline import project_all
@@ -28,8 +28,6 @@ from tests.pipeline import project_all
 def world(fresh_settings, tmp_path):
     w = make_world(fresh_settings, tmp_path, labels=12)
     project_all(w.settings)
-    with psycopg.connect(w.settings.pg_conninfo, autocommit=True) as conn:
-        scan_inbox.ensure_schema(conn)  # the API makes it at start
     yield w
     w.ledger.close()
 

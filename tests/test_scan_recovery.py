@@ -9,13 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 
-from ledger import gs1
+from ledger import gs1, scan_inbox
 from ledger.events import decode_signed
 from ledger.service import Ledger
 from ledger.store import chain_id
-from tests.helpers import events_body
-from ledger import scan_inbox
 from tests.conftest import wait_for, wait_for_api
+from tests.helpers import events_body
 from tests.oracle import assert_exactly_once
 from tests.pipeline import project_all, relay_all
 

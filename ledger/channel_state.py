@@ -1,7 +1,8 @@
-"""State the consumer channels keep in PostgreSQL: PIN first use, PIN attempts, IVR calls, reports.
+"""State the consumer (shopper) channels keep in PostgreSQL: PIN first use, PIN attempts, IVR calls, reports.
 
-Owned by the consumer module (``traceledger.api_consumer``); every API replica
-shares it and it survives restarts, unlike process memory.
+Used by the API's shopper routes (:mod:`traceledger.api.shopper`) and the
+label trail; every API replica shares it and it survives restarts, unlike
+process memory.
 
 * ``pin_uses`` — one row per label whose PIN was verified: first and last time
   and how often. An atomic upsert decides "first use" vs "already verified at
@@ -36,7 +37,7 @@ import psycopg
 from ledger import pins, scan_inbox
 from ledger.logging_setup import get_logger
 
-log = get_logger("consumer_store")
+log = get_logger("channel_state")
 
 # Wrong PINs allowed per window before further tries are refused (429).
 # Per label: a copied QR code's owner cannot walk the PIN space online
@@ -48,59 +49,11 @@ CLIENT_FAILURES = 20
 WINDOW_SECONDS = 3600
 KEEP_ATTEMPTS_SECONDS = 7 * 24 * 3600
 
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS pin_uses (
-    serial text PRIMARY KEY,
-    first_verified_at timestamptz NOT NULL,
-    last_verified_at timestamptz NOT NULL,
-    uses bigint NOT NULL,
-    first_channel text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pin_attempts (
-    id bigserial PRIMARY KEY,
-    serial text NOT NULL,
-    client text NOT NULL,
-    channel text NOT NULL,
-    at timestamptz NOT NULL DEFAULT now(),
-    outcome text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pin_attempts_serial_idx ON pin_attempts (serial, at);
-CREATE INDEX IF NOT EXISTS pin_attempts_client_idx ON pin_attempts (client, at);
-CREATE TABLE IF NOT EXISTS ivr_calls (
-    call_id text PRIMARY KEY,
-    step text NOT NULL,
-    serial text,
-    tries integer NOT NULL DEFAULT 0,
-    lang text NOT NULL DEFAULT 'zh',
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    prompt text
-);
-ALTER TABLE ivr_calls ADD COLUMN IF NOT EXISTS prompt text;
-CREATE TABLE IF NOT EXISTS consumer_reports (
-    id bigserial PRIMARY KEY,
-    serial text NOT NULL,
-    channel text NOT NULL,
-    client text NOT NULL,
-    note text,
-    at timestamptz NOT NULL DEFAULT now(),
-    event_id text
-);
-ALTER TABLE consumer_reports ADD COLUMN IF NOT EXISTS event_id text;
-CREATE INDEX IF NOT EXISTS consumer_reports_serial_idx ON consumer_reports (serial);
-CREATE TABLE IF NOT EXISTS consumer_secret (
-    id integer PRIMARY KEY CHECK (id = 1),
-    secret bytea NOT NULL
-);
-"""
+# The tables are ledger/migrations/0004_consumer_channels.sql.
 
 
-def ensure_schema(conn: psycopg.Connection) -> bytes:
-    """Create the tables if missing; return the keyed-hash secret (made once)."""
-    try:
-        with conn.transaction():
-            conn.execute(SCHEMA_SQL)
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-        pass  # another replica created them at the same moment
+def channel_secret(conn: psycopg.Connection) -> bytes:
+    """The keyed-hash secret of the channels' pseudonyms: drawn once, by whichever worker comes first."""
     conn.execute("INSERT INTO consumer_secret (id, secret) VALUES (1, %s) ON CONFLICT (id) DO NOTHING", (os.urandom(32),))
     return bytes(conn.execute("SELECT secret FROM consumer_secret WHERE id = 1").fetchone()[0])
 
@@ -255,3 +208,13 @@ async def ivr_prompt(conn: psycopg.AsyncConnection, call_id: str) -> tuple[str, 
     """(current prompt, lang) of a call, or None if there is no such call (or no prompt yet)."""
     row = await (await conn.execute("SELECT prompt, lang FROM ivr_calls WHERE call_id = %s", (call_id,))).fetchone()
     return (row[0], row[1]) if row and row[0] else None
+
+
+async def scanned_recently(conn: psycopg.AsyncConnection, serial: str, session: str, seconds: int) -> bool:
+    """Whether this browser session's scan of ``serial`` is already in the scan inbox, less than ``seconds`` old."""
+    row = await (await conn.execute(
+        "SELECT 1 FROM scan_inbox WHERE serial = %s AND session = %s AND kind = 'scan' "
+        "AND occurred_at > now() - make_interval(secs => %s) LIMIT 1",
+        (serial, session, seconds),
+    )).fetchone()
+    return row is not None
