@@ -56,10 +56,17 @@ def _created(base_settings):
         warnings.warn(f"test clean-up incomplete (databases/topics left behind): {exc!r}", stacklevel=2)
 
 
+@pytest.fixture(scope="session")
+def _run_root(tmp_path_factory) -> Path:
+    """Where each test's run dir goes: never the dev stack's ``.run`` (its ``log.key``)."""
+    return tmp_path_factory.mktemp("run")
+
+
 @pytest.fixture
-def fresh_settings(base_settings, _created):
+def fresh_settings(base_settings, _created, _run_root):
     """A factory: each call gives Settings on a new database (its tables made by the
-    migrations; none with ``migrated=False``) and topic prefix."""
+    migrations; none with ``migrated=False``), topic prefix and run dir (so a relay
+    without ``log_key`` makes and signs with a log key of its own)."""
 
     def make(*, migrated: bool = True, **changes) -> Settings:
         run_id = uuid.uuid4().hex[:10]
@@ -68,7 +75,9 @@ def fresh_settings(base_settings, _created):
         _created["dbs"].append(db)
         prefix = f"test-{run_id}."
         _created["prefixes"].append(prefix)
-        return base_settings.with_(pg_db=db, topic_prefix=prefix, partitions=4, **changes)
+        run_dir = _run_root / run_id
+        run_dir.mkdir()
+        return base_settings.with_(pg_db=db, topic_prefix=prefix, partitions=4, run_dir=run_dir, **changes)
 
     return make
 

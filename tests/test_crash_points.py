@@ -218,7 +218,6 @@ def test_scan_worker_killed_after_recording_a_batch_records_each_scan_once(fresh
         ledger.close()
     # 100 scans accepted exactly as the scan route accepts them: one durable insert each.
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-        scan_inbox.ensure_schema(conn)
         scans = [scan_inbox.accept(conn, labels[i % 10].event.subject, channel="web", region="440305").event_id for i in range(100)]
 
     url, api = start_api(services, settings, cast, tmp_path, wait=False, crash_at="scan_inbox.recorded:1")
