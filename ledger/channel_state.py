@@ -29,12 +29,14 @@ import asyncio
 import hashlib
 import hmac
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
 from ledger import pins, scan_inbox
+from ledger.crash_points import crash_point
 from ledger.logging_setup import get_logger
 
 log = get_logger("channel_state")
@@ -99,10 +101,15 @@ _COUNT = (
 )
 
 
-async def check_pin(conn: psycopg.AsyncConnection, serial: str, pin: str, pin_hash: str, client: str, channel: str) -> PinResult:
+async def check_pin(conn: psycopg.AsyncConnection, serial: str, pin: str, pin_hash: str, client: str, channel: str,
+                    *, record: Callable[[PinResult], Awaitable[None]] | None = None) -> PinResult:
     """Check ``pin`` against ``pin_hash`` under the rate limits and record the outcome.
 
     ``conn`` is an autocommit connection. The PIN itself is neither stored nor logged.
+    ``record`` (the caller's scan-inbox insert of the check as a scan) runs in the same
+    transaction as the outcome and the use count: a crash can never leave a counted first
+    use without its ``first_use`` scan on the ledger (the retry would then be ``reused``
+    evidence of a clone). A rate-limited try records nothing.
     """
     row = await (await conn.execute(
         "INSERT INTO pin_attempts (serial, client, channel, outcome) VALUES (%s, %s, %s, 'pending') RETURNING id", (serial, client, channel)
@@ -120,22 +127,31 @@ async def check_pin(conn: psycopg.AsyncConnection, serial: str, pin: str, pin_ha
         return PinResult("limited", retry_after=retry, attempts_left=0)
     ok = await asyncio.to_thread(pins.verify_pin, serial, pin, pin_hash)  # ~4 ms of CPU: off the event loop
     if not ok:
-        await conn.execute("UPDATE pin_attempts SET outcome = 'wrong' WHERE id = %s", (attempt,))
         left = max(0, min(LABEL_FAILURES - by_label, CLIENT_FAILURES - by_client))
+        result = PinResult("wrong", attempts_left=left)
+        async with conn.transaction():
+            await conn.execute("UPDATE pin_attempts SET outcome = 'wrong' WHERE id = %s", (attempt,))
+            if record:
+                await record(result)
         log.info("pin_wrong", serial=serial, client=client, channel=channel, attempts_left=left)
-        return PinResult("wrong", attempts_left=left)
-    await conn.execute("UPDATE pin_attempts SET outcome = 'ok' WHERE id = %s", (attempt,))
-    first, uses = await (await conn.execute(
-        "INSERT INTO pin_uses (serial, first_verified_at, last_verified_at, uses, first_channel) VALUES (%s, now(), now(), 1, %s) "
-        "ON CONFLICT (serial) DO UPDATE SET uses = pin_uses.uses + 1, last_verified_at = now() "
-        "RETURNING first_verified_at, uses",
-        (serial, channel),
-    )).fetchone()
-    outcome = "first_use" if uses == 1 else "already_used"
+        return result
+    async with conn.transaction():
+        await conn.execute("UPDATE pin_attempts SET outcome = 'ok' WHERE id = %s", (attempt,))
+        first, uses = await (await conn.execute(
+            "INSERT INTO pin_uses (serial, first_verified_at, last_verified_at, uses, first_channel) VALUES (%s, now(), now(), 1, %s) "
+            "ON CONFLICT (serial) DO UPDATE SET uses = pin_uses.uses + 1, last_verified_at = now() "
+            "RETURNING first_verified_at, uses",
+            (serial, channel),
+        )).fetchone()
+        result = PinResult("first_use" if uses == 1 else "already_used", first_verified_at=first, uses=uses)
+        if record:
+            await record(result)
+    crash_point("pins.checked")  # tests only (ledger.crash_points): use and scan committed, the consumer not answered
+    outcome = result.outcome
     log.info("pin_verified", serial=serial, client=client, channel=channel, outcome=outcome, uses=uses)
     if attempt % 1000 == 0:  # now and then, forget attempts nobody will count again
         await conn.execute("DELETE FROM pin_attempts WHERE at < now() - make_interval(secs => %s)", (KEEP_ATTEMPTS_SECONDS,))
-    return PinResult(outcome, first_verified_at=first, uses=uses)
+    return result
 
 
 async def pin_use(conn: psycopg.AsyncConnection, serial: str) -> tuple[datetime, int] | None:

@@ -37,7 +37,7 @@ POINTS = {
     "ledger.committed": "ledger/service.py: a batch committed to the event store, the caller not yet answered",
     "scan_inbox.recorded": "ledger/scan_inbox.py: a batch of inbox entries recorded on the chains, not yet logged",
     "cli.issue_accepted": "traceledger CLI issue: a batch accepted by the API, its CSV rows not yet written",
-    "pins.checked": "traceledger consumer store: a PIN check's state committed, the consumer not yet answered",
+    "pins.checked": "ledger/channel_state.py: a correct PIN's use counted, the consumer not yet answered",
 }
 
 

@@ -17,11 +17,11 @@ import httpx
 import psycopg
 from kafka import KafkaAdminClient
 
-from ledger import scan_inbox
+from ledger import gs1, pins, scan_inbox
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from tests.conftest import free_port, wait_for, wait_for_api
-from tests.helpers import Cast, events_body, scanned_payload
+from tests.helpers import Cast, events_body, issued_payload, scanned_payload
 from tests.oracle import assert_exactly_once, assert_rebuild_equals_live, audit, rows, stored_events
 from tests.pipeline import project_all, relay_all, topic_records
 from tests.test_demo_e2e import cli
@@ -274,3 +274,42 @@ def test_cli_killed_between_an_accepted_batch_and_its_csv_rows(api, tmp_path):
     assert_exactly_once(settings, {s.event.event_id for s in founding} | {e for e, _ in labels}, audit_state=tmp_path / "audit.state")
     projected = {r[0] for r in rows(settings, "SELECT serial FROM verification.labels")}
     assert set(printed) <= projected and len(projected) == 2000
+
+
+PIN = "24681357"
+
+
+def test_api_killed_after_counting_a_pin_use_keeps_state_and_ledger_in_step(api, services, tmp_path):
+    """The PIN's first use is state (``pin_uses``) and evidence (a Scanned event with
+    ``pin_result``); a crash between the two must not leave one without the other."""
+    url, cast, api_svc = api["url"], api["cast"], api["service"]
+    settings = api["settings"]
+    serial = gs1.new_serial()
+    founding = cast.founding_events()
+    post(url, founding)
+    post(url, [cast.event("acme", "label", serial, "Issued", issued_payload() | {"pin_hash": pins.hash_pin(serial, PIN)})])
+    relay_all(settings)
+    project_all(settings)  # the PIN route reads the label's pin hash from the read model
+    api_svc.stop()
+
+    url, svc = start_api(services, settings, cast, tmp_path, crash_at="pins.checked:1")
+    try:
+        httpx.post(f"{url}/v1/labels/{serial}/pin", json={"pin": PIN}, timeout=30)
+        raise AssertionError("the API answered although it should have died after counting the use")
+    except httpx.TransportError:
+        pass
+    crashed_at(svc, "pins.checked", 1)
+
+    url, svc = start_api(services, settings, cast, tmp_path)
+    again = httpx.post(f"{url}/v1/labels/{serial}/pin", json={"pin": PIN}, timeout=30)
+    assert again.status_code == 200, again.text
+    ledger = Ledger(settings)
+    try:
+        newest = rows(settings, "SELECT max(id) FROM scan_inbox")[0][0]
+        wait_for(lambda: (ledger.app.recorder.max_tracking_id(scan_inbox.TRACKING_NAME) or 0) >= newest, 30, 0.3, "the scans to be recorded")
+    finally:
+        ledger.close()
+    uses = rows(settings, "SELECT uses FROM pin_uses WHERE serial = %s", serial)[0][0]
+    results = [r for (r,) in rows(settings, "SELECT pin_result FROM scan_inbox WHERE serial = %s AND pin_result IS NOT NULL ORDER BY id", serial)]
+    # As many PIN-verified scans as counted uses, the first of them the first use.
+    assert len(results) == uses and results[:1] == ["first_use"] and results[1:] == ["reused"] * (uses - 1), (uses, results, again.json())

@@ -33,8 +33,7 @@ async def post_pin(request: Request, serial: str, body: PinIn):
         if cv["verdict"] == "unknown" and not raw.get("gtin"):
             return OrjsonResponse(cv | {"pin_result": None})
         client = client_of(request)
-        result = await service.pin_check(conn, raw, body.pin, client, "web")
-        await service.record_pin_scan(conn, serial, result, "app", client)
+        result = await service.pin_check(conn, raw, body.pin, client, "web", scan_channel="app", scan_session=client)
     if result["pin_result"] == "limited":
         return refused(429, Refused("too_many_attempts", "too many wrong PINs: try again later", field="pin"),
                        headers={"Retry-After": str(result["retry_after"])})

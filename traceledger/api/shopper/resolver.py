@@ -97,10 +97,9 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
 async def page_pin(request: Request, conn, raw: dict, form: dict, session: str, lang: str) -> tuple[dict | None, str | None, int]:
     """The page's PIN form: (PIN outcome or None, error text or None, HTTP status)."""
     try:
-        pin = await service.pin_check(conn, raw, form.get("pin", ""), client_of(request), "web")
+        pin = await service.pin_check(conn, raw, form.get("pin", ""), client_of(request), "web", scan_channel="web", scan_session=session)
     except Refused:
         return None, wording.TEXT[lang]["pin_invalid"], 400
-    await service.record_pin_scan(conn, raw["serial"], pin, "web", session)
     return pin, None, 429 if pin["pin_result"] == "limited" else 200
 
 

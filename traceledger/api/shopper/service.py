@@ -94,10 +94,18 @@ async def record_pin_scan(conn, serial: str, pin: dict, channel: str, session: s
     log.info("pin_scan", serial=serial, channel=channel, pin_result=result, event_id=accepted.event_id)
 
 
-async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str) -> dict:
-    """PIN outcome as a dict; raises Refused for a malformed PIN or a label without one."""
+async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str, *, scan_channel: str, scan_session: str | None) -> dict:
+    """PIN outcome as a dict; raises Refused for a malformed PIN or a label without one.
+
+    The check is also a scan (``scan_channel``, ``scan_session``) carrying its outcome,
+    written in the same transaction as the PIN's state (:func:`ledger.channel_state.check_pin`).
+    """
     pin = pins.normalize_pin(pin_text)
     if not raw.get("pin_protected"):
         raise Refused("not_pin_protected", "this label has no scratch-off PIN", field="pin")
     stored = await pin_hash(conn, raw["serial"])
-    return (await channel_state.check_pin(conn, raw["serial"], pin, stored, client, channel)).as_dict()
+
+    async def record(result: channel_state.PinResult) -> None:
+        await record_pin_scan(conn, raw["serial"], result.as_dict(), scan_channel, scan_session)
+
+    return (await channel_state.check_pin(conn, raw["serial"], pin, stored, client, channel, record=record)).as_dict()

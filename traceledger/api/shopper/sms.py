@@ -33,9 +33,10 @@ async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str,
     if pin_text:
         raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None)
         if cv.get("pin_protected") and cv["verdict"] == "genuine":
-            pin = await service.pin_check(conn, raw, pin_text, client, "sms")
-    pin_result = service.PIN_EVENT_RESULT.get(pin["pin_result"]) if pin else None
-    _, cv = await service.consumer_of(state, conn, serial, channel="sms", session=client, pin_result=pin_result)
+            pin = await service.pin_check(conn, raw, pin_text, client, "sms", scan_channel="sms", scan_session=client)
+    # The message's one scan: the PIN check's (recorded with it), else this query's.
+    recorded = pin is not None and service.PIN_EVENT_RESULT.get(pin["pin_result"]) is not None
+    _, cv = await service.consumer_of(state, conn, serial, channel=None if recorded else "sms", session=client)
     if pin and pin["pin_result"] in ("wrong", "limited"):
         return wording.sms_reply("pin_" + pin["pin_result"], lang, cv, pin)
     return wording.sms_reply(wording.display_key(cv, pin), lang, cv, pin)

@@ -85,8 +85,7 @@ async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
     """The caller keyed the PIN of the label found at the code step."""
     raw, cv = await service.consumer_of(call.state, call.conn, call.serial, channel=None, session=None)
     try:
-        pin = await service.pin_check(call.conn, raw, keyed, call.client, "voice")
-        await service.record_pin_scan(call.conn, call.serial, pin, "voice", call.client)
+        pin = await service.pin_check(call.conn, raw, keyed, call.client, "voice", scan_channel="voice", scan_session=call.client)
     except Refused:
         return await call.retry("bad_pin", "pin", call.serial)
     if pin["pin_result"] == "wrong" and pin["attempts_left"] > 0 and call.tries + 1 < MAX_TRIES:
