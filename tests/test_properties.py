@@ -112,8 +112,8 @@ class Model:
             return dataclasses.replace(label, recalled=True)
         if kind == "FlaggedCounterfeit":
             return dataclasses.replace(label, counterfeit=True)
-        if kind == "Decommissioned":
-            return dataclasses.replace(label, status="decommissioned")
+        if kind == "Decommissioned":  # out of circulation: no longer on its way to anyone
+            return dataclasses.replace(label, status="decommissioned", consignee=None)
         return label  # Scanned, ReportedFake: evidence, no change of state
 
     def allows_lot_recall(self, signer: str, already: bool) -> bool:
