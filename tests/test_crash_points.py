@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import signal
+from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -40,6 +41,19 @@ def accept_all(ledger: Ledger, batch) -> list[str]:
     return [s.event.event_id for s in batch]
 
 
+@contextmanager
+def founded(fresh_settings, tmp_path, **changes):
+    """(settings, cast, ledger, accepted event ids) on a fresh database with the founding actors,
+    a log key of the test's own and a checkpoint soon after the relay goes idle."""
+    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5, **changes)
+    cast = Cast()
+    ledger = Ledger(settings)
+    try:
+        yield settings, cast, ledger, accept_all(ledger, cast.founding_events())
+    finally:
+        ledger.close()
+
+
 def relayed_checkpoint_covers(settings, n: int) -> bool:
     return rows(settings, "SELECT coalesce(max(size), 0) FROM checkpoints")[0][0] == n
 
@@ -52,11 +66,7 @@ def late_registration(cast: Cast, actor: str = "late-retailer"):
 
 
 def test_relay_killed_after_indexing_with_some_partitions_acked(fresh_settings, services, tmp_path):
-    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5)
-    cast = Cast()
-    ledger = Ledger(settings)
-    try:
-        accepted = accept_all(ledger, cast.founding_events())
+    with founded(fresh_settings, tmp_path) as (settings, cast, ledger, accepted):
         relay_all(settings)
         # 30 labels across the 4 partitions, an actor event the relay waits for, 30 more labels.
         batch = [cast.issue() for _ in range(30)] + [late_registration(cast)] + [cast.issue() for _ in range(30)]
@@ -79,16 +89,10 @@ def test_relay_killed_after_indexing_with_some_partitions_acked(fresh_settings, 
         project_all(settings)
         assert_exactly_once(settings, accepted, audit_state=tmp_path / "audit.state")
         assert_rebuild_equals_live(settings)
-    finally:
-        ledger.close()
 
 
 def test_relay_killed_between_a_checkpoints_topic_record_and_its_row(fresh_settings, services, tmp_path):
-    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_events=10, checkpoint_seconds=0.5, relay_batch=10)
-    cast = Cast()
-    ledger = Ledger(settings)
-    try:
-        accepted = accept_all(ledger, cast.founding_events())
+    with founded(fresh_settings, tmp_path, checkpoint_events=10, relay_batch=10) as (settings, cast, ledger, accepted):
         accepted += accept_all(ledger, [cast.issue() for _ in range(30)])
 
         relay = services("consumers.relay", settings.with_(crash_at="checkpointer.produced:2"), name="relay")
@@ -107,24 +111,16 @@ def test_relay_killed_between_a_checkpoints_topic_record_and_its_row(fresh_setti
         # The orphaned checkpoint on the topic is a true one: the auditor verified its root too.
         assert 20 in audit(settings, tmp_path / "audit.state").state.roots
         assert len(land.log) == len(accepted)
-    finally:
-        ledger.close()
 
 
 def test_projector_killed_after_committing_a_batch_applies_nothing_twice(fresh_settings, services, tmp_path):
-    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5)
-    cast = Cast()
-    ledger = Ledger(settings)
-    try:
-        accepted = accept_all(ledger, cast.founding_events())
+    with founded(fresh_settings, tmp_path) as (settings, cast, ledger, accepted):
         labels = [cast.issue() for _ in range(20)]
         accepted += accept_all(ledger, labels)
         relay_all(settings)
         project_all(settings)
         # Then only scans: every record a projector resuming too early would meet again is one.
         accepted += accept_all(ledger, [cast.event("gateway", "label", s.event.subject, "Scanned", scanned_payload()) for s in labels for _ in range(3)])
-    finally:
-        ledger.close()
     relay_all(settings)
     label_events = len(accepted) - len(Cast.ROLES)
 
@@ -207,15 +203,9 @@ def test_api_killed_between_commit_and_reply_then_the_retry_answers_duplicate(fr
 
 
 def test_scan_worker_killed_after_recording_a_batch_records_each_scan_once(fresh_settings, services, tmp_path):
-    settings = fresh_settings(log_key=tmp_path / "log.key", checkpoint_seconds=0.5, scan_batch=40)
-    cast = Cast()
-    ledger = Ledger(settings)
-    try:
-        accepted = accept_all(ledger, cast.founding_events())
+    with founded(fresh_settings, tmp_path, scan_batch=40) as (settings, cast, ledger, accepted):
         labels = [cast.issue() for _ in range(10)]
         accepted += accept_all(ledger, labels)
-    finally:
-        ledger.close()
     # 100 scans accepted exactly as the scan route accepts them: one durable insert each.
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
         scans = [scan_inbox.accept(conn, labels[i % 10].event.subject, channel="web", region="440305").event_id for i in range(100)]
