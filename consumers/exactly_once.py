@@ -79,7 +79,7 @@ class TransactionalConsumer:
             self.conn.execute(offsets_sql(schema) + setup_sql)
         try:
             self.consumer = KafkaConsumer(
-                bootstrap_servers=settings.kafka_bootstrap,
+                **settings.kafka_client_config(),
                 group_id=group,
                 client_id=group,
                 enable_auto_commit=False,

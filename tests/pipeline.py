@@ -40,7 +40,7 @@ def project_all(settings: Settings, schema: str = "verification"):
 
 def topic_records(settings: Settings, topic: str) -> list:
     """Every record on ``topic``, all partitions, from the beginning."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)
