@@ -9,15 +9,28 @@ test's own topic prefix, by the same table ops grants for the dev topics
 
 from __future__ import annotations
 
+import threading
 import uuid
 
+import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic, ScramMechanism, UserScramCredentialDeletion
 from kafka.errors import AuthorizationError, KafkaError, KafkaTimeoutError
 
 from consumers import broker_access
+from consumers.auditor import Auditor
+from consumers.broker_revocations import follow, regulator_principal
+from consumers.checkpointer import load_or_create_log_key
 from consumers.topics import ensure_topics
+from ledger import gs1
+from ledger.keys import KeyPair
+from ledger.transparency.checkpoints import parse_checkpoint
+from projections.verification import read_view
+from tests.alerts_world import detect_all
+from tests.conftest import wait_for
+from tests.helpers import Cast, scanned_payload
+from tests.pipeline import founded_ledger, project_all, relay_all
 
 BODY = b"signed event body: consignee, territory, volumes"
 # Refusals show as a bootstrap that never completes; a short wait keeps the tests quick.
@@ -43,19 +56,26 @@ def as_(settings, principal: str, **changes):
 
 
 @pytest.fixture
-def world(settings):
-    """Topics of a fresh prefix, one record on each, every role granted its rights there."""
-    partitions = ensure_topics(settings)  # as admin
+def granted(settings):
+    """Every role's principal granted its rights on the test's topic prefix; taken back at the end."""
+    granted = [acl for role in broker_access.ROLES for acl in broker_access.grant(settings, role)]
+    yield settings
+    with broker_access.admin_client(settings) as admin:
+        admin.delete_acls(granted)
+
+
+@pytest.fixture
+def world(granted):
+    """Topics of a fresh prefix, one record on each (as admin), every role granted its rights there."""
+    settings = granted
+    partitions = ensure_topics(settings)
     producer = KafkaProducer(**settings.kafka_client_config(), acks="all")
     try:
         for kind in ("label", "actor", "checkpoint"):
             producer.send(topic(settings, kind), key=b"k", value=BODY + kind.encode(), partition=0).get(timeout=30)
     finally:
         producer.close()
-    granted = [acl for role in broker_access.ROLES for acl in broker_access.grant(settings, role)]
-    yield settings, partitions
-    with broker_access.admin_client(settings) as admin:
-        admin.delete_acls(granted)
+    return settings, partitions
 
 
 def read_values(settings, name: str, partitions: int) -> list[bytes] | KafkaError:
@@ -219,3 +239,63 @@ def test_a_revoked_principal_is_locked_out(world):
     assert refused_at_login(holder)
     assert isinstance(read_values(holder, settings.label_topic, partitions[settings.label_topic]), KafkaError)
     assert broker_access.revoke(settings, principal) == 0  # revoking twice is harmless
+
+
+def test_each_service_does_its_job_as_its_own_principal(granted, tmp_path):
+    """The pipeline end to end, every step logged in as its own service principal."""
+    settings = granted.with_(log_key=tmp_path / "log.key", relay_batch=5, checkpoint_events=5, checkpoint_seconds=3600)
+    with founded_ledger(settings, Cast()) as (_, ledger, cast):
+        serials = [gs1.new_serial() for _ in range(6)]
+        assert all(r.status == "accepted" for r in ledger.append([cast.issue(s) for s in serials]))
+        ledger.append([cast.event("gateway", "label", serials[0], "Scanned", scanned_payload())])
+    # The relay creates its topics, produces idempotently, checkpoints, and (second run) resumes from the tails.
+    assert relay_all(as_(settings, "relay")) == len(Cast.ROLES) + 7
+    assert relay_all(as_(settings, "relay")) == 0
+    assert project_all(as_(settings, "projector")).quarantined == 0
+    with psycopg.connect(settings.pg_conninfo) as conn:
+        assert read_view(conn, serials[0], "verification")["verdict"] == "genuine"
+    detect_all(as_(settings, "detector"))
+    # The regulator's auditor re-verifies everything from the raw stream.
+    key = load_or_create_log_key(settings.log_key)
+    report = Auditor(as_(settings, "auditor"), key.public_key, state_path=tmp_path / "audit.state").run()
+    assert report.ok and report.new_events == len(Cast.ROLES) + 7 and report.new_checkpoints >= 2
+    # The public reads the signed checkpoints, and checks them with the log's public key alone.
+    public = as_(settings, "public")
+    notes = read_values(public, settings.checkpoint_topic, 1)
+    assert len(notes) == report.new_checkpoints
+    sizes = [parse_checkpoint(note, key.public_key, origin=settings.log_origin).size for note in notes]
+    assert sizes[-1] == len(Cast.ROLES) + 7
+    assert isinstance(read_values(public, settings.label_topic, settings.partitions), AuthorizationError)
+
+
+def test_a_regulator_revoked_on_the_ledger_loses_its_broker_login(granted):
+    settings = granted
+    regulators = [f"reg-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    logins = {}
+    with founded_ledger(settings, Cast()) as (_, ledger, cast):
+        for actor in regulators:
+            key = KeyPair.generate(actor)
+            assert ledger.append([cast.event("registrar", "actor", actor, "ActorRegistered", {
+                "role": "regulator", "name": actor, "public_key": key.public_key, "gtin_prefixes": []})])[0].status == "accepted"
+            principal, password = regulator_principal(actor), uuid.uuid4().hex
+            broker_access.add_user(settings, principal, password)
+            broker_access.grant(settings, principal, "auditor")
+            logins[actor] = as_(settings, principal, kafka_password=password)
+        relay_all(settings)
+        n = settings.partitions
+        assert all(read_values(login, settings.actor_topic, 1) for login in logins.values())
+
+        stop = threading.Event()
+        follower = threading.Thread(target=follow, args=(settings, stop), kwargs={"every_seconds": 0.5})
+        follower.start()
+        try:
+            revoked, kept = regulators
+            assert ledger.append([cast.event("registrar", "actor", revoked, "ActorRevoked", {"reason": "mandate ended"})])[0].status == "accepted"
+            relay_all(settings)
+            wait_for(lambda: refused_at_login(logins[revoked]), timeout=60, what="the revoked regulator's login to go")
+        finally:
+            stop.set()
+            follower.join(30)
+        assert isinstance(read_values(logins[revoked], settings.label_topic, n), KafkaError)
+        assert isinstance(read_values(logins[kept], settings.label_topic, n), list)  # the other regulator still reads
+        broker_access.revoke(settings, regulator_principal(kept))
