@@ -30,7 +30,7 @@ from projections.verification import read_view
 from tests.alerts_world import detect_all
 from tests.conftest import wait_for
 from tests.helpers import Cast, scanned_payload
-from tests.pipeline import founded_ledger, project_all, relay_all
+from tests.pipeline import founded_ledger, project_all, relay_all, topic_records
 
 BODY = b"signed event body: consignee, territory, volumes"
 # Refusals show as a bootstrap that never completes; a short wait keeps the tests quick.
@@ -79,25 +79,14 @@ def world(granted):
 
 
 def read_values(settings, name: str, partitions: int) -> list[bytes] | KafkaError:
-    """Every value on topic ``name`` as ``settings``' principal, or the error the broker answered."""
+    """Every value on topic ``name`` as ``settings``' principal, or the error the broker answered.
+
+    The partitions are counted, not asked for: a principal without rights on a
+    topic is told it has none."""
     try:
-        consumer = KafkaConsumer(**settings.kafka_client_config(), **QUICK, enable_auto_commit=False)
-    except KafkaTimeoutError as exc:
-        return exc
-    try:
-        tps = [TopicPartition(name, p) for p in range(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for recs in consumer.poll(timeout_ms=1000).values():
-                out.extend(r.value for r in recs)
-        return out
+        return [r.value for r in topic_records(settings, name, partitions, **QUICK)]
     except KafkaError as exc:
         return exc
-    finally:
-        consumer.close()
 
 
 def write(settings, name: str) -> KafkaError | None:
@@ -195,9 +184,8 @@ def test_consumer_groups_belong_to_their_service(world):
     assert isinstance(join_group(as_(settings, "detector"), own["projector"], settings.label_topic), AuthorizationError)
     for role in ("relay", "auditor", "public"):
         assert isinstance(join_group(as_(settings, role), own["projector"], settings.label_topic), AuthorizationError)
-        with broker_access.admin_client(as_(settings, role)) as admin:
-            with pytest.raises(AuthorizationError):
-                admin.list_group_offsets(own["projector"])
+        with broker_access.admin_client(as_(settings, role)) as admin, pytest.raises(AuthorizationError):
+            admin.list_group_offsets(own["projector"])
 
 
 @pytest.mark.parametrize("role", broker_access.ROLES)
