@@ -262,16 +262,18 @@ render_properties() {
     mv "$PROPS_FILE.tmp" "$PROPS_FILE"
 }
 
-# A fresh random password per principal, one file each (mode 0600), and the
-# admin's client config for the Kafka CLI tools. Only called right before a
-# format, which is when the SCRAM users are created from these files.
+# A random password per principal, one file each (mode 0600), and the admin's
+# client config for the Kafka CLI tools. Only called right before a format,
+# which is when the SCRAM users are created from these files. A password file
+# that is already there is kept, so processes still running with it (say, the
+# log dirs were deleted under them) can log in again once the broker is back.
 generate_credentials() {
-    rm -rf "$CRED_DIR"
     (
         umask 077
         mkdir -p "$CRED_DIR"
         local p
         for p in "${PRINCIPALS[@]}"; do
+            [[ -s "$CRED_DIR/$p" ]] && continue
             # hex: nothing that needs quoting in a JAAS line or a shell word
             od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$CRED_DIR/$p"
         done
@@ -301,7 +303,7 @@ wipe_unauthenticated_data() {
     cat >&2 <<EOF
 [ops] kafka: ########################################################################
 [ops] kafka: WARNING: $DATA_DIR was formatted for a broker without
-[ops] kafka: authentication (or its credentials in $CRED_DIR are gone).
+[ops] kafka: authentication (or not with the credentials in $CRED_DIR).
 [ops] kafka: WIPING these Kafka log dirs and formatting them again with SCRAM users.
 [ops] kafka: The relay re-publishes every logged event from PostgreSQL; rebuild read
 [ops] kafka: models and audit state too (or start over with \`make clean-data\`).
