@@ -32,7 +32,7 @@ from tests.conftest import wait_for
 from tests.helpers import Cast, scanned_payload
 from tests.pipeline import founded_ledger, project_all, relay_all, topic_records
 
-BODY = b"signed event body: consignee, territory, volumes"
+VALUE = b"a record on the topic: "
 # Refusals show as a bootstrap that never completes; a short wait keeps the tests quick.
 QUICK = {"bootstrap_timeout_ms": 5000, "request_timeout_ms": 5000}
 
@@ -72,7 +72,7 @@ def world(granted):
     producer = KafkaProducer(**settings.kafka_client_config(), acks="all")
     try:
         for kind in ("label", "actor", "checkpoint"):
-            producer.send(topic(settings, kind), key=b"k", value=BODY + kind.encode(), partition=0).get(timeout=30)
+            producer.send(topic(settings, kind), key=b"k", value=VALUE + kind.encode(), partition=0).get(timeout=30)
     finally:
         producer.close()
     return settings, partitions
@@ -143,7 +143,7 @@ def test_each_role_reads_exactly_its_topics(world, role):
         name = topic(settings, kind)
         result = read_values(as_(settings, role), name, partitions[name])
         if kind in READS[role]:
-            assert result == [BODY + kind.encode()], f"{role} reading {kind}: {result!r}"
+            assert result == [VALUE + kind.encode()], f"{role} reading {kind}: {result!r}"
         else:
             assert isinstance(result, AuthorizationError), f"{role} reading {kind}: {result!r}"
 
@@ -213,7 +213,7 @@ def test_a_revoked_principal_is_locked_out(world):
         tp = TopicPartition(settings.label_topic, 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
-        assert [r.value for recs in consumer.poll(timeout_ms=5000).values() for r in recs] == [BODY + b"label"]
+        assert [r.value for recs in consumer.poll(timeout_ms=5000).values() for r in recs] == [VALUE + b"label"]
 
         assert broker_access.revoke(settings, principal) == len(broker_access.acls(settings, principal, "auditor"))
         # The open, logged-in connection loses its rights at once...
@@ -254,6 +254,7 @@ def test_each_service_does_its_job_as_its_own_principal(granted, tmp_path):
     sizes = [parse_checkpoint(note, key.public_key, origin=settings.log_origin).size for note in notes]
     assert sizes[-1] == len(Cast.ROLES) + 7
     assert isinstance(read_values(public, settings.label_topic, settings.partitions), AuthorizationError)
+    assert isinstance(read_values(as_(settings, ""), settings.label_topic, settings.partitions), KafkaError)  # nor anyone
 
 
 def test_a_regulator_revoked_on_the_ledger_loses_its_broker_login(granted):
