@@ -27,7 +27,7 @@ event id and what is wrong; they stay recorded (the ledger stays suspect).
 
 Speed: a run of at least ``PROCESS_MIN_RECORDS`` new records hands each poll
 batch to worker processes (``consumers.decode_pool``, one per core,
-``TRACELEDGER_AUDIT_PROCESSES``) that decode and verify signatures while this
+``Settings.audit_processes``) that decode and verify signatures while this
 process reads the next batch and audits the previous one in order; a smaller
 run decodes here and verifies on threads (``ledger.preverify``). Either way
 every decision is taken here, in log order, by the same code.
@@ -71,12 +71,12 @@ PROCESS_MIN_RECORDS = 5000
 POLL_RECORDS = 5000
 
 
-def default_processes() -> int:
-    """Decoding worker processes for a large audit: ``TRACELEDGER_AUDIT_PROCESSES``, else one
-    per core on a machine with several (0 = decode on the auditor's own thread)."""
-    raw = os.environ.get("TRACELEDGER_AUDIT_PROCESSES", "")
-    if raw.isdigit():
-        return int(raw)
+def default_processes(settings: Settings) -> int:
+    """Decoding worker processes for a large audit: ``settings.audit_processes``
+    (``TRACELEDGER_AUDIT_PROCESSES``), else one per core on a machine with several
+    (0 = decode on the auditor's own thread)."""
+    if settings.audit_processes is not None:
+        return settings.audit_processes
     cores = os.cpu_count() or 1
     return cores if cores > 1 else 0
 
@@ -218,7 +218,7 @@ class Auditor:
         ``process_min_records`` new records are to be read (default :func:`default_processes`;
         0: never). The findings are the same either way; only the speed differs."""
         self.settings = settings
-        self.processes = default_processes() if processes is None else processes
+        self.processes = default_processes(settings) if processes is None else processes
         self.process_min_records = process_min_records
         self.registrar_key_id = registrar_key_id  # pinned founding registrar, for a fresh state
         self.public_key = log_public_key

@@ -33,6 +33,16 @@ def _float(env, name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from None
 
 
+def _count(env, name: str) -> int | None:
+    """A number of threads or processes: None when unset (the reader's default), else 0 or more."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit():
+        raise SystemExit(f"{name} must be a whole number (0 or more), got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     pg_host: str = "127.0.0.1"
@@ -68,6 +78,12 @@ class Settings:
     log_origin: str = "traceledger.example/log"
     checkpoint_events: int = 1000
     checkpoint_seconds: float = 10.0
+    # Signature-checking threads of each verifying process (the API's writes, the projector,
+    # the auditor: ledger.sigcheck's shared pool). None: one per core; 0: none (checked on the spot).
+    verify_threads: int | None = None
+    # Decoding and verifying worker processes of an audit run of PROCESS_MIN_RECORDS new records
+    # or more (consumers.auditor). None: one per core on a machine with several; 0: none.
+    audit_processes: int | None = None
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -101,6 +117,8 @@ class Settings:
             log_origin=env.get("TRACELEDGER_LOG_ORIGIN", d.log_origin),
             checkpoint_events=_int(env, "TRACELEDGER_CHECKPOINT_EVENTS", d.checkpoint_events),
             checkpoint_seconds=_float(env, "TRACELEDGER_CHECKPOINT_SECONDS", d.checkpoint_seconds),
+            verify_threads=_count(env, "TRACELEDGER_VERIFY_THREADS"),
+            audit_processes=_count(env, "TRACELEDGER_AUDIT_PROCESSES"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -135,6 +153,10 @@ class Settings:
             env["TRACELEDGER_KAFKA_PASSWORD"] = self.kafka_password
         if self.kafka_credentials:
             env["TRACELEDGER_KAFKA_CREDENTIALS"] = str(self.kafka_credentials)
+        if self.verify_threads is not None:
+            env["TRACELEDGER_VERIFY_THREADS"] = str(self.verify_threads)
+        if self.audit_processes is not None:
+            env["TRACELEDGER_AUDIT_PROCESSES"] = str(self.audit_processes)
         return env
 
     def with_(self, **changes) -> "Settings":

@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable
 
+from ledger.config import Settings
 from ledger.keys import verify_signature
 
 # Signatures per task: small enough that the first answers come back quickly.
@@ -28,18 +29,26 @@ _shared: ThreadPoolExecutor | None = None
 _shared_lock = threading.Lock()
 
 
-def default_threads() -> int:
-    """Verification threads: one per core (``TRACELEDGER_VERIFY_THREADS`` overrides; 0 = none)."""
-    raw = os.environ.get("TRACELEDGER_VERIFY_THREADS", "")
-    return int(raw) if raw.isdigit() else (os.cpu_count() or 1)
+def default_threads(settings: Settings | None = None) -> int:
+    """Verification threads: ``settings.verify_threads`` (``TRACELEDGER_VERIFY_THREADS``), else one per core (0 = none).
+
+    ``settings``: the process's (default: :meth:`Settings.from_env`, as every process builds them).
+    """
+    configured = (settings or Settings.from_env()).verify_threads
+    return (os.cpu_count() or 1) if configured is None else configured
 
 
-def shared_pool() -> ThreadPoolExecutor | None:
-    """The process's verification threads (created on first use; None when configured to 0)."""
+def shared_pool(settings: Settings | None = None) -> ThreadPoolExecutor | None:
+    """The process's verification threads, :func:`default_threads` of them (None when that is 0).
+
+    Created on first use: one pool per process, sized by the settings of that first use.
+    """
     global _shared
     with _shared_lock:
-        if _shared is None and default_threads() > 0:
-            _shared = ThreadPoolExecutor(default_threads(), thread_name_prefix="verify")
+        if _shared is None:
+            threads = default_threads(settings)
+            if threads > 0:
+                _shared = ThreadPoolExecutor(threads, thread_name_prefix="verify")
         return _shared
 
 

@@ -20,9 +20,9 @@ import psycopg
 from eventsourcing.application import Application
 from eventsourcing import persistence as es_persistence
 from eventsourcing.domain import Aggregate, OriginatorVersionError
-from eventsourcing.persistence import StoredEvent, Transcoding
+from eventsourcing.persistence import StoredEvent, Tracking, Transcoding
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, retry
 from psycopg.sql import SQL, Identifier
 
 from ledger.events import GENESIS_HASH, SignedEvent, decode_signed
@@ -136,43 +136,129 @@ _CHAIN_EVENT_TOPICS = {Chain.Started: get_topic(Chain.Started), Chain.Appended: 
 _CHAIN_TOPICS_STORED = frozenset(_CHAIN_EVENT_TOPICS.values())
 
 
-class ColumnarProcessRecorder(PostgresProcessRecorder):
-    """eventsourcing's PostgreSQL process recorder, inserting a batch as four typed arrays.
+# The stored format, for readers that check stored rows in SQL (projections.checked_view).
+# A chain's event n is the row of version n + 1: topic Chain.Started for n = 0, Chain.Appended
+# after; its state is eventsourcing's JSON with the signed body base64 under
+# {"body": {"_type_": "b64", "_data_": ...}} (LedgerApplication.to_stored_events).
 
-    The stock recorder sends a batch as one array of a composite type, which psycopg
-    renders as text with a regular expression per field (~50 µs per event in a
-    1,000-event batch). Here the same single ``INSERT ... SELECT FROM unnest(...)
-    RETURNING notification_id`` takes one array per column in binary. Everything else is
-    the stock recorder's: the same table and primary key (originator_id, version), so a
-    second writer of a chain's next version still fails with ``IntegrityError``; the
-    same table lock, ``NOTIFY`` and tracking record, in the same transaction.
+def chain_topic_sql(seq: str) -> str:
+    """SQL: the topic the stored row of a chain's event at position ``seq`` (an SQL expression) carries."""
+    started, appended = _CHAIN_EVENT_TOPICS[Chain.Started], _CHAIN_EVENT_TOPICS[Chain.Appended]
+    return f"CASE WHEN {seq} = 0 THEN '{started}' ELSE '{appended}' END"
+
+
+def signed_body_sql(state: str) -> str:
+    """SQL: the signed body bytes held in ``state`` (an SQL expression: a stored row's state column).
+
+    NULL when the state holds no base64 body; raises (a ``DataError``) when it does not
+    parse: invalid UTF-8, JSON or base64, as an edited row may be.
+    """
+    return (
+        "(SELECT CASE WHEN b->>'_type_' = 'b64' THEN decode(b->>'_data_', 'base64') END"
+        f" FROM (SELECT convert_from({state}, 'UTF8')::json->'body' AS b) AS parsed)"
+    )
+
+
+class ColumnarProcessRecorder(PostgresProcessRecorder):
+    """The ledger's own writer of events, on eventsourcing's PostgreSQL process recorder.
+
+    Reading (``select_events``, ``select_notifications``, ``max_notification_id``,
+    ``max_tracking_id``, ``subscribe``), the tracking-only ``insert_tracking`` and the
+    tables (``create_table``) are the library's. Writing a batch is ours, through the
+    recorder's public method ``insert_events``: the library's batch insert sends one
+    array of a composite type, which psycopg renders as text with a regular expression
+    per field (~50 µs per event in a 1,000-event batch); ours sends one array per
+    column in binary. Nothing here calls or overrides a private method of the library,
+    so a new release cannot change this path underneath (``tests/test_store_recorder.py``
+    pins the version, the public names used here and the table layout).
+
+    What the transaction does is what the library's does, in the same order, in no more
+    round trips (one pipeline sync, then the commit; the library syncs once more to read
+    a tracking record back):
+
+    - upsert the tracking record (single-row tracking: a position that does not move
+      forward raises ``IntegrityError``, as the library's does);
+    - ``LOCK TABLE ... IN EXCLUSIVE MODE`` (under the datastore's ``lock_timeout``), so
+      notification ids are handed out in commit order and a reader following the
+      notification log never passes over a gap that is filled later;
+    - ``NOTIFY`` the table's channel (what ``subscribe`` listens to);
+    - insert every row; the primary key (originator_id, originator_version) makes a
+      second writer of a chain's next version fail with ``IntegrityError`` (no fork);
+      ``unnest`` of several arrays yields rows in array order, so notification ids
+      follow the batch.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        if not self.datastore.single_row_tracking:
+            raise es_persistence.ProgrammingError("the ledger's recorder keeps one tracking row per application")
+        schema = Identifier(self.datastore.schema)
+        events = Identifier(self.events_table_name)
+        tracking = Identifier(self.tracking_table_name)
+        self.upsert_tracking_statement = SQL(
+            "INSERT INTO {schema}.{tracking} (application_name, notification_id) VALUES (%s, %s) "
+            "ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id "
+            "WHERE {schema}.{tracking}.notification_id < EXCLUDED.notification_id "
+            "RETURNING notification_id"
+        ).format(schema=schema, tracking=tracking)
+        self.lock_statements = [
+            SQL("SET LOCAL lock_timeout = '{0}s'").format(self.datastore.lock_timeout),
+            SQL("LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE").format(schema=schema, events=events),
+        ]
+        self.notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
         self.columnar_insert_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            id_type=Identifier(self.datastore.originator_id_type),
-        )
+        ).format(schema=schema, events=events, id_type=Identifier(self.datastore.originator_id_type))
 
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        # unnest() of several arrays yields rows in array order: notification ids follow the batch.
-        curs.execute(
-            self.columnar_insert_statement,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-        )
+    @retry((es_persistence.InterfaceError, es_persistence.OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], *, tracking: Tracking | None = None,
+                      **kwargs: Any) -> list[int]:
+        """Store ``stored_events`` (and ``tracking``) in one transaction; their notification ids, in order."""
+        failure: Exception | None = None
+        ids: list[int] = []
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                try:
+                    ids = self._write(conn, pipeline, stored_events, tracking)
+                except Exception as exc:
+                    # Roll back, and raise once the pipeline is closed (psycopg warns otherwise).
+                    failure = exc
+                    raise psycopg.Rollback() from exc
+            if failure is not None:
+                raise failure
+        return ids
+
+    def _write(self, conn: psycopg.Connection, pipeline: Any, stored_events: Sequence[StoredEvent],
+               tracking: Tracking | None) -> list[int]:
+        with conn.cursor() as tracked, conn.cursor() as curs:
+            if tracking is not None:
+                tracked.execute(self.upsert_tracking_statement, (tracking.application_name, tracking.notification_id), prepare=True)
+            if stored_events:
+                for statement in self.lock_statements:
+                    curs.execute(statement, prepare=True)
+                curs.execute(self.notify_statement)
+                curs.execute(
+                    self.columnar_insert_statement,
+                    (
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                    ),
+                )
+            # One sync for everything: a duplicate (originator_id, version) raises here.
+            pipeline.sync()
+            if tracking is not None and tracked.fetchone() is None:
+                raise es_persistence.IntegrityError(
+                    f"Failed to record tracking for {tracking.application_name} {tracking.notification_id}")
+            if not stored_events:
+                return []
+            ids = [row["notification_id"] for row in curs.fetchall()]
+        if len(ids) != len(stored_events):
+            raise es_persistence.ProgrammingError(f"got {len(ids)} notification ids for {len(stored_events)} events")
+        return ids
 
 
 class LedgerApplication(Application):

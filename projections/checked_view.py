@@ -7,7 +7,8 @@ decides in PostgreSQL whether the ledger's stored chain still matches what
 was published (:mod:`projections.integrity`): at every published position ``seq``
 the stored row of version ``seq + 1`` must exist, carry the chain event topic
 and a body whose SHA-256 is the published hash (the event hash is SHA-256 of
-the signed body, which the store keeps base64 in ``state->'body'->>'_data_'``).
+the signed body; :func:`ledger.store.chain_topic_sql` and :func:`ledger.store.signed_body_sql`
+say where the store keeps topic and body, so only ``ledger.store`` knows its format).
 
 That answer is only trusted when it says "matches". Anything else — a
 mismatch, or a row PostgreSQL cannot parse (an edited row: invalid UTF-8,
@@ -19,7 +20,7 @@ run of versions starting at 1.
 
 Views that need more than the label's own chain (it was packed into
 containers, or its lot was made from other lots) run the extra queries of
-:func:`projections.verification._extra_sql` afterwards: rare, and the same
+:func:`projections.verification.extra_sql` afterwards: rare, and the same
 code as :func:`projections.verification.read_view_async`.
 """
 
@@ -31,14 +32,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 from projections.integrity import guard_view
-from ledger.store import LedgerApplication, chain_id
-from projections.verification import DEFAULT_SCHEMA, _extra_sql, _unprojected_sql, build_view, read_view_async, unprojected_scans
+from ledger.store import LedgerApplication, chain_id, chain_topic_sql, signed_body_sql
+from projections.verification import DEFAULT_SCHEMA, build_view, extra_sql, read_view_async, unprojected_scans, unprojected_sql
 from ledger.logging_setup import get_logger
 
 log = get_logger("checked_view")
-
-# The topics eventsourcing stores a chain's events under (ledger.store.Chain).
-_STARTED, _APPENDED = "ledger.store:Chain.Started", "ledger.store:Chain.Appended"
 
 _TRAIL_COLUMNS = ("seq", "kind", "actor", "region", "occurred_at", "log_index")
 
@@ -50,14 +48,13 @@ def _sql(schema: str, events_table: str, with_inbox: bool) -> str:
     # Per published event: the stored row at version seq + 1 exists, is a chain event,
     # and its body hashes to the published hash. Parsing errors raise (the caller falls back).
     stored_ok = (
-        f"coalesce(bool_and(coalesce(s.topic = CASE WHEN e.seq = 0 THEN '{_STARTED}' ELSE '{_APPENDED}' END"
-        " AND st.j->'body'->>'_type_' = 'b64'"
-        " AND sha256(decode(st.j->'body'->>'_data_', 'base64')) = e.hash, false)), true)"
+        f"coalesce(bool_and(coalesce(s.topic = {chain_topic_sql('e.seq')}"
+        " AND sha256(st.body) = e.hash, false)), true)"
     )
     inbox = ""
     if with_inbox:
         inbox = (
-            f", ({_unprojected_sql(schema).replace('%s', 'l.serial')}) AS unprojected,"
+            f", ({unprojected_sql(schema).replace('%s', 'l.serial')}) AS unprojected,"
             " (SELECT min(occurred_at) FROM scan_inbox WHERE serial = l.serial AND kind = 'scan') AS inbox_first_scan"
         )
     return (
@@ -67,7 +64,7 @@ def _sql(schema: str, events_table: str, with_inbox: bool) -> str:
         f" FROM {schema}.labels l LEFT JOIN {schema}.lots lots ON lots.gtin = l.gtin AND lots.lot = l.lot"
         f" CROSS JOIN LATERAL (SELECT {trail}, {stored_ok} AS stored_ok"
         f"  FROM {schema}.events e LEFT JOIN \"{events_table}\" s ON s.originator_id = %s AND s.originator_version = e.seq + 1"
-        f"  LEFT JOIN LATERAL (SELECT convert_from(s.state, 'UTF8')::json AS j) st ON true"
+        f"  LEFT JOIN LATERAL (SELECT {signed_body_sql('s.state')} AS body) st ON true"
         f"  WHERE e.subject_type = 'label' AND e.subject = l.serial) t"
         f" WHERE l.serial = %s"
     )
@@ -97,7 +94,7 @@ async def checked_view(app: LedgerApplication, conn: psycopg.AsyncConnection, se
         return build_view(serial, None, [])
     trail = [dict(zip(_TRAIL_COLUMNS, values)) for values in zip(*(row[f"trail_{c}"] or () for c in _TRAIL_COLUMNS))]
     extras = {}
-    for name, (sql, sql_params) in _extra_sql(schema, serial, row, trail).items():
+    for name, (sql, sql_params) in extra_sql(schema, serial, row, trail).items():
         async with conn.cursor(row_factory=dict_row) as cur:
             extras[name] = await (await cur.execute(sql, sql_params, prepare=True)).fetchall()
     out = build_view(serial, row, trail, extras)

@@ -249,9 +249,11 @@ def _view_sql(schema: str) -> tuple[str, str]:
     return label, trail
 
 
-def _extra_sql(schema: str, serial: str, label: dict | None, trail: list[dict]) -> dict[str, tuple[str, tuple]]:
+def extra_sql(schema: str, serial: str, label: dict | None, trail: list[dict]) -> dict[str, tuple[str, tuple]]:
     """Queries a view needs beyond the label's own chain, only when they can find something:
-    containers it travelled in (it was packed at least once) and recalled input lots (its lot was transformed)."""
+    containers it travelled in (it was packed at least once) and recalled input lots (its lot was transformed).
+
+    Public on purpose: :mod:`projections.checked_view` runs the same queries, so both read paths answer alike."""
     if label is None:
         return {}
     out = {}
@@ -264,7 +266,10 @@ def _extra_sql(schema: str, serial: str, label: dict | None, trail: list[dict]) 
     return out
 
 
-def _unprojected_sql(schema: str) -> str:
+def unprojected_sql(schema: str) -> str:
+    """The count of ``serial``'s accepted scans not yet in the read model (one parameter: the serial).
+
+    Public on purpose: :mod:`projections.checked_view` embeds the same SQL in its one statement."""
     # A scan's ledger event reuses its inbox row's event id, so a row is
     # "projected" once its event id is among the model's events of that label.
     return (
@@ -274,7 +279,7 @@ def _unprojected_sql(schema: str) -> str:
 
 
 def build_view(serial: str, label: dict | None, trail: list[dict], extras: dict[str, list[dict]] | None = None) -> dict:
-    """The verification view from a label row, its events and ``extras`` (rows of :func:`_extra_sql`). Pure."""
+    """The verification view from a label row, its events and ``extras`` (rows of :func:`extra_sql`). Pure."""
     if label is None:
         v, reasons = verdict(None)
         return {"serial": serial, "verdict": v, "reasons": reasons, "scan_count": 0, "first_scanned_at": None, "trail": []}
@@ -327,7 +332,7 @@ def read_view(conn: psycopg.Connection, serial: str, schema: str = DEFAULT_SCHEM
     with conn.cursor(row_factory=dict_row) as cur:
         label = cur.execute(label_sql, (serial,)).fetchone()
         trail = cur.execute(trail_sql, (serial,)).fetchall() if label else []
-        extras = {name: cur.execute(sql, params).fetchall() for name, (sql, params) in _extra_sql(schema, serial, label, trail).items()}
+        extras = {name: cur.execute(sql, params).fetchall() for name, (sql, params) in extra_sql(schema, serial, label, trail).items()}
     return build_view(serial, label, trail, extras)
 
 
@@ -338,14 +343,14 @@ async def read_view_async(conn: psycopg.AsyncConnection, serial: str, schema: st
         label = await (await cur.execute(label_sql, (serial,), prepare=True)).fetchone()
         trail = await (await cur.execute(trail_sql, (serial,), prepare=True)).fetchall() if label else []
         extras = {}
-        for name, (sql, params) in _extra_sql(schema, serial, label, trail).items():
+        for name, (sql, params) in extra_sql(schema, serial, label, trail).items():
             extras[name] = await (await cur.execute(sql, params, prepare=True)).fetchall()
     return build_view(serial, label, trail, extras)
 
 
 async def unprojected_scans(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> int:
     """Scans of ``serial`` accepted by the API but not yet in this read model."""
-    row = await (await conn.execute(_unprojected_sql(schema), (serial,))).fetchone()
+    row = await (await conn.execute(unprojected_sql(schema), (serial,))).fetchone()
     return row[0]
 
 

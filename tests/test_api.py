@@ -102,7 +102,7 @@ def test_bad_requests_get_problem_json(live, method, path, kwargs, field):
 
 
 def test_oversized_request_is_refused_with_413(live):
-    from traceledger.api import MAX_BODY_BYTES
+    from traceledger.api.limits import MAX_BODY_BYTES
 
     r = httpx.post(f"{live['url']}/v1/events", content=b"{" + b" " * (MAX_BODY_BYTES + 10) + b"}",
                    headers={"content-type": "application/json"}, timeout=60)

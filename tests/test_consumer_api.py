@@ -371,7 +371,7 @@ def test_pin_first_use_survives_an_api_restart(world):
 
 
 def test_wrong_pins_are_rate_limited_per_client_across_labels(world):
-    from traceledger.consumer_store import CLIENT_FAILURES, LABEL_FAILURES
+    from ledger.channel_state import CLIENT_FAILURES, LABEL_FAILURES
 
     with psycopg.connect(world.settings.pg_conninfo) as conn:
         failed = conn.execute("SELECT count(*) FROM pin_attempts WHERE outcome = 'wrong' AND client LIKE 'ip:%%'").fetchone()[0]

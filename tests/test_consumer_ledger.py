@@ -27,7 +27,7 @@ from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
 from tests.pipeline import topic_records
 from traceledger.auth import authorization_header
 from traceledger.cli import cli
-from traceledger.consumer_store import REPORT_REASON
+from ledger.channel_state import REPORT_REASON
 
 JSON = {"accept": "application/json"}
 BROWSER = {"accept": "text/html,application/xhtml+xml"}

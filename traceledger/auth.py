@@ -15,6 +15,9 @@ either side of the server's clock: long enough for a slow phone, short enough
 that a leaked header soon expires. Within that window a header can be
 replayed for the same method and path, which is why only reads and
 idempotent, ledger-checked writes accept it.
+
+Shared by the client (signing) and the API (checking; its FastAPI dependency
+is :func:`traceledger.api.dependencies.caller`), so it imports only the ledger.
 """
 
 from __future__ import annotations
@@ -105,30 +108,6 @@ def verify_request(
     if not verify_signature(actor.public_key, request_message(method, target, ts), sig):
         raise Refused("unauthenticated", f"signature does not verify with {actor_id}'s current key", field="authorization")
     return Caller(actor_id=actor.actor_id, role=actor.role)
-
-
-def caller_dependency(actor_lookup: Callable[[], Callable[[str], ActorState | None]]):
-    """A FastAPI dependency: the signed request's :class:`Caller`, or None when unsigned.
-
-    ``actor_lookup()`` returns the current actor lookup (the write model's), so
-    a revoked or rotated key stops working with the very next request.
-    A present but bad signature is refused (401), never treated as anonymous.
-    """
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-
-    async def caller(request: Request) -> Caller | None:
-        header = request.headers.get("authorization")
-        if not header:
-            return None
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return await run_in_threadpool(verify_request, header, request.method, target, actor_lookup())
-
-    # This module's annotations are strings (PEP 563) and Request is a local
-    # name here, so hand FastAPI the class itself: without it the parameter
-    # would be taken for a required query parameter named "request".
-    caller.__annotations__["request"] = Request
-    return caller
 
 
 def require(caller: Caller | None, *roles: str) -> Caller:

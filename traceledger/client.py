@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 from typing import Any, Iterable, Sequence
 
 import httpx
@@ -114,6 +114,12 @@ class Client:
         ``missing_ok`` turns a 404 into ``None``. ``signer`` signs the request
         (``Authorization``, see :mod:`traceledger.auth`) with that actor's key.
         """
+        url, response = self._send(method, path, body, retry=retry, signer=signer)
+        return self._decode(url, response, missing_ok)
+
+    def _send(self, method: str, path: str, body: Any = None, *, retry: bool = True,
+              signer: KeyPair | None = None) -> tuple[str, httpx.Response]:
+        """Send one request (see :meth:`_request`); the URL and the undecoded response."""
         url = f"{self.base_url}{path}"
         kwargs: dict[str, Any] = {"headers": {}}
         if body is not None:
@@ -126,14 +132,13 @@ class Client:
             kwargs["headers"]["authorization"] = authorization_header(signer, method, target)
         for attempt in (0, 1):
             try:
-                response = self._http.request(method, path, **kwargs)
-                break
+                return url, self._http.request(method, path, **kwargs)
             except _RETRYABLE as exc:
                 if not retry or attempt:
                     raise ApiUnavailable(url, _describe(exc)) from None
             except httpx.HTTPError as exc:
                 raise ApiUnavailable(url, _describe(exc)) from None
-        return self._decode(url, response, missing_ok)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     @staticmethod
     def _decode(url: str, response: httpx.Response, missing_ok: bool) -> Any:
@@ -225,6 +230,37 @@ class Client:
     def capture_job(self, capture_id: str) -> dict:
         """A capture job's state: ``running``, ``success``, ``errors``."""
         return self._request("GET", f"/v1/epcis/capture/{_segment(capture_id)}")
+
+    # ------------------------------------------------------------ alerts (requests signed by a regulator or a producer)
+
+    def alerts(self, key: KeyPair, **query: Any) -> dict:
+        """One page of the alerts ``key``'s actor may see (filters, ``limit``, ``cursor``):
+        ``{"alerts": [...], "next_cursor": ...}``."""
+        return self._request("GET", f"/v1/alerts?{_query(query)}", signer=key)
+
+    def alert(self, alert_id: str, key: KeyPair) -> dict:
+        """One alert with its evidence events and its signed transitions."""
+        return self._request("GET", f"/v1/alerts/{_segment(alert_id)}", signer=key)
+
+    def alerts_summary(self, key: KeyPair, **query: Any) -> dict:
+        """Alert counts by state, kind and region, and over time (``since``, ``until``, ``bucket``, ``level``)."""
+        return self._request("GET", f"/v1/alerts/summary?{_query(query)}", signer=key)
+
+    def alerts_summary_svg(self, key: KeyPair, **query: Any) -> bytes:
+        """The summary chart as SVG bytes (same filters as :meth:`alerts_summary`)."""
+        url, response = self._send("GET", f"/v1/alerts/summary.svg?{_query(query)}", retry=False, signer=key)
+        if response.status_code >= 400:
+            self._decode(url, response, False)  # raises Refused or ApiUnavailable
+        return response.content
+
+    def post_alert_transition(self, alert_id: str, signed_event: SignedEvent) -> dict:
+        """Submit an alert's signed ``AlertAcknowledged``/``AlertResolved`` event; answers ``{"result": ...}``."""
+        return self._request("POST", f"/v1/alerts/{_segment(alert_id)}/transitions", encode_signed(signed_event))
+
+
+def _query(params: dict[str, Any]) -> str:
+    """A query string of the parameters that are set, in the order given."""
+    return urlencode({k: v for k, v in params.items() if v is not None})
 
 
 def _segment(value: str) -> str:

@@ -74,13 +74,15 @@ def run_demo(
     owned = client is None
     client = client or Client(settings=settings)
     try:
-        return _Scenario(settings, Path(out_dir), labels, echo, client).run()
+        return Scenario(settings, Path(out_dir), labels, echo, client).run()
     finally:
         if owned:
             client.close()
 
 
-class _Scenario:
+class Scenario:
+    """The demo's steps against one API (:mod:`traceledger.simulate` reuses its keys and registrations)."""
+
     def __init__(self, settings: Settings, out_dir: Path, labels: int, echo: Echo, client: Client):
         self.settings, self.out_dir, self.labels, self.echo, self.client = settings, out_dir, labels, echo, client
         self.started = time.monotonic()

@@ -41,7 +41,7 @@ from traceledger import commands as cmd
 from traceledger.client import Client
 from ledger.config import Settings
 from projections.detection_config import Thresholds
-from traceledger.demo import ACME, ACME_GTIN, BATTERY, CABLE, CABLE_GTIN, REGISTRAR, REGULATOR, ZHEJIANG, _Scenario
+from traceledger.demo import ACME, ACME_GTIN, BATTERY, CABLE, CABLE_GTIN, REGISTRAR, REGULATOR, ZHEJIANG, Scenario
 
 Echo = Callable[[str], None]
 
@@ -85,6 +85,7 @@ BEHAVIOURS: dict[str, tuple[float, tuple[str, ...]]] = {
     "pin_guessed": (0.4, ("pin_reuse",)),      # someone trying PINs on one code
 }
 LEGIT_LOOKALIKES = ("double_scan", "family", "traveller", "returned", "reexported", "pin_checked")
+LEGIT_AFTER_SALE = ("scanned_once", "double_scan", "family", "traveller", "returned", "pin_checked")
 # The defaults the detector runs with: an incident of a kind is injected to fit the kind's definition.
 MAX_SPEED_KMH = Thresholds().max_speed_kmh
 MAX_WRONG_PINS = Thresholds().max_wrong_pins
@@ -120,6 +121,43 @@ class Chains:
         return signed
 
 
+@dataclass(frozen=True)
+class Sale:
+    """Where a label went on its way to a shop, and when it was received and sold there."""
+
+    producer: str
+    province: str
+    dist: str
+    dist_city: str
+    shop_cities: tuple[str, ...]
+    city: str
+    shop: str
+    received: datetime
+    sold: datetime
+
+
+class LabelTrail:
+    """One label's events, signed in order by the simulation's actors (consumer scans by its gateway)."""
+
+    def __init__(self, sim: "Simulation", serial: str):
+        self.sim, self.serial = sim, serial
+        self.events: list[SignedEvent] = []
+
+    def sign(self, actor_id: str, kind: str, payload: dict, at: datetime) -> None:
+        self.events.append(self.sim.chains.sign(self.sim.actors.signers[actor_id], self.serial, kind, payload, at))
+
+    def scan(self, city_or_place, when: datetime, session: str | None = None, channel: str | None = None, pin_result: str | None = None) -> None:
+        """A consumer scan in a city (a place is drawn) or at a given place."""
+        sim = self.sim
+        p = sim.place(city_or_place) if isinstance(city_or_place, str) else dict(city_or_place)
+        if channel:
+            p["channel"] = channel
+        payload = cmd.scanned_payload(p["channel"], region=p["region"], lat=p["lat"], lon=p["lon"], session=session or sim.session(),
+                                      pin_result=pin_result)
+        # Never past the simulation's "now": the ledger refuses future times.
+        self.sign(sim.actors.gateway, "Scanned", payload, min(when, sim.now))
+
+
 def _city_region(city: str) -> str:
     return city + "00"  # the 6-digit GB/T 2260 form of a city
 
@@ -146,7 +184,7 @@ class Simulation:
 
     def set_up(self) -> None:
         """Demo members (reusing the demo's keys), then this run's distributors, shops, exporter, gateway."""
-        scenario = _Scenario(self.settings, self.demo_dir, 10, lambda line: None, self.client)
+        scenario = Scenario(self.settings, self.demo_dir, 10, lambda line: None, self.client)
         scenario.load_keys()
         scenario.init_registrar()
         scenario.register_members()
@@ -203,122 +241,137 @@ class Simulation:
         return min(t + low + (high - low) * self.rng.random(), self.now)
 
     # ------------------------------------------------------------ one label
+    #
+    # The random draws happen in a fixed order per behaviour: the same seed gives
+    # the same behaviours, places and times.
 
     def label(self, serial: str, behaviour: str, product: tuple) -> list[SignedEvent]:
+        """A label's signed events: issued, shipped to a distributor and on to a shop, then what ``behaviour`` does."""
         producer, payload = product
-        s, sign, ev = self.actors.signers, self.chains.sign, []
+        trail = LabelTrail(self, serial)
         t = self.start + 4 * DAY * self.rng.random()
-        ev.append(sign(s[producer], serial, "Issued", payload, t))
-        gw = s[self.actors.gateway]
-
-        def scan(city_or_place, when, session=None, channel=None, pin_result=None) -> None:
-            p = self.place(city_or_place) if isinstance(city_or_place, str) else dict(city_or_place)
-            if channel:
-                p["channel"] = channel
-            payload = cmd.scanned_payload(p["channel"], region=p["region"], lat=p["lat"], lon=p["lon"], session=session or self.session(),
-                                          pin_result=pin_result)
-            # Never past the simulation's "now": the ledger refuses future times.
-            ev.append(sign(gw, serial, "Scanned", payload, min(when, self.now)))
-
+        trail.sign(producer, "Issued", payload, t)
         if behaviour in ("at_factory", "scanned_before_ship"):
             if behaviour == "scanned_before_ship":
-                scan(self.rng.choice(CITIES), self.after(t, DAY, 10 * DAY))
-            return ev
+                trail.scan(self.rng.choice(CITIES), self.after(t, DAY, 10 * DAY))
+            return trail.events
         province = self.rng.choice(list(NETWORK))
         dist_city, shop_cities = NETWORK[province]
         dist = self.actors.distributor[province]
         t = self.after(t, 2 * HOUR, 2 * DAY)
-        ev.append(sign(s[producer], serial, "Shipped", cmd.shipped_payload(dist, province, "offline_retail", region="440300"), t))
+        trail.sign(producer, "Shipped", cmd.shipped_payload(dist, province, "offline_retail", region="440300"), t)
         t = self.after(t, 6 * HOUR, 3 * DAY)
-        ev.append(sign(s[dist], serial, "Received", cmd.received_payload(region=_city_region(dist_city)), t))
+        trail.sign(dist, "Received", cmd.received_payload(region=_city_region(dist_city)), t)
         if behaviour == "at_distributor":
-            return ev
+            return trail.events
         if behaviour == "reexported":
-            t = self.after(t, 2 * HOUR, 3 * DAY)
-            ev.append(sign(s[dist], serial, "Shipped", cmd.shipped_payload(self.actors.exporter, "81", "export"), t))
-            t = self.after(t, 6 * HOUR, 2 * DAY)
-            ev.append(sign(s[self.actors.exporter], serial, "Received", cmd.received_payload(region="810000"), t))
-            scan({"channel": "web", "region": "810000", "lat": 22.3, "lon": 114.17}, self.after(t, DAY, 8 * DAY))
-            return ev
+            self._reexport(trail, dist, t)
+            return trail.events
         city = self.rng.choice(shop_cities)
         shop = self.actors.shop[city]
         t = self.after(t, 2 * HOUR, 4 * DAY)
-        ev.append(sign(s[dist], serial, "Shipped", cmd.shipped_payload(shop, city, "offline_retail", region=_city_region(dist_city)), t))
+        trail.sign(dist, "Shipped", cmd.shipped_payload(shop, city, "offline_retail", region=_city_region(dist_city)), t)
         t = self.after(t, 4 * HOUR, 2 * DAY)
-        ev.append(sign(s[shop], serial, "Received", cmd.received_payload(region=_city_region(city)), t))
-        sold = self.after(t, HOUR, 10 * DAY)
-        if behaviour == "on_shelf":
-            return ev
+        trail.sign(shop, "Received", cmd.received_payload(region=_city_region(city)), t)
+        sale = Sale(producer, province, dist, dist_city, shop_cities, city, shop, t, self.after(t, HOUR, 10 * DAY))
+        if behaviour in LEGIT_AFTER_SALE:
+            self._legit_after_sale(trail, behaviour, sale)
+        elif behaviour != "on_shelf":
+            self._incident_after_sale(trail, behaviour, sale)
+        return trail.events
+
+    def _reexport(self, trail: "LabelTrail", dist: str, t: datetime) -> None:
+        """Legally re-exported to Hong Kong with its own Shipped event, then scanned there."""
+        t = self.after(t, 2 * HOUR, 3 * DAY)
+        trail.sign(dist, "Shipped", cmd.shipped_payload(self.actors.exporter, "81", "export"), t)
+        t = self.after(t, 6 * HOUR, 2 * DAY)
+        trail.sign(self.actors.exporter, "Received", cmd.received_payload(region="810000"), t)
+        trail.scan({"channel": "web", "region": "810000", "lat": 22.3, "lon": 114.17}, self.after(t, DAY, 8 * DAY))
+
+    def _legit_after_sale(self, trail: "LabelTrail", behaviour: str, sale: "Sale") -> None:
+        """What buyers and shops do that must not alert."""
+        city, sold = sale.city, sale.sold
         if behaviour == "scanned_once":
-            scan(city, sold)
+            trail.scan(city, sold)
         elif behaviour == "double_scan":
             p = self.place(city, coarse_ok=False)
-            self.api_scans += [(serial, {**p, "session": (sess := self.session())}), (serial, {**p, "session": sess})]
+            self.api_scans += [(trail.serial, {**p, "session": (sess := self.session())}), (trail.serial, {**p, "session": sess})]
         elif behaviour == "family":
-            scan(city, sold, channel="app")
-            scan(city, sold + timedelta(minutes=self.rng.uniform(1, 600)), channel="app")
+            trail.scan(city, sold, channel="app")
+            trail.scan(city, sold + timedelta(minutes=self.rng.uniform(1, 600)), channel="app")
         elif behaviour == "traveller":
             me = self.session()
-            scan(self.place(city, coarse_ok=False), sold, session=me)
+            trail.scan(self.place(city, coarse_ok=False), sold, session=me)
             far = self.rng.choice([c for c in CITIES if c[:2] != city[:2]])
-            scan(self.place(far, coarse_ok=False), self.after(sold, DAY, 5 * DAY), session=me)
+            trail.scan(self.place(far, coarse_ok=False), self.after(sold, DAY, 5 * DAY), session=me)
         elif behaviour == "returned":
-            t = self.after(t, DAY, 5 * DAY)
-            ev.append(sign(s[shop], serial, "Shipped", cmd.shipped_payload(dist, province, "offline_retail", region=_city_region(city)), t))
-            t = self.after(t, 4 * HOUR, 2 * DAY)
-            ev.append(sign(s[dist], serial, "Received", cmd.received_payload(region=_city_region(dist_city)), t))
-            if self.rng.random() < 0.5:
-                other = self.rng.choice(shop_cities)
-                t = self.after(t, 2 * HOUR, 2 * DAY)
-                ev.append(sign(s[dist], serial, "Shipped", cmd.shipped_payload(self.actors.shop[other], other, "offline_retail"), t))
-                t = self.after(t, 4 * HOUR, DAY)
-                ev.append(sign(s[self.actors.shop[other]], serial, "Received", cmd.received_payload(region=_city_region(other)), t))
-                scan(other, self.after(t, HOUR, 3 * DAY))
-        elif behaviour == "diverted_territory":
-            elsewhere = [c for c in CITIES if c != city and (c[:2] != city[:2] or self.rng.random() < 0.5)]
-            scan(self.rng.choice(elsewhere), sold)
-        elif behaviour == "diverted_channel":
-            scan(self.place(city, coarse_ok=False), sold, channel="marketplace")
-        elif behaviour in ("cloned_far", "cloned_far_slow"):
-            home = self.place(city, coarse_ok=False)
-            scan(home, sold)
-            c0 = regions.centroid(city)
-            far = self.rng.choice([c for c in CITIES if regions.distance_km(c0, regions.centroid(c)) > 800])
-            there = self.place(far, coarse_ok=False)
-            # The least distance between the two places (each place's uncertainty taken off), the speed rule's own measure.
-            km = regions.min_distance_km(regions.place_of(home["region"], home["lat"], home["lon"]),
-                                         regions.place_of(there["region"], there["lat"], there["lon"]))
-            if behaviour == "cloned_far":  # 1.25-4x faster than the fastest plausible journey
-                gap = timedelta(hours=km / (MAX_SPEED_KMH * self.rng.uniform(1.25, 4.0)))
-            else:  # at least 1.5x slower: a flight could do it
-                gap = max(timedelta(hours=km * 1.5 / MAX_SPEED_KMH), timedelta(hours=self.rng.uniform(2, 12)))
-            scan(there, sold + gap)
+            self._returned(trail, sale)
         elif behaviour == "pin_checked":
             me = self.session()
-            scan(self.place(city, coarse_ok=False), sold, session=me, pin_result="first_use")
+            trail.scan(self.place(city, coarse_ok=False), sold, session=me, pin_result="first_use")
             if self.rng.random() < 0.3:  # checks again later, from the same phone
-                scan(self.place(city, coarse_ok=False), self.after(sold, HOUR, 5 * DAY), session=me, pin_result="reused")
+                trail.scan(self.place(city, coarse_ok=False), self.after(sold, HOUR, 5 * DAY), session=me, pin_result="reused")
+
+    def _returned(self, trail: "LabelTrail", sale: "Sale") -> None:
+        """Back to the distributor; half the time on to another shop, where it sells."""
+        t = self.after(sale.received, DAY, 5 * DAY)
+        trail.sign(sale.shop, "Shipped", cmd.shipped_payload(sale.dist, sale.province, "offline_retail", region=_city_region(sale.city)), t)
+        t = self.after(t, 4 * HOUR, 2 * DAY)
+        trail.sign(sale.dist, "Received", cmd.received_payload(region=_city_region(sale.dist_city)), t)
+        if self.rng.random() < 0.5:
+            other = self.rng.choice(sale.shop_cities)
+            t = self.after(t, 2 * HOUR, 2 * DAY)
+            trail.sign(sale.dist, "Shipped", cmd.shipped_payload(self.actors.shop[other], other, "offline_retail"), t)
+            t = self.after(t, 4 * HOUR, DAY)
+            trail.sign(self.actors.shop[other], "Received", cmd.received_payload(region=_city_region(other)), t)
+            trail.scan(other, self.after(t, HOUR, 3 * DAY))
+
+    def _incident_after_sale(self, trail: "LabelTrail", behaviour: str, sale: "Sale") -> None:
+        """An injected incident, fitting the definition of the alert kinds it is recorded under."""
+        city, sold, t = sale.city, sale.sold, sale.received
+        if behaviour == "diverted_territory":
+            elsewhere = [c for c in CITIES if c != city and (c[:2] != city[:2] or self.rng.random() < 0.5)]
+            trail.scan(self.rng.choice(elsewhere), sold)
+        elif behaviour == "diverted_channel":
+            trail.scan(self.place(city, coarse_ok=False), sold, channel="marketplace")
+        elif behaviour in ("cloned_far", "cloned_far_slow"):
+            self._cloned_far(trail, behaviour == "cloned_far", city, sold)
         elif behaviour == "pin_reused":
-            scan(self.place(city, coarse_ok=False), sold, pin_result="first_use")
-            scan(self.place(city, coarse_ok=False), self.after(sold, HOUR, 10 * DAY), pin_result="reused")
+            trail.scan(self.place(city, coarse_ok=False), sold, pin_result="first_use")
+            trail.scan(self.place(city, coarse_ok=False), self.after(sold, HOUR, 10 * DAY), pin_result="reused")
         elif behaviour == "pin_guessed":
             guesser, t = self.session(), sold
             for _ in range(self.rng.randint(MAX_WRONG_PINS, MAX_WRONG_PINS + 2)):
                 t = t + timedelta(minutes=self.rng.uniform(1, 30))
-                scan(self.place(city, coarse_ok=False), t, session=guesser, pin_result="wrong")
+                trail.scan(self.place(city, coarse_ok=False), t, session=guesser, pin_result="wrong")
         elif behaviour == "cloned_overscan":
             for i in range(self.rng.randint(7, 14)):
-                scan(self.place(city, coarse_ok=False), sold + i * timedelta(hours=self.rng.uniform(2, 30)))
+                trail.scan(self.place(city, coarse_ok=False), sold + i * timedelta(hours=self.rng.uniform(2, 30)))
         elif behaviour == "scanned_after_decommission":
-            ev.append(sign(s[shop], serial, "Decommissioned", cmd.decommissioned_payload("item scrapped"), self.after(t, HOUR, DAY)))
-            scan(city, self.after(sold, DAY, 3 * DAY))
+            trail.sign(sale.shop, "Decommissioned", cmd.decommissioned_payload("item scrapped"), self.after(t, HOUR, DAY))
+            trail.scan(city, self.after(sold, DAY, 3 * DAY))
         elif behaviour == "recalled_seen":
-            ev.append(sign(s[producer], serial, "Recalled", cmd.recalled_payload("cells overheat"), self.after(t, HOUR, DAY)))
-            scan(city, self.after(sold, DAY, 3 * DAY))
+            trail.sign(sale.producer, "Recalled", cmd.recalled_payload("cells overheat"), self.after(t, HOUR, DAY))
+            trail.scan(city, self.after(sold, DAY, 3 * DAY))
         elif behaviour == "counterfeit_seen":
-            ev.append(sign(s[REGULATOR.actor_id], serial, "FlaggedCounterfeit", cmd.flagged_payload("copy seized in market", region=_city_region(city)), self.after(t, HOUR, DAY)))
-            scan(city, self.after(sold, DAY, 3 * DAY))
-        return ev
+            trail.sign(REGULATOR.actor_id, "FlaggedCounterfeit", cmd.flagged_payload("copy seized in market", region=_city_region(city)), self.after(t, HOUR, DAY))
+            trail.scan(city, self.after(sold, DAY, 3 * DAY))
+
+    def _cloned_far(self, trail: "LabelTrail", too_fast: bool, city: str, sold: datetime) -> None:
+        """A scan at home, then one in a far city: faster than any journey (``too_fast``) or slow enough for a flight."""
+        home = self.place(city, coarse_ok=False)
+        trail.scan(home, sold)
+        c0 = regions.centroid(city)
+        far = self.rng.choice([c for c in CITIES if regions.distance_km(c0, regions.centroid(c)) > 800])
+        there = self.place(far, coarse_ok=False)
+        # The least distance between the two places (each place's uncertainty taken off), the speed rule's own measure.
+        km = regions.min_distance_km(regions.place_of(home["region"], home["lat"], home["lon"]),
+                                     regions.place_of(there["region"], there["lat"], there["lon"]))
+        if too_fast:  # 1.25-4x faster than the fastest plausible journey
+            gap = timedelta(hours=km / (MAX_SPEED_KMH * self.rng.uniform(1.25, 4.0)))
+        else:  # at least 1.5x slower: a flight could do it
+            gap = max(timedelta(hours=km * 1.5 / MAX_SPEED_KMH), timedelta(hours=self.rng.uniform(2, 12)))
+        trail.scan(there, sold + gap)
 
     # ------------------------------------------------------------ run
 

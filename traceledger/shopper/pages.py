@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from traceledger.consumer import HOTLINE, TEXT, local_time
+from traceledger.shopper.wording import HOTLINE, TEXT, local_time
 
 COLOURS = {
     "genuine": "#1a7f37", "pin_ok": "#1a7f37", "queried": "#b35900", "pin_used": "#b35900", "suspicious": "#b35900",

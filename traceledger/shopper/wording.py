@@ -9,7 +9,7 @@
   N times" and the PIN outcomes to the ledger's verdicts).
 * :func:`parse_sms` reads what people type into an SMS; :func:`sms_reply`
   answers in one segment (≤ 70 UCS-2 characters), verdict first.
-* :data:`TEXT` holds the Simplified Chinese and English wording of every channel.
+* :data:`TEXT`, :data:`SMS` and :data:`VOICE` hold the Simplified Chinese and English wording of every channel.
 """
 
 from __future__ import annotations
@@ -349,3 +349,28 @@ def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = No
         return fit(t[key], m=max(1, ((pin or {}).get("retry_after") or 60) // 60))
     when = (pin or {}).get("pin_first_verified_at") if key == "pin_used" else cv.get("first_scanned_at")
     return fit(t[key], p=product, n=cv.get("scan_count", 0), t=short_time(when, lang))
+
+
+# The phone line's prompts, step by step (the IVR flow is in traceledger.api.shopper.voice).
+VOICE = {
+    "zh": {
+        "welcome": "您好，这里是防伪查询。请输入标签上的32位数字码，以井号键结束。",
+        "bad_code": "号码位数不对。请重新输入32位数字码，以井号键结束。",
+        "bad_check": "号码有误，可能按错了一位。请重新输入，以井号键结束。",
+        "pin": "这是双层防伪标签。请刮开涂层，输入防伪码，以井号键结束。",
+        "bad_pin": "防伪码为6到12位数字。请重新输入，以井号键结束。",
+        "again": "请重新输入防伪码。",
+        "give_up": "输入错误次数过多，请核对后再拨。再见。",
+        "bye": "感谢您的查询，再见。",
+    },
+    "en": {
+        "welcome": "Welcome to product check. Enter the 32-digit code on the label, then the hash key.",
+        "bad_code": "That was not 32 digits. Enter the code again, then the hash key.",
+        "bad_check": "A digit seems mistyped. Enter the code again, then the hash key.",
+        "pin": "This label has a scratch-off PIN. Scratch it and enter the PIN, then the hash key.",
+        "bad_pin": "The PIN is 6 to 12 digits. Enter it again, then the hash key.",
+        "again": " Enter the PIN again.",
+        "give_up": "Too many errors. Please check and call again. Goodbye.",
+        "bye": " Thank you, goodbye.",
+    },
+}

@@ -1,4 +1,4 @@
-"""``traceledger audit``: the regulator's commands (registered on the main CLI group).
+"""``traceledger audit``: the regulator's commands.
 
 - ``audit run``: re-verify everything new on Kafka (``consumers.auditor``); exit 2 on any failure.
 - ``audit verify-bundle FILE``: verify a label's proof bundle offline (``ledger.transparency.bundle``).
@@ -12,6 +12,7 @@ key string), by default ``<log key>.pub`` of this installation.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -19,7 +20,7 @@ import click
 from ledger.transparency.checkpoints import CheckpointError, parse_checkpoint, parse_verifier_key
 from ledger.errors import Refused
 from ledger.keys import key_id_of, load_public_key
-from traceledger.cli import LedgerGroup, State, common_options, emit, pass_state
+from traceledger.cli.base import LedgerGroup, State, common_options, emit, pass_state
 
 
 def load_log_public_key(path: str | Path) -> bytes:
@@ -61,8 +62,6 @@ def audit() -> None:
 @pass_state
 def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_from: str | None, registrar_key: str | None) -> None:
     """Verify every new record, chain, signature, authority and checkpoint; exit 2 on any failure."""
-    import sys
-
     from consumers.auditor import Auditor
     from ledger.logging_setup import configure
 
@@ -70,18 +69,7 @@ def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_
     anchor = key_id_of(load_public_key(registrar_key)) if registrar_key else None
     auditor = Auditor(state.settings, _log_key(state, log_key), state_path=Path(state_file) if state_file else None,
                       api_url=proofs_from, registrar_key_id=anchor)
-    if not state.json and sys.stderr.isatty():
-        holder = {}
-
-        def on_total(n: int) -> None:
-            holder["bar"] = click.progressbar(length=max(n, 1), label="audit", file=sys.stderr)
-            holder["bar"].__enter__()
-
-        report = auditor.run(on_progress=lambda n: holder["bar"].update(n) if "bar" in holder else None, on_total=on_total)
-        if "bar" in holder:
-            holder["bar"].__exit__(None, None, None)
-    else:
-        report = auditor.run()
+    report = auditor.run() if state.json or not sys.stderr.isatty() else _run_with_bar(auditor)
     data = report.as_dict()
     if state.json:
         click.echo(json.dumps(data, default=str))
@@ -90,15 +78,32 @@ def audit_run(state: State, log_key: str | None, state_file: str | None, proofs_
             click.echo(f.line(), err=True)
         if report.earlier_failures:
             click.echo(f"FAIL {report.earlier_failures} failures found by earlier runs stay recorded in {auditor.state_path}", err=True)
-        cp = data["latest_checkpoint"]
-        line = (f"audit {'ok' if report.ok else 'FAILED'}: {data['new_events']} new events ({data['events']} in all), "
-                f"{data['labels']} labels, {data['checkpoints']} checkpoints verified"
-                + (f" (latest size {cp['size']} root {cp['root'][:16]}…)" if cp else "")
-                + f", {data['waiting_records']} records wait for the next checkpoint, {data['seconds']} s"
-                + (f", {data['events_per_second']} events/s" if data["events_per_second"] else ""))
-        click.echo(line, err=not report.ok)
+        click.echo(_summary_line(report.ok, data), err=not report.ok)
     if not report.ok:
         raise click.exceptions.Exit(2)
+
+
+def _run_with_bar(auditor):
+    """Run the audit with a progress bar on stderr, drawn once the auditor knows how many records are new."""
+    holder = {}
+
+    def on_total(n: int) -> None:
+        holder["bar"] = click.progressbar(length=max(n, 1), label="audit", file=sys.stderr)
+        holder["bar"].__enter__()
+
+    report = auditor.run(on_progress=lambda n: holder["bar"].update(n) if "bar" in holder else None, on_total=on_total)
+    if "bar" in holder:
+        holder["bar"].__exit__(None, None, None)
+    return report
+
+
+def _summary_line(ok: bool, data: dict) -> str:
+    cp = data["latest_checkpoint"]
+    return (f"audit {'ok' if ok else 'FAILED'}: {data['new_events']} new events ({data['events']} in all), "
+            f"{data['labels']} labels, {data['checkpoints']} checkpoints verified"
+            + (f" (latest size {cp['size']} root {cp['root'][:16]}…)" if cp else "")
+            + f", {data['waiting_records']} records wait for the next checkpoint, {data['seconds']} s"
+            + (f", {data['events_per_second']} events/s" if data["events_per_second"] else ""))
 
 
 @audit.command("verify-bundle")
@@ -177,3 +182,6 @@ def audit_compare(state: State, note_file: str, log_key: str | None, state_file:
     except proofs.ProofError as exc:
         raise Refused("split_view", f"checkpoints {old.size} and {new.size} are not consistent: {exc}", field="note") from None
     emit(state, {"ok": True, "from": old.size, "to": new.size}, f"consistent: size {new.size} extends size {old.size}")
+
+
+COMMANDS = (audit,)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import click
 
 from ledger import gs1
-from traceledger import commands as cmd
-from traceledger.cli import LedgerGroup, State, common_options, emit, pass_state
+from traceledger.cli.base import LedgerGroup, State, common_options, emit, pass_state, reader_key, reader_options
 
 
 @click.group(cls=LedgerGroup)
@@ -25,15 +24,13 @@ def label() -> None:
 
 @label.command("trail")
 @click.argument("serial")
-@click.option("--key", required=True, type=click.Path(dir_okay=False), help="Private key file of the producer or regulator asking.")
-@click.option("--as", "as_actor", metavar="ACTOR_ID", help="Actor the key belongs to (default: the key file's actor).")
+@reader_options("Private key file of the producer or regulator asking.")
 @common_options
 @pass_state
 def trail(state: State, serial: str, key: str, as_actor: str | None) -> None:
     """Show every event on a label's chain and every consumer report about it."""
     gs1.validate_serial(serial)
-    signer = cmd.Signer.load(key, as_actor)
-    answer = state.client().label_trail(serial, signer.key.with_actor(signer.actor))
+    answer = state.client().label_trail(serial, reader_key(key, as_actor))
     emit(state, answer, format_trail(answer))
 
 
@@ -51,3 +48,6 @@ def format_trail(answer: dict) -> str:
             where = "on ledger" if r.get("on_ledger") else "not on a chain"
             lines.append(f"    #{r['report_id']}  {r['at']}  {r['channel']:<5} client {r.get('client_hash')}  {where}  {r.get('note') or ''}".rstrip())
     return "\n".join(lines)
+
+
+COMMANDS = (label,)

@@ -1,7 +1,8 @@
-"""State the consumer channels keep in PostgreSQL: PIN first use, PIN attempts, IVR calls, reports.
+"""State the consumer (shopper) channels keep in PostgreSQL: PIN first use, PIN attempts, IVR calls, reports.
 
-Owned by the consumer module (``traceledger.api_consumer``); every API replica
-shares it and it survives restarts, unlike process memory.
+Used by the API's shopper routes (:mod:`traceledger.api.shopper`) and the
+label trail; every API replica shares it and it survives restarts, unlike
+process memory.
 
 * ``pin_uses`` — one row per label whose PIN was verified: first and last time
   and how often. An atomic upsert decides "first use" vs "already verified at
@@ -36,7 +37,7 @@ import psycopg
 from ledger import pins, scan_inbox
 from ledger.logging_setup import get_logger
 
-log = get_logger("consumer_store")
+log = get_logger("channel_state")
 
 # Wrong PINs allowed per window before further tries are refused (429).
 # Per label: a copied QR code's owner cannot walk the PIN space online
@@ -255,3 +256,13 @@ async def ivr_prompt(conn: psycopg.AsyncConnection, call_id: str) -> tuple[str, 
     """(current prompt, lang) of a call, or None if there is no such call (or no prompt yet)."""
     row = await (await conn.execute("SELECT prompt, lang FROM ivr_calls WHERE call_id = %s", (call_id,))).fetchone()
     return (row[0], row[1]) if row and row[0] else None
+
+
+async def scanned_recently(conn: psycopg.AsyncConnection, serial: str, session: str, seconds: int) -> bool:
+    """Whether this browser session's scan of ``serial`` is already in the scan inbox, less than ``seconds`` old."""
+    row = await (await conn.execute(
+        "SELECT 1 FROM scan_inbox WHERE serial = %s AND session = %s AND kind = 'scan' "
+        "AND occurred_at > now() - make_interval(secs => %s) LIMIT 1",
+        (serial, session, seconds),
+    )).fetchone()
+    return row is not None

@@ -20,19 +20,19 @@ import asyncio
 import hashlib
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from ledger import gs1
+from ledger import channel_state, gs1
 from ledger.errors import Refused
 from ledger.events import EPCIS_MAPPING, SignedEvent, decode_signed
-from projections.integrity import guard_view
+from ledger.logging_setup import get_logger
 from ledger.service import Ledger
 from ledger.store import chain_id
+from projections.integrity import guard_view
 from projections.verification import read_view_async
 from traceledger import auth
-from traceledger import consumer_store as store
-from ledger.logging_setup import get_logger
-from traceledger.responses import OrjsonResponse
+from traceledger.api.dependencies import caller
+from traceledger.api.responses import OrjsonResponse
 
 log = get_logger("api_trail")
 
@@ -72,32 +72,36 @@ def trail_entry(signed: SignedEvent) -> dict[str, Any]:
     }
 
 
-def trail_router(state: dict) -> APIRouter:
-    """The router over the API's ``state`` (``pool``, ``ledger``, ``caller``)."""
-    router = APIRouter()
+router = APIRouter()
 
-    @router.get("/v1/labels/{serial}/trail", summary="A label's full trail (signed: its producer or a regulator)")
-    async def get_trail(serial: str, caller: auth.Caller | None = Depends(state["caller"])):
-        """Every event on the label's chain with actors and details, and every consumer report about it."""
-        gs1.validate_serial(serial)
-        who = auth.require(caller, "producer", "regulator")
-        events, unreadable = await asyncio.to_thread(chain_events, state["ledger"], serial)
-        producer = events[0].event.actor if events and events[0].event.kind == "Issued" else None
-        if not who.may_see_producer(producer):
-            raise Refused("forbidden", "only the label's producer or a regulator sees its full trail", field="serial")
-        async with state["pool"].connection() as conn:
-            view = await guard_view(state["ledger"].app, conn, serial, await read_view_async(conn, serial))
-            reports = await store.reports_of(conn, serial)
-        on_chain = {s.event.event_id for s in events}
-        for report in reports:
-            report["client_hash"] = session_hash(report.pop("client"))  # the same hash as the event's session
-            report["on_ledger"] = report["event_id"] in on_chain
-        log.info("trail_read", serial=serial, caller=who.actor_id, role=who.role, events=len(events), reports=len(reports))
-        summary = {k: view.get(k) for k in ("verdict", "reasons", "integrity", "product", "producer", "gtin", "lot", "expiry", "status",
-                                           "custodian", "consignee", "territory", "channel", "scan_count", "first_scanned_at")
-                   if k in view}
-        if unreadable:
-            summary["integrity"] = summary.get("integrity") or unreadable
-        return OrjsonResponse({"serial": serial, **summary, "trail": [trail_entry(s) for s in events], "reports": reports})
+SUMMARY_FIELDS = ("verdict", "reasons", "integrity", "product", "producer", "gtin", "lot", "expiry", "status",
+                  "custodian", "consignee", "territory", "channel", "scan_count", "first_scanned_at")
 
-    return router
+
+async def reports_json(conn, serial: str, on_chain: set[str]) -> list[dict]:
+    """Every consumer report about ``serial``, the client shown only as a hash, and whether it is on the chain."""
+    reports = await channel_state.reports_of(conn, serial)
+    for report in reports:
+        report["client_hash"] = session_hash(report.pop("client"))  # the same hash as the event's session
+        report["on_ledger"] = report["event_id"] in on_chain
+    return reports
+
+
+@router.get("/v1/labels/{serial}/trail", summary="A label's full trail (signed: its producer or a regulator)")
+async def get_trail(request: Request, serial: str, signer: auth.Caller | None = Depends(caller)):
+    """Every event on the label's chain with actors and details, and every consumer report about it."""
+    gs1.validate_serial(serial)
+    who = auth.require(signer, "producer", "regulator")
+    state = request.app.state
+    events, unreadable = await asyncio.to_thread(chain_events, state.ledger, serial)
+    producer = events[0].event.actor if events and events[0].event.kind == "Issued" else None
+    if not who.may_see_producer(producer):
+        raise Refused("forbidden", "only the label's producer or a regulator sees its full trail", field="serial")
+    async with state.pool.connection() as conn:
+        view = await guard_view(state.ledger.app, conn, serial, await read_view_async(conn, serial))
+        reports = await reports_json(conn, serial, {s.event.event_id for s in events})
+    log.info("trail_read", serial=serial, caller=who.actor_id, role=who.role, events=len(events), reports=len(reports))
+    summary = {k: view.get(k) for k in SUMMARY_FIELDS if k in view}
+    if unreadable:
+        summary["integrity"] = summary.get("integrity") or unreadable
+    return OrjsonResponse({"serial": serial, **summary, "trail": [trail_entry(s) for s in events], "reports": reports})

@@ -1,0 +1,64 @@
+"""Reads of the global log's entries (``log_entries``): by range, by subject, for exports and proof bundles.
+
+Each entry row is ``(log_index, subject_type, subject, seq, event_id, value)``
+unless a function says otherwise; ``value`` is the signed event's envelope,
+the exact bytes on Kafka.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+ENTRY_COLUMNS = "log_index, subject_type, subject, seq, event_id, value"
+
+
+def entries(conn: psycopg.Connection, start: int, end: int) -> list[tuple]:
+    """Entries ``start..end-1``, in log order."""
+    return conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM log_entries WHERE log_index >= %s AND log_index < %s ORDER BY log_index", (start, end),
+    ).fetchall()
+
+
+def subject_entries(conn: psycopg.Connection, subject_type: str, subject: str, below: int) -> list[tuple]:
+    """One subject's entries with an index below ``below``, in log order."""
+    return conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM log_entries WHERE subject_type = %s AND subject = %s AND log_index < %s ORDER BY log_index",
+        (subject_type, subject, below),
+    ).fetchall()
+
+
+def type_entries(conn: psycopg.Connection, subject_type: str, below: int) -> list[tuple]:
+    """Every entry of one subject type (e.g. all actor events) with an index below ``below``, in log order."""
+    return conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM log_entries WHERE subject_type = %s AND log_index < %s ORDER BY log_index", (subject_type, below),
+    ).fetchall()
+
+
+def count_from(conn: psycopg.Connection, subject_type: str, subject: str, start: int) -> int:
+    """How many of a subject's entries have an index of ``start`` or more."""
+    return conn.execute(
+        "SELECT count(*) FROM log_entries WHERE subject_type = %s AND subject = %s AND log_index >= %s", (subject_type, subject, start),
+    ).fetchone()[0]
+
+
+def subject_values(conn: psycopg.Connection, subject_type: str, subject: str) -> list[bytes]:
+    """A subject's envelopes, in log order."""
+    rows = conn.execute("SELECT value FROM log_entries WHERE subject_type = %s AND subject = %s ORDER BY log_index",
+                        (subject_type, subject)).fetchall()
+    return [bytes(r[0]) for r in rows]
+
+
+def values_of_types(conn: psycopg.Connection, subject_types: list[str]) -> list[bytes]:
+    """Every envelope of these subject types, in log order."""
+    rows = conn.execute("SELECT value FROM log_entries WHERE subject_type = ANY(%s) ORDER BY log_index", (subject_types,)).fetchall()
+    return [bytes(r[0]) for r in rows]
+
+
+def values_of_subjects(conn: psycopg.Connection, subjects: set[tuple[str, str]]) -> list[bytes]:
+    """Every envelope of these ``(subject_type, subject)`` pairs, in log order."""
+    rows = conn.execute(
+        "SELECT value FROM log_entries l JOIN unnest(%s::text[], %s::text[]) AS w(t, s) ON l.subject_type = w.t AND l.subject = w.s "
+        "ORDER BY log_index",
+        ([t for t, _ in subjects], [s for _, s in subjects]),
+    ).fetchall()
+    return [bytes(r[0]) for r in rows]

@@ -1,0 +1,105 @@
+"""The HTTP API (FastAPI): write events, verify labels, record consumer scans.
+
+Run with ``python -m traceledger.api`` (uvicorn, see :mod:`traceledger.api.server`).
+OpenAPI at /openapi.json. Errors are RFC 9457 problem+json
+(:mod:`traceledger.api.problems`); an unknown serial is a normal ``unknown``
+verdict, not a 404.
+
+:func:`create_app` only assembles: the lifespan opens the ledger and the
+database pool into ``app.state`` (read by :mod:`traceledger.api.dependencies`),
+then come the middleware, the exception handlers and one router per resource.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import asynccontextmanager
+
+import psycopg
+from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
+
+from ledger import capture_jobs, channel_state, scan_inbox
+from ledger.config import Settings
+from ledger.logging_setup import configure, get_logger
+from ledger.scan_recording import start_recorder
+from ledger.service import Ledger
+from ledger.transparency import log as global_log
+from projections import alerts as alert_model
+from projections import verification
+from traceledger.api import (
+    actors,
+    aggregation,
+    alerts,
+    epcis,
+    errors,
+    events,
+    health,
+    labels,
+    merkle_log,
+    shopper,
+    trail,
+)
+from traceledger.api.fast_path import FastGet
+from traceledger.api.limits import MAX_BODY_BYTES, DeclaredBodyLimit
+from traceledger.api.problems import PROBLEM_RESPONSES
+from traceledger.api.supervisor_death import end_with_supervisor
+
+log = get_logger("api")
+
+# In the order they were mounted before the split (route matching is first come, first served).
+ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, aggregation.router, epcis.router,
+           health.router, events.router, actors.router, labels.router)
+
+
+def create_tables(settings: Settings) -> bytes:
+    """Create the tables the API reads or keeps, if missing; return the shopper channels' secret.
+
+    Other processes own most of them, but the API may start first. (Until the
+    versioned migrations create them all.)
+    """
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        scan_inbox.ensure_schema(conn)
+        global_log.ensure_schema(conn)
+        verification.ensure_schema(conn)
+        alert_model.ensure_schema(conn)  # the detector's schema: the API answers "no alerts" before it runs
+        capture_jobs.ensure_schema(conn)
+        return channel_state.ensure_schema(conn)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    configure()
+    if settings.api_workers > 1:
+        end_with_supervisor()
+    state = app.state
+    state.ledger = Ledger(settings)
+    state.pool = AsyncConnectionPool(settings.pg_conninfo, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False,
+                                     timeout=10)  # with the database down: 503 after 10 s, not 30
+    await state.pool.open()
+    state.channel_secret = create_tables(settings)
+    state.producer_names, state.sync_pool = {}, None
+    recorder = start_recorder(state.ledger, settings)
+    log.info("api_started", pg_db=settings.pg_db, gateway=recorder.gateway.actor if recorder else None)
+    yield
+    if recorder:
+        recorder.stop.set()
+    if state.sync_pool is not None:
+        state.sync_pool.close()
+    await state.pool.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API app over ``settings`` (default: from the environment)."""
+    app = FastAPI(title="traceledger", version="0.1.0", lifespan=lifespan, max_body_size=2 * MAX_BODY_BYTES, responses=PROBLEM_RESPONSES,
+                  description="Tamper-evident traceability ledger for anti-counterfeit labels")
+    app.state.settings = settings or Settings.from_env()
+    app.add_middleware(DeclaredBodyLimit, limit=MAX_BODY_BYTES)
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    # The hottest route: answered by the same function as its FastAPI route, ahead of routing and most of the middleware.
+    app.add_middleware(FastGet, prefix="/v1/labels/", handler=functools.partial(labels.label_json, app.state),
+                       exception_handlers=app.exception_handlers)
+    return app

@@ -1,0 +1,172 @@
+"""HTTP API of the global Merkle log: checkpoints, entries, proofs, label bundles.
+
+Included by :func:`traceledger.api.app.create_app`; the routes are blocking and use the
+app's small sync pool (:func:`traceledger.api.dependencies.sync_pool`).
+Every proof is computed from O(log n) stored nodes in one query (``ledger.transparency.tree``).
+Bad parameters are :class:`ledger.errors.Refused` -> 400 problem+json.
+
+A label's proof bundle (``GET /v1/labels/{serial}/proof``) is self-contained
+evidence: the latest signed checkpoint, every event of the label and of its
+lot, and every actor event up to the checkpoint (so the signers' keys and
+authority can be re-derived offline), each with its inclusion proof.
+``traceledger audit verify-bundle FILE`` checks it without any server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import psycopg
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from consumers.checkpointer import latest_checkpoint
+from ledger import gs1
+from ledger.config import Settings
+from ledger.errors import Refused
+from ledger.events import SignedEvent
+from ledger.logging_setup import get_logger
+from ledger.transparency import merkle, proofs, tree
+from ledger.transparency.checkpoints import verifier_key
+from projections import log_queries
+from traceledger.api.dependencies import sync_pool
+from traceledger.api.problems import not_found
+
+log = get_logger("api_log")
+
+MAX_ENTRIES = 1000
+BUNDLE_FORMAT = "traceledger-proof-bundle/v1"
+
+router = APIRouter(tags=["log"])
+
+
+def entry_json(row, leaf: bytes | None) -> dict:
+    """A log entry row as the API shows it (the leaf hash is computed when not given)."""
+    index, subject_type, subject, seq, event_id, value = row
+    value = bytes(value)
+    return {
+        "index": index,
+        "subject_type": subject_type,
+        "subject": subject,
+        "serial": subject if subject_type == "label" else None,
+        "seq": seq,
+        "event_id": event_id,
+        "value": base64.b64encode(value).decode(),
+        "leaf_hash": (leaf or merkle.leaf_hash(value)).hex(),
+    }
+
+
+def log_public_key(settings: Settings) -> bytes | None:
+    """The log's public key from ``<log key>.pub`` (None if not readable here)."""
+    try:
+        data = json.loads(Path(str(settings.log_key_path) + ".pub").read_text())
+        return bytes.fromhex(data["public_key"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def no_checkpoint() -> JSONResponse:
+    return not_found("the log has not published a checkpoint yet", "no_checkpoint")
+
+
+def check_size(conn, wanted: int, name: str) -> None:
+    """Refuse ``wanted`` (a size or end, parameter ``name``) beyond the stored log."""
+    have = tree.stored_size(conn)
+    if wanted > have:
+        raise Refused("invalid_range", f"the log has {have} entries; {name} must be <= {have}", field=name)
+
+
+@router.get("/v1/log/checkpoint")
+def get_checkpoint(request: Request):
+    """The latest signed checkpoint: size, root (hex), timestamp (unix ms), note, key_id."""
+    with sync_pool(request.app.state).connection() as conn:
+        cp = latest_checkpoint(conn)
+    if cp is None:
+        return no_checkpoint()
+    return cp.as_dict()
+
+
+@router.get("/v1/log/entries")
+def get_entries(request: Request, start: int = Query(..., ge=0), end: int = Query(..., ge=1)):
+    """Leaves ``start..end-1``: index, event bytes (base64), leaf hash, serial, event id."""
+    if end <= start:
+        raise Refused("invalid_range", "end must be greater than start", field="end")
+    if end - start > MAX_ENTRIES:
+        raise Refused("invalid_range", f"at most {MAX_ENTRIES} entries per request", field="end")
+    with sync_pool(request.app.state).connection() as conn:
+        check_size(conn, end, "end")
+        rows = log_queries.entries(conn, start, end)
+        leaves = tree.read_nodes(conn, [(0, i) for i in range(start, end)])
+    return {"start": start, "end": end, "entries": [entry_json(r, leaves.get((0, r[0]))) for r in rows]}
+
+
+@router.get("/v1/log/proof/inclusion")
+def get_inclusion(request: Request, index: int = Query(..., ge=0), size: int = Query(..., ge=1)):
+    """Audit path of leaf ``index`` in the tree of ``size`` leaves (RFC 6962 §2.1.1)."""
+    if index >= size:
+        raise Refused("invalid_range", f"index {index} is not below size {size}", field="index")
+    with sync_pool(request.app.state).connection() as conn:
+        check_size(conn, size, "size")
+        hashes = proofs.inclusion_proof(index, size, tree.reader_for(conn))
+    return {"index": index, "size": size, "hashes": [h.hex() for h in hashes]}
+
+
+@router.get("/v1/log/proof/consistency")
+def get_consistency(request: Request, first: int = Query(..., alias="from", ge=1), second: int = Query(..., alias="to", ge=1)):
+    """Consistency proof from the tree of ``from`` leaves to the tree of ``to`` (RFC 6962 §2.1.2)."""
+    if first > second:
+        raise Refused("invalid_range", f"from ({first}) must be <= to ({second})", field="from")
+    with sync_pool(request.app.state).connection() as conn:
+        check_size(conn, second, "to")
+        hashes = proofs.consistency_proof(first, second, tree.reader_for(conn))
+    return {"from": first, "to": second, "hashes": [h.hex() for h in hashes]}
+
+
+@router.get("/v1/labels/{serial}/proof")
+def get_label_proof(request: Request, serial: str):
+    """Evidence bundle: the label's (and its lot's) events and all actor events, each with an
+    inclusion proof against the latest checkpoint, and that checkpoint."""
+    gs1.validate_serial(serial)
+    with sync_pool(request.app.state).connection() as conn:
+        return label_bundle(conn, request.app.state.settings, serial)
+
+
+def proved_entries(conn: psycopg.Connection, rows: list[tuple], size: int) -> list[dict]:
+    """Entry rows with their inclusion proofs in the tree of ``size`` leaves (one query for every node)."""
+    plans = [proofs.plan_inclusion(r[0], size) for r in rows]
+    flat = proofs.resolve([entry for plan in plans for entry in plan], tree.reader_for(conn))
+    entries, at = [], 0
+    for r, plan in zip(rows, plans):
+        e = entry_json(r, None)
+        e["proof"] = [h.hex() for h in flat[at : at + len(plan)]]
+        at += len(plan)
+        entries.append(e)
+    return entries
+
+
+def label_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> dict | JSONResponse:
+    """The proof bundle of ``serial`` (see module doc); 404 problem if unknown or no checkpoint."""
+    cp = latest_checkpoint(conn)
+    if cp is None:
+        return no_checkpoint()
+    label_rows = log_queries.subject_entries(conn, "label", serial, cp.size)
+    if not label_rows:
+        return not_found(f"label {serial} has no event in the log up to checkpoint size {cp.size}", "unknown_label")
+    issued = SignedEvent.from_envelope(bytes(label_rows[0][5])).event
+    lot = f"{issued.payload['gtin']}/{issued.payload['lot']}" if issued.kind == "Issued" else None
+    lot_rows = log_queries.subject_entries(conn, "lot", lot, cp.size) if lot else []
+    actor_rows = log_queries.type_entries(conn, "actor", cp.size)
+    entries = proved_entries(conn, sorted(actor_rows + label_rows + lot_rows, key=lambda r: r[0]), cp.size)
+    newer = log_queries.count_from(conn, "label", serial, cp.size)
+    pub = log_public_key(settings)
+    log.info("label_bundle", serial=serial, size=cp.size, entries=len(entries))
+    return {
+        "format": BUNDLE_FORMAT,
+        "serial": serial,
+        "checkpoint": cp.as_dict(),
+        "log_verifier_key": verifier_key(cp.origin, pub) if pub else None,
+        "entries": entries,
+        "label_events_after_checkpoint": newer,
+    }

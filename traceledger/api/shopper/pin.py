@@ -1,0 +1,41 @@
+"""``POST /v1/labels/{serial}/pin``: check a label's scratch-off PIN (JSON), rate-limited per label and per client.
+
+The limits and the first-use bookkeeping are :func:`ledger.channel_state.check_pin`'s.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from ledger import gs1
+from ledger.errors import Refused
+from traceledger.api.problems import refused
+from traceledger.api.responses import OrjsonResponse
+from traceledger.api.shopper import service
+from traceledger.api.shopper.web import client_of
+from traceledger.shopper import wording
+
+router = APIRouter()
+
+
+class PinIn(BaseModel):
+    pin: str = Field(max_length=64)
+
+
+@router.post("/v1/labels/{serial}/pin", summary="Verify a scratch-off PIN (rate-limited per label and per client)")
+async def post_pin(request: Request, serial: str, body: PinIn):
+    """``first_use`` / ``already_used`` (with the first time) / ``wrong`` (tries left); 429 when rate-limited."""
+    gs1.validate_serial(serial)
+    state = request.app.state
+    async with state.pool.connection() as conn:
+        raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None)
+        if cv["verdict"] == "unknown" and not raw.get("gtin"):
+            return OrjsonResponse(cv | {"pin_result": None})
+        client = client_of(request)
+        result = await service.pin_check(conn, raw, body.pin, client, "web")
+        await service.record_pin_scan(conn, serial, result, "app", client)
+    if result["pin_result"] == "limited":
+        return refused(429, Refused("too_many_attempts", "too many wrong PINs: try again later", field="pin"),
+                       headers={"Retry-After": str(result["retry_after"])})
+    return OrjsonResponse(cv | result | {"display": wording.display_key(cv, result)})

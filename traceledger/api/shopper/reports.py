@@ -1,0 +1,43 @@
+"""``POST /v1/labels/{serial}/reports``: a shopper reports a suspected fake (JSON; the page has its own form).
+
+A report goes through the scan inbox and becomes a ``ReportedFake`` event
+(see :func:`ledger.channel_state.add_report`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from ledger import channel_state, gs1
+from ledger.errors import Refused
+from traceledger.api.responses import OrjsonResponse
+from traceledger.api.shopper.web import client_of
+
+router = APIRouter()
+
+
+class ReportIn(BaseModel):
+    note: str | None = Field(default=None, max_length=500)
+
+
+@router.post("/v1/labels/{serial}/reports", status_code=201, summary="Report a suspected fake")
+async def post_report(request: Request, serial: str, body: ReportIn | None = None):
+    """Kept in ``consumer_reports`` for regulators and signed onto the label's chain as a
+    ``ReportedFake`` event (``event_id``) by the gateway; ``on_ledger`` is false for a
+    serial that was never issued, whose report stays in the table only."""
+    gs1.validate_serial(serial)
+    note = ((body.note if body else None) or "").strip() or None
+    if note and re.search(r"[\x00-\x1f\x7f]", note):
+        raise Refused("invalid_field", "note contains control characters", field="note")
+    state = request.app.state
+    async with state.pool.connection() as conn:
+        accepted = await channel_state.add_report(conn, serial, "api", client_of(request), note)
+    issued = await asyncio.to_thread(state.ledger.head, "label", serial) is not None
+    detail = ("signed onto the label's ledger chain by the gateway for regulators" if issued else
+              "this code was never issued, so there is no ledger chain to sign it onto: kept for regulators in the report table")
+    return OrjsonResponse({"report_id": accepted.report_id, "event_id": accepted.event_id, "serial": serial,
+                           "on_ledger": issued, "detail": detail}, status_code=201)

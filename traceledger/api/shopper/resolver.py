@@ -1,0 +1,131 @@
+"""The GS1 Digital Link resolver and the shopper's page.
+
+``GET /01/{gtin}/21/{serial}`` (extra AIs ``/10/{lot}`` in the path, ``?10=`` and
+``?17=YYMMDD`` in the query): JSON for ``Accept: application/json``, the HTML
+page otherwise. Every query is a scan (``web`` for the page, ``app`` for JSON),
+accepted into the scan inbox like ``POST /v1/labels/{serial}/scans``; a browser
+reloading the page within half an hour (same session cookie) is not counted again.
+``POST`` to the same path: the page's PIN and report forms.
+``GET /``: manual entry (a serial or the 32-digit number code).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from ledger import channel_state, gs1, shortcode
+from ledger.errors import Refused
+from projections.verification import read_view_async
+from traceledger.api.problems import refused
+from traceledger.api.responses import OrjsonResponse
+from traceledger.api.shopper import service
+from traceledger.api.shopper.web import (
+    NO_CACHE,
+    client_of,
+    form_of,
+    html,
+    lang_of,
+    other_lang_url,
+    parse_link,
+    session_of,
+    wants_json,
+)
+from traceledger.shopper import pages, wording
+
+router = APIRouter()
+
+
+def serial_typed(code: str) -> str:
+    """The serial a shopper typed: a 32-digit number code or a ledger-form serial; refuses anything else."""
+    typed = code[:200]
+    digits = shortcode.clean_digits(typed)
+    if digits.isascii() and digits.isdigit():
+        return shortcode.from_short_code(digits)
+    # Printed labels carry ledger-form serials only: say so rather than look up junk.
+    serial = shortcode.normalize_serial(typed)
+    if not shortcode.has_short_code(serial):
+        raise Refused("invalid_serial", f"a serial is {gs1.SERIAL_LEN} letters and digits, a number code {shortcode.LENGTH} digits", field="code")
+    return serial
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def home(request: Request, code: str | None = None):
+    """The manual-entry form; ``?code=`` (serial or 32-digit code) opens that label's page."""
+    lang = lang_of(request)
+    other = other_lang_url(request, lang)
+    if code is None or not code.strip():
+        return html(pages.entry_page(lang, other))
+    try:
+        serial = serial_typed(code)
+    except Refused as exc:
+        return html(pages.entry_page(lang, other, error=exc.detail, code=code), status=400)
+    state = request.app.state
+    async with state.pool.connection() as conn:
+        label = await read_view_async(conn, serial)
+        if label.get("gtin"):  # the canonical page is the Digital Link one
+            return RedirectResponse(f"/01/{label['gtin']}/21/{serial}?lang={lang}", status_code=303)
+        session, cookie = session_of(request)
+        _, cv = await service.consumer_of(state, conn, serial, channel="web", session=session)
+    return html(pages.result_page(cv, wording.display_key(cv), lang, other), cookie=cookie)
+
+
+@router.get("/01/{gtin}/{rest:path}", summary="GS1 Digital Link resolver (JSON or the consumer page)",
+            responses={200: {"content": {"text/html": {}}},  # a browser gets the page, also for a bad link
+                       400: {"description": "a malformed link", "content": {"text/html": {}, "application/problem+json": {"schema": {"type": "object"}}}}})
+@router.get("/01/{gtin}", include_in_schema=False)  # a link without a serial: a clear answer, not a redirect
+async def resolve(request: Request, gtin: str, rest: str = ""):
+    """The page (or JSON) a label's QR code opens; the query counts as a scan."""
+    as_json = wants_json(request)
+    lang = lang_of(request)
+    try:
+        gtin14, serial, lot, expiry = parse_link(gtin, rest, request.query_params)
+    except Refused as exc:
+        if as_json:
+            return refused(400, exc)
+        return html(pages.entry_page(lang, other_lang_url(request, lang), error=exc.detail), status=400)
+    session, cookie = session_of(request) if not as_json else (None, None)
+    state = request.app.state
+    async with state.pool.connection() as conn:
+        _, cv = await service.consumer_of(state, conn, serial, channel="app" if as_json else "web", session=session,
+                                            gtin=gtin14, lot=lot, expiry=expiry)
+    if as_json:
+        return OrjsonResponse(cv | {"display": wording.display_key(cv)}, headers=NO_CACHE)
+    return html(pages.result_page(cv, wording.display_key(cv), lang, other_lang_url(request, lang)), cookie=cookie)
+
+
+async def page_pin(request: Request, conn, raw: dict, form: dict, session: str, lang: str) -> tuple[dict | None, str | None, int]:
+    """The page's PIN form: (PIN outcome or None, error text or None, HTTP status)."""
+    try:
+        pin = await service.pin_check(conn, raw, form.get("pin", ""), client_of(request), "web")
+    except Refused:
+        return None, wording.TEXT[lang]["pin_invalid"], 400
+    await service.record_pin_scan(conn, raw["serial"], pin, "web", session)
+    return pin, None, 429 if pin["pin_result"] == "limited" else 200
+
+
+@router.post("/01/{gtin}/{rest:path}", response_class=HTMLResponse, include_in_schema=False)
+async def resolve_form(request: Request, gtin: str, rest: str):
+    """The page's forms: ``action=pin`` (with ``pin``) or ``action=report``."""
+    try:
+        form = await form_of(request)
+    except Refused as exc:
+        return html(pages.entry_page(lang_of(request), "/", error=exc.detail), status=400)
+    lang = lang_of(request, form.get("lang"))
+    other = other_lang_url(request, lang)
+    try:
+        gtin14, serial, lot, expiry = parse_link(gtin, rest, request.query_params)
+    except Refused as exc:
+        return html(pages.entry_page(lang, other, error=exc.detail), status=400)
+    pin = pin_error = reported = None
+    status = 200
+    session, cookie = session_of(request)
+    state = request.app.state
+    async with state.pool.connection() as conn:
+        raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None, gtin=gtin14, lot=lot, expiry=expiry)
+        if form.get("action") == "report":
+            reported = (await channel_state.add_report(conn, serial, "web", client_of(request), None)).report_id
+        elif form.get("action") == "pin" and cv.get("pin_protected"):
+            pin, pin_error, status = await page_pin(request, conn, raw, form, session, lang)
+    page_html = pages.result_page(cv, wording.display_key(cv, pin), lang, other, pin=pin, pin_error=pin_error, reported=reported)
+    return html(page_html, status=status, cookie=cookie)

@@ -1,0 +1,103 @@
+"""The steps every shopper channel shares: a label's view with this query counted, PIN checks.
+
+Each function takes the app's state (``ledger``, ``settings``, ``producer_names``)
+and an async connection from its pool; the routes (resolver, PIN, SMS, voice)
+only read their input and word the answer.
+
+A checked PIN is a query too: each check (any channel) is accepted into the
+scan inbox as a scan carrying its outcome (``pin_result`` first_use | reused |
+wrong, never the PIN), so detectors see reuse and guessing. A rate-limited
+try checks nothing and records nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ledger import channel_state, gs1, pins, scan_inbox
+from ledger.errors import Refused
+from ledger.logging_setup import get_logger
+from projections.checked_view import checked_view
+from projections.label_queries import pin_hash
+from traceledger.shopper import wording
+
+log = get_logger("api_consumer")
+
+RESCAN_SECONDS = 1800  # a reload by the same browser within this is not a new query
+# The PIN outcome a scan carries on the ledger; "limited" checked nothing and records nothing.
+PIN_EVENT_RESULT = {"first_use": "first_use", "already_used": "reused", "wrong": "wrong"}
+
+
+def with_uri(out: dict, serial: str, host: str) -> dict:
+    """The view with its label's GS1 Digital Link URI (when its GTIN is known)."""
+    if out.get("gtin"):
+        out["uri"] = gs1.digital_link_uri(out["gtin"], serial, host)
+    return out
+
+
+async def producer_name(state, producer: str | None) -> str | None:
+    """The producer's registered name (cached per app: names are shown, not checked)."""
+    if not producer:
+        return None
+    names = state.producer_names
+    if producer not in names:
+        actor = await asyncio.to_thread(state.ledger.actor, producer)
+        names[producer] = actor.name if actor else producer
+    return names[producer]
+
+
+async def public_view(state, raw: dict) -> dict:
+    """What anyone may see of a verification view (``GET /v1/labels/{serial}`` and scans answer this;
+    privacy: see :func:`traceledger.shopper.wording.consumer_view`)."""
+    return wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")))
+
+
+async def count_query(conn, serial: str, channel: str, session: str | None, pin_result: str | None):
+    """Accept this query into the scan inbox, unless it is a browser's reload; the accepted scan or None."""
+    reload = session and channel == "web" and pin_result is None
+    if reload and await channel_state.scanned_recently(conn, serial, session, RESCAN_SECONDS):
+        return None
+    return await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=pin_result)
+
+
+async def view_of(state, conn, serial: str, *, channel: str | None, session: str | None, pin_result: str | None = None) -> dict:
+    """The verification view with this query counted as a scan (channel None: not counted)."""
+    accepted = await count_query(conn, serial, channel, session, pin_result) if channel is not None else None
+    # One round trip; never "genuine" when the ledger's stored chain no longer matches what it published.
+    out = await checked_view(state.ledger.app, conn, serial, with_inbox=True)
+    if out["verdict"] != "unknown":
+        out["scan_count"] += out["unprojected"]
+        if not out["first_scanned_at"] and out["scan_count"]:
+            # Scans not projected yet: the first is the inbox's earliest (not this one).
+            first = out["inbox_first_scan"]
+            out["first_scanned_at"] = first.isoformat() if first else None
+    with_uri(out, serial, state.settings.resolver_host)
+    if accepted:
+        log.info("consumer_query", serial=serial, channel=channel, verdict=out["verdict"], event_id=accepted.event_id)
+    return out
+
+
+async def consumer_of(state, conn, serial: str, *, channel: str | None, session: str | None, gtin=None, lot=None, expiry=None,
+                      pin_result: str | None = None) -> tuple[dict, dict]:
+    """(the verification view, the shopper's view of it) with this query counted as :func:`view_of` does."""
+    raw = await view_of(state, conn, serial, channel=channel, session=session, pin_result=pin_result)
+    cv = wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")), gtin=gtin, lot=lot, expiry=expiry)
+    return raw, cv
+
+
+async def record_pin_scan(conn, serial: str, pin: dict, channel: str, session: str | None) -> None:
+    """Record a PIN check as a scan carrying its outcome (nothing for a rate-limited try)."""
+    result = PIN_EVENT_RESULT.get(pin["pin_result"])
+    if result is None:
+        return
+    accepted = await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=result)
+    log.info("pin_scan", serial=serial, channel=channel, pin_result=result, event_id=accepted.event_id)
+
+
+async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str) -> dict:
+    """PIN outcome as a dict; raises Refused for a malformed PIN or a label without one."""
+    pin = pins.normalize_pin(pin_text)
+    if not raw.get("pin_protected"):
+        raise Refused("not_pin_protected", "this label has no scratch-off PIN", field="pin")
+    stored = await pin_hash(conn, raw["serial"])
+    return (await channel_state.check_pin(conn, raw["serial"], pin, stored, client, channel)).as_dict()

@@ -1,0 +1,63 @@
+"""``POST /v1/channels/sms``: the inbound SMS webhook; the answer is the reply text.
+
+An SMS with a PIN is one scan carrying the PIN's outcome.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from ledger import gs1
+from ledger.errors import Refused
+from ledger.logging_setup import get_logger
+from traceledger.api.responses import OrjsonResponse
+from traceledger.api.shopper import service
+from traceledger.api.shopper.web import client_key, form_of
+from traceledger.shopper import wording
+
+log = get_logger("api_consumer")
+
+router = APIRouter()
+
+
+def sms_answer(reply: str, as_json: bool) -> Response:
+    if as_json:
+        return OrjsonResponse({"reply": reply})
+    return PlainTextResponse(reply)
+
+
+async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str, lang: str) -> str:
+    """Check the PIN first (the message's one scan carries its outcome), then count the query and word the reply."""
+    pin = None
+    if pin_text:
+        raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None)
+        if cv.get("pin_protected") and cv["verdict"] == "genuine":
+            pin = await service.pin_check(conn, raw, pin_text, client, "sms")
+    pin_result = service.PIN_EVENT_RESULT.get(pin["pin_result"]) if pin else None
+    _, cv = await service.consumer_of(state, conn, serial, channel="sms", session=client, pin_result=pin_result)
+    if pin and pin["pin_result"] in ("wrong", "limited"):
+        return wording.sms_reply("pin_" + pin["pin_result"], lang, cv, pin)
+    return wording.sms_reply(wording.display_key(cv, pin), lang, cv, pin)
+
+
+@router.post("/v1/channels/sms", summary="Inbound SMS webhook (form fields from, text): the reply text",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+async def sms(request: Request):
+    """Reply ≤ 70 UCS-2 characters, verdict first; text/plain, or ``{"reply": …}`` for Accept: application/json."""
+    as_json = "application/json" in request.headers.get("accept", "")
+    lang = "zh"
+    try:
+        form = await form_of(request)
+        sender = (form.get("from") or "-")[:32]
+        serial, pin_text, lang = wording.parse_sms(form.get("text", ""))
+        gs1.validate_serial(serial)
+    except Refused as exc:
+        reply = wording.SMS[lang]["bad_check" if exc.code == "bad_check_digit" else "bad"]
+        log.info("sms_unreadable", code=exc.code)
+        return sms_answer(reply, as_json)
+    client = client_key(request, "sms", sender)
+    state = request.app.state
+    async with state.pool.connection() as conn:
+        reply = await sms_reply(state, conn, serial, pin_text, client, lang)
+    return sms_answer(reply, as_json)

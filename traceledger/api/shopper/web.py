@@ -1,0 +1,107 @@
+"""HTTP details of the shopper channels: links, forms, language, cookies, pseudonyms.
+
+Bad input is always a clear answer: problem+json (JSON), the page with a
+message (HTML), or a reply text (SMS, voice); never a server error.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import parse_qs, urlencode
+
+import orjson
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from ledger import channel_state, gs1
+from ledger.errors import Refused
+from traceledger.shopper import wording
+
+MAX_FORM_BYTES = 4096
+SESSION_COOKIE = "tls"
+PATH_AIS = {"10", "21", "22"}
+NO_CACHE = {"Vary": "Accept, Accept-Language", "Cache-Control": "no-store"}
+
+
+def wants_json(request: Request) -> bool:
+    """Content negotiation: JSON when asked for and HTML is not (browsers always send text/html)."""
+    accept = request.headers.get("accept", "")
+    return ("application/json" in accept or "+json" in accept) and "text/html" not in accept
+
+
+def parse_link(gtin: str, rest: str, query) -> tuple[str, str, str | None, str | None]:
+    """(GTIN-14, serial, lot, expiry AI 17) from a Digital Link path and query; refuses bad input."""
+    gtin14 = gs1.normalize_gtin(gtin)
+    segs = [s for s in rest.split("/") if s != ""]
+    if len(segs) % 2:
+        raise Refused("invalid_link", "a Digital Link path is pairs of AI/value", field="path")
+    ais: dict[str, str] = {}
+    for ai, value in zip(segs[::2], segs[1::2]):
+        if ai not in PATH_AIS:
+            raise Refused("invalid_link", f"AI ({ai[:4]}) does not belong in a GTIN's path", field="path")
+        ais[ai] = value
+    if "21" not in ais:
+        raise Refused("invalid_link", "the link names no serial (AI 21)", field="serial")
+    serial = gs1.validate_serial(ais["21"])
+    lot = ais.get("10") or query.get("10")
+    if lot is not None:
+        gs1.validate_lot(lot, "10")
+    expiry = query.get("17")
+    if expiry is not None:
+        wording.parse_expiry_ai(expiry)  # refuse a malformed one early
+    return gtin14, serial, lot, expiry
+
+
+def client_key(request: Request, kind: str, raw: str) -> str:
+    """The keyed pseudonym (:func:`ledger.channel_state.client_key`) of an address, number or session."""
+    return channel_state.client_key(request.app.state.channel_secret, kind, raw)
+
+
+def client_of(request: Request) -> str:
+    # The socket peer: behind a reverse proxy this must become the proxy's
+    # trusted X-Forwarded-For (not configured here: see the README).
+    return client_key(request, "ip", request.client.host if request.client else "-")
+
+
+def session_of(request: Request) -> tuple[str, str | None]:
+    """(this browser's session id for the scan, a new cookie value to set or None)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    new = None
+    if not token or not re.fullmatch(r"[A-Za-z0-9_-]{16,32}", token):
+        token = new = secrets.token_urlsafe(16)
+    return client_key(request, "w", token), new
+
+
+def lang_of(request: Request, form_lang: str | None = None) -> str:
+    return wording.pick_lang(form_lang or request.query_params.get("lang"), request.headers.get("accept-language"))
+
+
+def other_lang_url(request: Request, lang: str) -> str:
+    params = {k: v for k, v in request.query_params.items() if k != "lang"}
+    params["lang"] = "en" if lang == "zh" else "zh"
+    return f"{request.url.path}?{urlencode(params)}"
+
+
+def html(body: str, status: int = 200, cookie: str | None = None) -> HTMLResponse:
+    r = HTMLResponse(body, status_code=status, headers=NO_CACHE)
+    if cookie:
+        r.set_cookie(SESSION_COOKIE, cookie, max_age=365 * 86400, httponly=True, samesite="lax")
+    return r
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """A form-encoded body as {name: first value}; tolerant of junk bytes, bounded in size."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise Refused("too_large", f"at most {MAX_FORM_BYTES} bytes of form data", field="body")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError:
+            raise Refused("invalid_request", "body is not JSON", field="body") from None
+        if not isinstance(data, dict):
+            raise Refused("invalid_request", "body must be a JSON object", field="body")
+        return {str(k): v if isinstance(v, str) else str(v) for k, v in data.items() if v is not None}
+    text = body.decode("utf-8", "replace")
+    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}

@@ -1,0 +1,90 @@
+"""``traceledger actor register|rotate|revoke|show``: the ledger's members and their keys.
+
+Registering and revoking are signed by a registrar; a key rotation by the actor
+itself or a registrar. ``show`` reads the public actor record.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ledger.errors import Refused
+from ledger.events import ROLES, validate_actor_id
+from traceledger import commands as cmd
+from traceledger.cli.base import LedgerGroup, State, append_to_chains, common_options, emit, finish, pass_state, signing_options
+
+
+@click.group(cls=LedgerGroup)
+@common_options
+def actor() -> None:
+    """Register, rotate, revoke and show actors."""
+
+
+@actor.command("register")
+@signing_options
+@click.option("--id", "actor_id", required=True, metavar="ID", help="The new actor's id.")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--name", required=True)
+@click.option("--public-key", "public_key", required=True, type=click.Path(dir_okay=False), help="The actor's FILE.pub (or key file).")
+@click.option("--gtin-prefix", "gtin_prefixes", multiple=True, metavar="P", help="GS1 company prefix a producer may issue under (repeatable).")
+@common_options
+@pass_state
+def actor_register(state: State, key: str, as_actor: str | None, actor_id: str, role: str, name: str, public_key: str, gtin_prefixes: tuple[str, ...]) -> None:
+    """Register an actor (signed by a registrar)."""
+    validate_actor_id(actor_id, "id")
+    signer = cmd.Signer.load(key, as_actor)
+    payload = cmd.actor_registered_payload(role, name, cmd.read_public_key(public_key), gtin_prefixes)
+    signer.check("actor", "ActorRegistered", payload, subject=actor_id)
+    if state.client().actor(actor_id) is not None:
+        raise Refused("already_registered", f"actor {actor_id} is already registered", field="id")
+    report = cmd.submit(state.client(), [signer.sign("actor", actor_id, "ActorRegistered", payload)])
+    finish(state, report, f"register {actor_id}", actor=actor_id)
+
+
+@actor.command("rotate")
+@signing_options
+@click.option("--id", "actor_id", required=True, metavar="ID", help="The actor whose key changes.")
+@click.option("--new-key", "new_key", required=True, type=click.Path(dir_okay=False), help="The new key file (or its .pub).")
+@common_options
+@pass_state
+def actor_rotate(state: State, key: str, as_actor: str | None, actor_id: str, new_key: str) -> None:
+    """Rotate an actor's key (signed by the actor itself or a registrar)."""
+    validate_actor_id(actor_id, "id")
+    signer = cmd.Signer.load(key, as_actor)
+    payload = cmd.key_rotated_payload(cmd.read_public_key(new_key, "new-key"))
+    append_to_chains(state, signer, "actor", [actor_id], 1, "ActorKeyRotated", payload, f"rotate {actor_id}")
+
+
+@actor.command("revoke")
+@signing_options
+@click.option("--id", "actor_id", required=True, metavar="ID")
+@click.option("--reason", required=True)
+@common_options
+@pass_state
+def actor_revoke(state: State, key: str, as_actor: str | None, actor_id: str, reason: str) -> None:
+    """Revoke an actor (signed by a registrar)."""
+    validate_actor_id(actor_id, "id")
+    signer = cmd.Signer.load(key, as_actor)
+    append_to_chains(state, signer, "actor", [actor_id], 1, "ActorRevoked", cmd.actor_revoked_payload(reason), f"revoke {actor_id}")
+
+
+@actor.command("show")
+@click.argument("actor_id")
+@common_options
+@pass_state
+def actor_show(state: State, actor_id: str) -> None:
+    """Show a registered actor."""
+    validate_actor_id(actor_id, "id")
+    found = state.client().actor(actor_id)
+    if found is None:
+        raise Refused("unknown_actor", f"actor {actor_id} is not registered", field="id")
+    prefixes = ", ".join(found.get("gtin_prefixes") or []) or "-"
+    text = (
+        f"{found['actor_id']}  {found.get('role')}  {found.get('name')}{'  REVOKED' if found.get('revoked') else ''}\n"
+        f"  key id        {found.get('key_id')}\n"
+        f"  gtin prefixes {prefixes}"
+    )
+    emit(state, found, text)
+
+
+COMMANDS = (actor,)
