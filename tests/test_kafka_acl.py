@@ -24,6 +24,7 @@ from consumers.broker_revocations import follow, regulator_principal
 from consumers.checkpointer import load_or_create_log_key
 from consumers.topics import ensure_topics
 from ledger import gs1
+from ledger.config import Settings
 from ledger.keys import KeyPair
 from ledger.transparency.checkpoints import parse_checkpoint
 from projections.verification import read_view
@@ -120,6 +121,19 @@ def controller_address(settings) -> str:
     # ops/kafka.sh puts the controller on the next port (KAFKA_CONTROLLER_PORT, 9093 by default).
     host, port = settings.kafka_bootstrap.rsplit(":", 1)
     return f"{host}:{int(port) + 1}"
+
+
+def test_settings_log_in_with_the_password_file_and_pass_the_login_on(tmp_path):
+    (tmp_path / "relay").write_text("s3cret\n")
+    s = Settings(kafka_user="relay", kafka_credentials=tmp_path)
+    assert s.kafka_client_config() == {"bootstrap_servers": s.kafka_bootstrap, "security_protocol": "SASL_PLAINTEXT",
+                                       "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "relay", "sasl_plain_password": "s3cret"}
+    assert "TRACELEDGER_KAFKA_PASSWORD" not in s.to_env()  # a subprocess reads the same file
+    assert Settings.from_env(s.to_env()).kafka_client_config() == s.kafka_client_config()
+    assert Settings.from_env({"TRACELEDGER_KAFKA_USER": "x", "TRACELEDGER_KAFKA_PASSWORD": "p"}).kafka_client_config()["sasl_plain_password"] == "p"
+    assert Settings().kafka_user == "admin"
+    with pytest.raises(SystemExit, match="no password for Kafka user 'nobody'"):
+        Settings(kafka_user="nobody", kafka_credentials=tmp_path).kafka_client_config()
 
 
 def test_an_anonymous_client_gets_no_event_body_from_any_topic(world):
