@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 GATEWAY_KEY := .demo/keys/gateway.key
 
-.PHONY: venv up demo test bench down services status clean-data browser
+.PHONY: venv up migrate demo test bench down services status clean-data browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ venv: $(STAMP)
 up: venv
 	@bash ops/stack.sh up
 
-services: up
+# Every table comes from ledger/migrations/, applied once, before any service starts
+# (ledger/migrate.py; the services run it too at start-up, finding nothing left to do).
+migrate: up
+	@$(PY) -m ledger.migrate
+
+services: migrate
 	@test -f $(GATEWAY_KEY) || $(PY) -m traceledger.cli keygen --out $(GATEWAY_KEY) --actor gateway >/dev/null
 	@TRACELEDGER_GATEWAY_KEY=$(GATEWAY_KEY) bash ops/services.sh start
 
@@ -31,7 +36,7 @@ demo: services
 browser:
 	@bash ops/browser.sh
 
-test: up browser
+test: migrate browser
 	@$(PY) -m pytest -q
 
 # Every benchmark next to its same-run baseline (bench/run.py; about 20 minutes on 2 cores):
@@ -39,9 +44,10 @@ test: up browser
 bench: up
 	@$(PY) -m bench.run $(BENCH_ARGS)
 
+# Exits non-zero when PostgreSQL or Kafka does not answer, or a service that
+# ops/services.sh started is no longer running (both reports are printed either way).
 status:
-	@bash ops/stack.sh status || true
-	@bash ops/services.sh status || true
+	@rc=0; bash ops/stack.sh status || rc=1; bash ops/services.sh status || rc=1; exit $$rc
 
 down:
 	@bash ops/services.sh stop

@@ -3,7 +3,8 @@
 Consumes ``label-events`` in its own consumer group into its own schema
 (default ``alerts``), and tails ``scan_inbox`` for scans of never-issued codes.
 ``--config FILE`` (JSON, see :mod:`projections.detection_config`) changes
-thresholds; ``--rebuild`` drops the schema and replays the topic.
+thresholds; ``--rebuild`` drops the schema, lays it out again through the migrations
+(:mod:`ledger.migrate`) and replays the topic.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from eventsourcing import persistence as es_persistence
 
 from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import TransactionalConsumer
-from ledger import scan_inbox
+from ledger import migrate
 from ledger.service import Ledger
-from projections.alerts import DEFAULT_SCHEMA, AlertDetector, UnknownCodeTail, schema_sql
+from projections.alerts import DEFAULT_SCHEMA, AlertDetector, UnknownCodeTail
 from projections.detection_config import DetectionConfig
-from consumers.projector import drop_schema, label_events_consumer
+from consumers.projector import label_events_consumer
 from ledger.config import Settings
 from ledger.logging_setup import configure, get_logger
 
@@ -66,8 +67,8 @@ def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None
         settings,
         group=group or f"{settings.topic_prefix}detector-{schema}",
         schema=schema,
+        kind="alerts",
         make_handler=lambda feed: AlertDetector(schema, feed, config),
-        setup_sql=scan_inbox.SCHEMA_SQL + schema_sql(schema),
     )
     ledger = Ledger(settings)
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     config = DetectionConfig.load(args.config)
     if args.rebuild:
-        drop_schema(settings, args.schema)
+        migrate.rebuild_read_model(settings.pg_conninfo, args.schema, "alerts")
         log.info("alerts_dropped", schema=args.schema)
     detector = build_when_broker_answers(lambda: build(settings, schema=args.schema, config=config), what="detector")
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,10 @@
-"""Run the verification projector: ``python -m consumers.projector [--rebuild]``."""
+"""Run the verification projector: ``python -m consumers.projector [--schema NAME] [--rebuild]``.
+
+Its read model's tables come from the migrations (:mod:`ledger.migrate`): at start-up the
+projector applies what is pending, laying out ``--schema NAME`` from the same files as the
+default ``verification`` schema; ``--rebuild`` drops the schema and lays it out again,
+empty, through the same runner, then replays the topic.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,24 @@ import argparse
 import signal
 from typing import Callable
 
-import psycopg
-
 from consumers.actor_feed import ActorFeed
 from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import Handler, TransactionalConsumer
-from projections.verification import DEFAULT_SCHEMA, VerificationProjector, schema_sql
+from ledger import migrate
+from projections.verification import DEFAULT_SCHEMA, VerificationProjector
 from ledger.config import Settings
 from ledger.logging_setup import configure, get_logger
 
 log = get_logger("projector")
 
 
-def drop_schema(settings: Settings, schema: str) -> None:
-    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
 def label_events_consumer(
-    settings: Settings, *, group: str, schema: str, make_handler: Callable[[ActorFeed], Handler], setup_sql: str
+    settings: Settings, *, group: str, schema: str, kind: str, make_handler: Callable[[ActorFeed], Handler]
 ) -> TransactionalConsumer:
-    """A TransactionalConsumer of ``label-events`` whose handler checks signers
-    against an :class:`ActorFeed` (caught up first, closed with the consumer)."""
+    """A TransactionalConsumer of ``label-events`` into read model ``schema`` (of ``kind``, laid
+    out by the migrations if it is not yet) whose handler checks signers against an
+    :class:`ActorFeed` (caught up first, closed with the consumer)."""
+    migrate.upgrade(settings.pg_conninfo, read_models={schema: kind})
     feed = ActorFeed(settings)
     try:
         feed.catch_up()
@@ -37,7 +39,6 @@ def label_events_consumer(
             topics=[settings.label_topic],
             schema=schema,
             handler=make_handler(feed),
-            setup_sql=setup_sql,
         )
     except BaseException:  # e.g. the broker went away between the two clients: retried whole by the caller
         feed.close()
@@ -52,8 +53,8 @@ def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None
         settings,
         group=group or f"{settings.topic_prefix}verification-{schema}",
         schema=schema,
+        kind="verification",
         make_handler=lambda feed: VerificationProjector(schema, feed),
-        setup_sql=schema_sql(schema),
     )
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     configure()
     settings = Settings.from_env()
     if args.rebuild:
-        drop_schema(settings, args.schema)
+        migrate.rebuild_read_model(settings.pg_conninfo, args.schema, "verification")
         log.info("read_model_dropped", schema=args.schema)
     consumer = build_when_broker_answers(lambda: build(settings, schema=args.schema), what="projector")
     for sig in (signal.SIGTERM, signal.SIGINT):

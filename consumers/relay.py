@@ -38,9 +38,10 @@ from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumers.checkpointer import Checkpointer
+from ledger import migrate
 from ledger.record_headers import header
 from consumers.topics import ensure_topics, max_message_bytes
-from ledger.transparency.log import LogEntry, Sequencer, SEQUENCER_LOCK, ensure_schema
+from ledger.transparency.log import LogEntry, Sequencer, SEQUENCER_LOCK
 from ledger.store import LedgerApplication
 from ledger.config import Settings
 from ledger.logging_setup import configure, get_logger
@@ -149,11 +150,11 @@ class Relay:
 
         Returns the number of entries produced.
         """
+        migrate.upgrade(self.settings.pg_conninfo)  # the tables it writes (log, tree, checkpoints)
         partitions = ensure_topics(self.settings)
         self.limits = max_message_bytes(self.settings, list(partitions))
         app = LedgerApplication(env=self.settings.eventsourcing_env())
         conn = psycopg.connect(self.settings.pg_conninfo, autocommit=True)
-        ensure_schema(conn)
         conn.execute("SELECT pg_advisory_lock(%s)", (SEQUENCER_LOCK,))
         sequencer = Sequencer(app, conn, label_topic=self.settings.label_topic, actor_topic=self.settings.actor_topic, partitions=partitions)
         sequencer.tree.catch_up(conn)  # a log indexed before the tree existed gets hashed now

@@ -231,4 +231,7 @@ class Settings:
             # Seconds to wait for a pooled connection: with the server down, a write is
             # refused (503) after this long rather than the library's default 30 s.
             "POSTGRES_CONNECT_TIMEOUT": "10",
+            # The tables come from the migrations (ledger/migrations/0001_event_store.sql), run
+            # before any process starts: the library must not create (or race to create) them.
+            "CREATE_TABLE": "no",
         }

@@ -130,8 +130,6 @@ class Chain(Aggregate):
 
 
 _CHAIN_TOPIC = get_topic(Chain)
-# Any fixed number: the advisory lock that serializes creating the ledger's tables.
-_CREATE_LOCK = 0x7472616366
 _CHAIN_EVENT_TOPICS = {Chain.Started: get_topic(Chain.Started), Chain.Appended: get_topic(Chain.Appended)}
 _CHAIN_TOPICS_STORED = frozenset(_CHAIN_EVENT_TOPICS.values())
 
@@ -163,8 +161,9 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
     """The ledger's own writer of events, on eventsourcing's PostgreSQL process recorder.
 
     Reading (``select_events``, ``select_notifications``, ``max_notification_id``,
-    ``max_tracking_id``, ``subscribe``), the tracking-only ``insert_tracking`` and the
-    tables (``create_table``) are the library's. Writing a batch is ours, through the
+    ``max_tracking_id``, ``subscribe``) and the tracking-only ``insert_tracking`` are the
+    library's; its tables are ledger/migrations/0001_event_store.sql, the layout the
+    library creates (``tests/test_startup_race.py`` compares them). Writing a batch is ours, through the
     recorder's public method ``insert_events``: the library's batch insert sends one
     array of a composite type, which psycopg renders as text with a regular expression
     per field (~50 µs per event in a 1,000-event batch); ours sends one array per
@@ -276,17 +275,8 @@ class LedgerApplication(Application):
             return self.factory.process_recorder()
         if not self.factory.env.get(PostgresFactory.PROCESS_RECORDER_TOPIC):
             self.factory.env[PostgresFactory.PROCESS_RECORDER_TOPIC] = get_topic(ColumnarProcessRecorder)
-        # Processes creating the tables of a fresh database at once (API workers starting
-        # together) collide in PostgreSQL's catalog (duplicate type, "tuple concurrently
-        # updated"): one at a time, under an advisory lock held by a connection of its own.
-        connect = {k: v for k, v in self.factory.datastore.pool.kwargs.items() if k != "row_factory"}
-        try:
-            conn = psycopg.connect(**connect, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:  # what the store itself raises when the database is away
-            raise es_persistence.OperationalError(str(exc)) from exc
-        with conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
-            return self.factory.process_recorder()
+        # The tables are ledger/migrations/0001_event_store.sql (CREATE_TABLE=no, ledger/config.py).
+        return self.factory.process_recorder()
 
     def to_stored_events(self, domain_events: Iterable[Any]) -> list[StoredEvent]:
         """``mapper.to_stored_event`` of each event, the chain events' JSON built directly.

@@ -2,6 +2,9 @@
 # Start/stop traceledger's own processes in the background: the relay, the
 # verification projector, the alert detector, the broker's follower of the ledger's
 # revocations and the HTTP API. Pid files and logs in .run/.
+# `start` applies the schema migrations first (python -m ledger.migrate), once, so no
+# service finds a table missing; `status` exits 1 when a service it started (its pid file
+# is there) is no longer running.
 #
 # Usage: ops/services.sh start|stop|status
 # Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see ledger/config.py;
@@ -83,12 +86,18 @@ stop_one() {
 }
 
 case "${1:-}" in
-    start) for s in "${ORDER[@]}"; do start_one "$s"; done; wait_api ;;
+    start)
+        cd "$REPO"
+        "$PY" -m ledger.migrate >>"$RUN/migrate.log" 2>&1 || { echo "[ops] ERROR: schema migrations failed; see .run/migrate.log:" >&2; tail -5 "$RUN/migrate.log" >&2; exit 1; }
+        echo "[ops] schema migrations applied (log .run/migrate.log)"
+        for s in "${ORDER[@]}"; do start_one "$s"; done; wait_api ;;
     stop) for ((i=${#ORDER[@]}-1; i>=0; i--)); do stop_one "${ORDER[$i]}"; done ;;
     status)
         rc=0
         for s in "${ORDER[@]}"; do
-            if alive "$s"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; rc=1; fi
+            if alive "$s"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"
+            elif [[ -f $RUN/$s.pid ]]; then echo "$s: NOT RUNNING (started as pid $(cat "$RUN/$s.pid"); see .run/$s.log)"; rc=1
+            else echo "$s: stopped"; fi
         done
         exit $rc ;;
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;

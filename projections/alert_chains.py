@@ -22,15 +22,6 @@ from ledger.lifecycle import AlertState
 _COLUMNS = [f.name for f in dataclasses.fields(AlertState)]
 
 
-def schema_sql(s: str) -> str:
-    return f"""
-    CREATE TABLE IF NOT EXISTS {s}.alert_chains (
-        alert_id text PRIMARY KEY, alert_kind text NOT NULL, serial text, producer text,
-        status text NOT NULL, resolution text, seq bigint NOT NULL, head bytea NOT NULL
-    );
-    """
-
-
 def is_alert_key(key: str) -> bool:
     """Whether a record key can be an alert's subject (a lower-case UUID)."""
     if len(key) != 36 or key[8] != "-":

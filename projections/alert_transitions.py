@@ -57,19 +57,6 @@ def alert_uuid(dedupe_key: str, first_evidence: str) -> uuid.UUID:
     return uuid.uuid5(ALERT_NAMESPACE, f"{dedupe_key}\n{first_evidence}")
 
 
-def schema_sql(s: str) -> str:
-    return f"""
-    CREATE TABLE IF NOT EXISTS {s}.alert_transitions (
-        alert_id uuid NOT NULL, seq bigint NOT NULL, event_id text NOT NULL, kind text NOT NULL,
-        actor text NOT NULL, producer text, alert_kind text, serial text, resolution text, note text,
-        occurred_at timestamptz NOT NULL, log_index bigint,
-        status text NOT NULL CHECK (status IN ('applied', 'pending', 'rejected')), reason text,
-        PRIMARY KEY (alert_id, seq)
-    );
-    CREATE INDEX IF NOT EXISTS alert_transitions_pending_idx ON {s}.alert_transitions (alert_id) WHERE status = 'pending';
-    """
-
-
 @dataclass(frozen=True)
 class Transition:
     """One checked alert event, as the detector records it."""

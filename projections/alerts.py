@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 from ledger import regions, scan_inbox
 from ledger.lifecycle import LabelState
 from ledger.registry import ActorSource
-from projections import alert_transitions, verification
+from projections import alert_transitions
 from projections.alert_transitions import Transition, alert_uuid
 from projections.detection import Finding, Watch, evaluate
 from projections.detection_config import DetectionConfig
@@ -54,58 +54,10 @@ RESOLUTIONS = ("false_positive", "confirmed")
 INBOX = "scan_inbox"
 
 
-def alerts_sql(s: str) -> str:
-    """The detector's own tables (its verification tables come from verification.schema_sql)."""
-    return f"""
-    CREATE TABLE IF NOT EXISTS {s}.watch (serial text PRIMARY KEY, data jsonb NOT NULL);
-    CREATE TABLE IF NOT EXISTS {s}.alerts (
-        id bigserial PRIMARY KEY,
-        alert_id uuid NOT NULL,
-        dedupe_key text NOT NULL,
-        kind text NOT NULL,
-        severity text NOT NULL,
-        serial text, producer text, gtin text,
-        region text, province text, lat double precision, lon double precision,
-        gateway text,
-        evidence text[] NOT NULL,
-        sightings int NOT NULL,
-        first_seen timestamptz NOT NULL,
-        last_seen timestamptz NOT NULL,
-        state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'acknowledged', 'resolved')),
-        resolution text CHECK (resolution IN ('false_positive', 'confirmed')),
-        detail jsonb NOT NULL DEFAULT '{{}}',
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now()
-    );
-    ALTER TABLE {s}.alerts ADD COLUMN IF NOT EXISTS alert_id uuid;  -- schemas made before alert ids: rebuild to fill them
-    CREATE UNIQUE INDEX IF NOT EXISTS alerts_alert_id_idx ON {s}.alerts (alert_id);
-    CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_per_incident ON {s}.alerts (dedupe_key) WHERE state <> 'resolved';
-    CREATE INDEX IF NOT EXISTS alerts_kind_idx ON {s}.alerts (kind, id);
-    CREATE INDEX IF NOT EXISTS alerts_serial_idx ON {s}.alerts (serial);
-    CREATE INDEX IF NOT EXISTS alerts_producer_idx ON {s}.alerts (producer, id);
-    CREATE INDEX IF NOT EXISTS alerts_first_seen_idx ON {s}.alerts (first_seen);
-    CREATE TABLE IF NOT EXISTS {s}.unknown_scans (
-        inbox_id bigint PRIMARY KEY, event_id text NOT NULL, serial text NOT NULL, channel text NOT NULL,
-        region text, cluster text NOT NULL, occurred_at timestamptz NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS unknown_scans_cluster_idx ON {s}.unknown_scans (cluster, occurred_at);
-    CREATE TABLE IF NOT EXISTS {s}.inbox_position (name text PRIMARY KEY, last_id bigint NOT NULL);
-    """ + alert_transitions.schema_sql(s)
-
-
 def schema_sql(s: str) -> str:
-    """Everything the detector's consumer creates in schema ``s``."""
-    return verification.schema_sql(s) + alerts_sql(s)
-
-
-def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
-    """Create the detector's tables if missing (the API may start before the detector)."""
-    verification.ensure_schema(conn, schema)
-    try:
-        with conn.transaction():
-            conn.execute(alerts_sql(schema))
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-        pass  # created concurrently by the detector: fine
+    """Nothing: the detector's tables are ledger/migrations/verification/ and alerts/, laid out by
+    ledger.migrate. Kept (empty) for the API's alert routes, which still run it (issue 13)."""
+    return ""
 
 
 # ------------------------------------------------------------------ writing alerts

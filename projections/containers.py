@@ -31,25 +31,6 @@ _OPEN = 2**63 - 1  # "still inside": the upper bound of an open membership
 CUSTODY_KINDS = ("Shipped", "Received", "Recalled", "Decommissioned")
 
 
-def schema_sql(s: str) -> str:
-    return f"""
-    ALTER TABLE {s}.labels ADD COLUMN IF NOT EXISTS container text;
-    CREATE TABLE IF NOT EXISTS {s}.containers (
-        sscc text PRIMARY KEY, level text NOT NULL, producer text NOT NULL, status text NOT NULL,
-        custodian text, consignee text, territory text, channel text, recalled boolean NOT NULL,
-        counterfeit boolean NOT NULL, container text, contents bigint NOT NULL,
-        seq bigint NOT NULL, head bytea NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS {s}.memberships (
-        child_type text NOT NULL, child text NOT NULL, container text NOT NULL,
-        packed_seq bigint NOT NULL, packed_index bigint, packed_at timestamptz NOT NULL,
-        unpacked_seq bigint, unpacked_index bigint, unpacked_at timestamptz,
-        PRIMARY KEY (child_type, child, packed_seq)
-    );
-    CREATE INDEX IF NOT EXISTS memberships_container_idx ON {s}.memberships (container);
-    """
-
-
 def container_keys(keys) -> list[str]:
     """The record keys that can be container subjects (18 digits)."""
     return [k for k in keys if is_sscc(k)]

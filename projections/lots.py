@@ -23,21 +23,6 @@ _COLUMNS = [f.name for f in dataclasses.fields(LotState)]
 MAX_DEPTH = 4 * MAX_NESTING
 
 
-def schema_sql(s: str) -> str:
-    """Columns the lot graph adds to ``<schema>.lots`` (created by verification) and the edge table."""
-    return f"""
-    ALTER TABLE {s}.lots ADD COLUMN IF NOT EXISTS producer text;
-    ALTER TABLE {s}.lots ADD COLUMN IF NOT EXISTS product text;
-    ALTER TABLE {s}.lots ADD COLUMN IF NOT EXISTS certificates text[] NOT NULL DEFAULT '{{}}';
-    ALTER TABLE {s}.lots ADD COLUMN IF NOT EXISTS inputs text[] NOT NULL DEFAULT '{{}}';
-    CREATE TABLE IF NOT EXISTS {s}.lot_inputs (
-        output_lot text NOT NULL, input_lot text NOT NULL, log_index bigint,
-        PRIMARY KEY (output_lot, input_lot)
-    );
-    CREATE INDEX IF NOT EXISTS lot_inputs_input_idx ON {s}.lot_inputs (input_lot);
-    """
-
-
 def is_lot_key(key: str) -> bool:
     """Whether a record key can be a lot subject (``<GTIN-14>/<lot>``)."""
     return len(key) > 15 and key[14] == "/" and key[:14].isdigit()

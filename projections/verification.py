@@ -18,6 +18,7 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
+from ledger import migrate
 from ledger.preverify import BatchChecker
 from ledger.record_headers import header
 from ledger.errors import Refused
@@ -25,7 +26,6 @@ from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
 from ledger.registry import ActorSource
 from projections import alert_chains, bulk, containers, lots as lot_graph
-from projections.offsets import offsets_sql
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"
@@ -36,38 +36,10 @@ _LABEL_ROW_COLUMNS = _LABEL_COLUMNS + ["scan_count", "first_scanned_at", "last_e
 _EVENT_COLUMNS = ["subject_type", "subject", "seq", "event_id", "kind", "actor", "region", "occurred_at", "hash", "log_index"]
 
 
-def schema_sql(s: str) -> str:
-    return f"""
-    CREATE TABLE IF NOT EXISTS {s}.labels (
-        serial text PRIMARY KEY,
-        gtin text NOT NULL, lot text NOT NULL, product text NOT NULL, producer text NOT NULL,
-        expiry text, pin_hash text, status text NOT NULL, custodian text, consignee text,
-        territory text, channel text, recalled boolean NOT NULL, counterfeit boolean NOT NULL,
-        issued_at timestamptz, seq bigint NOT NULL, head bytea NOT NULL,
-        scan_count bigint NOT NULL DEFAULT 0, first_scanned_at timestamptz, last_event_at timestamptz
-    );
-    CREATE INDEX IF NOT EXISTS labels_lot_idx ON {s}.labels (gtin, lot);
-    CREATE TABLE IF NOT EXISTS {s}.lots (
-        gtin text NOT NULL, lot text NOT NULL, recalled boolean NOT NULL, reason text,
-        seq bigint NOT NULL, head bytea NOT NULL,
-        PRIMARY KEY (gtin, lot)
-    );
-    CREATE TABLE IF NOT EXISTS {s}.events (
-        subject_type text NOT NULL, subject text NOT NULL, seq bigint NOT NULL,
-        event_id text NOT NULL, kind text NOT NULL, actor text NOT NULL, region text,
-        occurred_at timestamptz NOT NULL, hash bytea NOT NULL, log_index bigint,
-        PRIMARY KEY (subject_type, subject, seq)
-    );
-    """ + alert_chains.schema_sql(s) + containers.schema_sql(s) + lot_graph.schema_sql(s)
-
-
-def ensure_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
-    """Create the read model's tables if missing (the API may start first)."""
-    try:
-        with conn.transaction():
-            conn.execute(offsets_sql(schema) + schema_sql(schema))
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-        pass  # created concurrently by the projector: fine
+# The tables are ledger/migrations/verification/ (laid out per schema by ledger.migrate). This
+# name is what the API's start-up still calls (issue 13): it runs the migrations; remove it
+# once the API calls ledger.migrate.
+ensure_schema = migrate.ensure_migrated
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Fixtures for tests against the real PostgreSQL server and Kafka broker.
 
 The session makes sure ops/ has both up (starting them if needed), and every
-test that needs isolation gets its own database and topic prefix from
-``fresh_settings``; everything created is dropped at the end of the session.
+test that needs isolation gets its own database (migrated, as ``make demo``'s is)
+and topic prefix from ``fresh_settings``; everything created is dropped at the
+end of the session.
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ def _created(base_settings):
 
 @pytest.fixture
 def fresh_settings(base_settings, _created):
-    """A factory: each call gives Settings on a new empty database and topic prefix."""
+    """A factory: each call gives Settings on a new database (its tables made by the
+    migrations; none with ``migrated=False``) and topic prefix."""
 
-    def make(**changes) -> Settings:
+    def make(*, migrated: bool = True, **changes) -> Settings:
         run_id = uuid.uuid4().hex[:10]
         db = f"tl_test_{run_id}"
-        sandbox.create_database(base_settings, db)
+        sandbox.create_database(base_settings, db, migrated=migrated)
         _created["dbs"].append(db)
         prefix = f"test-{run_id}."
         _created["prefixes"].append(prefix)

@@ -12,10 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 
 import httpx
-import psycopg
 import pytest
 
 from ledger import gs1, pins
+from traceledger import sandbox
 from tests.conftest import Service, free_port, wait_for_api
 from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
@@ -46,8 +46,7 @@ class World:
 def build_world(base_settings, _created, tmp_path_factory, *, pin_labels: int = 6, genuine_labels: int = 6) -> World:
     run_id = uuid.uuid4().hex[:10]
     db = f"tl_test_{run_id}"
-    with psycopg.connect(base_settings.pg_conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
+    sandbox.create_database(base_settings, db)
     _created["dbs"].append(db)
     _created["prefixes"].append(f"test-{run_id}.")
     cast = Cast()

@@ -98,7 +98,6 @@ def test_every_alert_kind_and_no_alert_for_legitimate_behaviour(world):
 
     # Unknown codes: a made-up batch scanned in Shanghai, one mistyped code in Guangzhou, a known one.
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-        scan_inbox.ensure_schema(conn)
         made_up = [gs1.new_serial() for _ in range(4)]
         for s in made_up + made_up[:1]:
             scan_inbox.accept(conn, s, channel="web", region="310115")

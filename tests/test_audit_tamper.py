@@ -16,7 +16,7 @@ from ledger.transparency import merkle, tree
 from ledger.transparency.checkpoints import sign_checkpoint
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
-from ledger.transparency.log import Sequencer, ensure_schema
+from ledger.transparency.log import Sequencer
 from tests.audit_world import PROCESSES, THREADS, codes, make_world
 from tests.helpers import scanned_payload
 from tests.pipeline import project_all
@@ -83,7 +83,6 @@ def test_a_log_entry_deleted_before_publication_is_a_missing_index(world):
     settings = world.settings
     partitions = ensure_topics(settings)
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-        ensure_schema(conn)
         seq = Sequencer(world.ledger.app, conn, label_topic=settings.label_topic, actor_topic=settings.actor_topic, partitions=partitions)
         entries = seq.sequence_next(100)  # indexed (and hashed into the tree), not yet produced
         doomed = entries[2].log_index

@@ -28,8 +28,6 @@ from tests.pipeline import project_all
 def world(fresh_settings, tmp_path):
     w = make_world(fresh_settings, tmp_path, labels=12)
     project_all(w.settings)
-    with psycopg.connect(w.settings.pg_conninfo, autocommit=True) as conn:
-        scan_inbox.ensure_schema(conn)  # the API makes it at start
     yield w
     w.ledger.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import psycopg
 
-from ledger import gs1, scan_inbox
+from ledger import gs1
 from ledger.scan_inbox import ScanRecorder, accept, committed_horizon
 from ledger.service import Ledger
 from tests.helpers import Cast
@@ -20,7 +20,6 @@ def test_inserts_do_not_wait_for_each_other_and_the_horizon_waits_for_both(fresh
     settings = fresh_settings()
     with (psycopg.connect(settings.pg_conninfo, autocommit=True) as slow, psycopg.connect(settings.pg_conninfo, autocommit=True) as fast,
           psycopg.connect(settings.pg_conninfo, autocommit=True) as reader):
-        scan_inbox.ensure_schema(reader)
         fast.execute("SET lock_timeout = '2s'")  # a serialising lock would fail this insert, not hang the test
         with slow.transaction():
             early = accept(slow, gs1.new_serial(), channel="web")  # not committed yet

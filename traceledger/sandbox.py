@@ -2,24 +2,38 @@
 
 Each test or benchmark run works in its own PostgreSQL database and Kafka
 topic prefix so runs never collide; :func:`drop` removes them afterwards.
+Databases are created and dropped from the ``postgres`` maintenance database
+(never from the demo's own, which may not exist yet or be in use), and a new
+one gets its tables from the migrations (:mod:`ledger.migrate`), as every
+database does.
 """
 
 from __future__ import annotations
 
-from kafka import KafkaAdminClient
 import psycopg
+from kafka import KafkaAdminClient
 
+from ledger import migrate
 from ledger.config import Settings
 
+MAINTENANCE_DB = "postgres"
 
-def create_database(base: Settings, name: str) -> None:
-    with psycopg.connect(base.pg_conninfo, autocommit=True) as conn:
+
+def _maintenance(base: Settings) -> psycopg.Connection:
+    return psycopg.connect(base.with_(pg_db=MAINTENANCE_DB).pg_conninfo, autocommit=True)
+
+
+def create_database(base: Settings, name: str, *, migrated: bool = True) -> None:
+    """Create database ``name`` on ``base``'s server, with every migration applied unless ``migrated`` is false."""
+    with _maintenance(base) as conn:
         conn.execute(f"CREATE DATABASE {name}")
+    if migrated:
+        migrate.upgrade(base.with_(pg_db=name).pg_conninfo)
 
 
 def drop(base: Settings, dbs: list[str], prefixes: list[str]) -> None:
     """Drop ``dbs`` and every topic whose name starts with one of ``prefixes``."""
-    with psycopg.connect(base.pg_conninfo, autocommit=True) as conn:
+    with _maintenance(base) as conn:
         for db in dbs:
             conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     if not prefixes:

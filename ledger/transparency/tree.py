@@ -24,40 +24,11 @@ from ledger.logging_setup import get_logger
 
 log = get_logger("tree")
 
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS merkle_nodes (
-    level smallint NOT NULL,
-    idx bigint NOT NULL,
-    hash bytea NOT NULL,
-    PRIMARY KEY (level, idx)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id bigserial PRIMARY KEY,
-    size bigint NOT NULL,
-    root bytea NOT NULL,
-    timestamp_ms bigint NOT NULL,
-    origin text NOT NULL,
-    key_id text NOT NULL,
-    note text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS log_entries_subject_idx ON log_entries (subject_type, subject);
-"""
-
 _BACKFILL_BATCH = 5000
 
 
 class TreeError(RuntimeError):
     """The stored tree and the log disagree (a bug or tampering)."""
-
-
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the tree's tables (after ``log_entries``)."""
-    try:
-        with conn.transaction():
-            conn.execute(SCHEMA_SQL)
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-        pass  # created concurrently by another process
 
 
 def stored_size(cur) -> int:
