@@ -24,11 +24,11 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from ledger.config import REPO_ROOT, Settings
 from ledger.keys import KeyPair
 from tests.conftest import wait_for
 from tests.test_alerts_api import inbox_recorded
 from traceledger import sandbox
-from ledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
 

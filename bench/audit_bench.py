@@ -31,9 +31,9 @@ from pathlib import Path
 import psycopg
 
 from bench.run import children_cpu, ed25519_rates
-from traceledger import sandbox
 from ledger.config import REPO_ROOT, Settings
 from ledger.logging_setup import configure
+from traceledger import sandbox
 
 PY = sys.executable
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.consumer_world import build_world
 from ledger.config import Settings
+from tests.consumer_world import build_world
 
 
 class _Tmp:

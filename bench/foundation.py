@@ -21,7 +21,6 @@ import multiprocessing as mp
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,8 @@ import psycopg
 
 from bench.loadgen import percentile
 from bench.run import ed25519_rates
-from traceledger import sandbox
 from ledger.config import REPO_ROOT, Settings
+from traceledger import sandbox
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -131,7 +130,9 @@ def main() -> None:
                 time.sleep(0.3)
         cli = [py, "-m", "traceledger.cli"]
         keys = work / "keys"
-        run = lambda *a: subprocess.run([*cli, *a], env=env, cwd=REPO_ROOT, check=True, capture_output=True, text=True)
+        def run(*a):
+            return subprocess.run([*cli, *a], env=env, cwd=REPO_ROOT, check=True, capture_output=True, text=True)
+
         run("keygen", "--out", str(keys / "registrar.key"), "--actor", "registrar")
         run("keygen", "--out", str(keys / "producer.key"), "--actor", "bench-producer")
         run("init", "--key", str(keys / "registrar.key"), "--id", "registrar")

@@ -30,11 +30,11 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from ledger.config import REPO_ROOT, Settings
 from tests.conftest import wait_for
 from tests.helpers import Cast, gtin
 from tests.test_aggregation import CELLS
 from traceledger import sandbox
-from ledger.config import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
 

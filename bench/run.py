@@ -46,8 +46,8 @@ from kafka import KafkaConsumer, TopicPartition
 from nacl.signing import SigningKey
 
 from bench.loadgen import percentile, run_open_loop
-from traceledger import sandbox
 from ledger.config import REPO_ROOT, Settings
+from traceledger import sandbox
 
 RESULTS = REPO_ROOT / "bench" / "results"
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"

@@ -1,0 +1,12 @@
+"""The long-running stream processes: everything that talks to Kafka.
+
+``relay`` (event store -> Kafka, with ``checkpointer`` and ``topics``), ``projector`` and
+``detector`` (Kafka -> read models through ``exactly_once``, with ``actor_feed`` and
+``broker_wait``), and the regulator's ``auditor`` (with ``decode_pool``). Each entry point
+runs as ``python -m consumers.<name>``.
+"""
+
+__all__ = [
+    "actor_feed", "auditor", "broker_wait", "checkpointer", "decode_pool", "detector", "exactly_once", "projector",
+    "relay", "topics",
+]

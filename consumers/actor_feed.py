@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, TopicPartition
 
-from ledger.record_headers import header
+from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import SignedEvent
-from ledger.registry import ActorRegistry
-from ledger.config import Settings
 from ledger.logging_setup import get_logger
+from ledger.record_headers import header
+from ledger.registry import ActorRegistry
 
 log = get_logger("actor_feed")
 

@@ -47,17 +47,17 @@ import httpx
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.decode_pool import DecodePool
-from ledger.record_headers import header
-from ledger.preverify import BatchChecker
-from ledger.transparency import merkle, proofs
-from ledger.transparency.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
+from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import key_id_of
 from ledger.lifecycle import signer_of
-from ledger.replay import Replay
-from ledger.config import Settings
 from ledger.logging_setup import get_logger
+from ledger.preverify import BatchChecker
+from ledger.record_headers import header
+from ledger.replay import Replay
+from ledger.transparency import merkle, proofs
+from ledger.transparency.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
 
 log = get_logger("auditor")
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import psycopg
 from kafka import KafkaProducer
 
+from ledger.config import Settings
+from ledger.keys import KeyPair
+from ledger.logging_setup import get_logger
 from ledger.transparency import tree as merkle_tree
 from ledger.transparency.checkpoints import Checkpoint, sign_checkpoint, verifier_key
-from ledger.keys import KeyPair
-from ledger.config import Settings
-from ledger.logging_setup import get_logger
 
 log = get_logger("checkpointer")
 

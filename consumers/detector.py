@@ -18,13 +18,13 @@ from eventsourcing import persistence as es_persistence
 
 from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import TransactionalConsumer
+from consumers.projector import label_events_consumer
 from ledger import migrate
+from ledger.config import Settings
+from ledger.logging_setup import configure, get_logger
 from ledger.service import Ledger
 from projections.alerts import DEFAULT_SCHEMA, AlertDetector, UnknownCodeTail
 from projections.detection_config import DetectionConfig
-from consumers.projector import label_events_consumer
-from ledger.config import Settings
-from ledger.logging_setup import configure, get_logger
 
 log = get_logger("detector")
 

@@ -18,21 +18,15 @@ import time
 from typing import Callable, Protocol
 
 import psycopg
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaConnectionError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from ledger.errors import Refused
 from ledger.config import Settings
+from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 
 log = get_logger("consumer")
-
-
-def offsets_sql(schema: str) -> str:
-    """Nothing: the offsets and quarantine tables are laid out with the read model by
-    ledger.migrate. Kept (empty) for the API's alert routes, which still run it (issue 13)."""
-    return ""
 
 
 class Handler(Protocol):

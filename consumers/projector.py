@@ -16,9 +16,9 @@ from consumers.actor_feed import ActorFeed
 from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import Handler, TransactionalConsumer
 from ledger import migrate
-from projections.verification import DEFAULT_SCHEMA, VerificationProjector
 from ledger.config import Settings
 from ledger.logging_setup import configure, get_logger
+from projections.verification import DEFAULT_SCHEMA, VerificationProjector
 
 log = get_logger("projector")
 

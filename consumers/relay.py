@@ -38,13 +38,13 @@ from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumers.checkpointer import Checkpointer
-from ledger import migrate
-from ledger.record_headers import header
 from consumers.topics import ensure_topics, max_message_bytes
-from ledger.transparency.log import LogEntry, Sequencer, SEQUENCER_LOCK
-from ledger.store import LedgerApplication
+from ledger import migrate
 from ledger.config import Settings
 from ledger.logging_setup import configure, get_logger
+from ledger.record_headers import header
+from ledger.store import LedgerApplication
+from ledger.transparency.log import SEQUENCER_LOCK, LogEntry, Sequencer
 
 log = get_logger("relay")
 

@@ -12,16 +12,7 @@ from datetime import datetime, timezone
 import orjson
 import psycopg
 
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS epcis_captures (
-    capture_id uuid PRIMARY KEY, created_at timestamptz NOT NULL, finished_at timestamptz,
-    success boolean NOT NULL, events int NOT NULL, errors jsonb NOT NULL
-);
-"""
-
-
-def ensure_schema(conn: psycopg.Connection) -> None:
-    conn.execute(SCHEMA_SQL)
+# The table is ledger/migrations/0005_epcis_captures.sql.
 
 
 def record(conn: psycopg.Connection, capture_id: str, created: datetime, success: bool, events: int, errors: list) -> None:

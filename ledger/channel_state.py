@@ -49,59 +49,11 @@ CLIENT_FAILURES = 20
 WINDOW_SECONDS = 3600
 KEEP_ATTEMPTS_SECONDS = 7 * 24 * 3600
 
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS pin_uses (
-    serial text PRIMARY KEY,
-    first_verified_at timestamptz NOT NULL,
-    last_verified_at timestamptz NOT NULL,
-    uses bigint NOT NULL,
-    first_channel text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pin_attempts (
-    id bigserial PRIMARY KEY,
-    serial text NOT NULL,
-    client text NOT NULL,
-    channel text NOT NULL,
-    at timestamptz NOT NULL DEFAULT now(),
-    outcome text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pin_attempts_serial_idx ON pin_attempts (serial, at);
-CREATE INDEX IF NOT EXISTS pin_attempts_client_idx ON pin_attempts (client, at);
-CREATE TABLE IF NOT EXISTS ivr_calls (
-    call_id text PRIMARY KEY,
-    step text NOT NULL,
-    serial text,
-    tries integer NOT NULL DEFAULT 0,
-    lang text NOT NULL DEFAULT 'zh',
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    prompt text
-);
-ALTER TABLE ivr_calls ADD COLUMN IF NOT EXISTS prompt text;
-CREATE TABLE IF NOT EXISTS consumer_reports (
-    id bigserial PRIMARY KEY,
-    serial text NOT NULL,
-    channel text NOT NULL,
-    client text NOT NULL,
-    note text,
-    at timestamptz NOT NULL DEFAULT now(),
-    event_id text
-);
-ALTER TABLE consumer_reports ADD COLUMN IF NOT EXISTS event_id text;
-CREATE INDEX IF NOT EXISTS consumer_reports_serial_idx ON consumer_reports (serial);
-CREATE TABLE IF NOT EXISTS consumer_secret (
-    id integer PRIMARY KEY CHECK (id = 1),
-    secret bytea NOT NULL
-);
-"""
+# The tables are ledger/migrations/0004_consumer_channels.sql.
 
 
-def ensure_schema(conn: psycopg.Connection) -> bytes:
-    """Create the tables if missing; return the keyed-hash secret (made once)."""
-    try:
-        with conn.transaction():
-            conn.execute(SCHEMA_SQL)
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-        pass  # another replica created them at the same moment
+def channel_secret(conn: psycopg.Connection) -> bytes:
+    """The keyed-hash secret of the channels' pseudonyms: drawn once, by whichever worker comes first."""
     conn.execute("INSERT INTO consumer_secret (id, secret) VALUES (1, %s) ON CONFLICT (id) DO NOTHING", (os.urandom(32),))
     return bytes(conn.execute("SELECT secret FROM consumer_secret WHERE id = 1").fetchone()[0])
 

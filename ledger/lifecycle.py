@@ -10,9 +10,9 @@ functions, so they cannot disagree about what is legal.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Callable
 
 from ledger.errors import Refused

@@ -46,9 +46,9 @@ import argparse
 import hashlib
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from collections.abc import Mapping
 
 import psycopg
 
@@ -220,12 +220,6 @@ def upgrade(conninfo: str, read_models: Mapping[str, str] | None = None) -> list
     """
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         return upgrade_on(conn, read_models)
-
-
-def ensure_migrated(conn: psycopg.Connection, *_ignored) -> None:
-    """:func:`upgrade_on` under the old ``ensure_schema(conn)`` names that start-up code of the
-    interfaces layer still calls (issue 13: to go once the API start-up calls :func:`upgrade`)."""
-    upgrade_on(conn)
 
 
 def rebuild_read_model(conninfo: str, schema: str, kind: str) -> list[Migration]:

@@ -31,13 +31,12 @@ from datetime import datetime, timezone
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger import migrate
 from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
+from ledger.logging_setup import get_logger
 from ledger.service import Ledger
 from ledger.store import chain_id
-from ledger.logging_setup import get_logger
 
 log = get_logger("scan_inbox")
 
@@ -56,9 +55,7 @@ class AcceptedScan:
     occurred_at: datetime
 
 
-# The table is ledger/migrations/0003_scan_inbox.sql. This name is what the API's start-up
-# still calls (issue 13): it runs the migrations; remove it once the API calls ledger.migrate.
-ensure_schema = migrate.ensure_migrated
+# The table is ledger/migrations/0003_scan_inbox.sql.
 
 
 _INSERT = (

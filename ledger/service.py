@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger.pairing import check_pairs
+from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
-from ledger.sigcheck import SignatureChecks
 from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, child_type, fold, is_bootstrap, signer_of
-from ledger.store import Chain, LedgerApplication, chain_id
-from ledger.config import Settings
 from ledger.logging_setup import get_logger
+from ledger.pairing import check_pairs
+from ledger.sigcheck import SignatureChecks
+from ledger.store import Chain, LedgerApplication, chain_id
 
 log = get_logger("ledger")
 

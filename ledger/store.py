@@ -17,8 +17,8 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 import psycopg
-from eventsourcing.application import Application
 from eventsourcing import persistence as es_persistence
+from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, OriginatorVersionError
 from eventsourcing.persistence import StoredEvent, Tracking, Transcoding
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
@@ -27,7 +27,6 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.events import GENESIS_HASH, SignedEvent, decode_signed
 from ledger.lifecycle import SubjectState, fold
-
 
 # Fixed namespace: chain ids are stable names, so any process can find a chain.
 CHAIN_NAMESPACE = uuid.UUID("5d1c1d0e-7a52-4c1f-9f43-7472616365ab")

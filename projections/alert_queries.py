@@ -47,19 +47,24 @@ class AlertFilter:
         if self.kind is not None:
             if self.kind not in ALERT_KINDS:
                 raise Refused("invalid_field", f"kind must be one of {', '.join(ALERT_KINDS)}", field="kind")
-            conds.append("kind = %s"); args.append(self.kind)
+            conds.append("kind = %s")
+            args.append(self.kind)
         for column in ("serial", "producer", "state"):
             if getattr(self, column) is not None:
-                conds.append(f"{column} = %s"); args.append(getattr(self, column))
+                conds.append(f"{column} = %s")
+                args.append(getattr(self, column))
         if self.region is not None:
             code = regions.normalize(self.region)
             if code is None:
                 raise Refused("invalid_field", "region must be a GB/T 2260 code or prefix of 2-12 digits", field="region")
-            conds.append("region LIKE %s"); args.append(code + "%")
+            conds.append("region LIKE %s")
+            args.append(code + "%")
         if self.since is not None:
-            conds.append("last_seen >= %s"); args.append(self.since)
+            conds.append("last_seen >= %s")
+            args.append(self.since)
         if self.until is not None:
-            conds.append("first_seen < %s"); args.append(self.until)
+            conds.append("first_seen < %s")
+            args.append(self.until)
         return (" WHERE " + " AND ".join(conds)) if conds else "", args
 
 

@@ -38,13 +38,13 @@ from psycopg.types.json import Jsonb
 
 from ledger import regions, scan_inbox
 from ledger.lifecycle import LabelState
+from ledger.logging_setup import get_logger
 from ledger.registry import ActorSource
 from projections import alert_transitions
 from projections.alert_transitions import Transition, alert_uuid
 from projections.detection import Finding, Watch, evaluate
 from projections.detection_config import DetectionConfig
 from projections.verification import VerificationProjector
-from ledger.logging_setup import get_logger
 
 log = get_logger("detector")
 
@@ -52,12 +52,6 @@ DEFAULT_SCHEMA = "alerts"
 STATES = ("open", "acknowledged", "resolved")
 RESOLUTIONS = ("false_positive", "confirmed")
 INBOX = "scan_inbox"
-
-
-def schema_sql(s: str) -> str:
-    """Nothing: the detector's tables are ledger/migrations/verification/ and alerts/, laid out by
-    ledger.migrate. Kept (empty) for the API's alert routes, which still run it (issue 13)."""
-    return ""
 
 
 # ------------------------------------------------------------------ writing alerts

@@ -31,10 +31,10 @@ from functools import lru_cache
 import psycopg
 from psycopg.rows import dict_row
 
-from projections.integrity import guard_view
-from ledger.store import LedgerApplication, chain_id, chain_topic_sql, signed_body_sql
-from projections.verification import DEFAULT_SCHEMA, build_view, extra_sql, read_view_async, unprojected_scans, unprojected_sql
 from ledger.logging_setup import get_logger
+from ledger.store import LedgerApplication, chain_id, chain_topic_sql, signed_body_sql
+from projections.integrity import guard_view
+from projections.verification import DEFAULT_SCHEMA, build_view, extra_sql, read_view_async, unprojected_scans, unprojected_sql
 
 log = get_logger("checked_view")
 

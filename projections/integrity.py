@@ -19,8 +19,8 @@ from __future__ import annotations
 from eventsourcing.persistence import StoredEvent
 
 from ledger.events import event_hash
-from ledger.store import LedgerApplication, chain_id
 from ledger.logging_setup import get_logger
+from ledger.store import LedgerApplication, chain_id
 
 log = get_logger("integrity")
 

@@ -18,14 +18,14 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from ledger import migrate
-from ledger.preverify import BatchChecker
-from ledger.record_headers import header
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
+from ledger.preverify import BatchChecker
+from ledger.record_headers import header
 from ledger.registry import ActorSource
-from projections import alert_chains, bulk, containers, lots as lot_graph
+from projections import alert_chains, bulk, containers
+from projections import lots as lot_graph
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"
@@ -36,10 +36,7 @@ _LABEL_ROW_COLUMNS = _LABEL_COLUMNS + ["scan_count", "first_scanned_at", "last_e
 _EVENT_COLUMNS = ["subject_type", "subject", "seq", "event_id", "kind", "actor", "region", "occurred_at", "hash", "log_index"]
 
 
-# The tables are ledger/migrations/verification/ (laid out per schema by ledger.migrate). This
-# name is what the API's start-up still calls (issue 13): it runs the migrations; remove it
-# once the API calls ledger.migrate.
-ensure_schema = migrate.ensure_migrated
+# The tables are ledger/migrations/verification/ (laid out per schema by ledger.migrate).
 
 
 @dataclass

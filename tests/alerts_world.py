@@ -9,11 +9,11 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from consumers.detector import build
 from ledger import gs1
 from ledger.events import GENESIS_HASH, SignedEvent, new_event
 from ledger.keys import KeyPair
-from consumers.detector import build
-from tests.helpers import Cast, issued_payload, shipped_payload
+from tests.helpers import Cast, shipped_payload
 from traceledger.auth import authorization_header
 
 T0 = datetime.now(timezone.utc) - timedelta(days=10)

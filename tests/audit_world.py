@@ -10,11 +10,11 @@ from kafka import KafkaProducer
 from consumers.auditor import Auditor, Report
 from consumers.checkpointer import load_or_create_log_key
 from ledger import gs1
+from ledger.config import Settings
 from ledger.keys import KeyPair
 from ledger.service import Ledger
 from tests.helpers import Cast, shipped_payload
 from tests.pipeline import relay_all, topic_records
-from ledger.config import Settings
 
 
 @dataclass

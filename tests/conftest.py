@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from traceledger import sandbox
 from ledger.config import REPO_ROOT, Settings
+from traceledger import sandbox
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
@@ -53,7 +53,7 @@ def _created(base_settings):
     try:
         sandbox.drop(base_settings, made["dbs"], made["prefixes"])
     except Exception as exc:  # noqa: BLE001
-        warnings.warn(f"test clean-up incomplete (databases/topics left behind): {exc!r}")
+        warnings.warn(f"test clean-up incomplete (databases/topics left behind): {exc!r}", stacklevel=2)
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from ledger import gs1, pins
-from traceledger import sandbox
 from tests.conftest import Service, free_port, wait_for_api
 from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
+from traceledger import sandbox
 
 
 @dataclass

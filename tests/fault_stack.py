@@ -18,8 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traceledger import sandbox
 from ledger.config import REPO_ROOT, Settings
+from traceledger import sandbox
 
 OPS = REPO_ROOT / "ops"
 CLUSTER = "faults"

@@ -7,11 +7,11 @@ from typing import Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 
-from ledger.record_headers import header
-from consumers.relay import Relay
 from consumers.projector import build
-from ledger.service import Ledger
+from consumers.relay import Relay
 from ledger.config import Settings
+from ledger.record_headers import header
+from ledger.service import Ledger
 
 
 @contextmanager

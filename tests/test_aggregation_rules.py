@@ -7,9 +7,9 @@ import copy
 import pytest
 
 from ledger import epcis, gs1
-from ledger.pairing import check_pairs
 from ledger.errors import Refused
 from ledger.lifecycle import LotState, authorize, fold, signer_of
+from ledger.pairing import check_pairs
 from tests.helpers import PREFIX, Cast, gtin, shipped_payload
 from tests.test_lifecycle import actors_of
 

@@ -37,9 +37,15 @@ def test_every_alert_kind_and_no_alert_for_legitimate_behaviour(world):
         return serial
 
     # --- must not alert
-    normal = label(); batch.append(cast.scan(normal, 0)); quiet.append(normal)
-    twice = label(); batch += [cast.scan(twice, 0, lat=22.54, lon=113.93), cast.scan(twice, 0.5, lat=22.54, lon=113.93)]; quiet.append(twice)
-    family = label(); batch += [cast.scan(family, 0, session="mum"), cast.scan(family, 3, session="son", lat=22.6, lon=114.1)]; quiet.append(family)
+    normal = label()
+    batch.append(cast.scan(normal, 0))
+    quiet.append(normal)
+    twice = label()
+    batch += [cast.scan(twice, 0, lat=22.54, lon=113.93), cast.scan(twice, 0.5, lat=22.54, lon=113.93)]
+    quiet.append(twice)
+    family = label()
+    batch += [cast.scan(family, 0, session="mum"), cast.scan(family, 3, session="son", lat=22.6, lon=114.1)]
+    quiet.append(family)
     returned = label()
     batch += [cast.event("retailer", "label", returned, "Shipped", shipped_payload("distributor", "44")),
               cast.event("distributor", "label", returned, "Received", {"region": "440100"})]
@@ -51,7 +57,9 @@ def test_every_alert_kind_and_no_alert_for_legitimate_behaviour(world):
               cast.event("retailer", "label", exported, "Received", {"region": "810000"}),
               cast.scan(exported, 0, region="810000")]
     quiet.append(exported)
-    inspected = label(); batch.append(cast.scan(inspected, 0, region="310101", signer="regulator")); quiet.append(inspected)
+    inspected = label()
+    batch.append(cast.scan(inspected, 0, region="310101", signer="regulator"))
+    quiet.append(inspected)
     pin_owner = label()  # the buyer uses the PIN, then checks it again from the same phone
     batch += [cast.scan(pin_owner, 0, pin_result="first_use"), cast.scan(pin_owner, 600, pin_result="reused")]
     quiet.append(pin_owner)
@@ -60,8 +68,12 @@ def test_every_alert_kind_and_no_alert_for_legitimate_behaviour(world):
     quiet.append(pin_typo)
 
     # --- incidents
-    diverted = label(); batch.append(cast.scan(diverted, 0, region="310101")); expect[diverted] = {"diversion_territory"}
-    online = label(); batch.append(cast.scan(online, 0, channel="marketplace", signer="retailer", session=None)); expect[online] = {"diversion_channel"}
+    diverted = label()
+    batch.append(cast.scan(diverted, 0, region="310101"))
+    expect[diverted] = {"diversion_territory"}
+    online = label()
+    batch.append(cast.scan(online, 0, channel="marketplace", signer="retailer", session=None))
+    expect[online] = {"diversion_channel"}
     clone = label()
     batch += [cast.scan(clone, 0, region="440305"), cast.scan(clone, 40, region="650102", session="phone-x")]
     expect[clone] = {"clone_impossible_travel", "diversion_territory"}  # Urumqi is outside Shenzhen too
@@ -141,7 +153,9 @@ def test_a_rebuilt_detector_raises_the_same_alerts(world):
     relay_all(settings)
     detect_all(settings)
     detect_all(settings, schema="alerts_rebuild")
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("id", "created_at", "updated_at")} for r in rows]
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in ("id", "created_at", "updated_at")} for r in rows]
+
     live, rebuilt = alerts(settings), alerts(settings, "alerts_rebuild")
     assert {r["kind"] for r in live} == {"diversion_territory", "clone_impossible_travel"}
     assert strip(rebuilt) == strip(live)

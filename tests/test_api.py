@@ -10,7 +10,7 @@ import pytest
 
 from ledger import gs1
 from tests.conftest import wait_for
-from tests.helpers import Cast, scanned_payload, shipped_payload
+from tests.helpers import Cast, shipped_payload
 from tests.pipeline import project_all, relay_all
 from traceledger.auth import authorization_header
 

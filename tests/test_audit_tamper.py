@@ -9,13 +9,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.record_headers import header
 from consumers.relay import Relay
 from consumers.topics import ensure_topics
-from ledger.transparency import merkle, tree
-from ledger.transparency.checkpoints import sign_checkpoint
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
+from ledger.record_headers import header
+from ledger.transparency import merkle, tree
+from ledger.transparency.checkpoints import sign_checkpoint
 from ledger.transparency.log import Sequencer
 from tests.audit_world import PROCESSES, THREADS, codes, make_world
 from tests.helpers import scanned_payload

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from ledger import scan_inbox
-from projections.integrity import guard_view
 from ledger.store import chain_id
 from projections.checked_view import checked_view
+from projections.integrity import guard_view
 from projections.verification import read_view_async, unprojected_scans
 from tests.audit_world import make_world
 from tests.pipeline import project_all

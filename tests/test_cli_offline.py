@@ -18,7 +18,8 @@ from ledger import gs1, scan_inbox
 from ledger.encoding import event_codec
 from ledger.events import GENESIS_HASH
 from ledger.keys import KeyPair
-from traceledger import commands as cmd, packing
+from traceledger import commands as cmd
+from traceledger import packing
 from traceledger.cli import cli
 
 DEAD_API = "http://127.0.0.1:9"

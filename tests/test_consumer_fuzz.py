@@ -17,11 +17,11 @@ import random
 import psycopg
 from kafka import KafkaProducer
 
-from ledger.record_headers import header
 from ledger import gs1
 from ledger.encoding import envelope_codec
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
+from ledger.record_headers import header
 from ledger.service import Ledger
 from tests.alerts_world import detect_all
 from tests.helpers import Cast, scanned_payload, shipped_payload

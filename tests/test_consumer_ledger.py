@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from consumers.auditor import Auditor
 from consumers.checkpointer import load_or_create_log_key
+from ledger.channel_state import REPORT_REASON
 from ledger.events import SignedEvent
 from projections.verification import read_view
 from tests.conftest import wait_for
@@ -27,7 +28,6 @@ from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
 from tests.pipeline import topic_records
 from traceledger.auth import authorization_header
 from traceledger.cli import cli
-from ledger.channel_state import REPORT_REASON
 
 JSON = {"accept": "application/json"}
 BROWSER = {"accept": "text/html,application/xhtml+xml"}

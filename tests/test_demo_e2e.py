@@ -10,9 +10,9 @@ import stat
 import subprocess
 import sys
 
+from ledger.config import REPO_ROOT
 from ledger.keys import KeyPair
 from tests.conftest import free_port, wait_for_api
-from ledger.config import REPO_ROOT
 
 
 def cli(settings, *args, check=True):

@@ -21,12 +21,12 @@ import psycopg
 import pytest
 
 from ledger import gs1, scan_inbox
+from ledger.config import REPO_ROOT
 from ledger.service import Ledger
 from tests.conftest import free_port, wait_for, wait_for_api
 from tests.fault_stack import FaultStack
 from tests.helpers import Cast, gtin
 from tests.pipeline import log_indexes, topic_records
-from ledger.config import REPO_ROOT
 
 PROBLEM = "application/problem+json"
 

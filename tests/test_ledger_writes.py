@@ -169,8 +169,8 @@ def _race(ledger, other, cast):
         out = {}
 
         def write(name, writer, event):
-            barrier.wait()
-            out[name] = writer.append([event])[0]
+            barrier.wait()  # noqa: B023 - called within this iteration
+            out[name] = writer.append([event])[0]  # noqa: B023 - called within this iteration
 
         threads = [threading.Thread(target=write, args=("a", ledger, a)), threading.Thread(target=write, args=("b", other, b))]
         [t.start() for t in threads]

@@ -1,13 +1,13 @@
 """Role and transition rules: pure functions, no services."""
 
+from dataclasses import replace
+
 import pytest
 
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH
-from ledger.lifecycle import authorize, check_link, fold, is_bootstrap, signer_of
-from dataclasses import replace
-
 from ledger.keys import KeyPair
+from ledger.lifecycle import authorize, check_link, fold, is_bootstrap, signer_of
 from tests.helpers import Cast, gtin, issued_payload, scanned_payload, shipped_payload
 
 

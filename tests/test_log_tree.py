@@ -6,9 +6,9 @@ import psycopg
 import pytest
 
 from consumers.checkpointer import load_or_create_log_key
+from ledger.service import Ledger
 from ledger.transparency import merkle, proofs, tree
 from ledger.transparency.checkpoints import parse_checkpoint
-from ledger.service import Ledger
 from tests.helpers import Cast
 from tests.pipeline import relay_all, topic_records
 
@@ -82,8 +82,8 @@ def test_relay_start_hashes_a_log_that_predates_the_tree(settings):
     import psycopg
 
     from consumers.relay import Relay
-    from ledger.transparency import tree as merkle_tree
     from ledger.service import Ledger
+    from ledger.transparency import tree as merkle_tree
     from tests.helpers import Cast
 
     ledger = Ledger(settings)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ledger.keys import KeyPair
 from ledger.transparency import checkpoints as cps
 from ledger.transparency import merkle, proofs
-from ledger.keys import KeyPair
 
 # The team's shared vectors sit beside the checkout (../shared); CI has them too.
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "testvectors" / "rfc6962.json"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.preverify import BatchChecker
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import verify_signature
+from ledger.preverify import BatchChecker
 from tests.helpers import Cast
 
 

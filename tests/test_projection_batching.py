@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
+from consumers.projector import build
 from ledger.encoding import envelope_codec
 from ledger.envelope import split_envelope
 from ledger.errors import Refused
-from consumers.projector import build
 from projections.verification import read_view
 from tests.helpers import Cast, scanned_payload, shipped_payload
 from tests.pipeline import founded_ledger, relay_all, topic_records

@@ -19,7 +19,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import psycopg
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
 from ledger import gs1

@@ -147,9 +147,9 @@ def test_processes_starting_together_on_a_fresh_database_all_get_a_store(fresh_s
 
         def start() -> None:
             try:
-                LedgerApplication(env=settings.eventsourcing_env()).close()
+                LedgerApplication(env=settings.eventsourcing_env()).close()  # noqa: B023 - called within this iteration
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
-                errors.append(exc)
+                errors.append(exc)  # noqa: B023 - called within this iteration
 
         threads = [threading.Thread(target=start) for _ in range(4)]
         for t in threads:

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import base64
 import re
-from urllib.parse import quote, unquote, urlencode
 from typing import Any, Iterable, Sequence
+from urllib.parse import quote, unquote, urlencode
 
 import httpx
 import orjson
 
+from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
 from traceledger.auth import authorization_header
-from ledger.config import Settings
 
 EVENTS_PER_REQUEST = 2000  # the API takes up to 5000; smaller requests keep latency and memory flat
 HEADS_PER_REQUEST = 2000

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Callable
 
 from ledger import gs1
+from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.keys import KeyPair
 from traceledger import commands as cmd
 from traceledger.client import Client
-from ledger.config import Settings
 
 Echo = Callable[[str], None]
 

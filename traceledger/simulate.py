@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ledger import gs1, regions
+from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH, SignedEvent, new_event
 from ledger.keys import KeyPair
+from projections.detection_config import Thresholds
 from traceledger import commands as cmd
 from traceledger.client import Client
-from ledger.config import Settings
-from projections.detection_config import Thresholds
 from traceledger.demo import ACME, ACME_GTIN, BATTERY, CABLE, CABLE_GTIN, REGISTRAR, REGULATOR, ZHEJIANG, Scenario
 
 Echo = Callable[[str], None]

@@ -22,12 +22,12 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from ledger.transparency import merkle, proofs
-from ledger.transparency.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import LabelState, LotState
 from ledger.replay import Replay
+from ledger.transparency import merkle, proofs
+from ledger.transparency.checkpoints import Checkpoint, CheckpointError, parse_checkpoint
 
 FORMAT = "traceledger-proof-bundle/v1"
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ledger import migrate, routing
-from ledger.transparency import tree as merkle_tree
+from ledger import routing
 from ledger.store import LedgerApplication
+from ledger.transparency import tree as merkle_tree
 
 SEQUENCER_LOCK = 0x747261636501
 
@@ -69,9 +69,7 @@ def murmur2_fast(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-# The tables are ledger/migrations/0002_global_log.sql. This name is what the API's start-up
-# still calls (issue 13): it runs the migrations; remove it once the API calls ledger.migrate.
-ensure_schema = migrate.ensure_migrated
+# The tables are ledger/migrations/0002_global_log.sql.
 
 
 class Sequencer:

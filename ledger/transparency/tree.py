@@ -19,8 +19,8 @@ from typing import Iterable, Sequence
 
 import psycopg
 
-from ledger.transparency import merkle, proofs
 from ledger.logging_setup import get_logger
+from ledger.transparency import merkle, proofs
 
 log = get_logger("tree")
 

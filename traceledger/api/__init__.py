@@ -5,7 +5,7 @@
 * Routers: :mod:`~traceledger.api.events` (events, heads), :mod:`~traceledger.api.actors`,
   :mod:`~traceledger.api.labels` (verify view and scans; :mod:`~traceledger.api.fast_path` serves
   ``GET /v1/labels/{serial}`` ahead of routing), :mod:`~traceledger.api.merkle_log`,
-  :mod:`~traceledger.api.alerts`, :mod:`~traceledger.api.aggregation` (containers, lots),
+  :mod:`~traceledger.api.alerts`, :mod:`~traceledger.api.containers` (containers, lots),
   :mod:`~traceledger.api.epcis`, :mod:`~traceledger.api.trail`, :mod:`~traceledger.api.health`,
   and :mod:`~traceledger.api.shopper` (Digital Link resolver and page, PIN, reports, SMS, voice).
 * Shared: :mod:`~traceledger.api.problems` (problem+json), :mod:`~traceledger.api.errors`

@@ -19,18 +19,15 @@ import psycopg
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from ledger import capture_jobs, channel_state, scan_inbox
+from ledger import channel_state, migrate
 from ledger.config import Settings
 from ledger.logging_setup import configure, get_logger
 from ledger.scan_recording import start_recorder
 from ledger.service import Ledger
-from ledger.transparency import log as global_log
-from projections import alerts as alert_model
-from projections import verification
 from traceledger.api import (
     actors,
-    aggregation,
     alerts,
+    containers,
     epcis,
     errors,
     events,
@@ -48,23 +45,15 @@ from traceledger.api.supervisor_death import end_with_supervisor
 log = get_logger("api")
 
 # In the order they were mounted before the split (route matching is first come, first served).
-ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, aggregation.router, epcis.router,
+ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, containers.router, epcis.router,
            health.router, events.router, actors.router, labels.router)
 
 
-def create_tables(settings: Settings) -> bytes:
-    """Create the tables the API reads or keeps, if missing; return the shopper channels' secret.
-
-    Other processes own most of them, but the API may start first. (Until the
-    versioned migrations create them all.)
-    """
+def prepare_database(settings: Settings) -> bytes:
+    """Apply pending migrations (``ledger.migrate``: serialized, idempotent), return the shopper channels' secret."""
+    migrate.upgrade(settings.pg_conninfo)
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-        scan_inbox.ensure_schema(conn)
-        global_log.ensure_schema(conn)
-        verification.ensure_schema(conn)
-        alert_model.ensure_schema(conn)  # the detector's schema: the API answers "no alerts" before it runs
-        capture_jobs.ensure_schema(conn)
-        return channel_state.ensure_schema(conn)
+        return channel_state.channel_secret(conn)
 
 
 @asynccontextmanager
@@ -78,7 +67,7 @@ async def lifespan(app: FastAPI):
     state.pool = AsyncConnectionPool(settings.pg_conninfo, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False,
                                      timeout=10)  # with the database down: 503 after 10 s, not 30
     await state.pool.open()
-    state.channel_secret = create_tables(settings)
+    state.channel_secret = prepare_database(settings)
     state.producer_names, state.sync_pool = {}, None
     recorder = start_recorder(state.ledger, settings)
     log.info("api_started", pg_db=settings.pg_db, gateway=recorder.gateway.actor if recorder else None)

@@ -28,7 +28,20 @@ only here:
 from __future__ import annotations
 
 from traceledger.cli import (
-    actor, alerts, audit, containers, demo, epcis, issue, keys, label, labels, lifecycle, lot, simulate, verify,
+    actor,
+    alerts,
+    audit,
+    containers,
+    demo,
+    epcis,
+    issue,
+    keys,
+    label,
+    labels,
+    lifecycle,
+    lot,
+    simulate,
+    verify,
 )
 from traceledger.cli.base import cli, main
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import click
 
-from ledger.transparency.checkpoints import CheckpointError, parse_checkpoint, parse_verifier_key
 from ledger.errors import Refused
 from ledger.keys import key_id_of, load_public_key
+from ledger.transparency.checkpoints import CheckpointError, parse_checkpoint, parse_verifier_key
 from traceledger.cli.base import LedgerGroup, State, common_options, emit, pass_state
 
 

@@ -12,7 +12,8 @@ import click
 
 from ledger import gs1
 from ledger.errors import Refused
-from traceledger import commands as cmd, packing
+from traceledger import commands as cmd
+from traceledger import packing
 from traceledger.cli.base import LedgerGroup, State, append_to_chains, common_options, emit, finish, pass_state, signing_options
 
 

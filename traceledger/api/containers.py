@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from ledger import gs1
 from ledger.errors import Refused
 from ledger.lifecycle import ContainerState
-from projections import aggregation_queries
+from projections import container_queries
 from projections import lots as lot_graph
 from projections.verification import DEFAULT_SCHEMA
 from traceledger.api.dependencies import sync_pool
@@ -31,7 +31,7 @@ def get_container(request: Request, sscc: str):
         return not_found(f"container {sscc} does not exist", "unknown_subject", "sscc")
     c = chain.state
     with sync_pool(request.app.state).connection() as conn:
-        children = aggregation_queries.children_inside(conn, sscc)
+        children = container_queries.children_inside(conn, sscc)
     return {
         "sscc": c.sscc, "level": c.level, "producer": c.producer, "status": c.status, "custodian": c.custodian,
         "consignee": c.consignee, "territory": c.territory, "channel": c.channel, "recalled": c.recalled,
@@ -44,7 +44,7 @@ def get_lot_impact(request: Request, gtin: str, lot: str):
     """Everything a recall of this lot reaches: the lots made from it (transitively) and their units."""
     key = gs1.lot_key(gtin, lot)
     with sync_pool(request.app.state).connection() as conn:
-        found = aggregation_queries.lot_known(conn, *key.split("/", 1))
+        found = container_queries.lot_known(conn, *key.split("/", 1))
         out = lot_graph.impact(conn, DEFAULT_SCHEMA, key)
     if not found and out["units"] == 0 and len(out["affected_lots"]) <= 1:
         raise Refused("unknown_lot", f"lot {key} is not known to the ledger (no lot events, no labels)", field="lot")
