@@ -24,7 +24,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
 
 def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create missing topics; return the partition count of each."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="traceledger-admin")
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="traceledger-admin")
     try:
         specs = topic_specs(settings)
         existing = set(admin.list_topics())
@@ -56,7 +56,7 @@ def max_message_bytes(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Each topic's effective ``max.message.bytes`` (the largest record batch it takes)."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="traceledger-admin")
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="traceledger-admin")
     try:
         found = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, t, configs=["max.message.bytes"]) for t in topics], config_filter="all"

@@ -77,7 +77,9 @@ def fresh_settings(base_settings, _created, _run_root):
         _created["prefixes"].append(prefix)
         run_dir = _run_root / run_id
         run_dir.mkdir()
-        return base_settings.with_(pg_db=db, topic_prefix=prefix, partitions=4, run_dir=run_dir, **changes)
+        # The broker's passwords stay where ops/kafka.sh wrote them (under the dev run dir).
+        return base_settings.with_(pg_db=db, topic_prefix=prefix, partitions=4, run_dir=run_dir,
+                                   kafka_credentials=base_settings.kafka_credentials_dir, **changes)
 
     return make
 

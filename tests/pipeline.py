@@ -39,15 +39,17 @@ def project_all(settings: Settings, schema: str = "verification"):
     return consumer
 
 
-def topic_records(settings: Settings, topic: str, timeout: float = 120) -> list:
-    """Every record on ``topic``, all partitions, from the beginning.
+def topic_records(settings: Settings, topic: str, partitions: int | None = None, *, timeout: float = 120, **options) -> list:
+    """Every record on ``topic``, all partitions (or the first ``partitions``), from the
+    beginning; ``options`` go to the consumer.
 
     Fails after ``timeout`` seconds rather than waiting for ever (a dead broker must
     fail the test, not hang CI until its job limit)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             request_timeout_ms=30_000)
+    options = {"request_timeout_ms": 30_000} | options
+    consumer = KafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False, **options)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        numbers = range(partitions) if partitions else sorted(consumer.partitions_for_topic(topic) or [])
+        tps = [TopicPartition(topic, p) for p in numbers]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)

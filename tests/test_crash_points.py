@@ -129,7 +129,7 @@ def test_projector_killed_after_committing_a_batch_applies_nothing_twice(fresh_s
     # In flight: the batch and its offsets are committed in PostgreSQL, Kafka's group offsets are not.
     stored = rows(settings, "SELECT coalesce(sum(next_offset), 0) FROM verification.consumer_offsets")[0][0]
     assert 20 < stored <= label_events
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(**settings.kafka_client_config())
     try:
         group = f"{settings.topic_prefix}verification-verification"
         on_kafka = sum(o.offset for o in admin.list_group_offsets(group).get(group, {}).values())

@@ -1,6 +1,6 @@
 """The code's structure as a checked contract (issue 13).
 
-- Imports run one way: ``traceledger`` (interfaces) > ``consumers`` (stream
+- Imports run one way, without cycles: ``traceledger`` (interfaces) > ``consumers`` (stream
   processes) > ``projections`` (read models) > ``ledger`` (domain and storage).
   import-linter checks it (contracts in ``pyproject.toml``); a second test plants
   an upward import in a copy of the tree and shows the contract catches it.
@@ -69,6 +69,18 @@ def test_layer_contract_fails_on_an_upward_import(tmp_path, module, upward):
     assert out.returncode != 0, out.stdout
     assert "BROKEN" in out.stdout
     assert module.removesuffix(".py").replace("/", ".") in out.stdout
+
+
+def test_no_import_cycles():
+    """No module reaches itself through what it imports (no bottom-of-file imports needed)."""
+    import grimp  # import-linter's graph builder
+
+    graph = grimp.build_graph(*PACKAGES)
+    cycles = sorted(
+        {tuple(sorted((m, imported))) for m in graph.modules for imported in graph.find_modules_directly_imported_by(m)
+         if graph.chain_exists(importer=imported, imported=m)}
+    )
+    assert not cycles, cycles
 
 
 def test_ruff_finds_nothing():
