@@ -355,6 +355,7 @@ class Scanner(threading.Thread):
         self.url, self.issuer, self.rng = url, issuer, random.Random(seed)
         self.accepted: dict[str, str] = {}  # scan id -> serial, for every scan answered 200
         self.made_up: list[str] = [gs1.new_serial() for _ in range(5)]
+        self.in_flight = threading.Event()  # a scan is sent and not yet answered
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
@@ -371,6 +372,7 @@ class Scanner(threading.Thread):
                     serial = self.rng.choice(self.issuer.issued[:5000])  # a small set: repeated scans too
                 else:
                     serial = self.rng.choice(self.made_up)
+                self.in_flight.set()
                 try:
                     r = client.post(f"{self.url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "310115", "session": f"s{self.rng.randrange(3)}"})
                     if r.status_code == 200:
@@ -379,6 +381,8 @@ class Scanner(threading.Thread):
                         assert r.status_code == 503, r.text[:500]
                 except httpx.TransportError:
                     time.sleep(0.2)
+                finally:
+                    self.in_flight.clear()
                 time.sleep(0.02)
 
 
@@ -426,10 +430,10 @@ class Supervisor:
         self.services[name].start()
 
 
-def backlog(settings, name: str, issuer: Issuer) -> int:
+def backlog(settings, name: str, clients: tuple[Issuer, Scanner]) -> int:
     """Work the victim had in hand when it was killed (> 0: the kill landed mid-stream)."""
     if name == "api":
-        return int(issuer.in_flight.is_set())
+        return sum(client.in_flight.is_set() for client in clients)
     stored = count(settings, "SELECT count(*) FROM ledger_events")
     indexed = count(settings, "SELECT count(*) FROM log_entries")
     if name == "relay":
@@ -470,7 +474,9 @@ def test_sigkills_and_restarts_during_a_chaos_run_lose_and_double_nothing(stack,
             elif action == "kafka":
                 stack.restart_kafka()
             else:
-                supervisor.kill(action, backlog(settings, action, issuer), rng.uniform(0, 0.5))
+                if action == "api":  # aim: kill the API while a batch or a scan is with it
+                    issuer.in_flight.wait(5) or scanner.in_flight.wait(5)
+                supervisor.kill(action, backlog(settings, action, (issuer, scanner)), rng.uniform(0, 0.5))
             next_action = time.monotonic() + rng.uniform(1, 4) * pace / 2
         time.sleep(0.25)
     issuer.join()
