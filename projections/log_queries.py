@@ -48,12 +48,6 @@ def subject_values(conn: psycopg.Connection, subject_type: str, subject: str) ->
     return [bytes(r[0]) for r in rows]
 
 
-def values_of_types(conn: psycopg.Connection, subject_types: list[str]) -> list[bytes]:
-    """Every envelope of these subject types, in log order."""
-    rows = conn.execute("SELECT value FROM log_entries WHERE subject_type = ANY(%s) ORDER BY log_index", (subject_types,)).fetchall()
-    return [bytes(r[0]) for r in rows]
-
-
 def values_of_subjects(conn: psycopg.Connection, subjects: set[tuple[str, str]]) -> list[bytes]:
     """Every envelope of these ``(subject_type, subject)`` pairs, in log order."""
     rows = conn.execute(
