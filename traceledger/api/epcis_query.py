@@ -47,7 +47,8 @@ QUERY_NAME = "SimpleEventQuery"
 BIZ_STEPS = sorted({step for step, _ in EPCIS_MAPPING.values()})
 DISPOSITIONS = sorted({disposition for _, disposition in EPCIS_MAPPING.values() if disposition})
 EVENT_TYPES = ["ObjectEvent", "AggregationEvent", "TransformationEvent"]
-LD_RESPONSE = {200: {"description": "EPCIS 2.0 JSON-LD", "content": {LD_JSON: {}}}}
+LD_RESPONSE = {200: {"description": "an EPCIS 2.0 JSON-LD document or event", "content": {LD_JSON: {"schema": {"type": "object"}}}}}
+LIST_RESPONSE = {200: {"description": "the values in use", "content": {LD_JSON: {"schema": {"type": "array", "items": {"type": "string"}}}}}}
 
 router = APIRouter(prefix="/epcis", tags=["epcis"])
 
@@ -137,19 +138,19 @@ def event(request: Request, event_id: str):
     return LdJsonResponse(results.events[0], headers=EPCIS_HEADERS)
 
 
-@router.get("/eventTypes", responses=LD_RESPONSE, response_class=LdJsonResponse)
+@router.get("/eventTypes", responses=LIST_RESPONSE, response_class=LdJsonResponse)
 def event_types():
     """The EPCIS event types this repository holds."""
     return listing(EVENT_TYPES)
 
 
-@router.get("/bizSteps", responses=LD_RESPONSE, response_class=LdJsonResponse)
+@router.get("/bizSteps", responses=LIST_RESPONSE, response_class=LdJsonResponse)
 def biz_steps():
     """The CBV business steps this repository's events use."""
     return listing(BIZ_STEPS)
 
 
-@router.get("/dispositions", responses=LD_RESPONSE, response_class=LdJsonResponse)
+@router.get("/dispositions", responses=LIST_RESPONSE, response_class=LdJsonResponse)
 def dispositions():
     """The CBV dispositions this repository's events use."""
     return listing(DISPOSITIONS)
