@@ -7,7 +7,8 @@ per EPCIS event, the fields the standard queries on (type, action, bizStep,
 disposition, eventTime, recordTime, readPoint, bizLocation, and every
 identifier by role) and the log indexes of the signed ledger events it
 carries; a page is then an indexed ``SELECT ... WHERE log_index > $after
-ORDER BY log_index LIMIT $perPage`` and the signed bytes of just those
+ORDER BY log_index LIMIT $perPage`` (cut shorter when its events carry more
+than a page's budget of signed events) and the signed bytes of just those
 events, mapped by :func:`ledger.epcis.to_epcis` as the export always was.
 
 It is built from ``log_entries`` by :func:`catch_up`, which every query runs
@@ -198,18 +199,26 @@ def like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def page_rows(conn: psycopg.Connection, q: EventQuery, page: Page) -> list[tuple[int, datetime, list[int]]]:
-    """Up to ``page.size + 1`` matching EPCIS events after ``page.after``, in log order: (log_index, record_time, members)."""
+def page_rows(conn: psycopg.Connection, q: EventQuery, page: Page) -> list[tuple[int, datetime, int]]:
+    """Up to ``page.size + 1`` matching EPCIS events after ``page.after``, in log order: (log_index, record_time,
+    how many signed events it carries)."""
     where, args = conditions(q)
     where.append("e.log_index > %s")
-    sql = f"SELECT e.log_index, e.record_time, e.members FROM epcis_events e WHERE {' AND '.join(where)} ORDER BY e.log_index LIMIT %s"
+    sql = (f"SELECT e.log_index, e.record_time, cardinality(e.members) FROM epcis_events e WHERE {' AND '.join(where)} "
+           "ORDER BY e.log_index LIMIT %s")
     return conn.execute(sql, [*args, page.after, page.size + 1]).fetchall()
 
 
-def member_values(conn: psycopg.Connection, log_indexes: list[int]) -> dict[int, bytes]:
-    """log index -> envelope, for these entries."""
-    rows = conn.execute("SELECT log_index, value FROM log_entries WHERE log_index = ANY(%s)", (log_indexes,)).fetchall()
-    return {i: bytes(v) for i, v in rows}
+def signed_values(conn: psycopg.Connection, event_indexes: list[int]) -> dict[int, list[bytes]]:
+    """EPCIS event's log index -> the envelopes of the signed events it carries, in order."""
+    rows = conn.execute(
+        "SELECT e.log_index, l.value FROM epcis_events e CROSS JOIN LATERAL unnest(e.members) WITH ORDINALITY AS m(member, n) "
+        "JOIN log_entries l ON l.log_index = m.member WHERE e.log_index = ANY(%s) ORDER BY e.log_index, m.n",
+        (event_indexes,)).fetchall()
+    out: dict[int, list[bytes]] = {}
+    for event_index, value in rows:
+        out.setdefault(event_index, []).append(bytes(value))
+    return out
 
 
 def label_gtins(conn: psycopg.Connection, serials: list[str]) -> dict[str, str]:

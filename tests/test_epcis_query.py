@@ -22,6 +22,7 @@ from ledger.service import Ledger
 from tests.helpers import Cast, gtin, scanned_payload, shipped_payload
 from tests.pipeline import relay_all
 from tests.test_aggregation import CELLS, PACKS, accepted, build_network, supplier_gtin
+from traceledger.api.epcis_query import within_budget
 
 
 def validator():
@@ -217,3 +218,10 @@ def test_paging_over_ten_thousand_events_returns_each_once_in_order_with_bounded
     # A small page size and a filter page the same way.
     odd = get(url, "/epcis/events", {"MATCH_epc": gs1.digital_link_uri(gtin(), serials[7777], settings.resolver_host), "perPage": 1})
     assert named(results(odd)) == [("Issued", serials[7777])] and "link" not in odd.headers
+
+
+def test_a_page_stops_early_rather_than_carry_too_many_signed_events():
+    rows = [(i, None, 4_000) for i in range(5)]
+    assert [r[0] for r in within_budget(rows, 30)] == [0, 1]  # 8,000 signed events; a third would be 12,000
+    assert [r[0] for r in within_budget([(7, None, 50_000)] + rows, 30)] == [7]  # one event is always shown whole
+    assert [r[0] for r in within_budget(rows, 1)] == [0]

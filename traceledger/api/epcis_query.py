@@ -6,7 +6,8 @@
   ``perPage`` per answer (default 30, at most 1000). When more match, the
   answer has a ``Link: <...>; rel="next"`` header (RFC 8288) whose URL repeats
   the query with an opaque ``nextPageToken``. Each event carries ``recordTime``
-  (when the global log took it). A worker holds one page at a time, never the log.
+  (when the global log took it). A worker holds one page at a time, never the log,
+  and a page stops early when its events carry more than 10,000 signed events.
 - ``GET /epcis/events/{eventID}``: one event (``urn:uuid:...``), or 404
   ``NoSuchResourceException``.
 - ``GET /epcis/eventTypes``, ``/bizSteps``, ``/dispositions``: the values this
@@ -44,6 +45,9 @@ from traceledger.api.responses import OrjsonResponse
 LD_JSON = "application/ld+json"
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 QUERY_NAME = "SimpleEventQuery"
+# Signed ledger events per page at most (a pack of 5,000 units is one EPCIS event carrying 5,001): a page
+# stops early rather than hold more; the first event of a page is always shown whole.
+MAX_SIGNED_PER_PAGE = 10_000
 BIZ_STEPS = sorted({step for step, _ in EPCIS_MAPPING.values()})
 DISPOSITIONS = sorted({disposition for _, disposition in EPCIS_MAPPING.values() if disposition})
 EVENT_TYPES = ["ObjectEvent", "AggregationEvent", "TransformationEvent"]
@@ -65,29 +69,40 @@ class Results:
     next_token: str | None
 
 
-def mapped_events(conn, rows: list[tuple[int, datetime, list[int]]], host: str, with_record_time: bool) -> list[dict]:
+def mapped_events(conn, rows: list[tuple[int, datetime, int]], host: str, with_record_time: bool) -> list[dict]:
     """The EPCIS events of index rows, from their signed bytes in the global log."""
-    values = epcis_index.member_values(conn, [m for _, _, members in rows for m in members])
-    signed = {i: SignedEvent.from_envelope(v) for i, v in values.items()}
-    serials = {c for s in signed.values() for c in epcis.label_codes(s)}
+    values = epcis_index.signed_values(conn, [i for i, _, _ in rows])
+    groups = {i: [SignedEvent.from_envelope(v) for v in envelopes] for i, envelopes in values.items()}
+    serials = {c for group in groups.values() for s in group for c in epcis.label_codes(s)}
     gtin_of = epcis_index.label_gtins(conn, list(serials)).get
     out = []
-    for _, record_time, members in rows:
-        event = epcis.to_epcis([signed[m] for m in members], gtin_of, host)
+    for event_index, record_time, _ in rows:
+        event = epcis.to_epcis(groups[event_index], gtin_of, host)
         if with_record_time:
             event["recordTime"] = epcis.epcis_time(record_time)
         out.append(event)
     return out
 
 
+def within_budget(rows: list[tuple[int, datetime, int]], size: int) -> list[tuple[int, datetime, int]]:
+    """The first ``size`` rows, fewer if they carry more than MAX_SIGNED_PER_PAGE signed events (never none)."""
+    shown, carried = [], 0
+    for row in rows[:size]:
+        carried += row[2]
+        if shown and carried > MAX_SIGNED_PER_PAGE:
+            break
+        shown.append(row)
+    return shown
+
+
 def query_page(state, query: EventQuery, page: Page, *, with_record_time: bool = True) -> Results:
-    """One page of ``query`` from the index (brought up to date first); memory bounded by the page size."""
+    """One page of ``query`` from the index (brought up to date first); memory bounded by the page's budget."""
     with sync_pool(state).connection() as conn:
         epcis_index.catch_up(conn)
         rows = epcis_index.page_rows(conn, query, page)
-        shown = rows[:page.size]
+        shown = within_budget(rows, page.size)
         events = mapped_events(conn, shown, state.settings.resolver_host, with_record_time)
-    more = len(rows) > page.size
+    more = len(rows) > len(shown)
     return Results(events, encode_token(shown[-1][0], query.fingerprint) if more else None)
 
 
@@ -118,10 +133,6 @@ def answer_query(request: Request, fixed: list[tuple[str, str]] = ()) -> LdJsonR
     return LdJsonResponse(query_document(results.events), headers=headers)
 
 
-def listing(values: list[str]) -> LdJsonResponse:
-    return LdJsonResponse(values, headers=EPCIS_HEADERS)
-
-
 @router.get("/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
 def events(request: Request):
     """EPCIS events matching the standard query parameters, one page at a time (``perPage``, ``nextPageToken``)."""
@@ -138,43 +149,35 @@ def event(request: Request, event_id: str):
     return LdJsonResponse(results.events[0], headers=EPCIS_HEADERS)
 
 
-@router.get("/eventTypes", responses=LIST_RESPONSE, response_class=LdJsonResponse)
-def event_types():
-    """The EPCIS event types this repository holds."""
-    return listing(EVENT_TYPES)
+# Top-level resources: the values in use, and (``/{value}/events``) the query with that value fixed.
+VOCABULARIES = (
+    ("/eventTypes", EVENT_TYPES, "eventType", "The EPCIS event types this repository holds."),
+    ("/bizSteps", BIZ_STEPS, "EQ_bizStep", "The CBV business steps this repository's events use."),
+    ("/dispositions", DISPOSITIONS, "EQ_disposition", "The CBV dispositions this repository's events use."),
+)
 
 
-@router.get("/bizSteps", responses=LIST_RESPONSE, response_class=LdJsonResponse)
-def biz_steps():
-    """The CBV business steps this repository's events use."""
-    return listing(BIZ_STEPS)
+def values_route(values: list[str], summary: str):
+    def values_in_use():
+        return LdJsonResponse(values, headers=EPCIS_HEADERS)
+
+    values_in_use.__doc__ = summary
+    return values_in_use
 
 
-@router.get("/dispositions", responses=LIST_RESPONSE, response_class=LdJsonResponse)
-def dispositions():
-    """The CBV dispositions this repository's events use."""
-    return listing(DISPOSITIONS)
+def fixed_query_route(parameter: str):
+    def events_with(request: Request, value: str):
+        return answer_query(request, [(parameter, value)])
+
+    events_with.__doc__ = f"Events as ``GET /events?{parameter}=<value>``, one page at a time."
+    return events_with
 
 
-@router.get("/eventTypes/{event_type}/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
-def events_of_type(request: Request, event_type: str):
-    """Events of one type, as ``GET /events?eventType=``."""
-    return answer_query(request, [("eventType", event_type)])
-
-
-@router.get("/bizSteps/{biz_step}/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
-def events_of_biz_step(request: Request, biz_step: str):
-    """Events of one business step, as ``GET /events?EQ_bizStep=``."""
-    return answer_query(request, [("EQ_bizStep", biz_step)])
-
-
-@router.get("/dispositions/{disposition}/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
-def events_of_disposition(request: Request, disposition: str):
-    """Events with one disposition, as ``GET /events?EQ_disposition=``."""
-    return answer_query(request, [("EQ_disposition", disposition)])
-
-
-@router.get("/epcs/{epc:path}/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
-def events_of_epc(request: Request, epc: str):
-    """Events naming one EPC anywhere (epcList, childEPCs, parentID, input/output), as ``MATCH_anyEPC``."""
-    return answer_query(request, [("MATCH_anyEPC", epc)])
+for resource, in_use, fixed, text in VOCABULARIES:
+    router.add_api_route(resource, values_route(in_use, text), methods=["GET"], responses=LIST_RESPONSE,
+                         response_class=LdJsonResponse, name=f"{resource[1:]}_in_use")
+    router.add_api_route(f"{resource}/{{value}}/events", fixed_query_route(fixed), methods=["GET"], responses=LD_RESPONSE,
+                         response_class=LdJsonResponse, name=f"events_by_{resource[1:]}")
+# An EPC anywhere in an event (epcList, childEPCs, parentID, input/output lists); a URI has slashes, hence ``:path``.
+router.add_api_route("/epcs/{value:path}/events", fixed_query_route("MATCH_anyEPC"), methods=["GET"], responses=LD_RESPONSE,
+                     response_class=LdJsonResponse, name="events_by_epc")
