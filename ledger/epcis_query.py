@@ -11,8 +11,9 @@ Supported: ``eventType`` (also ``EQ_eventType``), ``EQ_action``,
 ``EQ_eventID``, ``GE_/LT_eventTime``, ``GE_/LT_recordTime``, ``MATCH_epc``,
 ``MATCH_parentID``, ``MATCH_inputEPC``, ``MATCH_outputEPC``,
 ``MATCH_anyEPC``, ``MATCH_epcClass``, ``MATCH_inputEPCClass``,
-``MATCH_outputEPCClass``, ``MATCH_anyEPCClass``, ``perPage`` and
-``nextPageToken``. A parameter may repeat, or list values separated by ``|``
+``MATCH_outputEPCClass``, ``MATCH_anyEPCClass``, ``EQ_source_<type>`` and
+``EQ_destination_<type>`` (e.g. ``EQ_destination_owning_party``; the type as
+the bare CBV word or its URI / URN), ``perPage`` and ``nextPageToken``. A parameter may repeat, or list values separated by ``|``
 or ``,``; values of one parameter are alternatives (OR), parameters combine
 with AND, as the standard says.
 
@@ -64,6 +65,8 @@ EQUALS = {"eventType": "event_types", "EQ_eventType": "event_types", "EQ_action"
 TIMES = {"GE_eventTime": "ge_event_time", "LT_eventTime": "lt_event_time",
          "GE_recordTime": "ge_record_time", "LT_recordTime": "lt_record_time"}
 PAGING = ("perPage", "nextPageToken")
+PARTIES = ("EQ_source_", "EQ_destination_")  # + a source/destination type: identifiers of role "source:<type>"...
+PARTY_TYPE_PREFIXES = ("https://ref.gs1.org/cbv/SDT-", "urn:epcglobal:cbv:sdt:")
 VOCABULARY_PREFIXES = {
     "EQ_bizStep": ("https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep:"),
     "EQ_disposition": ("https://ref.gs1.org/cbv/Disp-", "urn:epcglobal:cbv:disp:"),
@@ -190,6 +193,16 @@ def equal_values(name: str, values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(vocabulary_word(name, v) for v in values)
 
 
+def party_match(name: str, values: tuple[str, ...]) -> EpcMatch:
+    """``EQ_source_<type>`` / ``EQ_destination_<type>``: a source / destination of that type is one of ``values``."""
+    side, _, kind = name[3:].partition("_")
+    for prefix in PARTY_TYPE_PREFIXES:
+        kind = kind.removeprefix(prefix)
+    if not kind:
+        raise query_error(f"{name}: name a source / destination type after {side}_")
+    return EpcMatch((f"{side}:{kind}",), tuple(uri_key(v) for v in values), ())
+
+
 def epc_match(name: str, values: tuple[str, ...]) -> EpcMatch:
     keys = [epc_key(v) for v in values]
     return EpcMatch(EPC_MATCHES[name], tuple(k for k, p in keys if not p), tuple(k for k, p in keys if p))
@@ -224,6 +237,8 @@ def parse_query(params: list[tuple[str, str]]) -> tuple[EventQuery, Page]:
             fields[TIMES[name]] = parse_time(name, values[0])
         elif name in EPC_MATCHES:
             matches.append(epc_match(name, values))
+        elif name.startswith(PARTIES) and len(name) > len("EQ_source_"):
+            matches.append(party_match(name, values))
         else:
             raise query_error(f"unknown or unsupported query parameter {name[:60]!r}")
     digest = fingerprint(by_name)

@@ -49,6 +49,8 @@ def identifiers(event: dict) -> list[tuple[str, str]]:
     out += [(uri_key(q["epcClass"]), role) for name, role in CLASS_ROLES for q in event.get(name, ())]
     if event.get("parentID"):
         out.append((uri_key(event["parentID"]), "parent"))
+    out += [(uri_key(p["source"]), f"source:{p['type']}") for p in event.get("sourceList", ())]
+    out += [(uri_key(p["destination"]), f"destination:{p['type']}") for p in event.get("destinationList", ())]
     return sorted(set(out))
 
 

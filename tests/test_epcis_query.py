@@ -116,6 +116,10 @@ def test_each_query_parameter_answers_its_result_set(chain):
     assert q(EQ_bizStep="commissioning", EQ_readPoint=region) == [("Transformed", PACKS)] + [
         ("ContainerCreated", box) for box in (case1, chain["case2"], pallet)]  # parameters combine with AND
     assert q(EQ_eventID=every[3]["eventID"]) == named([every[3]])
+    distributor = epcis.party_uri("distributor", host)
+    assert q(EQ_destination_owning_party=distributor) == [("Shipped", pallet)]
+    assert q(**{"EQ_destination_urn:epcglobal:cbv:sdt:owning_party": distributor}) == [("Shipped", pallet)]
+    assert q(EQ_destination_location=distributor) == [] == q(EQ_source_owning_party=distributor)
 
 
 def test_answers_are_standard_documents_and_single_events(chain):

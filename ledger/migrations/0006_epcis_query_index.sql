@@ -33,7 +33,8 @@ CREATE INDEX IF NOT EXISTS epcis_events_biz_location_idx ON public.epcis_events 
 
 -- The identifiers an EPCIS event names, by role: 'epc' (epcList, childEPCs), 'parent'
 -- (parentID), 'input' / 'output' (input/outputEPCList), 'class' (quantityList), 'input_class'
--- / 'output_class' (input/outputQuantityList). Keys as above (``/01/<gtin>/21/<serial>``);
+-- / 'output_class' (input/outputQuantityList), 'source:<type>' / 'destination:<type>' (sourceList,
+-- destinationList, e.g. 'destination:owning_party'). Keys as above (``/01/<gtin>/21/<serial>``);
 -- collation "C" so a pattern (``/01/<gtin>/21/%``) is a range scan of the same index.
 CREATE TABLE IF NOT EXISTS public.epcis_event_epcs (
     epc text COLLATE "C" NOT NULL,

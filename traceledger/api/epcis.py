@@ -4,7 +4,7 @@
   in and its lot's graph), ``lot=<gtin14>/<lot>`` (the lot and the lots it
   was made from), ``container=`` (an SSCC and the containers it was in), with
   ``since`` / ``until`` (ISO times) narrowing by event time: one subject's
-  history, whole. Without any of the three it is the whole log, *paged*: the
+  history, whole (refused as ``QueryTooLargeException`` over 50,000 events). Without any of the three it is the whole log, *paged*: the
   standard query of :mod:`traceledger.api.epcis_query` (``since``/``until``
   standing for ``GE_eventTime``/``LT_eventTime``, ``perPage``,
   ``nextPageToken``, a ``Link: rel="next"`` header) answered as an
@@ -49,6 +49,7 @@ from traceledger.api.responses import OrjsonResponse
 log = get_logger("epcis")
 
 MAX_CAPTURE_EVENTS = 5000  # ledger events per document, as POST /v1/events
+MAX_HISTORY_EVENTS = 50_000  # ledger events in one serial/lot/container history (a worker holds it whole)
 HISTORY_PARAMETERS = {"serial", "lot", "container", "since", "until"}
 ALIASES = {"since": "GE_eventTime", "until": "LT_eventTime"}  # this endpoint's own names for the standard ones
 
@@ -241,6 +242,13 @@ def label_history(ledger: Ledger, conn: psycopg.Connection, serial: str) -> set[
 
 
 def log_events(conn: psycopg.Connection, subjects: set[tuple[str, str]], since: datetime | None, until: datetime | None) -> list[SignedEvent]:
-    """Signed events of ``subjects`` from the global log, in log order, with event times in ``[since, until)``."""
+    """Signed events of ``subjects`` from the global log, in log order, with event times in ``[since, until)``.
+
+    A history is answered whole, so one too long to hold is refused (413 QueryTooLargeException) before
+    anything is read: the paged query (``/epcis/events?MATCH_anyEPC=``) serves it instead.
+    """
+    if log_queries.count_of_subjects(conn, subjects) > MAX_HISTORY_EVENTS:
+        raise epcis.EpcisError("QueryTooLargeException", f"more than {MAX_HISTORY_EVENTS} events: page through "
+                               "/epcis/events with MATCH_anyEPC (or MATCH_epcClass for a lot) instead")
     signed = [SignedEvent.from_envelope(v) for v in log_queries.values_of_subjects(conn, subjects)]
     return [s for s in signed if (since is None or s.event.occurred_at >= since) and (until is None or s.event.occurred_at < until)]
