@@ -23,6 +23,7 @@ from tests.helpers import Cast, gtin, scanned_payload, shipped_payload
 from tests.pipeline import relay_all
 from tests.test_aggregation import CELLS, PACKS, accepted, build_network, supplier_gtin
 from traceledger.api.epcis_query import within_budget
+from traceledger.client import Client
 
 
 def validator():
@@ -218,6 +219,10 @@ def test_paging_over_ten_thousand_events_returns_each_once_in_order_with_bounded
     grown_mb = (rss_kb(pid, "VmHWM") - before) / 1024
     print(f"API worker: {before / 1024:.0f} MB before, peak grew {grown_mb:.0f} MB over 10 pages of 1000")
     assert grown_mb < 100
+
+    # The client (and so `traceledger epcis export`) follows the pages of the project's own endpoint into one document.
+    exported = Client(url).epcis_events()
+    assert [e["tl:event"]["subject"] for e in exported["epcisBody"]["eventList"]] == serials
 
     # A small page size and a filter page the same way.
     odd = get(url, "/epcis/events", {"MATCH_epc": gs1.digital_link_uri(gtin(), serials[7777], settings.resolver_host), "perPage": 1})
