@@ -1,7 +1,8 @@
 """The API's exception handlers: every failure becomes problem+json (:mod:`traceledger.api.problems`).
 
 A :class:`ledger.errors.Refused` is the caller's fault (400, or 401 / 403 for
-``unauthenticated`` / ``forbidden``); an unreachable or full database is 503
+``unauthenticated`` / ``forbidden``); a :class:`ledger.epcis.EpcisError` keeps its
+EPCIS exception type (404 for ``NoSuchResourceException``); an unreachable or full database is 503
 with nothing written.
 """
 
@@ -13,10 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledger import epcis
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from traceledger import auth
-from traceledger.api.problems import problem, refused
+from traceledger.api.problems import epcis_problem, problem, refused
 
 log = get_logger("api")
 
@@ -27,6 +29,14 @@ async def refused_handler(request: Request, exc: Refused):
     if exc.code == "forbidden":
         return refused(403, exc, "forbidden")
     return refused(400, exc)
+
+
+# EPCIS exceptions that are not the caller's malformed input.
+EPCIS_STATUS = {"NoSuchResourceException": 404, "CaptureLimitExceededException": 413, "QueryTooLargeException": 413}
+
+
+async def epcis_handler(request: Request, exc: epcis.EpcisError):
+    return epcis_problem(exc, EPCIS_STATUS.get(exc.exception, 400))
 
 
 async def validation_handler(request: Request, exc: RequestValidationError):
@@ -51,6 +61,7 @@ async def db_down_handler(request: Request, exc: Exception):
 def install(app: FastAPI) -> None:
     """Register every handler on ``app``."""
     app.add_exception_handler(Refused, refused_handler)
+    app.add_exception_handler(epcis.EpcisError, epcis_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_handler)
     # The event store (eventsourcing) re-raises psycopg's connection errors as its own.
