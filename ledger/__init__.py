@@ -15,9 +15,8 @@ Above it: ``projections`` (read models), ``consumers`` (Kafka processes), ``trac
 """
 
 __all__ = [
-    "capture_jobs", "channel_state", "config", "crash_points", "encoding", "envelope", "epcis", "epcis_query", "errors", "events",
-    "gs1",
-    "health", "keys", "lifecycle", "logging_setup", "migrate", "pairing", "pins", "preverify", "record_headers",
-    "regions", "registry", "replay", "routing", "scan_inbox", "scan_recording", "service", "shortcode", "sigcheck",
-    "store", "transparency",
+    "capture_jobs", "channel_state", "config", "crash_points", "encoding", "envelope", "epcis", "epcis_query", "errors",
+    "events", "gs1", "health", "keys", "lifecycle", "logging_setup", "migrate", "pairing", "pins", "preverify",
+    "record_headers", "regions", "registry", "replay", "routing", "scan_inbox", "scan_recording", "service",
+    "shortcode", "sigcheck", "store", "transparency",
 ]
