@@ -83,13 +83,15 @@ def seed(url: str, settings, cast: TimedCast) -> dict:
     capture = httpx.post(f"{url}/v1/epcis/capture", json=document, timeout=60)
     assert capture.status_code == 202, capture.text
     return {"serial": serial, "pinned": pinned, "gtin": gtin(), "lot": "L1", "sscc": sscc, "alert_id": alert_id, "alert_kind": alert_kind,
+            "epcis_event_id": f"urn:uuid:{moves[0].event.event_id}",
             "actor_id": "acme", "capture_id": capture.json()["captureID"], "document": document}
 
 
 def known_parameters(case, world: dict) -> None:
     """Replace the case's path and query parameters by values that exist."""
     path_values = {"serial": world["serial"], "gtin": world["gtin"], "lot": world["lot"], "sscc": world["sscc"], "alert_id": world["alert_id"],
-                   "actor_id": world["actor_id"], "capture_id": world["capture_id"], "rest": f"21/{world['serial']}"}
+                   "actor_id": world["actor_id"], "capture_id": world["capture_id"], "rest": f"21/{world['serial']}",
+                   "event_id": world["epcis_event_id"], "value": "ObjectEvent" if "/eventTypes/" in case.operation.path else "commissioning"}
     if case.operation.path.endswith("/pin"):
         path_values["serial"] = world["pinned"]
     for name in list(case.path_parameters or {}):
