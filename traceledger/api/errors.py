@@ -1,8 +1,9 @@
 """The API's exception handlers: every failure becomes problem+json (:mod:`traceledger.api.problems`).
 
 A :class:`ledger.errors.Refused` is the caller's fault (400, or 401 / 403 for
-``unauthenticated`` / ``forbidden``); an unreachable or full database is 503
-with nothing written.
+``unauthenticated`` or ``replayed_request`` / ``forbidden``, 429 with
+``Retry-After`` for a client over its limit); an unreachable or full database is
+503 with nothing written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from traceledger import auth
@@ -22,6 +24,8 @@ log = get_logger("api")
 
 
 async def refused_handler(request: Request, exc: Refused):
+    if isinstance(exc, OverLimit):
+        return refused(429, exc, "too many requests", headers={"Retry-After": str(exc.retry_after)})
     if exc.code == "unauthenticated":
         return refused(401, exc, "not authenticated", headers={"WWW-Authenticate": auth.SCHEME})
     if exc.code == "forbidden":
