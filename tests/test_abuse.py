@@ -3,7 +3,8 @@
 * client identity: ``X-Forwarded-For`` believed only from a trusted proxy (loopback by default);
 * per-client limits (429 with ``Retry-After``; SMS and voice: a polite reply), shared in PostgreSQL;
 * a label's public "queried N times" moves by at most one per client per window;
-* one client (or a swarm of fake SMS senders) cannot lock a label's PIN for its owner.
+* one client (or a swarm of fake SMS senders) cannot lock a label's PIN for its owner;
+* a replayed signed request, or one dated far in the future, is refused (401).
 
 The limits are the defaults of :class:`ledger.config.Settings`. Each test acts as its own
 made-up addresses (through the trusted loopback), so the tests do not spend each other's limits.
@@ -11,6 +12,7 @@ made-up addresses (through the trusted loopback), so the tests do not spend each
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import httpx
@@ -22,6 +24,7 @@ from ledger import pins, shortcode
 from ledger.config import Settings
 from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
 from traceledger.api import client_identity
+from traceledger.auth import authorization_header
 
 DEFAULTS = Settings()
 JSON = {"accept": "application/json"}
@@ -151,3 +154,24 @@ def test_a_swarm_of_sms_senders_cannot_lock_the_owner_out_of_the_pin(world):
     # ...but the owner, another client, verifies the PIN first.
     owner = httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": pin}, headers=client("203.0.113.61"))
     assert owner.status_code == 200 and owner.json()["pin_result"] == "first_use"
+
+
+# ---------------------------------------------------------------- signed requests
+
+
+def test_a_replayed_signed_request_is_refused(world):
+    path = "/v1/alerts"
+    header = {"authorization": authorization_header(world.cast.keys["regulator"], "GET", path)}
+    assert httpx.get(world.url + path, headers=header).status_code == 200
+    again = httpx.get(world.url + path, headers=header)
+    assert again.status_code == 401 and again.json()["code"] == "replayed_request"
+    assert again.headers["content-type"].startswith("application/problem+json")
+    fresh = {"authorization": authorization_header(world.cast.keys["regulator"], "GET", path)}
+    assert httpx.get(world.url + path, headers=fresh).status_code == 200
+
+
+def test_a_request_dated_an_hour_ahead_is_refused(world):
+    path = "/v1/alerts"
+    header = {"authorization": authorization_header(world.cast.keys["regulator"], "GET", path, now=time.time() + 3600)}
+    r = httpx.get(world.url + path, headers=header)
+    assert r.status_code == 401 and r.json()["code"] == "unauthenticated" and "future" in r.json()["detail"]

@@ -26,7 +26,7 @@ log = get_logger("api")
 async def refused_handler(request: Request, exc: Refused):
     if isinstance(exc, OverLimit):
         return refused(429, exc, "too many requests", headers={"Retry-After": str(exc.retry_after)})
-    if exc.code == "unauthenticated":
+    if exc.code in auth.UNAUTHENTICATED_CODES:
         return refused(401, exc, "not authenticated", headers={"WWW-Authenticate": auth.SCHEME})
     if exc.code == "forbidden":
         return refused(403, exc, "forbidden")
