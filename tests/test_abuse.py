@@ -4,7 +4,8 @@
 * per-client limits (429 with ``Retry-After``; SMS and voice: a polite reply), shared in PostgreSQL;
 * a label's public "queried N times" moves by at most one per client per window;
 * one client (or a swarm of fake SMS senders) cannot lock a label's PIN for its owner;
-* a replayed signed request, or one dated far in the future, is refused (401).
+* a replayed signed request, or one dated far in the future, is refused (401);
+* a producer's GS1 prefix overlapping another's is refused at registration, writing nothing.
 
 The limits are the defaults of :class:`ledger.config.Settings`. Each test acts as its own
 made-up addresses (through the trusted loopback), so the tests do not spend each other's limits.
@@ -22,7 +23,10 @@ from starlette.requests import Request
 
 from ledger import pins, shortcode
 from ledger.config import Settings
+from ledger.keys import KeyPair
+from ledger.service import Ledger
 from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+from tests.helpers import PREFIX, Cast
 from traceledger.api import client_identity
 from traceledger.auth import authorization_header
 
@@ -175,3 +179,39 @@ def test_a_request_dated_an_hour_ahead_is_refused(world):
     header = {"authorization": authorization_header(world.cast.keys["regulator"], "GET", path, now=time.time() + 3600)}
     r = httpx.get(world.url + path, headers=header)
     assert r.status_code == 401 and r.json()["code"] == "unauthenticated" and "future" in r.json()["detail"]
+
+
+# ---------------------------------------------------------------- GS1 prefixes
+
+
+def register(cast: Cast, actor: str, prefixes: list[str]):
+    cast.keys[actor] = KeyPair.generate(actor)
+    return cast.event("registrar", "actor", actor, "ActorRegistered",
+                      {"role": "producer", "name": actor.title(), "public_key": cast.keys[actor].public_key, "gtin_prefixes": prefixes})
+
+
+def claims(settings) -> dict[str, str]:
+    with psycopg.connect(settings.pg_conninfo) as conn:
+        return dict(conn.execute("SELECT prefix, actor FROM gtin_prefix_claims").fetchall())
+
+
+def test_overlapping_gtin_prefixes_are_refused_at_registration(fresh_settings):
+    settings = fresh_settings()
+    ledger = Ledger(settings)
+    try:
+        cast = Cast()
+        assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
+        before = claims(settings)
+        assert before[PREFIX] == "acme"
+        for actor, prefix in [("shorter", PREFIX[:-1]), ("longer", PREFIX + "5"), ("same", PREFIX)]:
+            (result,) = ledger.append([register(cast, actor, ["6955555", prefix])])
+            assert result.status == "refused" and result.error.code == "overlapping_prefix" and result.error.field == "gtin_prefixes"
+            assert ledger.actor(actor) is None and claims(settings) == before  # nothing written
+        # An all-or-nothing batch refused for another event gives its registration's prefixes back.
+        fine = register(cast, "fine", ["6955555"])
+        results = ledger.append([fine, register(cast, "clash", [PREFIX])], atomic=True)
+        assert [r.status for r in results] == ["refused", "refused"] and claims(settings) == before
+        (ok,) = ledger.append([register(cast, "fine2", ["6955555"])])
+        assert ok.status == "accepted" and claims(settings)["6955555"] == "fine2"
+    finally:
+        ledger.close()
