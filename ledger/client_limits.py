@@ -54,11 +54,19 @@ _SPEND = (
     "RETURNING hits, ceil(extract(epoch FROM window_start + make_interval(secs => %(w)s) - now()))::int"
 )
 
-# Bounded and non-blocking: rows another worker is deleting are skipped, not waited for.
-_PRUNE = (
-    "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} "
-    "WHERE window_start < now() - make_interval(secs => %s) LIMIT %s FOR UPDATE SKIP LOCKED)"
-)
+
+
+def bounded_delete_sql(table: str, expired: str) -> str:
+    """SQL deleting at most ``%s`` (its last parameter) rows of ``table`` where ``expired`` holds.
+
+    Bounded and non-blocking: rows another worker is deleting are skipped, not waited for.
+    Shared by the tables pruned on the request path (also :mod:`ledger.request_nonces`).
+    """
+    return f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {expired} LIMIT %s FOR UPDATE SKIP LOCKED)"
+
+
+_PRUNE = {table: bounded_delete_sql(table, "window_start < now() - make_interval(secs => %s)")
+          for table in ("client_limits", "label_query_clients")}
 
 
 async def spend(conn: psycopg.AsyncConnection, scope: str, client: str, limit: Limit) -> None:
@@ -80,8 +88,8 @@ async def spend(conn: psycopg.AsyncConnection, scope: str, client: str, limit: L
 
 async def prune(conn: psycopg.AsyncConnection, window_seconds: int) -> None:
     """Delete a batch of counters and first-query marks of windows that ended."""
-    for table in ("client_limits", "label_query_clients"):
-        await conn.execute(_PRUNE.format(table=table), (window_seconds, PRUNE_BATCH))
+    for sql in _PRUNE.values():
+        await conn.execute(sql, (window_seconds, PRUNE_BATCH))
 
 
 def first_query_sql(window_param: str = "%(count_window)s") -> str:

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import psycopg
 
+from ledger.client_limits import bounded_delete_sql
+
 PRUNE_BATCH = 100
 
 _REMEMBER = (
     "INSERT INTO request_nonces (actor, nonce, expires_at) VALUES (%s, %s, to_timestamp(%s)) "
     "ON CONFLICT (actor, nonce) DO NOTHING RETURNING 1"
 )
-# Bounded and non-blocking: rows another worker is deleting are skipped, not waited for.
-_PRUNE = (
-    "DELETE FROM request_nonces WHERE ctid IN (SELECT ctid FROM request_nonces "
-    "WHERE expires_at < now() LIMIT %s FOR UPDATE SKIP LOCKED)"
-)
+_PRUNE = bounded_delete_sql("request_nonces", "expires_at < now()")
 
 
 async def first_use(conn: psycopg.AsyncConnection, actor: str, nonce: str, expires_at: int) -> bool:
