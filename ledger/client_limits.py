@@ -6,8 +6,10 @@ RETURNING`` per request either starts the client's window or counts one more hit
 in it, atomically, so workers and replicas share one count and a restart forgets
 nothing. Over the limit, :class:`OverLimit` says how long until the window ends.
 
-Old rows are pruned a bounded batch at a time whenever a client starts a new
-window, so the table holds roughly the clients of the last window.
+Old rows are pruned a bounded batch at a time, now and then when a client starts
+a new window (one in :data:`PRUNE_EVERY`: each prune can delete far more rows
+than were created since the last), so the table holds roughly the clients of the
+last window without costing most requests anything.
 
 The label's public query count uses the same idea (:func:`first_query_sql`):
 a label's scans by one client within one window count once.
@@ -15,6 +17,7 @@ a label's scans by one client within one window count once.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import psycopg
@@ -24,7 +27,8 @@ from ledger.logging_setup import get_logger
 
 log = get_logger("client_limits")
 
-PRUNE_BATCH = 500  # rows of expired windows deleted per new window
+PRUNE_BATCH = 500  # rows of expired windows deleted per prune, per table
+PRUNE_EVERY = 32  # a prune on about one in this many new windows
 
 
 class OverLimit(Refused):
@@ -56,17 +60,22 @@ _SPEND = (
 
 
 
-def bounded_delete_sql(table: str, expired: str) -> str:
-    """SQL deleting at most ``%s`` (its last parameter) rows of ``table`` where ``expired`` holds.
+def bounded_delete_sql(table: str, expired: str, batch_param: str = "%s") -> str:
+    """SQL deleting at most ``batch_param`` (a parameter placeholder) rows of ``table`` where ``expired`` holds.
 
     Bounded and non-blocking: rows another worker is deleting are skipped, not waited for.
     Shared by the tables pruned on the request path (also :mod:`ledger.request_nonces`).
     """
-    return f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {expired} LIMIT %s FOR UPDATE SKIP LOCKED)"
+    return f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {expired} LIMIT {batch_param} FOR UPDATE SKIP LOCKED)"
 
 
-_PRUNE = {table: bounded_delete_sql(table, "window_start < now() - make_interval(secs => %s)")
-          for table in ("client_limits", "label_query_clients")}
+_EXPIRED = "window_start < now() - make_interval(secs => %(w)s)"
+# Both tables in one round trip.
+_PRUNE = (
+    f"WITH limits AS ({bounded_delete_sql('client_limits', _EXPIRED, '%(n)s')} RETURNING 1), "
+    f"marks AS ({bounded_delete_sql('label_query_clients', _EXPIRED, '%(n)s')} RETURNING 1) "
+    "SELECT (SELECT count(*) FROM limits), (SELECT count(*) FROM marks)"
+)
 
 
 async def spend(conn: psycopg.AsyncConnection, scope: str, client: str, limit: Limit) -> None:
@@ -78,7 +87,7 @@ async def spend(conn: psycopg.AsyncConnection, scope: str, client: str, limit: L
         return
     row = await (await conn.execute(_SPEND, {"scope": scope, "client": client, "w": limit.window_seconds}, prepare=True)).fetchone()
     hits, left = row
-    if hits == 1:
+    if hits == 1 and random.randrange(PRUNE_EVERY) == 0:  # noqa: S311 - spreading work, not a secret
         await prune(conn, limit.window_seconds)
     if hits > limit.hits:
         if hits == limit.hits + 1:  # once per client and window: a flood logs one line
@@ -88,8 +97,7 @@ async def spend(conn: psycopg.AsyncConnection, scope: str, client: str, limit: L
 
 async def prune(conn: psycopg.AsyncConnection, window_seconds: int) -> None:
     """Delete a batch of counters and first-query marks of windows that ended."""
-    for sql in _PRUNE.values():
-        await conn.execute(sql, (window_seconds, PRUNE_BATCH))
+    await conn.execute(_PRUNE, {"w": window_seconds, "n": PRUNE_BATCH}, prepare=True)
 
 
 def first_query_sql(window_param: str = "%(count_window)s") -> str:

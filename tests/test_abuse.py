@@ -13,6 +13,7 @@ made-up addresses (through the trusted loopback), so the tests do not spend each
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 
@@ -21,7 +22,7 @@ import psycopg
 import pytest
 from starlette.requests import Request
 
-from ledger import pins, shortcode
+from ledger import client_limits, pins, shortcode
 from ledger.config import Settings
 from ledger.keys import KeyPair
 from ledger.service import Ledger
@@ -215,3 +216,17 @@ def test_overlapping_gtin_prefixes_are_refused_at_registration(fresh_settings):
         assert ok.status == "accepted" and claims(settings)["6955555"] == "fine2"
     finally:
         ledger.close()
+
+
+def test_counters_of_ended_windows_are_pruned(fresh_settings):
+    settings = fresh_settings()
+
+    async def check():
+        async with await psycopg.AsyncConnection.connect(settings.pg_conninfo, autocommit=True) as conn:
+            await conn.execute("INSERT INTO client_limits VALUES ('scan', 'old', now() - interval '3 hours', 5), ('scan', 'new', now(), 1)")
+            await conn.execute("INSERT INTO label_query_clients VALUES ('S', 'old', now() - interval '3 hours'), ('S', 'new', now())")
+            await client_limits.prune(conn, 3600)
+            kept = [await (await conn.execute(f"SELECT client FROM {t}")).fetchall() for t in ("client_limits", "label_query_clients")]
+            assert kept == [[("new",)], [("new",)]]
+
+    asyncio.run(check())
