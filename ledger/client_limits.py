@@ -1,7 +1,7 @@
 """Per-client request limits of the anonymous (shopper) channels, shared by every API worker.
 
 A fixed-window counter per (scope, client) in PostgreSQL (``client_limits``,
-ledger/migrations/0006_client_limits.sql): one ``INSERT … ON CONFLICT DO UPDATE …
+ledger/migrations/0007_client_limits.sql): one ``INSERT … ON CONFLICT DO UPDATE …
 RETURNING`` per request either starts the client's window or counts one more hit
 in it, atomically, so workers and replicas share one count and a restart forgets
 nothing. Over the limit, :class:`OverLimit` says how long until the window ends.

@@ -5,7 +5,7 @@ Which producer may issue a GTIN is decided by its registered prefixes
 and another ``6901234``, both could issue GTINs starting ``06901234…``: the
 ledger could no longer say whose product a label is. So before an
 ``ActorRegistered`` event is stored, :func:`claim` reserves its prefixes in
-``gtin_prefix_claims`` (ledger/migrations/0007_gtin_prefix_claims.sql), refusing
+``gtin_prefix_claims`` (ledger/migrations/0008_gtin_prefix_claims.sql), refusing
 any that is a prefix of another actor's or starts with one. Claims are made one
 at a time under a transaction-level advisory lock, so two registrations racing
 cannot both pass the check. A claim is made *before* the event is stored and

@@ -6,7 +6,7 @@ a second request with the same pair is a replay and is refused. A row is needed
 only while its header could still be accepted (until ``ts`` + the allowed age),
 so expired rows are pruned, a bounded batch per request: the table holds about
 one signature window of signed requests, shared by every API worker.
-The table is ledger/migrations/0006_client_limits.sql.
+The table is ledger/migrations/0007_client_limits.sql.
 """
 
 from __future__ import annotations
