@@ -166,7 +166,7 @@ def plain_eventsourcing_rate(s: Settings, n: int) -> float:
 
 def bare_consume_rate(s: Settings, n: int) -> float:
     """Records/s of a bare kafka-python loop reading the label topic (projector's consumer settings)."""
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False, max_poll_records=2000)
+    consumer = KafkaConsumer(**s.kafka_client_config(), enable_auto_commit=False, max_poll_records=2000)
     try:
         tps = [TopicPartition(s.label_topic, p) for p in sorted(consumer.partitions_for_topic(s.label_topic))]
         consumer.assign(tps)
@@ -280,7 +280,7 @@ class World:
                  "--name", "Bench gateway", "--public-key", str(gw) + ".pub")
 
     def label_end_offsets(self) -> int:
-        consumer = KafkaConsumer(bootstrap_servers=self.s.kafka_bootstrap)
+        consumer = KafkaConsumer(**self.s.kafka_client_config())
         try:
             parts = consumer.partitions_for_topic(self.s.label_topic) or set()
             tps = [TopicPartition(self.s.label_topic, p) for p in parts]

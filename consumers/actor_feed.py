@@ -25,7 +25,7 @@ class ActorFeed:
         self.registry = registry or ActorRegistry()
         self.tp = TopicPartition(settings.actor_topic, 0)
         self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **settings.kafka_client_config(),
             enable_auto_commit=False,
             client_id="traceledger-actor-feed",
         )

@@ -240,7 +240,7 @@ class Auditor:
         self._unrooted: dict[int, tuple[bytes, ...]] = {}  # size -> frontier, the lazy part of state.recent
         self.checker: BatchChecker | DecodePool | None = None
         before_events, before_cps = state.events, state.checkpoints
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+        consumer = KafkaConsumer(**self.settings.kafka_client_config(), enable_auto_commit=False,
                                  client_id="traceledger-auditor", max_partition_fetch_bytes=4 * 1024 * 1024,
                                  # kafka-python's CRC-32C is pure Python (a third of the audit's CPU); every
                                  # record is covered by its SHA-256 leaf hash and signature anyway.

@@ -76,7 +76,7 @@ class TransactionalConsumer:
         self.conn = psycopg.connect(settings.pg_conninfo)
         try:
             self.consumer = KafkaConsumer(
-                bootstrap_servers=settings.kafka_bootstrap,
+                **settings.kafka_client_config(),
                 group_id=group,
                 client_id=group,
                 enable_auto_commit=False,

@@ -66,7 +66,7 @@ def published_indexes(
     event_id header)`` confirms count: a record someone else wrote to the topic with
     a made-up header must not make the relay skip entries it never published."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_client_config(),
         enable_auto_commit=False,
         client_id="traceledger-relay-resume",
     )
@@ -106,7 +106,7 @@ class Relay:
         # A batch must fit the smallest topic limit, and one record the largest.
         smallest = min(self.limits.values())
         return KafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **self.settings.kafka_client_config(),
             client_id="traceledger-relay",
             acks="all",
             enable_idempotence=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -24,7 +26,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
 
 def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create missing topics; return the partition count of each."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="traceledger-admin")
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="traceledger-admin")
     try:
         specs = topic_specs(settings)
         existing = set(admin.list_topics())
@@ -39,12 +41,26 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
                 log.info("topics_created", topics=[t.name for t in missing])
             except TopicAlreadyExistsError:
                 pass
-        counts = {}
-        for meta in admin.describe_topics(list(specs)):
-            counts[meta.get("name") or meta.get("topic")] = len(meta["partitions"])
-        return counts
+        return _partition_counts(admin, list(specs))
     finally:
         admin.close()
+
+
+def _partition_counts(admin: KafkaAdminClient, topics: list[str], timeout_s: float = 30.0) -> dict[str, int]:
+    """Each topic's partition count, once the broker's metadata shows every topic with partitions.
+
+    Right after ``create_topics`` a busy broker can describe a new topic with no
+    partitions yet; a count of 0 would then reach the relay's partitioner (a
+    division by zero). Wait for the metadata instead, and fail loudly if it never comes.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = {(meta.get("name") or meta.get("topic")): len(meta["partitions"]) for meta in admin.describe_topics(topics)}
+        if all(counts.get(topic, 0) > 0 for topic in topics):
+            return counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kafka shows no partitions for {sorted(t for t in topics if not counts.get(t))} after {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 # What Kafka allows per record batch when a topic does not say otherwise
@@ -56,7 +72,7 @@ def max_message_bytes(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Each topic's effective ``max.message.bytes`` (the largest record batch it takes)."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="traceledger-admin")
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="traceledger-admin")
     try:
         found = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, t, configs=["max.message.bytes"]) for t in topics], config_filter="all"

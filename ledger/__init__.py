@@ -3,7 +3,7 @@
 Events and their canonical bytes (``encoding``, ``envelope``, ``events``, ``routing``,
 ``record_headers``), keys and signatures (``keys``, ``sigcheck``, ``preverify``), the rules
 of a subject's life (``lifecycle``, ``pairing``, ``registry``, ``replay``), identifiers
-(``gs1``, ``pins``, ``shortcode``, ``regions``, ``epcis``), the write model and its service
+(``gs1``, ``pins``, ``shortcode``, ``regions``, ``epcis``, ``epcis_query``), the write model and its service
 (``store``, ``service``, ``scan_inbox``, ``scan_recording``), state kept for the interfaces
 (``channel_state``, ``capture_jobs``, ``health``), the schema (``migrate`` and the SQL files in
 ``migrations/``), configuration and logging (``config``, ``logging_setup``), refusals
@@ -14,7 +14,7 @@ Above it: ``projections`` (read models), ``consumers`` (Kafka processes), ``trac
 """
 
 __all__ = [
-    "capture_jobs", "channel_state", "config", "encoding", "envelope", "epcis", "errors", "events", "gs1",
+    "capture_jobs", "channel_state", "config", "encoding", "envelope", "epcis", "epcis_query", "errors", "events", "gs1",
     "health", "keys", "lifecycle", "logging_setup", "migrate", "pairing", "pins", "preverify", "record_headers",
     "regions", "registry", "replay", "routing", "scan_inbox", "scan_recording", "service", "shortcode", "sigcheck",
     "store", "transparency",

@@ -69,6 +69,14 @@ class Settings:
     pg_user: str = "traceledger"
     pg_password: str = "traceledger"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # The broker principal (SASL/SCRAM-SHA-512) this process logs in as; "" logs in
+    # as nobody (plain TCP, anonymous: the local broker refuses it). Its password is
+    # TRACELEDGER_KAFKA_PASSWORD, else the file <kafka_credentials>/<user> that
+    # ops/kafka.sh wrote. ops/services.sh gives each service its own principal;
+    # everything else (CLI, tests, benchmarks) defaults to the super user admin.
+    kafka_user: str = "admin"
+    kafka_password: str | None = None
+    kafka_credentials: Path | None = None
     topic_prefix: str = ""
     partitions: int = 6
     api_url: str = "http://127.0.0.1:8000"
@@ -113,6 +121,7 @@ class Settings:
         d = cls()
         gateway_key = env.get("TRACELEDGER_GATEWAY_KEY")
         log_key = env.get("TRACELEDGER_LOG_KEY")
+        kafka_credentials = env.get("TRACELEDGER_KAFKA_CREDENTIALS")
         return cls(
             pg_host=env.get("TRACELEDGER_PG_HOST", d.pg_host),
             pg_port=_int(env, "TRACELEDGER_PG_PORT", d.pg_port),
@@ -120,6 +129,9 @@ class Settings:
             pg_user=env.get("TRACELEDGER_PG_USER", d.pg_user),
             pg_password=env.get("TRACELEDGER_PG_PASSWORD", d.pg_password),
             kafka_bootstrap=env.get("TRACELEDGER_KAFKA", d.kafka_bootstrap),
+            kafka_user=env.get("TRACELEDGER_KAFKA_USER", d.kafka_user),
+            kafka_password=env.get("TRACELEDGER_KAFKA_PASSWORD") or None,
+            kafka_credentials=Path(kafka_credentials) if kafka_credentials else None,
             topic_prefix=env.get("TRACELEDGER_TOPIC_PREFIX", d.topic_prefix),
             partitions=_int(env, "TRACELEDGER_PARTITIONS", d.partitions),
             api_url=env.get("TRACELEDGER_API", d.api_url).rstrip("/"),
@@ -155,6 +167,7 @@ class Settings:
             "TRACELEDGER_PG_USER": self.pg_user,
             "TRACELEDGER_PG_PASSWORD": self.pg_password,
             "TRACELEDGER_KAFKA": self.kafka_bootstrap,
+            "TRACELEDGER_KAFKA_USER": self.kafka_user,
             "TRACELEDGER_TOPIC_PREFIX": self.topic_prefix,
             "TRACELEDGER_PARTITIONS": str(self.partitions),
             "TRACELEDGER_API": self.api_url,
@@ -180,6 +193,10 @@ class Settings:
             env["TRACELEDGER_GATEWAY_KEY"] = str(self.gateway_key)
         if self.log_key:
             env["TRACELEDGER_LOG_KEY"] = str(self.log_key)
+        if self.kafka_password:
+            env["TRACELEDGER_KAFKA_PASSWORD"] = self.kafka_password
+        if self.kafka_credentials:
+            env["TRACELEDGER_KAFKA_CREDENTIALS"] = str(self.kafka_credentials)
         if self.verify_threads is not None:
             env["TRACELEDGER_VERIFY_THREADS"] = str(self.verify_threads)
         if self.audit_processes is not None:
@@ -205,6 +222,36 @@ class Settings:
     def log_key_path(self) -> Path:
         """The log's private key file (``TRACELEDGER_LOG_KEY`` or ``<run dir>/log.key``)."""
         return self.log_key or self.run_dir / "log.key"
+
+    @property
+    def kafka_credentials_dir(self) -> Path:
+        """Where ops/kafka.sh keeps one password file per broker principal."""
+        return self.kafka_credentials or self.run_dir / "kafka" / "credentials"
+
+    def kafka_client_config(self) -> dict:
+        """The keyword arguments every KafkaConsumer, KafkaProducer and
+        KafkaAdminClient is built with: where the broker is and who logs in.
+
+        A plain dict, so this layer needs no Kafka import."""
+        config: dict = {"bootstrap_servers": self.kafka_bootstrap}
+        if not self.kafka_user:
+            return config
+        return config | {
+            "security_protocol": "SASL_PLAINTEXT",  # loopback only: see ops/kafka/server.properties.in
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": self.kafka_user,
+            "sasl_plain_password": self.kafka_password or self._kafka_password_from_file(),
+        }
+
+    def _kafka_password_from_file(self) -> str:
+        path = self.kafka_credentials_dir / self.kafka_user
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            raise SystemExit(
+                f"no password for Kafka user {self.kafka_user!r}: {path} is missing "
+                "(ops/kafka.sh start writes it; or set TRACELEDGER_KAFKA_PASSWORD)"
+            ) from None
 
     @property
     def pg_conninfo(self) -> str:

@@ -40,8 +40,9 @@ CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"t
 SIGNED = "tl:signedEvents"
 # Kinds with no EPCIS meaning (actor registry, alert handling) are not exported.
 EXPORTED_SUBJECTS = ("label", "lot", "container")
-_CHILD_KIND = {"Packed": "PackedInto", "Unpacked": "UnpackedFrom"}
-_PARENT_KIND = {v: k for k, v in _CHILD_KIND.items()}
+# A pack's or unpack's kind -> the kind of its children's events (one EPCIS event together).
+CHILD_KIND = {"Packed": "PackedInto", "Unpacked": "UnpackedFrom"}
+PARENT_KIND = {v: k for k, v in CHILD_KIND.items()}
 _ACTION = {"Issued": "ADD", "ContainerCreated": "ADD", "LotCommissioned": "ADD", "Decommissioned": "DELETE",
            "Packed": "ADD", "PackedInto": "ADD", "Unpacked": "DELETE", "UnpackedFrom": "DELETE"}
 # Where the objects are after the event: the signing party's site.
@@ -95,7 +96,7 @@ def _epc(code: str, gtin_of: GtinOf, host: str) -> str:
     return sscc_uri(code, host) if gs1.is_sscc(code) else label_uri(code, gtin_of(code), host)
 
 
-def _time(t: datetime) -> str:
+def epcis_time(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -110,16 +111,25 @@ def group_events(signed: Iterable[SignedEvent]) -> list[list[SignedEvent]]:
         e = s.event
         if e.subject_type not in EXPORTED_SUBJECTS:
             continue
-        if e.kind in _CHILD_KIND:
+        if e.kind in CHILD_KIND:
             group = [s]
             for child in e.payload["children"]:
-                waiting[(e.subject, _CHILD_KIND[e.kind], child)] = group
+                waiting[(e.subject, CHILD_KIND[e.kind], child)] = group
             groups.append(group)
-        elif e.kind in _PARENT_KIND and (key := (e.payload["container"], e.kind, e.subject)) in waiting:
+        elif e.kind in PARENT_KIND and (key := (e.payload["container"], e.kind, e.subject)) in waiting:
             waiting.pop(key).append(s)
         else:
             groups.append([s])
     return groups
+
+
+def label_codes(signed: SignedEvent) -> list[str]:
+    """The label serials an event names (its subject, the children it packs or unpacks)."""
+    e = signed.event
+    codes = [e.subject] if e.subject_type == "label" else []
+    if e.kind in CHILD_KIND:
+        codes += [c for c in e.payload["children"] if not gs1.is_sscc(c)]
+    return codes
 
 
 def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str) -> dict:
@@ -129,13 +139,13 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str) -> dict:
     biz_step, disposition = EPCIS_MAPPING[e.kind]
     out: dict = {
         "type": "ObjectEvent",
-        "eventTime": _time(e.occurred_at),
+        "eventTime": epcis_time(e.occurred_at),
         "eventTimeZoneOffset": "+00:00",
         "eventID": f"urn:uuid:{e.event_id}",
     }
     if e.kind in ("Packed", "Unpacked", "PackedInto", "UnpackedFrom"):
-        parent = e.subject if e.kind in _CHILD_KIND else p["container"]
-        children = p["children"] if e.kind in _CHILD_KIND else [e.subject]
+        parent = e.subject if e.kind in CHILD_KIND else p["container"]
+        children = p["children"] if e.kind in CHILD_KIND else [e.subject]
         out.update(type="AggregationEvent", parentID=sscc_uri(parent, host), childEPCs=[_epc(c, gtin_of, host) for c in children])
         out["action"] = _ACTION[e.kind]
     elif e.kind == "Transformed":
@@ -177,7 +187,7 @@ def document(events: Sequence[dict], created: datetime | None = None) -> dict:
         "@context": CONTEXT,
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
-        "creationDate": _time(created or datetime.now(timezone.utc)),
+        "creationDate": epcis_time(created or datetime.now(timezone.utc)),
         "epcisBody": {"eventList": list(events)},
     }
 

@@ -18,6 +18,9 @@ def configure(level: str = "INFO") -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
     for noisy in ("kafka", "kafka.conn", "kafka.coordinator", "psycopg.pool", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Said on every connection to the broker: SCRAM over plain TCP is the local
+    # broker's design (loopback only, see ops/kafka/server.properties.in).
+    logging.getLogger("kafka.net.sasl.scram").setLevel(logging.ERROR)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -5,7 +5,7 @@ is pending of
 
 - ``ledger/migrations/NNNN_<name>.sql``: the database's own tables in schema ``public``
   (eventsourcing's event store, the global log and its Merkle tree, the scan inbox, the
-  consumer channels' state, EPCIS capture jobs), in version order;
+  consumer channels' state, EPCIS capture jobs, the EPCIS query index), in version order;
 - the read models, each a schema laid out from a *track* of templated files,
   ``ledger/migrations/<track>/NNNN_<name>.sql``, where ``{schema}`` stands for the read
   model's schema name. A read model's *kind* says which tracks make it: a

@@ -3,6 +3,7 @@
 #
 # Usage: ops/kafka.sh start|stop|status
 #        ops/kafka.sh run-class <main-class> [args...]   # run a Kafka CLI tool
+#            (as admin: add --command-config .run/kafka/credentials/admin.properties)
 #
 # Kafka is not installed system-wide: its jars are resolved from Maven Central
 # with ops/kafka/pom.xml into a per-version cache and run straight off the
@@ -19,6 +20,14 @@
 #   KAFKA_PID_FILE          pid file (lock file beside it)     default .run/kafka.pid
 #   KAFKA_LOG_FILE          broker log                         default .run/kafka.log
 # (A second broker, e.g. the fault-injection tests' own, sets all five ports/paths.)
+#
+# Security (issue 14): clients authenticate with SASL/SCRAM-SHA-512 and the
+# StandardAuthorizer denies whatever an ACL does not grant. On first start (or
+# on data formatted by an older, unauthenticated version of this script, which
+# is wiped after a loud warning) a random password per principal is written to
+# <data dir>/../credentials/<principal> (mode 0600; default .run/kafka/credentials)
+# and the SCRAM users are created with the format. Each start then grants every
+# service principal its ACLs (consumers/broker_access.py is the table).
 set -euo pipefail
 
 OPS_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -46,6 +55,14 @@ TOOLS_LOG_FILE="$RUN_DIR/kafka-tools.log"
 MVN_LOG_FILE="$RUN_DIR/kafka-mvn.log"
 LOCK_FILE="${PID_FILE%.pid}.lock"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+CRED_DIR="$(dirname -- "$DATA_DIR")/credentials"
+ADMIN_CLIENT_CONFIG="$CRED_DIR/admin.properties"
+# Which cluster id the credentials belong to: written last when formatting.
+CRED_STAMP="$CRED_DIR/cluster-id"
+# broker: the broker itself; admin: ops and tests (both super users). The rest
+# are the services' own principals (consumers/broker_access.py says what each
+# may do; ledger/config.py's Settings reads the passwords).
+PRINCIPALS=(broker admin relay projector detector auditor public)
 
 log() { echo "[ops] kafka: $*"; }
 die() { echo "[ops] kafka: ERROR: $*" >&2; exit 1; }
@@ -201,7 +218,7 @@ broker_answers() {
     local TOOL_CMD
     kafka_tool_cmd
     timeout 30 "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand \
-        --bootstrap-server "$BOOTSTRAP" --list >/dev/null 2>&1
+        --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CLIENT_CONFIG" --list >/dev/null 2>&1
 }
 
 show_log_tail() {
@@ -237,32 +254,117 @@ render_properties() {
     text="${text//@KAFKA_PORT@/"$KAFKA_PORT"}"
     text="${text//@KAFKA_CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}"
     text="${text//@KAFKA_DATA_DIR@/"$DATA_DIR"}"
+    text="${text//@KAFKA_BROKER_PASSWORD@/"$(<"$CRED_DIR/broker")"}"
     if grep -q '@[A-Z_]*@' <<<"$text"; then
         die "unreplaced placeholder in server.properties.in: $(grep -o '@[A-Z_]*@' <<<"$text" | head -n1)"
     fi
-    printf '%s\n' "$text" >"$PROPS_FILE.tmp"
+    (umask 077 && printf '%s\n' "$text" >"$PROPS_FILE.tmp")  # holds the broker's password
     mv "$PROPS_FILE.tmp" "$PROPS_FILE"
+}
+
+# A random password per principal, one file each (mode 0600), and the admin's
+# client config for the Kafka CLI tools. Only called right before a format,
+# which is when the SCRAM users are created from these files. A password file
+# that is already there is kept, so processes still running with it (say, the
+# log dirs were deleted under them) can log in again once the broker is back.
+generate_credentials() {
+    (
+        umask 077
+        mkdir -p "$CRED_DIR"
+        local p
+        for p in "${PRINCIPALS[@]}"; do
+            [[ -s "$CRED_DIR/$p" ]] && continue
+            # hex: nothing that needs quoting in a JAAS line or a shell word
+            od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$CRED_DIR/$p"
+        done
+        printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=SCRAM-SHA-512" \
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$(<"$CRED_DIR/admin")\";" \
+            >"$ADMIN_CLIENT_CONFIG"
+    )
+}
+
+# Formatted by this script with credentials: meta.properties names the cluster
+# id recorded beside the credentials, and every principal has its password.
+formatted_with_credentials() {
+    [[ -f "$DATA_DIR/meta.properties" && -s "$CRED_STAMP" ]] || return 1
+    grep -qxF "cluster.id=$(<"$CRED_STAMP")" "$DATA_DIR/meta.properties" || return 1
+    local p
+    for p in "${PRINCIPALS[@]}"; do [[ -s "$CRED_DIR/$p" ]] || return 1; done
+}
+
+# Data formatted before issue 14 has no SCRAM users (they are created by the
+# format, or by a client that can already log in), so the dev log dirs are
+# wiped. Nothing is lost for good: the relay re-produces every indexed entry
+# from PostgreSQL; read models and audit state made from the old topics are
+# best rebuilt too (`make clean-data` starts everything afresh).
+wipe_unauthenticated_data() {
+    [[ -f "$DATA_DIR/meta.properties" ]] || return 0
+    formatted_with_credentials && return 0
+    cat >&2 <<EOF
+[ops] kafka: ########################################################################
+[ops] kafka: WARNING: $DATA_DIR was formatted for a broker without
+[ops] kafka: authentication (or not with the credentials in $CRED_DIR).
+[ops] kafka: WIPING these Kafka log dirs and formatting them again with SCRAM users.
+[ops] kafka: The relay re-publishes every logged event from PostgreSQL; rebuild read
+[ops] kafka: models and audit state too (or start over with \`make clean-data\`).
+[ops] kafka: ########################################################################
+EOF
+    rm -rf "$DATA_DIR"
+    mkdir -p "$DATA_DIR"
 }
 
 # KRaft storage must be formatted exactly once; meta.properties is what
 # StorageTool writes last, so it marks a completed format. Re-formatting would
-# wipe the cluster id and every topic.
+# wipe the cluster id and every topic. The SCRAM users are created here (their
+# passwords are on StorageTool's command line for the seconds it runs: a dev
+# box, where the same user owns the credential files anyway).
 format_storage_once() {
     [[ -f "$DATA_DIR/meta.properties" ]] && return 0
-    local cluster_id
+    local cluster_id p scram=()
     cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)" ||
         die "kafka.tools.StorageTool random-uuid failed (see $TOOLS_LOG_FILE)"
-    log "formatting KRaft storage in $DATA_DIR (cluster id $cluster_id)"
+    generate_credentials
+    for p in "${PRINCIPALS[@]}"; do
+        scram+=(--add-scram "SCRAM-SHA-512=[name=$p,password=$(<"$CRED_DIR/$p")]")
+    done
+    render_properties  # with the new broker password
+    log "formatting KRaft storage in $DATA_DIR (cluster id $cluster_id; SCRAM users ${PRINCIPALS[*]}; passwords in $CRED_DIR)"
     # Static quorum (controller.quorum.voters), hence no --standalone.
-    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" >/dev/null ||
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" "${scram[@]}" >/dev/null ||
         die "formatting $DATA_DIR failed (see $TOOLS_LOG_FILE)"
+    echo "$cluster_id" >"$CRED_STAMP"
+}
+
+# Each service principal's ACLs, by the table in consumers/broker_access.py,
+# granted as admin on every start (idempotent: an existing ACL is a no-op).
+grant_service_acls() {
+    local py="$REPO_DIR/.venv/bin/python"
+    if [[ ! -x "$py" ]]; then
+        log "WARNING: no $py: service ACLs NOT granted (only broker and admin can use the broker; run make venv, then ops/kafka.sh stop && ops/kafka.sh start)"
+        return 0
+    fi
+    env -u TRACELEDGER_KAFKA_PASSWORD PYTHONPATH="$REPO_DIR" TRACELEDGER_KAFKA="$BOOTSTRAP" TRACELEDGER_KAFKA_USER=admin \
+        TRACELEDGER_KAFKA_CREDENTIALS="$CRED_DIR" TRACELEDGER_TOPIC_PREFIX="" \
+        timeout 120 "$py" -m consumers.broker_access grant >>"$TOOLS_LOG_FILE" 2>&1 ||
+        die "granting the services' ACLs failed (see $TOOLS_LOG_FILE)"
+    log "ACLs granted (consumers/broker_access.py)"
+}
+
+# A broker launched by an older version of this script (no SASL) is restarted:
+# clients now log in, and it would refuse them.
+restart_if_unauthenticated() {
+    local pid="$1"
+    grep -q '^sasl.mechanism.inter.broker.protocol=' "$PROPS_FILE" 2>/dev/null && return 0
+    log "WARNING: the running broker (pid $pid) has no authentication; restarting it with SASL/SCRAM and ACLs"
+    stop_pid "$pid"
+    return 1
 }
 
 cmd_start() {
     prepare_run_dir
     take_lock
     local pid
-    if pid="$(find_pid)"; then
+    if pid="$(find_pid)" && restart_if_unauthenticated "$pid"; then
         use_running_libs "$pid"
         if broker_answers; then
             log "already running (pid $pid) on $BOOTSTRAP"
@@ -279,12 +381,13 @@ cmd_start() {
     local t0=$SECONDS
     ensure_java
     resolve_jars
-    render_properties
     local p
     for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
         port_open "$p" && die "port $p on 127.0.0.1 is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
     done
+    wipe_unauthenticated_data
     format_storage_once
+    render_properties
 
     # Keep a single log file but do not let it grow forever.
     if [[ -f "$LOG_FILE" ]] && (($(stat -c %s "$LOG_FILE") > 50 * 1024 * 1024)); then
@@ -316,18 +419,13 @@ cmd_start() {
     pid="$(cat "$PID_FILE" 2>/dev/null || true)"
     [[ -n "$pid" ]] || die "broker launcher did not record a pid"
     wait_ready "$pid"
+    grant_service_acls
     log "ready on $BOOTSTRAP (pid $pid, $((SECONDS - t0))s)"
 }
 
-cmd_stop() {
-    prepare_run_dir
-    take_lock
-    local pid
-    if ! pid="$(find_pid)"; then
-        rm -f "$PID_FILE"
-        log "not running"
-        return 0
-    fi
+# Controlled shutdown (SIGTERM), SIGKILL after KAFKA_STOP_TIMEOUT.
+stop_pid() {
+    local pid="$1"
     log "stopping broker (pid $pid)"
     # SIGTERM triggers Kafka's controlled shutdown, which flushes logs and
     # avoids log recovery on the next start.
@@ -345,6 +443,18 @@ cmd_stop() {
         done
         is_our_broker "$pid" && die "could not kill broker pid $pid"
     fi
+}
+
+cmd_stop() {
+    prepare_run_dir
+    take_lock
+    local pid
+    if ! pid="$(find_pid)"; then
+        rm -f "$PID_FILE"
+        log "not running"
+        return 0
+    fi
+    stop_pid "$pid"
     rm -f "$PID_FILE"
     log "stopped"
 }

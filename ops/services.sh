@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Start/stop traceledger's own processes in the background: the relay, the
-# verification projector, the alert detector and the HTTP API. Pid files and logs in .run/.
+# verification projector, the alert detector, the broker's follower of the ledger's
+# revocations and the HTTP API. Pid files and logs in .run/.
 # `start` applies the schema migrations first (python -m ledger.migrate), once, so no
 # service finds a table missing; `status` exits 1 when a service it started (its pid file
 # is there) is no longer running.
 #
 # Usage: ops/services.sh start|stop|status
-# Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see ledger/config.py),
+# Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see ledger/config.py;
+#      TRACELEDGER_KAFKA_USER is set per service here: each logs in to Kafka as its own principal),
 #      TRACELEDGER_PROJECTORS: verification projector processes (default 2, one per core; they share
 #      one consumer group, so Kafka spreads the label topic's partitions over them),
 #      TRACELEDGER_API_WORKERS: API server processes (default 2 here, one per core)
@@ -18,7 +20,8 @@ PY="$REPO/.venv/bin/python"
 API_URL="${TRACELEDGER_API:-http://127.0.0.1:${TRACELEDGER_LISTEN_PORT:-8000}}"
 mkdir -p "$RUN"
 
-declare -A MODULE=([relay]=consumers.relay [projector]=consumers.projector [detector]=consumers.detector [api]=traceledger.api)
+declare -A MODULE=([relay]=consumers.relay [projector]=consumers.projector [detector]=consumers.detector
+                   [broker-revocations]=consumers.broker_revocations [api]=traceledger.api)
 PROJECTORS="${TRACELEDGER_PROJECTORS:-2}"
 export TRACELEDGER_API_WORKERS="${TRACELEDGER_API_WORKERS:-2}"
 [[ $PROJECTORS =~ ^[1-9][0-9]*$ ]] || { echo "[ops] TRACELEDGER_PROJECTORS must be a positive integer, got '$PROJECTORS'" >&2; exit 2; }
@@ -30,7 +33,12 @@ for f in "$RUN"/projector-*.pid; do
     name=$(basename "$f" .pid)
     [[ -n ${MODULE[$name]:-} ]] || { MODULE[$name]=consumers.projector; EXTRA_PROJECTORS+=("$name"); }
 done
-ORDER=(relay projector "${EXTRA_PROJECTORS[@]}" detector api)
+ORDER=(relay projector "${EXTRA_PROJECTORS[@]}" detector broker-revocations api)
+# The broker principal each service logs in as (its rights: consumers/broker_access.py; its password:
+# .run/kafka/credentials/<principal>, from ops/kafka.sh). The API does not use Kafka: no login at all.
+# broker-revocations takes revoked regulators' logins away, which only the admin may do.
+declare -A KAFKA_USER=([relay]=relay [projector]=projector [detector]=detector [broker-revocations]=admin [api]="")
+kafka_user_of() { local name=$1; [[ $name == projector-* ]] && name=projector; echo "${KAFKA_USER[$name]}"; }
 
 # Alive = the pid exists, is not a zombie (PID 1 here may not reap them) and
 # really is our module (a recycled pid is not).
@@ -52,7 +60,7 @@ start_one() {
     fi
     # No subshell around it: a parent holding our stdout would keep a caller's pipe open.
     cd "$REPO"
-    setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 </dev/null &
+    TRACELEDGER_KAFKA_USER="$(kafka_user_of "$name")" setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
     echo "[ops] $name: started (pid $(cat "$RUN/$name.pid"), log .run/$name.log)"
 }

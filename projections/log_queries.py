@@ -48,10 +48,12 @@ def subject_values(conn: psycopg.Connection, subject_type: str, subject: str) ->
     return [bytes(r[0]) for r in rows]
 
 
-def values_of_types(conn: psycopg.Connection, subject_types: list[str]) -> list[bytes]:
-    """Every envelope of these subject types, in log order."""
-    rows = conn.execute("SELECT value FROM log_entries WHERE subject_type = ANY(%s) ORDER BY log_index", (subject_types,)).fetchall()
-    return [bytes(r[0]) for r in rows]
+def count_of_subjects(conn: psycopg.Connection, subjects: set[tuple[str, str]]) -> int:
+    """How many entries these ``(subject_type, subject)`` pairs have."""
+    return conn.execute(
+        "SELECT count(*) FROM log_entries l JOIN unnest(%s::text[], %s::text[]) AS w(t, s) ON l.subject_type = w.t AND l.subject = w.s",
+        ([t for t, _ in subjects], [s for _, s in subjects]),
+    ).fetchone()[0]
 
 
 def values_of_subjects(conn: psycopg.Connection, subjects: set[tuple[str, str]]) -> list[bytes]:

@@ -35,7 +35,7 @@ class World:
 
     def produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None):
         """Produce one record as an outsider would (no relay); returns its metadata."""
-        producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        producer = KafkaProducer(**self.settings.kafka_client_config(), acks="all")
         try:
             return producer.send(topic, key=key, value=value, headers=headers or []).get(timeout=30)
         finally:

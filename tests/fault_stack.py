@@ -64,7 +64,7 @@ class FaultStack:
 
     @property
     def settings(self) -> Settings:
-        return Settings(pg_port=self.pg_port, kafka_bootstrap=f"127.0.0.1:{self.kafka_port}")
+        return Settings(pg_port=self.pg_port, kafka_bootstrap=f"127.0.0.1:{self.kafka_port}", kafka_credentials=self.home / "kafka" / "credentials")
 
     # --- PostgreSQL
 

@@ -38,11 +38,13 @@ def project_all(settings: Settings, schema: str = "verification"):
     return consumer
 
 
-def topic_records(settings: Settings, topic: str) -> list:
-    """Every record on ``topic``, all partitions, from the beginning."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+def topic_records(settings: Settings, topic: str, partitions: int | None = None, **options) -> list:
+    """Every record on ``topic``, all partitions (or the first ``partitions``), from the
+    beginning; ``options`` go to the consumer."""
+    consumer = KafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False, **options)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        numbers = range(partitions) if partitions else sorted(consumer.partitions_for_topic(topic) or [])
+        tps = [TopicPartition(topic, p) for p in numbers]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)

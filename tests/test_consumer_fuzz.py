@@ -140,7 +140,7 @@ def test_fuzzed_records_are_quarantined_and_change_nothing(settings):
 
         bad = bad_records(rng, cast, real, serials)
         replays = [("replay", r.key, r.value, list(r.headers or [])) for r in rng.sample(real, 10)]
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        producer = KafkaProducer(**settings.kafka_client_config())
         sent = [(what, producer.send(settings.label_topic, key=key, value=value, headers=headers)) for what, key, value, headers in bad + replays]
         producer.flush()
         producer.close()

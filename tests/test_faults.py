@@ -204,7 +204,7 @@ def test_record_over_the_topics_limit_halts_the_relay_clearly_without_a_gap(stac
         # A label topic whose limit every ordinary event fits and the big one does not.
         limit = (max(size(s) for s in before + after) + size(big)) // 2
         assert max(size(s) for s in before + after) < limit < size(big)
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = KafkaAdminClient(**settings.kafka_client_config())
         admin.create_topics([
             NewTopic(name, num_partitions=n, replication_factor=1, topic_configs={"max.message.bytes": str(limit)} if name == settings.label_topic else {})
             for name, n in topic_specs(settings).items()

@@ -75,7 +75,7 @@ def test_bad_records_on_the_topic_are_quarantined_and_the_projector_goes_on(worl
     settings, ledger, cast = world
     ledger.append([cast.issue("GOOD1")])
     relay_all(settings)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = KafkaProducer(**settings.kafka_client_config())
     forged_base = cast.event("gateway", "label", "GOOD1", "Scanned", scanned_payload(), advance=False)
     forged = SignedEvent(forged_base.body, bytes(64), forged_base.event)
     outsider = KeyPair.generate("acme")  # right actor name, unregistered key

@@ -108,7 +108,7 @@ def test_a_bad_record_in_the_middle_of_a_batch_is_quarantined_the_rest_applied_o
     relay_all(settings)
     issued, shipped = sorted((r for r in topic_records(settings, settings.label_topic) if r.key == b"MID1"), key=lambda r: r.offset)
     partition = shipped.partition
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = KafkaProducer(**settings.kafka_client_config())
     # Garbage (the magic bytes, then no known schema), then a copy of MID1's Shipped event
     # with a broken signature, in MID1's partition.
     broken = bytearray(shipped.value)

@@ -33,6 +33,9 @@ DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 _RETRYABLE = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
 
 
+EPCIS_PAGE = 1000  # EPCIS events per page when the CLI exports the whole log (the server's maximum)
+
+
 class ApiUnavailable(Exception):
     """The API could not be reached or failed internally (5xx)."""
 
@@ -224,9 +227,25 @@ class Client:
         return self._request("GET", f"/v1/lots/{gtin}/{_segment(lot)}/impact")
 
     def epcis_events(self, **query: Any) -> dict:
-        """An EPCIS 2.0 document of the selected history (``serial``, ``lot``, ``container``, ``since``, ``until``)."""
+        """An EPCIS 2.0 document of the selected history (``serial``, ``lot``, ``container``, ``since``, ``until``).
+
+        Without a subject the server pages the whole log; the pages (followed by
+        their ``Link: rel="next"``) are joined into one document.
+        """
+        if all(query.get(k) is None for k in ("serial", "lot", "container")):
+            query = query | {"perPage": EPCIS_PAGE}
         params = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items() if v is not None)
-        return self._request("GET", "/v1/epcis/events" + (f"?{params}" if params else ""))
+        path: str | None = "/v1/epcis/events" + (f"?{params}" if params else "")
+        document: dict | None = None
+        while path is not None:
+            url, response = self._send("GET", path)
+            page = self._decode(url, response, False)
+            if document is None:
+                document = page
+            else:
+                document["epcisBody"]["eventList"] += page["epcisBody"]["eventList"]
+            path = response.links.get("next", {}).get("url")
+        return document
 
     def epcis_capture(self, document: dict) -> dict:
         """Submit an EPCIS 2.0 document of signed events; answers the capture job (poll :meth:`capture_job`)."""

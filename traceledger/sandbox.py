@@ -38,7 +38,7 @@ def drop(base: Settings, dbs: list[str], prefixes: list[str]) -> None:
             conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     if not prefixes:
         return
-    admin = KafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+    admin = KafkaAdminClient(**base.kafka_client_config())
     try:
         doomed = [t for t in admin.list_topics() if any(t.startswith(p) for p in prefixes)]
         if doomed:

@@ -2,10 +2,16 @@
 
 - ``GET /v1/epcis/events``: ``serial=`` (a label, the containers it travelled
   in and its lot's graph), ``lot=<gtin14>/<lot>`` (the lot and the lots it
-  was made from), ``container=`` (an SSCC and the containers it was in), or
-  none of them (everything); ``since`` / ``until`` (ISO times) narrow by event
-  time. Events come from the global log (``log_entries``) in log order, so the
-  document carries exactly the bytes on Kafka.
+  was made from), ``container=`` (an SSCC and the containers it was in), with
+  ``since`` / ``until`` (ISO times) narrowing by event time: one subject's
+  history, whole (refused as ``QueryTooLargeException`` over 50,000 events). Without any of the three it is the whole log, *paged*: the
+  standard query of :mod:`traceledger.api.epcis_query` (``since``/``until``
+  standing for ``GE_eventTime``/``LT_eventTime``, ``perPage``,
+  ``nextPageToken``, a ``Link: rel="next"`` header) answered as an
+  EPCISDocument, so it can be captured elsewhere; the CLI follows the pages.
+  Unknown parameters are a ``QueryParameterException``. Events come from the
+  global log (``log_entries``) in log order, so the document carries exactly
+  the bytes on Kafka.
 - ``POST /v1/epcis/capture``: a document of signed events (see
   :mod:`ledger.epcis`), checked against GS1's schema and mapped back onto the
   ledger as ONE all-or-nothing batch. The work is done within the request
@@ -27,6 +33,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger import capture_jobs, epcis, gs1
+from ledger.epcis_query import parse_query
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import LabelState
@@ -35,12 +42,16 @@ from ledger.service import Ledger
 from ledger.store import chain_id
 from projections import log_queries
 from traceledger.api.dependencies import sync_pool
+from traceledger.api.epcis_query import EPCIS_HEADERS, next_link, query_page
 from traceledger.api.problems import epcis_problem
 from traceledger.api.responses import OrjsonResponse
 
 log = get_logger("epcis")
 
 MAX_CAPTURE_EVENTS = 5000  # ledger events per document, as POST /v1/events
+MAX_HISTORY_EVENTS = 50_000  # ledger events in one serial/lot/container history (a worker holds it whole)
+HISTORY_PARAMETERS = {"serial", "lot", "container", "since", "until"}
+ALIASES = {"since": "GE_eventTime", "until": "LT_eventTime"}  # this endpoint's own names for the standard ones
 
 router = APIRouter()
 
@@ -74,15 +85,30 @@ def subjects_asked(ledger: Ledger, conn, serial: str | None, lot: str | None, co
 @router.get("/v1/epcis/events")
 def export_events(request: Request, serial: str | None = None, lot: str | None = None, container: str | None = None,
                   since: datetime | None = None, until: datetime | None = None):
-    """An EPCIS 2.0 document of a label's, lot's or container's history, or of everything in a time range."""
+    """An EPCIS 2.0 document of a label's, lot's or container's history, or one page of the whole log's events."""
+    given = request.query_params.multi_items()
+    if serial is None and lot is None and container is None:
+        return export_page(request, given)
+    unknown = sorted({name for name, _ in given} - HISTORY_PARAMETERS)
+    if unknown:
+        raise epcis.EpcisError("QueryParameterException", f"{unknown[0][:60]!r} cannot be combined with serial, lot or container")
     state = request.app.state
     with sync_pool(state).connection() as conn:
         subjects = subjects_asked(state.ledger, conn, serial, lot, container)
         signed = log_events(conn, subjects, since, until)
-    serials = {c for s in signed for c in label_codes(s)}
+    serials = {c for s in signed for c in epcis.label_codes(s)}
     doc = epcis.export(signed, gtin_lookup(state.ledger, serials), state.settings.resolver_host)
     log.info("epcis_exported", events=len(signed), epcis_events=len(doc["epcisBody"]["eventList"]), serial=serial, lot=lot, container=container)
-    return OrjsonResponse(doc)
+    return OrjsonResponse(doc, headers=EPCIS_HEADERS)
+
+
+def export_page(request: Request, given: list[tuple[str, str]]) -> OrjsonResponse:
+    """One page of the whole log's EPCIS events as an EPCISDocument (``since``/``until`` are GE_/LT_eventTime)."""
+    renamed = [(ALIASES.get(name, name), value) for name, value in given]
+    query, page = parse_query(renamed)
+    results = query_page(request.app.state, query, page, with_record_time=False)
+    log.info("epcis_exported_page", epcis_events=len(results.events), more=results.next_token is not None)
+    return OrjsonResponse(epcis.document(results.events), headers=EPCIS_HEADERS | next_link(request, results.next_token))
 
 
 # ------------------------------------------------------------------ capture
@@ -174,15 +200,6 @@ def epc_serials(item: dict) -> list[str]:
 # ------------------------------------------------------------------ history walks
 
 
-def label_codes(signed: SignedEvent) -> list[str]:
-    """The label serials an event names (its subject, the children it packs or unpacks)."""
-    e = signed.event
-    codes = [e.subject] if e.subject_type == "label" else []
-    if e.kind in ("Packed", "Unpacked"):
-        codes += [c for c in e.payload["children"] if not gs1.is_sscc(c)]
-    return codes
-
-
 def containers_of(conn: psycopg.Connection, subject_type: str, subject: str) -> set[tuple[str, str]]:
     """The subject and every container it was ever packed into, transitively (from the global log)."""
     out, frontier = set(), [(subject_type, subject)]
@@ -224,11 +241,14 @@ def label_history(ledger: Ledger, conn: psycopg.Connection, serial: str) -> set[
     return subjects
 
 
-def log_events(conn: psycopg.Connection, subjects: set[tuple[str, str]] | None, since: datetime | None, until: datetime | None) -> list[SignedEvent]:
-    """Signed events of ``subjects`` (None: all exported subject types) from the global log, in log order."""
-    if subjects is None:
-        values = log_queries.values_of_types(conn, list(epcis.EXPORTED_SUBJECTS))
-    else:
-        values = log_queries.values_of_subjects(conn, subjects)
-    signed = [SignedEvent.from_envelope(v) for v in values]
+def log_events(conn: psycopg.Connection, subjects: set[tuple[str, str]], since: datetime | None, until: datetime | None) -> list[SignedEvent]:
+    """Signed events of ``subjects`` from the global log, in log order, with event times in ``[since, until)``.
+
+    A history is answered whole, so one too long to hold is refused (413 QueryTooLargeException) before
+    anything is read: the paged query (``/epcis/events?MATCH_anyEPC=``) serves it instead.
+    """
+    if log_queries.count_of_subjects(conn, subjects) > MAX_HISTORY_EVENTS:
+        raise epcis.EpcisError("QueryTooLargeException", f"more than {MAX_HISTORY_EVENTS} events: page through "
+                               "/epcis/events with MATCH_anyEPC (or MATCH_epcClass for a lot) instead")
+    signed = [SignedEvent.from_envelope(v) for v in log_queries.values_of_subjects(conn, subjects)]
     return [s for s in signed if (since is None or s.event.occurred_at >= since) and (until is None or s.event.occurred_at < until)]

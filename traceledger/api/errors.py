@@ -2,8 +2,9 @@
 
 A :class:`ledger.errors.Refused` is the caller's fault (400, or 401 / 403 for
 ``unauthenticated`` or ``replayed_request`` / ``forbidden``, 429 with
-``Retry-After`` for a client over its limit); an unreachable or full database is
-503 with nothing written.
+``Retry-After`` for a client over its limit); a :class:`ledger.epcis.EpcisError` keeps its
+EPCIS exception type (404 for ``NoSuchResourceException``); an unreachable or full database is 503
+with nothing written.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledger import epcis
 from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from traceledger import auth
-from traceledger.api.problems import problem, refused
+from traceledger.api.problems import epcis_problem, problem, refused
 
 log = get_logger("api")
 
@@ -31,6 +33,14 @@ async def refused_handler(request: Request, exc: Refused):
     if exc.code == "forbidden":
         return refused(403, exc, "forbidden")
     return refused(400, exc)
+
+
+# EPCIS exceptions that are not the caller's malformed input.
+EPCIS_STATUS = {"NoSuchResourceException": 404, "CaptureLimitExceededException": 413, "QueryTooLargeException": 413}
+
+
+async def epcis_handler(request: Request, exc: epcis.EpcisError):
+    return epcis_problem(exc, EPCIS_STATUS.get(exc.exception, 400))
 
 
 async def validation_handler(request: Request, exc: RequestValidationError):
@@ -55,6 +65,7 @@ async def db_down_handler(request: Request, exc: Exception):
 def install(app: FastAPI) -> None:
     """Register every handler on ``app``."""
     app.add_exception_handler(Refused, refused_handler)
+    app.add_exception_handler(epcis.EpcisError, epcis_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_handler)
     # The event store (eventsourcing) re-raises psycopg's connection errors as its own.

@@ -1,0 +1,228 @@
+"""The EPCIS query index: one row per EPCIS event of the global log, and the queries over it.
+
+``GET /events`` (:mod:`traceledger.api.epcis_query`) must filter and page in
+PostgreSQL, not decode the whole log per request. This read model
+(``epcis_events`` and ``epcis_event_epcs``, ``ledger/migrations/0006``) keeps,
+per EPCIS event, the fields the standard queries on (type, action, bizStep,
+disposition, eventTime, recordTime, readPoint, bizLocation, and every
+identifier by role) and the log indexes of the signed ledger events it
+carries; a page is then an indexed ``SELECT ... WHERE log_index > $after
+ORDER BY log_index LIMIT $perPage`` (cut shorter when its events carry more
+than a page's budget of signed events) and the signed bytes of just those
+events, mapped by :func:`ledger.epcis.to_epcis` as the export always was.
+
+It is built from ``log_entries`` by :func:`catch_up`, which every query runs
+first: cheap when nothing is new, and in batches of :data:`BATCH` entries
+(bounded memory) when something is, under an advisory lock so API workers take
+turns. Events are grouped exactly as :func:`ledger.epcis.group_events` groups
+them (a pack with its children's events), with the children a pack still
+expects kept in ``epcis_waiting_children`` between batches. Only an unbroken
+run of log indexes is indexed, so nothing is skipped past a gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from ledger import epcis
+from ledger.epcis_query import EventQuery, Page, uri_key
+from ledger.events import SignedEvent
+
+BATCH = 2000
+INDEX_LOCK = 0x6570636973  # "epcis": held while indexing, so API workers take turns
+HOST = "index.invalid"  # identifiers are mapped on this host, then kept without it (ledger.epcis_query.uri_key)
+ROLES = (("epcList", "epc"), ("childEPCs", "epc"), ("inputEPCList", "input"), ("outputEPCList", "output"))
+CLASS_ROLES = (("quantityList", "class"), ("inputQuantityList", "input_class"), ("outputQuantityList", "output_class"))
+ROW_COLUMNS = ("log_index", "event_id", "event_type", "action", "biz_step", "disposition", "event_time", "record_time",
+               "read_point", "biz_location", "members")
+
+
+# ---------------------------------------------------------------- what an EPCIS event is indexed by (pure)
+
+
+def identifiers(event: dict) -> list[tuple[str, str]]:
+    """(key, role) of every identifier an EPCIS event names."""
+    out = [(uri_key(epc), role) for name, role in ROLES for epc in event.get(name, ())]
+    out += [(uri_key(q["epcClass"]), role) for name, role in CLASS_ROLES for q in event.get(name, ())]
+    if event.get("parentID"):
+        out.append((uri_key(event["parentID"]), "parent"))
+    out += [(uri_key(p["source"]), f"source:{p['type']}") for p in event.get("sourceList", ())]
+    out += [(uri_key(p["destination"]), f"destination:{p['type']}") for p in event.get("destinationList", ())]
+    return sorted(set(out))
+
+
+def index_row(log_index: int, event: dict, record_time: datetime, members: list[int]) -> tuple:
+    """The ``epcis_events`` row of an EPCIS event (:func:`ledger.epcis.to_epcis` output), in ROW_COLUMNS order."""
+    place = (event.get("readPoint") or {}).get("id"), (event.get("bizLocation") or {}).get("id")
+    return (log_index, event["eventID"], event["type"], event.get("action"), event["bizStep"], event.get("disposition"),
+            datetime.fromisoformat(event["eventTime"]), record_time,
+            uri_key(place[0]) if place[0] else None, uri_key(place[1]) if place[1] else None, members)
+
+
+# ---------------------------------------------------------------- building
+
+
+@dataclass
+class Batch:
+    """One run of log entries being indexed: new EPCIS events, children joining older ones, pending children."""
+
+    groups: dict[int, list[tuple[int, SignedEvent]]] = field(default_factory=dict)
+    record_times: dict[int, datetime] = field(default_factory=dict)
+    joined: list[tuple[int, int]] = field(default_factory=list)  # (EPCIS event's log index, member's log index)
+    waiting: dict[tuple[str, str, str], int | None] = field(default_factory=dict)  # None: no longer waiting
+
+    def add(self, log_index: int, signed: SignedEvent, recorded_at: datetime) -> None:
+        """Group one ledger event as ledger.epcis.group_events does."""
+        e = signed.event
+        key = (e.payload.get("container"), e.kind, e.subject)
+        if e.kind in epcis.PARENT_KIND and self.waiting.get(key) is not None:
+            leader = self.waiting[key]
+            self.waiting[key] = None
+            if leader in self.groups:
+                self.groups[leader].append((log_index, signed))
+            else:
+                self.joined.append((leader, log_index))
+            return
+        self.groups[log_index] = [(log_index, signed)]
+        self.record_times[log_index] = recorded_at
+        if e.kind in epcis.CHILD_KIND:
+            for child in e.payload["children"]:
+                self.waiting[(e.subject, epcis.CHILD_KIND[e.kind], child)] = log_index
+
+
+def unindexed(conn: psycopg.Connection, limit: int) -> list[tuple[int, bytes, datetime]]:
+    """The next unbroken run of at most ``limit`` log entries not yet indexed: (log_index, value, recorded_at)."""
+    start = conn.execute("SELECT next_log_index FROM epcis_index_position").fetchone()[0]
+    rows = conn.execute("SELECT log_index, value, recorded_at FROM log_entries WHERE log_index >= %s ORDER BY log_index LIMIT %s",
+                        (start, limit)).fetchall()
+    run = [r for i, r in enumerate(rows) if r[0] == start + i]
+    return [(i, bytes(v), t) for i, v, t in run]
+
+
+def load_waiting(conn: psycopg.Connection, batch: Batch, children: list[SignedEvent]) -> None:
+    """The pending children (from earlier batches) that these children's events may complete."""
+    keys = [(s.event.payload["container"], s.event.kind, s.event.subject) for s in children]
+    rows = conn.execute(
+        "SELECT w.container, w.kind, w.child, w.log_index FROM epcis_waiting_children w "
+        "JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(c, k, s) ON w.container = k.c AND w.kind = k.k AND w.child = k.s",
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])).fetchall()
+    batch.waiting.update({(c, k, s): i for c, k, s, i in rows})
+
+
+def issued_gtins(events: list[SignedEvent]) -> dict[str, str]:
+    """serial -> GTIN of the labels these events issue."""
+    return {s.event.subject: s.event.payload["gtin"] for s in events if s.event.kind == "Issued"}
+
+
+def write_batch(conn: psycopg.Connection, batch: Batch, issued: dict[str, str]) -> None:
+    """Insert the batch's EPCIS events and identifiers, extend older ones, keep the pending children."""
+    rows, epcs = [], []
+    serials = {c for group in batch.groups.values() for _, s in group for c in epcis.label_codes(s)}
+    gtin_of = label_gtins(conn, list(serials - set(issued))) | issued
+    for leader, group in batch.groups.items():
+        event = epcis.to_epcis([s for _, s in group], gtin_of.get, HOST)
+        rows.append(index_row(leader, event, batch.record_times[leader], [i for i, _ in group]))
+        epcs += [(key, role, leader) for key, role in identifiers(event)]
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO epcis_events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join(['%s'] * len(ROW_COLUMNS))})", rows)
+        cur.executemany("INSERT INTO epcis_event_epcs (epc, role, log_index) VALUES (%s, %s, %s)", epcs)
+        cur.executemany("UPDATE epcis_events SET members = members || %s::bigint WHERE log_index = %s", [(m, e) for e, m in batch.joined])
+        keys = list(batch.waiting)
+        cur.executemany("DELETE FROM epcis_waiting_children WHERE container = %s AND kind = %s AND child = %s", keys)
+        cur.executemany("INSERT INTO epcis_waiting_children (container, kind, child, log_index) VALUES (%s, %s, %s, %s)",
+                        [(*k, i) for k, i in batch.waiting.items() if i is not None])
+        cur.executemany("INSERT INTO epcis_label_gtins (serial, gtin) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        list(issued.items()))
+
+
+def index_next(conn: psycopg.Connection, limit: int = BATCH) -> int:
+    """Index the next run of log entries in one transaction; how many entries it read (0: up to date)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (INDEX_LOCK,))
+        run = unindexed(conn, limit)
+        if not run:
+            return 0
+        entries = [(i, SignedEvent.from_envelope(v), t) for i, v, t in run]
+        exported = [(i, s, t) for i, s, t in entries if s.event.subject_type in epcis.EXPORTED_SUBJECTS]
+        batch = Batch()
+        load_waiting(conn, batch, [s for _, s, _ in exported if s.event.kind in epcis.PARENT_KIND])
+        for i, s, t in exported:
+            batch.add(i, s, t)
+        write_batch(conn, batch, issued_gtins([s for _, s, _ in exported]))
+        conn.execute("UPDATE epcis_index_position SET next_log_index = %s", (run[-1][0] + 1,))
+    return len(run)
+
+
+def behind(conn: psycopg.Connection) -> bool:
+    """Whether the global log has entries the index has not read (one cheap look, no lock)."""
+    return conn.execute("SELECT (SELECT next_log_index FROM epcis_index_position) "
+                        "<= coalesce((SELECT max(log_index) FROM log_entries), -1)").fetchone()[0]
+
+
+def catch_up(conn: psycopg.Connection) -> int:
+    """Index everything the global log has now; how many entries were read."""
+    total = 0
+    while behind(conn):
+        done = index_next(conn)
+        if not done:
+            break  # a gap: the entry after it is not committed yet
+        total += done
+    return total
+
+
+# ---------------------------------------------------------------- queries
+
+
+def conditions(q: EventQuery) -> tuple[list[str], list]:
+    """SQL conditions (on ``epcis_events e``) and their parameters for a query."""
+    where, args = [], []
+    for column, values in (("event_type", q.event_types), ("action", q.actions), ("biz_step", q.biz_steps),
+                           ("disposition", q.dispositions), ("read_point", q.read_points),
+                           ("biz_location", q.biz_locations), ("event_id", q.event_ids)):
+        if values:
+            where.append(f"e.{column} = ANY(%s)")
+            args.append(list(values))
+    for column, op, value in (("event_time", ">=", q.ge_event_time), ("event_time", "<", q.lt_event_time),
+                              ("record_time", ">=", q.ge_record_time), ("record_time", "<", q.lt_record_time)):
+        if value is not None:
+            where.append(f"e.{column} {op} %s")
+            args.append(value)
+    for match in q.epc_matches:
+        where.append("e.log_index IN (SELECT x.log_index FROM epcis_event_epcs x WHERE x.role = ANY(%s) "
+                     "AND (x.epc = ANY(%s) OR x.epc LIKE ANY(%s)))")
+        args += [list(match.roles), list(match.exact), [like_prefix(p) for p in match.prefixes]]
+    return where, args
+
+
+def like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def page_rows(conn: psycopg.Connection, q: EventQuery, page: Page) -> list[tuple[int, datetime, int]]:
+    """Up to ``page.size + 1`` matching EPCIS events after ``page.after``, in log order: (log_index, record_time,
+    how many signed events it carries)."""
+    where, args = conditions(q)
+    where.append("e.log_index > %s")
+    sql = (f"SELECT e.log_index, e.record_time, cardinality(e.members) FROM epcis_events e WHERE {' AND '.join(where)} "
+           "ORDER BY e.log_index LIMIT %s")
+    return conn.execute(sql, [*args, page.after, page.size + 1]).fetchall()
+
+
+def signed_values(conn: psycopg.Connection, event_indexes: list[int]) -> dict[int, list[bytes]]:
+    """EPCIS event's log index -> the envelopes of the signed events it carries, in order."""
+    rows = conn.execute(
+        "SELECT e.log_index, l.value FROM epcis_events e CROSS JOIN LATERAL unnest(e.members) WITH ORDINALITY AS m(member, n) "
+        "JOIN log_entries l ON l.log_index = m.member WHERE e.log_index = ANY(%s) ORDER BY e.log_index, m.n",
+        (event_indexes,)).fetchall()
+    out: dict[int, list[bytes]] = {}
+    for event_index, value in rows:
+        out.setdefault(event_index, []).append(bytes(value))
+    return out
+
+
+def label_gtins(conn: psycopg.Connection, serials: list[str]) -> dict[str, str]:
+    """serial -> GTIN, from the labels' Issued events."""
+    return dict(conn.execute("SELECT serial, gtin FROM epcis_label_gtins WHERE serial = ANY(%s)", (serials,)).fetchall())

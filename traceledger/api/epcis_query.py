@@ -1,0 +1,183 @@
+"""The EPCIS 2.0 query interface (REST binding) under ``/epcis``: filtered, paged, from the query index.
+
+- ``GET /epcis/events``: an ``EPCISQueryDocument`` of the events matching the
+  standard query parameters (:mod:`ledger.epcis_query` lists them; an unknown
+  one is a ``QueryParameterException``, never ignored), in log order, at most
+  ``perPage`` per answer (default 30, at most 1000). When more match, the
+  answer has a ``Link: <...>; rel="next"`` header (RFC 8288) whose URL repeats
+  the query with an opaque ``nextPageToken``. Each event carries ``recordTime``
+  (when the global log took it). A worker holds one page at a time, never the log,
+  and a page stops early when its events carry more than 10,000 signed events.
+- ``GET /epcis/events/{eventID}``: one event (``urn:uuid:...``), or 404
+  ``NoSuchResourceException``.
+- ``GET /epcis/eventTypes``, ``/bizSteps``, ``/dispositions``: the values this
+  repository uses; ``/epcis/eventTypes/{t}/events``, ``/bizSteps/{s}/events``,
+  ``/dispositions/{d}/events``, ``/epcis/epcs/{epc}/events``: the same query with
+  that value fixed (``MATCH_anyEPC`` for an EPC); giving the fixed parameter
+  again in the query string is refused.
+
+Every answer is ``application/ld+json`` with ``GS1-EPCIS-Version: 2.0.0`` and
+``GS1-CBV-Version: 2.0.0``. The index is brought up to the global log's head
+before each query (:func:`projections.epcis_index.catch_up`), so a page shows
+everything the log held when it was asked. ``GET /v1/epcis/events`` without
+``serial``/``lot``/``container`` is the same query answered as an
+``EPCISDocument`` (:mod:`traceledger.api.epcis`).
+
+Access: like every EPCIS read today, anonymous (issue 14 designs who may read
+what); the answers are the ledger's public, signed events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+
+from ledger import epcis
+from ledger.epcis_query import EventQuery, Page, encode_token, parse_query
+from ledger.events import EPCIS_MAPPING, SignedEvent
+from projections import epcis_index
+from traceledger.api.dependencies import sync_pool
+from traceledger.api.responses import OrjsonResponse
+
+LD_JSON = "application/ld+json"
+EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+QUERY_NAME = "SimpleEventQuery"
+# Signed ledger events per page at most (a pack of 5,000 units is one EPCIS event carrying 5,001): a page
+# stops early rather than hold more; the first event of a page is always shown whole.
+MAX_SIGNED_PER_PAGE = 10_000
+BIZ_STEPS = sorted({step for step, _ in EPCIS_MAPPING.values()})
+DISPOSITIONS = sorted({disposition for _, disposition in EPCIS_MAPPING.values() if disposition})
+EVENT_TYPES = ["ObjectEvent", "AggregationEvent", "TransformationEvent"]
+LD_RESPONSE = {200: {"description": "an EPCIS 2.0 JSON-LD document or event", "content": {LD_JSON: {"schema": {"type": "object"}}}}}
+LIST_RESPONSE = {200: {"description": "the values in use", "content": {LD_JSON: {"schema": {"type": "array", "items": {"type": "string"}}}}}}
+
+router = APIRouter(prefix="/epcis", tags=["epcis"])
+
+
+class LdJsonResponse(OrjsonResponse):
+    media_type = LD_JSON
+
+
+@dataclass(frozen=True)
+class Results:
+    """One page of a query: EPCIS events, and the token of the next page (None: this was the last)."""
+
+    events: list[dict]
+    next_token: str | None
+
+
+def mapped_events(conn, rows: list[tuple[int, datetime, int]], host: str, with_record_time: bool) -> list[dict]:
+    """The EPCIS events of index rows, from their signed bytes in the global log."""
+    values = epcis_index.signed_values(conn, [i for i, _, _ in rows])
+    groups = {i: [SignedEvent.from_envelope(v) for v in envelopes] for i, envelopes in values.items()}
+    serials = {c for group in groups.values() for s in group for c in epcis.label_codes(s)}
+    gtin_of = epcis_index.label_gtins(conn, list(serials)).get
+    out = []
+    for event_index, record_time, _ in rows:
+        event = epcis.to_epcis(groups[event_index], gtin_of, host)
+        if with_record_time:
+            event["recordTime"] = epcis.epcis_time(record_time)
+        out.append(event)
+    return out
+
+
+def within_budget(rows: list[tuple[int, datetime, int]], size: int) -> list[tuple[int, datetime, int]]:
+    """The first ``size`` rows, fewer if they carry more than MAX_SIGNED_PER_PAGE signed events (never none)."""
+    shown, carried = [], 0
+    for row in rows[:size]:
+        carried += row[2]
+        if shown and carried > MAX_SIGNED_PER_PAGE:
+            break
+        shown.append(row)
+    return shown
+
+
+def query_page(state, query: EventQuery, page: Page, *, with_record_time: bool = True) -> Results:
+    """One page of ``query`` from the index (brought up to date first); memory bounded by the page's budget."""
+    with sync_pool(state).connection() as conn:
+        epcis_index.catch_up(conn)
+        rows = epcis_index.page_rows(conn, query, page)
+        shown = within_budget(rows, page.size)
+        events = mapped_events(conn, shown, state.settings.resolver_host, with_record_time)
+    more = len(rows) > len(shown)
+    return Results(events, encode_token(shown[-1][0], query.fingerprint) if more else None)
+
+
+def next_link(request: Request, token: str | None) -> dict[str, str]:
+    """The RFC 8288 ``Link`` header to the next page: this request's URL with the new ``nextPageToken``."""
+    if token is None:
+        return {}
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "nextPageToken"] + [("nextPageToken", token)]
+    return {"Link": f'<{request.url.path}?{urlencode(params)}>; rel="next"'}
+
+
+def query_document(events: list[dict]) -> dict:
+    """An EPCISQueryDocument of a SimpleEventQuery's results."""
+    doc = epcis.document([])
+    doc["type"] = "EPCISQueryDocument"
+    doc["epcisBody"] = {"queryResults": {"queryName": QUERY_NAME, "resultsBody": {"eventList": events}}}
+    return doc
+
+
+def answer_query(request: Request, fixed: list[tuple[str, str]] = ()) -> LdJsonResponse:
+    """Parse the request's query (plus ``fixed`` parameters of the path), answer one page."""
+    given = request.query_params.multi_items()
+    if any(name == fixed_name for name, _ in given for fixed_name, _ in fixed):
+        raise epcis.EpcisError("QueryParameterException", "this resource fixes that parameter in its path: do not repeat it")
+    query, page = parse_query(given + list(fixed))
+    results = query_page(request.app.state, query, page)
+    headers = EPCIS_HEADERS | next_link(request, results.next_token)
+    return LdJsonResponse(query_document(results.events), headers=headers)
+
+
+@router.get("/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
+def events(request: Request):
+    """EPCIS events matching the standard query parameters, one page at a time (``perPage``, ``nextPageToken``)."""
+    return answer_query(request)
+
+
+@router.get("/events/{event_id}", responses=LD_RESPONSE, response_class=LdJsonResponse)
+def event(request: Request, event_id: str):
+    """One EPCIS event by its eventID (``urn:uuid:...``)."""
+    query, page = parse_query([("EQ_eventID", event_id)])
+    results = query_page(request.app.state, query, page)
+    if not results.events:
+        raise epcis.EpcisError("NoSuchResourceException", f"no EPCIS event {event_id[:100]}")
+    return LdJsonResponse(results.events[0], headers=EPCIS_HEADERS)
+
+
+# Top-level resources: the values in use, and (``/{value}/events``) the query with that value fixed.
+VOCABULARIES = (
+    ("/eventTypes", EVENT_TYPES, "eventType", "The EPCIS event types this repository holds."),
+    ("/bizSteps", BIZ_STEPS, "EQ_bizStep", "The CBV business steps this repository's events use."),
+    ("/dispositions", DISPOSITIONS, "EQ_disposition", "The CBV dispositions this repository's events use."),
+)
+
+
+def values_route(values: list[str], summary: str):
+    def values_in_use():
+        return LdJsonResponse(values, headers=EPCIS_HEADERS)
+
+    values_in_use.__doc__ = summary
+    return values_in_use
+
+
+def fixed_query_route(parameter: str):
+    def events_with(request: Request, value: str):
+        return answer_query(request, [(parameter, value)])
+
+    events_with.__doc__ = f"Events as ``GET /events?{parameter}=<value>``, one page at a time."
+    return events_with
+
+
+for resource, in_use, fixed, text in VOCABULARIES:
+    router.add_api_route(resource, values_route(in_use, text), methods=["GET"], responses=LIST_RESPONSE,
+                         response_class=LdJsonResponse, name=f"{resource[1:]}_in_use")
+    router.add_api_route(f"{resource}/{{value}}/events", fixed_query_route(fixed), methods=["GET"], responses=LD_RESPONSE,
+                         response_class=LdJsonResponse, name=f"events_by_{resource[1:]}")
+# An EPC anywhere in an event (epcList, childEPCs, parentID, input/output lists); a URI has slashes, hence ``:path``.
+router.add_api_route("/epcs/{value:path}/events", fixed_query_route("MATCH_anyEPC"), methods=["GET"], responses=LD_RESPONSE,
+                     response_class=LdJsonResponse, name="events_by_epc")
