@@ -401,8 +401,10 @@ def scan_requests(all_serials: list[str]):
 
     def build(worker: int, k: int) -> bytes:
         serial = all_serials[(k * 7919 + worker * 104729) % len(all_serials)]
+        # Each scan from its own consumer (through the API's trusted loopback), as in the field: per-client limits apply.
+        shopper = f"10.{worker % 250}.{k // 250 % 250}.{k % 250 + 1}"
         return (f"POST /v1/labels/{serial}/scans HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+                f"X-Forwarded-For: {shopper}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     return build
 
 

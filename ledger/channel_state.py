@@ -8,7 +8,7 @@ process memory.
   and how often. An atomic upsert decides "first use" vs "already verified at
   T", so two simultaneous correct entries can never both be "first".
 * ``pin_attempts`` — every PIN check (label, keyed hash of the client, outcome),
-  for the rate limits: an attempt is inserted as ``pending`` *before* the PIN is
+  for the lockouts: an attempt is inserted as ``pending`` *before* the PIN is
   hashed and counted with the failures, so concurrent guesses can never exceed
   the limit (each sees the others' pending rows).
 * ``ivr_calls`` — the phone line's per-call step and current prompt, so a
@@ -42,10 +42,15 @@ from ledger.logging_setup import get_logger
 log = get_logger("channel_state")
 
 # Wrong PINs allowed per window before further tries are refused (429).
-# Per label: a copied QR code's owner cannot walk the PIN space online
-# (5 per hour of 10^8 PINs). Per client: one address cannot spread guesses over
+# Per label *and client*: a copied QR code's holder cannot walk the PIN space
+# online (5 per hour of 10^8 PINs per client). The lockout is scoped to the
+# guessing client, never to the label as a whole: a label-wide lockout let one
+# client (or a gateway's swarm of fake senders) lock the real owner out of the
+# PIN check (issue 15), so the owner, another client, is never refused for
+# someone else's guesses. Per client: one address cannot spread guesses over
 # many labels either. A shared address (a carrier NAT) may hit the client limit
-# sooner; the per-label limit is the one that protects each label.
+# sooner. Many clients guessing one label each get their own 5: the per-client
+# request limits (ledger.client_limits) and the PIN space bound what they can reach.
 LABEL_FAILURES = 5
 CLIENT_FAILURES = 20
 WINDOW_SECONDS = 3600
@@ -96,7 +101,7 @@ class PinResult:
 
 
 _COUNT = (
-    "SELECT count(*), min(at) FROM pin_attempts WHERE {col} = %s "
+    "SELECT count(*), min(at) FROM pin_attempts WHERE {where} "
     "AND at > now() - make_interval(secs => %s) AND outcome IN ('pending', 'wrong')"
 )
 
@@ -115,8 +120,10 @@ async def check_pin(conn: psycopg.AsyncConnection, serial: str, pin: str, pin_ha
         "INSERT INTO pin_attempts (serial, client, channel, outcome) VALUES (%s, %s, %s, 'pending') RETURNING id", (serial, client, channel)
     )).fetchone()
     attempt = row[0]
-    by_label, oldest_label = await (await conn.execute(_COUNT.format(col="serial"), (serial, WINDOW_SECONDS))).fetchone()
-    by_client, oldest_client = await (await conn.execute(_COUNT.format(col="client"), (client, WINDOW_SECONDS))).fetchone()
+    # "by_label": this client's failures on this label (the lockout is the guesser's, not the label's).
+    by_label, oldest_label = await (await conn.execute(_COUNT.format(where="serial = %s AND client = %s"),
+                                                       (serial, client, WINDOW_SECONDS))).fetchone()
+    by_client, oldest_client = await (await conn.execute(_COUNT.format(where="client = %s"), (client, WINDOW_SECONDS))).fetchone()
     # Counts include this attempt: the n-th failure inside the window is allowed, the n+1-th is not.
     if by_label > LABEL_FAILURES or by_client > CLIENT_FAILURES:
         await conn.execute("UPDATE pin_attempts SET outcome = 'limited' WHERE id = %s", (attempt,))

@@ -43,6 +43,24 @@ def _count(env, name: str) -> int | None:
     return int(raw)
 
 
+def _cidrs(env, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated networks (``none``: no proxy is trusted); each must parse."""
+    import ipaddress
+
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.strip().lower() == "none":
+        return ()
+    nets = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise SystemExit(f"{name} must be comma-separated networks (CIDR) or none, got {net!r}") from None
+    return nets
+
+
 def crash_plan_from_env(env=None) -> str:
     """``TRACELEDGER_CRASH_AT``: deliberate crash points for the recovery tests (``ledger.crash_points``)."""
     return (os.environ if env is None else env).get("TRACELEDGER_CRASH_AT", "")
@@ -89,6 +107,18 @@ class Settings:
     # Decoding and verifying worker processes of an audit run of PROCESS_MIN_RECORDS new records
     # or more (consumers.auditor). None: one per core on a machine with several; 0: none.
     audit_processes: int | None = None
+    # Anonymous clients (issue 15; traceledger/api/client_identity.py, ledger/client_limits.py).
+    # Proxies (CIDRs) whose X-Forwarded-For is believed: loopback by default, so the local
+    # stack, tests and load generators can stand in for many clients. Requests per client per
+    # window (0: unlimited) on each shopper channel; a label's public query count moves by at
+    # most one per client per window.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    client_window_seconds: int = 3600
+    limit_scans: int = 120
+    limit_pin_checks: int = 30
+    limit_reports: int = 10
+    limit_sms: int = 30
+    limit_calls: int = 20
     # Tests only: where a process kills itself on purpose (``ledger.crash_points``); empty: nowhere.
     crash_at: str = ""
 
@@ -126,6 +156,13 @@ class Settings:
             checkpoint_seconds=_float(env, "TRACELEDGER_CHECKPOINT_SECONDS", d.checkpoint_seconds),
             verify_threads=_count(env, "TRACELEDGER_VERIFY_THREADS"),
             audit_processes=_count(env, "TRACELEDGER_AUDIT_PROCESSES"),
+            trusted_proxies=_cidrs(env, "TRACELEDGER_TRUSTED_PROXIES", d.trusted_proxies),
+            client_window_seconds=_int(env, "TRACELEDGER_CLIENT_WINDOW_SECONDS", d.client_window_seconds),
+            limit_scans=_int(env, "TRACELEDGER_LIMIT_SCANS", d.limit_scans),
+            limit_pin_checks=_int(env, "TRACELEDGER_LIMIT_PIN_CHECKS", d.limit_pin_checks),
+            limit_reports=_int(env, "TRACELEDGER_LIMIT_REPORTS", d.limit_reports),
+            limit_sms=_int(env, "TRACELEDGER_LIMIT_SMS", d.limit_sms),
+            limit_calls=_int(env, "TRACELEDGER_LIMIT_CALLS", d.limit_calls),
             crash_at=crash_plan_from_env(env),
         )
 
@@ -152,6 +189,13 @@ class Settings:
             "TRACELEDGER_LOG_ORIGIN": self.log_origin,
             "TRACELEDGER_CHECKPOINT_EVENTS": str(self.checkpoint_events),
             "TRACELEDGER_CHECKPOINT_SECONDS": str(self.checkpoint_seconds),
+            "TRACELEDGER_TRUSTED_PROXIES": ",".join(self.trusted_proxies) or "none",
+            "TRACELEDGER_CLIENT_WINDOW_SECONDS": str(self.client_window_seconds),
+            "TRACELEDGER_LIMIT_SCANS": str(self.limit_scans),
+            "TRACELEDGER_LIMIT_PIN_CHECKS": str(self.limit_pin_checks),
+            "TRACELEDGER_LIMIT_REPORTS": str(self.limit_reports),
+            "TRACELEDGER_LIMIT_SMS": str(self.limit_sms),
+            "TRACELEDGER_LIMIT_CALLS": str(self.limit_calls),
         }
         if self.gateway_key:
             env["TRACELEDGER_GATEWAY_KEY"] = str(self.gateway_key)

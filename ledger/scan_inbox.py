@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger.client_limits import first_query_sql
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
@@ -63,6 +64,15 @@ _INSERT = (
     "INSERT INTO scan_inbox (event_id, serial, channel, region, lat, lon, session, occurred_at, kind, pin_result, reason) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
+_COLUMNS = ("event_id", "serial", "channel", "region", "lat", "lon", "session", "occurred_at", "kind", "pin_result", "reason")
+# The same insert for a scan by a known client: ``counted`` is whether it is the client's
+# first query of the label in this window (the label's public query count counts only those;
+# the ledger records every scan all the same). One statement, race-free: the mark's primary key decides.
+_INSERT_BY_CLIENT = (
+    f"WITH first AS ({first_query_sql()}) "
+    f"INSERT INTO scan_inbox ({', '.join(_COLUMNS)}, counted) "
+    f"VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}, EXISTS (SELECT 1 FROM first)) RETURNING id"
+)
 
 
 def _new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None) -> tuple:
@@ -86,15 +96,24 @@ def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, 
 
 
 async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None,
-                       kind: str = SCAN, pin_result: str | None = None, reason: str | None = None) -> AcceptedScan:
-    """:func:`accept` on an async connection (the API's event loop)."""
+                       kind: str = SCAN, pin_result: str | None = None, reason: str | None = None,
+                       client: str | None = None, count_window: int = 3600) -> AcceptedScan:
+    """:func:`accept` on an async connection (the API's event loop).
+
+    With ``client`` (the server's pseudonym of who asked, never signed), a scan counts in
+    the label's public query count only as that client's first of the label in its
+    ``count_window``-second window.
+    """
     row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
+    sql, params = _INSERT, row
+    if client is not None and kind == SCAN:
+        sql, params = _INSERT_BY_CLIENT, dict(zip(_COLUMNS, row)) | {"client": client, "count_window": count_window}
     if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         # One statement commits on its own: one round trip, no BEGIN/COMMIT.
-        (row_id,) = await (await conn.execute(_INSERT, row, prepare=True)).fetchone()
+        (row_id,) = await (await conn.execute(sql, params, prepare=True)).fetchone()
     else:
         async with conn.transaction():
-            (row_id,) = await (await conn.execute(_INSERT, row)).fetchone()
+            (row_id,) = await (await conn.execute(sql, params)).fetchone()
     return AcceptedScan(row_id, row[0], row[7])
 
 

@@ -4,7 +4,8 @@
 encoding, signature by the actor's current key, chain link, role and
 ownership, legal transition) and stores the accepted ones in one transaction.
 Each event gets its own result; a refused event writes nothing. The ledger
-never holds a private key.
+never holds a private key. A registration's GS1 prefixes must not overlap
+another actor's (:mod:`ledger.prefix_claims`, checked across chains here).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Sequence
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger import prefix_claims
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
@@ -133,6 +135,7 @@ class Ledger:
         order: list = []  # chain of each accepted event, in batch order
         results: list[Result] = []
         bootstrapping = False
+        claimed: list[int] = []  # indexes of registrations whose prefixes were claimed
 
         def actors(actor_id: str) -> ActorState | None:
             key = chain_id("actor", actor_id)
@@ -181,6 +184,9 @@ class Ledger:
                 if not checks.verify(signer.public_key, item.body, item.signature):
                     raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
                 authorize(chain.state if chain else None, e, signer, actors, subjects)
+                if e.kind == "ActorRegistered" and e.payload.get("gtin_prefixes"):
+                    prefix_claims.claim(self.settings.pg_conninfo, e.subject, e.payload["gtin_prefixes"])
+                    claimed.append(index)
             except Refused as refusal:
                 log.info("event_refused", serial=e.subject, event_id=e.event_id, code=refusal.code, field=refusal.field, detail=refusal.detail)
                 results.append(Result(index, e.event_id, e.subject, e.seq, "refused", error=refusal))
@@ -194,14 +200,20 @@ class Ledger:
             order.append(key)
             results.append(Result(index, e.event_id, e.subject, e.seq, "accepted", hash=item.hash.hex()))
 
-        if tracking is not None and any(r.status == "refused" for r in results):
-            return results  # a tracked batch is all or nothing: the caller retries it
-        if atomic and any(r.status == "refused" for r in results):
-            first = next(r for r in results if r.status == "refused")
-            return _abort(results, Refused("batch_aborted", f"nothing written: event {first.index} of this all-or-nothing batch was refused ({first.error.code})", field="events"))
-        if touched or tracking:
-            self._save(touched, order, results, tracking, bootstrapping, atomic)
-        return results
+        try:
+            if tracking is not None and any(r.status == "refused" for r in results):
+                return results  # a tracked batch is all or nothing: the caller retries it
+            if atomic and any(r.status == "refused" for r in results):
+                first = next(r for r in results if r.status == "refused")
+                results = _abort(results, Refused("batch_aborted", f"nothing written: event {first.index} of this all-or-nothing batch was refused ({first.error.code})", field="events"))
+                return results
+            if touched or tracking:
+                self._save(touched, order, results, tracking, bootstrapping, atomic)
+            return results
+        finally:
+            for index in claimed:  # a registration that was not stored after all gives its prefixes back
+                if results[index].status != "accepted":
+                    prefix_claims.release(self.settings.pg_conninfo, batch[index].event.subject)
 
     def _put(self, events: list, tracking: Tracking | None = None) -> None:
         """Store ``events`` (and ``tracking``) in one transaction: ``app.events.put`` with the fast mapping."""

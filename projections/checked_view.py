@@ -34,7 +34,16 @@ from psycopg.rows import dict_row
 from ledger.logging_setup import get_logger
 from ledger.store import LedgerApplication, chain_id, chain_topic_sql, signed_body_sql
 from projections.integrity import guard_view
-from projections.verification import DEFAULT_SCHEMA, build_view, extra_sql, read_view_async, unprojected_scans, unprojected_sql
+from projections.verification import (
+    DEFAULT_SCHEMA,
+    build_view,
+    extra_sql,
+    read_view_async,
+    repeat_scans,
+    repeat_scans_sql,
+    unprojected_scans,
+    unprojected_sql,
+)
 
 log = get_logger("checked_view")
 
@@ -57,9 +66,10 @@ def _sql(schema: str, events_table: str, with_inbox: bool) -> str:
             f", ({unprojected_sql(schema).replace('%s', 'l.serial')}) AS unprojected,"
             " (SELECT min(occurred_at) FROM scan_inbox WHERE serial = l.serial AND kind = 'scan') AS inbox_first_scan"
         )
+    repeats = f", ({repeat_scans_sql(schema).replace('%s', 'l.serial')}) AS repeat_scans"
     return (
         f"SELECT l.*, COALESCE(lots.recalled, false) AS lot_recalled, COALESCE(cardinality(lots.inputs), 0) > 0 AS lot_transformed,"
-        f" t.*, NOT EXISTS (SELECT 1 FROM \"{events_table}\" WHERE originator_id = %s AND originator_version < 1) AND t.stored_ok AS chain_ok"
+        f" t.*{repeats}, NOT EXISTS (SELECT 1 FROM \"{events_table}\" WHERE originator_id = %s AND originator_version < 1) AND t.stored_ok AS chain_ok"
         f"{inbox}"
         f" FROM {schema}.labels l LEFT JOIN {schema}.lots lots ON lots.gtin = l.gtin AND lots.lot = l.lot"
         f" CROSS JOIN LATERAL (SELECT {trail}, {stored_ok} AS stored_ok"
@@ -74,7 +84,9 @@ async def checked_view(app: LedgerApplication, conn: psycopg.AsyncConnection, se
                        schema: str = DEFAULT_SCHEMA) -> dict:
     """``serial``'s verification view, downgraded to ``suspicious`` when the stored chain was altered.
 
-    Same answer as ``guard_view(app, conn, serial, read_view_async(conn, serial))``.
+    Same answer as ``guard_view(app, conn, serial, read_view_async(conn, serial))``, except that
+    ``scan_count`` is the public count: a client's repeat queries within a window are left out
+    (:func:`projections.verification.repeat_scans_sql`).
     ``conn``: autocommit and not inside a transaction (a failed statement falls back on it).
     With ``with_inbox``, the view also carries ``unprojected`` (scans in the inbox
     not yet in the read model) and ``inbox_first_scan`` (the inbox's earliest scan)
@@ -98,6 +110,7 @@ async def checked_view(app: LedgerApplication, conn: psycopg.AsyncConnection, se
         async with conn.cursor(row_factory=dict_row) as cur:
             extras[name] = await (await cur.execute(sql, sql_params, prepare=True)).fetchall()
     out = build_view(serial, row, trail, extras)
+    out["scan_count"] -= row["repeat_scans"]  # the public count: once per client and window
     if with_inbox:
         out["unprojected"], out["inbox_first_scan"] = row["unprojected"], row["inbox_first_scan"]
     if row["chain_ok"]:
@@ -107,6 +120,8 @@ async def checked_view(app: LedgerApplication, conn: psycopg.AsyncConnection, se
 
 async def _slow_view(app: LedgerApplication, conn, serial: str, with_inbox: bool, schema: str) -> dict:
     out = await guard_view(app, conn, serial, await read_view_async(conn, serial, schema))
+    if out.get("product"):
+        out["scan_count"] -= await repeat_scans(conn, serial, schema)
     if with_inbox and out.get("product"):
         out["unprojected"] = await unprojected_scans(conn, serial, schema)
         first = await (await conn.execute("SELECT min(occurred_at) FROM scan_inbox WHERE serial = %s AND kind = 'scan'", (serial,))).fetchone()

@@ -241,8 +241,24 @@ def unprojected_sql(schema: str) -> str:
     Public on purpose: :mod:`projections.checked_view` embeds the same SQL in its one statement."""
     # A scan's ledger event reuses its inbox row's event id, so a row is
     # "projected" once its event id is among the model's events of that label.
+    # Only scans that count publicly (``counted``): a client's repeats within a window are
+    # on the ledger but not in the public query count (see :func:`repeat_scans_sql`).
     return (
-        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND i.kind = 'scan' AND NOT EXISTS ("
+        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND i.kind = 'scan' AND i.counted AND NOT EXISTS ("
+        f"SELECT 1 FROM {schema}.events e WHERE e.subject_type = 'label' AND e.subject = i.serial AND e.event_id = i.event_id)"
+    )
+
+
+def repeat_scans_sql(schema: str) -> str:
+    """The count of ``serial``'s projected scans left out of its public query count (one parameter: the serial).
+
+    A consumer querying a label again within a window (``scan_inbox.counted`` false,
+    :mod:`ledger.client_limits`) is recorded on the ledger and in the read model's
+    ``scan_count`` like any scan, but the public "queried N times" moves by one per
+    client per window: the view subtracts these. Only such rows are visited (a partial
+    index), so a label nobody repeated costs one index probe."""
+    return (
+        f"SELECT count(*) FROM scan_inbox i WHERE i.serial = %s AND i.kind = 'scan' AND NOT i.counted AND EXISTS ("
         f"SELECT 1 FROM {schema}.events e WHERE e.subject_type = 'label' AND e.subject = i.serial AND e.event_id = i.event_id)"
     )
 
@@ -318,8 +334,14 @@ async def read_view_async(conn: psycopg.AsyncConnection, serial: str, schema: st
 
 
 async def unprojected_scans(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> int:
-    """Scans of ``serial`` accepted by the API but not yet in this read model."""
+    """Scans of ``serial`` accepted by the API, counting publicly, but not yet in this read model."""
     row = await (await conn.execute(unprojected_sql(schema), (serial,))).fetchone()
+    return row[0]
+
+
+async def repeat_scans(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> int:
+    """:func:`repeat_scans_sql` on an async connection."""
+    row = await (await conn.execute(repeat_scans_sql(schema), (serial,))).fetchone()
     return row[0]
 
 

@@ -12,6 +12,8 @@ from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
 
 JSON = {"accept": "application/json"}
 BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+# Another shopper: the API trusts loopback as a proxy, so X-Forwarded-For names the client.
+SOMEONE_ELSE = {"x-forwarded-for": "198.51.100.7"}
 
 
 def link(w, serial: str, extra: str = "") -> str:
@@ -50,9 +52,12 @@ def test_resolver_json_is_the_consumer_view_and_counts_the_query(world):
     # Privacy: no custodian/consignee, no actor ids in the trail, no coordinates.
     text = r.text
     assert "distributor" not in text and "custodian" not in text and "lat" not in v
-    again = httpx.get(link(world, serial), headers=JSON).json()
+    again = httpx.get(link(world, serial), headers=JSON | SOMEONE_ELSE).json()
     assert again["scan_count"] == 2 and again["display"] == "queried" and again["first_scanned_at"] == v["first_scanned_at"]
-    assert channels(world, serial) == ["app", "app"]
+    # The first shopper asking again within the window is recorded, but not counted again in public.
+    mine_again = httpx.get(link(world, serial), headers=JSON).json()
+    assert mine_again["scan_count"] == 2
+    assert channels(world, serial) == ["app", "app", "app"]
 
 
 def test_page_is_chinese_by_default_english_on_request(world):
@@ -63,7 +68,7 @@ def test_page_is_chinese_by_default_english_on_request(world):
     assert "http" not in zh.text.split("<main>")[0].replace('href="/', "")  # no external assets in the head
     en = httpx.get(link(world, serial), headers=BROWSER | {"accept-language": "en-US,en;q=0.9,zh;q=0.5"}, cookies=zh.cookies)
     assert '<html lang="en">' in en.text and "Genuine" in en.text  # same browser: a reload is not a new query
-    toggled = httpx.get(link(world, serial, "?lang=en"), headers=BROWSER)
+    toggled = httpx.get(link(world, serial, "?lang=en"), headers=BROWSER | SOMEONE_ELSE)
     assert "Caution: this code has been queried 2 times" in toggled.text
     assert channels(world, serial) == ["web", "web"]
 
@@ -229,14 +234,16 @@ def test_sms_answers_verdict_first_in_one_segment(world):
     r = sms(world, wide)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert r.text.startswith("正品：") and ucs2(r.text) <= 70
-    again = sms(world, f"  {serial.lower()}  ")
+    again = sms(world, f"  {serial.lower()}  ", sender="+8613800000001")  # other senders: each counts once
     assert again.text.startswith("注意：此码已查询2次") and ucs2(again.text) <= 70
-    en = sms(world, "EN " + shortcode.group(code), headers={"accept": "application/json"})
+    en = sms(world, "EN " + shortcode.group(code), sender="+8613800000002", headers={"accept": "application/json"})
     assert en.json()["reply"].startswith("Caution: queried 3 times") and ucs2(en.json()["reply"]) <= 70
-    assert channels(world, serial) == ["sms", "sms", "sms"]
+    assert sms(world, serial, sender="+8613800000002").text.startswith("注意：此码已查询3次")  # the same sender again: not counted
+    assert channels(world, serial) == ["sms", "sms", "sms", "sms"]
     with psycopg.connect(world.settings.pg_conninfo) as conn:
-        sessions = [r[0] for r in conn.execute("SELECT session FROM scan_inbox WHERE serial = %s", (serial,))]
-    assert len(set(sessions)) == 1 and "13800000000" not in sessions[0]  # a pseudonym, not the number
+        sessions = [r[0] for r in conn.execute("SELECT session FROM scan_inbox WHERE serial = %s ORDER BY id", (serial,))]
+    assert len(set(sessions)) == 3 and sessions[2] == sessions[3]  # a stable pseudonym per sender...
+    assert not any("1380000000" in s for s in sessions)  # ...not the number
 
 
 def test_sms_other_verdicts_and_pins(world):

@@ -54,11 +54,12 @@ def test_accepted_scans_survive_an_api_sigkill(api, tmp_path):
 
     def scan_or_report(i):
         serial = serials[i % len(serials)]
+        consumer = {"x-forwarded-for": f"198.18.{i // 250}.{i % 250 + 1}"}  # 300 consumers, each within its limits
         if i % 5 == 0:  # every fifth: a consumer reports a suspected fake
-            r = httpx.post(f"{url}/v1/labels/{serial}/reports", json={"note": f"report {i}"}, timeout=30)
+            r = httpx.post(f"{url}/v1/labels/{serial}/reports", json={"note": f"report {i}"}, headers=consumer, timeout=30)
             assert r.status_code == 201 and r.json()["on_ledger"] is True
             return "ReportedFake", r.json()["event_id"]
-        r = httpx.post(f"{url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "440305"}, timeout=30)
+        r = httpx.post(f"{url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "440305"}, headers=consumer, timeout=30)
         assert r.status_code == 200
         return "Scanned", r.json()["scan_id"]
 

@@ -109,24 +109,24 @@ class Client:
     # ------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, body: Any = None, *, retry: bool = True, missing_ok: bool = False,
-                 signer: KeyPair | None = None) -> Any:
+                 signer: KeyPair | None = None, headers: dict[str, str] | None = None) -> Any:
         """Send one request and return its decoded JSON.
 
         ``retry`` resends once after a transport failure mid-request; only for
         idempotent requests (a resent event batch comes back as ``duplicate``).
         ``missing_ok`` turns a 404 into ``None``. ``signer`` signs the request
-        (``Authorization``, see :mod:`traceledger.auth`) with that actor's key.
+        (``Authorization``, see :mod:`traceledger.auth`) with that actor's key; ``headers`` are sent as well.
         """
-        url, response = self._send(method, path, body, retry=retry, signer=signer)
+        url, response = self._send(method, path, body, retry=retry, signer=signer, headers=headers)
         return self._decode(url, response, missing_ok)
 
     def _send(self, method: str, path: str, body: Any = None, *, retry: bool = True,
-              signer: KeyPair | None = None) -> tuple[str, httpx.Response]:
+              signer: KeyPair | None = None, headers: dict[str, str] | None = None) -> tuple[str, httpx.Response]:
         """Send one request (see :meth:`_request`); the URL and the undecoded response."""
         url = f"{self.base_url}{path}"
-        kwargs: dict[str, Any] = {"headers": {}}
+        kwargs: dict[str, Any] = {"headers": dict(headers or {})}
         if body is not None:
-            kwargs = {"content": orjson.dumps(body), "headers": {"content-type": "application/json"}}
+            kwargs = {"content": orjson.dumps(body), "headers": {**kwargs["headers"], "content-type": "application/json"}}
         if signer is not None:
             # The server checks the signature over the path as it decodes it and
             # the query string as sent (still percent-encoded).
@@ -193,11 +193,16 @@ class Client:
         the label's producer or a regulator."""
         return self._request("GET", f"/v1/labels/{_segment(serial)}/trail", signer=key)
 
-    def scan(self, serial: str, **fields: Any) -> dict:
-        """Record a consumer scan through the gateway; answers the view with the scan counted."""
+    def scan(self, serial: str, *, forwarded_for: str | None = None, **fields: Any) -> dict:
+        """Record a consumer scan through the gateway; answers the view with the scan counted.
+
+        ``forwarded_for``: the consumer's address, sent as ``X-Forwarded-For`` (believed only
+        from a proxy the API trusts, such as loopback: how a simulation stands in for many consumers).
+        """
         body = {"channel": "web", "region": None, "lat": None, "lon": None, "session": None, **fields}
+        headers = {"x-forwarded-for": forwarded_for} if forwarded_for else None
         # Not retried: a resent scan would be counted twice.
-        return self._request("POST", f"/v1/labels/{_segment(serial)}/scans", body, retry=False)
+        return self._request("POST", f"/v1/labels/{_segment(serial)}/scans", body, retry=False, headers=headers)
 
     def health(self) -> dict:
         """``{"ok": true}`` when the API is up."""

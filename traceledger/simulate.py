@@ -25,6 +25,7 @@ Same seed, same behaviours, places and times relative to the run's start
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -435,8 +436,16 @@ class Simulation:
 
     def _post_api_scans(self) -> None:
         for serial, body in self.api_scans:
-            self.client.scan(serial, **body)
+            # Each simulated consumer is its own client (per-client limits and counts): an address
+            # per session, sent as X-Forwarded-For through the API's trusted loopback.
+            self.client.scan(serial, forwarded_for=consumer_address(body.get("session") or serial), **body)
         self.say(f"{len(self.api_scans)} consumer scans through POST /v1/labels/{{serial}}/scans")
+
+
+def consumer_address(who: str) -> str:
+    """A stable made-up address (in 10.0.0.0/8) standing for one simulated consumer."""
+    digest = hashlib.sha256(who.encode()).digest()
+    return f"10.{digest[0]}.{digest[1]}.{digest[2]}"
 
 
 def simulate(settings: Settings, *, seed: int, labels: int, out: str | Path, demo_dir: str | Path = ".demo",

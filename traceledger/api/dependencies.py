@@ -14,8 +14,10 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from ledger import request_nonces
+from ledger.errors import Refused
 from ledger.service import Ledger
-from traceledger.auth import Caller, verify_request
+from traceledger.auth import Caller, parse_header, verify_request
 
 
 async def ledger_of(request: Request) -> Ledger:
@@ -44,10 +46,19 @@ async def caller(request: Request) -> Caller | None:
 
     Checked against the write model's actors on every request, so a revoked or
     rotated key stops working with the very next one. A present but bad
-    signature is refused (401), never treated as anonymous.
+    signature is refused (401), never treated as anonymous; so is a header
+    whose nonce was already used (``replayed_request``): only once its
+    signature verified, so nobody can spend another actor's nonces.
     """
     header = request.headers.get("authorization")
     if not header:
         return None
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return await run_in_threadpool(verify_request, header, request.method, target, request.app.state.ledger.actor)
+    state = request.app.state
+    who = await run_in_threadpool(verify_request, header, request.method, target, state.ledger.actor)
+    signed = parse_header(header)
+    async with state.pool.connection() as conn:
+        if not await request_nonces.first_use(conn, who.actor_id, signed.nonce, signed.expires_at):
+            raise Refused("replayed_request", "this signed request was already received (its nonce is used): sign each request anew",
+                          field="authorization")
+    return who

@@ -1,7 +1,8 @@
 """The API's exception handlers: every failure becomes problem+json (:mod:`traceledger.api.problems`).
 
 A :class:`ledger.errors.Refused` is the caller's fault (400, or 401 / 403 for
-``unauthenticated`` / ``forbidden``); a :class:`ledger.epcis.EpcisError` keeps its
+``unauthenticated`` or ``replayed_request`` / ``forbidden``, 429 with
+``Retry-After`` for a client over its limit); a :class:`ledger.epcis.EpcisError` keeps its
 EPCIS exception type (404 for ``NoSuchResourceException``); an unreachable or full database is 503
 with nothing written.
 """
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import epcis
+from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from traceledger import auth
@@ -24,7 +26,9 @@ log = get_logger("api")
 
 
 async def refused_handler(request: Request, exc: Refused):
-    if exc.code == "unauthenticated":
+    if isinstance(exc, OverLimit):
+        return refused(429, exc, "too many requests", headers={"Retry-After": str(exc.retry_after)})
+    if exc.code in auth.UNAUTHENTICATED_CODES:
         return refused(401, exc, "not authenticated", headers={"WWW-Authenticate": auth.SCHEME})
     if exc.code == "forbidden":
         return refused(403, exc, "forbidden")

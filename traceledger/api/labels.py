@@ -19,8 +19,9 @@ from ledger.errors import Refused
 from ledger.events import validate_channel, validate_region
 from ledger.logging_setup import get_logger
 from projections.checked_view import checked_view
+from traceledger.api.client_identity import client_of
 from traceledger.api.responses import OrjsonResponse, json_bytes
-from traceledger.api.shopper.service import public_view, with_uri
+from traceledger.api.shopper.service import public_view, spend, with_uri
 
 log = get_logger("api")
 
@@ -63,15 +64,21 @@ def coarse_position(scan: ScanIn) -> tuple[float | None, float | None]:
 
 @router.post("/v1/labels/{serial}/scans")
 async def post_scan(request: Request, serial: str, scan: ScanIn | None = None):
-    """A consumer's scan: answered now, recorded on the ledger by the gateway worker."""
+    """A consumer's scan: answered now, recorded on the ledger by the gateway worker.
+
+    Limited per client (429 with ``Retry-After`` over it); the label's public
+    ``scan_count`` moves by at most one per client per window."""
     gs1.validate_serial(serial)
     scan = scan or ScanIn()
     validate_channel(scan.channel)
     validate_region(scan.region, required=False)
     lat, lon = coarse_position(scan)
     state = request.app.state
+    client = client_of(request)
     async with state.pool.connection() as conn:
-        accepted = await scan_inbox.accept_async(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session)
+        await spend(state, conn, "scan", client)  # over the limit: 429, nothing accepted
+        accepted = await scan_inbox.accept_async(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session,
+                                                 client=client, count_window=state.settings.client_window_seconds)
         out = with_uri(await checked_view(state.ledger.app, conn, serial, with_inbox=True), serial, state.settings.resolver_host)
         if out["verdict"] != "unknown":
             out["scan_count"] += out["unprojected"]

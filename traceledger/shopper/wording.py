@@ -188,6 +188,7 @@ TEXT = {
         "pin_title": "刮开涂层，输入防伪码", "pin_button": "验证", "pin_placeholder": "8位数字",
         "pin_wrong": "防伪码错误，还可尝试 {n} 次。", "pin_limited": "错误次数过多，请 {m} 分钟后再试。",
         "pin_invalid": "防伪码为 6–12 位数字。",
+        "busy": "您所在网络的查询过于频繁，请 {m} 分钟后再试。",
         "next": "下一步", "next_ok": "请保留购物凭证。", "next_bad": "如怀疑买到假货，请举报，或拨打 {h}。",
         "report": "举报疑似假货", "reported": "已收到您的举报（编号 {n}），监管部门可以看到。",
         "enter_title": "输入标签上的编码", "enter_help": "20位序列号或32位数字码", "enter_button": "查询",
@@ -210,6 +211,7 @@ TEXT = {
         "pin_title": "Scratch the coating and enter the PIN", "pin_button": "Verify", "pin_placeholder": "8 digits",
         "pin_wrong": "Wrong PIN: {n} tries left.", "pin_limited": "Too many wrong tries: try again in {m} minutes.",
         "pin_invalid": "The PIN is 6-12 digits.",
+        "busy": "Too many queries from your network: please try again in {m} minutes.",
         "next": "What next", "next_ok": "Keep your receipt.", "next_bad": "If you suspect a fake, report it, or call {h}.",
         "report": "Report a suspected fake", "reported": "Report received (no. {n}); regulators can see it.",
         "enter_title": "Enter the code on the label", "enter_help": "20-character serial or 32-digit number code", "enter_button": "Check",
@@ -303,6 +305,7 @@ SMS = {
         "suspicious": "可疑：此码状态异常，请谨慎。{p}",
         "bad": "无法识别。请发送标签上的32位数字码或20位序列号，刮开码空格后附上。",
         "bad_check": "数字码有误（校验位不符），请核对后重发。",
+        "busy": "查询过于频繁，请{m}分钟后再试。谢谢。",
     },
     "en": {
         "genuine": "Genuine: {p}. First query.",
@@ -317,6 +320,7 @@ SMS = {
         "suspicious": "Suspicious code: be careful. {p}",
         "bad": "Unreadable. Send the 32-digit code or 20-char serial, then PIN.",
         "bad_check": "Code mistyped (check digit wrong): please resend.",
+        "busy": "Too many messages: please try again in {m} min. Thanks.",
     },
 }
 
@@ -351,6 +355,11 @@ def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = No
     return fit(t[key], p=product, n=cv.get("scan_count", 0), t=short_time(when, lang))
 
 
+def busy_text(lang: str, retry_after: int, texts: dict | None = None) -> str:
+    """A polite "too many requests, try again in m minutes" (the page's text, or ``texts`` such as :data:`SMS`)."""
+    return fit((texts or TEXT)[lang]["busy"], limit=200 if texts is None else SMS_LIMIT, m=max(1, -(-retry_after // 60)))
+
+
 # The phone line's prompts, step by step (the IVR flow is in traceledger.api.shopper.voice).
 VOICE = {
     "zh": {
@@ -362,6 +371,7 @@ VOICE = {
         "again": "请重新输入防伪码。",
         "give_up": "输入错误次数过多，请核对后再拨。再见。",
         "bye": "感谢您的查询，再见。",
+        "busy": "您的查询过于频繁，请稍后再拨。谢谢，再见。",
     },
     "en": {
         "welcome": "Welcome to product check. Enter the 32-digit code on the label, then the hash key.",
@@ -372,5 +382,6 @@ VOICE = {
         "again": " Enter the PIN again.",
         "give_up": "Too many errors. Please check and call again. Goodbye.",
         "bye": " Thank you, goodbye.",
+        "busy": "You have called many times. Please try again later. Thank you, goodbye.",
     },
 }

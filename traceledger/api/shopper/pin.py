@@ -1,6 +1,7 @@
 """``POST /v1/labels/{serial}/pin``: check a label's scratch-off PIN (JSON), rate-limited per label and per client.
 
-The limits and the first-use bookkeeping are :func:`ledger.channel_state.check_pin`'s.
+Each check spends one of the client's PIN checks (:func:`traceledger.api.shopper.service.spend`);
+the wrong-PIN lockouts and the first-use bookkeeping are :func:`ledger.channel_state.check_pin`'s.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from pydantic import BaseModel, Field
 
 from ledger import gs1
 from ledger.errors import Refused
+from traceledger.api.client_identity import client_of
 from traceledger.api.problems import refused
 from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import service
-from traceledger.api.shopper.web import client_of
 from traceledger.shopper import wording
 
 router = APIRouter()
@@ -33,7 +34,8 @@ async def post_pin(request: Request, serial: str, body: PinIn):
         if cv["verdict"] == "unknown" and not raw.get("gtin"):
             return OrjsonResponse(cv | {"pin_result": None})
         client = client_of(request)
-        result = await service.pin_check(conn, raw, body.pin, client, "web", scan_channel="app", scan_session=client)
+        await service.spend(state, conn, "pin", client)
+        result = await service.pin_check(conn, raw, body.pin, client, "web", state=state, scan_channel="app", scan_session=client)
     if result["pin_result"] == "limited":
         return refused(429, Refused("too_many_attempts", "too many wrong PINs: try again later", field="pin"),
                        headers={"Retry-After": str(result["retry_after"])})

@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 
 from ledger import channel_state, gs1
 from ledger.errors import Refused
+from traceledger.api.client_identity import client_of
 from traceledger.api.responses import OrjsonResponse
-from traceledger.api.shopper.web import client_of
+from traceledger.api.shopper import service
 
 router = APIRouter()
 
@@ -35,7 +36,9 @@ async def post_report(request: Request, serial: str, body: ReportIn | None = Non
         raise Refused("invalid_field", "note contains control characters", field="note")
     state = request.app.state
     async with state.pool.connection() as conn:
-        accepted = await channel_state.add_report(conn, serial, "api", client_of(request), note)
+        client = client_of(request)
+        await service.spend(state, conn, "report", client)
+        accepted = await channel_state.add_report(conn, serial, "api", client, note)
     issued = await asyncio.to_thread(state.ledger.head, "label", serial) is not None
     detail = ("signed onto the label's ledger chain by the gateway for regulators" if issued else
               "this code was never issued, so there is no ledger chain to sign it onto: kept for regulators in the report table")

@@ -5,6 +5,9 @@
 page otherwise. Every query is a scan (``web`` for the page, ``app`` for JSON),
 accepted into the scan inbox like ``POST /v1/labels/{serial}/scans``; a browser
 reloading the page within half an hour (same session cookie) is not counted again.
+Every query, PIN try and report spends one of the client's (per-window limits of
+:func:`traceledger.api.shopper.service.spend`); over a limit the page says so
+politely (429 with ``Retry-After``; JSON: problem+json).
 ``POST`` to the same path: the page's PIN and report forms.
 ``GET /``: manual entry (a serial or the 32-digit number code).
 """
@@ -15,14 +18,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ledger import channel_state, gs1, shortcode
+from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from projections.verification import read_view_async
+from traceledger.api.client_identity import client_of
 from traceledger.api.problems import refused
 from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import service
 from traceledger.api.shopper.web import (
     NO_CACHE,
-    client_of,
     form_of,
     html,
     lang_of,
@@ -49,6 +53,13 @@ def serial_typed(code: str) -> str:
     return serial
 
 
+def busy_page(request: Request, lang: str, exc: OverLimit) -> HTMLResponse:
+    """The entry page saying, politely, that this network asked too often (429, ``Retry-After``)."""
+    page = html(pages.entry_page(lang, other_lang_url(request, lang), error=wording.busy_text(lang, exc.retry_after)), status=429)
+    page.headers["Retry-After"] = str(exc.retry_after)
+    return page
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def home(request: Request, code: str | None = None):
     """The manual-entry form; ``?code=`` (serial or 32-digit code) opens that label's page."""
@@ -66,7 +77,12 @@ async def home(request: Request, code: str | None = None):
         if label.get("gtin"):  # the canonical page is the Digital Link one
             return RedirectResponse(f"/01/{label['gtin']}/21/{serial}?lang={lang}", status_code=303)
         session, cookie = session_of(request)
-        _, cv = await service.consumer_of(state, conn, serial, channel="web", session=session)
+        client = client_of(request)
+        try:
+            await service.spend(state, conn, "scan", client)
+        except OverLimit as exc:
+            return busy_page(request, lang, exc)
+        _, cv = await service.consumer_of(state, conn, serial, channel="web", session=session, client=client)
     return html(pages.result_page(cv, wording.display_key(cv), lang, other), cookie=cookie)
 
 
@@ -86,9 +102,16 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
         return html(pages.entry_page(lang, other_lang_url(request, lang), error=exc.detail), status=400)
     session, cookie = session_of(request) if not as_json else (None, None)
     state = request.app.state
+    client = client_of(request)
     async with state.pool.connection() as conn:
+        try:
+            await service.spend(state, conn, "scan", client)
+        except OverLimit as exc:
+            if as_json:
+                raise
+            return busy_page(request, lang, exc)
         _, cv = await service.consumer_of(state, conn, serial, channel="app" if as_json else "web", session=session,
-                                            gtin=gtin14, lot=lot, expiry=expiry)
+                                            gtin=gtin14, lot=lot, expiry=expiry, client=client)
     if as_json:
         return OrjsonResponse(cv | {"display": wording.display_key(cv)}, headers=NO_CACHE)
     return html(pages.result_page(cv, wording.display_key(cv), lang, other_lang_url(request, lang)), cookie=cookie)
@@ -96,8 +119,13 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
 
 async def page_pin(request: Request, conn, raw: dict, form: dict, session: str, lang: str) -> tuple[dict | None, str | None, int]:
     """The page's PIN form: (PIN outcome or None, error text or None, HTTP status)."""
+    client = client_of(request)
     try:
-        pin = await service.pin_check(conn, raw, form.get("pin", ""), client_of(request), "web", scan_channel="web", scan_session=session)
+        await service.spend(request.app.state, conn, "pin", client)
+        pin = await service.pin_check(conn, raw, form.get("pin", ""), client, "web", state=request.app.state, scan_channel="web",
+                                      scan_session=session)
+    except OverLimit:
+        raise  # over the client's limit: the whole page says so (resolve_form)
     except Refused:
         return None, wording.TEXT[lang]["pin_invalid"], 400
     return pin, None, 429 if pin["pin_result"] == "limited" else 200
@@ -120,11 +148,15 @@ async def resolve_form(request: Request, gtin: str, rest: str):
     status = 200
     session, cookie = session_of(request)
     state = request.app.state
-    async with state.pool.connection() as conn:
-        raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None, gtin=gtin14, lot=lot, expiry=expiry)
-        if form.get("action") == "report":
-            reported = (await channel_state.add_report(conn, serial, "web", client_of(request), None)).report_id
-        elif form.get("action") == "pin" and cv.get("pin_protected"):
-            pin, pin_error, status = await page_pin(request, conn, raw, form, session, lang)
+    try:
+        async with state.pool.connection() as conn:
+            raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None, gtin=gtin14, lot=lot, expiry=expiry)
+            if form.get("action") == "report":
+                await service.spend(state, conn, "report", client_of(request))
+                reported = (await channel_state.add_report(conn, serial, "web", client_of(request), None)).report_id
+            elif form.get("action") == "pin" and cv.get("pin_protected"):
+                pin, pin_error, status = await page_pin(request, conn, raw, form, session, lang)
+    except OverLimit as exc:
+        return busy_page(request, lang, exc)
     page_html = pages.result_page(cv, wording.display_key(cv, pin), lang, other, pin=pin, pin_error=pin_error, reported=reported)
     return html(page_html, status=status, cookie=cookie)

@@ -8,13 +8,19 @@ A checked PIN is a query too: each check (any channel) is accepted into the
 scan inbox as a scan carrying its outcome (``pin_result`` first_use | reused |
 wrong, never the PIN), so detectors see reuse and guessing. A rate-limited
 try checks nothing and records nothing.
+
+Every query is counted per client (:func:`spend`, :mod:`ledger.client_limits`;
+the client is :mod:`traceledger.api.client_identity`'s): over its limit a
+client gets :class:`ledger.client_limits.OverLimit` (429 with ``Retry-After``,
+or a polite reply on SMS and voice), and a label's public query count moves
+by at most one per client per window.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from ledger import channel_state, gs1, pins, scan_inbox
+from ledger import channel_state, client_limits, gs1, pins, scan_inbox
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections.checked_view import checked_view
@@ -26,6 +32,15 @@ log = get_logger("api_consumer")
 RESCAN_SECONDS = 1800  # a reload by the same browser within this is not a new query
 # The PIN outcome a scan carries on the ledger; "limited" checked nothing and records nothing.
 PIN_EVENT_RESULT = {"first_use": "first_use", "already_used": "reused", "wrong": "wrong"}
+# Each limited kind of request -> the setting of its limit per client and window.
+LIMIT_SETTINGS = {"scan": "limit_scans", "pin": "limit_pin_checks", "report": "limit_reports", "sms": "limit_sms", "call": "limit_calls"}
+
+
+async def spend(state, conn, scope: str, client: str) -> None:
+    """Count one ``scope`` request of ``client``; raises :class:`ledger.client_limits.OverLimit` past its limit."""
+    settings = state.settings
+    limit = client_limits.Limit(getattr(settings, LIMIT_SETTINGS[scope]), settings.client_window_seconds)
+    await client_limits.spend(conn, scope, client, limit)
 
 
 def with_uri(out: dict, serial: str, host: str) -> dict:
@@ -52,17 +67,19 @@ async def public_view(state, raw: dict) -> dict:
     return wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")))
 
 
-async def count_query(conn, serial: str, channel: str, session: str | None, pin_result: str | None):
+async def count_query(state, conn, serial: str, channel: str, session: str | None, pin_result: str | None, client: str | None):
     """Accept this query into the scan inbox, unless it is a browser's reload; the accepted scan or None."""
     reload = session and channel == "web" and pin_result is None
     if reload and await channel_state.scanned_recently(conn, serial, session, RESCAN_SECONDS):
         return None
-    return await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=pin_result)
+    return await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=pin_result,
+                                         client=client, count_window=state.settings.client_window_seconds)
 
 
-async def view_of(state, conn, serial: str, *, channel: str | None, session: str | None, pin_result: str | None = None) -> dict:
-    """The verification view with this query counted as a scan (channel None: not counted)."""
-    accepted = await count_query(conn, serial, channel, session, pin_result) if channel is not None else None
+async def view_of(state, conn, serial: str, *, channel: str | None, session: str | None, pin_result: str | None = None,
+                  client: str | None = None) -> dict:
+    """The verification view with this query (by ``client``) counted as a scan (channel None: not counted)."""
+    accepted = await count_query(state, conn, serial, channel, session, pin_result, client) if channel is not None else None
     # One round trip; never "genuine" when the ledger's stored chain no longer matches what it published.
     out = await checked_view(state.ledger.app, conn, serial, with_inbox=True)
     if out["verdict"] != "unknown":
@@ -78,23 +95,24 @@ async def view_of(state, conn, serial: str, *, channel: str | None, session: str
 
 
 async def consumer_of(state, conn, serial: str, *, channel: str | None, session: str | None, gtin=None, lot=None, expiry=None,
-                      pin_result: str | None = None) -> tuple[dict, dict]:
+                      pin_result: str | None = None, client: str | None = None) -> tuple[dict, dict]:
     """(the verification view, the shopper's view of it) with this query counted as :func:`view_of` does."""
-    raw = await view_of(state, conn, serial, channel=channel, session=session, pin_result=pin_result)
+    raw = await view_of(state, conn, serial, channel=channel, session=session, pin_result=pin_result, client=client)
     cv = wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")), gtin=gtin, lot=lot, expiry=expiry)
     return raw, cv
 
 
-async def record_pin_scan(conn, serial: str, pin: dict, channel: str, session: str | None) -> None:
+async def record_pin_scan(state, conn, serial: str, pin: dict, channel: str, session: str | None, client: str) -> None:
     """Record a PIN check as a scan carrying its outcome (nothing for a rate-limited try)."""
     result = PIN_EVENT_RESULT.get(pin["pin_result"])
     if result is None:
         return
-    accepted = await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=result)
+    accepted = await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=result,
+                                             client=client, count_window=state.settings.client_window_seconds)
     log.info("pin_scan", serial=serial, channel=channel, pin_result=result, event_id=accepted.event_id)
 
 
-async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str, *, scan_channel: str, scan_session: str | None) -> dict:
+async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str, *, state, scan_channel: str, scan_session: str | None) -> dict:
     """PIN outcome as a dict; raises Refused for a malformed PIN or a label without one.
 
     The check is also a scan (``scan_channel``, ``scan_session``) carrying its outcome,
@@ -106,6 +124,6 @@ async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str, *
     stored = await pin_hash(conn, raw["serial"])
 
     async def record(result: channel_state.PinResult) -> None:
-        await record_pin_scan(conn, raw["serial"], result.as_dict(), scan_channel, scan_session)
+        await record_pin_scan(state, conn, raw["serial"], result.as_dict(), scan_channel, scan_session, client)
 
     return (await channel_state.check_pin(conn, raw["serial"], pin, stored, client, channel, record=record)).as_dict()

@@ -1,6 +1,9 @@
 """``POST /v1/channels/sms``: the inbound SMS webhook; the answer is the reply text.
 
-An SMS with a PIN is one scan carrying the PIN's outcome.
+An SMS with a PIN is one scan carrying the PIN's outcome. The client is the
+sender's number as sent by the gateway that forwards it
+(:func:`traceledger.api.client_identity.sender_of`); over its limit of messages
+it gets a polite "try again later" in its language, never an error.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ledger import gs1
+from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
+from traceledger.api.client_identity import sender_of
 from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import service
-from traceledger.api.shopper.web import client_key, form_of
+from traceledger.api.shopper.web import form_of
 from traceledger.shopper import wording
 
 log = get_logger("api_consumer")
@@ -33,10 +38,10 @@ async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str,
     if pin_text:
         raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None)
         if cv.get("pin_protected") and cv["verdict"] == "genuine":
-            pin = await service.pin_check(conn, raw, pin_text, client, "sms", scan_channel="sms", scan_session=client)
+            pin = await service.pin_check(conn, raw, pin_text, client, "sms", state=state, scan_channel="sms", scan_session=client)
     # The message's one scan: the PIN check's (recorded with it), else this query's.
     recorded = pin is not None and service.PIN_EVENT_RESULT.get(pin["pin_result"]) is not None
-    _, cv = await service.consumer_of(state, conn, serial, channel=None if recorded else "sms", session=client)
+    _, cv = await service.consumer_of(state, conn, serial, channel=None if recorded else "sms", session=client, client=client)
     if pin and pin["pin_result"] in ("wrong", "limited"):
         return wording.sms_reply("pin_" + pin["pin_result"], lang, cv, pin)
     return wording.sms_reply(wording.display_key(cv, pin), lang, cv, pin)
@@ -57,8 +62,12 @@ async def sms(request: Request):
         reply = wording.SMS[lang]["bad_check" if exc.code == "bad_check_digit" else "bad"]
         log.info("sms_unreadable", code=exc.code)
         return sms_answer(reply, as_json)
-    client = client_key(request, "sms", sender)
+    client = sender_of(request, "sms", sender)
     state = request.app.state
     async with state.pool.connection() as conn:
+        try:
+            await service.spend(state, conn, "sms", client)
+        except OverLimit as exc:
+            return sms_answer(wording.busy_text(lang, exc.retry_after, wording.SMS), as_json)
         reply = await sms_reply(state, conn, serial, pin_text, client, lang)
     return sms_answer(reply, as_json)

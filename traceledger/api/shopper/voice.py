@@ -4,7 +4,10 @@ A call keys the label's 32-digit number code, then (for a genuine
 PIN-protected label) the scratch-off PIN; three bad tries end it. Its step is
 kept in ``ivr_calls`` (:mod:`ledger.channel_state`), so a call survives an API
 restart and can hop between replicas. The prompts are
-:data:`traceledger.shopper.wording.VOICE`.
+:data:`traceledger.shopper.wording.VOICE`. Each new call spends one of its
+client's calls (the caller's number as sent by the telephony gateway,
+:func:`traceledger.api.client_identity.sender_of`); over the limit the call is
+politely ended.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ledger import channel_state, shortcode
+from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
+from traceledger.api.client_identity import sender_of
 from traceledger.api.problems import refused
 from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import service
-from traceledger.api.shopper.web import client_key, form_of
+from traceledger.api.shopper.web import form_of
 from traceledger.shopper import voice_audio, wording
 
 log = get_logger("api_consumer")
@@ -75,7 +80,7 @@ async def code_step(call: Call, keyed: str) -> OrjsonResponse:
         serial = shortcode.from_short_code(keyed)
     except Refused as exc:
         return await call.retry("bad_check" if exc.code == "bad_check_digit" else "bad_code", "code")
-    _, cv = await service.consumer_of(call.state, call.conn, serial, channel="voice", session=call.client)
+    _, cv = await service.consumer_of(call.state, call.conn, serial, channel="voice", session=call.client, client=call.client)
     if cv.get("pin_protected") and cv["verdict"] == "genuine":
         return await call.say(call.prompts["pin"], "pin", serial, 0, expect="pin")
     return await call.say(wording.sms_reply(wording.display_key(cv), call.lang, cv) + call.prompts["bye"], "done")
@@ -85,7 +90,8 @@ async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
     """The caller keyed the PIN of the label found at the code step."""
     raw, cv = await service.consumer_of(call.state, call.conn, call.serial, channel=None, session=None)
     try:
-        pin = await service.pin_check(call.conn, raw, keyed, call.client, "voice", scan_channel="voice", scan_session=call.client)
+        pin = await service.pin_check(call.conn, raw, keyed, call.client, "voice", state=call.state, scan_channel="voice",
+                                      scan_session=call.client)
     except Refused:
         return await call.retry("bad_pin", "pin", call.serial)
     if pin["pin_result"] == "wrong" and pin["attempts_left"] > 0 and call.tries + 1 < MAX_TRIES:
@@ -96,6 +102,11 @@ async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
 
 
 async def next_prompt(call: Call, new_call: bool, keyed: str) -> OrjsonResponse:
+    if new_call:
+        try:
+            await service.spend(call.state, call.conn, "call", call.client)
+        except OverLimit:
+            return await call.say(call.prompts["busy"], "done")
     if new_call and not keyed:
         return await call.say(call.prompts["welcome"], "code", expect="code")
     if call.step == "done":
@@ -122,7 +133,7 @@ async def voice(request: Request):
     async with state.pool.connection() as conn:
         saved = await channel_state.ivr_get(conn, call_id)
         lang = (saved or {}).get("lang") or wording.pick_lang(form.get("lang"), None)
-        client = client_key(request, "tel", (form.get("from") or call_id)[:32])
+        client = sender_of(request, "tel", (form.get("from") or call_id)[:32])
         call = Call(state, conn, call_id, lang, client, **{k: saved[k] for k in ("step", "serial", "tries")} if saved else {})
         return await next_prompt(call, saved is None, keyed)
 

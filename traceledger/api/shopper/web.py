@@ -1,4 +1,6 @@
-"""HTTP details of the shopper channels: links, forms, language, cookies, pseudonyms.
+"""HTTP details of the shopper channels: links, forms, language, cookies.
+
+Who a request comes from is :mod:`traceledger.api.client_identity`.
 
 Bad input is always a clear answer: problem+json (JSON), the page with a
 message (HTML), or a reply text (SMS, voice); never a server error.
@@ -14,8 +16,9 @@ import orjson
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from ledger import channel_state, gs1
+from ledger import gs1
 from ledger.errors import Refused
+from traceledger.api.client_identity import pseudonym
 from traceledger.shopper import wording
 
 MAX_FORM_BYTES = 4096
@@ -53,24 +56,13 @@ def parse_link(gtin: str, rest: str, query) -> tuple[str, str, str | None, str |
     return gtin14, serial, lot, expiry
 
 
-def client_key(request: Request, kind: str, raw: str) -> str:
-    """The keyed pseudonym (:func:`ledger.channel_state.client_key`) of an address, number or session."""
-    return channel_state.client_key(request.app.state.channel_secret, kind, raw)
-
-
-def client_of(request: Request) -> str:
-    # The socket peer: behind a reverse proxy this must become the proxy's
-    # trusted X-Forwarded-For (not configured here: see the README).
-    return client_key(request, "ip", request.client.host if request.client else "-")
-
-
 def session_of(request: Request) -> tuple[str, str | None]:
     """(this browser's session id for the scan, a new cookie value to set or None)."""
     token = request.cookies.get(SESSION_COOKIE)
     new = None
     if not token or not re.fullmatch(r"[A-Za-z0-9_-]{16,32}", token):
         token = new = secrets.token_urlsafe(16)
-    return client_key(request, "w", token), new
+    return pseudonym(request, "w", token), new
 
 
 def lang_of(request: Request, form_lang: str | None = None) -> str:

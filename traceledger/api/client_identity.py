@@ -1,0 +1,74 @@
+"""Who an anonymous request comes from: the one place that decides a shopper's client identity.
+
+The client is the connecting address, unless the connecting peer is a trusted
+proxy (``Settings.trusted_proxies``; loopback by default, so the local stack,
+tests and load generators can stand in for many clients): then it is the
+address that proxy put in ``X-Forwarded-For``. The header is read from the
+right: each trusted proxy appends the address it saw, so the right-most
+address that is not a trusted proxy is the first one no trusted party vouches
+past. Everything to its left was written by the client itself and could be
+anything, which is why the left-most entry is never believed. An untrusted peer's
+``X-Forwarded-For`` is ignored entirely.
+
+Identities are keyed pseudonyms (:func:`ledger.channel_state.client_key`): an
+address (``ip:``), an SMS sender (``sms:``: the number together with the
+gateway's own client, so one gateway's numbers never collide with
+another's), a caller (``tel:``, likewise).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from starlette.requests import HTTPConnection
+
+from ledger import channel_state
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def trusted_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False  # not an address (junk in a header): never a trusted proxy
+    return any(ip in net for net in networks)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, networks: tuple[Network, ...]) -> str:
+    """The client's address: ``peer``, or the right-most untrusted ``X-Forwarded-For`` hop behind trusted proxies."""
+    address = peer or "-"
+    if not forwarded_for or not is_trusted(address, networks):
+        return address
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    while hops and is_trusted(address, networks):
+        address = hops.pop()[:64]
+    return address
+
+
+def address_of(conn: HTTPConnection) -> str:
+    """The client address of a request (see the module docstring)."""
+    networks = trusted_networks(conn.app.state.settings.trusted_proxies)
+    peer = conn.client.host if conn.client else None
+    return client_address(peer, conn.headers.get("x-forwarded-for"), networks)
+
+
+def pseudonym(conn: HTTPConnection, kind: str, raw: str) -> str:
+    """The keyed pseudonym (:func:`ledger.channel_state.client_key`) of an address, number or session."""
+    return channel_state.client_key(conn.app.state.channel_secret, kind, raw)
+
+
+def client_of(conn: HTTPConnection) -> str:
+    """The client a request comes from, as a pseudonym: what limits and public counts are kept per."""
+    return pseudonym(conn, "ip", address_of(conn))
+
+
+def sender_of(conn: HTTPConnection, kind: str, number: str) -> str:
+    """An SMS sender (``kind`` ``sms``) or caller (``tel``): the number as sent by the gateway that is the client."""
+    return pseudonym(conn, kind, f"{address_of(conn)}|{number}")
