@@ -374,7 +374,10 @@ class Scanner(threading.Thread):
                     serial = self.rng.choice(self.made_up)
                 self.in_flight.set()
                 try:
-                    r = client.post(f"{self.url}/v1/labels/{serial}/scans", json={"channel": "web", "region": "310115", "session": f"s{self.rng.randrange(3)}"})
+                    # Many consumers (each within its per-client limits), as behind the loopback proxy.
+                    consumer = {"x-forwarded-for": f"198.18.{self.rng.randrange(250)}.{self.rng.randrange(1, 251)}"}
+                    r = client.post(f"{self.url}/v1/labels/{serial}/scans", headers=consumer,
+                                    json={"channel": "web", "region": "310115", "session": f"s{self.rng.randrange(3)}"})
                     if r.status_code == 200:
                         self.accepted[r.json()["scan_id"]] = serial
                     else:
