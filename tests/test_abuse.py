@@ -5,7 +5,8 @@
 * a label's public "queried N times" moves by at most one per client per window;
 * one client (or a swarm of fake SMS senders) cannot lock a label's PIN for its owner;
 * a replayed signed request, or one dated far in the future, is refused (401);
-* a producer's GS1 prefix overlapping another's is refused at registration, writing nothing.
+* a producer's GS1 prefix overlapping another's is refused at registration, writing nothing;
+* a control character (NUL above all) in any query parameter of any route is a 400, never a 500.
 
 The limits are the defaults of :class:`ledger.config.Settings`. Each test acts as its own
 made-up addresses (through the trusted loopback), so the tests do not spend each other's limits.
@@ -230,3 +231,29 @@ def test_counters_of_ended_windows_are_pruned(fresh_settings):
             assert kept == [[("new",)], [("new",)]]
 
     asyncio.run(check())
+
+
+# ---------------------------------------------------------------- control characters
+
+
+def query_parameters(w) -> list[tuple[str, str]]:
+    """(path, parameter) for every query parameter of every GET operation with no path parameters."""
+    spec = httpx.get(f"{w.url}/openapi.json").json()
+    return [(path, p["name"]) for path, ops in spec["paths"].items() if "get" in ops and "{" not in path
+            for p in ops["get"].get("parameters", []) if p["in"] == "query"]
+
+
+def test_a_nul_in_any_query_parameter_is_refused_on_every_route(world):
+    found = query_parameters(world)
+    assert len(found) > 20, found  # the alerts, EPCIS query, log and label routes all take query parameters
+    for path, name in found:
+        for bad in ("\x00", "a\x1fb", "\x7f"):
+            r = httpx.get(f"{world.url}{path}", params={name: bad}, headers=client("198.51.100.77"))
+            assert r.status_code == 400, (path, name, r.status_code, r.text)
+            assert r.json()["field"] == "query" and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_summary_with_a_nul_producer_answers_400_not_500(world):
+    """The request schemathesis found (CI run of session 4): a NUL in ``producer`` reached PostgreSQL."""
+    r = httpx.get(f"{world.url}/v1/alerts/summary", params={"producer": ".\x83\x00", "level": "city"})
+    assert r.status_code == 400, r.text

@@ -112,7 +112,9 @@ BAD_LINKS = [
     ("/01/{g}/21/" + "A" * 21, "invalid_serial"),
     ("/01/{g}/21/%F0%9F%99%82", "invalid_serial"),
     ("/01/{g}/21/x';DROP TABLE labels;--", "invalid_serial"),
-    ("/01/{g}/21/%00%FF%FE", "invalid_serial"),
+    ("/01/{g}/21/%FF%FE", "invalid_serial"),
+    ("/01/{g}/21/A%00B", "invalid_serial"),
+    ("/01/{g}/21/ABC?10=L%00", "invalid_lot"),
     ("/01/06901234000010/21/ABC", "invalid_gtin"),  # wrong check digit
     ("/01/12345/21/ABC", "invalid_gtin"),
     ("/01/{g}", "invalid_link"),

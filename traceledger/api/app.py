@@ -39,7 +39,7 @@ from traceledger.api import (
     trail,
 )
 from traceledger.api.fast_path import FastGet
-from traceledger.api.limits import MAX_BODY_BYTES, DeclaredBodyLimit
+from traceledger.api.limits import MAX_BODY_BYTES, ControlCharacterGuard, DeclaredBodyLimit
 from traceledger.api.problems import PROBLEM_RESPONSES
 from traceledger.api.supervisor_death import end_with_supervisor
 
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Tamper-evident traceability ledger for anti-counterfeit labels")
     app.state.settings = settings or Settings.from_env()
     app.add_middleware(DeclaredBodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(ControlCharacterGuard, pages=("/01/",))  # the resolver answers bad links with a page
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
