@@ -10,16 +10,25 @@ everything; a revoked actor's signed requests stop working at once.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import uuid
 from urllib.parse import quote
 
+import pytest
+from click.testing import CliRunner
+
 from ledger import gs1
 from ledger.events import SignedEvent
+from ledger.keys import KeyPair
 from ledger.transparency import merkle
 from ledger.transparency.bundle import verify_bundle
-from ledger.transparency.public_audit import verify_public_bundle
+from ledger.transparency.checkpoints import sign_checkpoint
+from ledger.transparency.public_audit import PublicAuditError, PublicAuditState, advance, checked_checkpoint, verify_public_bundle
 from tests.access_world import access_world  # noqa: F401 - the module's fixture
 from tests.helpers import gtin
+from tests.pipeline import relay_all
+from traceledger.cli import cli
 
 CONFIDENTIAL_PATHS = ("/trail", "/v1/containers/", "/impact", "/v1/epcis/events", "/epcis/events", "/events", "/v1/alerts")
 
@@ -45,7 +54,7 @@ def get_routes(w) -> list[str]:
 
 
 QUERIES = {
-    "/v1/log/entries": [{"start": 0, "end": 40}],
+    "/v1/log/entries": [{"start": 0, "end": "SIZE"}],
     "/v1/log/proof/inclusion": [{"index": 0, "size": 10}],
     "/v1/log/proof/consistency": [{"from": 1, "to": 10}],
     "/v1/channels/voice/audio": [{"call_id": "x"}],
@@ -61,10 +70,12 @@ def test_an_anonymous_client_gets_no_event_body_from_any_get_route(access_world)
     secrets = [b64[40:100] for b64 in w.bodies.values()] + list(w.bodies)  # any slice of a body, any event id
     secrets += [w.names["pallet"], "distributor"]  # a container's code; a consignee (an actor id)
     refused = []
+    names = {"SHIPPED": w.names["shipped"], "LOT": w.names["lot"], "PALLET": w.names["pallet"], "SIZE": w.get("/v1/log/checkpoint").json()["size"]}
     for path in routes:
         for params in QUERIES.get(path, [{}]):
-            params = {k: {"SHIPPED": w.names["shipped"], "LOT": w.names["lot"], "PALLET": w.names["pallet"]}.get(v, v) for k, v in params.items()}
+            params = {k: names.get(v, v) for k, v in params.items()}
             r = w.get(path, **params)
+            assert r.status_code != 400, (path, params, r.text[:300])  # every query is well formed: the door is what answers
             text = r.text
             leaked = [s for s in secrets if s in text and not (s == "distributor" and path.startswith("/v1/actors/"))
                       and not (s == w.names["pallet"] and path.startswith("/v1/containers/"))]  # the 401's instance URL
@@ -190,3 +201,62 @@ def test_a_revoked_actor_can_no_longer_read(access_world):
     for path in ("/epcis/events", f"/v1/labels/{w.names['shipped']}/proof", f"/v1/containers/{w.names['pallet']}"):
         r = w.get(path, "retailer")
         assert r.status_code == 401 and r.json()["code"] == "unauthenticated" and "not an active" in r.json()["detail"], path
+
+
+# ---------------------------------------------------------------- the public auditor (no credentials)
+
+
+def audit_public(w, *args):
+    runner = CliRunner()
+    out = runner.invoke(cli, ["audit", "public", "--api", w.url, "--log-key", f"{w.settings.log_key}.pub", "--json", *args], env=w.settings.to_env())
+    return out.exit_code, (json.loads(out.stdout) if out.exit_code == 0 else out.output)
+
+
+def test_the_public_auditor_checks_roots_consistency_bundles_and_split_views_without_credentials(access_world, tmp_path):
+    w = access_world
+    state = str(tmp_path / "public.json")
+    code, first = audit_public(w, "--state", state)
+    assert code == 0, first
+    size = w.get("/v1/log/checkpoint").json()["size"]
+    assert first["size"] == size and first["new_leaves"] == size
+    # The log grows: the next run hashes only the new leaves and checks the consistency proof too.
+    w.append([w.cast.issue() for _ in range(12)])
+    relay_all(w.settings)
+    code, second = audit_public(w, "--state", state)
+    assert code == 0 and second["size"] >= size + 12 and second["new_leaves"] == second["size"] - size, second
+    # Another reader's checkpoint: the same note is consistent; a second root signed for that size is a split view.
+    theirs = tmp_path / "theirs.note"
+    theirs.write_text(w.get("/v1/log/checkpoint").json()["note"])
+    assert audit_public(w, "--state", state, "--compare", str(theirs))[0] == 0
+    forked = sign_checkpoint(w.log_key, w.settings.log_origin, size, hashlib.sha256(b"another history").digest())
+    theirs.write_text(forked.note)
+    code, out = audit_public(w, "--state", state, "--compare", str(theirs))
+    assert code == 2 and "split_view" in out and "two different roots" in out
+    # A label's public bundle, offline; an edited leaf hash fails its proof.
+    bundle_path = tmp_path / "bundle.json"
+    bundle = w.get(f"/v1/labels/{w.names['shipped']}/proof").json()
+    bundle_path.write_text(json.dumps(bundle))
+    code, out = audit_public(w, "--bundle", str(bundle_path))
+    assert code == 0 and out["proven_entries"] == 3, out
+    bundle["entries"][1]["leaf_hash"] = hashlib.sha256(b"x").hexdigest()
+    bundle_path.write_text(json.dumps(bundle))
+    code, out = audit_public(w, "--bundle", str(bundle_path))
+    assert code == 2 and "bad_proof" in out
+
+
+def test_the_public_auditor_refuses_leaves_that_do_not_make_the_signed_root(access_world):
+    w = access_world
+    cp = checked_checkpoint(w.get("/v1/log/checkpoint").json()["note"], w.log_key.public_key, w.settings.log_origin)
+    leaves = [bytes.fromhex(e["leaf_hash"]) for e in w.get("/v1/log/entries", start=0, end=cp.size).json()["entries"]]
+    state = PublicAuditState()
+    assert advance(state, cp, leaves, None) == cp.size and state.latest == cp
+    for lie in (leaves[:-1], leaves[:3] + [hashlib.sha256(b"x").digest()] + leaves[4:]):
+        with pytest.raises(PublicAuditError) as caught:
+            advance(PublicAuditState(), cp, lie, None)
+        assert caught.value.code in ("missing_leaves", "root_mismatch")
+    impostor = sign_checkpoint(KeyPair.generate(), w.settings.log_origin, cp.size, cp.root)
+    with pytest.raises(PublicAuditError, match="checkpoint"):
+        checked_checkpoint(impostor.note, w.log_key.public_key, w.settings.log_origin)
+    smaller = sign_checkpoint(w.log_key, w.settings.log_origin, 5, merkle.root_of_hashes(leaves[:5]))
+    with pytest.raises(PublicAuditError, match="below"):
+        advance(state, smaller, [], None)
