@@ -79,13 +79,28 @@ class Reader:
         if not self.may_read_subject(subject_type, subject):
             raise Refused("forbidden", f"only a regulator or the {subject_type}'s producer may read {what}", field="authorization")
 
-    def readable(self, events: list[SignedEvent]) -> list[bool]:
-        """For each event: may the caller read its body (signed it, owns its subject, or is a regulator)?"""
+    def readable(self, events: list[SignedEvent | None]) -> list[bool]:
+        """For each event: may the caller read its body (signed it, owns its subject, or is a regulator)?
+        ``None`` stands for stored bytes that no longer decode: only a regulator reads those."""
         if self.sees_everything:
             return [True] * len(events)
         me = self.caller.actor_id
-        owned = self.owns({(s.event.subject_type, s.event.subject) for s in events if s.event.actor != me})
-        return [s.event.actor == me or (s.event.subject_type, s.event.subject) in owned for s in events]
+        owned = self.owns({(s.event.subject_type, s.event.subject) for s in events if s is not None and s.event.actor != me})
+        return [s is not None and (s.event.actor == me or (s.event.subject_type, s.event.subject) in owned) for s in events]
+
+    def readable_values(self, values: list[bytes]) -> list[bool]:
+        """:meth:`readable` over stored envelopes (a regulator's answer decodes nothing)."""
+        if self.sees_everything:
+            return [True] * len(values)
+        return self.readable([decoded(v) for v in values])
+
+
+def decoded(value: bytes) -> SignedEvent | None:
+    """The signed event of stored bytes, None if they no longer decode (tampering is the auditor's to report)."""
+    try:
+        return SignedEvent.from_envelope(value)
+    except Exception:  # noqa: BLE001 - any decoding failure of a stored row
+        return None
 
 
 def reader(caller: Caller | None, ledger: Ledger) -> Reader:

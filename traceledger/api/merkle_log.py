@@ -117,7 +117,7 @@ def get_entries(request: Request, start: int = Query(..., ge=0), end: int = Quer
         if signer is None:
             return {"start": start, "end": end, "entries": [public_entry(i, leaf) for (_, i), leaf in sorted(leaves.items())]}
         rows = log_queries.entries(conn, start, end)
-    readable = access.Reader(signer, request.app.state.ledger).readable([SignedEvent.from_envelope(bytes(r[5])) for r in rows])
+    readable = access.Reader(signer, request.app.state.ledger).readable_values([bytes(r[5]) for r in rows])
     entries = [entry_json(r, leaves.get((0, r[0]))) | {"readable": True} if ok
                else public_entry(r[0], leaves.get((0, r[0])) or merkle.leaf_hash(bytes(r[5]))) | {"readable": False}
                for r, ok in zip(rows, readable)]
