@@ -70,17 +70,23 @@ def line(name: str, r: dict, hello: float) -> str:
             f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms | {r['status_errors']} |")
 
 
+def ready_world(w: World) -> Path:
+    """Start ``w``'s API, issue and project its labels; the file of their serials (one a line)."""
+    w.start_api()
+    w.members()
+    say(f"issuing {w.labels:,} labels and projecting them ...")
+    issuance(w)
+    projection(w, 1)
+    serials_file = w.work / "serials.txt"
+    serials_file.write_text("\n".join(serials(w)) + "\n")
+    return serials_file
+
+
 def run(args) -> dict:
     w = World(Settings.from_env(), args.labels, profile=args.profile, api_workers=args.api_workers)
     out: dict = {"labels": args.labels, "api_workers": args.api_workers, "wrk": " ".join(WRK_ARGS) + f" -d{int(args.seconds)}s"}
     try:
-        w.start_api()
-        w.members()
-        say(f"issuing {args.labels:,} labels and projecting them ...")
-        issuance(w)
-        projection(w, 1)
-        serials_file = w.work / "serials.txt"
-        serials_file.write_text("\n".join(serials(w)) + "\n")
+        serials_file = ready_world(w)
         hello = Hello(w)
         wrk(hello.port, "hello", 2)  # warm-up
         for kind in args.kinds:
