@@ -16,9 +16,13 @@ from ledger.logging_setup import configure
 
 
 def serve(target: str, *, host: str, port: int, workers: int, factory: bool = False) -> None:
-    """Serve the ASGI app at import path ``target`` with ``workers`` processes (uvloop, httptools)."""
+    """Serve the ASGI app at import path ``target`` with ``workers`` processes (uvloop, httptools).
+
+    uvicorn's own ``X-Forwarded-For`` handling is off: it would rewrite the client address for
+    loopback peers whatever ``TRACELEDGER_TRUSTED_PROXIES`` says, and cost a middleware layer on
+    every request; :mod:`traceledger.api.client_identity` alone decides who the client is."""
     uvicorn.run(target, factory=factory, host=host, port=port, log_level="warning", workers=workers,
-                access_log=False)
+                access_log=False, proxy_headers=False)
 
 
 def main() -> None:
