@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import os
 import shutil
 import subprocess
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     args.kinds = [k for k in args.kinds.split(",") if k]
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the throw-away database and topics
     out = run(args)
     print(report(out), flush=True)
     if args.profile:

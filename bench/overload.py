@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import signal
+import sys
 import random
 import threading
 import time
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--factor", type=float, default=3.0)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--api-workers", type=int, default=2)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the throw-away database and topics
     out = run(ap.parse_args(argv))
     print(report(out), flush=True)
     print(json.dumps({k: v for k, v in out.items()}, default=str))

@@ -271,7 +271,8 @@ class World:
 
     def start_api(self) -> None:
         self.api = self.spawn("api", "-m", "traceledger.api", profile=True)
-        for _ in range(200):
+        deadline = time.monotonic() + 180  # a shared, loaded machine can take a minute to import and migrate
+        while time.monotonic() < deadline and self.api.poll() is None:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 c.request("GET", "/healthz")
@@ -279,7 +280,8 @@ class World:
                     return
             except OSError:
                 time.sleep(0.2)
-        raise SystemExit(f"the bench API did not start; see {self.work / 'api.log'}")
+        log = (self.work / "api.log").read_text()[-3000:] if (self.work / "api.log").exists() else ""
+        raise SystemExit(f"the bench API did not start (exit code {self.api.poll()}):\n{log}")
 
     def members(self) -> None:
         keys = self.work / "keys"
