@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import sys
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path

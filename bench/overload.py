@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import random
 import signal
 import sys
-import random
 import threading
 import time
 from pathlib import Path
