@@ -58,12 +58,13 @@ class Hello:
     def __init__(self, w: World):
         self.port = w.port + 1
         self.proc = w.spawn("hello", "-m", "bench.hello_app", str(self.port), str(w.api_workers))
-        for _ in range(100):
+        deadline = time.monotonic() + 120  # slow to import on a loaded machine
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/hello", timeout=1):
                     return
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.2)
         raise SystemExit("the hello app did not start")
 
 
