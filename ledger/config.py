@@ -120,8 +120,9 @@ class Settings:
     limit_sms: int = 30
     limit_calls: int = 20
     # Address blocks and number prefixes -> region (ledger/places.py): the place the server
-    # records for a consumer scan. None: scans get no server place (never the client's word).
-    region_table: Path | None = None
+    # records for a consumer scan: a CSV file, "local" (private 10.PP.CC.x blocks, for the local
+    # stack and the simulator) or "none" (scans get no server place, never the client's word).
+    region_table: str = "local"
     # Tests only: where a process kills itself on purpose (``ledger.crash_points``); empty: nowhere.
     crash_at: str = ""
 
@@ -166,7 +167,7 @@ class Settings:
             limit_reports=_int(env, "TRACELEDGER_LIMIT_REPORTS", d.limit_reports),
             limit_sms=_int(env, "TRACELEDGER_LIMIT_SMS", d.limit_sms),
             limit_calls=_int(env, "TRACELEDGER_LIMIT_CALLS", d.limit_calls),
-            region_table=Path(env["TRACELEDGER_REGION_TABLE"]) if env.get("TRACELEDGER_REGION_TABLE") else None,
+            region_table=env.get("TRACELEDGER_REGION_TABLE") or d.region_table,
             crash_at=crash_plan_from_env(env),
         )
 
@@ -215,8 +216,7 @@ class Settings:
             env["TRACELEDGER_AUDIT_PROCESSES"] = str(self.audit_processes)
         if self.crash_at:
             env["TRACELEDGER_CRASH_AT"] = self.crash_at
-        if self.region_table:
-            env["TRACELEDGER_REGION_TABLE"] = str(self.region_table)
+        env["TRACELEDGER_REGION_TABLE"] = self.region_table
         return env
 
     def with_(self, **changes) -> "Settings":

@@ -10,13 +10,18 @@ consumer scan is derived by the server from what the client cannot choose:
 * an SMS sender's or caller's number (``tel``), looked up by its longest known
   prefix (Chinese mobile number blocks, 号段, are allocated per city).
 
-The table is a CSV file named by ``TRACELEDGER_REGION_TABLE``, one row per
+The table is named by ``TRACELEDGER_REGION_TABLE``: a CSV file, one row per
 block: ``ip,<CIDR>,<GB/T 2260 code>`` or ``tel,<digit prefix>,<code>``
 (blank lines and ``#`` comments allowed; the longest matching block wins).
 A deployment fills it from its IP-to-region database and its carriers'
-number-block lists; tests use tests/data/regions.csv. Without a table (or for
-an address it does not know) a scan has no server place: it is recorded with
-no region rather than with the client's word.
+number-block lists; tests use tests/data/regions.csv. ``none``: no table.
+The default, ``local``, is :func:`local_table`: the private block
+``10.PP.CC.0/24`` is city ``PPCC`` of the centroid table (``10.44.3.7`` is in
+Shenzhen, 4403), so the local stack, the simulator and load generators can
+stand in for consumers all over China through the trusted loopback proxy, as
+they stand in for many clients (a deployment replaces it with its database).
+For an address or number the table does not know, a scan has no server place:
+it is recorded with no region rather than with the client's word.
 
 What the client says (its ``region``, coordinates, ``session``) is kept as a
 claim in the scan inbox, with the source of the place that was recorded
@@ -123,13 +128,33 @@ class RegionTable:
         return table
 
 
-EMPTY = RegionTable()
+LOCAL, NO_TABLE = "local", "none"
+
+
+def local_table() -> RegionTable:
+    """The local stack's table: ``10.PP.0.0/16`` is province ``PP``, ``10.PP.CC.0/24`` city ``PPCC``."""
+    table = RegionTable()
+    for code in regions.CENTROIDS:
+        if len(code) == 2:
+            table.add("ip", f"10.{int(code)}.0.0/16", code)
+        elif len(code) == 4:
+            table.add("ip", f"10.{int(code[:2])}.{int(code[2:])}.0/24", code)
+    return table
+
+
+def local_address(region: str | None, host: int) -> str:
+    """An address of :func:`local_table` in ``region`` (its city, else province; ``10.0.x.y`` if none)."""
+    code = regions.city(region) or ""
+    province, city = (int(code[:2]), int(code[2:4] or 0)) if code else (0, host // 256 % 256)
+    return f"10.{province}.{city}.{host % 254 + 1}"
 
 
 @lru_cache(maxsize=4)
-def load(path: str | None) -> RegionTable:
-    """The table at ``path`` (read once per process), or an empty one."""
-    if not path:
-        return EMPTY
-    with Path(path).open(newline="") as f:
+def load(spec: str | None) -> RegionTable:
+    """The table ``spec`` names (read once per process): ``local``, ``none`` (or empty), or a CSV file."""
+    if not spec or spec == NO_TABLE:
+        return RegionTable()
+    if spec == LOCAL:
+        return local_table()
+    with Path(spec).open(newline="") as f:
         return RegionTable.parse(f)

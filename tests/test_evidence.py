@@ -66,14 +66,17 @@ def test_the_region_table_places_addresses_and_numbers_by_longest_match():
     assert t.of_number("13900000000") is None
     with pytest.raises(ValueError, match="line 2"):
         places.RegionTable.parse(["ip,10.0.0.0/8,110105", "ip,10.0.0.0/8,Beijing"])
-    assert places.load(None).of_address("203.0.113.9") is None  # no table: no place, never the client's word
+    assert places.load("none").of_address("203.0.113.9") is None  # no table: no place, never the client's word
+    local = places.load(places.LOCAL)  # the local stack's: 10.PP.CC.x is city PPCC
+    assert local.of_address("10.44.3.7") == "4403" and local.of_address("10.11.99.1") == "11" and local.of_address("203.0.113.9") is None
+    assert local.of_address(places.local_address("440305", 7)) == "4403" and local.of_address(places.local_address(None, 7)) is None
 
 
 def test_a_client_carries_the_servers_place_not_its_claim():
     from tests.test_abuse import fake_request
 
     request = fake_request("127.0.0.1", "6.6.6.6, 203.0.113.5")
-    request.app.state.settings = Settings(region_table=TABLE)
+    request.app.state.settings = Settings(region_table=str(TABLE))
     who = client_identity.client_of(request)
     assert (who.region, who.source) == ("110105", places.FROM_ADDRESS) and who.startswith("ip:")
     sender = client_identity.sender_of(request, "sms", "+8613920001111")
@@ -143,7 +146,7 @@ def test_a_brands_signed_test_purchase_outside_the_territory_is_a_diversion():
 
 @pytest.fixture(scope="module")
 def placed_world(base_settings, _created, tmp_path_factory):
-    w = build_world(base_settings.with_(region_table=TABLE), _created, tmp_path_factory, pin_labels=1, genuine_labels=4)
+    w = build_world(base_settings.with_(region_table=str(TABLE)), _created, tmp_path_factory, pin_labels=1, genuine_labels=4)
     yield w
     w.service.stop()
 

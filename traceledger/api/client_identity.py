@@ -71,8 +71,7 @@ def pseudonym(conn: HTTPConnection, kind: str, raw: str) -> str:
 
 
 def region_table(conn: HTTPConnection) -> places.RegionTable:
-    path = conn.app.state.settings.region_table
-    return places.load(str(path) if path else None)
+    return places.load(conn.app.state.settings.region_table)
 
 
 def client_of(conn: HTTPConnection) -> places.Placed:
