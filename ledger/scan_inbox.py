@@ -13,6 +13,15 @@ Entries about serials never issued cannot go on a chain: they stay in the
 inbox (scans feed the detector's unknown-code tail; reports are also in the
 consumer module's ``consumer_reports`` table for regulators).
 
+Anonymous input is placed and named by the server (issue 15, issue 14 item 5).
+An entry accepted for a :class:`ledger.places.Placed` client records the
+server's place of that client as its ``region`` (``place_source`` says from
+what: its address, or an SMS sender's or caller's number) and keeps what the
+client claimed (its region, its own session) in ``claim``, never signed. The
+recorder signs ``session`` as :func:`label_pseudonym` of the client: one per
+client per label, so repeat scans are one session for the detector, and
+unlinkable across labels for anyone reading the log.
+
 Inserts take no lock, so concurrent scans commit in parallel, and ids may
 become visible out of order: id 101 may commit while id 100 is still in
 flight. A reader that tails the inbox by id (the gateway worker, the
