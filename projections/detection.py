@@ -184,7 +184,7 @@ def _territory(state: LabelState, event: Event, cfg: DetectionConfig, what: str)
     if state.territory is None or regions.covers(state.territory, region) is not False:
         return []
     return [_finding(cfg, "diversion_territory", state, event, territory=state.territory, seen_in=regions.normalize(region),
-                     seen_in_name=regions.name(region), territory_name=regions.name(state.territory), by=what)]
+                     seen_in_name=regions.name(region), territory_name=regions.territory_name(state.territory), by=what)]
 
 
 def _channel(state: LabelState, event: Event, cfg: DetectionConfig, observed: str | None, what: str) -> list[Finding]:

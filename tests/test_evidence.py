@@ -22,9 +22,10 @@ import httpx
 import psycopg
 import pytest
 
-from ledger import places
+from ledger import gs1, places, regions
 from ledger.config import Settings
-from ledger.events import decode_signed
+from ledger.errors import Refused
+from ledger.events import decode_signed, validate_territory
 from ledger.service import Ledger
 from ledger.store import chain_id
 from projections.detection import Watch, evaluate
@@ -32,7 +33,7 @@ from projections.detection_config import DEFAULT_SEVERITY, DetectionConfig
 from tests.alerts_world import alerts, detect_all
 from tests.conftest import wait_for
 from tests.consumer_world import build_world
-from tests.helpers import gtin
+from tests.helpers import Cast, gtin, shipped_payload
 from tests.pipeline import relay_all
 from tests.test_detection import AT_RETAILER, scan
 from traceledger.api import client_identity
@@ -83,6 +84,34 @@ def test_a_client_carries_the_servers_place_not_its_claim():
     assert (sender.region, sender.source) == ("440105", places.FROM_NUMBER)
     unknown = client_identity.sender_of(request, "tel", "+12025550100")
     assert (unknown.region, unknown.source) == (None, places.NO_PLACE)
+
+
+def test_a_territory_may_be_several_region_codes():
+    assert regions.covers("44,45", "450102") is True and regions.covers("44,45", "440305") is True
+    assert regions.covers("44,45", "110105") is False and regions.covers("4403,45", "44") is None
+    assert regions.territory_codes("440000,450000") == ["44", "45"] and regions.territory_name("44,45") == "Guangdong, Guangxi"
+    for bad in ("44,,45", "44;45", "44,", ",44", ",".join(["44"] * 17)):
+        with pytest.raises(Refused):
+            validate_territory(bad)
+    validate_territory("44,45")
+    two = replace(AT_RETAILER, territory="44,45")
+    assert run(two, [scan(0, "450102", session="c:a")])[0] == []
+    (found,), _ = run(two, [scan(0, "110105", session="c:a")])
+    assert found.kind == "diversion_territory" and found.detail["territory_name"] == "Guangdong, Guangxi"
+
+
+def test_the_ledger_takes_a_shipment_for_several_regions(settings):
+    ledger = Ledger(settings)
+    try:
+        cast = Cast()
+        assert {r.status for r in ledger.append(cast.founding_events())} == {"accepted"}
+        serial = gs1.new_serial()
+        results = ledger.append([cast.issue(serial), cast.event("acme", "label", serial, "Shipped", shipped_payload("distributor", "44,45"))])
+        assert [r.status for r in results] == ["accepted", "accepted"], [r.as_dict() for r in results]
+        with pytest.raises(Refused, match="comma-separated"):  # refused before it is even signed
+            cast.event("acme", "label", serial, "Shipped", shipped_payload("distributor", "44;45"), advance=False)
+    finally:
+        ledger.close()
 
 
 # ---------------------------------------------------------------- the rules weigh evidence
