@@ -15,6 +15,7 @@ page from a Beijing address (diversion). Pure rules first, then the real stack
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import httpx
 import psycopg
 import pytest
 
-from ledger import gs1, places, regions
+from ledger import alert_owners, gs1, places, regions
 from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import decode_signed, validate_territory
@@ -112,6 +113,16 @@ def test_the_ledger_takes_a_shipment_for_several_regions(settings):
             cast.event("acme", "label", serial, "Shipped", shipped_payload("distributor", "44;45"), advance=False)
     finally:
         ledger.close()
+
+
+def test_alert_ids_are_not_computable_from_the_log():
+    """Issue 15: ids were UUIDv5 of public data (incident key, first evidence event id)."""
+    key, other = b"k" * 32, b"o" * 32
+    mine = alert_owners.alert_id(key, "diversion_territory:S1", "ev-1")
+    assert mine == alert_owners.alert_id(key, "diversion_territory:S1", "ev-1")  # a rebuild gets the same id
+    assert mine != alert_owners.alert_id(other, "diversion_territory:S1", "ev-1")
+    old = uuid.uuid5(uuid.UUID("0d5c3c1e-5b7e-4c61-9a55-7a1e2f0c4b21"), "diversion_territory:S1\nev-1")
+    assert mine != old and mine.version == 4
 
 
 # ---------------------------------------------------------------- the rules weigh evidence
