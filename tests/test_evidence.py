@@ -42,6 +42,7 @@ from traceledger.api import client_identity
 TABLE = Path(__file__).parent / "data" / "regions.csv"
 BEIJING, GUANGZHOU, SHANGHAI = "203.0.113.", "198.51.100.", "192.0.2."
 CFG = DetectionConfig()
+HAMMER = 40  # scans from one address in the stack test
 
 
 def run(state, events, role="gateway", cfg=CFG):
@@ -223,9 +224,10 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     rows = inbox(w, attacked)
     assert [r[:2] for r in rows] == [("110105", "address")] * 2  # the server's place, not the claims
     assert [r[2] for r in rows] == [{"region": "110105", "session": "made-up-1"}, {"region": "440105", "session": "made-up-2"}]
-    # Attack 2: 300 scans from one address (the limits refuse most; the rest are one client).
-    answers = [post_scan(w, hammered, SHANGHAI + "9", region=f"65010{i % 10}", session=f"s{i}") for i in range(300)]
-    assert {r.status_code for r in answers} == {200, 429}
+    # Attack 2: many scans from one address, each claiming another place and session (test_abuse shows the
+    # limits refusing 300; here what the accepted ones weigh): one client, one place, one session.
+    answers = [post_scan(w, hammered, SHANGHAI + "9", region=f"65010{i % 10}", session=f"s{i}") for i in range(HAMMER)]
+    assert {r.status_code for r in answers} == {200}
     # Real evidence: two independent clients in Beijing and Guangzhou; the QR page from a Beijing address.
     assert post_scan(w, cloned, GUANGZHOU + "20").status_code == 200
     assert post_scan(w, cloned, BEIJING + "21").status_code == 200
@@ -247,7 +249,8 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     on_cloned = signed_scans(w, cloned, 3)
     assert not {p["session"] for p in on_cloned} & {p["session"] for p in first}
     assert len({p["session"] for p in on_cloned}) == 3
-    signed_scans(w, hammered, 120)
+    hammer = signed_scans(w, hammered, HAMMER)
+    assert {p["region"] for p in hammer} == {"310101"} and len({p["session"] for p in hammer}) == 1
     signed_scans(w, other, 2)
 
     relay_all(w.settings)
