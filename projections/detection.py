@@ -156,7 +156,7 @@ def evaluate(
     if event.kind == "Scanned":
         return _scanned(state, watch, event, role, cfg, lot_recalled)
     if event.kind == "Received":
-        return watch, _received(state, event, cfg)
+        return watch, [replace(f, evidence=_evidence(role, event, 0)) for f in _received(state, event, cfg)]
     return watch, []
 
 
