@@ -123,6 +123,10 @@ class Settings:
     limit_reports: int = 10
     limit_sms: int = 30
     limit_calls: int = 20
+    # Address blocks and number prefixes -> region (ledger/places.py): the place the server
+    # records for a consumer scan: a CSV file, "local" (private 10.PP.CC.x blocks, for the local
+    # stack and the simulator) or "none" (scans get no server place, never the client's word).
+    region_table: str = "local"
     # Tests only: where a process kills itself on purpose (``ledger.crash_points``); empty: nowhere.
     crash_at: str = ""
 
@@ -169,6 +173,7 @@ class Settings:
             limit_reports=_int(env, "TRACELEDGER_LIMIT_REPORTS", d.limit_reports),
             limit_sms=_int(env, "TRACELEDGER_LIMIT_SMS", d.limit_sms),
             limit_calls=_int(env, "TRACELEDGER_LIMIT_CALLS", d.limit_calls),
+            region_table=env.get("TRACELEDGER_REGION_TABLE") or d.region_table,
             crash_at=crash_plan_from_env(env),
         )
 
@@ -219,6 +224,7 @@ class Settings:
             env["TRACELEDGER_AUDIT_PROCESSES"] = str(self.audit_processes)
         if self.crash_at:
             env["TRACELEDGER_CRASH_AT"] = self.crash_at
+        env["TRACELEDGER_REGION_TABLE"] = self.region_table
         return env
 
     def with_(self, **changes) -> "Settings":

@@ -76,7 +76,8 @@ def test_reports_become_signed_reportedfake_events_on_kafka(world, tmp_path):
     reports = [e for e in events if e.kind == "ReportedFake"]
     assert [e.payload["channel"] for e in reports] == ["web", "api"] and reports[1].event_id == api.json()["event_id"]
     assert all(e.actor == "gateway" and e.payload["reason"] == REPORT_REASON for e in reports)
-    assert all(e.payload["session"].startswith("ip:") for e in reports)  # a pseudonym, not the address
+    # A per-label pseudonym of the client (not the address, not linkable to its other labels): one client, one session.
+    assert all(e.payload["session"].startswith("c:") for e in reports) and len({e.payload["session"] for e in reports}) == 1
     # The consumer's free text is for regulators' eyes in the report table, never on the permanent ledger.
     assert not any(b"13800138000" in v or b"market stall" in v for v in values)
     assert not any(e.subject == "NEVERISSUED7" for e in kafka_events(world)[0])
@@ -97,7 +98,7 @@ def test_reports_become_signed_reportedfake_events_on_kafka(world, tmp_path):
     full = signed_get(world, f"/v1/labels/{serial}/trail", "regulator").json()
     assert [r["on_ledger"] for r in full["reports"]] == [True, True] and full["reports"][1]["note"] == note.strip()
     assert [t["kind"] for t in full["trail"]][-2:] == ["ReportedFake", "ReportedFake"]
-    assert full["reports"][0]["client_hash"] == full["trail"][-2]["details"]["session_hash"]
+    assert full["trail"][-2]["details"]["session_hash"] == full["trail"][-1]["details"]["session_hash"]
     never = signed_get(world, "/v1/labels/NEVERISSUED7/trail", "regulator").json()
     assert never["verdict"] == "unknown" and never["trail"] == [] and [r["on_ledger"] for r in never["reports"]] == [False]
 
@@ -200,7 +201,8 @@ def test_full_trail_for_the_labels_producer_and_regulators_only(world):
         assert issued["biz_step"] == "commissioning" and len(scanned["event_id"]) == 36 and len(scanned["hash"]) == 64
         assert issued["details"]["pin_protected"] is False and "pin_hash" not in issued["details"]
         assert scanned["details"]["channel"] == "shelf"
-        assert scanned["details"]["session_hash"] == hashlib.sha256(b"phone-xyz").hexdigest()[:16]
+        # The session the client sent is its claim, kept off the ledger: the gateway signs its own per-label pseudonym.
+        assert scanned["details"]["session_hash"] != hashlib.sha256(b"phone-xyz").hexdigest()[:16]
         assert "phone-xyz" not in r.text and full["custodian"] == "acme"
 
 
