@@ -69,7 +69,7 @@ def test_page_is_chinese_by_default_english_on_request(world):
     en = httpx.get(link(world, serial), headers=BROWSER | {"accept-language": "en-US,en;q=0.9,zh;q=0.5"}, cookies=zh.cookies)
     assert '<html lang="en">' in en.text and "Genuine" in en.text  # same browser: a reload is not a new query
     toggled = httpx.get(link(world, serial, "?lang=en"), headers=BROWSER | SOMEONE_ELSE)
-    assert "Caution: this code has been queried 2 times" in toggled.text
+    assert "Caution: this code has been queried 2\u00a0times" in toggled.text
     assert channels(world, serial) == ["web", "web"]
 
 
@@ -85,7 +85,9 @@ def test_unknown_serial_is_a_verdict(world):
     v = httpx.get(link(world, "NEVERISSUED"), headers=JSON)
     assert v.status_code == 200 and v.json()["verdict"] == "unknown"
     page = httpx.get(link(world, "NEVERISSUED"), headers=BROWSER).text
-    assert "未查到此码" in page
+    assert "未查到 · 谨防假冒" in page and 'data-verdict="unknown_scanned"' in page  # a scanned code is no typo
+    typed = httpx.get(world.url + "/", params={"code": "0000 0000 0000 0000 000Z"}, headers=BROWSER).text
+    assert "未查到此码" in typed and 'data-verdict="unknown"' in typed  # a typed one may be
 
 
 @pytest.mark.parametrize("extra, verdict", [
@@ -149,6 +151,8 @@ def test_manual_entry_form_and_redirect(world):
     assert r.status_code == 303 and r.headers["location"].endswith("?lang=en")
     typo = spaced[:-1] + str((int(spaced[-1]) + 1) % 10)
     r = httpx.get(world.url + "/", params={"code": typo}, headers=BROWSER)
+    assert r.status_code == 400 and "校验位" in r.text and "check digit" not in r.text
+    r = httpx.get(world.url + "/", params={"code": typo, "lang": "en"}, headers=BROWSER)
     assert r.status_code == 400 and "check digit" in r.text
     for junk in ["😀😀", "'; DROP TABLE labels;--", "A" * 300]:
         r = httpx.get(world.url + "/", params={"code": junk}, headers=BROWSER)
@@ -199,27 +203,48 @@ def test_wrong_pins_are_rate_limited_per_label(world):
 
 
 def test_page_pin_form_right_and_wrong(world):
+    """Every form post is answered by a 303 to the page (POST-redirect-GET); the GET shows the outcome."""
     serial = world.labels["pin3"]
-    page = httpx.get(link(world, serial), headers=BROWSER)
-    assert 'name="pin"' in page.text
-    wrong = httpx.post(link(world, serial), data={"action": "pin", "pin": "1234567", "lang": "en"}, headers=BROWSER)
-    assert wrong.status_code == 200 and "Wrong PIN: 4 tries left." in wrong.text
-    right = httpx.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial]}, headers=BROWSER)
-    assert 'data-verdict="pin_ok"' in right.text and "防伪码验证通过" in right.text
-    again = httpx.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial], "lang": "en"}, headers=BROWSER)
-    assert 'data-verdict="pin_used"' in again.text and "already verified at" in again.text
+    with httpx.Client(headers=BROWSER, follow_redirects=False) as me:
+        page = me.get(link(world, serial))
+        assert 'name="pin"' in page.text and 'data-verdict="pin_needed"' in page.text and "正品" not in page.text
+        wrong = me.post(link(world, serial), data={"action": "pin", "pin": "1234567", "lang": "en"})
+        assert wrong.status_code == 303 and wrong.headers["location"].endswith("?lang=en")
+        shown = me.get(link(world, serial, "?lang=en"))
+        assert 'data-verdict="pin_wrong"' in shown.text and "4\u00a0tries left" in shown.text and 'name="pin"' in shown.text
+        right = me.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial]})
+        assert right.status_code == 303
+        ok = me.get(link(world, serial, "?lang=zh"))
+        assert 'data-verdict="pin_ok"' in ok.text and "防伪码验证通过" in ok.text and 'name="pin"' not in ok.text
+        assert 'data-verdict="pin_ok"' in me.get(link(world, serial, "?lang=zh")).text  # a reload: still verified, no warning
+    with httpx.Client(headers=BROWSER | SOMEONE_ELSE) as other:
+        assert 'data-verdict="pin_needed"' in other.get(link(world, serial)).text  # no PIN entered yet: no verdict
+        again = other.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial], "lang": "en"}, follow_redirects=True)
+        assert 'data-verdict="pin_used"' in again.text and "already verified" in again.text and "by web page" in again.text
     junk = httpx.post(link(world, serial), content=b"\xff\xfe%%%\x00", headers=BROWSER | {"content-type": "application/x-www-form-urlencoded"})
-    assert junk.status_code == 200 and "<html" in junk.text
+    assert junk.status_code == 303
 
 
 def test_report_a_suspected_fake(world):
     serial = world.labels["counterfeit"]
-    r = httpx.post(link(world, serial), data={"action": "report", "lang": "en"}, headers=BROWSER)
-    assert r.status_code == 200 and 'id="reported"' in r.text
+    with httpx.Client(headers=BROWSER) as me:
+        form = me.get(link(world, serial, "?lang=en&report=1"))
+        assert 'id="r-place"' in form.text and '<label for="r-price">' in form.text
+        bad = me.get(link(world, serial, "?lang=en&report=review&place=Market&price=cheap"))
+        assert "Enter the price as a number" in bad.text and "Send report" not in bad.text
+        review = me.get(link(world, serial, "?lang=en&report=review&place=Night+market&price=35&phone="))
+        assert "Please confirm your report" in review.text and "Night market" in review.text
+        sent = me.post(link(world, serial), data={"action": "report", "lang": "en", "place": "Night market", "price": "35", "phone": ""})
+        assert sent.status_code == 303 and "reported=R-" in sent.headers["location"]
+        done = me.get(world.url + sent.headers["location"])
+        public_id = sent.headers["location"].split("reported=")[1].split("#")[0]
+        assert 'id="reported"' in done.text and public_id in done.text
     r = httpx.post(f"{world.url}/v1/labels/{serial}/reports", json={"note": "bought at a market stall"})
     assert r.status_code == 201 and r.json()["report_id"]
     with psycopg.connect(world.settings.pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM consumer_reports WHERE serial = %s", (serial,)).fetchone()[0] == 2
+        place, price = conn.execute("SELECT place, price FROM consumer_report_details WHERE public_id = %s", (public_id,)).fetchone()
+    assert (place, price) == ("Night market", "35")
 
 
 # ---------------------------------------------------------------- SMS
