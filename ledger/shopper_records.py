@@ -31,7 +31,7 @@ class OwnQueries:
 
     mine: int  # counted queries of this looker
     mine_first: datetime | None  # this looker's first query (counted or not)
-    any_mine: bool  # this looker ever queried the label
+    total: int  # every query of this looker (counted or not)
 
 
 async def own_queries(conn: psycopg.AsyncConnection, serial: str, session: str) -> OwnQueries:
@@ -41,7 +41,7 @@ async def own_queries(conn: psycopg.AsyncConnection, serial: str, session: str) 
         "WHERE serial = %s AND kind = 'scan' AND session = %s",
         (serial, session), prepare=True,
     )).fetchone()
-    return OwnQueries(row[0], row[1], row[2] > 0)
+    return OwnQueries(row[0], row[1], row[2])
 
 
 async def first_pin_use(conn: psycopg.AsyncConnection, serial: str) -> dict | None:

@@ -32,6 +32,9 @@ def scans_with_pin(w, serial: str) -> list[tuple[str, str | None]]:
             "SELECT channel, pin_result FROM scan_inbox WHERE serial = %s AND kind = 'scan' ORDER BY id", (serial,))]
 
 
+SIG = "【防伪查询】"  # every SMS reply is signed, as Chinese carriers require
+
+
 def ucs2(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -260,12 +263,12 @@ def test_sms_answers_verdict_first_in_one_segment(world):
     wide = "　".join("".join(chr(ord(c) + 0xFEE0) for c in g) for g in shortcode.group(code).split())
     r = sms(world, wide)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    assert r.text.startswith("正品：") and ucs2(r.text) <= 70
+    assert r.text.startswith(SIG + "正品：") and ucs2(r.text) <= 70
     again = sms(world, f"  {serial.lower()}  ", sender="+8613800000001")  # other senders: each counts once
-    assert again.text.startswith("注意：此码已查询2次") and ucs2(again.text) <= 70
+    assert again.text.startswith(SIG + "注意：此码已查询2次") and ucs2(again.text) <= 70
     en = sms(world, "EN " + shortcode.group(code), sender="+8613800000002", headers={"accept": "application/json"})
-    assert en.json()["reply"].startswith("Caution: queried 3 times") and ucs2(en.json()["reply"]) <= 70
-    assert sms(world, serial, sender="+8613800000002").text.startswith("注意：此码已查询3次")  # the same sender again: not counted
+    assert en.json()["reply"].startswith(SIG + "Caution: queried 3 times") and ucs2(en.json()["reply"]) <= 70
+    assert sms(world, serial, sender="+8613800000002").text.startswith(SIG + "注意：此码已查询3次")  # the same sender again: not counted
     assert channels(world, serial) == ["sms", "sms", "sms", "sms"]
     with psycopg.connect(world.settings.pg_conninfo) as conn:
         sessions = [r[0] for r in conn.execute("SELECT session FROM scan_inbox WHERE serial = %s ORDER BY id", (serial,))]
@@ -274,16 +277,44 @@ def test_sms_answers_verdict_first_in_one_segment(world):
 
 
 def test_sms_other_verdicts_and_pins(world):
-    assert sms(world, world.labels["recalled"]).text.startswith("已召回")
-    assert sms(world, world.labels["counterfeit"]).text.startswith("假冒")
+    assert sms(world, world.labels["recalled"]).text.startswith(SIG + "已召回")
+    assert sms(world, world.labels["counterfeit"]).text.startswith(SIG + "假冒")
     unknown = sms(world, shortcode.to_short_code("00000000000000000001"))
-    assert unknown.text.startswith("未查到此码")
+    assert unknown.text.startswith(SIG + "未查到此码，谨防假冒")
     serial = world.labels["pin4"]
     code = shortcode.to_short_code(serial)
-    assert sms(world, f"{code} 11111111" if world.pins[serial] != "11111111" else f"{code} 22222222").text.startswith("防伪码错误")
-    assert sms(world, f"{code} {world.pins[serial]}").text.startswith("正品，防伪码首次验证通过")
-    used = sms(world, f"{serial}{world.pins[serial]}").text
-    assert used.startswith("警告：此防伪码已于") and ucs2(used) <= 70
+    assert sms(world, f"{code} 11111111" if world.pins[serial] != "11111111" else f"{code} 22222222").text.startswith(SIG + "防伪码错误")
+    assert sms(world, f"{code} {world.pins[serial]}").text.startswith(SIG + "正品，防伪码首次验证通过")
+    mine = sms(world, f"{serial}{world.pins[serial]}").text  # the same sender again: their own PIN, no warning
+    assert mine.startswith(SIG + "正品：您已于") and ucs2(mine) <= 70
+    used = sms(world, f"{serial}{world.pins[serial]}", sender="+8613800000099").text
+    assert used.startswith(SIG + "警告：此防伪码已于") and ucs2(used) <= 70
+
+
+@pytest.mark.parametrize("template", [
+    "查询 {c}", "查询：{c}。", "{c}。", "验证{c}", "你好，请帮我查一下这个码 {c} 谢谢！", "CX {c}", "{w}", "查询,{d}",
+])
+def test_sms_is_tolerant_of_what_people_type(world, template):
+    serial = world.labels["genuine3"]
+    code = shortcode.to_short_code(serial)
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in code) + "。"
+    text = template.format(c=shortcode.group(code), w=wide, d="-".join(shortcode.group(code).split()))
+    r = sms(world, text, sender="+8613811112222")
+    assert r.text.startswith((SIG + "正品", SIG + "注意：此码已查询")) and ucs2(r.text) <= 70, (text, r.text)  # read, not refused
+
+
+def test_a_repeated_sms_never_warns_and_a_pin_label_asks_for_its_pin(world):
+    serial = world.labels["fresh0"]
+    first = sms(world, serial, sender="+8613855550000").text
+    assert first.startswith(SIG + "正品") and "首次查询" in first
+    again = sms(world, serial, sender="+8613855550000").text
+    assert again.startswith(SIG + "正品") and "您" in again and "已查询过" in again and "注意" not in again
+    other = sms(world, serial, sender="+8613855550001").text  # a second sender: the warning is due
+    assert other.startswith(SIG + "注意：此码已查询")
+    ask = sms(world, world.labels["pin2"], sender="+8613855550002").text
+    assert ask.startswith(SIG + "此码已登记") and "防伪码" in ask and ucs2(ask) <= 70
+    en = sms(world, "EN " + world.labels["pin2"], sender="+8613855550002").text
+    assert en.startswith(SIG + "Registered. Scratch") and ucs2(en) <= 70
 
 
 @pytest.mark.parametrize("text, start", [
@@ -292,7 +323,7 @@ def test_sms_other_verdicts_and_pins(world):
 ])
 def test_sms_junk_gets_a_helpful_reply(world, text, start):
     r = sms(world, text)
-    assert r.status_code == 200 and r.text.startswith(start) and ucs2(r.text) <= 70
+    assert r.status_code == 200 and r.text.startswith(SIG + start) and ucs2(r.text) <= 70
 
 
 def test_sms_typo_in_check_digit_and_binary_body(world):
@@ -300,7 +331,7 @@ def test_sms_typo_in_check_digit_and_binary_body(world):
     typo = code[:-1] + str((int(code[-1]) + 1) % 10)
     assert "校验位" in sms(world, typo).text
     r = httpx.post(f"{world.url}/v1/channels/sms", content=b"\xff\xfe\x00\x80junk=%%%", headers={"content-type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 200 and r.text.startswith("无法识别")
+    assert r.status_code == 200 and r.text.startswith(SIG + "无法识别")
 
 
 # ---------------------------------------------------------------- voice
@@ -322,6 +353,7 @@ def test_voice_flow_with_pin(world):
     assert first["expect"] == "code" and "32位数字码" in first["prompt"] and not first["hangup"]
     short = voice(world, "call-1", "1234#")
     assert short["expect"] == "code" and "位数不对" in short["prompt"]
+    assert short["phrases"][0] == "您输入的是：1 2 3 4。"  # keyed digits are read back, one by one
     typo = voice(world, "call-1", code[:-1] + str((int(code[-1]) + 1) % 10) + "#")
     assert typo["expect"] == "code" and "按错了一位" in typo["prompt"]
     ask_pin = voice(world, "call-1", code + "#")
@@ -329,7 +361,9 @@ def test_voice_flow_with_pin(world):
     wrong = voice(world, "call-1", ("1111111" if world.pins[serial] != "1111111" else "2222222") + "#")
     assert wrong["expect"] == "pin" and "防伪码错误" in wrong["prompt"]
     done = voice(world, "call-1", world.pins[serial] + "#")
-    assert done["hangup"] and done["prompt"].startswith("正品，防伪码首次验证通过")
+    assert done["hangup"] and done["phrases"][0].startswith("您输入的是：")
+    # The verdict is a phrase of its own, then a pause, then the goodbye.
+    assert done["phrases"][1].startswith("正品，防伪码首次验证通过") and done["phrases"][-1] == "感谢您的查询，再见。"
     assert voice(world, "call-1", "1#")["hangup"]
     # The code lookup is a scan, and so is each PIN check, carrying its outcome.
     assert scans_with_pin(world, serial) == [("voice", None), ("voice", "wrong"), ("voice", "first_use")]
@@ -339,7 +373,12 @@ def test_voice_plain_label_in_english_and_bad_input(world):
     serial = world.labels["recalled"]
     assert voice(world, "call-2", lang="en")["prompt"].startswith("Welcome")
     done = voice(world, "call-2", shortcode.to_short_code(serial) + "#")
-    assert done["hangup"] and done["prompt"].startswith("RECALLED")
+    assert done["hangup"] and done["phrases"][0].startswith("You keyed: ") and done["phrases"][1].startswith("RECALLED")
+    assert done["phrases"][-1] == "Thank you, goodbye."
+    zh_name = voice(world, "call-4", lang="en") and voice(world, "call-4", shortcode.to_short_code(world.labels["certified"]) + "#")
+    assert "this product" in zh_name["prompt"] and "电动" not in zh_name["prompt"]  # an English call never reads Chinese letters
+    zh_call = voice(world, "call-5") and voice(world, "call-5", shortcode.to_short_code(world.labels["certified"]) + "#")
+    assert "电动自行车锂电池" in zh_call["prompt"]
     for junk in ["😀", "'; DROP", "9" * 200]:
         out = voice(world, "call-3", junk)
         assert out["expect"] in ("code", None)

@@ -114,7 +114,7 @@ def test_pin_outcomes_travel_with_the_scans_on_kafka(world):
     page = httpx.post(link(world, serial), data={"action": "pin", "pin": pin}, headers=BROWSER)
     assert 'data-verdict="pin_used"' in page.text
     sms = httpx.post(f"{world.url}/v1/channels/sms", data={"from": "+8613900000001", "text": f"{serial} {pin}"})
-    assert sms.text.startswith("警告：此防伪码已于")
+    assert sms.text.startswith("【防伪查询】警告：此防伪码已于")
     malformed = httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": "12"})
     assert malformed.status_code == 400  # checked nothing: no scan
 

@@ -381,14 +381,19 @@ def pick_lang(query_lang: str | None, accept_language: str | None) -> str:
 
 _URL_SERIAL = re.compile(r"/21/([0-9A-Za-z]{1,20})")
 _LANG_WORDS = {"EN", "ENG", "ENGLISH"}
+# Words people put around the code ("查询 …", "验证…", "CX …"): dropped, like punctuation.
+_KEYWORDS = re.compile(r"查询|查真伪|查一下|验证|验真|防伪码|防伪|查|CX|YZ|CHECK|VERIFY|PIN", re.I)
+SMS_SIGNATURE = "【防伪查询】"  # the sender signature Chinese carriers require on every message
 
 
 def parse_sms(text: str) -> tuple[str, str | None, str]:
     """(serial, PIN or None, lang) from an SMS body; refuses what cannot be read.
 
-    Accepts the 32-digit short code (spaces, dashes, full-width digits), the
-    20-character serial (any case, Crockford's O/0 and I/L/1), either followed
-    by the PIN, a pasted Digital Link URL, and a leading ``EN`` for English.
+    Tolerant of what people type: a keyword such as ``查询`` or ``验证``, any
+    punctuation (``，`` ``。`` ``-``), full-width digits and spaces, a sentence
+    around the code. Reads the 32-digit short code (optionally followed by the
+    PIN), the 20-character serial (any case, Crockford's O/0 and I/L/1) stuck to
+    or followed by the PIN, a pasted Digital Link URL, and a leading ``EN`` for English.
     """
     if not isinstance(text, str) or not text.strip():
         raise Refused("empty", "the message is empty", field="text")
@@ -396,29 +401,32 @@ def parse_sms(text: str) -> tuple[str, str | None, str]:
     lang = "zh"
     words = text.split()
     if words and words[0].upper() in _LANG_WORDS:
-        lang, words = "en", words[1:]
-        text = " ".join(words)
+        lang, text = "en", " ".join(words[1:])
     url = _URL_SERIAL.search(text)
     if url:
-        rest = text[url.end():]
-        pin = _trailing_pin(rest)
-        return shortcode.normalize_serial(url.group(1)), pin, lang
-    squeezed = shortcode.clean_digits(text).replace(",", "").replace("，", "")
-    if not squeezed.isascii() or not squeezed.isalnum():
-        raise Refused("unreadable", "use only the code's letters and digits", field="text")
-    if squeezed.isdigit():
-        if len(squeezed) == shortcode.LENGTH:
-            return shortcode.from_short_code(squeezed), None, lang
-        if shortcode.LENGTH + pins.MIN_DIGITS <= len(squeezed) <= shortcode.LENGTH + pins.MAX_DIGITS:
-            return shortcode.from_short_code(squeezed[: shortcode.LENGTH]), squeezed[shortcode.LENGTH:], lang
-        raise Refused("invalid_short_code", f"a number code is {shortcode.LENGTH} digits", field="text")
-    serial = shortcode.normalize_serial(squeezed[: gs1.SERIAL_LEN])
-    rest = squeezed[gs1.SERIAL_LEN:]
-    if len(squeezed) < gs1.SERIAL_LEN or not shortcode.has_short_code(serial):
-        raise Refused("invalid_serial", f"a serial is {gs1.SERIAL_LEN} letters and digits", field="text")
-    if rest and not (rest.isdigit() and pins.MIN_DIGITS <= len(rest) <= pins.MAX_DIGITS):
+        return shortcode.normalize_serial(url.group(1)), _trailing_pin(text[url.end():]), lang
+    tokens = re.findall(r"[0-9A-Za-z]+", _KEYWORDS.sub(" ", text))
+    for i, token in enumerate(tokens):
+        if len(token) >= gs1.SERIAL_LEN and not token.isdigit() and token.isascii():
+            serial = shortcode.normalize_serial(token[: gs1.SERIAL_LEN])
+            if shortcode.has_short_code(serial):
+                return serial, _pin_of(token[gs1.SERIAL_LEN:] + "".join(tokens[i + 1:])), lang
+    squeezed = "".join(t for t in tokens if t.isdigit())
+    if not squeezed:
+        raise Refused("unreadable", "no code in the message", field="text")
+    if len(squeezed) == shortcode.LENGTH:
+        return shortcode.from_short_code(squeezed), None, lang
+    if shortcode.LENGTH + pins.MIN_DIGITS <= len(squeezed) <= shortcode.LENGTH + pins.MAX_DIGITS:
+        return shortcode.from_short_code(squeezed[: shortcode.LENGTH]), squeezed[shortcode.LENGTH:], lang
+    raise Refused("invalid_short_code", f"a number code is {shortcode.LENGTH} digits", field="text")
+
+
+def _pin_of(rest: str) -> str | None:
+    if not rest:
+        return None
+    if not (rest.isdigit() and pins.MIN_DIGITS <= len(rest) <= pins.MAX_DIGITS):
         raise Refused("invalid_pin", "after the code, only the PIN's digits", field="text")
-    return serial, rest or None, lang
+    return rest
 
 
 def _trailing_pin(rest: str) -> str | None:
@@ -426,34 +434,43 @@ def _trailing_pin(rest: str) -> str | None:
     return digits if digits.isdigit() and pins.MIN_DIGITS <= len(digits) <= pins.MAX_DIGITS else None
 
 
+# Every reply starts with SMS_SIGNATURE and fits one UCS-2 segment with it (the product name is shortened).
 SMS = {
     "zh": {
         "genuine": "正品：{p}。首次查询。",
+        "seen": "正品：{p}。您{mt}已查询过，无他人查询。",
         "queried": "注意：此码已查询{n}次，首次{t}，谨防假冒。{p}",
+        "pin_needed": "此码已登记。请刮开涂层，回复“数字码 防伪码”完成验证。",
         "pin_ok": "正品，防伪码首次验证通过：{p}",
-        "pin_used": "警告：此防伪码已于{t}验证过，谨防假冒。{p}",
-        "pin_wrong": "防伪码错误，还可尝试{n}次。",
+        "pin_seen": "正品：您已于{pt}验证过此防伪码。{p}",
+        "pin_used": "警告：此防伪码已于{pt}验证过，谨防假冒。{p}",
+        "pin_wrong": "防伪码错误，还可尝试{left}次。",
         "pin_limited": "错误次数过多，请{m}分钟后再试。",
-        "unknown": "未查到此码，可能是假冒。请核对后重发，或拨打12315。",
-        "recalled": "已召回：{p}。请停止使用并联系商家。",
+        "unknown": "未查到此码，谨防假冒。请勿使用，可拨打12315举报。",
+        "unknown_scanned": "未查到此码，谨防假冒。请勿使用，可拨打12315举报。",
+        "recalled": "已召回，立即停止使用：{p}。请联系商家办理召回。",
         "counterfeit": "假冒！此码已被监管部门认定为假冒。请拨打12315。",
         "suspicious": "可疑：此码状态异常，请谨慎。{p}",
-        "bad": "无法识别。请发送标签上的32位数字码或20位序列号，刮开码空格后附上。",
+        "bad": "无法识别。请发送标签上的32位数字码，有防伪码的空格后附上。",
         "bad_check": "数字码有误（校验位不符），请核对后重发。",
         "busy": "查询过于频繁，请{m}分钟后再试。谢谢。",
     },
     "en": {
         "genuine": "Genuine: {p}. First query.",
+        "seen": "Genuine: {p}. You checked at {mt}; nobody else.",
         "queried": "Caution: queried {n} times, first {t}. {p}",
+        "pin_needed": "Registered. Scratch the label and reply: code PIN.",
         "pin_ok": "Genuine, PIN verified (first use): {p}",
-        "pin_used": "Warning: PIN already used {t}. {p}",
-        "pin_wrong": "Wrong PIN: {n} tries left.",
+        "pin_seen": "Genuine: you verified this PIN {pt}. {p}",
+        "pin_used": "Warning: PIN already used {pt}. {p}",
+        "pin_wrong": "Wrong PIN: {left} tries left.",
         "pin_limited": "Too many wrong PINs: try in {m} min.",
-        "unknown": "Unknown code: may be fake. Check it or call 12315.",
-        "recalled": "RECALLED: {p}. Stop using it.",
+        "unknown": "Not found: beware of fakes. Do not use it; call 12315.",
+        "unknown_scanned": "Not found: beware of fakes. Do not use it; call 12315.",
+        "recalled": "RECALLED, stop using it now: {p}. Ask the seller.",
         "counterfeit": "COUNTERFEIT: flagged by a regulator. Call 12315.",
         "suspicious": "Suspicious code: be careful. {p}",
-        "bad": "Unreadable. Send the 32-digit code or 20-char serial, then PIN.",
+        "bad": "Unreadable. Send the 32-digit code, then PIN if any.",
         "bad_check": "Code mistyped (check digit wrong): please resend.",
         "busy": "Too many messages: please try again in {m} min. Thanks.",
     },
@@ -477,25 +494,35 @@ def fit(template: str, limit: int = SMS_LIMIT, **values) -> str:
     return text
 
 
-def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = None) -> str:
-    """One-segment reply for a display key (see :func:`display_key`) or a pin/bad key."""
-    t = SMS[lang]
-    cv = cv or {}
-    product = cv.get("product") or ""
-    if key == "pin_wrong":
-        return fit(t[key], n=(pin or {}).get("attempts_left", 0))
-    if key == "pin_limited":
-        return fit(t[key], m=max(1, ((pin or {}).get("retry_after") or 60) // 60))
-    when = (pin or {}).get("pin_first_verified_at") if key == "pin_used" else cv.get("first_scanned_at")
-    return fit(t[key], p=product, n=cv.get("scan_count", 0), t=short_time(when, lang))
+def reply_values(key: str, lang: str, cv: dict | None, pin: dict | None, mine_first=None) -> dict:
+    """The values a reply's template is filled with."""
+    cv, pin = cv or {}, pin or {}
+    first = (pin.get("first") or {}).get("at") or pin.get("pin_first_verified_at")
+    return {"p": cv.get("product") or "", "n": cv.get("scan_count", 0), "t": short_time(cv.get("first_scanned_at"), lang),
+            "pt": short_time(first, lang), "mt": short_time(mine_first, lang), "left": pin.get("attempts_left") or 0,
+            "m": max(1, -(-(pin.get("retry_after") or 60) // 60))}
+
+
+def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None, signed: bool = True) -> str:
+    """One-segment reply for a display key (see :func:`display_key`), ``bad`` or ``bad_check``.
+
+    Signed (:data:`SMS_SIGNATURE` first) and ≤ :data:`SMS_LIMIT` UCS-2 characters with it.
+    """
+    sig = SMS_SIGNATURE if signed else ""
+    return fit(sig + SMS[lang][key], **reply_values(key, lang, cv, pin, mine_first))
 
 
 def busy_text(lang: str, retry_after: int, texts: dict | None = None) -> str:
     """A polite "too many requests, try again in m minutes" (the page's text, or ``texts`` such as :data:`SMS`)."""
-    return fit((texts or TEXT)[lang]["busy"], limit=200 if texts is None else SMS_LIMIT, m=max(1, -(-retry_after // 60)))
+    if texts is None:
+        return fit(TEXT[lang]["busy"], limit=200, m=max(1, -(-retry_after // 60)))
+    return fit(SMS_SIGNATURE + texts[lang]["busy"], m=max(1, -(-retry_after // 60)))
 
+
+# ---------------------------------------------------------------- phone
 
 # The phone line's prompts, step by step (the IVR flow is in traceledger.api.shopper.voice).
+# A prompt is phrases, each ending in a full stop: the audio pauses between them.
 VOICE = {
     "zh": {
         "welcome": "您好，这里是防伪查询。请输入标签上的32位数字码，以井号键结束。",
@@ -507,6 +534,8 @@ VOICE = {
         "give_up": "输入错误次数过多，请核对后再拨。再见。",
         "bye": "感谢您的查询，再见。",
         "busy": "您的查询过于频繁，请稍后再拨。谢谢，再见。",
+        "you_keyed": "您输入的是：{d}。",
+        "this_product": "此商品",
     },
     "en": {
         "welcome": "Welcome to product check. Enter the 32-digit code on the label, then the hash key.",
@@ -514,9 +543,35 @@ VOICE = {
         "bad_check": "A digit seems mistyped. Enter the code again, then the hash key.",
         "pin": "This label has a scratch-off PIN. Scratch it and enter the PIN, then the hash key.",
         "bad_pin": "The PIN is 6 to 12 digits. Enter it again, then the hash key.",
-        "again": " Enter the PIN again.",
+        "again": "Enter the PIN again.",
         "give_up": "Too many errors. Please check and call again. Goodbye.",
-        "bye": " Thank you, goodbye.",
+        "bye": "Thank you, goodbye.",
         "busy": "You have called many times. Please try again later. Thank you, goodbye.",
+        "you_keyed": "You keyed: {d}.",
+        "this_product": "this product",
     },
 }
+
+
+def spoken_digits(digits: str, lang: str) -> str:
+    """Digits as a speech synthesizer reads them one by one, in groups of four ("1 2 3 4, 5 6 7 8")."""
+    sep = "，" if lang == "zh" else ", "
+    return sep.join(" ".join(digits[i:i + 4]) for i in range(0, len(digits), 4))
+
+
+def speakable_name(name: str | None, lang: str) -> str:
+    """A name the call's voice can say: an English call skips a name written in Chinese (it would be read as
+    "Chinese letter ..."), saying "this product" instead."""
+    if not name:
+        return VOICE[lang]["this_product"]
+    if lang == "en" and not name.isascii():
+        return VOICE[lang]["this_product"]
+    return name
+
+
+def voice_verdict(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None) -> str:
+    """The verdict as a phrase for the phone: the SMS wording without the signature, the name said in the call's language."""
+    cv = dict(cv or {})
+    cv["product"] = speakable_name(cv.get("product"), lang)
+    text = fit(SMS[lang][key], limit=200, **reply_values(key, lang, cv, pin, mine_first))
+    return text if text.endswith(("。", ".", "！", "!")) else text + ("。" if lang == "zh" else ".")

@@ -93,7 +93,7 @@ async def page_state(request: Request, conn, cv: dict, lang: str, session: str, 
         ps.pin, ps.pin_error = await pin_state(request, conn, cv, session, lang)
     elif cv["verdict"] == "genuine":
         mine = await shopper_records.own_queries(conn, cv["serial"], session)
-        returning = mine.mine_first is not None and datetime.now(timezone.utc) - mine.mine_first > RETURNING
+        returning = mine.total > 1 or (mine.mine_first is not None and datetime.now(timezone.utc) - mine.mine_first > RETURNING)
         own = {"mine": mine.mine, "returning": returning}
         ps.mine_first = mine.mine_first.isoformat() if mine.mine_first else None
     if cv.get("gtin"):
