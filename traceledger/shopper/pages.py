@@ -119,8 +119,6 @@ def verdict_banner(cv: dict, ps: PageState) -> tuple[str, str]:
             "m": max(1, -(-(pin.get("retry_after") or 60) // 60))}
     head = t[ps.display].format(**vals)
     sub = t[ps.display + "_sub"].format(**vals)
-    if ps.display == "recalled" and ps.lot.get("hazard"):
-        sub = f'{t["recalled_sub"]} {ps.lot["hazard"]}'
     html = (f'<div class="v {ps.display}" id="verdict" data-verdict="{ps.display}" role="status" style="background:{COLOURS[ps.display]}">'
             f"{_icon(ps.display)}<h1>{escape(head)}</h1><p>{escape(sub)}</p></div>")
     return html, head
@@ -160,7 +158,7 @@ def _pin_section(cv: dict, ps: PageState) -> str:
         f'<section id="pin"><h2>{t["pin_title"]}</h2><p class="m">{t["next_pin"]}</p>{msg}'
         f'<form method="post" action="{escape(ps.action)}"><input type="hidden" name="action" value="pin">'
         f'<input type="hidden" name="lang" value="{ps.lang}"><label for="pin-input">{t["pin_label"]}</label>'
-        f'<input id="pin-input" name="pin" inputmode="numeric" autocomplete="one-time-code" minlength="6" maxlength="16" '
+        f'<input id="pin-input" name="pin" inputmode="numeric" autocomplete="one-time-code" maxlength="16" '
         f'placeholder="{t["pin_placeholder"]}"><button>{t["pin_button"]}</button></form></section>'
     )
 
