@@ -19,8 +19,11 @@ import pytest
 
 from ledger import shortcode
 from tests.conftest import ARTIFACTS
-from tests.consumer_world import CCC, ZH_PRODUCT
-from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+from tests.consumer_world import (
+    CCC,
+    ZH_PRODUCT,
+    world,  # noqa: F401  (module-scoped fixture)
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not shutil.which("chromium"):
