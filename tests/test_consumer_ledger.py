@@ -230,12 +230,26 @@ def test_trail_bad_serial_is_a_clear_refusal(world, serial):
 
 
 def wav_seconds(data: bytes) -> float:
+    """The length of a telephone WAV: 8 kHz 16-bit mono, and a header that states the file's true sizes."""
     import io
     import wave
 
     with wave.open(io.BytesIO(data)) as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2
-        return w.getnframes() / w.getframerate()
+        assert w.getnchannels() == 1 and w.getsampwidth() == 2 and w.getframerate() == 8000
+        frames = w.getnframes()
+    assert int.from_bytes(data[4:8], "little") == len(data) - 8  # RIFF size: the whole file, not ~2 GB
+    assert data[36:40] == b"data" and int.from_bytes(data[40:44], "little") == 2 * frames == len(data) - 44
+    return frames / 8000
+
+
+def longest_pause(data: bytes) -> float:
+    """The longest stretch of near-silence inside the speech (seconds), leading and trailing silence left out."""
+    import array
+
+    samples = array.array("h", data[44:])
+    loud = [i for i, v in enumerate(samples) if abs(v) > 300]
+    gap = max((b - a for a, b in zip(loud, loud[1:])), default=0)
+    return gap / 8000
 
 
 def test_voice_prompts_as_wav_audio(world):
@@ -249,6 +263,7 @@ def test_voice_prompts_as_wav_audio(world):
     zh = httpx.get(world.url + welcome["audio"])
     assert zh.status_code == 200 and zh.headers["content-type"] == "audio/wav" and zh.content.startswith(b"RIFF")
     assert wav_seconds(zh.content) > 3  # the whole Chinese welcome, not a click
+    assert longest_pause(zh.content) >= 0.45  # a pause between the welcome's two phrases
     retry = voice("audio-1", digits="1234#")  # a short code: the prompt changes, so does the audio
     assert "位数不对" in retry["prompt"]
     again = httpx.get(world.url + retry["audio"])
