@@ -59,7 +59,8 @@ def signed_get(w, path: str, actor: str | None) -> httpx.Response:
 
 def test_reports_become_signed_reportedfake_events_on_kafka(world, tmp_path):
     serial = world.labels["genuine0"]  # issued and shipped: seq 0, 1
-    page = httpx.post(link(world, serial), data={"action": "report", "lang": "en"}, headers=BROWSER)
+    page = httpx.post(link(world, serial), data={"action": "report", "lang": "en", "place": "Market", "price": "35"}, headers=BROWSER,
+                      follow_redirects=True)
     assert page.status_code == 200 and 'id="reported"' in page.text
     note = "  bought at a market stall, call me on 13800138000  "
     api = httpx.post(f"{world.url}/v1/labels/{serial}/reports", json={"note": note})
@@ -111,7 +112,7 @@ def test_pin_outcomes_travel_with_the_scans_on_kafka(world):
     wrong = "00000000" if pin != "00000000" else "11111111"
     assert httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": wrong}).json()["pin_result"] == "wrong"
     assert httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": pin}).json()["pin_result"] == "first_use"
-    page = httpx.post(link(world, serial), data={"action": "pin", "pin": pin}, headers=BROWSER)
+    page = httpx.post(link(world, serial), data={"action": "pin", "pin": pin}, headers=BROWSER, follow_redirects=True)
     assert 'data-verdict="pin_used"' in page.text
     sms = httpx.post(f"{world.url}/v1/channels/sms", data={"from": "+8613900000001", "text": f"{serial} {pin}"})
     assert sms.text.startswith("【防伪查询】警告：此防伪码已于")
@@ -142,7 +143,7 @@ def test_rate_limited_pin_tries_record_nothing(world):
 
 
 PUBLIC_KEYS = {"serial", "short_code", "verdict", "reasons", "scan_count", "first_scanned_at", "product", "producer", "gtin",
-               "lot", "expiry", "pin_protected", "uri", "trail", "problems"}
+               "lot", "expiry", "pin_protected", "uri", "trail", "problems", "reason_codes"}
 
 
 def test_public_views_show_only_what_a_consumer_needs(world):

@@ -116,25 +116,25 @@ async def pin_posted(request: Request, conn, raw: dict, form: dict, session: str
     return flash_value(request, serial, pin["pin_result"], pin.get("attempts_left"), pin.get("retry_after"))
 
 
-async def report_posted(request: Request, conn, serial: str, form: dict, lang: str):
+async def report_posted(request: Request, conn, serial: str, form: dict, lang: str, cookie: str | None):
     """Send a confirmed report; the redirect to its confirmation (or back to the form, saying what is wrong)."""
     values = report_values(form)
     problem = report_problem(values)
     if problem:
-        return see_other(page_url(request, lang, report="1", err=problem, **values) + "#report")
+        return see_other(page_url(request, lang, report="1", err=problem, **values) + "#report", cookie=cookie)
     client = client_of(request)
     await service.spend(request.app.state, conn, "report", client)
     async with conn.transaction():
         accepted = await channel_state.add_report(conn, serial, "web", client, None)
         public_id = await shopper_records.add_details(conn, accepted.report_id, serial, place=values["place"], price=values["price"],
                                                       phone=values["phone"] or None)
-    return see_other(page_url(request, lang, reported=public_id) + "#report")
+    return see_other(page_url(request, lang, reported=public_id) + "#report", cookie=cookie)
 
 
 async def form_posted(request: Request, conn, raw: dict, cv: dict, form: dict, session: str, lang: str, cookie: str | None):
     """The page's forms (``action=pin`` or ``action=report``); always a 303 to the page's GET."""
     if form.get("action") == "report":
-        return await report_posted(request, conn, cv["serial"], form, lang)
+        return await report_posted(request, conn, cv["serial"], form, lang, cookie)
     flash = None
     if form.get("action") == "pin" and cv.get("pin_protected") and cv["verdict"] == "genuine":
         flash = (request.url.path, await pin_posted(request, conn, raw, form, session))

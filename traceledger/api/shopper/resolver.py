@@ -109,7 +109,10 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
             if as_json:
                 raise
             return busy_page(request, lang, exc)
-        _, cv = await service.consumer_of(state, conn, serial, channel="app" if as_json else "web", session=session,
+        # The report form's steps are the same look at the label, not new queries of it.
+        step = not as_json and ("report" in request.query_params or "reported" in request.query_params)
+        channel = None if step else "app" if as_json else "web"
+        _, cv = await service.consumer_of(state, conn, serial, channel=channel, session=session,
                                             gtin=gtin14, lot=lot, expiry=expiry, client=client)
         if as_json:
             return OrjsonResponse(cv | {"display": wording.display_key(cv, scanned=True)}, headers=NO_CACHE)
