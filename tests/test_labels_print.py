@@ -24,7 +24,7 @@ from traceledger.labels_print import (
     SCRATCH_SPOT,
     WQY_MICROHEI,
     Channels,
-    _cell,
+    cell,
     cut_lines,
     print_sheets,
     qr_for,
@@ -157,7 +157,7 @@ def dark_in(img, x0_mm: float, y0_mm: float, x1_mm: float, y1_mm: float, below: 
 def test_every_printed_qr_code_decodes_to_its_label(printed, tmp_path):
     rows, _, img = printed
     for i, row in enumerate(rows):
-        x, y = _cell(i)
+        x, y = cell(i)
         crop = tmp_path / f"qr-{i}.png"
         img.crop((int((x + PAD - 0.5) * PX), int((y + PAD - 0.5) * PX), int((x + PAD + QR_SIZE + 0.5) * PX),
                   int((y + PAD + QR_SIZE + 0.5) * PX))).save(crop)
@@ -173,7 +173,7 @@ def test_margins_and_cut_marks(printed):
         assert dark_in(img, *band) == 0, band
     # Nothing of a label within 2 mm (less half a pixel) of its cut lines.
     for i in range(PER_PAGE):
-        x, y = _cell(i)
+        x, y = cell(i)
         inner = PAD - 0.3
         for band in [(x, y, x + CELL_W, y + inner), (x, y + CELL_H - inner, x + CELL_W, y + CELL_H),
                      (x, y, x + inner, y + CELL_H), (x + CELL_W - inner, y, x + CELL_W, y + CELL_H)]:

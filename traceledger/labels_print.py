@@ -111,7 +111,7 @@ def _pages(labels: Iterator[Label]) -> Iterator[list[Label]]:
         yield page
 
 
-def _cell(i: int) -> tuple[float, float]:
+def cell(i: int) -> tuple[float, float]:
     """Top-left corner (mm) of the i-th cell of a page."""
     return GRID_X + (i % COLS) * (CELL_W + GUTTER), GRID_Y + (i // COLS) * (CELL_H + GUTTER)
 
@@ -252,7 +252,7 @@ def svg_page(labels: list[Label], page_no: int, product_font: str | None = None,
     ]
     coats = []
     for i, label in enumerate(labels):
-        x, y = _cell(i)
+        x, y = cell(i)
         qr = qr_for(label.uri)
         scale = QR_SIZE / qr.symbol_size(scale=1, border=4)[0]
         qr_svg = qr.svg_inline(scale=scale, border=4, light="#fff", dark="#000", omitsize=False, unit="")
@@ -366,7 +366,7 @@ def print_sheets(csv_path: str | Path, out_dir: str | Path, *, product: str | No
         for x1, y1, x2, y2 in cut_marks():
             c.line(x1 * MM, (PAGE_H - y1) * MM, x2 * MM, (PAGE_H - y2) * MM)
         for i, label in enumerate(page):
-            _pdf_label(c, label, *_cell(i), font, channels)
+            _pdf_label(c, label, *cell(i), font, channels)
         c.setFillColorRGB(0, 0, 0)
         c.setFont(font, MIN_POINTS)
         c.drawCentredString(PAGE_W / 2 * MM, (EDGE + 0.6) * MM, f"第 {page_no} 页")
