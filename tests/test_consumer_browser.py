@@ -122,6 +122,10 @@ def test_own_second_look_never_warns_a_second_person_does(browser, world, lang):
     shot(me, f"genuine-{lang}")
     me.reload()
     assert verdict(me)[0] == "genuine"  # a reload is the same look
+    camera = new_phone(browser, lang, "203.0.113.10")  # the same phone's other app (own cookies, same network)
+    open_label(camera, world, serial, lang)
+    assert verdict(camera)[0] == "genuine"  # one person, not two
+    camera.context.close()
     # Time passes (the phone's own first look is two minutes old), the same phone looks again, from another network.
     inbox(world, "UPDATE scan_inbox SET occurred_at = occurred_at - interval '2 minutes' WHERE serial = %s", serial)
     again = new_phone(browser, lang, "198.51.100.200")

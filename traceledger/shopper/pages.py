@@ -37,6 +37,7 @@ _ICON_PATHS = {
 _ICON_OF = {"genuine": "ok", "seen": "ok", "pin_ok": "ok", "pin_seen": "ok", "queried": "warn", "pin_used": "warn", "pin_wrong": "warn",
             "pin_limited": "warn", "suspicious": "warn", "pin_needed": "key", "unknown": "ask", "unknown_scanned": "bad",
             "recalled": "hazard", "counterfeit": "bad"}
+ZWSP = "\u200b"  # in a headline: where a line may break (headlines keep Chinese words whole)
 GOOD = ("genuine", "seen", "pin_ok", "pin_seen")
 PIN_FORM = ("pin_needed", "pin_wrong")  # the PIN form shows until a right PIN was entered
 
@@ -120,8 +121,8 @@ def verdict_banner(cv: dict, ps: PageState) -> tuple[str, str]:
     head = t[ps.display].format(**vals)
     sub = t[ps.display + "_sub"].format(**vals)
     html = (f'<div class="v {ps.display}" id="verdict" data-verdict="{ps.display}" role="status" style="background:{COLOURS[ps.display]}">'
-            f"{_icon(ps.display)}<h1>{escape(head)}</h1><p>{escape(sub)}</p></div>")
-    return html, head
+            f"{_icon(ps.display)}<h1>{escape(head).replace(ZWSP, '<wbr>')}</h1><p>{escape(sub)}</p></div>")
+    return html, head.replace(ZWSP, "")
 
 
 def _details(cv: dict, ps: PageState) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from ledger import gs1, shopper_records
+from ledger import gs1
 from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
@@ -34,16 +34,6 @@ def sms_answer(reply: str, as_json: bool) -> Response:
     return PlainTextResponse(reply)
 
 
-async def looker_state(conn, cv: dict, pin: dict | None, client: str) -> tuple[dict | None, dict | None, object]:
-    """(PIN outcome with ``mine``, own queries, own first time) of this sender: so their own repeats never warn."""
-    if cv.get("pin_protected") and pin and pin["pin_result"] in ("first_use", "already_used"):
-        first = await shopper_records.first_pin_use(conn, cv["serial"])
-        mine = bool(first) and first["session"] == client
-        return pin | {"mine": mine, "returning": pin["pin_result"] == "already_used", "first": first}, None, None
-    own = await shopper_records.own_queries(conn, cv["serial"], client)
-    return pin, {"mine": own.mine, "returning": own.total > 1}, own.mine_first
-
-
 async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str, lang: str) -> str:
     """Check the PIN first (the message's one scan carries its outcome), then count the query and word the reply."""
     pin = None
@@ -56,7 +46,7 @@ async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str,
     _, cv = await service.consumer_of(state, conn, serial, channel=None if recorded else "sms", session=client, client=client)
     if cv["verdict"] == "unknown":
         return wording.sms_reply("unknown", lang, cv)
-    pin, own, mine_first = await looker_state(conn, cv, pin, client)
+    pin, own, mine_first = await service.looker_state(conn, cv, pin, client)
     return wording.sms_reply(wording.display_key(cv, pin, own=own), lang, cv, pin, mine_first=mine_first)
 
 

@@ -91,7 +91,8 @@ async def code_step(call: Call, keyed: str) -> OrjsonResponse:
     _, cv = await service.consumer_of(call.state, call.conn, serial, channel="voice", session=call.client, client=call.client)
     if cv.get("pin_protected") and cv["verdict"] == "genuine":
         return await call.say(call.join(call.keyed(keyed), call.prompts["pin"]), "pin", serial, 0, expect="pin")
-    verdict = wording.voice_verdict(wording.display_key(cv), call.lang, cv)
+    _, own, mine_first = await service.looker_state(call.conn, cv, None, call.client)  # the caller's own repeats: no warning
+    verdict = wording.voice_verdict(wording.display_key(cv, own=own), call.lang, cv, mine_first=mine_first)
     return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
 
 
@@ -106,6 +107,7 @@ async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
     if pin["pin_result"] == "wrong" and pin["attempts_left"] > 0 and call.tries + 1 < MAX_TRIES:
         again = call.join(wording.voice_verdict("pin_wrong", call.lang, cv, pin), call.prompts["again"])
         return await call.retry("again", "pin", call.serial, prompt=again, keyed=keyed)
+    pin, _, _ = await service.looker_state(call.conn, cv, pin, call.client)  # the caller's own PIN again: no warning
     verdict = wording.voice_verdict(wording.display_key(cv, pin), call.lang, cv, pin)
     return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
 
