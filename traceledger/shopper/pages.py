@@ -55,7 +55,7 @@ CSS = (
     "input,button,.b{font:inherit;padding:.6rem;border-radius:8px;border:1px solid #8c959f;width:100%;display:block}"
     "button,.b{background:#0969da;color:#fff;border:0;margin-top:.5rem;text-align:center;text-decoration:none}.r{background:#b0181b}"
     ".msg{font-weight:600}.m{color:#59636e;font-size:.9rem}.hz{border-color:#c4320a;border-width:2px}"
-    ".tel{font-weight:600;font-size:1.1rem}"
+    ".tel{font-weight:600;font-size:1.1rem}#report dl{grid-template-columns:1fr}#report dd{margin-bottom:.3rem;font-weight:600}"
 )
 
 
