@@ -136,9 +136,9 @@ def test_sms_and_calls_over_the_limit_get_a_polite_reply(world):
     replies = [httpx.post(f"{world.url}/v1/channels/sms", data={"from": "+8613811112222", "text": f"EN {serial}"}, headers=gateway)
                for _ in range(DEFAULTS.limit_sms + 1)]
     assert [r.status_code for r in replies] == [200] * (DEFAULTS.limit_sms + 1)
-    assert replies[-1].text.startswith("Too many messages") and replies[-2].text.startswith("Genuine")
+    assert replies[-1].text.startswith("【防伪查询】Too many messages") and replies[-2].text.startswith("【防伪查询】Genuine")
     other = httpx.post(f"{world.url}/v1/channels/sms", data={"from": "+8613811113333", "text": serial}, headers=gateway)
-    assert other.text.startswith("注意")  # another sender at the same gateway is not limited with it
+    assert other.text.startswith("【防伪查询】注意")  # another sender at the same gateway is not limited with it
     calls = [httpx.post(f"{world.url}/v1/channels/voice", data={"call_id": f"abuse-{i}", "from": "+8613811114444", "lang": "en"},
                         headers=gateway).json() for i in range(DEFAULTS.limit_calls + 1)]
     assert calls[-2]["expect"] == "code" and calls[-1]["hangup"] and "try again later" in calls[-1]["prompt"]
@@ -153,7 +153,7 @@ def test_a_swarm_of_sms_senders_cannot_lock_the_owner_out_of_the_pin(world):
     gateway = client("192.0.2.50")  # one SMS gateway forwarding the whole swarm
     for i in range(300):
         r = httpx.post(f"{world.url}/v1/channels/sms", data={"from": f"+86139{i:08d}", "text": f"EN {code} {wrong}"}, headers=gateway)
-        assert r.status_code == 200 and r.text.startswith("Wrong PIN")
+        assert r.status_code == 200 and r.text.startswith("【防伪查询】Wrong PIN")
     # One guesser is still locked out after its own five...
     same = [httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": wrong}, headers=client("203.0.113.60")) for _ in range(6)]
     assert [r.status_code for r in same] == [200] * 5 + [429] and "retry-after" in same[-1].headers
