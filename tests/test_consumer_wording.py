@@ -31,14 +31,15 @@ def full_width(text: str) -> str:
     (f"查询 {SERIAL} 。", None, "zh"),
     (f"EN check {CODE} please", None, "en"),
     (f"https://id.example.cn/01/{gs1.normalize_gtin('6901234000016')}/21/{SERIAL}", None, "zh"),
-])
+], ids=["keyword", "grouped-full-stop", "full-width", "sentence", "verify-pin", "pin-after-comma", "lower-case-serial-pin",
+        "serial-full-stop", "english", "link"])  # the serial is random: ids must not be, or xdist workers disagree
 def test_sms_parsing_is_tolerant(text, pin, lang):
     assert wording.parse_sms(text) == (SERIAL, pin, lang)
 
 
 @pytest.mark.parametrize("text, code", [
     ("", "empty"), ("你好", "unreadable"), ("1" * 33, "invalid_short_code"), (f"{SERIAL} 12", "invalid_pin"),
-])
+], ids=["empty", "unreadable", "too-long", "short-pin"])
 def test_sms_that_cannot_be_read_is_refused(text, code):
     with pytest.raises(Refused) as exc:
         wording.parse_sms(text)
