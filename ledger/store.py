@@ -233,9 +233,15 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
         with conn.cursor() as tracked, conn.cursor() as curs:
             if tracking is not None:
                 tracked.execute(self.upsert_tracking_statement, (tracking.application_name, tracking.notification_id), prepare=True)
+            new_chains = [e.originator_id for e in stored_events if e.originator_version == 1]
             if stored_events:
                 for statement in self.lock_statements:
                     curs.execute(statement, prepare=True)
+                if new_chains:
+                    # Under the table lock a batch also takes: a label issued in a batch
+                    # (public.label_heads) never gets a second, single-event chain.
+                    tracked_batch = conn.cursor()
+                    tracked_batch.execute(_BATCH_OWNED_SQL, (new_chains,), prepare=True)
                 curs.execute(self.notify_statement)
                 curs.execute(
                     self.columnar_insert_statement,
@@ -248,6 +254,8 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
                 )
             # One sync for everything: a duplicate (originator_id, version) raises here.
             pipeline.sync()
+            if stored_events and new_chains and tracked_batch.fetchone()["n"]:
+                raise es_persistence.IntegrityError("a label of this write was issued in a batch (label_heads)")
             if tracking is not None and tracked.fetchone() is None:
                 raise es_persistence.IntegrityError(
                     f"Failed to record tracking for {tracking.application_name} {tracking.notification_id}")
@@ -257,6 +265,74 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
         if len(ids) != len(stored_events):
             raise es_persistence.ProgrammingError(f"got {len(ids)} notification ids for {len(stored_events)} events")
         return ids
+
+
+_BATCH_OWNED_SQL = "SELECT count(*) AS n FROM public.label_heads WHERE chain = ANY(%s)"
+
+
+class BatchWriter:
+    """Store one batch event, its manifest and its labels' heads in one transaction.
+
+    The same lock, notification and event row as :meth:`ColumnarProcessRecorder.insert_events`
+    (so the relay sees the batch in commit order like any event), plus
+    ``public.batch_manifests`` and ``public.label_heads`` (ledger/migrations/0009). Issuance
+    inserts every label's head with ``ON CONFLICT DO NOTHING`` and rolls everything back
+    unless every one went in and no label already has a single-event chain: a batch is
+    stored whole or not at all, and one label never gets two first steps.
+    """
+
+    def __init__(self, recorder: "ColumnarProcessRecorder"):
+        self.recorder = recorder
+
+    def issue(self, stored: StoredEvent, *, event_id: str, batch_id: str, manifest: bytes, producer: str,
+              heads: Sequence[tuple[str, uuid.UUID, int, bytes, int]]) -> int | None:
+        """Store the batch; its notification id, or None (nothing written) if a label already exists."""
+        r = self.recorder
+        schema, events = r.datastore.schema, r.events_table_name
+        with r.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for statement in r.lock_statements:
+                cur.execute(statement)
+            chains = [h[1] for h in heads]
+            cur.execute(f'SELECT count(*) AS n FROM "{schema}"."{events}" WHERE originator_id = ANY(%b::uuid[])', (chains,))
+            if cur.fetchone()["n"]:
+                raise _Exists("a label of this batch already has a chain of single events")
+            cur.execute(
+                "INSERT INTO public.label_heads (serial, chain, seq, head, producer, batch_event, leaf) "
+                "SELECT s, c, q, h, %s, %s, l FROM unnest(%b::text[], %b::uuid[], %b::bigint[], %b::bytea[], %b::int[]) AS t(s, c, q, h, l) "
+                "ON CONFLICT DO NOTHING",
+                (producer, event_id, [h[0] for h in heads], chains, [h[2] for h in heads], [h[3] for h in heads], [h[4] for h in heads]),
+            )
+            if cur.rowcount != len(heads):
+                raise _Exists(f"{len(heads) - cur.rowcount} label(s) of this batch were issued before")
+            cur.execute("INSERT INTO public.batch_manifests (event_id, batch_id, manifest) VALUES (%s, %s, %b)", (event_id, batch_id, manifest))
+            cur.execute(r.notify_statement)
+            cur.execute(r.columnar_insert_statement, ([stored.originator_id], [stored.originator_version], [stored.topic], [stored.state]))
+            return cur.fetchone()["notification_id"]
+
+
+class _Exists(Exception):
+    """Rolls a batch's transaction back: a label in it exists already."""
+
+
+def batch_refusal_reason(exc: BaseException) -> str | None:
+    """The reason a :meth:`BatchWriter.issue` refused, or None for any other exception."""
+    return str(exc) if isinstance(exc, _Exists) else None
+
+
+def batch_manifests(conn: psycopg.Connection, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored manifest of each batch event id (``public.batch_manifests``)."""
+    if not event_ids:
+        return {}
+    rows = conn.execute("SELECT event_id, manifest FROM public.batch_manifests WHERE event_id = ANY(%s)", (list(event_ids),)).fetchall()
+    return {row[0]: bytes(row[1]) for row in rows}
+
+
+def batch_labels(conn: psycopg.Connection, serials: Sequence[str]) -> set[str]:
+    """Which of ``serials`` were issued in a batch (they move only in batch events)."""
+    if not serials:
+        return set()
+    rows = conn.execute("SELECT serial FROM public.label_heads WHERE serial = ANY(%s)", (list(serials),)).fetchall()
+    return {row[0] for row in rows}
 
 
 class LedgerApplication(Application):
