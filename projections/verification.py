@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from ledger import commitments, pins
 from ledger.batches import Batch
 from ledger.commitments import SealKey
+from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
@@ -128,6 +129,7 @@ class VerificationProjector:
         # refused before any effect), so COPY appends them; labels are upserted set-based.
         if self.new_events:
             bulk.copy_rows(cur, f"{self.s}.events", _EVENT_COLUMNS, self.new_events.values())
+        staged_batches = bool(self.new_batches)
         if self.new_batches:
             bulk.copy_rows(cur, f"{self.s}.batches", _BATCH_COLUMNS, self.new_batches)
             self.new_batches = []
@@ -143,6 +145,8 @@ class VerificationProjector:
         for _, r in dirty:
             r.dirty = False
         self.new_events = {}
+        if staged_batches:
+            crash_point("projector.batch_staged")  # tests only: every row of the batch written, nothing committed
 
     # -------------------------------------------------------------- record
 
