@@ -80,11 +80,15 @@ def _zigzag(n: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [bytes([n << 1]) for n in range(64)]  # zig-zag varints of 0..63: one byte each
+
+
 def _step_bytes(step: LabelStep) -> bytes:
     """Schemaless Avro of ``step``, by hand (byte-exact with fastavro: tests/test_batches.py)."""
     serial = step.serial.encode()
     tail = b"\x00" if step.pin_commitment is None else b"\x02" + step.pin_commitment
-    return b"".join((_zigzag(len(serial)), serial, _zigzag(step.seq), step.prev_hash, tail))
+    n, seq = len(serial), step.seq
+    return b"".join((_SMALL[n] if n < 64 else _zigzag(n), serial, _SMALL[seq] if 0 <= seq < 64 else _zigzag(seq), step.prev_hash, tail))
 
 
 def validate_step(step: LabelStep, index: int = 0) -> None:
@@ -123,8 +127,8 @@ def _check_size(count: int) -> None:
         raise Refused("batch_too_large", f"a batch lists at most {MAX_BATCH_LABELS} labels (Kafka record and proof size); got {count}: split it", field="steps")
 
 
-def encode_manifest(steps: Sequence[LabelStep]) -> bytes:
-    """The manifest bytes (``schemas/batch_manifest.v1.avsc``, single-object). Validates first."""
+def _validated(steps: Sequence[LabelStep]) -> None:
+    """The rules every manifest meets, written or read: size, fields, no label twice."""
     _check_size(len(steps))
     seen: set[str] = set()
     for i, step in enumerate(steps):
@@ -132,7 +136,25 @@ def encode_manifest(steps: Sequence[LabelStep]) -> bytes:
         if step.serial in seen:
             raise Refused("duplicate_label", f"steps[{i}]: {step.serial} is listed twice in the batch", field=f"steps[{i}].serial")
         seen.add(step.serial)
-    return b"".join((_step_header(), _zigzag(len(steps)), *(_step_bytes(s) for s in steps), b"\x00"))
+
+
+def _leaves_of(raw_steps: Sequence[bytes]) -> list[bytes]:
+    """Leaf hashes of steps given as their schemaless bytes (the leaf data is header + bytes)."""
+    prefix = b"\x00" + _step_header()  # RFC 6962 leaf: SHA-256(0x00 || data)
+    sha = hashlib.sha256
+    return [sha(prefix + raw).digest() for raw in raw_steps]
+
+
+def _encode(steps: Sequence[LabelStep]) -> tuple[bytes, list[bytes]]:
+    """``(manifest bytes, leaf hashes)`` of valid ``steps``, each step encoded once."""
+    _validated(steps)
+    raw = [_step_bytes(s) for s in steps]
+    return b"".join((_step_header(), _zigzag(len(steps)), *raw, b"\x00")), _leaves_of(raw)
+
+
+def encode_manifest(steps: Sequence[LabelStep]) -> bytes:
+    """The manifest bytes (``schemas/batch_manifest.v1.avsc``, single-object). Validates first."""
+    return _encode(steps)[0]
 
 
 def _long(data: bytes, pos: int) -> tuple[int, int]:
@@ -149,42 +171,56 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
     raise ValueError("truncated long")
 
 
-def _parse(data: bytes) -> list[LabelStep]:
-    """Read the canonical layout by hand (fastavro's decode and re-encode cost ~75 µs a label)."""
+def _parse(data: bytes) -> tuple[list[LabelStep], list[bytes]]:
+    """Read the canonical layout by hand (fastavro's decode and re-encode cost ~75 µs a label).
+
+    Accepts exactly the canonical encoding (minimal non-negative varints, one array block,
+    union branches 0 or 2, nothing after the end), so what it reads re-encodes to ``data``;
+    also returns each step's own bytes (its leaf data after the header)."""
     header = _step_header()
     if not data.startswith(header):
         raise ValueError("wrong header")
     count, pos = _long(data, len(header))
-    steps = []
+    steps, raw = [], []
     for _ in range(count):
-        n, pos = _long(data, pos)
+        start = pos
+        b = data[pos]
+        if b < 0x80 and not b & 1:  # one-byte length: every serial (at most 20 characters)
+            n, pos = b >> 1, pos + 1
+        else:
+            n, pos = _long(data, pos)
         serial = data[pos:pos + n].decode("utf-8")
         pos += n
-        seq, pos = _long(data, pos)
+        b = data[pos]
+        if b < 0x80 and not b & 1:  # seq below 64: one byte
+            seq, pos = b >> 1, pos + 1
+        else:
+            seq, pos = _long(data, pos)
         prev = data[pos:pos + 32]
-        branch = data[pos + 32:pos + 33]
+        branch = data[pos + 32]
         pos += 33
-        if branch == b"\x02":
+        if branch == 2:
             commitment, pos = data[pos:pos + 32], pos + 32
-        elif branch == b"\x00":
+        elif branch == 0:
             commitment = None
         else:
             raise ValueError("bad union branch")
         steps.append(LabelStep(serial, seq, prev, commitment))
-    if count == 0 or data[pos:] != b"\x00" or any(len(s.prev_hash) != 32 for s in steps[-1:]) or len(steps[-1].pin_commitment or bytes(32)) != 32:
+        raw.append(data[start:pos])
+    if count == 0 or data[pos:] != b"\x00" or pos > len(data) or any(len(s.prev_hash) != 32 for s in steps[-1:]) or len(steps[-1].pin_commitment or bytes(32)) != 32:
         raise ValueError("not the canonical layout")
-    return steps
+    return steps, raw
 
 
-def decode_manifest(data: bytes) -> list[LabelStep]:
-    """The steps of manifest ``data``; refuses non-canonical bytes, oversize, bad or repeated steps."""
+def _decode(data: bytes) -> tuple[list[LabelStep], list[bytes]]:
+    """``(steps, leaf hashes)`` of manifest ``data``; refuses non-canonical bytes, oversize, bad or repeated steps."""
     if not isinstance(data, (bytes, bytearray)):
         raise Refused("malformed_manifest", "manifest must be bytes", field="manifest")
     data = bytes(data)
     if len(data) > MAX_MANIFEST_BYTES:
         raise Refused("batch_too_large", f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit", field="manifest")
     try:
-        steps = _parse(data)
+        steps, raw = _parse(data)
     except (ValueError, UnicodeDecodeError, IndexError):
         # What the quick reader does not accept, the codec decodes or refuses with its reason.
         try:
@@ -192,9 +228,17 @@ def decode_manifest(data: bytes) -> list[LabelStep]:
         except Refused as refusal:
             raise Refused("malformed_manifest", refusal.detail, field="manifest") from None
         steps = [LabelStep(r["serial"], r["seq"], r["prev_hash"], _unwrap(r["pin_commitment"])) for r in record["steps"]]
-    if encode_manifest(steps) != data:  # the same rules as for writing, and exactly these bytes
-        raise Refused("malformed_manifest", "manifest is not in the canonical encoding", field="manifest")
-    return steps
+        manifest, leaves = _encode(steps)
+        if manifest != data:
+            raise Refused("malformed_manifest", "manifest is not in the canonical encoding", field="manifest") from None
+        return steps, leaves
+    _validated(steps)
+    return steps, _leaves_of(raw)
+
+
+def decode_manifest(data: bytes) -> list[LabelStep]:
+    """The steps of manifest ``data``; refuses non-canonical bytes, oversize, bad or repeated steps."""
+    return _decode(data)[0]
 
 
 def _unwrap(value):
@@ -254,14 +298,14 @@ def verify_step(step: LabelStep, index: int, count: int, path: Sequence[bytes], 
     return leaf
 
 
-def check_manifest(payload: dict, manifest: bytes) -> list[LabelStep]:
-    """The steps of ``manifest`` if it is exactly what batch payload ``payload`` signed (count and root)."""
-    steps = decode_manifest(manifest)
+def check_manifest(payload: dict, manifest: bytes) -> tuple[list[LabelStep], list[bytes]]:
+    """``(steps, leaf hashes)`` of ``manifest`` if it is exactly what batch payload ``payload`` signed (count and root)."""
+    steps, leaves = _decode(manifest)
     if len(steps) != payload["count"]:
         raise Refused("manifest_mismatch", f"manifest lists {len(steps)} labels, the signed body says {payload['count']}", field="manifest")
-    if labels_root(steps) != payload["labels_root"]:
+    if root_of_leaves(leaves) != payload["labels_root"]:
         raise Refused("manifest_mismatch", "manifest does not hash to the signed labels_root (tampered, reordered or from another batch)", field="manifest")
-    return steps
+    return steps, leaves
 
 
 @dataclass(frozen=True)
@@ -271,10 +315,7 @@ class Batch:
     signed: SignedEvent
     manifest: bytes
     steps: tuple[LabelStep, ...]
-
-    @property
-    def leaves(self) -> list[bytes]:
-        return [leaf_of(s) for s in self.steps]
+    leaves: tuple[bytes, ...]  # leaf hash of each step, in order
 
     def step_hashes(self) -> list[bytes]:
         """Each label's chain head after this batch, in manifest order."""
@@ -286,7 +327,8 @@ class Batch:
         """``signed`` (a decoded batch event; its signature is the caller's to check) with a manifest that matches it."""
         if signed.event.subject_type != "batch":
             raise Refused("invalid_field", "not a batch event", field="subject_type")
-        return cls(signed, bytes(manifest), tuple(check_manifest(signed.event.payload, manifest)))
+        steps, leaves = check_manifest(signed.event.payload, manifest)
+        return cls(signed, bytes(manifest), tuple(steps), tuple(leaves))
 
 
 def issuance(
@@ -315,8 +357,8 @@ def issuance(
         LabelStep(s, 0, GENESIS_HASH, commitments.pin_commitment(s, pins[s], nonce_of(s)) if nonce_of else None)
         for s in serials
     ]
-    manifest = encode_manifest(steps)
+    manifest, leaves = _encode(steps)
     body = {k: payload.get(k) for k in ("gtin", "lot", "expiry", "product", "region")}
-    body.update(count=len(steps), labels_root=labels_root(steps), pin_secret=sealed)
+    body.update(count=len(steps), labels_root=root_of_leaves(leaves), pin_secret=sealed)
     event = new_event(subject_type="batch", subject=str(uuid.uuid4()), kind="BatchIssued", payload=body, actor=actor, key_id=key.key_id)
-    return Batch(event.sign(key), manifest, tuple(steps))
+    return Batch(event.sign(key), manifest, tuple(steps), tuple(leaves))

@@ -102,9 +102,20 @@ class SealKey:
             return cls(PrivateKey(raw))
         key = cls.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under a temporary name, then linked into place: two processes making it
+        # at once (the projector and the CLI of one stack) end up with the one that won.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(bytes(key.private))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return cls.load_or_create(path)
+        finally:
+            os.unlink(tmp)
         return key
 
     def open(self, sealed: bytes) -> bytes:
