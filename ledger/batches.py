@@ -26,6 +26,8 @@ larger is refused with ``batch_too_large``; the CLI splits a run into batches.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from ledger import commitments, gs1
 from ledger.encoding import codec
 from ledger.errors import Refused
 from ledger.events import SignedEvent, new_event
-from ledger.keys import KeyPair
+from ledger.keys import KeyPair, verify_signature
 from ledger.transparency.merkle import EMPTY_ROOT, leaf_hash, node_hash, split_point
 from ledger.transparency.proofs import ProofError, root_from_inclusion
 
@@ -362,3 +364,50 @@ def issuance(
     body.update(count=len(steps), labels_root=root_of_leaves(leaves), pin_secret=sealed)
     event = new_event(subject_type="batch", subject=str(uuid.uuid4()), kind="BatchIssued", payload=body, actor=actor, key_id=key.key_id)
     return Batch(event.sign(key), manifest, tuple(steps), tuple(leaves))
+
+
+# ---------------------------------------------------------------- a label's step, provable alone
+
+
+def step_proof(batch: Batch, index: int) -> dict:
+    """What proves label ``index``'s step in ``batch`` offline: the signed batch body, its
+    signature, the step and its inclusion path (JSON-ready; base64). At most ~1.6 KB for the
+    largest batch; the log's inclusion proof of the batch event comes on top (its leaf is the
+    signed envelope of ``body`` and ``signature``, not the manifest)."""
+    step = batch.steps[index]
+    return {
+        "body": base64.b64encode(batch.signed.body).decode(),
+        "signature": base64.b64encode(batch.signed.signature).decode(),
+        "index": index,
+        "step": base64.b64encode(_step_bytes(step)).decode(),
+        "path": [base64.b64encode(h).decode() for h in inclusion_path(batch.leaves, index)],
+    }
+
+
+def verify_step_proof(proof: dict, public_key: bytes) -> tuple[SignedEvent, LabelStep, bytes]:
+    """Check a :func:`step_proof` with the signer's Ed25519 ``public_key``: ``(batch event, step, step hash)``.
+
+    Refuses (``Refused``) a bad signature, a step not at ``index`` under the signed
+    ``labels_root``, or anything malformed. The caller checks that ``public_key`` is the
+    signer's key (the actor's registration, itself on the log).
+    """
+    try:
+        body, signature = base64.b64decode(proof["body"], validate=True), base64.b64decode(proof["signature"], validate=True)
+        raw = base64.b64decode(proof["step"], validate=True)
+        path = [base64.b64decode(h, validate=True) for h in proof["path"]]
+        index = proof["index"]
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise Refused("malformed_proof", "a step proof has body, signature, index, step and path (base64)", field="proof") from None
+    signed = SignedEvent.from_parts(body, signature)
+    if signed.event.subject_type != "batch":
+        raise Refused("malformed_proof", "the proof's body is not a batch event", field="body")
+    if not verify_signature(public_key, body, signature):
+        raise Refused("bad_signature", "the batch body's signature does not verify with this key", field="signature")
+    try:
+        (step,), _ = _parse(_step_header() + b"\x02" + raw + b"\x00")
+    except (ValueError, UnicodeDecodeError, IndexError):
+        raise Refused("malformed_proof", "the step is not one canonical LabelStep", field="step") from None
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise Refused("malformed_proof", "index must be an integer", field="index")
+    leaf = verify_step(step, index, signed.event.payload["count"], path, signed.event.payload["labels_root"])
+    return signed, step, step_hash(signed.hash, leaf)

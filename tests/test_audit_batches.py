@@ -25,22 +25,17 @@ def issue(world, serials) -> batches.Batch:
     return b
 
 
-@pytest.mark.parametrize("options", [THREADS, PROCESSES], ids=["threads", "processes"])
-def test_audit_verifies_batches_and_counts_their_labels(world, options):
-    world.auditor_options = options
-    issue(world, [f"A{i:05d}" for i in range(700)])
+def test_audit_verifies_batches_and_locates_a_forged_manifest_or_a_replayed_batch(world):
+    world.auditor_options = PROCESSES  # the decoding worker processes of a large audit
+    b = issue(world, [f"A{i:05d}" for i in range(700)])
     issue(world, [f"B{i:05d}" for i in range(300)])
     world.relay()
     report = world.audit()
     assert report.ok, [f.line() for f in report.failures]
     assert report.as_dict()["labels"] == 6 + 1000
 
-
-def test_a_forged_manifest_or_a_replayed_batch_is_located(world):
-    b = issue(world, [f"C{i:05d}" for i in range(50)])
-    world.relay()
-    assert world.audit().ok
-    original = next(r for r in world.records() if header(r, "manifest") is not None)
+    world.auditor_options = THREADS
+    original = next(r for r in world.records() if r.key == b.signed.event.subject.encode())
     steps = list(b.steps)
     forged = batches.encode_manifest([LabelStep("EVIL0001"), *steps[1:]])
     index = next_index(world)

@@ -194,3 +194,30 @@ def test_old_events_still_decode_and_verify_next_to_v3():
     old = SignedEvent.from_parts(old_body, key.sign(old_body))
     assert old.body[:10] == v2.header and old.event == single.event
     assert verify_signature(key.public_key, old.body, old.signature)
+
+
+def test_a_labels_step_proof_is_small_and_verifies_alone_and_tampering_is_refused():
+    cast = Cast()
+    serials = [f"{i:020d}" for i in range(batches.MAX_BATCH_LABELS)]  # the largest batch of the longest serials
+    b = batches.issuance(issued_payload(gtin()), serials, actor="acme", key=cast.keys["acme"],
+                         pins={s: "12345678" for s in serials}, seal_public_key=commitments.SealKey.generate().public_key)
+    public_key = cast.keys["acme"].public_key
+    for index in (0, 4095, batches.MAX_BATCH_LABELS - 1):
+        proof = batches.step_proof(b, index)
+        assert len(json.dumps(proof)) <= 2048, len(json.dumps(proof))  # issue 16: ≤ 2 KB plus the log proofs
+        signed, step, head = batches.verify_step_proof(proof, public_key)
+        assert step == b.steps[index] and head == b.step_hashes()[index] and signed.hash == b.signed.hash
+    proof = batches.step_proof(b, 7)
+    for bad, code in (
+        ({**proof, "index": 8}, "not_in_batch"),
+        ({**proof, "step": batches.step_proof(b, 8)["step"]}, "not_in_batch"),
+        ({**proof, "path": proof["path"][:-1]}, "not_in_batch"),
+        ({**proof, "signature": batches.step_proof(_batch(1)[1], 0)["signature"]}, "bad_signature"),
+        ({**proof, "step": "!!"}, "malformed_proof"),
+    ):
+        with pytest.raises(Refused) as caught:
+            batches.verify_step_proof(bad, public_key)
+        assert caught.value.code == code
+    with pytest.raises(Refused) as caught:
+        batches.verify_step_proof(proof, cast.keys["distributor"].public_key)
+    assert caught.value.code == "bad_signature"

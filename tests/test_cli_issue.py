@@ -10,10 +10,11 @@ import json
 import httpx
 import psycopg
 
+from tests.pipeline import project_all, relay_all
 from tests.test_demo_e2e import cli
 
 
-def test_issue_streams_batches_and_stops_at_a_refusal(api, tmp_path):
+def test_issue_streams_batches_stops_at_a_refusal_and_batch_labels_answer(api, tmp_path):
     url, cast, settings = api["url"], api["cast"], api["settings"]
     events = cast.founding_events()
     r = httpx.post(f"{url}/v1/events", json={"events": [{"body": base64.b64encode(s.body).decode(), "signature": base64.b64encode(s.signature).decode()} for s in events]})
@@ -49,15 +50,7 @@ def test_issue_streams_batches_and_stops_at_a_refusal(api, tmp_path):
         issued = conn.execute("SELECT count(*) FROM ledger_events WHERE topic LIKE %s", ("%Started%",)).fetchone()[0]
     assert issued == 3 + len(events) + 30
 
-
-def test_cli_batch_labels_answer_genuine_and_their_pins_check_through_the_api(api, tmp_path):
-    from tests.pipeline import project_all, relay_all
-
-    url, cast, settings = api["url"], api["cast"], api["settings"]
-    r = httpx.post(f"{url}/v1/events", json={"events": [{"body": base64.b64encode(s.body).decode(), "signature": base64.b64encode(s.signature).decode()} for s in cast.founding_events()]})
-    assert r.json()["refused"] == 0
-    key = tmp_path / "acme.key"
-    cast.keys["acme"].save(key)
+    # Batch labels with PINs, through relay and projector: genuine, and the PIN checks online.
     out = tmp_path / "pins.csv"
     ok = cli(settings, "--json", "issue", "--key", str(key), "--gtin", "06901234000016", "--lot", "P1", "--pins",
              "--product", "Battery", "--count", "1500", "--batch", "1000", "--out", str(out))
