@@ -28,7 +28,7 @@ from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, author
 from ledger.logging_setup import get_logger
 from ledger.pairing import check_pairs
 from ledger.sigcheck import SignatureChecks
-from ledger.store import BatchWriter, Chain, LedgerApplication, batch_labels, batch_refusal_reason, chain_id
+from ledger.store import BatchWriter, Chain, LedgerApplication, batch_refusal_reason, chain_id
 
 log = get_logger("ledger")
 
@@ -133,7 +133,6 @@ class Ledger:
                 wanted.add(chain_id("actor", s.event.payload["consignee"]))
         chains = self.app.load_chains(wanted)
         absent = {key for key in wanted if key not in chains}
-        in_batches = self._batch_owned(decoded, chains)
         touched: dict = {}
         order: list = []  # chain of each accepted event, in batch order
         results: list[Result] = []
@@ -173,8 +172,6 @@ class Ledger:
                 if chain is not None and e.seq < chain.length and chain.hashes[e.seq] == item.hash:
                     results.append(Result(index, e.event_id, e.subject, e.seq, "duplicate", hash=item.hash.hex()))
                     continue
-                if e.subject_type == "label" and e.subject in in_batches:
-                    raise Refused("batch_label", f"label {e.subject} was issued in a batch: it moves in batch events only", field="subject")
                 if chain is not None and chain.broken:
                     raise Refused("chain_broken", f"the stored chain of {e.subject} is broken: {chain.broken}", field="subject")
                 if e.occurred_at > now + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS):
@@ -219,14 +216,6 @@ class Ledger:
             for index in claimed:  # a registration that was not stored after all gives its prefixes back
                 if results[index].status != "accepted":
                     prefix_claims.release(self.settings.pg_conninfo, batch[index].event.subject)
-
-    def _batch_owned(self, decoded: Sequence[SignedEvent], chains: dict) -> set[str]:
-        """Serials among ``decoded``'s label subjects with no chain here that a batch issued."""
-        unknown = [s.event.subject for s in decoded if s.event.subject_type == "label" and chain_id("label", s.event.subject) not in chains]
-        if not unknown:
-            return set()
-        with psycopg.connect(self.settings.pg_conninfo, autocommit=True) as conn:
-            return batch_labels(conn, unknown)
 
     def append_batch(self, item: SignedEvent | Refused, manifest: bytes, *, now: datetime | None = None) -> Result:
         """Verify and store one batch event (event.v3) with its manifest: all of it or nothing.

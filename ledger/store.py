@@ -26,7 +26,7 @@ from eventsourcing.utils import get_topic, retry
 from psycopg.sql import SQL, Identifier
 
 from ledger.events import GENESIS_HASH, SignedEvent, decode_signed
-from ledger.lifecycle import SubjectState, fold
+from ledger.lifecycle import LabelState, SubjectState, fold
 
 # Fixed namespace: chain ids are stable names, so any process can find a chain.
 CHAIN_NAMESPACE = uuid.UUID("5d1c1d0e-7a52-4c1f-9f43-7472616365ab")
@@ -102,6 +102,18 @@ class Chain(Aggregate):
         chain._start_empty()
         chain._fold_signed(signed)
         chain.pending_events.append(started)
+        return chain
+
+    @classmethod
+    def at_batch_step(cls, originator_id: uuid.UUID, state: LabelState) -> "Chain":
+        """A label's chain at its step in a batch event (version 1, nothing pending): the
+        batch event is stored on its own chain, so this label's next event is version 2."""
+        chain = object.__new__(cls)
+        chain.__base_init__(originator_id, cls.INITIAL_VERSION, Chain.Started.create_timestamp())
+        chain._start_empty()
+        chain.subject, chain.state, chain.head = state.serial, state, state.head
+        chain.hashes.append(state.head)
+        chain.length = 1
         return chain
 
     def append(self, signed: SignedEvent) -> None:
@@ -239,7 +251,8 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
                     curs.execute(statement, prepare=True)
                 if new_chains:
                     # Under the table lock a batch also takes: a label issued in a batch
-                    # (public.label_heads) never gets a second, single-event chain.
+                    # (public.label_heads) never gets a second first event (its chain
+                    # continues at version 2, see LedgerApplication._batch_steps).
                     tracked_batch = conn.cursor()
                     tracked_batch.execute(_BATCH_OWNED_SQL, (new_chains,), prepare=True)
                 curs.execute(self.notify_statement)
@@ -327,14 +340,6 @@ def batch_manifests(conn: psycopg.Connection, event_ids: Sequence[str]) -> dict[
     return {row[0]: bytes(row[1]) for row in rows}
 
 
-def batch_labels(conn: psycopg.Connection, serials: Sequence[str]) -> set[str]:
-    """Which of ``serials`` were issued in a batch (they move only in batch events)."""
-    if not serials:
-        return set()
-    rows = conn.execute("SELECT serial FROM public.label_heads WHERE serial = ANY(%s)", (list(serials),)).fetchall()
-    return {row[0] for row in rows}
-
-
 class LedgerApplication(Application):
     """eventsourcing application holding every chain (table ``ledger_events``).
 
@@ -412,6 +417,10 @@ class LedgerApplication(Application):
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(sql, (ids,))
             rows = curs.fetchall()
+            started = {row["originator_id"] for row in rows if row["originator_version"] == 1}
+            unstarted = [i for i in ids if i not in started]
+            if unstarted:  # labels issued in a batch start from their batch step (event.v3)
+                chains.update(self._batch_steps(curs, unstarted))
         for row in rows:
             stored = StoredEvent(
                 originator_id=row["originator_id"],
@@ -431,6 +440,38 @@ class LedgerApplication(Application):
                     continue  # the first event itself is gone; the id has no chain to speak of
                 chain.broken = f"stored event {chain.length} is missing (found version {stored.originator_version}): stored events were deleted"
         return chains
+
+    def _batch_steps(self, curs, ids: list[uuid.UUID]) -> dict[uuid.UUID, Chain]:
+        """Chains of the ``ids`` that are labels issued in a batch, at their batch step (version 1).
+
+        Such a label has no stored row of its own for its first step: ``public.label_heads``
+        holds its step hash and the batch event (stored once, on the batch's chain) its fields.
+        Its later single events are stored as versions 2, 3, ... and fold on top as usual.
+        """
+        curs.execute(
+            "SELECT h.chain, h.serial, h.seq, h.head, m.batch_id FROM public.label_heads h "
+            "JOIN public.batch_manifests m ON m.event_id = h.batch_event WHERE h.chain = ANY(%s)", (ids,))
+        heads = curs.fetchall()
+        if not heads:
+            return {}
+        batch_ids = {chain_id("batch", row["batch_id"]) for row in heads}
+        curs.execute(
+            f'SELECT originator_id, originator_version, topic, state FROM "{self.recorder.events_table_name}" '
+            "WHERE originator_id = ANY(%s) AND originator_version = 1", (list(batch_ids),))
+        batches = {}
+        for row in curs.fetchall():
+            body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
+            batches[row["originator_id"]] = decode_signed(body, signature).event
+        out = {}
+        for row in heads:
+            e = batches.get(chain_id("batch", row["batch_id"]))
+            if e is None or row["seq"] != 0:
+                continue  # the batch event is gone: as if the label's first event were (see below)
+            p = e.payload
+            state = LabelState(serial=row["serial"], gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
+                               custodian=e.actor, issued_at=e.occurred_at, seq=0, head=bytes(row["head"]))
+            out[row["chain"]] = Chain.at_batch_step(row["chain"], state)
+        return out
 
     def load_chain(self, subject_type: str, subject: str) -> Chain | None:
         return self.load_chains([chain_id(subject_type, subject)]).get(chain_id(subject_type, subject))

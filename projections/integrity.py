@@ -58,10 +58,11 @@ async def stored_hashes(app: LedgerApplication, conn, serial: str) -> tuple[list
     cur = await conn.execute(_STORED_SQL.format(table=app.recorder.events_table_name), (originator_id,))
     hashes: list[bytes] = []
     rows = await cur.fetchall()
-    if not rows:  # issued in a batch (event.v3): its stored head is the step hash of seq 0
+    if not rows or rows[0][0] != 1:  # issued in a batch (event.v3): its stored step hash is seq 0
         cur = await conn.execute("SELECT seq, head FROM public.label_heads WHERE serial = %s", (serial,))
         head = await cur.fetchone()
-        return ([bytes(head[1])] if head and head[0] == 0 else []), None
+        if head and head[0] == 0:
+            hashes.append(bytes(head[1]))
     for version, topic, state in rows:
         if version != len(hashes) + 1:
             return hashes, f"stored event {len(hashes)} is missing (found version {version}): stored events were deleted"

@@ -8,7 +8,7 @@ from ledger import batches
 from ledger.batches import LabelStep
 from ledger.record_headers import header
 from tests.audit_world import PROCESSES, THREADS, codes, make_world
-from tests.helpers import gtin, issued_payload
+from tests.helpers import gtin, issued_payload, shipped_payload
 from tests.test_audit_tamper import failure_at, next_index
 
 
@@ -29,6 +29,9 @@ def test_audit_verifies_batches_and_locates_a_forged_manifest_or_a_replayed_batc
     world.auditor_options = PROCESSES  # the decoding worker processes of a large audit
     b = issue(world, [f"A{i:05d}" for i in range(700)])
     issue(world, [f"B{i:05d}" for i in range(300)])
+    # A single event on a batch label links to its step hash; the auditor follows it.
+    shipped = world.cast.event("acme", "label", "A00001", "Shipped", shipped_payload("distributor"), seq=1, prev=b.step_hashes()[1])
+    assert world.ledger.append([shipped])[0].status == "accepted"
     world.relay()
     report = world.audit()
     assert report.ok, [f.line() for f in report.failures]

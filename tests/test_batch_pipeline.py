@@ -7,16 +7,28 @@ batch is in the read model whole or not at all, exactly once.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import psycopg
 
 from consumers.projector import build
 from ledger import batches, pins
 from ledger.commitments import SealKey
 from ledger.record_headers import header
+from ledger.service import Ledger
 from projections.verification import read_view
-from tests.helpers import Cast, gtin, issued_payload
+from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import founded_ledger, project_all, relay_all, topic_records
 from tests.test_crash_points import crashed_at
+
+
+@contextmanager
+def _ledger(settings):
+    ledger = Ledger(settings)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 def rows(settings, sql: str, params=()) -> list[tuple]:
@@ -64,6 +76,17 @@ def test_a_batch_label_answers_genuine_and_its_pin_checks(settings):
     nonce_hex = pin_record.split("$")[1]
     public = b"".join(r.value + header(r, "manifest") for r in on_kafka)
     assert bytes.fromhex(nonce_hex) not in public and b"00000007" not in public
+
+    # A single event continues a batch label's chain from its step hash, through the pipeline.
+    with _ledger(settings) as ledger:
+        shipped = cast.event("acme", "label", "P00123", "Shipped", shipped_payload("distributor"), seq=1, prev=plain.step_hashes()[123])
+        assert ledger.append([shipped])[0].status == "accepted"
+    relay_all(settings)
+    project_all(settings)
+    with psycopg.connect(settings.pg_conninfo) as conn:
+        view = read_view(conn, "P00123")
+    assert view["status"] == "in_transit" and [s["kind"] for s in view["trail"]] == ["Issued", "Shipped"]
+    assert rows(settings, "SELECT count(*) FROM verification.quarantine") == [(0,)]
 
     # Exactly once: a second pass of the projector over the same topic changes nothing.
     project_all(settings)

@@ -11,7 +11,7 @@ from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.service import Ledger
 from ledger.store import chain_id
-from tests.helpers import Cast, gtin, issued_payload
+from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 
 
 @pytest.fixture
@@ -74,10 +74,29 @@ def test_a_batch_with_one_label_already_issued_is_refused_whole(world):
     # A label issued by a single (event.v2-style) event cannot be re-issued in a batch either...
     assert ledger.append([cast.issue("SINGLE01")])[0].status == "accepted"
     assert refused(ledger, make(cast, ["SINGLE01", "NEW00003"])).code == "label_exists"
-    # ... and a batch label gets no single-event chain, nor single later events.
+    # ... nor by a single event; a batch label's chain starts at its batch step instead.
     [r] = ledger.append([cast.issue("DUP00001")])
-    assert r.status == "refused" and r.error.code == "batch_label"
-    assert ledger.app.load_chain("label", "DUP00001") is None
+    assert r.status == "refused" and r.error.code == "stale_head"
+    chain = ledger.app.load_chain("label", "DUP00001")
+    assert (chain.length, chain.head, chain.state.producer, chain.state.status) == (1, first.step_hashes()[0], "acme", "issued")
+
+
+def test_single_events_continue_a_batch_labels_chain_from_its_step_hash(world):
+    ledger, cast = world
+    b = make(cast, ["CONT0001", "CONT0002"])
+    assert ledger.append_batch(b.signed, b.manifest).status == "accepted"
+    step = b.step_hashes()[0]
+    wrong = cast.event("acme", "label", "CONT0001", "Shipped", shipped_payload("distributor"), seq=1, prev=bytes(31) + b"\x01", advance=False)
+    [r] = ledger.append([wrong])
+    assert r.status == "refused" and r.error.code == "prev_hash_mismatch"
+    shipped = cast.event("acme", "label", "CONT0001", "Shipped", shipped_payload("distributor"), seq=1, prev=step)
+    received = cast.event("distributor", "label", "CONT0001", "Received", {"region": "4403"}, seq=2, prev=shipped.hash)
+    assert [x.status for x in ledger.append([shipped, received])] == ["accepted", "accepted"]
+    chain = ledger.app.load_chain("label", "CONT0001")
+    assert chain.broken is None and chain.length == 3 and chain.state.custodian == "distributor"
+    # Only the custodian moves it: another producer cannot ship the second label.
+    [r] = ledger.append([cast.event("other-producer", "label", "CONT0002", "Shipped", shipped_payload("distributor"), seq=1, prev=b.step_hashes()[1])])
+    assert r.status == "refused" and r.error.code == "not_authorized"
 
 
 def test_tampered_manifest_bad_signature_and_wrong_signer_are_refused(world):
