@@ -46,6 +46,7 @@ from kafka import KafkaConsumer, TopicPartition
 from nacl.signing import SigningKey
 
 from bench.loadgen import percentile, run_open_loop
+from ledger.batches import MAX_BATCH_LABELS
 from ledger.config import REPO_ROOT, Settings
 from traceledger import sandbox
 
@@ -332,7 +333,8 @@ def issuance(w: World) -> dict:
           "--product", "Bench battery", "--count", str(w.labels), "--out", str(w.work / "labels.csv"), profile="cli")
     issued_s = time.perf_counter() - t
     cli_cpu = children_cpu() - cli_cpu
-    while w.label_end_offsets() - before < w.labels:
+    # The CLI issues batch events (event.v3) of up to MAX_BATCH_LABELS labels: one record each.
+    while w.label_end_offsets() - before < -(-w.labels // MAX_BATCH_LABELS):
         if relay.poll() is not None:
             raise SystemExit(f"the relay exited; see {w.work / 'relay.log'}")
         time.sleep(0.1)
@@ -468,6 +470,10 @@ def markdown(res: dict) -> str:
         g = run["get_fixed_rate"]
         row(f"GET label at {g['offered_per_s']:,.0f}/s over {n:,} labels: p50 / p99", f"{g['p50_ms']:.2f} / {g['p99_ms']:.2f} ms",
             "", None, "flat with label count", None)
+    from bench import batch_issuance  # it builds on this module's World
+
+    for cells in batch_issuance.rows(res.get("batch_issuance", []), base["ed25519"]["sign_per_s"]):
+        row(*cells)
     top = res["runs"][-1]
     pg = top["pgbench"]
     for kind in ("get", "scan"):
@@ -636,6 +642,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         scratch.close()
     say(f"baseline plain eventsourcing save: {res['baselines']['plain_eventsourcing_per_s']:,.0f} events/s")
+    # Issue 16's figure: 100,000 labels (fewer if --labels is smaller) through the CLI until the
+    # last answers genuine, plain and with PINs, next to this run's Ed25519 sign rate.
+    from bench import batch_issuance  # it builds on this module's World
+
+    res["batch_issuance"] = batch_issuance.run(base, min(args.labels, 100_000), api_workers=args.api_workers)
     res["runs"] = []
     main_size = args.labels
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the throw-away databases and topics on SIGTERM too

@@ -8,6 +8,8 @@ every record, in global log order (the ``log_index`` header):
   of any signed checkpoint, without gaps (nothing missing: the relay produces
   a checkpoint only after the leaves it covers are acknowledged);
 - the record key is the event's subject and the topic fits the subject type;
+- a batch event (event.v3) comes with its manifest (a record header) that hashes to
+  its signed ``labels_root``, and none of its labels existed before;
 - the event decodes canonically, its signature verifies with the signer's key
   *as of that log index*, the signer had the authority and the chain links
   (``ledger.replay``: the ledger's own rules, not a re-implementation);
@@ -117,6 +119,7 @@ class Pending:
     key: bytes | None
     value: bytes | None
     log_index: int
+    manifest: bytes | None = None  # a batch event's (event.v3) manifest header
 
 
 @dataclass
@@ -448,7 +451,7 @@ class Auditor:
             already = f" (first at {first.topic}:{first.partition}:{first.offset})" if first else " (already audited)"
             report.failures.append(self._locate(rec, Failure(f"log index {index} appears twice{already}: a doubled or replayed record", "doubled_index", log_index=index, **where)))
             return
-        state.pending[index] = Pending(rec.topic, rec.partition, rec.offset, rec.key, rec.value, index)
+        state.pending[index] = Pending(rec.topic, rec.partition, rec.offset, rec.key, rec.value, index, header(rec, "manifest"))
         while state.tree.size in state.pending:  # audit the contiguous run from the tree's size
             self._audit_one(state, report, state.pending.pop(state.tree.size))
             if len(state.recent) + len(self._unrooted) < MAX_RECENT_ROOTS:
@@ -481,6 +484,10 @@ class Auditor:
             report.failures.append(Failure("record key is not the event's subject", "key_mismatch", **where))
             return
         try:
+            if e.subject_type == "batch":
+                batch = state.replay.apply_batch(signed, p.manifest, p.log_index, verify=self.checker.verify)
+                state.labels += len(batch.steps) if e.kind == "BatchIssued" else 0
+                return
             state.replay.apply(signed, p.log_index, verify=self.checker.verify)
         except Refused as exc:
             report.failures.append(Failure(f"{exc.code}: {exc}", exc.code, **where))

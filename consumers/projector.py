@@ -16,6 +16,7 @@ from consumers.actor_feed import ActorFeed
 from consumers.broker_wait import build_when_broker_answers
 from consumers.exactly_once import Handler, TransactionalConsumer
 from ledger import migrate
+from ledger.commitments import SealKey
 from ledger.config import Settings
 from ledger.logging_setup import configure, get_logger
 from projections.verification import DEFAULT_SCHEMA, VerificationProjector
@@ -54,7 +55,7 @@ def build(settings: Settings, *, schema: str = DEFAULT_SCHEMA, group: str | None
         group=group or f"{settings.topic_prefix}verification-{schema}",
         schema=schema,
         kind="verification",
-        make_handler=lambda feed: VerificationProjector(schema, feed),
+        make_handler=lambda feed: VerificationProjector(schema, feed, SealKey.load_or_create(settings.seal_key_path)),
     )
 
 

@@ -3,7 +3,8 @@
 Loop: give new notifications dense log indexes (``ledger.transparency.log.Sequencer``,
 committed in PostgreSQL first), then produce them, in that order, with an
 idempotent producer (acks=all). Key = subject, so a label's events stay in
-one partition, in order. Headers carry ``log_index`` and ``notification_id``.
+one partition, in order. Headers carry ``log_index`` and ``notification_id``; a batch event (event.v3)
+also its ``manifest`` (``public.batch_manifests``), which its signed ``labels_root`` covers.
 
 Crash recovery: on start the relay reads the last record of every partition
 to learn which log indexes Kafka already holds, and re-produces only the
@@ -44,7 +45,7 @@ from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.logging_setup import configure, get_logger
 from ledger.record_headers import header
-from ledger.store import LedgerApplication
+from ledger.store import LedgerApplication, batch_manifests
 from ledger.transparency.log import SEQUENCER_LOCK, LogEntry, Sequencer
 
 log = get_logger("relay")
@@ -102,6 +103,7 @@ class Relay:
         self.settings = settings
         self.stop = threading.Event()
         self.limits: dict[str, int] = {}  # topic -> max.message.bytes, read at start
+        self.conn: psycopg.Connection | None = None  # the sequencer's, while running
 
     def _producer(self) -> KafkaProducer:
         # A batch must fit the smallest topic limit, and one record the largest.
@@ -121,8 +123,13 @@ class Relay:
 
     def _publish(self, producer: KafkaProducer, entries: list[LogEntry]) -> None:
         sent = []
+        manifests = batch_manifests(self.conn, [e.event_id for e in entries if e.subject_type == "batch"])
         for e in entries:
             headers = [("log_index", str(e.log_index).encode()), ("notification_id", str(e.notification_id).encode()), ("event_id", e.event_id.encode())]
+            if e.subject_type == "batch":
+                # The manifest rides beside the signed envelope, not in it: the log's leaf (the
+                # record value) stays one small event, and labels_root in the body covers it.
+                headers.append(("manifest", manifests[e.event_id]))
             size = DefaultRecordBatchBuilder.estimate_size_in_bytes(e.key, e.value, headers)
             if size > self.limits[e.topic]:
                 producer.flush(timeout=120)  # everything before it, and only that, is on Kafka
@@ -159,6 +166,8 @@ class Relay:
         conn = psycopg.connect(self.settings.pg_conninfo, autocommit=True)
         conn.execute("SELECT pg_advisory_lock(%s)", (SEQUENCER_LOCK,))
         sequencer = Sequencer(app, conn, label_topic=self.settings.label_topic, actor_topic=self.settings.actor_topic, partitions=partitions)
+        sequencer.topics.setdefault("batch", self.settings.label_topic)  # batch events (event.v3), keyed by batch id
+        self.conn = conn
         sequencer.tree.catch_up(conn)  # a log indexed before the tree existed gets hashed now
         producer = self._producer()
         produced = 0

@@ -248,6 +248,11 @@ class Settings:
         return self.log_key or self.run_dir / "log.key"
 
     @property
+    def seal_key_path(self) -> Path:
+        """The verification service's X25519 key (``<run dir>/seal.key``): PIN batch secrets are sealed to it."""
+        return self.run_dir / "seal.key"
+
+    @property
     def kafka_credentials_dir(self) -> Path:
         """Where ops/kafka.sh keeps one password file per broker principal."""
         return self.kafka_credentials or self.run_dir / "kafka" / "credentials"

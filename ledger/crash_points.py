@@ -37,6 +37,7 @@ POINTS = {
     "ledger.committed": "ledger/service.py: a batch committed to the event store, the caller not yet answered",
     "scan_inbox.recorded": "ledger/scan_inbox.py: a batch of inbox entries recorded on the chains, not yet logged",
     "cli.issue_accepted": "traceledger CLI issue: a batch accepted by the API, its CSV rows not yet written",
+    "projector.batch_staged": "projections/verification.py: a batch event's label rows written in the consumer's transaction, not yet committed",
     "pins.checked": "ledger/channel_state.py: a correct PIN's use counted, the consumer not yet answered",
 }
 

@@ -37,12 +37,15 @@ CONTAINER_KINDS = (
     "ContainerCreated", "Packed", "Unpacked", "Shipped", "Received", "Recalled", "Decommissioned",
     "PackedInto", "UnpackedFrom",
 )
+# event.v3: one event, one signature, many labels (ledger/batches.py); subject = batch id.
+BATCH_KINDS = ("BatchIssued", "BatchShipped", "BatchReceived", "BatchRecalled", "BatchDecommissioned")
 KINDS_BY_SUBJECT = {
     "label": LABEL_KINDS,
     "lot": LOT_KINDS,
     "actor": ACTOR_KINDS,
     "alert": ALERT_KINDS,
     "container": CONTAINER_KINDS,
+    "batch": BATCH_KINDS,
 }
 PIN_RESULTS = ("first_use", "reused", "wrong")
 RESOLUTIONS = ("false_positive", "confirmed")
@@ -68,7 +71,14 @@ EPCIS_MAPPING = {
     "LotCommissioned": ("commissioning", "active"),
     # CBV has no "transforming" step; a TransformationEvent's output is commissioned.
     "Transformed": ("commissioning", "active"),
+    "BatchIssued": ("commissioning", "active"),
+    "BatchShipped": ("shipping", "in_transit"),
+    "BatchReceived": ("receiving", "in_progress"),
+    "BatchRecalled": ("holding", "recalled"),
+    "BatchDecommissioned": ("decommissioning", "inactive"),
 }
+MAX_BATCH_COUNT = 8192  # ledger.batches.MAX_BATCH_LABELS (that module's doc says why)
+SEALED_SECRET_BYTES = 80  # ledger.commitments.SEALED_SECRET_BYTES
 
 _ACTOR_ID = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 _KEY_ID = re.compile(r"[0-9a-f]{64}")
@@ -269,6 +279,10 @@ def _validate_subject(event: Event) -> None:
         _uuid(event.subject, "subject")
     elif event.subject_type == "container":
         gs1.validate_sscc(event.subject, "subject")
+    elif event.subject_type == "batch":
+        _uuid(event.subject, "subject")
+        if event.seq != 0:
+            raise Refused("invalid_field", "a batch is one event: its seq is 0", field="seq")
     else:
         raise Refused("invalid_field", f"unknown subject_type {event.subject_type!r}", field="subject_type")
 
@@ -351,10 +365,34 @@ def _validate_payload_once(kind: str, p: dict) -> None:
     _VALID_PAYLOADS[key] = True
 
 
+def _validate_batch(kind: str, p: dict) -> None:
+    count = p.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_BATCH_COUNT:
+        raise Refused("batch_too_large" if isinstance(count, int) and count > MAX_BATCH_COUNT else "invalid_field",
+                      f"count must be 1..{MAX_BATCH_COUNT} labels per batch event", field="count")
+    root = p.get("labels_root")
+    if not isinstance(root, bytes) or len(root) != 32:
+        raise Refused("invalid_field", "labels_root must be 32 bytes", field="labels_root")
+    if kind == "BatchIssued":
+        _validate_payload("Issued", {**{k: p.get(k) for k in ("gtin", "lot", "expiry", "product", "region")}, "pin_hash": None})
+        secret = p.get("pin_secret")
+        if secret is not None and (not isinstance(secret, bytes) or len(secret) != SEALED_SECRET_BYTES):
+            raise Refused("invalid_field", f"pin_secret must be a {SEALED_SECRET_BYTES}-byte sealed box", field="pin_secret")
+    elif kind in ("BatchShipped", "BatchReceived"):
+        validate_region(p.get("region"), required=False)
+        sealed = p.get("sealed")
+        if sealed is not None and (not isinstance(sealed, bytes) or len(sealed) != 32):
+            raise Refused("invalid_field", "sealed must be a 32-byte commitment", field="sealed")
+    else:
+        _text(p.get("reason"), "reason")
+
+
 def _validate_payload(kind: str, p: dict) -> None:
     if not isinstance(p, dict):
         raise Refused("invalid_field", "payload must be a record", field="payload")
-    if kind == "Issued":
+    if kind in BATCH_KINDS:
+        _validate_batch(kind, p)
+    elif kind == "Issued":
         if gs1.normalize_gtin(p.get("gtin")) != p.get("gtin"):
             raise Refused("invalid_gtin", "gtin must be written as GTIN-14", field="gtin")
         gs1.validate_lot(p.get("lot"))

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Callable
 
 from ledger.errors import Refused
-from ledger.events import GENESIS_HASH, Event
+from ledger.events import BATCH_KINDS, GENESIS_HASH, Event
 from ledger.gs1 import is_sscc
 from ledger.keys import key_id_of
 
@@ -115,7 +115,20 @@ class AlertState:
     head: bytes = GENESIS_HASH
 
 
-SubjectState = ActorState | LabelState | LotState | AlertState | ContainerState
+@dataclass(frozen=True)
+class BatchState:
+    """A batch event (event.v3): one per batch subject; its labels' states live per label."""
+
+    batch_id: str
+    kind: str
+    actor: str
+    count: int
+    labels_root: bytes
+    seq: int = 0
+    head: bytes = GENESIS_HASH
+
+
+SubjectState = ActorState | LabelState | LotState | AlertState | ContainerState | BatchState
 ActorLookup = Callable[[str], "ActorState | None"]
 # (subject_type, subject) -> that subject's current state, for rules that look across chains.
 SubjectLookup = Callable[[str, str], "SubjectState | None"]
@@ -198,6 +211,8 @@ def _fold(state, event: Event):
         return replace(state, recalled=True)
     if kind == "Decommissioned":
         return replace(state, status="decommissioned", consignee=None)
+    if kind.startswith("Batch"):
+        return BatchState(batch_id=event.subject, kind=kind, actor=event.actor, count=p["count"], labels_root=p["labels_root"])
     if kind == "ContainerCreated":
         return ContainerState(sscc=event.subject, level=p["level"], producer=event.actor, custodian=event.actor)
     if kind == "Packed":
@@ -232,7 +247,7 @@ def _fold(state, event: Event):
 
 
 # The kinds that may start a chain; every other kind needs an existing subject.
-OPENING_KINDS = frozenset({"Issued", "ActorRegistered", "Recalled", "AlertAcknowledged", "ContainerCreated", "LotCommissioned", "Transformed"})
+OPENING_KINDS = frozenset({"Issued", *BATCH_KINDS, "ActorRegistered", "Recalled", "AlertAcknowledged", "ContainerCreated", "LotCommissioned", "Transformed"})
 
 
 def check_link(state: SubjectState | None, event: Event) -> None:
@@ -309,6 +324,11 @@ def authorize(
     elif kind == "ActorRevoked":
         need(role == "registrar", "only a registrar revokes actors")
         need(not state.revoked, f"actor {event.subject} is already revoked", "invalid_transition", "subject")
+    elif kind == "BatchIssued":
+        need(role == "producer", "only a producer issues labels")
+        need(signer.may_issue(event.payload["gtin"]), f"GTIN {event.payload['gtin']} is outside {signer.actor_id}'s GS1 company prefixes", fld="gtin")
+    elif kind.startswith("Batch"):
+        raise Refused("not_supported", f"{kind} is in event.v3 but not accepted by this ledger yet (issue 16: batch issuance only)", field="payload")
     elif kind == "Issued":
         need(role == "producer", "only a producer issues labels")
         need(signer.may_issue(event.payload["gtin"]), f"GTIN {event.payload['gtin']} is outside {signer.actor_id}'s GS1 company prefixes", fld="gtin")

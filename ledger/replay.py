@@ -3,7 +3,7 @@
 Used by the auditor (``consumers.auditor``, from Kafka) and by offline proof
 bundle verification (``ledger.transparency.bundle``). Nothing here is new policy: actor
 events go through :class:`ledger.registry.ActorRegistry` (which uses
-``ledger.lifecycle``), label and lot events through ``signer_of`` (the key
+``ledger.lifecycle``), label, lot and batch events (event.v3: :meth:`Replay.apply_batch`, manifest and every label) through ``signer_of`` (the key
 current *at that log index*), the Ed25519 signature, and ``authorize``/``fold``
 from ``ledger.lifecycle`` — the same functions the ledger and the projector use.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ledger.batches import Batch
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import verify_signature
-from ledger.lifecycle import SubjectState, authorize, fold, signer_of
+from ledger.lifecycle import LabelState, SubjectState, authorize, fold, signer_of
 from ledger.registry import ActorRegistry
 
 
@@ -64,6 +65,31 @@ class Replay:
                 raise Refused("replayed", f"{refusal.detail}: a replayed or forked record", field="seq") from None
             raise
         self.states[key] = fold(state, e, signed.hash)
+
+    def apply_batch(self, signed: SignedEvent, manifest: bytes | None, log_index: int,
+                    verify: Callable[[bytes, bytes, bytes], bool] = verify_signature) -> Batch:
+        """Check a batch event (event.v3) with its manifest and fold every label step in; all or nothing.
+
+        Besides :meth:`apply`'s checks of the batch event itself: the manifest must hash to the
+        signed ``labels_root`` with the signed count, and (issuance) no label of it may exist.
+        """
+        if manifest is None:
+            raise Refused("missing_manifest", f"batch event {signed.event.event_id} has no manifest", field="manifest")
+        batch = Batch.checked(signed, manifest)
+        e = signed.event
+        if ("batch", e.subject) in self.states:
+            raise Refused("replayed", f"batch {e.subject} is already in the log: a replayed record", field="subject")
+        existing = [s.serial for s in batch.steps if ("label", s.serial) in self.states]
+        if existing:
+            raise Refused("label_exists", f"{len(existing)} label(s) of batch {e.subject} were issued before (e.g. {existing[0]})", field="manifest")
+        self.apply(signed, log_index, verify)  # the batch's own chain: signer, signature, authority, no replay
+        p = e.payload
+        for step, head in zip(batch.steps, batch.step_hashes()):
+            self.states[("label", step.serial)] = LabelState(
+                serial=step.serial, gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
+                custodian=e.actor, issued_at=e.occurred_at, seq=0, head=head,
+            )
+        return batch
 
     def _subject(self, subject_type: str, subject: str) -> SubjectState | None:
         return self.states.get((subject_type, subject))

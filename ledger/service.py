@@ -18,15 +18,17 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from ledger import alert_owners, prefix_claims
+from ledger.batches import Batch
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
+from ledger.keys import verify_signature
 from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, child_type, fold, is_bootstrap, signer_of
 from ledger.logging_setup import get_logger
 from ledger.pairing import check_pairs
 from ledger.sigcheck import SignatureChecks
-from ledger.store import Chain, LedgerApplication, chain_id
+from ledger.store import BatchWriter, Chain, LedgerApplication, batch_refusal_reason, chain_id
 
 log = get_logger("ledger")
 
@@ -216,6 +218,57 @@ class Ledger:
             for index in claimed:  # a registration that was not stored after all gives its prefixes back
                 if results[index].status != "accepted":
                     prefix_claims.release(self.settings.pg_conninfo, batch[index].event.subject)
+
+    def append_batch(self, item: SignedEvent | Refused, manifest: bytes, *, now: datetime | None = None) -> Result:
+        """Verify and store one batch event (event.v3) with its manifest: all of it or nothing.
+
+        Checks, in order: the body decodes and is a batch event; the manifest is exactly what
+        the body signed (count, ``labels_root``); the signer's current key and signature; the
+        signer may do this (a producer within its GS1 prefixes); then stores the event, the
+        manifest and every label's head in one transaction, refusing the whole batch
+        (``label_exists``, nothing written) if any label was issued before.
+        """
+        now = now or datetime.now(timezone.utc)
+        if isinstance(item, Refused):
+            return Result(0, None, None, None, "refused", error=item)
+        e = item.event
+        try:
+            if e.subject_type != "batch":
+                raise Refused("invalid_field", "not a batch event: post single events to /v1/events", field="subject_type")
+            stored = self.app.load_chain("batch", e.subject)
+            if stored is not None and stored.hashes[0] == item.hash:
+                return Result(0, e.event_id, e.subject, 0, "duplicate", hash=item.hash.hex())
+            if stored is not None:
+                raise Refused("stale_head", f"batch {e.subject} already exists with another event", field="subject")
+            if e.occurred_at > now + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS):
+                raise Refused("invalid_field", "occurred_at is in the future", field="occurred_at")
+            batch = Batch.checked(item, manifest)
+            signer = signer_of(e, self.actor)
+            if not verify_signature(signer.public_key, item.body, item.signature):
+                raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
+            authorize(None, e, signer, self.actor)
+            self._store_batch(batch)
+        except Refused as refusal:
+            log.info("batch_refused", batch=e.subject, event_id=e.event_id, code=refusal.code, field=refusal.field, detail=refusal.detail)
+            return Result(0, e.event_id, e.subject, 0, "refused", error=refusal)
+        log.info("batch_appended", batch=e.subject, event_id=e.event_id, kind=e.kind, labels=len(batch.steps))
+        return Result(0, e.event_id, e.subject, 0, "accepted", hash=item.hash.hex())
+
+    def _store_batch(self, batch: Batch) -> None:
+        e = batch.signed.event
+        chain = Chain.start(batch.signed)
+        (stored,) = self.app.to_stored_events(chain.collect_events())
+        heads = [(s.serial, chain_id("label", s.serial), s.seq, h, i) for i, (s, h) in enumerate(zip(batch.steps, batch.step_hashes()))]
+        try:
+            BatchWriter(self.app.recorder).issue(stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest, producer=e.actor, heads=heads)
+        except (IntegrityError, psycopg.errors.UniqueViolation):
+            raise Refused("stale_head", f"batch {e.subject} was stored concurrently", field="subject") from None
+        except Exception as exc:
+            reason = batch_refusal_reason(exc)
+            if reason is None:
+                raise
+            raise Refused("label_exists", f"nothing written: {reason}", field="steps") from None
+        crash_point("ledger.committed")
 
     def _put(self, events: list, tracking: Tracking | None = None) -> None:
         """Store ``events`` (and ``tracking``) in one transaction: ``app.events.put`` with the fast mapping."""

@@ -26,7 +26,7 @@ from eventsourcing.utils import get_topic, retry
 from psycopg.sql import SQL, Identifier
 
 from ledger.events import GENESIS_HASH, SignedEvent, decode_signed
-from ledger.lifecycle import SubjectState, fold
+from ledger.lifecycle import LabelState, SubjectState, fold
 
 # Fixed namespace: chain ids are stable names, so any process can find a chain.
 CHAIN_NAMESPACE = uuid.UUID("5d1c1d0e-7a52-4c1f-9f43-7472616365ab")
@@ -102,6 +102,18 @@ class Chain(Aggregate):
         chain._start_empty()
         chain._fold_signed(signed)
         chain.pending_events.append(started)
+        return chain
+
+    @classmethod
+    def at_batch_step(cls, originator_id: uuid.UUID, state: LabelState) -> "Chain":
+        """A label's chain at its step in a batch event (version 1, nothing pending): the
+        batch event is stored on its own chain, so this label's next event is version 2."""
+        chain = object.__new__(cls)
+        chain.__base_init__(originator_id, cls.INITIAL_VERSION, Chain.Started.create_timestamp())
+        chain._start_empty()
+        chain.subject, chain.state, chain.head = state.serial, state, state.head
+        chain.hashes.append(state.head)
+        chain.length = 1
         return chain
 
     def append(self, signed: SignedEvent) -> None:
@@ -233,9 +245,16 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
         with conn.cursor() as tracked, conn.cursor() as curs:
             if tracking is not None:
                 tracked.execute(self.upsert_tracking_statement, (tracking.application_name, tracking.notification_id), prepare=True)
+            new_chains = [e.originator_id for e in stored_events if e.originator_version == 1]
             if stored_events:
                 for statement in self.lock_statements:
                     curs.execute(statement, prepare=True)
+                if new_chains:
+                    # Under the table lock a batch also takes: a label issued in a batch
+                    # (public.label_heads) never gets a second first event (its chain
+                    # continues at version 2, see LedgerApplication._batch_steps).
+                    tracked_batch = conn.cursor()
+                    tracked_batch.execute(_BATCH_OWNED_SQL, (new_chains,), prepare=True)
                 curs.execute(self.notify_statement)
                 curs.execute(
                     self.columnar_insert_statement,
@@ -248,6 +267,8 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
                 )
             # One sync for everything: a duplicate (originator_id, version) raises here.
             pipeline.sync()
+            if stored_events and new_chains and tracked_batch.fetchone()["n"]:
+                raise es_persistence.IntegrityError("a label of this write was issued in a batch (label_heads)")
             if tracking is not None and tracked.fetchone() is None:
                 raise es_persistence.IntegrityError(
                     f"Failed to record tracking for {tracking.application_name} {tracking.notification_id}")
@@ -257,6 +278,66 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
         if len(ids) != len(stored_events):
             raise es_persistence.ProgrammingError(f"got {len(ids)} notification ids for {len(stored_events)} events")
         return ids
+
+
+_BATCH_OWNED_SQL = "SELECT count(*) AS n FROM public.label_heads WHERE chain = ANY(%s)"
+
+
+class BatchWriter:
+    """Store one batch event, its manifest and its labels' heads in one transaction.
+
+    The same lock, notification and event row as :meth:`ColumnarProcessRecorder.insert_events`
+    (so the relay sees the batch in commit order like any event), plus
+    ``public.batch_manifests`` and ``public.label_heads`` (ledger/migrations/0009). Issuance
+    inserts every label's head with ``ON CONFLICT DO NOTHING`` and rolls everything back
+    unless every one went in and no label already has a single-event chain: a batch is
+    stored whole or not at all, and one label never gets two first steps.
+    """
+
+    def __init__(self, recorder: "ColumnarProcessRecorder"):
+        self.recorder = recorder
+
+    def issue(self, stored: StoredEvent, *, event_id: str, batch_id: str, manifest: bytes, producer: str,
+              heads: Sequence[tuple[str, uuid.UUID, int, bytes, int]]) -> int | None:
+        """Store the batch; its notification id, or None (nothing written) if a label already exists."""
+        r = self.recorder
+        schema, events = r.datastore.schema, r.events_table_name
+        with r.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for statement in r.lock_statements:
+                cur.execute(statement)
+            chains = [h[1] for h in heads]
+            cur.execute(f'SELECT count(*) AS n FROM "{schema}"."{events}" WHERE originator_id = ANY(%b::uuid[])', (chains,))
+            if cur.fetchone()["n"]:
+                raise _Exists("a label of this batch already has a chain of single events")
+            cur.execute(
+                "INSERT INTO public.label_heads (serial, chain, seq, head, producer, batch_event, leaf) "
+                "SELECT s, c, q, h, %s, %s, l FROM unnest(%b::text[], %b::uuid[], %b::bigint[], %b::bytea[], %b::int[]) AS t(s, c, q, h, l) "
+                "ON CONFLICT DO NOTHING",
+                (producer, event_id, [h[0] for h in heads], chains, [h[2] for h in heads], [h[3] for h in heads], [h[4] for h in heads]),
+            )
+            if cur.rowcount != len(heads):
+                raise _Exists(f"{len(heads) - cur.rowcount} label(s) of this batch were issued before")
+            cur.execute("INSERT INTO public.batch_manifests (event_id, batch_id, manifest) VALUES (%s, %s, %b)", (event_id, batch_id, manifest))
+            cur.execute(r.notify_statement)
+            cur.execute(r.columnar_insert_statement, ([stored.originator_id], [stored.originator_version], [stored.topic], [stored.state]))
+            return cur.fetchone()["notification_id"]
+
+
+class _Exists(Exception):
+    """Rolls a batch's transaction back: a label in it exists already."""
+
+
+def batch_refusal_reason(exc: BaseException) -> str | None:
+    """The reason a :meth:`BatchWriter.issue` refused, or None for any other exception."""
+    return str(exc) if isinstance(exc, _Exists) else None
+
+
+def batch_manifests(conn: psycopg.Connection, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored manifest of each batch event id (``public.batch_manifests``)."""
+    if not event_ids:
+        return {}
+    rows = conn.execute("SELECT event_id, manifest FROM public.batch_manifests WHERE event_id = ANY(%s)", (list(event_ids),)).fetchall()
+    return {row[0]: bytes(row[1]) for row in rows}
 
 
 class LedgerApplication(Application):
@@ -336,6 +417,10 @@ class LedgerApplication(Application):
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(sql, (ids,))
             rows = curs.fetchall()
+            started = {row["originator_id"] for row in rows if row["originator_version"] == 1}
+            unstarted = [i for i in ids if i not in started]
+            if unstarted:  # labels issued in a batch start from their batch step (event.v3)
+                chains.update(self._batch_steps(curs, unstarted))
         for row in rows:
             stored = StoredEvent(
                 originator_id=row["originator_id"],
@@ -355,6 +440,38 @@ class LedgerApplication(Application):
                     continue  # the first event itself is gone; the id has no chain to speak of
                 chain.broken = f"stored event {chain.length} is missing (found version {stored.originator_version}): stored events were deleted"
         return chains
+
+    def _batch_steps(self, curs, ids: list[uuid.UUID]) -> dict[uuid.UUID, Chain]:
+        """Chains of the ``ids`` that are labels issued in a batch, at their batch step (version 1).
+
+        Such a label has no stored row of its own for its first step: ``public.label_heads``
+        holds its step hash and the batch event (stored once, on the batch's chain) its fields.
+        Its later single events are stored as versions 2, 3, ... and fold on top as usual.
+        """
+        curs.execute(
+            "SELECT h.chain, h.serial, h.seq, h.head, m.batch_id FROM public.label_heads h "
+            "JOIN public.batch_manifests m ON m.event_id = h.batch_event WHERE h.chain = ANY(%s)", (ids,))
+        heads = curs.fetchall()
+        if not heads:
+            return {}
+        batch_ids = {chain_id("batch", row["batch_id"]) for row in heads}
+        curs.execute(
+            f'SELECT originator_id, originator_version, topic, state FROM "{self.recorder.events_table_name}" '
+            "WHERE originator_id = ANY(%s) AND originator_version = 1", (list(batch_ids),))
+        batches = {}
+        for row in curs.fetchall():
+            body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
+            batches[row["originator_id"]] = decode_signed(body, signature).event
+        out = {}
+        for row in heads:
+            e = batches.get(chain_id("batch", row["batch_id"]))
+            if e is None or row["seq"] != 0:
+                continue  # the batch event is gone: as if the label's first event were (see below)
+            p = e.payload
+            state = LabelState(serial=row["serial"], gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
+                               custodian=e.actor, issued_at=e.occurred_at, seq=0, head=bytes(row["head"]))
+            out[row["chain"]] = Chain.at_batch_step(row["chain"], state)
+        return out
 
     def load_chain(self, subject_type: str, subject: str) -> Chain | None:
         return self.load_chains([chain_id(subject_type, subject)]).get(chain_id(subject_type, subject))

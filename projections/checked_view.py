@@ -56,9 +56,11 @@ def _sql(schema: str, events_table: str, with_inbox: bool) -> str:
     trail = ", ".join(f"array_agg(e.{c} ORDER BY e.seq) AS trail_{c}" for c in _TRAIL_COLUMNS)
     # Per published event: the stored row at version seq + 1 exists, is a chain event,
     # and its body hashes to the published hash. Parsing errors raise (the caller falls back).
+    # A label's step in a batch event (event.v3) is stored as its head in public.label_heads
+    # (written with the batch event, in one transaction): the published step hash must be it.
     stored_ok = (
-        f"coalesce(bool_and(coalesce(s.topic = {chain_topic_sql('e.seq')}"
-        " AND sha256(st.body) = e.hash, false)), true)"
+        f"coalesce(bool_and(coalesce((s.topic = {chain_topic_sql('e.seq')}"
+        " AND sha256(st.body) = e.hash) OR (h.seq = e.seq AND h.head = e.hash), false)), true)"
     )
     inbox = ""
     if with_inbox:
@@ -75,6 +77,7 @@ def _sql(schema: str, events_table: str, with_inbox: bool) -> str:
         f" CROSS JOIN LATERAL (SELECT {trail}, {stored_ok} AS stored_ok"
         f"  FROM {schema}.events e LEFT JOIN \"{events_table}\" s ON s.originator_id = %s AND s.originator_version = e.seq + 1"
         f"  LEFT JOIN LATERAL (SELECT {signed_body_sql('s.state')} AS body) st ON true"
+        f"  LEFT JOIN public.label_heads h ON h.serial = e.subject"
         f"  WHERE e.subject_type = 'label' AND e.subject = l.serial) t"
         f" WHERE l.serial = %s"
     )

@@ -57,7 +57,13 @@ async def stored_hashes(app: LedgerApplication, conn, serial: str) -> tuple[list
     originator_id = chain_id("label", serial)
     cur = await conn.execute(_STORED_SQL.format(table=app.recorder.events_table_name), (originator_id,))
     hashes: list[bytes] = []
-    for version, topic, state in await cur.fetchall():
+    rows = await cur.fetchall()
+    if not rows or rows[0][0] != 1:  # issued in a batch (event.v3): its stored step hash is seq 0
+        cur = await conn.execute("SELECT seq, head FROM public.label_heads WHERE serial = %s", (serial,))
+        head = await cur.fetchone()
+        if head and head[0] == 0:
+            hashes.append(bytes(head[1]))
+    for version, topic, state in rows:
         if version != len(hashes) + 1:
             return hashes, f"stored event {len(hashes)} is missing (found version {version}): stored events were deleted"
         try:

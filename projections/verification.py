@@ -18,9 +18,14 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
+from ledger import commitments, pins
+from ledger.batches import Batch
+from ledger.commitments import SealKey
+from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
+from ledger.logging_setup import get_logger
 from ledger.preverify import BatchChecker
 from ledger.record_headers import header
 from ledger.registry import ActorSource
@@ -29,10 +34,12 @@ from projections import lots as lot_graph
 from projections.verdict import verdict
 
 DEFAULT_SCHEMA = "verification"
+log = get_logger("projector")
 
 _LABEL_COLUMNS = [f.name for f in dataclasses.fields(LabelState)]
 _label_values = operator.attrgetter(*_LABEL_COLUMNS)
 _LABEL_ROW_COLUMNS = _LABEL_COLUMNS + ["scan_count", "first_scanned_at", "last_event_at"]
+_BATCH_COLUMNS = ["batch_id", "event_id", "kind", "actor", "count", "labels_root", "hash", "log_index", "occurred_at"]
 _EVENT_COLUMNS = ["subject_type", "subject", "seq", "event_id", "kind", "actor", "region", "occurred_at", "hash", "log_index"]
 
 
@@ -71,9 +78,13 @@ class VerificationProjector:
     consumer's transaction.
     """
 
-    def __init__(self, schema: str, feed: ActorSource):
+    def __init__(self, schema: str, feed: ActorSource, seal_key: SealKey | None = None):
         self.s = schema
         self.feed = feed
+        # Opens batches' sealed PIN secrets (event.v3); without it PIN labels of a batch are
+        # projected but no PIN of theirs checks (logged once per batch).
+        self.seal_key = seal_key
+        self.new_batches: list[tuple] = []
         # Decodes each poll batch once and checks its signatures on threads (the costliest step).
         self.checker = BatchChecker()
         self.rows: dict[tuple[str, str], _Row | None] = {}
@@ -85,7 +96,7 @@ class VerificationProjector:
 
     def prepare(self, cur: psycopg.Cursor, records: list) -> None:
         self.checker.prepare((rec.value for rec in records), lambda signed, i: self._signer_key(signed, records[i]))
-        self.rows, self.new_events = {}, {}
+        self.rows, self.new_events, self.new_batches = {}, {}, []
         self.memberships, self.lot_edges = [], []
         labels, lots = set(), set()
         for rec in records:
@@ -118,6 +129,10 @@ class VerificationProjector:
         # refused before any effect), so COPY appends them; labels are upserted set-based.
         if self.new_events:
             bulk.copy_rows(cur, f"{self.s}.events", _EVENT_COLUMNS, self.new_events.values())
+        staged_batches = bool(self.new_batches)
+        if self.new_batches:
+            bulk.copy_rows(cur, f"{self.s}.batches", _BATCH_COLUMNS, self.new_batches)
+            self.new_batches = []
         dirty = [(k, r) for k, r in self.rows.items() if r is not None and r.dirty]
         labels = [(*_label_values(r.state), r.scan_count, r.first_scanned_at, r.last_event_at) for k, r in dirty if k[0] == "label"]
         bulk.upsert_rows(cur, f"{self.s}.labels", _LABEL_ROW_COLUMNS, "serial", labels)
@@ -130,6 +145,8 @@ class VerificationProjector:
         for _, r in dirty:
             r.dirty = False
         self.new_events = {}
+        if staged_batches:
+            crash_point("projector.batch_staged")  # tests only: every row of the batch written, nothing committed
 
     # -------------------------------------------------------------- record
 
@@ -139,6 +156,8 @@ class VerificationProjector:
             raise Refused("malformed_encoding", "record has no value")
         signed = self.checker.signed(record.value)
         e = signed.event
+        if e.subject_type == "batch":
+            return self._apply_batch(cur, record, signed)
         if e.subject_type not in ("label", "lot", "alert", "container"):
             raise Refused("invalid_field", f"a {e.subject_type} event does not belong on the label topic", field="subject_type")
         if record.key != e.subject.encode():
@@ -186,6 +205,76 @@ class VerificationProjector:
             self.memberships.append(change)
         self.lot_edges.extend(lot_graph.edges(e, log_index))
         return Applied(signed, signer, state, new_state, log_index)
+
+    def _apply_batch(self, cur: psycopg.Cursor, record, signed: SignedEvent) -> None:
+        """Check a batch event (event.v3) whole, then apply every label of it, or refuse it whole.
+
+        Nothing is changed before every check passed, so a refused batch leaves no label
+        behind; the consumer writes the applied ones in its one transaction with the offsets.
+        Returns None: handlers built on single events (the detector) see no per-label effect.
+        """
+        e = signed.event
+        if record.key != e.subject.encode():
+            raise Refused("key_mismatch", "record key is not the event's subject", field="key")
+        raw_index = header(record, "log_index")
+        log_index = int(raw_index) if raw_index is not None else None
+        lookup = self.feed.registry.lookup(log_index)
+        try:
+            signer = signer_of(e, lookup)
+        except Refused:
+            self.feed.catch_up()
+            signer = signer_of(e, lookup)
+        if not self.checker.verify(signer.public_key, signed.body, signed.signature):
+            raise Refused("bad_signature", f"signature of batch event {e.event_id} does not verify", field="signature")
+        stored = self._stored_batch(cur, e.subject)
+        if stored is not None:
+            if stored == signed.hash:
+                return None  # delivered again: no second effect
+            raise Refused("conflicting_event", f"batch {e.subject} already has a different event", field="subject")
+        manifest = header(record, "manifest")
+        if manifest is None:
+            raise Refused("missing_manifest", f"batch event {e.event_id} arrived without its manifest header", field="manifest")
+        batch = Batch.checked(signed, manifest)
+        authorize(None, e, signer, lookup)
+        serials = [s.serial for s in batch.steps]
+        cur.execute(f"SELECT serial FROM {self.s}.labels WHERE serial = ANY(%s)", (serials,))
+        known = {row[0] for row in cur.fetchall()} | {s for s in serials if self.rows.get(("label", s)) is not None}
+        if known:
+            raise Refused("label_exists", f"{len(known)} label(s) of batch {e.subject} exist already (e.g. {min(known)}): the batch is refused whole", field="manifest")
+        nonces = self._pin_nonces(batch)
+        # Checked: from here on, only effects.
+        p, hashes = e.payload, batch.step_hashes()
+        for step, head in zip(batch.steps, hashes):
+            pin = pins.commitment_record(nonces(step.serial), step.pin_commitment) if step.pin_commitment else None
+            state = LabelState(serial=step.serial, gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
+                               pin_hash=pin, custodian=e.actor, issued_at=e.occurred_at, seq=0, head=head)
+            self.rows[("label", step.serial)] = _Row(state, dirty=True, last_event_at=e.occurred_at)
+            self.new_events[("label", step.serial, 0)] = ("label", step.serial, 0, e.event_id, "Issued", e.actor, p.get("region"), e.occurred_at, head, log_index)
+        self.new_batches.append((e.subject, e.event_id, e.kind, e.actor, p["count"], p["labels_root"], signed.hash, log_index, e.occurred_at))
+        return None
+
+    def _pin_nonces(self, batch: Batch):
+        """serial -> that label's PIN nonce (None when the batch has no PINs or the key is not ours)."""
+        sealed = batch.signed.event.payload.get("pin_secret")
+        if sealed is None:
+            return lambda serial: None
+        if self.seal_key is None:
+            log.warning("batch_pins_unopened", batch=batch.signed.event.subject, detail="no seal key: PINs of this batch will not check")
+            return lambda serial: None
+        try:
+            secret = self.seal_key.open(sealed)
+        except Refused as refusal:
+            log.warning("batch_pins_unopened", batch=batch.signed.event.subject, detail=refusal.detail)
+            return lambda serial: None
+        return lambda serial: commitments.pin_nonce(secret, serial)
+
+    def _stored_batch(self, cur: psycopg.Cursor, batch_id: str) -> bytes | None:
+        for row in self.new_batches:
+            if row[0] == batch_id:
+                return row[6]
+        cur.execute(f"SELECT hash FROM {self.s}.batches WHERE batch_id = %s", (batch_id,))
+        row = cur.fetchone()
+        return bytes(row[0]) if row else None
 
     def _signer_key(self, signed: SignedEvent, record) -> bytes | None:
         """The key ``record`` should verify under, as far as the actors read so far tell (a guess for

@@ -172,6 +172,11 @@ class Client:
             offset += len(chunk)
         return results
 
+    def post_batch_event(self, signed: SignedEvent, manifest: bytes) -> dict:
+        """Submit one signed batch event (event.v3) with its manifest; its result dict."""
+        body = {**encode_signed(signed), "manifest": base64.b64encode(manifest).decode("ascii")}
+        return self._request("POST", "/v1/batches", body)["result"]
+
     def heads(self, subject_type: str, subjects: Sequence[str]) -> dict[str, dict | None]:
         """Current chain head (``seq``, ``hash`` hex, ``broken``) of each subject, None if absent."""
         out: dict[str, dict | None] = {}

@@ -5,7 +5,8 @@
 * :func:`append_next` is the one "fetch heads -> build next events -> sign ->
   post -> report" loop behind ship, receive, scan, flag, recall, decommission,
   actor rotate and actor revoke.
-* :func:`issue_labels` is batch issuance: stream serials out as batches are
+* :func:`issue_label_batches` is issuance in batch events (event.v3, the default) and
+  :func:`issue_labels` in single events: both stream serials out as batches are
   accepted, never holding all N in memory.
 """
 
@@ -20,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from ledger import gs1, pins
+from ledger import batches, gs1, pins
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH, SignedEvent, new_event, validate_actor_id, validate_event
 from ledger.keys import KeyPair
@@ -405,6 +406,77 @@ def issue_labels(
                     break  # the next batches would meet the same reason; `built` is never sent
             if built:
                 in_flight = (built[0], built[1], poster.submit(client.post_events, built[0]))
+    return report
+
+
+def issue_label_batches(
+    client: Client,
+    signer: Signer,
+    payload: dict,
+    count: int,
+    *,
+    resolver_host: str,
+    batch: int = batches.MAX_BATCH_LABELS,
+    on_rows: Callable[[list[LabelRow]], None] | None = None,
+    on_progress: Progress | None = None,
+    pin_digits: int | None = None,
+    seal_public_key: bytes | None = None,
+) -> Report:
+    """Issue ``count`` labels as batch events (event.v3) of up to ``batch`` labels each.
+
+    One signature per batch over the Merkle root of its labels (:mod:`ledger.batches`).
+    With ``pin_digits`` each label gets a fresh PIN; the batch carries only PIN
+    commitments and its PIN secret sealed to ``seal_public_key`` (the verification
+    service's key, :mod:`ledger.commitments`), so nobody can test a PIN offline; the PIN
+    itself reaches nothing but ``on_rows`` (the printer's CSV). The next batch is built
+    and signed while the current one is with the server; a refused batch stops the run
+    (nothing of it was written) and the batch already built is never sent. The report
+    counts labels.
+    """
+    signer.check("label", "Issued", payload)
+    size_limit = min(batch, batches.MAX_BATCH_LABELS)
+    report = Report()
+
+    def build(size: int) -> tuple[batches.Batch, dict[str, str]]:
+        serials = [gs1.new_serial() for _ in range(size)]
+        chosen = {s: pins.new_pin(pin_digits) for s in serials} if pin_digits else None
+        built = batches.issuance(payload, serials, actor=signer.actor, key=signer.key, pins=chosen, seal_public_key=seal_public_key)
+        return built, chosen or {}
+
+    def settle(built: batches.Batch, chosen: dict[str, str], result: dict) -> None:
+        n = len(built.steps)
+        if result["status"] == "refused":
+            report.refused += n
+            if len(report.refusals) < KEEP_REFUSALS:
+                report.refusals.append({**result, "labels": n})
+        else:
+            if result["status"] == "accepted":
+                report.accepted += n
+            else:
+                report.duplicate += n
+            if on_rows:
+                p = built.signed.event.payload
+                on_rows([LabelRow(s.serial, p["gtin"], p["lot"], p["expiry"], gs1.digital_link_uri(p["gtin"], s.serial, resolver_host), chosen.get(s.serial))
+                         for s in built.steps])
+        if on_progress:
+            on_progress(n)
+
+    remaining = count
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="issue-post") as poster:
+        in_flight = None
+        while remaining > 0 or in_flight:
+            built = None
+            if remaining > 0:
+                size = min(size_limit, remaining)
+                built = build(size)
+                remaining -= size
+            if in_flight:
+                settle(in_flight[0], in_flight[1], in_flight[2].result())
+                in_flight = None
+                if report.refused:
+                    break
+            if built:
+                in_flight = (built[0], built[1], poster.submit(client.post_batch_event, built[0].signed, built[0].manifest))
     return report
 
 

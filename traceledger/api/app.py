@@ -27,6 +27,7 @@ from ledger.service import Ledger
 from traceledger.api import (
     actors,
     alerts,
+    batches,
     containers,
     epcis,
     epcis_query,
@@ -48,7 +49,7 @@ log = get_logger("api")
 
 # In the order they were mounted before the split (route matching is first come, first served).
 ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, containers.router, epcis.router, epcis_query.router,
-           health.router, events.router, actors.router, labels.router)
+           health.router, events.router, batches.router, actors.router, labels.router)
 
 
 def prepare_database(settings: Settings) -> bytes:
