@@ -113,10 +113,10 @@ def append_entry(state, capture_id: str, entry: CapturedEvent, group: list[Signe
         out["ignored"] = entry.ignored
     follows = next((refused_hashes[s.event.prev_hash] for s in group if s.event.prev_hash in refused_hashes), None)
     reason = None
-    if follows is not None:
-        reason = ("follows_refused", f"signed on top of event {follows} of this document, which was refused")
-    elif (why := gtin_mismatch(state, entry, group)) is not None:
+    if (why := gtin_mismatch(state, entry, group)) is not None:
         reason = ("gtin_mismatch", why)
+    elif follows is not None:
+        reason = ("follows_refused", f"signed on top of event {follows} of this document, which was refused")
     if reason is None:
         with sync_pool(state).connection() as conn:
             held = capture_jobs.reserve(conn, entry.eventKey, capture_id, entry.index)
