@@ -31,6 +31,7 @@ from traceledger.api import (
     epcis,
     epcis_capture,
     epcis_query,
+    epcis_subscriptions,
     errors,
     events,
     health,
@@ -47,7 +48,7 @@ from traceledger.api.supervisor_death import end_with_supervisor
 log = get_logger("api")
 
 # In the order they were mounted before the split (route matching is first come, first served).
-ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, containers.router, epcis.router, epcis_capture.router, epcis_query.router,
+ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, containers.router, epcis.router, epcis_capture.router, epcis_query.router, epcis_subscriptions.router,
            health.router, events.router, actors.router, labels.router)
 
 
