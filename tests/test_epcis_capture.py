@@ -244,3 +244,25 @@ def test_mapping_of_the_standard_without_the_api():
     with pytest.raises(epcis.EpcisError, match="at most 8388608") as refused:
         read_document(b" " * (9 * 1024 * 1024))
     assert refused.value.exception == "CaptureLimitExceededException"
+
+
+def test_richer_export_fields_validate_against_gs1_schema():
+    """Shipments name both owning parties, receipts the possessing party, recalls a persistent disposition."""
+    cast = Cast()
+    label = cast.issue()
+    serial = label.event.subject
+    events = [label, cast.event("acme", "label", serial, "Shipped", {"consignee": "distributor", "territory": "44", "channel": "offline_retail", "region": None}),
+              cast.event("distributor", "label", serial, "Received", {"region": None}),
+              cast.event("regulator", "label", serial, "Recalled", {"reason": "overheating cells"})]
+    doc = epcis.export(events, {serial: label.event.payload["gtin"]}.get, "id.example")
+    assert not list(schema_validator().iter_errors(doc))
+    issued, shipped, received, recalled = doc["epcisBody"]["eventList"]
+    assert shipped["sourceList"] == [{"type": "owning_party", "source": "https://id.example/party/acme"}]
+    assert shipped["destinationList"] == [{"type": "owning_party", "destination": "https://id.example/party/distributor"}]
+    assert received["destinationList"] == [{"type": "possessing_party", "destination": "https://id.example/party/distributor"}]
+    assert recalled["persistentDisposition"] == {"set": ["recalled"]} and "persistentDisposition" not in shipped
+    # The export maps back: capturing it standard (without the tl: extensions) gives the same ledger commands.
+    plain = epcis.document([{k: v for k, v in e.items() if not k.startswith("tl:")} for e in doc["epcisBody"]["eventList"]])
+    mapped = map_document(read_document(json.dumps(plain).encode()), "acme", Defaults(territory="44", channel="offline_retail", party_host="id.example"))
+    assert [(c.kind, c.subject) for m in mapped for c in m.commands] == [(s.event.kind, serial) for s in events]
+    assert mapped[1].commands[0].payload == events[1].event.payload and mapped[0].commands[0].payload["gtin"] == label.event.payload["gtin"]
