@@ -60,7 +60,7 @@ class CapturedEvent(BaseModel):
     index: int = Field(ge=0, lt=MAX_EPCIS_EVENTS)
     eventKey: str = Field(min_length=1, max_length=512)
     signed: list[EventIn] = Field(default_factory=list, max_length=MAX_EPCS + 1)
-    gtins: dict[str, str] = Field(default_factory=dict, description="label serial -> the GTIN its EPC names")
+    gtins: dict[str, str] = Field(default_factory=dict, max_length=MAX_EPCS, description="label serial -> the GTIN its EPC names")
     ignored: list[str] = Field(default_factory=list, max_length=200)
     refused: Unmappable | None = None
 
@@ -98,7 +98,8 @@ def decoded_groups(body: SignedCapture, actor: str) -> list[list[SignedEvent]]:
 def gtin_mismatch(state, entry: CapturedEvent, group: list[SignedEvent]) -> str | None:
     """Why a label named by this event is not the one its EPC means (another GTIN), or None."""
     issued = {s.event.subject: s.event.payload["gtin"] for s in group if s.event.kind == "Issued"}
-    others = [serial for serial in entry.gtins if serial not in issued]
+    labels = {s.event.subject for s in group if s.event.subject_type == "label"}
+    others = [serial for serial in entry.gtins if serial not in issued and serial in labels]  # only what the events name
     chains = state.ledger.app.load_chains(chain_id("label", s) for s in others)
     for c in chains.values():
         if isinstance(c.state, LabelState) and c.state.gtin != entry.gtins[c.subject]:
