@@ -221,6 +221,9 @@ def attacks(world):
     both = body | {"events": [entry | {"refused": {"code": "x", "detail": "y"}}]}
     as_acme = {"authorization": authorization_header(cast.keys["acme"], "POST", path)}
     assert httpx.post(world["url"] + path, json=both, headers=as_acme, timeout=30).status_code == 400
+    as_acme = {"authorization": authorization_header(cast.keys["acme"], "POST", path), "content-type": "application/json"}
+    deep = httpx.post(world["url"] + path, content=b"[" * 100_000 + b"]" * 100_000, headers=as_acme, timeout=30)
+    assert deep.status_code in (400, 422) and deep.headers["content-type"].startswith("application/problem+json"), deep.text[:300]
     assert ledger_size(world) == before
 
 
