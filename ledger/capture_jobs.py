@@ -11,10 +11,14 @@ Two kinds of capture write jobs here:
   before its ledger events are appended and released if they are refused,
   and the job is finished with every event's result (:func:`finish`).
 
-Crash recovery: a job started but never finished shows ``running: true``
-with the results it never got; its document and the events it reserved stay
-refused as replays (refusing too much, never letting an event in twice). The
-ledger itself holds which of them were appended.
+Crash recovery: a capture runs within one request, well under
+:data:`STALE_AFTER`. A job started but not finished by then died with its API
+process: it reads ``running: false, interrupted: true``, and its document and
+the events it had reserved are released to the next capture that asks for
+them (taken over in one statement, so two cannot both take one). Capturing
+the document again then appends what the crash left out; what the crashed job
+had already appended is refused by the lifecycle rules (a label is not issued
+or shipped twice), never written twice.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import psycopg
 from ledger.epcis import EpcisError
 
 # Tables: ledger/migrations/0005_epcis_captures.sql, 0009_epcis_capture_results.sql.
-_COLUMNS = "capture_id, created_at, finished_at, success, events, errors, actor, document_sha256, results, seq"
+STALE_AFTER = "10 minutes"  # an unfinished job older than this died with its process
+_COLUMNS = ("capture_id, created_at, finished_at, success, events, errors, actor, document_sha256, results, seq, "
+            f"finished_at IS NULL AND created_at < now() - interval '{STALE_AFTER}'")
+_STALE = f"SELECT capture_id FROM epcis_captures WHERE finished_at IS NULL AND created_at < now() - interval '{STALE_AFTER}'"
 
 
 def record(conn: psycopg.Connection, capture_id: str, created: datetime, success: bool, events: int, errors: list, actor: str | None = None) -> None:
@@ -42,6 +49,9 @@ def start(conn: psycopg.Connection, capture_id: str, actor: str, document_sha256
     """Start a job for ``actor``'s document; refuse (nothing stored) a document this actor captured before."""
     try:
         with conn.transaction():
+            # A crashed job's claim on the document is released first (see the module's crash recovery).
+            conn.execute(f"UPDATE epcis_captures SET document_sha256 = NULL WHERE actor = %s AND document_sha256 = %s "
+                         f"AND capture_id IN ({_STALE})", (actor, document_sha256))
             conn.execute("INSERT INTO epcis_captures (capture_id, created_at, success, events, errors, actor, document_sha256) "
                          "VALUES (%s, now(), false, %s, '[]', %s, %s)", (capture_id, events, actor, document_sha256))
     except psycopg.errors.UniqueViolation:
@@ -56,6 +66,10 @@ def reserve(conn: psycopg.Connection, event_key: str, capture_id: str, index: in
     row = conn.execute("INSERT INTO epcis_captured_events (event_key, capture_id, event_index) VALUES (%s, %s, %s) "
                        "ON CONFLICT (event_key) DO NOTHING RETURNING capture_id", (event_key, capture_id, index)).fetchone()
     if row is not None:
+        return None
+    taken = conn.execute(f"UPDATE epcis_captured_events SET capture_id = %s, event_index = %s WHERE event_key = %s "
+                         f"AND capture_id IN ({_STALE}) RETURNING 1", (capture_id, index, event_key)).fetchone()
+    if taken is not None:  # held by a job that died: this capture takes the event over
         return None
     held = conn.execute("SELECT capture_id FROM epcis_captured_events WHERE event_key = %s", (event_key,)).fetchone()
     return str(held[0]) if held else "?"
@@ -73,9 +87,9 @@ def finish(conn: psycopg.Connection, capture_id: str, success: bool, errors: lis
 
 
 def _as_job(row) -> dict:
-    capture_id, created, finished, success, events, errors, actor, digest, results, seq = row
+    capture_id, created, finished, success, events, errors, actor, digest, results, seq, stale = row
     out = {"captureID": str(capture_id), "createdAt": created.isoformat(), "finishedAt": finished.isoformat() if finished else None,
-           "running": finished is None, "success": success,
+           "running": finished is None and not stale, "success": success,
            "captureErrorBehaviour": "rollback" if digest is None else "proceed", "events": events, "errors": errors}
     if actor is not None:
         out["actor"] = actor
@@ -83,6 +97,8 @@ def _as_job(row) -> dict:
         out["documentSha256"] = digest
     if results is not None:
         out["results"] = results
+    if stale:
+        out["interrupted"] = True
     return out
 
 

@@ -64,6 +64,9 @@ def sign_group(signer: Signer, m: Mapped, commands: list[Command], heads: dict) 
         head = local.get((c.subject_type, c.subject))
         if head is None and c.kind not in CREATES:
             raise Refused("unknown_subject", f"{c.subject_type} {c.subject} does not exist in the ledger", field="epcList")
+        if head is not None and c.kind in CREATES:
+            # The ledger's rules let a producer issue a label again (restarting its state): never from a capture.
+            raise Refused("already_exists", f"{c.subject_type} {c.subject} exists in the ledger already", field="epcList")
         seq, prev = (0, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
         event = new_event(subject_type=c.subject_type, subject=c.subject, kind=c.kind, payload=c.payload, actor=signer.actor,
                           key_id=signer.key.key_id, seq=seq, prev_hash=prev, occurred_at=m.occurred_at,
