@@ -36,8 +36,15 @@ demo: services
 browser:
 	@bash ops/browser.sh
 
+# Two passes: the tests that kill processes or restart brokers alone (marker `serial`,
+# tests/conftest.py), then the rest on TEST_WORKERS pytest-xdist workers, one module per
+# worker at a time (their module-scoped stacks are built once). Both passes always run.
+TEST_WORKERS ?= 3
 test: migrate browser
-	@$(PY) -m pytest -q --durations=25
+	@rc=0; \
+	$(PY) -m pytest -q --durations=15 -m serial || rc=1; \
+	$(PY) -m pytest -q --durations=25 -m "not serial" -n $(TEST_WORKERS) --dist loadfile || rc=1; \
+	exit $$rc
 
 # Every benchmark next to its same-run baseline (bench/run.py; about 20 minutes on 2 cores):
 # bench/results/<timestamp>.json and bench/results/latest.md. Not part of `make test`.

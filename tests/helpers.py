@@ -99,3 +99,17 @@ def append_accepted(ledger, batch) -> list[str]:
     refused = [(r.index, r.error.code, r.error.detail) for r in results if r.status != "accepted"]
     assert not refused, f"set-up events not accepted: {refused[:3]}"
     return [r.event_id for r in results]
+
+
+def signed_get(url: str, path: str, key: KeyPair | None, params=None, timeout: float = 120):
+    """``GET url+path`` (``params`` as the query), signed by ``key`` (traceledger/auth.py) unless it is None."""
+    import httpx
+
+    from traceledger.auth import authorization_header
+
+    request = httpx.Request("GET", f"{url}{path}", params=params)
+    if key is not None:
+        target = request.url.path + (f"?{request.url.query.decode()}" if request.url.query else "")
+        request.headers["authorization"] = authorization_header(key, "GET", target)
+    with httpx.Client(timeout=timeout) as client:
+        return client.send(request)

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from ledger import gs1, pins
 from ledger.service import Ledger
 from tests.alerts_world import TimedCast, detect_all
-from tests.helpers import append_accepted, events_body, gtin, issued_payload
+from tests.helpers import append_accepted, events_body, gtin, issued_payload, signed_get
 from tests.pipeline import project_all, relay_all
 from traceledger.auth import authorization_header
 
@@ -79,7 +79,7 @@ def seed(url: str, settings, cast: TimedCast) -> dict:
     with psycopg.connect(settings.pg_conninfo) as conn:
         assert conn.execute("SELECT * FROM alerts.quarantine LIMIT 3").fetchall() == []
         alert_id, alert_kind = conn.execute("SELECT alert_id::text, kind FROM alerts.alerts LIMIT 1").fetchone()
-    document = httpx.get(f"{url}/v1/epcis/events", params={"serial": serial}, timeout=30).json()
+    document = signed_get(url, "/v1/epcis/events", cast.keys["regulator"], {"serial": serial}, timeout=30).json()
     capture = httpx.post(f"{url}/v1/epcis/capture", json=document, timeout=60)
     assert capture.status_code == 202, capture.text
     queries = epcis_queries(url, cast)

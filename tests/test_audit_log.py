@@ -14,6 +14,7 @@ from ledger.transparency.bundle import BundleError, verify_bundle
 from tests.audit_world import make_world
 from tests.helpers import append_accepted
 from traceledger.api import create_app
+from traceledger.auth import authorization_header
 from traceledger.cli import cli
 
 
@@ -53,7 +54,8 @@ def test_log_api_serves_checkpoint_entries_and_proofs_that_verify(world):
         cp = client.get("/v1/log/checkpoint").json()
         n, root = cp["size"], bytes.fromhex(cp["root"])
         assert n == 73 and cp["key_id"] == world.log_key.key_id and cp["note"].startswith(world.settings.log_origin + "\n73\n")
-        entries = client.get("/v1/log/entries", params={"start": 0, "end": n}).json()["entries"]
+        target = f"/v1/log/entries?start=0&end={n}"  # event bytes: a signed request by a regulator (issue 14)
+        entries = client.get(target, headers={"authorization": authorization_header(world.cast.keys["regulator"], "GET", target)}).json()["entries"]
         leaves = [base64.b64decode(e["value"]) for e in entries]
         assert merkle.root_of(leaves) == root
         assert entries[10]["serial"] and entries[10]["leaf_hash"] == merkle.leaf_hash(leaves[10]).hex()
@@ -78,7 +80,8 @@ def test_log_api_serves_checkpoint_entries_and_proofs_that_verify(world):
 def test_label_bundle_verifies_offline_and_detects_edits(world, tmp_path):
     serial = world.serials[0]  # issued, shipped, received
     with TestClient(create_app(world.settings)) as client:
-        bundle = client.get(f"/v1/labels/{serial}/proof").json()
+        target = f"/v1/labels/{serial}/proof"  # the whole bundle: the label's producer (or a regulator)
+        bundle = client.get(target, headers={"authorization": authorization_header(world.cast.keys["acme"], "GET", target)}).json()
         assert client.get("/v1/labels/NEVERISSUED1/proof").status_code == 404
     result = verify_bundle(bundle, world.log_key.public_key, origin=world.settings.log_origin)
     assert [e["kind"] for e in result.events] == ["Issued", "Shipped", "Received"]

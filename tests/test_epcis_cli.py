@@ -18,7 +18,7 @@ import pytest
 from ledger import epcis, gs1
 from projections.verification import read_view
 from tests.conftest import free_port, wait_for_api
-from tests.helpers import PREFIX, Cast, gtin
+from tests.helpers import PREFIX, Cast, gtin, signed_get
 from tests.pipeline import project_all, relay_all
 from tests.test_aggregation import CELLS
 from tests.test_demo_e2e import cli
@@ -95,7 +95,8 @@ def test_cli_pack_ship_unpack_and_recall_an_input_lot(network):
     assert bad_sscc.returncode == 2 and "invalid_sscc" in bad_sscc.stderr
     stranger = cli(s, "unpack", "--key", keys["retailer"], pallet, check=False)
     assert stranger.returncode == 2 and "custodian" in stranger.stderr
-    shown = json.loads(cli(s, "--json", "container", "show", pallet).stdout)
+    shown = json.loads(cli(s, "--json", "container", "show", pallet, "--key", keys["regulator"]).stdout)
+    assert cli(s, "container", "show", pallet, "--key", keys["retailer"], check=False).returncode == 2  # not its container
     assert shown["contents"] == 2 and shown["children"] == [case1, case2] and shown["custodian"] == "distributor"
 
     # The distributor splits the pallet and one case (children from the read model), ships units on.
@@ -110,7 +111,7 @@ def test_cli_pack_ship_unpack_and_recall_an_input_lot(network):
     assert {c["sscc"] for c in shop["containers"]} == {case1, pallet}
 
     # The regulator sees the impact, then signs one recall of the cell lot.
-    assert "reaches 6 units in 2 lots" in cli(s, "lot", "impact", CELLS).stdout
+    assert "reaches 6 units in 2 lots" in cli(s, "lot", "impact", CELLS, "--key", keys["regulator"]).stdout
     refused = cli(s, "--json", "recall", "--key", keys["regulator"], "--input-lot", CELLS, "--reason", "cells overheat", check=False)
     assert refused.returncode == 2 and "confirmation_needed" in refused.stdout
     done = json.loads(cli(s, "--json", "recall", "--key", keys["regulator"], "--input-lot", CELLS, "--reason", "cells overheat", "--yes").stdout)
@@ -125,10 +126,11 @@ def test_cli_pack_ship_unpack_and_recall_an_input_lot(network):
 def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, fresh_settings, services):
     url, s = network["url"], network["settings"]
     net = build_through_cli(network)
-    document = httpx.get(f"{url}/v1/epcis/events", timeout=60).json()
+    regulator = network["cast"].keys["regulator"]  # EPCIS reads are signed (issue 14)
+    document = signed_get(url, "/v1/epcis/events", regulator, timeout=60).json()
     validator = schema_validator()
     exported = network["tmp"] / "all.jsonld"
-    cli(s, "epcis", "export", "--out", str(exported))
+    cli(s, "epcis", "export", "--out", str(exported), "--key", network["keys"]["regulator"])
     assert json.loads(exported.read_text())["epcisBody"] == document["epcisBody"]
     assert not list(validator.iter_errors(document))
     types = {e["type"] for e in document["epcisBody"]["eventList"]}
@@ -138,11 +140,11 @@ def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, f
     assert len(packs[0][epcis.SIGNED]) == 4  # the case's Packed + three units' PackedInto, one EPCIS event
     assert packs[0]["childEPCs"][0].startswith("https://") and "/01/" in packs[0]["childEPCs"][0]
 
-    lot_only = httpx.get(f"{url}/v1/epcis/events", params={"lot": f"{gtin('00002')}/PACK-1"}).json()
+    lot_only = signed_get(url, "/v1/epcis/events", regulator, {"lot": f"{gtin('00002')}/PACK-1"}).json()
     assert [e["type"] for e in lot_only["epcisBody"]["eventList"]] == ["ObjectEvent", "TransformationEvent"]  # cells, then packs
-    later = httpx.get(f"{url}/v1/epcis/events", params={"since": "2100-01-01T00:00:00Z"}).json()
+    later = signed_get(url, "/v1/epcis/events", regulator, {"since": "2100-01-01T00:00:00Z"}).json()
     assert later["epcisBody"]["eventList"] == [] and not list(validator.iter_errors(later))
-    history = httpx.get(f"{url}/v1/epcis/events", params={"serial": net["units"][0]}).json()
+    history = signed_get(url, "/v1/epcis/events", regulator, {"serial": net["units"][0]}).json()
     assert not list(validator.iter_errors(history))
     kinds = [e["tl:event"]["kind"] for e in history["epcisBody"]["eventList"]]
     assert {"Issued", "Packed", "Shipped", "Received", "Transformed", "LotCommissioned"} <= set(kinds)
@@ -184,10 +186,10 @@ def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, f
     job = httpx.get(f"{fresh.api_url}{r.headers['location']}").json()
     assert job["success"] is True and job["running"] is False and job["events"] == r.json()["accepted"]
     relay_all(fresh)
-    again = httpx.get(f"{fresh.api_url}/v1/epcis/events", timeout=60).json()
+    again = signed_get(fresh.api_url, "/v1/epcis/events", regulator, timeout=60).json()
     assert again["epcisBody"] == document["epcisBody"]
     assert json.dumps(again["epcisBody"], sort_keys=True) == json.dumps(document["epcisBody"], sort_keys=True)
     # Capturing the same document twice (here with the CLI) adds nothing.
     twice = json.loads(cli(fresh, "--json", "epcis", "capture", str(exported)).stdout)
     assert twice["success"] is True and twice["events"] == job["events"]
-    assert httpx.get(f"{fresh.api_url}/v1/epcis/events", timeout=60).json()["epcisBody"] == document["epcisBody"]
+    assert signed_get(fresh.api_url, "/v1/epcis/events", regulator, timeout=60).json()["epcisBody"] == document["epcisBody"]

@@ -18,8 +18,9 @@ import jsonschema
 import pytest
 
 from ledger import epcis, gs1
+from ledger.keys import KeyPair
 from ledger.service import Ledger
-from tests.helpers import Cast, gtin, scanned_payload, shipped_payload
+from tests.helpers import Cast, gtin, scanned_payload, shipped_payload, signed_get
 from tests.pipeline import relay_all
 from tests.test_aggregation import CELLS, PACKS, accepted, build_network, supplier_gtin
 from traceledger.api.epcis_query import within_budget
@@ -31,8 +32,12 @@ def validator():
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
 
 
+REGULATORS: dict[str, KeyPair] = {}  # API url -> the regulator its ledger registered: EPCIS reads are signed (issue 14)
+
+
 def get(url: str, path: str, params=None) -> httpx.Response:
-    return httpx.get(f"{url}{path}", params=params, timeout=120)
+    """GET signed by the regulator of the API at ``url`` (who reads every event)."""
+    return signed_get(url, path, REGULATORS[url], params, timeout=300)
 
 
 def results(response: httpx.Response) -> list[dict]:
@@ -52,6 +57,7 @@ def chain(api):
     ledger = Ledger(settings)
     try:
         assert accepted(ledger.append(cast.founding_events()))
+        REGULATORS[api["url"]] = cast.keys["regulator"]
         net = build_network(ledger, cast)
         relay_all(settings)
         pallet, unit = net["pallet"], net["units"][0]
@@ -199,6 +205,7 @@ def test_paging_over_ten_thousand_events_returns_each_once_in_order_with_bounded
     ledger = Ledger(settings)
     try:
         assert accepted(ledger.append(cast.founding_events()))
+        REGULATORS[url] = cast.keys["regulator"]
         serials = [gs1.serial_of(n) for n in range(10_000)]
         for start in range(0, len(serials), 2000):
             assert accepted(ledger.append([cast.issue(s) for s in serials[start:start + 2000]]))
@@ -210,7 +217,7 @@ def test_paging_over_ten_thousand_events_returns_each_once_in_order_with_bounded
 
     seen, pages, path, params = [], 0, "/epcis/events", {"perPage": 1000}
     while path:
-        r = httpx.get(f"{url}{path}", params=params, timeout=300)
+        r = get(url, path, params)
         page = results(r)
         assert 0 < len(page) <= 1000
         seen += [e["tl:event"]["subject"] for e in page]
@@ -223,7 +230,7 @@ def test_paging_over_ten_thousand_events_returns_each_once_in_order_with_bounded
     assert grown_mb < 100
 
     # The client (and so `traceledger epcis export`) follows the pages of the project's own endpoint into one document.
-    exported = Client(url).epcis_events()
+    exported = Client(url).epcis_events(cast.keys["regulator"])
     assert [e["tl:event"]["subject"] for e in exported["epcisBody"]["eventList"]] == serials
 
     # A small page size and a filter page the same way.

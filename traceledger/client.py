@@ -184,6 +184,14 @@ class Client:
         """The registered actor (role, key id, public key, revoked...), None if unknown."""
         return self._request("GET", f"/v1/actors/{_segment(actor_id)}", missing_ok=True)
 
+    def log_entries(self, start: int, end: int, key: KeyPair | None = None) -> list[dict]:
+        """Log entries ``start..end-1`` (at most 1000): index and leaf hash; with ``key``, the bodies it may read."""
+        return self._request("GET", f"/v1/log/entries?start={start}&end={end}", signer=key)["entries"]
+
+    def label_proof(self, serial: str, key: KeyPair | None = None) -> dict:
+        """A label's proof bundle: the full one for its producer or a regulator (``key``), else the public one."""
+        return self._request("GET", f"/v1/labels/{_segment(serial)}/proof", signer=key)
+
     def label(self, serial: str) -> dict:
         """The verification view of a label (an unknown serial is an ``unknown`` verdict)."""
         return self._request("GET", f"/v1/labels/{_segment(serial)}")
@@ -217,17 +225,20 @@ class Client:
         body = {"events": [encode_signed(e) for e in signed_events], "atomic": atomic}
         return self._request("POST", "/v1/events", body)["results"]
 
-    def container(self, sscc: str) -> dict | None:
-        """A container's state (custodian, shipment, what is inside), None if it does not exist."""
-        return self._request("GET", f"/v1/containers/{_segment(sscc)}", missing_ok=True)
+    def container(self, sscc: str, key: KeyPair | None = None) -> dict | None:
+        """A container's state (custodian, shipment, what is inside), None if it does not exist;
+        signed by ``key`` (a regulator, or the container's producer, custodian or consignee)."""
+        return self._request("GET", f"/v1/containers/{_segment(sscc)}", missing_ok=True, signer=key)
 
-    def lot_impact(self, lot_key: str) -> dict:
-        """What recalling a lot reaches: every lot made from it, transitively, and their units."""
+    def lot_impact(self, lot_key: str, key: KeyPair | None = None) -> dict:
+        """What recalling a lot reaches: every lot made from it, transitively, and their units;
+        signed by ``key`` (a regulator or the lot's producer)."""
         gtin, lot = lot_key.split("/", 1)
-        return self._request("GET", f"/v1/lots/{gtin}/{_segment(lot)}/impact")
+        return self._request("GET", f"/v1/lots/{gtin}/{_segment(lot)}/impact", signer=key)
 
-    def epcis_events(self, **query: Any) -> dict:
-        """An EPCIS 2.0 document of the selected history (``serial``, ``lot``, ``container``, ``since``, ``until``).
+    def epcis_events(self, key: KeyPair | None = None, **query: Any) -> dict:
+        """An EPCIS 2.0 document of the selected history (``serial``, ``lot``, ``container``, ``since``, ``until``),
+        signed by ``key`` (a history: a regulator or the subject's producer; the whole log: what ``key`` may read).
 
         Without a subject the server pages the whole log; the pages (followed by
         their ``Link: rel="next"``) are joined into one document.
@@ -238,7 +249,7 @@ class Client:
         path: str | None = "/v1/epcis/events" + (f"?{params}" if params else "")
         document: dict | None = None
         while path is not None:
-            url, response = self._send("GET", path)
+            url, response = self._send("GET", path, signer=key)
             page = self._decode(url, response, False)
             if document is None:
                 document = page

@@ -120,7 +120,7 @@ def pack(client: Client, signer: Signer, container: str, children: Sequence[str]
 def unpack(client: Client, signer: Signer, container: str, children: Sequence[str] | None = None, *, region: str | None = None) -> Report:
     """Take ``children`` (default: everything inside) out of ``container``, signed by its custodian."""
     gs1.validate_sscc(container, "container")
-    state = client.container(container)
+    state = client.container(container, signer.key.with_actor(signer.actor))
     if state is None:
         raise Refused("unknown_subject", f"container {container} does not exist", field="container")
     if not children:

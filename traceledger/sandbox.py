@@ -45,3 +45,19 @@ def drop(base: Settings, dbs: list[str], prefixes: list[str]) -> None:
             admin.delete_topics(doomed)
     finally:
         admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m traceledger.sandbox DB... --prefixes P...``: drop what a test session made (from the environment's settings)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m traceledger.sandbox", description=main.__doc__)
+    parser.add_argument("dbs", nargs="*", help="databases to drop")
+    parser.add_argument("--prefixes", nargs="*", default=[], help="topic prefixes whose topics to delete")
+    args = parser.parse_args(argv)
+    drop(Settings.from_env(), args.dbs, args.prefixes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

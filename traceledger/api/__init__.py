@@ -12,6 +12,7 @@
   and :mod:`~traceledger.api.shopper` (Digital Link resolver and page, PIN, reports, SMS, voice).
 * Shared: :mod:`~traceledger.api.problems` (problem+json), :mod:`~traceledger.api.errors`
   (exception handlers), :mod:`~traceledger.api.dependencies` (``app.state``, the signed caller),
+  :mod:`~traceledger.api.access` (who reads what: the signed caller's rights),
   :mod:`~traceledger.api.limits`, :mod:`~traceledger.api.responses` (orjson answers).
 """
 

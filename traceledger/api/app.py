@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Tamper-evident traceability ledger for anti-counterfeit labels")
     app.state.settings = settings or Settings.from_env()
     app.add_middleware(DeclaredBodyLimit, limit=MAX_BODY_BYTES)
-    app.add_middleware(ControlCharacterGuard, pages=("/01/",))  # the resolver answers bad links with a page
+    app.add_middleware(ControlCharacterGuard, exempt=("/01/", "/epcis/", "/v1/epcis/events"))
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

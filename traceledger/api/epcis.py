@@ -11,7 +11,9 @@
   EPCISDocument, so it can be captured elsewhere; the CLI follows the pages.
   Unknown parameters are a ``QueryParameterException``. Events come from the
   global log (``log_entries``) in log order, so the document carries exactly
-  the bytes on Kafka.
+  the bytes on Kafka. Signed requests only (:mod:`traceledger.api.access`): a
+  history to a regulator or the subject's producer, whole; a page of the log
+  to anyone signed, holding only the events the caller may read.
 - ``POST /v1/epcis/capture``: a document of signed events (see
   :mod:`ledger.epcis`), checked against GS1's schema and mapped back onto the
   ledger as ONE all-or-nothing batch. The work is done within the request
@@ -42,10 +44,12 @@ from ledger.service import Ledger
 from ledger.store import chain_id
 from projections import log_queries
 from traceledger import auth
+from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
 from traceledger.api.epcis_query import EPCIS_HEADERS, next_link, query_page
 from traceledger.api.problems import epcis_problem
 from traceledger.api.responses import OrjsonResponse
+from traceledger.auth import Caller
 
 log = get_logger("epcis")
 
@@ -85,11 +89,15 @@ def subjects_asked(ledger: Ledger, conn, serial: str | None, lot: str | None, co
 
 @router.get("/v1/epcis/events")
 def export_events(request: Request, serial: str | None = None, lot: str | None = None, container: str | None = None,
-                  since: datetime | None = None, until: datetime | None = None):
-    """An EPCIS 2.0 document of a label's, lot's or container's history, or one page of the whole log's events."""
+                  since: datetime | None = None, until: datetime | None = None, signer: Caller | None = Depends(caller)):
+    """An EPCIS 2.0 document of a label's, lot's or container's history, or one page of the whole log's events (signed)."""
+    reader = access.reader(signer, request.app.state.ledger)
     given = request.query_params.multi_items()
     if serial is None and lot is None and container is None:
-        return export_page(request, given)
+        return export_page(request, given, reader)
+    for subject_type, subject in (("label", serial), ("lot", lot), ("container", container)):
+        if subject is not None:
+            reader.require_subject(subject_type, subject, f"{subject_type} {subject}'s history")
     unknown = sorted({name for name, _ in given} - HISTORY_PARAMETERS)
     if unknown:
         raise epcis.EpcisError("QueryParameterException", f"{unknown[0][:60]!r} cannot be combined with serial, lot or container")
@@ -103,11 +111,11 @@ def export_events(request: Request, serial: str | None = None, lot: str | None =
     return OrjsonResponse(doc, headers=EPCIS_HEADERS)
 
 
-def export_page(request: Request, given: list[tuple[str, str]]) -> OrjsonResponse:
-    """One page of the whole log's EPCIS events as an EPCISDocument (``since``/``until`` are GE_/LT_eventTime)."""
+def export_page(request: Request, given: list[tuple[str, str]], reader: access.Reader) -> OrjsonResponse:
+    """One page of the whole log's EPCIS events ``reader`` may read, as an EPCISDocument (``since``/``until`` are GE_/LT_eventTime)."""
     renamed = [(ALIASES.get(name, name), value) for name, value in given]
     query, page = parse_query(renamed)
-    results = query_page(request.app.state, query, page, with_record_time=False)
+    results = query_page(request.app.state, query, page, with_record_time=False, reader=reader)
     log.info("epcis_exported_page", epcis_events=len(results.events), more=results.next_token is not None)
     return OrjsonResponse(epcis.document(results.events), headers=EPCIS_HEADERS | next_link(request, results.next_token))
 

@@ -23,8 +23,12 @@ everything the log held when it was asked. ``GET /v1/epcis/events`` without
 ``serial``/``lot``/``container`` is the same query answered as an
 ``EPCISDocument`` (:mod:`traceledger.api.epcis`).
 
-Access: like every EPCIS read today, anonymous (issue 14 designs who may read
-what); the answers are the ledger's public, signed events.
+Access (:mod:`traceledger.api.access`): every event query needs a signed
+request (401 without one). A regulator sees every event; anyone else only the
+EPCIS events all of whose signed ledger events it may read (signed them, or
+owns their subjects), so a page may hold fewer than ``perPage`` events while
+its ``Link`` still leads on. The vocabularies in use (``/eventTypes``...) are
+public: they name no event.
 """
 
 from __future__ import annotations
@@ -33,14 +37,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from ledger import epcis
 from ledger.epcis_query import EventQuery, Page, encode_token, parse_query
 from ledger.events import EPCIS_MAPPING, SignedEvent
 from projections import epcis_index
-from traceledger.api.dependencies import sync_pool
+from traceledger.api import access
+from traceledger.api.dependencies import caller, sync_pool
 from traceledger.api.responses import OrjsonResponse
+from traceledger.auth import Caller
 
 LD_JSON = "application/ld+json"
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
@@ -70,10 +76,22 @@ class Results:
     last_index: int | None = None  # log index of the last event shown (a subscription's acknowledgement)
 
 
-def mapped_events(conn, rows: list[tuple[int, datetime, int]], host: str, with_record_time: bool) -> list[dict]:
-    """The EPCIS events of index rows, from their signed bytes in the global log."""
+def visible(groups: dict[int, list[SignedEvent]], reader: access.Reader | None) -> set[int]:
+    """The EPCIS events (by log index) whose every signed event ``reader`` may read (None: no check)."""
+    if reader is None or reader.sees_everything:
+        return set(groups)
+    flat = [(i, s) for i, group in groups.items() for s in group]
+    hidden = {i for (i, _), ok in zip(flat, reader.readable([s for _, s in flat])) if not ok}
+    return set(groups) - hidden
+
+
+def mapped_events(conn, rows: list[tuple[int, datetime, int]], host: str, with_record_time: bool,
+                  reader: access.Reader | None = None) -> list[dict]:
+    """The EPCIS events of index rows that ``reader`` may read, from their signed bytes in the global log."""
     values = epcis_index.signed_values(conn, [i for i, _, _ in rows])
     groups = {i: [SignedEvent.from_envelope(v) for v in envelopes] for i, envelopes in values.items()}
+    shown = visible(groups, reader)
+    rows = [r for r in rows if r[0] in shown]
     serials = {c for group in groups.values() for s in group for c in epcis.label_codes(s)}
     gtin_of = epcis_index.label_gtins(conn, list(serials)).get
     out = []
@@ -96,13 +114,14 @@ def within_budget(rows: list[tuple[int, datetime, int]], size: int) -> list[tupl
     return shown
 
 
-def query_page(state, query: EventQuery, page: Page, *, with_record_time: bool = True) -> Results:
-    """One page of ``query`` from the index (brought up to date first); memory bounded by the page's budget."""
+def query_page(state, query: EventQuery, page: Page, *, with_record_time: bool = True, reader: access.Reader | None = None) -> Results:
+    """One page of ``query`` from the index (brought up to date first), only what ``reader`` may read;
+    memory bounded by the page's budget."""
     with sync_pool(state).connection() as conn:
         epcis_index.catch_up(conn)
         rows = epcis_index.page_rows(conn, query, page)
         shown = within_budget(rows, page.size)
-        events = mapped_events(conn, shown, state.settings.resolver_host, with_record_time)
+        events = mapped_events(conn, shown, state.settings.resolver_host, with_record_time, reader)
     more = len(rows) > len(shown)
     return Results(events, encode_token(shown[-1][0], query.fingerprint) if more else None, shown[-1][0] if shown else None)
 
@@ -123,28 +142,30 @@ def query_document(events: list[dict]) -> dict:
     return doc
 
 
-def answer_query(request: Request, fixed: list[tuple[str, str]] = ()) -> LdJsonResponse:
-    """Parse the request's query (plus ``fixed`` parameters of the path), answer one page."""
+def answer_query(request: Request, signer: Caller | None, fixed: list[tuple[str, str]] = ()) -> LdJsonResponse:
+    """Parse the request's query (plus ``fixed`` parameters of the path), answer one page of what ``signer`` may read."""
+    reader = access.reader(signer, request.app.state.ledger)
     given = request.query_params.multi_items()
     if any(name == fixed_name for name, _ in given for fixed_name, _ in fixed):
         raise epcis.EpcisError("QueryParameterException", "this resource fixes that parameter in its path: do not repeat it")
     query, page = parse_query(given + list(fixed))
-    results = query_page(request.app.state, query, page)
+    results = query_page(request.app.state, query, page, reader=reader)
     headers = EPCIS_HEADERS | next_link(request, results.next_token)
     return LdJsonResponse(query_document(results.events), headers=headers)
 
 
 @router.get("/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
-def events(request: Request):
+def events(request: Request, signer: Caller | None = Depends(caller)):
     """EPCIS events matching the standard query parameters, one page at a time (``perPage``, ``nextPageToken``)."""
-    return answer_query(request)
+    return answer_query(request, signer)
 
 
 @router.get("/events/{event_id}", responses=LD_RESPONSE, response_class=LdJsonResponse)
-def event(request: Request, event_id: str):
-    """One EPCIS event by its eventID (``urn:uuid:...``)."""
+def event(request: Request, event_id: str, signer: Caller | None = Depends(caller)):
+    """One EPCIS event by its eventID (``urn:uuid:...``), if the signed caller may read it."""
+    reader = access.reader(signer, request.app.state.ledger)
     query, page = parse_query([("EQ_eventID", event_id)])
-    results = query_page(request.app.state, query, page)
+    results = query_page(request.app.state, query, page, reader=reader)
     if not results.events:
         raise epcis.EpcisError("NoSuchResourceException", f"no EPCIS event {event_id[:100]}")
     return LdJsonResponse(results.events[0], headers=EPCIS_HEADERS)
@@ -167,8 +188,8 @@ def values_route(values: list[str], summary: str):
 
 
 def fixed_query_route(parameter: str):
-    def events_with(request: Request, value: str):
-        return answer_query(request, [(parameter, value)])
+    def events_with(request: Request, value: str, signer: Caller | None = Depends(caller)):
+        return answer_query(request, signer, [(parameter, value)])
 
     events_with.__doc__ = f"Events as ``GET /events?{parameter}=<value>``, one page at a time."
     return events_with

@@ -38,6 +38,7 @@ from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections import epcis_index
 from traceledger import auth
+from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
 from traceledger.api.epcis_query import EPCIS_HEADERS, LD_RESPONSE, LdJsonResponse, answer_query, query_document, query_page
 
@@ -114,8 +115,10 @@ def delete(request: Request, name: str, signer: auth.Caller | None = Depends(cal
 @router.get("/{name}/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
 def run(request: Request, name: str, signer: auth.Caller | None = Depends(caller)):
     """The named query's events, one page at a time (``perPage``, ``nextPageToken``)."""
-    found = owned(request.app.state, name, auth.require(signer))
-    return answer_query(request, [tuple(p) for p in found["query"]])
+    owned(request.app.state, name, auth.require(signer))
+    with sync_pool(request.app.state).connection() as conn:
+        found = epcis_subscriptions.query(conn, name)
+    return answer_query(request, signer, [tuple(p) for p in found["query"]])
 
 
 @router.post("/{name}/subscriptions", status_code=201)
@@ -146,15 +149,15 @@ def subscribed(state, name: str, subscription_id: str, who: auth.Caller) -> dict
     return found
 
 
-def next_delivery(state, found: dict, ack: str | None, per_page: int):
-    """Acknowledge, then the page after the cursor (blocking work)."""
+def next_delivery(state, found: dict, ack: str | None, per_page: int, reader: access.Reader):
+    """Acknowledge, then the page after the cursor, of what ``reader`` may read (blocking work)."""
     with sync_pool(state).connection() as conn:
         cursor = found["ackedThrough"]
         if ack is not None:
             cursor = epcis_subscriptions.acknowledge(conn, found["subscriptionID"], decode_token(ack, ACK_DIGEST))
         named = epcis_subscriptions.query(conn, found["queryName"])
     query, _ = parse_query([tuple(p) for p in named["query"]])
-    return cursor, query_page(state, query, Page(after=cursor, size=per_page))
+    return cursor, query_page(state, query, Page(after=cursor, size=per_page), reader=reader)
 
 
 @router.get("/{name}/subscriptions/{subscription_id}/events", responses=LD_RESPONSE, response_class=LdJsonResponse)
@@ -164,15 +167,16 @@ async def deliver(request: Request, name: str, subscription_id: str, ack: str | 
     """The subscription's next events after its cursor (``ack`` moves the cursor first), waiting up to ``wait`` s."""
     state = request.app.state
     found = await run_in_threadpool(subscribed, state, name, subscription_id, auth.require(signer))
+    reader = access.reader(signer, state.ledger)  # what the caller may read: events it may not are skipped, never shown
     deadline = time.monotonic() + wait
-    cursor, results = await run_in_threadpool(next_delivery, state, found, ack, perPage)
-    while not results.events and time.monotonic() < deadline:
+    cursor, results = await run_in_threadpool(next_delivery, state, found, ack, perPage, reader)
+    while results.last_index is None and time.monotonic() < deadline:
         await asyncio.sleep(POLL_SECONDS)  # a waiting subscriber holds no worker thread
-        cursor, results = await run_in_threadpool(next_delivery, state, found | {"ackedThrough": cursor}, None, perPage)
+        cursor, results = await run_in_threadpool(next_delivery, state, found | {"ackedThrough": cursor}, None, perPage, reader)
     doc = query_document(results.events)
     doc["epcisBody"]["queryResults"]["queryName"] = name
     doc["epcisBody"]["queryResults"]["subscriptionID"] = subscription_id
-    last = results.last_index if results.events else cursor
+    last = cursor if results.last_index is None else results.last_index  # past events the caller may not read, too
     token = encode_token(last, ACK_DIGEST)
     doc["ackToken"] = token
     return LdJsonResponse(doc, headers=EPCIS_HEADERS | {"GS1-EPCIS-Ack-Token": token, "GS1-EPCIS-More": str(results.next_token is not None).lower()})

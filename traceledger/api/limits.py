@@ -3,8 +3,9 @@
 Two guards run ahead of routing: :class:`DeclaredBodyLimit` (size) and
 :class:`ControlCharacterGuard` (no control character in a path or query
 parameter; PostgreSQL cannot even store a NUL, and no identifier, filter or
-date this API takes has a reason to hold one). The consumer's pages validate
-their own links and answer a person with a page, so they are left to do so.
+date this API takes has a reason to hold one). Routes that answer in a form of
+their own are left to validate their input: the consumer's pages answer a
+person with a page, the EPCIS query interface with an EPCIS exception.
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ def control_character_in(scope) -> str | None:
 class ControlCharacterGuard:
     """Refuse a request whose path or query parameters hold a control character, as problem+json (400).
 
-    Paths starting with one of ``pages`` (HTML for people) are passed on untouched.
+    Paths starting with one of ``exempt`` are passed on untouched.
     """
 
-    def __init__(self, app, pages: tuple[str, ...] = ()):
-        self.app, self.pages = app, pages
+    def __init__(self, app, exempt: tuple[str, ...] = ()):
+        self.app, self.exempt = app, exempt
 
     async def __call__(self, scope, receive, send):
-        if (scope["type"] == "http" and scope["path"] != "/" and not scope["path"].startswith(self.pages)
+        if (scope["type"] == "http" and scope["path"] != "/" and not scope["path"].startswith(self.exempt)
                 and (where := control_character_in(scope))):
             response = problem(400, "input refused", f"the request's {where} contains control characters",
                                code="invalid_field", field=where)

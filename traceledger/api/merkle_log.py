@@ -5,11 +5,18 @@ app's small sync pool (:func:`traceledger.api.dependencies.sync_pool`).
 Every proof is computed from O(log n) stored nodes in one query (``ledger.transparency.tree``).
 Bad parameters are :class:`ledger.errors.Refused` -> 400 problem+json.
 
-A label's proof bundle (``GET /v1/labels/{serial}/proof``) is self-contained
-evidence: the latest signed checkpoint, every event of the label and of its
-lot, and every actor event up to the checkpoint (so the signers' keys and
-authority can be re-derived offline), each with its inclusion proof.
-``traceledger audit verify-bundle FILE`` checks it without any server.
+Who sees what (:mod:`traceledger.api.access`): checkpoints and proofs are
+public. ``GET /v1/log/entries`` shows anyone each entry's index and leaf hash
+(enough to recompute every root and check every proof); the event bytes,
+subject and event id only to a signed caller entitled to that event (a
+regulator: all). A label's proof bundle (``GET /v1/labels/{serial}/proof``)
+is, for its producer or a regulator, self-contained evidence: the latest
+signed checkpoint, every event of the label and of its lot, and every actor
+event up to the checkpoint (so the signers' keys and authority can be
+re-derived offline), each with its inclusion proof; ``traceledger audit
+verify-bundle FILE`` checks it without any server. Anyone else gets the public
+bundle: the checkpoint and the label's leaf hashes with their inclusion proofs,
+no event bytes (``traceledger audit public --bundle FILE`` checks it).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import json
 from pathlib import Path
 
 import psycopg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from consumers.checkpointer import latest_checkpoint
@@ -31,15 +38,23 @@ from ledger.logging_setup import get_logger
 from ledger.transparency import merkle, proofs, tree
 from ledger.transparency.checkpoints import verifier_key
 from projections import log_queries
-from traceledger.api.dependencies import sync_pool
+from traceledger.api import access
+from traceledger.api.dependencies import caller, sync_pool
 from traceledger.api.problems import not_found
+from traceledger.auth import Caller
 
 log = get_logger("api_log")
 
 MAX_ENTRIES = 1000
 BUNDLE_FORMAT = "traceledger-proof-bundle/v1"
+PUBLIC_BUNDLE_FORMAT = "traceledger-public-bundle/v1"
 
 router = APIRouter(tags=["log"])
+
+
+def public_entry(index: int, leaf: bytes) -> dict:
+    """What anyone may see of a log entry: its index and leaf hash."""
+    return {"index": index, "leaf_hash": leaf.hex()}
 
 
 def entry_json(row, leaf: bytes | None) -> dict:
@@ -89,17 +104,25 @@ def get_checkpoint(request: Request):
 
 
 @router.get("/v1/log/entries")
-def get_entries(request: Request, start: int = Query(..., ge=0), end: int = Query(..., ge=1)):
-    """Leaves ``start..end-1``: index, event bytes (base64), leaf hash, serial, event id."""
+def get_entries(request: Request, start: int = Query(..., ge=0), end: int = Query(..., ge=1), signer: Caller | None = Depends(caller)):
+    """Leaves ``start..end-1``: index and leaf hash for anyone; event bytes (base64), subject, serial and
+    event id of the entries the signed caller may read (``readable``: false on the others)."""
     if end <= start:
         raise Refused("invalid_range", "end must be greater than start", field="end")
     if end - start > MAX_ENTRIES:
         raise Refused("invalid_range", f"at most {MAX_ENTRIES} entries per request", field="end")
     with sync_pool(request.app.state).connection() as conn:
         check_size(conn, end, "end")
-        rows = log_queries.entries(conn, start, end)
         leaves = tree.read_nodes(conn, [(0, i) for i in range(start, end)])
-    return {"start": start, "end": end, "entries": [entry_json(r, leaves.get((0, r[0]))) for r in rows]}
+        if signer is None:
+            return {"start": start, "end": end, "entries": [public_entry(i, leaf) for (_, i), leaf in sorted(leaves.items())]}
+        rows = log_queries.entries(conn, start, end)
+    readable = access.Reader(signer, request.app.state.ledger).readable_values([bytes(r[5]) for r in rows])
+    entries = [entry_json(r, leaves.get((0, r[0]))) | {"readable": True} if ok
+               else public_entry(r[0], leaves.get((0, r[0])) or merkle.leaf_hash(bytes(r[5]))) | {"readable": False}
+               for r, ok in zip(rows, readable)]
+    log.info("log_entries_read", caller=signer.actor_id, role=signer.role, entries=len(entries), readable=sum(readable))
+    return {"start": start, "end": end, "entries": entries}
 
 
 @router.get("/v1/log/proof/inclusion")
@@ -125,12 +148,15 @@ def get_consistency(request: Request, first: int = Query(..., alias="from", ge=1
 
 
 @router.get("/v1/labels/{serial}/proof")
-def get_label_proof(request: Request, serial: str):
-    """Evidence bundle: the label's (and its lot's) events and all actor events, each with an
-    inclusion proof against the latest checkpoint, and that checkpoint."""
+def get_label_proof(request: Request, serial: str, signer: Caller | None = Depends(caller)):
+    """Evidence bundle against the latest checkpoint: for the label's producer or a regulator, the label's
+    (and its lot's) events and all actor events with inclusion proofs; for anyone else, the label's leaf
+    hashes with their inclusion proofs (no event bytes)."""
     gs1.validate_serial(serial)
-    with sync_pool(request.app.state).connection() as conn:
-        return label_bundle(conn, request.app.state.settings, serial)
+    state = request.app.state
+    entitled = signer is not None and access.Reader(signer, state.ledger).may_read_subject("label", serial)
+    with sync_pool(state).connection() as conn:
+        return label_bundle(conn, state.settings, serial) if entitled else public_bundle(conn, state.settings, serial)
 
 
 def proved_entries(conn: psycopg.Connection, rows: list[tuple], size: int) -> list[dict]:
@@ -144,6 +170,27 @@ def proved_entries(conn: psycopg.Connection, rows: list[tuple], size: int) -> li
         at += len(plan)
         entries.append(e)
     return entries
+
+
+def public_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> dict | JSONResponse:
+    """What anyone may hold of a label's proof: the checkpoint, the label's leaf hashes and their inclusion proofs."""
+    cp = latest_checkpoint(conn)
+    if cp is None:
+        return no_checkpoint()
+    label_rows = log_queries.subject_entries(conn, "label", serial, cp.size)
+    if not label_rows:
+        return not_found(f"label {serial} has no event in the log up to checkpoint size {cp.size}", "unknown_label")
+    entries = [{"index": e["index"], "leaf_hash": e["leaf_hash"], "proof": e["proof"]} for e in proved_entries(conn, label_rows, cp.size)]
+    pub = log_public_key(settings)
+    log.info("public_label_bundle", serial=serial, size=cp.size, entries=len(entries))
+    return {
+        "format": PUBLIC_BUNDLE_FORMAT,
+        "serial": serial,
+        "checkpoint": cp.as_dict(),
+        "log_verifier_key": verifier_key(cp.origin, pub) if pub else None,
+        "entries": entries,
+        "label_events_after_checkpoint": log_queries.count_from(conn, "label", serial, cp.size),
+    }
 
 
 def label_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> dict | JSONResponse:

@@ -16,7 +16,7 @@ only here:
 ``lot``            ``lot commission|transform|impact``
 ``epcis``          ``epcis export|capture|jobs`` (standard capture: ``epcis_capture``)
 ``labels``         ``labels print``
-``audit``          ``audit run|verify-bundle|checkpoint|compare``
+``audit``          ``audit run|verify-bundle|checkpoint|compare|public``
 ``alerts``         ``alerts list|show|summary|chart|ack|resolve|report``
 ``demo``           ``demo``
 ``simulate``       ``simulate``

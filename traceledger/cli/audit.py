@@ -4,6 +4,10 @@
 - ``audit verify-bundle FILE``: verify a label's proof bundle offline (``ledger.transparency.bundle``).
 - ``audit checkpoint``: print the latest checkpoint this auditor verified, to exchange with
   another auditor; ``audit compare NOTE_FILE`` checks someone else's against ours (split view).
+- ``audit public``: the public auditor, with no credentials at all
+  (``ledger.transparency.public_audit``): checkpoint signatures, the root from every leaf
+  hash, consistency between checkpoints, ``--bundle FILE`` (a label's public bundle,
+  offline) and ``--compare NOTE_FILE`` (split view).
 
 The log's public key is trusted from ``--log-key`` (a ``.pub`` key file or a note verifier
 key string), by default ``<log key>.pub`` of this installation.
@@ -182,6 +186,82 @@ def audit_compare(state: State, note_file: str, log_key: str | None, state_file:
     except proofs.ProofError as exc:
         raise Refused("split_view", f"checkpoints {old.size} and {new.size} are not consistent: {exc}", field="note") from None
     emit(state, {"ok": True, "from": old.size, "to": new.size}, f"consistent: size {new.size} extends size {old.size}")
+
+
+def _public_get(api: str, path: str, **params) -> dict:
+    """One unsigned GET of the public log API; a failure is an ``ApiUnavailable`` (exit 1) or a refusal (exit 2)."""
+    import httpx
+
+    from traceledger.client import ApiUnavailable, problem_to_refused
+
+    url = f"{api.rstrip('/')}{path}"
+    try:
+        r = httpx.get(url, params=params, timeout=60)
+    except httpx.HTTPError as exc:
+        raise ApiUnavailable(url, f"{type(exc).__name__}: {exc}") from None
+    if 400 <= r.status_code < 500:
+        raise problem_to_refused(r.status_code, r.json() if r.headers.get("content-type", "").endswith("json") else None)
+    if r.status_code >= 300:
+        raise ApiUnavailable(url, f"HTTP {r.status_code}")
+    return r.json()
+
+
+def _public_leaves(api: str, start: int, end: int):
+    """Leaf hashes ``start..end-1`` from the public entries (pages of 1000), in order."""
+    for page in range(start, end, 1000):
+        entries = _public_get(api, "/v1/log/entries", start=page, end=min(page + 1000, end))["entries"]
+        for want, entry in enumerate(entries, start=page):
+            if entry.get("index") != want:
+                raise Refused("missing_leaves", f"the log served entry {entry.get('index')} where {want} belongs", field="entries")
+            yield bytes.fromhex(entry["leaf_hash"])
+
+
+def _public_consistency(api: str, first: int, second: int) -> list[bytes]:
+    return [bytes.fromhex(h) for h in _public_get(api, "/v1/log/proof/consistency", **{"from": first, "to": second})["hashes"]]
+
+
+@audit.command("public")
+@log_key_option
+@click.option("--state", "state_file", metavar="FILE", type=click.Path(dir_okay=False), help="Public audit state file (default under the run dir).")
+@click.option("--bundle", "bundle_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False), help="Only verify this public label bundle, offline.")
+@click.option("--compare", "note_file", metavar="NOTE_FILE", type=click.Path(exists=True, dir_okay=False), help="Also check another reader's checkpoint note (split view).")
+@common_options
+@pass_state
+def audit_public(state: State, log_key: str | None, state_file: str | None, bundle_file: str | None, note_file: str | None) -> None:
+    """Audit the log with no credentials: checkpoint signatures, roots from leaf hashes, consistency; exit 2 on any failure."""
+    from ledger.transparency import public_audit as pa
+
+    key, origin = _log_key(state, log_key), state.settings.log_origin
+    try:
+        if bundle_file:
+            try:
+                bundle = json.loads(Path(bundle_file).read_text())
+            except (OSError, ValueError) as exc:
+                raise Refused("invalid_bundle", f"{bundle_file}: not a JSON bundle ({exc})", field="file") from None
+            result = pa.verify_public_bundle(bundle, key, origin=origin)
+            emit(state, {"ok": True, **result.as_dict()}, f"public bundle ok: {result.serial}, {len(result.indexes)} leaves proven in log of size "
+                 f"{result.checkpoint.size} (root {result.checkpoint.root.hex()[:16]}…)")
+            return
+        path = Path(state_file) if state_file else state.settings.run_dir / "public-audit.json"
+        st = pa.PublicAuditState.from_json(json.loads(path.read_text()), key, origin) if path.exists() else pa.PublicAuditState()
+        api = state.settings.api_url
+        cp = pa.checked_checkpoint(_public_get(api, "/v1/log/checkpoint")["note"], key, origin)
+        old = st.latest
+        proof = _public_consistency(api, old.size, cp.size) if old is not None and 0 < old.size < cp.size else None
+        hashed = pa.advance(st, cp, _public_leaves(api, st.tree.size, cp.size), proof)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(st.to_json()))
+        lines = [f"public audit ok: checkpoint {cp.size} (root {cp.root.hex()[:16]}…) signed by the log key, "
+                 f"{hashed} new leaf hashes make its root" + (f", consistent with checkpoint {old.size}" if proof is not None else "")]
+        data = {"ok": True, "size": cp.size, "root": cp.root.hex(), "new_leaves": hashed, "note": cp.note}
+        if note_file:
+            theirs = pa.checked_checkpoint(Path(note_file).read_text(), key, origin)
+            sizes = sorted((theirs.size, cp.size))
+            lines.append(pa.compare(st, theirs, None if theirs.size in st.roots else _public_consistency(api, *sizes)))
+            data["compare"] = lines[-1]
+        emit(state, data, "\n".join(lines))
+    except pa.PublicAuditError as exc:
+        raise Refused(exc.code, str(exc), field="log") from None
 
 
 COMMANDS = (audit,)

@@ -14,7 +14,18 @@ from ledger import gs1
 from ledger.errors import Refused
 from traceledger import commands as cmd
 from traceledger import packing
-from traceledger.cli.base import LedgerGroup, State, append_to_chains, common_options, emit, finish, pass_state, signing_options
+from traceledger.cli.base import (
+    LedgerGroup,
+    State,
+    append_to_chains,
+    common_options,
+    emit,
+    finish,
+    pass_state,
+    reader_key,
+    reader_options,
+    signing_options,
+)
 
 
 @click.group(cls=LedgerGroup)
@@ -40,12 +51,13 @@ def container_create(state: State, key, as_actor, level, region, ssccs) -> None:
 
 @container.command("show")
 @click.argument("sscc")
+@reader_options("Private key file of a regulator, or the container's producer, custodian or consignee.")
 @common_options
 @pass_state
-def container_show(state: State, sscc) -> None:
-    """A container's custody, shipment and contents."""
+def container_show(state: State, sscc, key: str, as_actor: str | None) -> None:
+    """A container's custody, shipment and contents (a signed request)."""
     gs1.validate_sscc(sscc, "sscc")
-    out = state.client().container(sscc)
+    out = state.client().container(sscc, reader_key(key, as_actor))
     if out is None:
         raise Refused("unknown_subject", f"container {sscc} does not exist", field="sscc")
     emit(state, out, f"{out['sscc']}  {out['level']}  {out['status']}  custodian {out['custodian']}  "

@@ -34,11 +34,12 @@ def epcis() -> None:
 @click.option("--since", metavar="ISO-TIME")
 @click.option("--until", metavar="ISO-TIME")
 @click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True))
+@reader_options("Private key file signing the request: a history needs a regulator or the subject's producer; the log, what the key may read.")
 @common_options
 @pass_state
-def epcis_export(state: State, serial, lot_key, box, since, until, out) -> None:
-    """Export a label's, lot's or container's history, or a time range, as an EPCIS 2.0 document."""
-    doc = state.client().epcis_events(serial=serial, lot=lot_key, container=box, since=since, until=until)
+def epcis_export(state: State, serial, lot_key, box, since, until, out, key: str, as_actor: str | None) -> None:
+    """Export a label's, lot's or container's history, or a time range, as an EPCIS 2.0 document (a signed request)."""
+    doc = state.client().epcis_events(reader_key(key, as_actor), serial=serial, lot=lot_key, container=box, since=since, until=until)
     text = json.dumps(doc, indent=2, ensure_ascii=False)
     if out == "-":
         click.echo(text)

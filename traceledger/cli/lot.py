@@ -16,7 +16,18 @@ from ledger import gs1
 from ledger.errors import Refused
 from traceledger import commands as cmd
 from traceledger import packing
-from traceledger.cli.base import LedgerGroup, State, append_to_chains, common_options, emit, finish, pass_state, signing_options
+from traceledger.cli.base import (
+    LedgerGroup,
+    State,
+    append_to_chains,
+    common_options,
+    emit,
+    finish,
+    pass_state,
+    reader_key,
+    reader_options,
+    signing_options,
+)
 
 
 @click.group(cls=LedgerGroup)
@@ -59,11 +70,12 @@ def lot_transform(state: State, key, as_actor, gtin, lot_id, inputs, region) -> 
 
 @lot.command("impact")
 @click.argument("lot_key", metavar="GTIN/LOT")
+@reader_options("Private key file of a regulator or the lot's producer.")
 @common_options
 @pass_state
-def lot_impact(state: State, lot_key) -> None:
-    """What a recall of this lot would reach."""
-    out = state.client().lot_impact(parse_lot_key(lot_key))
+def lot_impact(state: State, lot_key, key: str, as_actor: str | None) -> None:
+    """What a recall of this lot would reach (a signed request)."""
+    out = state.client().lot_impact(parse_lot_key(lot_key), reader_key(key, as_actor))
     emit(state, out, format_impact(out))
 
 
@@ -87,7 +99,7 @@ def format_impact(out: dict) -> str:
 def recall_input_lot(state: State, signer: cmd.Signer, lot_key: str, reason: str, yes: bool) -> None:
     """Show what recalling ``lot_key`` reaches, confirm, then sign one lot ``Recalled`` event."""
     subject = parse_lot_key(lot_key)
-    impact = state.client().lot_impact(subject)
+    impact = state.client().lot_impact(subject, signer.key.with_actor(signer.actor))
     if not state.json:
         click.echo(format_impact(impact), err=True)
     if not yes:
