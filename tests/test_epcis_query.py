@@ -166,6 +166,7 @@ BAD_PARAMETERS = [
     {"MATCH_epc": "urn:epc:idpat:sgtin:6901234.*.*"},
     {"nextPageToken": "not-a-token"},
     {"EQ_bizStep": ""},
+    {"EQ_bizStep": "shipping\x00"},
 ]
 
 
@@ -177,9 +178,6 @@ def test_bad_parameters_are_refused_and_a_page_token_only_continues_its_own_quer
             assert r.status_code == 400, (path, params, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["type"] == "epcisException:QueryParameterException", r.json()
-    # Control characters are refused ahead of routing, for every route alike (traceledger/api/limits.py).
-    control = get(url, "/epcis/events", {"EQ_bizStep": "shipping\x00"})
-    assert control.status_code == 400 and control.json()["code"] == "invalid_field"
     fixed_twice = get(url, "/epcis/eventTypes/ObjectEvent/events", {"eventType": "ObjectEvent"})
     assert fixed_twice.json()["type"] == "epcisException:QueryParameterException"
 
