@@ -49,6 +49,7 @@ test: migrate browser
 # Every benchmark next to its same-run baseline (bench/run.py; about 20 minutes on 2 cores):
 # bench/results/<timestamp>.json and bench/results/latest.md. Not part of `make test`.
 bench: up
+	@bash bench/install_wrk.sh
 	@$(PY) -m bench.run $(BENCH_ARGS)
 
 # The chaos run of tests/test_faults.py at full size (100,000 labels; `make test` runs 20,000).

@@ -129,10 +129,12 @@ class _Connection(asyncio.Protocol):
 async def _worker_async(port: int, build: Callable[[int, int], bytes], worker: int, rate: float, seconds: float, ready, connections: int) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    by_status: dict[int, list[float]] = {}
 
     def record(latency: float, status: int) -> None:
         latencies.append(latency)
         statuses[status] = statuses.get(status, 0) + 1
+        by_status.setdefault(status, []).append(latency)
 
     dispatcher = _Dispatcher(port, record)
     for _ in range(connections):
@@ -157,7 +159,7 @@ async def _worker_async(port: int, build: Callable[[int, int], bytes], worker: i
     pending = dispatcher.outstanding()
     for conn in dispatcher.idle + list(dispatcher.busy):
         conn.transport.close()
-    return {"latencies": latencies, "statuses": statuses, "errors": dispatcher.errors, "timeouts": pending, "offered": total, "wall_s": finished}
+    return {"latencies": latencies, "statuses": statuses, "by_status": by_status, "errors": dispatcher.errors, "timeouts": pending, "offered": total, "wall_s": finished}
 
 
 def _worker(port, build, worker, rate, seconds, ready, connections, out) -> None:
@@ -202,6 +204,11 @@ def run_open_loop(
         for s, n in part["statuses"].items():
             statuses[s] = statuses.get(s, 0) + n
     ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
+    by_status: dict[str, dict] = {}
+    for s in statuses:
+        got = sorted(x for part in parts for x in part["by_status"].get(s, []))
+        by_status[str(s)] = {"count": len(got), "p50_ms": percentile(got, 50) * 1000, "p99_ms": percentile(got, 99) * 1000,
+                             "max_ms": got[-1] * 1000}
     wall = max(part["wall_s"] for part in parts)
     return {
         "offered_per_s": rate,
@@ -210,6 +217,7 @@ def run_open_loop(
         "completed": len(lat),
         "ok": ok,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "by_status": by_status,
         "errors": sum(part["errors"] for part in parts),
         "timeouts": sum(part["timeouts"] for part in parts),
         "achieved_per_s": ok / max(wall, seconds),

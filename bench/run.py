@@ -271,7 +271,8 @@ class World:
 
     def start_api(self) -> None:
         self.api = self.spawn("api", "-m", "traceledger.api", profile=True)
-        for _ in range(200):
+        deadline = time.monotonic() + 180  # a shared, loaded machine can take a minute to import and migrate
+        while time.monotonic() < deadline and self.api.poll() is None:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 c.request("GET", "/healthz")
@@ -279,7 +280,8 @@ class World:
                     return
             except OSError:
                 time.sleep(0.2)
-        raise SystemExit(f"the bench API did not start; see {self.work / 'api.log'}")
+        log = (self.work / "api.log").read_text()[-3000:] if (self.work / "api.log").exists() else ""
+        raise SystemExit(f"the bench API did not start (exit code {self.api.poll()}):\n{log}")
 
     def members(self) -> None:
         keys = self.work / "keys"
@@ -565,6 +567,16 @@ def projection_only(base: Settings, args) -> None:
         w.close()
 
 
+def consumer_path_run(args) -> dict:
+    """The consumer path under wrk next to a same-run hello (:mod:`bench.consumer_path`); prints its table."""
+    from bench import consumer_path
+
+    out = consumer_path.run(argparse.Namespace(labels=args.consumer_labels, api_workers=args.api_workers, seconds=args.seconds,
+                                               kinds=list(consumer_path.TARGETS), profile=args.profile))
+    print(consumer_path.report(out), flush=True)
+    return out
+
+
 def sweep_seconds(args) -> float:
     """Wall time of the main run's fixed parts: HTTP sweeps, pgbench, warm-ups (with start-up slack)."""
     loads = 2 * len(args.rates) + len(args.rates) + 2  # GET and scan sweeps, pgbench per rate, pgbench max + fixed rate
@@ -593,6 +605,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", type=Path, help="write py-spy flame graphs of the API, relay, projector and audit here")
     ap.add_argument("--issuance-only", action="store_true",
                     help="only issue --labels through CLI + API + relay and print its figures (a short loop for tuning; writes no report)")
+    ap.add_argument("--consumer-labels", type=int, default=5000, help="labels of the consumer-path run (bench/consumer_path.py; 0: skip it)")
+    ap.add_argument("--consumer-path-only", action="store_true",
+                    help="only the consumer-path run: wrk on the label GET, the QR page and scans next to a same-run hello")
     ap.add_argument("--projection-only", action="store_true",
                     help="only issue --labels, then project them; print the two projection rows (a short loop for tuning; writes no report)")
     args = ap.parse_args(argv)
@@ -606,6 +621,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.projection_only:
         projection_only(base, args)
+        return
+    if args.consumer_path_only:
+        consumer_path_run(args)
         return
     res: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(), "machine": machine(),
                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
@@ -637,6 +655,12 @@ def main(argv: list[str] | None = None) -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (RESULTS / f"{stamp}.json").write_text(json.dumps(res, indent=2, default=str))
     md = markdown(res)
+    if args.consumer_labels:
+        from bench.consumer_path import report as consumer_report
+
+        res["consumer_path"] = consumer_path_run(args)
+        md += "\n" + consumer_report(res["consumer_path"]) + "\n"
+        (RESULTS / f"{stamp}.json").write_text(json.dumps(res, indent=2, default=str))
     (RESULTS / "latest.md").write_text(md)
     print(md)
     say(f"saved bench/results/{stamp}.json and bench/results/latest.md ({res['seconds']:.0f} s)")

@@ -30,7 +30,7 @@ import psycopg
 
 from ledger.epcis import EpcisError
 
-# Tables: ledger/migrations/0005_epcis_captures.sql, 0009_epcis_capture_results.sql.
+# Tables: ledger/migrations/0005_epcis_captures.sql, 0011_epcis_capture_results.sql.
 STALE_AFTER = "10 minutes"  # an unfinished job older than this died with its process
 _COLUMNS = ("capture_id, created_at, finished_at, success, events, errors, actor, document_sha256, results, seq, "
             f"finished_at IS NULL AND created_at < now() - interval '{STALE_AFTER}'")

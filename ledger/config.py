@@ -94,6 +94,10 @@ class Settings:
     scan_batch: int = 500
     # API server processes (uvicorn workers); one per core serves reads on every core.
     api_workers: int = 1
+    # Admission control per API worker (traceledger/api/admission.py): requests served at once,
+    # and requests waiting for a turn; beyond both, 503 with Retry-After at once.
+    api_max_inflight: int = 8
+    api_max_queue: int = 8
     # The global Merkle log (issue 6): the key that signs checkpoints (generated
     # under run_dir on first use when unset), the origin line of every
     # checkpoint, and how often the relay publishes one.
@@ -119,6 +123,10 @@ class Settings:
     limit_reports: int = 10
     limit_sms: int = 30
     limit_calls: int = 20
+    # Address blocks and number prefixes -> region (ledger/places.py): the place the server
+    # records for a consumer scan: a CSV file, "local" (private 10.PP.CC.x blocks, for the local
+    # stack and the simulator) or "none" (scans get no server place, never the client's word).
+    region_table: str = "local"
     # Tests only: where a process kills itself on purpose (``ledger.crash_points``); empty: nowhere.
     crash_at: str = ""
 
@@ -150,6 +158,8 @@ class Settings:
             relay_batch=_int(env, "TRACELEDGER_RELAY_BATCH", d.relay_batch),
             scan_batch=_int(env, "TRACELEDGER_SCAN_BATCH", d.scan_batch),
             api_workers=_int(env, "TRACELEDGER_API_WORKERS", d.api_workers),
+            api_max_inflight=_int(env, "TRACELEDGER_API_MAX_INFLIGHT", d.api_max_inflight),
+            api_max_queue=_int(env, "TRACELEDGER_API_MAX_QUEUE", d.api_max_queue),
             log_key=Path(log_key) if log_key else None,
             log_origin=env.get("TRACELEDGER_LOG_ORIGIN", d.log_origin),
             checkpoint_events=_int(env, "TRACELEDGER_CHECKPOINT_EVENTS", d.checkpoint_events),
@@ -163,6 +173,7 @@ class Settings:
             limit_reports=_int(env, "TRACELEDGER_LIMIT_REPORTS", d.limit_reports),
             limit_sms=_int(env, "TRACELEDGER_LIMIT_SMS", d.limit_sms),
             limit_calls=_int(env, "TRACELEDGER_LIMIT_CALLS", d.limit_calls),
+            region_table=env.get("TRACELEDGER_REGION_TABLE") or d.region_table,
             crash_at=crash_plan_from_env(env),
         )
 
@@ -186,6 +197,8 @@ class Settings:
             "TRACELEDGER_RELAY_BATCH": str(self.relay_batch),
             "TRACELEDGER_SCAN_BATCH": str(self.scan_batch),
             "TRACELEDGER_API_WORKERS": str(self.api_workers),
+            "TRACELEDGER_API_MAX_INFLIGHT": str(self.api_max_inflight),
+            "TRACELEDGER_API_MAX_QUEUE": str(self.api_max_queue),
             "TRACELEDGER_LOG_ORIGIN": self.log_origin,
             "TRACELEDGER_CHECKPOINT_EVENTS": str(self.checkpoint_events),
             "TRACELEDGER_CHECKPOINT_SECONDS": str(self.checkpoint_seconds),
@@ -211,6 +224,7 @@ class Settings:
             env["TRACELEDGER_AUDIT_PROCESSES"] = str(self.audit_processes)
         if self.crash_at:
             env["TRACELEDGER_CRASH_AT"] = self.crash_at
+        env["TRACELEDGER_REGION_TABLE"] = self.region_table
         return env
 
     def with_(self, **changes) -> "Settings":

@@ -7,7 +7,7 @@ index of the last EPCIS event its subscriber acknowledged
 (``acked_through``). Delivery reads the events after it; only an
 acknowledgement moves it, and only forward. So delivery is at least once: a
 subscriber that lost an answer (or an API that restarted mid-answer) gets the
-same events again, never fewer. Tables: ledger/migrations/0010_epcis_subscriptions.sql.
+same events again, never fewer. Tables: ledger/migrations/0012_epcis_subscriptions.sql.
 """
 
 from __future__ import annotations

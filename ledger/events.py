@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from functools import cached_property, lru_cache
 from typing import Any
 
-from ledger import gs1
+from ledger import gs1, regions
 from ledger.encoding import envelope_codec, event_codec
 from ledger.envelope import split_envelope
 from ledger.errors import Refused
@@ -248,6 +248,10 @@ def validate_region(value: Any, name: str = "region", *, required: bool = True) 
     _match(_REGION, value, name, "a region code of 2-12 digits (GB/T 2260 prefix)", required=required)
 
 
+def validate_territory(value: Any, name: str = "territory", *, required: bool = True) -> None:
+    _match(regions.TERRITORY, value, name, f"region codes of 2-12 digits (GB/T 2260 prefixes), up to {regions.MAX_TERRITORY_CODES} comma-separated", required=required)
+
+
 def validate_channel(value: Any, name: str = "channel") -> None:
     _match(_CHANNEL, value, name, "a channel name of a-z, 0-9, '_' (max 32)")
 
@@ -365,7 +369,7 @@ def _validate_payload(kind: str, p: dict) -> None:
         _text(p.get("pin_hash"), "pin_hash", required=False)
     elif kind == "Shipped":
         validate_actor_id(p.get("consignee"), "consignee")
-        validate_region(p.get("territory"), "territory")
+        validate_territory(p.get("territory"))
         validate_channel(p.get("channel"))
         validate_region(p.get("region"), required=False)
     elif kind == "Received":
@@ -405,7 +409,7 @@ def _validate_payload(kind: str, p: dict) -> None:
     elif kind in ("PackedInto", "UnpackedFrom"):
         gs1.validate_sscc(p.get("container"), "container")
         if kind == "UnpackedFrom":
-            validate_region(p.get("territory"), "territory", required=False)
+            validate_territory(p.get("territory"), required=False)
             if p.get("channel") is not None:
                 validate_channel(p["channel"])
     elif kind == "LotCommissioned":

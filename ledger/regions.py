@@ -20,6 +20,9 @@ import re
 from dataclasses import dataclass
 
 _CODE = re.compile(r"[0-9]{2,12}")
+# A territory: one region code or several, comma-separated (``44,45``: Guangdong and Guangxi).
+MAX_TERRITORY_CODES = 16
+TERRITORY = re.compile(rf"[0-9]{{2,12}}(,[0-9]{{2,12}}){{0,{MAX_TERRITORY_CODES - 1}}}")
 EARTH_RADIUS_KM = 6371.0088
 
 # Uncertainty of a place, km: coarse client coordinates (2 decimals ≈ 1.1 km
@@ -158,22 +161,36 @@ def city(code: str | None) -> str | None:
     return n[:4] if n else None
 
 
+def territory_codes(territory: str | None) -> list[str]:
+    """The normalized codes of a territory (``"44,450000"`` -> ``["44", "45"]``); [] if it is none."""
+    if not isinstance(territory, str) or not TERRITORY.fullmatch(territory):
+        return []
+    return [c for c in (normalize(part) for part in territory.split(",")) if c]
+
+
 def covers(territory: str | None, region: str | None) -> bool | None:
-    """Does ``territory`` include ``region``?
+    """Does ``territory`` (one code or several, comma-separated) include ``region``?
 
     True if the region lies inside it, False if outside, None when it cannot
     be told: no territory or region, or a region coarser than the territory
     that overlaps it (a scan known only as "Guangdong" for a Shenzhen
     territory). Callers alert only on False.
     """
-    t, r = normalize(territory), normalize(region)
-    if t is None or r is None:
+    r = normalize(region)
+    codes = territory_codes(territory)
+    if not codes or r is None:
         return None
-    if r.startswith(t):
+    if any(r.startswith(t) for t in codes):
         return True
-    if t.startswith(r):
+    if any(t.startswith(r) for t in codes):
         return None
     return False
+
+
+def territory_name(territory: str | None) -> str | None:
+    """A readable name of a territory: its codes' names, comma-separated."""
+    names = [name(c) or c for c in territory_codes(territory)]
+    return ", ".join(names) if names else None
 
 
 def name(code: str | None) -> str | None:

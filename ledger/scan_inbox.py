@@ -13,6 +13,15 @@ Entries about serials never issued cannot go on a chain: they stay in the
 inbox (scans feed the detector's unknown-code tail; reports are also in the
 consumer module's ``consumer_reports`` table for regulators).
 
+Anonymous input is placed and named by the server (issue 15, issue 14 item 5).
+An entry accepted for a :class:`ledger.places.Placed` client records the
+server's place of that client as its ``region`` (``place_source`` says from
+what: its address, or an SMS sender's or caller's number) and keeps what the
+client claimed (its region, its own session) in ``claim``, never signed. The
+recorder signs ``session`` as :func:`label_pseudonym` of the client: one per
+client per label, so repeat scans are one session for the detector, and
+unlinkable across labels for anyone reading the log.
+
 Inserts take no lock, so concurrent scans commit in parallel, and ids may
 become visible out of order: id 101 may commit while id 100 is still in
 flight. A reader that tails the inbox by id (the gateway worker, the
@@ -23,6 +32,8 @@ ended, so it never passes over a row that commits later.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import uuid
 from dataclasses import dataclass
@@ -30,13 +41,16 @@ from datetime import datetime, timezone
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
+from psycopg.types.json import Jsonb
 
+from ledger import platform_secrets
 from ledger.client_limits import first_query_sql
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
 from ledger.logging_setup import get_logger
+from ledger.places import Placed
 from ledger.service import Ledger
 from ledger.store import chain_id
 
@@ -60,11 +74,9 @@ class AcceptedScan:
 # The table is ledger/migrations/0003_scan_inbox.sql.
 
 
-_INSERT = (
-    "INSERT INTO scan_inbox (event_id, serial, channel, region, lat, lon, session, occurred_at, kind, pin_result, reason) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
-)
-_COLUMNS = ("event_id", "serial", "channel", "region", "lat", "lon", "session", "occurred_at", "kind", "pin_result", "reason")
+_COLUMNS = ("event_id", "serial", "channel", "region", "lat", "lon", "session", "occurred_at", "kind", "pin_result", "reason",
+            "client", "place_source", "claim")
+_INSERT = f"INSERT INTO scan_inbox ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
 # The same insert for a scan by a known client: ``counted`` is whether it is the client's
 # first query of the label in this window (the label's public query count counts only those;
 # the ledger records every scan all the same). One statement, race-free: the mark's primary key decides.
@@ -75,12 +87,26 @@ _INSERT_BY_CLIENT = (
 )
 
 
-def _new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None) -> tuple:
+def _new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None, client=None) -> tuple:
+    """The inbox row of an entry; with a :class:`ledger.places.Placed` client, placed by the server.
+
+    The region the client sent (and its own ``session`` when it is not the server's
+    pseudonym) is kept in ``claim``, never signed; the row's region is the server's
+    place of the client (None when it has none). Coordinates stay: the detector uses
+    a consumer's coordinates only inside the server's region (:func:`projections.detection.scan_place`).
+    """
     if kind not in EVENT_KIND:
         raise ValueError(f"unknown inbox entry kind {kind!r}")
     if pin_result not in (None, *PIN_RESULTS):
         raise ValueError(f"pin_result must be one of {PIN_RESULTS}")
-    return (str(uuid.uuid4()), serial, channel, region, lat, lon, session, datetime.now(timezone.utc), kind, pin_result, reason)
+    placed = client if isinstance(client, Placed) else session if isinstance(session, Placed) else None
+    source = claim = None
+    if placed is not None:
+        claimed = {"region": region, "session": None if session == placed else session}
+        claim = Jsonb({k: v for k, v in claimed.items() if v is not None}) if any(claimed.values()) else None
+        region, source, client = placed.region, placed.source, str(placed)
+    return (str(uuid.uuid4()), serial, channel, region, lat, lon, session, datetime.now(timezone.utc), kind, pin_result, reason,
+            client, source, claim)
 
 
 def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, lat=None, lon=None, session=None,
@@ -102,12 +128,13 @@ async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: s
 
     With ``client`` (the server's pseudonym of who asked, never signed), a scan counts in
     the label's public query count only as that client's first of the label in its
-    ``count_window``-second window.
+    ``count_window``-second window; a :class:`ledger.places.Placed` client (or session)
+    also gives the entry the server's place instead of the client's claim.
     """
-    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
+    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason, client)
     sql, params = _INSERT, row
     if client is not None and kind == SCAN:
-        sql, params = _INSERT_BY_CLIENT, dict(zip(_COLUMNS, row)) | {"client": client, "count_window": count_window}
+        sql, params = _INSERT_BY_CLIENT, dict(zip(_COLUMNS, row)) | {"client": str(client), "count_window": count_window}
     if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         # One statement commits on its own: one round trip, no BEGIN/COMMIT.
         (row_id,) = await (await conn.execute(sql, params, prepare=True)).fetchone()
@@ -143,6 +170,18 @@ def committed_horizon(conn: psycopg.Connection) -> int | None:
         return None
 
 
+def label_pseudonym(key: bytes, serial: str, who: str | None) -> str | None:
+    """The pseudonym a consumer signs as on one label: HMAC(key, serial ‖ client).
+
+    Stable per label, so a client's repeat scans of a label are one session for
+    the detector; different on every label, so nobody reading the log (or a
+    label's proof) can link a consumer across labels (issue 14, item 5).
+    """
+    if not who:
+        return None
+    return "c:" + hmac.new(key, f"{serial}\n{who}".encode(), hashlib.sha256).hexdigest()[:24]
+
+
 def entry_payload(kind: str, channel, region, lat, lon, session, pin_result, reason) -> tuple[str, dict]:
     """(event kind, payload) of the ledger event an inbox entry becomes."""
     if kind == REPORT:
@@ -162,6 +201,7 @@ class ScanRecorder:
         self.conn = psycopg.connect(conninfo, autocommit=True)
         self.batch = batch
         self.stop = threading.Event()
+        self.key = platform_secrets.get(self.conn, platform_secrets.CONSUMER_PSEUDONYMS)
 
     def position(self) -> int:
         return self.ledger.app.recorder.max_tracking_id(TRACKING_NAME) or 0
@@ -176,7 +216,7 @@ class ScanRecorder:
         if horizon is None:
             return 0
         rows = self.conn.execute(
-            "SELECT id, event_id, serial, channel, region, lat, lon, session, occurred_at, kind, pin_result, reason FROM scan_inbox "
+            "SELECT id, event_id, serial, channel, region, lat, lon, coalesce(client, session), occurred_at, kind, pin_result, reason FROM scan_inbox "
             "WHERE id > %s AND id <= %s ORDER BY id LIMIT %s",
             (position, horizon, self.batch),
         ).fetchall()
@@ -186,12 +226,14 @@ class ScanRecorder:
         heads: dict[str, tuple[int, bytes]] = {}
         events = []
         unknown = unsignable = 0
-        for inbox_id, event_id, serial, channel, region, lat, lon, session, at, kind, pin_result, reason in rows:
+        # Signed as its per-label pseudonym: the client the server knows (else the session sent).
+        for inbox_id, event_id, serial, channel, region, lat, lon, who, at, kind, pin_result, reason in rows:
             chain = chains.get(chain_id("label", serial))
             if chain is None:
                 unknown += 1  # never issued: kept in the inbox for the detectors and regulators
                 continue
             seq, prev = heads.get(serial, (chain.length - 1, chain.head))
+            session = label_pseudonym(self.key, serial, who)
             event_kind, payload = entry_payload(kind, channel, region, lat, lon, session, pin_result, reason)
             e = new_event(
                 subject_type="label", subject=serial, kind=event_kind, seq=seq + 1, prev_hash=prev, payload=payload,

@@ -17,7 +17,7 @@ from typing import Sequence
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger import prefix_claims
+from ledger import alert_owners, prefix_claims
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
@@ -184,6 +184,8 @@ class Ledger:
                 if not checks.verify(signer.public_key, item.body, item.signature):
                     raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
                 authorize(chain.state if chain else None, e, signer, actors, subjects)
+                if e.subject_type == "alert":  # only the alert's producer (or a regulator naming it) moves it
+                    alert_owners.check(self.settings.pg_conninfo, e.kind, e.subject, e.payload)
                 if e.kind == "ActorRegistered" and e.payload.get("gtin_prefixes"):
                     prefix_claims.claim(self.settings.pg_conninfo, e.subject, e.payload["gtin_prefixes"])
                     claimed.append(index)

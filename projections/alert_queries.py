@@ -26,6 +26,11 @@ COLUMNS = (
 )
 
 BUCKETS = ("hour", "day", "week", "month")
+# Bounded work per request (issue 15 item 6): a summary's time series keeps its newest
+# buckets (hourly buckets over years would otherwise be one row per hour and kind), and
+# an alert shows at most this many transitions (a chain has two: acknowledged, resolved).
+MAX_SERIES_ROWS = 5000
+MAX_TRANSITIONS = 100
 LEVELS = ("province", "city")
 
 
@@ -102,13 +107,14 @@ async def transitions(conn: psycopg.AsyncConnection, alert_id: uuid.UUID, schema
     async with conn.cursor(row_factory=dict_row) as cur:
         return await (await cur.execute(
             f"SELECT seq, event_id, kind, actor, resolution, note, occurred_at, log_index, status, reason "
-            f"FROM {schema}.alert_transitions WHERE alert_id = %s ORDER BY seq", (alert_id,))).fetchall()
+            f"FROM {schema}.alert_transitions WHERE alert_id = %s ORDER BY seq LIMIT {MAX_TRANSITIONS}", (alert_id,))).fetchall()
 
 
 async def counts(conn: psycopg.AsyncConnection, which: AlertFilter, bucket: str, level: str, schema: str = DEFAULT_SCHEMA) -> dict:
     """Raw summary counts: ``by_kind``, ``by_state``, ``by_region`` (place, kind, n) and ``series`` (time bucket, kind, n).
 
     ``bucket`` is hour | day | week | month; ``level`` province | city (a city is a 4-digit region prefix).
+    The series holds at most :data:`MAX_SERIES_ROWS` rows, the newest.
     """
     if bucket not in BUCKETS or level not in LEVELS:
         raise Refused("invalid_field", f"bucket must be one of {', '.join(BUCKETS)}, level one of {', '.join(LEVELS)}", field="bucket")
@@ -121,6 +127,7 @@ async def counts(conn: psycopg.AsyncConnection, which: AlertFilter, bucket: str,
             "by_state": await (await cur.execute(f"SELECT state, count(*) FROM {table} GROUP BY state", args)).fetchall(),
             "by_region": await (await cur.execute(
                 f"SELECT {place} AS r, kind, count(*) FROM {table} GROUP BY r, kind ORDER BY r NULLS LAST, kind", args)).fetchall(),
-            "series": await (await cur.execute(
-                f"SELECT date_trunc('{bucket}', first_seen) AS b, kind, count(*) FROM {table} GROUP BY b, kind ORDER BY b, kind", args)).fetchall(),
+            "series": list(reversed(await (await cur.execute(
+                f"SELECT date_trunc('{bucket}', first_seen) AS b, kind, count(*) FROM {table} GROUP BY b, kind "
+                f"ORDER BY b DESC, kind DESC LIMIT {MAX_SERIES_ROWS}", args)).fetchall())),
         }

@@ -47,16 +47,6 @@ from ledger.logging_setup import get_logger
 
 log = get_logger("detector")
 
-# Alert ids: UUIDv5 of the incident key and its first evidence, so a detector
-# rebuilt from the same stream gives every alert the same id.
-ALERT_NAMESPACE = uuid.UUID("0d5c3c1e-5b7e-4c61-9a55-7a1e2f0c4b21")
-
-
-def alert_uuid(dedupe_key: str, first_evidence: str) -> uuid.UUID:
-    """The stable id of the alert an incident opens with its first evidence event."""
-    return uuid.uuid5(ALERT_NAMESPACE, f"{dedupe_key}\n{first_evidence}")
-
-
 @dataclass(frozen=True)
 class Transition:
     """One checked alert event, as the detector records it."""

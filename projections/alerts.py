@@ -14,8 +14,11 @@ One incident, one alert: findings carry a key (``kind:serial``, or
 ``unknown_code:channel:city`` for made-up codes); an open or acknowledged
 alert with that key is updated with the new evidence instead of a new alert
 being raised. A resolved alert is closed history: a new incident after it
-opens a new alert. Every alert has a stable id, UUIDv5 of its incident key and
-first evidence event, so a rebuilt detector gives it the same id; people move
+opens a new alert. Every alert has a stable id, a keyed hash of its incident key
+and first evidence event (:func:`ledger.alert_owners.alert_id`), so a rebuilt
+detector gives it the same id but nobody can compute it from the log, and is
+registered with its producer (:func:`ledger.alert_owners.register`), so the
+ledger refuses transitions that name anyone else; people move
 it on (acknowledged, resolved) by signed ledger events on its own ``alert``
 chain, which come through ``label-events`` too and are applied by
 :mod:`projections.alert_transitions`.
@@ -36,12 +39,12 @@ from typing import Callable
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ledger import regions, scan_inbox
+from ledger import alert_owners, regions, scan_inbox
 from ledger.lifecycle import LabelState
 from ledger.logging_setup import get_logger
 from ledger.registry import ActorSource
 from projections import alert_transitions
-from projections.alert_transitions import Transition, alert_uuid
+from projections.alert_transitions import Transition
 from projections.detection import Finding, Watch, evaluate
 from projections.detection_config import DetectionConfig
 from projections.verification import VerificationProjector
@@ -90,18 +93,15 @@ class _Incident:
     event_ids: list[str]
     sightings: int
 
-    @property
-    def alert_id(self):
-        """The id of the alert this incident opens (kept by an alert it updates)."""
-        return alert_uuid(self.first.key, self.event_ids[0])
-
-    def row(self, cap: int) -> tuple:
+    def row(self, key: bytes, cap: int) -> tuple:
+        """The alert row; its id (``key``: :func:`ledger.alert_owners.secret`) is kept by an open alert it updates."""
         f, last = self.first, self.last
         first_seen = min(f.occurred_at, last.occurred_at)
         last_seen = max(f.occurred_at, last.occurred_at)
         return (
-            self.alert_id, f.key, f.kind, last.severity, f.serial, f.producer, f.gtin, last.region, regions.province(last.region),
-            last.lat, last.lon, last.gateway, self.event_ids[:cap], self.sightings, first_seen, last_seen, Jsonb(last.detail),
+            alert_owners.alert_id(key, f.key, self.event_ids[0]), f.key, f.kind, last.severity, f.serial, f.producer, f.gtin, last.region, regions.province(last.region),
+            last.lat, last.lon, last.gateway, self.event_ids[:cap], self.sightings, first_seen, last_seen,
+            Jsonb({**last.detail, "evidence": last.evidence} if last.evidence else last.detail),
         )
 
 
@@ -135,6 +135,7 @@ class AlertDetector:
         self.findings: list[Finding] = []
         self.transitions: list[Transition] = []
         self.alert_sql = _upsert_sql(schema, self.cfg.evidence_cap, append=True)
+        self.key: bytes | None = None  # of alert ids, read from the database on first use
 
     def prepare(self, cur: psycopg.Cursor, records: list) -> None:
         """Load the batch's labels, lots (through the verifier) and watches."""
@@ -186,9 +187,12 @@ class AlertDetector:
             )
         if self.findings:
             incidents = merge_findings(self.findings)
-            cur.executemany(self.alert_sql, [inc.row(self.cfg.evidence_cap) for inc in incidents.values()])
+            if self.key is None:
+                self.key = alert_owners.secret(cur)
+            cur.executemany(self.alert_sql, [inc.row(self.key, self.cfg.evidence_cap) for inc in incidents.values()])
+            raised = alert_owners.register(cur, self.s, incidents)
             # Transitions read before their alert was raised (another partition) apply now.
-            alert_transitions.apply_pending(cur, self.s, [inc.alert_id for inc in incidents.values()])
+            alert_transitions.apply_pending(cur, self.s, raised)
         if self.transitions:
             alert_transitions.record(cur, self.s, self.transitions)
         self.dirty, self.findings, self.transitions = set(), [], []
@@ -218,6 +222,7 @@ class UnknownCodeTail:
         self.exists = exists
         self.batch = batch
         self.alert_sql = _upsert_sql(schema, config.evidence_cap, append=False)
+        self.key: bytes | None = None  # of alert ids, read from the database on first use
 
     def poll(self) -> int:
         """Handle the next inbox rows; return how many were read."""
@@ -270,11 +275,12 @@ class UnknownCodeTail:
         severity = "high" if len(serials) >= self.cfg.unknown_code_high_serials else self.cfg.severity["unknown_code"]
         detail = {"channel": channel, "distinct_serials": len(serials), "serials": serials[:20], "region_name": regions.name(region),
                   "window_hours": self.cfg.unknown_code_window_hours}
-        alert_id = alert_uuid(cluster, scans[0][0])
+        self.key = self.key or alert_owners.secret(cur)
+        alert_id = alert_owners.alert_id(self.key, cluster, scans[0][0])
         cur.execute(self.alert_sql, (
             alert_id, cluster, "unknown_code", severity, None, None, None, region, regions.province(region),
             place.lat if place else None, place.lon if place else None, channel,
             [r[0] for r in scans][: self.cfg.evidence_cap], len(scans), scans[0][4], scans[-1][4], Jsonb(detail),
         ))
-        alert_transitions.apply_pending(cur, self.s, [alert_id])
+        alert_transitions.apply_pending(cur, self.s, alert_owners.register(cur, self.s, [cluster]))
         log.info("unknown_code_cluster", cluster=cluster, serials=len(serials), scans=len(scans))

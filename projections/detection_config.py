@@ -75,6 +75,10 @@ class DetectionConfig:
     unknown_code_min_serials: int = 3
     unknown_code_window_hours: float = 72.0
     unknown_code_high_serials: int = 20  # severity high from here
+    # Anonymous evidence is weighed by independent clients (issue 15): a finding backed
+    # by fewer distinct clients than this is capped at single_client_severity.
+    corroborating_clients: int = 2
+    single_client_severity: str = "medium"
     # How many recent scans and sessions a label's detector state keeps.
     recent_scans: int = 8
     evidence_cap: int = 100

@@ -20,6 +20,9 @@ from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
 from traceledger import sandbox
 
+ZH_PRODUCT = "电动自行车锂电池 48V 20Ah（长续航版）"
+CCC = "CCC 2024011101234567"
+
 
 @dataclass
 class World:
@@ -62,9 +65,9 @@ def build_world(base_settings, _created, tmp_path_factory, *, pin_labels: int = 
     w.post(cast.founding_events())
     events = []
 
-    def issue(purpose: str, lot: str = "L1", pin: str | None = None) -> str:
+    def issue(purpose: str, lot: str = "L1", pin: str | None = None, **extra) -> str:
         serial = gs1.new_serial()
-        payload = issued_payload(lot=lot, expiry="2029-06-30", region="440300")
+        payload = issued_payload(lot=lot, expiry="2029-06-30", region="440300", **extra)
         if pin:
             payload["pin_hash"] = pins.hash_pin(serial, pin)
             w.pins[serial] = pin
@@ -75,8 +78,14 @@ def build_world(base_settings, _created, tmp_path_factory, *, pin_labels: int = 
     for i in range(genuine_labels):
         serial = issue(f"genuine{i}")
         events.append(cast.event("acme", "label", serial, "Shipped", shipped_payload("distributor")))
+    for i in range(6):  # labels nobody else queries: one per test that counts queries from zero
+        issue(f"fresh{i}")
     for i in range(pin_labels):
         issue(f"pin{i}", pin=pins.new_pin())
+    # A lot with a certificate and a Chinese name (the zh page, the phone in both languages).
+    events.append(cast.event("acme", "lot", gs1.lot_key(w.gtin, "L3"), "LotCommissioned",
+                             {"product": ZH_PRODUCT, "certificates": [CCC], "region": "440300"}))
+    issue("certified", lot="L3", product=ZH_PRODUCT)
     issue("recalled", lot="L2")
     issue("recalled_pin", lot="L2", pin="11223344")
     fake = issue("counterfeit")

@@ -43,6 +43,13 @@ def states(settings, schema="alerts") -> list[tuple]:
         return conn.execute(f"SELECT alert_id, dedupe_key, state, resolution, evidence FROM {schema}.alerts ORDER BY alert_id").fetchall()
 
 
+def raised(settings, alert_id, producer="acme", kind="diversion_territory", serial=None):
+    """Register an alert as the detector does when it raises one (the ledger moves only raised alerts)."""
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute("INSERT INTO public.alert_owners (alert_id, producer, kind, serial) VALUES (%s, %s, %s, %s)",
+                     (alert_id, producer, kind, serial))
+
+
 def test_alert_is_acknowledged_and_resolved_by_signed_events(api, tmp_path):
     settings, url = api["settings"], api["url"]
     ledger = Ledger(settings)
@@ -127,21 +134,27 @@ def test_alert_is_acknowledged_and_resolved_by_signed_events(api, tmp_path):
         new_id = next(a["id"] for a in both if a["state"] == "open")
         assert new_id != alert_id
 
-        # Straight to POST /v1/events (no endpoint check): a regulator's acknowledgement naming another
-        # producer than the alert's, and one of an alert this detector never raised. Both are valid
-        # ledger events; the detector records them without applying them, and keeps going.
+        # Straight to POST /v1/events (no endpoint check), the attack of issue 15: another producer
+        # acknowledging acme's alert in its own name (it would own the alert's chain: acme and the
+        # regulators could never move it), a regulator naming another producer than the alert's,
+        # and an alert never raised. The ledger refuses all three: nothing is written.
         stray = str(uuid.uuid4())
-        sent = [ack(cast, "regulator", new_id, producer="other-producer", serial=serial), ack(cast, "regulator", stray, producer=None, kind="unknown_code")]
+        sent = [ack(cast, "other-producer", new_id, producer="other-producer", serial=serial, advance=False),
+                ack(cast, "regulator", new_id, producer="other-producer", serial=serial, advance=False),
+                ack(cast, "regulator", stray, producer=None, kind="unknown_code", advance=False)]
         answer = httpx.post(f"{url}/v1/events", json={"events": [encode_signed(e) for e in sent]}, timeout=30).json()
-        assert answer["accepted"] == 2, answer
+        assert answer["accepted"] == 0, answer
+        assert [r["code"] for r in answer["results"]] == ["not_authorized", "not_authorized", "unknown_subject"], answer
+        assert ledger.heads([("alert", new_id)])[new_id] is None
+        # The owner can still acknowledge its alert.
+        mine = httpx.post(f"{url}/v1/events", json={"events": [encode_signed(ack(cast, "acme", new_id, serial=serial))]}, timeout=30).json()
+        assert mine["accepted"] == 1, mine
         relay_all(settings)
         detector = detect_all(settings)
         assert detector.consumer.quarantined == 0
-        assert {a["id"]: a["state"] for a in alerts_of(serial)} == {alert_id: "resolved", new_id: "open"}
+        assert {a["id"]: a["state"] for a in alerts_of(serial)} == {alert_id: "resolved", new_id: "acknowledged"}
         status = {(str(t["alert_id"]), t["seq"]): t["status"] for t in transitions(settings)}
-        assert status == {(alert_id, 0): "applied", (alert_id, 1): "applied", (new_id, 0): "rejected", (stray, 0): "pending"}
-        shown = signed_get(url, cast.keys["regulator"], f"/v1/alerts/{new_id}").json()
-        assert shown["transitions"][0]["status"] == "rejected" and "other-producer" in shown["transitions"][0]["reason"]
+        assert status == {(alert_id, 0): "applied", (alert_id, 1): "applied", (new_id, 0): "applied"}
     finally:
         ledger.close()
 
@@ -150,6 +163,7 @@ def test_the_auditor_checks_alert_chains_with_the_ledgers_rules(fresh_settings, 
     world = make_world(fresh_settings, tmp_path, labels=6)
     try:
         cast, alert_id = world.cast, str(uuid.uuid4())
+        raised(world.settings, alert_id)
         results = world.ledger.append([ack(cast, "acme", alert_id), resolve(cast, "acme", alert_id, resolution="false_positive")])
         assert [r.status for r in results] == ["accepted", "accepted"]
         world.relay()

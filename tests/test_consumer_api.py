@@ -32,6 +32,9 @@ def scans_with_pin(w, serial: str) -> list[tuple[str, str | None]]:
             "SELECT channel, pin_result FROM scan_inbox WHERE serial = %s AND kind = 'scan' ORDER BY id", (serial,))]
 
 
+SIG = "【防伪查询】"  # every SMS reply is signed, as Chinese carriers require
+
+
 def ucs2(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -69,7 +72,7 @@ def test_page_is_chinese_by_default_english_on_request(world):
     en = httpx.get(link(world, serial), headers=BROWSER | {"accept-language": "en-US,en;q=0.9,zh;q=0.5"}, cookies=zh.cookies)
     assert '<html lang="en">' in en.text and "Genuine" in en.text  # same browser: a reload is not a new query
     toggled = httpx.get(link(world, serial, "?lang=en"), headers=BROWSER | SOMEONE_ELSE)
-    assert "Caution: this code has been queried 2 times" in toggled.text
+    assert "Caution: this code has been queried 2\u00a0times" in toggled.text
     assert channels(world, serial) == ["web", "web"]
 
 
@@ -85,7 +88,9 @@ def test_unknown_serial_is_a_verdict(world):
     v = httpx.get(link(world, "NEVERISSUED"), headers=JSON)
     assert v.status_code == 200 and v.json()["verdict"] == "unknown"
     page = httpx.get(link(world, "NEVERISSUED"), headers=BROWSER).text
-    assert "未查到此码" in page
+    assert "未查到 · 谨防假冒" in page and 'data-verdict="unknown_scanned"' in page  # a scanned code is no typo
+    typed = httpx.get(world.url + "/", params={"code": "0000 0000 0000 0000 000Z"}, headers=BROWSER).text
+    assert "未查到此码" in typed and 'data-verdict="unknown"' in typed  # a typed one may be
 
 
 @pytest.mark.parametrize("extra, verdict", [
@@ -149,6 +154,8 @@ def test_manual_entry_form_and_redirect(world):
     assert r.status_code == 303 and r.headers["location"].endswith("?lang=en")
     typo = spaced[:-1] + str((int(spaced[-1]) + 1) % 10)
     r = httpx.get(world.url + "/", params={"code": typo}, headers=BROWSER)
+    assert r.status_code == 400 and "校验位" in r.text and "check digit" not in r.text
+    r = httpx.get(world.url + "/", params={"code": typo, "lang": "en"}, headers=BROWSER)
     assert r.status_code == 400 and "check digit" in r.text
     for junk in ["😀😀", "'; DROP TABLE labels;--", "A" * 300]:
         r = httpx.get(world.url + "/", params={"code": junk}, headers=BROWSER)
@@ -199,27 +206,48 @@ def test_wrong_pins_are_rate_limited_per_label(world):
 
 
 def test_page_pin_form_right_and_wrong(world):
+    """Every form post is answered by a 303 to the page (POST-redirect-GET); the GET shows the outcome."""
     serial = world.labels["pin3"]
-    page = httpx.get(link(world, serial), headers=BROWSER)
-    assert 'name="pin"' in page.text
-    wrong = httpx.post(link(world, serial), data={"action": "pin", "pin": "1234567", "lang": "en"}, headers=BROWSER)
-    assert wrong.status_code == 200 and "Wrong PIN: 4 tries left." in wrong.text
-    right = httpx.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial]}, headers=BROWSER)
-    assert 'data-verdict="pin_ok"' in right.text and "防伪码验证通过" in right.text
-    again = httpx.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial], "lang": "en"}, headers=BROWSER)
-    assert 'data-verdict="pin_used"' in again.text and "already verified at" in again.text
+    with httpx.Client(headers=BROWSER, follow_redirects=False) as me:
+        page = me.get(link(world, serial))
+        assert 'name="pin"' in page.text and 'data-verdict="pin_needed"' in page.text and "正品" not in page.text
+        wrong = me.post(link(world, serial), data={"action": "pin", "pin": "1234567", "lang": "en"})
+        assert wrong.status_code == 303 and wrong.headers["location"].endswith("?lang=en")
+        shown = me.get(link(world, serial, "?lang=en"))
+        assert 'data-verdict="pin_wrong"' in shown.text and "4\u00a0tries left" in shown.text and 'name="pin"' in shown.text
+        right = me.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial]})
+        assert right.status_code == 303
+        ok = me.get(link(world, serial, "?lang=zh"))
+        assert 'data-verdict="pin_ok"' in ok.text and "防伪码验证通过" in ok.text and 'name="pin"' not in ok.text
+        assert 'data-verdict="pin_ok"' in me.get(link(world, serial, "?lang=zh")).text  # a reload: still verified, no warning
+    with httpx.Client(headers=BROWSER | SOMEONE_ELSE) as other:
+        assert 'data-verdict="pin_needed"' in other.get(link(world, serial)).text  # no PIN entered yet: no verdict
+        again = other.post(link(world, serial), data={"action": "pin", "pin": world.pins[serial], "lang": "en"}, follow_redirects=True)
+        assert 'data-verdict="pin_used"' in again.text and "already verified" in again.text and "by web page" in again.text
     junk = httpx.post(link(world, serial), content=b"\xff\xfe%%%\x00", headers=BROWSER | {"content-type": "application/x-www-form-urlencoded"})
-    assert junk.status_code == 200 and "<html" in junk.text
+    assert junk.status_code == 303
 
 
 def test_report_a_suspected_fake(world):
     serial = world.labels["counterfeit"]
-    r = httpx.post(link(world, serial), data={"action": "report", "lang": "en"}, headers=BROWSER)
-    assert r.status_code == 200 and 'id="reported"' in r.text
+    with httpx.Client(headers=BROWSER) as me:
+        form = me.get(link(world, serial, "?lang=en&report=1"))
+        assert 'id="r-place"' in form.text and '<label for="r-price">' in form.text
+        bad = me.get(link(world, serial, "?lang=en&report=review&place=Market&price=cheap"))
+        assert "Enter the price as a number" in bad.text and "Send report" not in bad.text
+        review = me.get(link(world, serial, "?lang=en&report=review&place=Night+market&price=35&phone="))
+        assert "Please confirm your report" in review.text and "Night market" in review.text
+        sent = me.post(link(world, serial), data={"action": "report", "lang": "en", "place": "Night market", "price": "35", "phone": ""})
+        assert sent.status_code == 303 and "reported=R-" in sent.headers["location"]
+        done = me.get(world.url + sent.headers["location"])
+        public_id = sent.headers["location"].split("reported=")[1].split("#")[0]
+        assert 'id="reported"' in done.text and public_id in done.text
     r = httpx.post(f"{world.url}/v1/labels/{serial}/reports", json={"note": "bought at a market stall"})
     assert r.status_code == 201 and r.json()["report_id"]
     with psycopg.connect(world.settings.pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM consumer_reports WHERE serial = %s", (serial,)).fetchone()[0] == 2
+        place, price = conn.execute("SELECT place, price FROM consumer_report_details WHERE public_id = %s", (public_id,)).fetchone()
+    assert (place, price) == ("Night market", "35")
 
 
 # ---------------------------------------------------------------- SMS
@@ -235,12 +263,12 @@ def test_sms_answers_verdict_first_in_one_segment(world):
     wide = "　".join("".join(chr(ord(c) + 0xFEE0) for c in g) for g in shortcode.group(code).split())
     r = sms(world, wide)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    assert r.text.startswith("正品：") and ucs2(r.text) <= 70
+    assert r.text.startswith(SIG + "正品：") and ucs2(r.text) <= 70
     again = sms(world, f"  {serial.lower()}  ", sender="+8613800000001")  # other senders: each counts once
-    assert again.text.startswith("注意：此码已查询2次") and ucs2(again.text) <= 70
+    assert again.text.startswith(SIG + "注意：此码已查询2次") and ucs2(again.text) <= 70
     en = sms(world, "EN " + shortcode.group(code), sender="+8613800000002", headers={"accept": "application/json"})
-    assert en.json()["reply"].startswith("Caution: queried 3 times") and ucs2(en.json()["reply"]) <= 70
-    assert sms(world, serial, sender="+8613800000002").text.startswith("注意：此码已查询3次")  # the same sender again: not counted
+    assert en.json()["reply"].startswith(SIG + "Caution: queried 3 times") and ucs2(en.json()["reply"]) <= 70
+    assert sms(world, serial, sender="+8613800000002").text.startswith(SIG + "注意：此码已查询3次")  # the same sender again: not counted
     assert channels(world, serial) == ["sms", "sms", "sms", "sms"]
     with psycopg.connect(world.settings.pg_conninfo) as conn:
         sessions = [r[0] for r in conn.execute("SELECT session FROM scan_inbox WHERE serial = %s ORDER BY id", (serial,))]
@@ -249,16 +277,44 @@ def test_sms_answers_verdict_first_in_one_segment(world):
 
 
 def test_sms_other_verdicts_and_pins(world):
-    assert sms(world, world.labels["recalled"]).text.startswith("已召回")
-    assert sms(world, world.labels["counterfeit"]).text.startswith("假冒")
+    assert sms(world, world.labels["recalled"]).text.startswith(SIG + "已召回")
+    assert sms(world, world.labels["counterfeit"]).text.startswith(SIG + "假冒")
     unknown = sms(world, shortcode.to_short_code("00000000000000000001"))
-    assert unknown.text.startswith("未查到此码")
+    assert unknown.text.startswith(SIG + "未查到此码，谨防假冒")
     serial = world.labels["pin4"]
     code = shortcode.to_short_code(serial)
-    assert sms(world, f"{code} 11111111" if world.pins[serial] != "11111111" else f"{code} 22222222").text.startswith("防伪码错误")
-    assert sms(world, f"{code} {world.pins[serial]}").text.startswith("正品，防伪码首次验证通过")
-    used = sms(world, f"{serial}{world.pins[serial]}").text
-    assert used.startswith("警告：此防伪码已于") and ucs2(used) <= 70
+    assert sms(world, f"{code} 11111111" if world.pins[serial] != "11111111" else f"{code} 22222222").text.startswith(SIG + "防伪码错误")
+    assert sms(world, f"{code} {world.pins[serial]}").text.startswith(SIG + "正品，防伪码首次验证通过")
+    mine = sms(world, f"{serial}{world.pins[serial]}").text  # the same sender again: their own PIN, no warning
+    assert mine.startswith(SIG + "正品：您已于") and ucs2(mine) <= 70
+    used = sms(world, f"{serial}{world.pins[serial]}", sender="+8613800000099").text
+    assert used.startswith(SIG + "警告：此防伪码已于") and ucs2(used) <= 70
+
+
+@pytest.mark.parametrize("template", [
+    "查询 {c}", "查询：{c}。", "{c}。", "验证{c}", "你好，请帮我查一下这个码 {c} 谢谢！", "CX {c}", "{w}", "查询,{d}",
+])
+def test_sms_is_tolerant_of_what_people_type(world, template):
+    serial = world.labels["genuine3"]
+    code = shortcode.to_short_code(serial)
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in code) + "。"
+    text = template.format(c=shortcode.group(code), w=wide, d="-".join(shortcode.group(code).split()))
+    r = sms(world, text, sender="+8613811112222")
+    assert r.text.startswith((SIG + "正品", SIG + "注意：此码已查询")) and ucs2(r.text) <= 70, (text, r.text)  # read, not refused
+
+
+def test_a_repeated_sms_never_warns_and_a_pin_label_asks_for_its_pin(world):
+    serial = world.labels["fresh0"]
+    first = sms(world, serial, sender="+8613855550000").text
+    assert first.startswith(SIG + "正品") and "首次查询" in first
+    again = sms(world, serial, sender="+8613855550000").text
+    assert again.startswith(SIG + "正品") and "您" in again and "已查询过" in again and "注意" not in again
+    other = sms(world, serial, sender="+8613855550001").text  # a second sender: the warning is due
+    assert other.startswith(SIG + "注意：此码已查询")
+    ask = sms(world, world.labels["pin2"], sender="+8613855550002").text
+    assert ask.startswith(SIG + "此码已登记") and "防伪码" in ask and ucs2(ask) <= 70
+    en = sms(world, "EN " + world.labels["pin2"], sender="+8613855550002").text
+    assert en.startswith(SIG + "Registered. Scratch") and ucs2(en) <= 70
 
 
 @pytest.mark.parametrize("text, start", [
@@ -267,7 +323,7 @@ def test_sms_other_verdicts_and_pins(world):
 ])
 def test_sms_junk_gets_a_helpful_reply(world, text, start):
     r = sms(world, text)
-    assert r.status_code == 200 and r.text.startswith(start) and ucs2(r.text) <= 70
+    assert r.status_code == 200 and r.text.startswith(SIG + start) and ucs2(r.text) <= 70
 
 
 def test_sms_typo_in_check_digit_and_binary_body(world):
@@ -275,7 +331,7 @@ def test_sms_typo_in_check_digit_and_binary_body(world):
     typo = code[:-1] + str((int(code[-1]) + 1) % 10)
     assert "校验位" in sms(world, typo).text
     r = httpx.post(f"{world.url}/v1/channels/sms", content=b"\xff\xfe\x00\x80junk=%%%", headers={"content-type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 200 and r.text.startswith("无法识别")
+    assert r.status_code == 200 and r.text.startswith(SIG + "无法识别")
 
 
 # ---------------------------------------------------------------- voice
@@ -297,6 +353,7 @@ def test_voice_flow_with_pin(world):
     assert first["expect"] == "code" and "32位数字码" in first["prompt"] and not first["hangup"]
     short = voice(world, "call-1", "1234#")
     assert short["expect"] == "code" and "位数不对" in short["prompt"]
+    assert short["phrases"][0] == "您输入的是：1 2 3 4。"  # keyed digits are read back, one by one
     typo = voice(world, "call-1", code[:-1] + str((int(code[-1]) + 1) % 10) + "#")
     assert typo["expect"] == "code" and "按错了一位" in typo["prompt"]
     ask_pin = voice(world, "call-1", code + "#")
@@ -304,7 +361,9 @@ def test_voice_flow_with_pin(world):
     wrong = voice(world, "call-1", ("1111111" if world.pins[serial] != "1111111" else "2222222") + "#")
     assert wrong["expect"] == "pin" and "防伪码错误" in wrong["prompt"]
     done = voice(world, "call-1", world.pins[serial] + "#")
-    assert done["hangup"] and done["prompt"].startswith("正品，防伪码首次验证通过")
+    assert done["hangup"] and done["phrases"][0].startswith("您输入的是：")
+    # The verdict is a phrase of its own, then a pause, then the goodbye.
+    assert done["phrases"][1].startswith("正品，防伪码首次验证通过") and done["phrases"][-1] == "感谢您的查询，再见。"
     assert voice(world, "call-1", "1#")["hangup"]
     # The code lookup is a scan, and so is each PIN check, carrying its outcome.
     assert scans_with_pin(world, serial) == [("voice", None), ("voice", "wrong"), ("voice", "first_use")]
@@ -314,7 +373,12 @@ def test_voice_plain_label_in_english_and_bad_input(world):
     serial = world.labels["recalled"]
     assert voice(world, "call-2", lang="en")["prompt"].startswith("Welcome")
     done = voice(world, "call-2", shortcode.to_short_code(serial) + "#")
-    assert done["hangup"] and done["prompt"].startswith("RECALLED")
+    assert done["hangup"] and done["phrases"][0].startswith("You keyed: ") and done["phrases"][1].startswith("RECALLED")
+    assert done["phrases"][-1] == "Thank you, goodbye."
+    zh_name = voice(world, "call-4", lang="en") and voice(world, "call-4", shortcode.to_short_code(world.labels["certified"]) + "#")
+    assert "this product" in zh_name["prompt"] and "电动" not in zh_name["prompt"]  # an English call never reads Chinese letters
+    zh_call = voice(world, "call-5") and voice(world, "call-5", shortcode.to_short_code(world.labels["certified"]) + "#")
+    assert "电动自行车锂电池" in zh_call["prompt"]
     for junk in ["😀", "'; DROP", "9" * 200]:
         out = voice(world, "call-3", junk)
         assert out["expect"] in ("code", None)

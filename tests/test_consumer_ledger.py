@@ -59,7 +59,8 @@ def signed_get(w, path: str, actor: str | None) -> httpx.Response:
 
 def test_reports_become_signed_reportedfake_events_on_kafka(world, tmp_path):
     serial = world.labels["genuine0"]  # issued and shipped: seq 0, 1
-    page = httpx.post(link(world, serial), data={"action": "report", "lang": "en"}, headers=BROWSER)
+    page = httpx.post(link(world, serial), data={"action": "report", "lang": "en", "place": "Market", "price": "35"}, headers=BROWSER,
+                      follow_redirects=True)
     assert page.status_code == 200 and 'id="reported"' in page.text
     note = "  bought at a market stall, call me on 13800138000  "
     api = httpx.post(f"{world.url}/v1/labels/{serial}/reports", json={"note": note})
@@ -76,7 +77,8 @@ def test_reports_become_signed_reportedfake_events_on_kafka(world, tmp_path):
     reports = [e for e in events if e.kind == "ReportedFake"]
     assert [e.payload["channel"] for e in reports] == ["web", "api"] and reports[1].event_id == api.json()["event_id"]
     assert all(e.actor == "gateway" and e.payload["reason"] == REPORT_REASON for e in reports)
-    assert all(e.payload["session"].startswith("ip:") for e in reports)  # a pseudonym, not the address
+    # A per-label pseudonym of the client (not the address, not linkable to its other labels): one client, one session.
+    assert all(e.payload["session"].startswith("c:") for e in reports) and len({e.payload["session"] for e in reports}) == 1
     # The consumer's free text is for regulators' eyes in the report table, never on the permanent ledger.
     assert not any(b"13800138000" in v or b"market stall" in v for v in values)
     assert not any(e.subject == "NEVERISSUED7" for e in kafka_events(world)[0])
@@ -97,7 +99,7 @@ def test_reports_become_signed_reportedfake_events_on_kafka(world, tmp_path):
     full = signed_get(world, f"/v1/labels/{serial}/trail", "regulator").json()
     assert [r["on_ledger"] for r in full["reports"]] == [True, True] and full["reports"][1]["note"] == note.strip()
     assert [t["kind"] for t in full["trail"]][-2:] == ["ReportedFake", "ReportedFake"]
-    assert full["reports"][0]["client_hash"] == full["trail"][-2]["details"]["session_hash"]
+    assert full["trail"][-2]["details"]["session_hash"] == full["trail"][-1]["details"]["session_hash"]
     never = signed_get(world, "/v1/labels/NEVERISSUED7/trail", "regulator").json()
     assert never["verdict"] == "unknown" and never["trail"] == [] and [r["on_ledger"] for r in never["reports"]] == [False]
 
@@ -111,10 +113,10 @@ def test_pin_outcomes_travel_with_the_scans_on_kafka(world):
     wrong = "00000000" if pin != "00000000" else "11111111"
     assert httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": wrong}).json()["pin_result"] == "wrong"
     assert httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": pin}).json()["pin_result"] == "first_use"
-    page = httpx.post(link(world, serial), data={"action": "pin", "pin": pin}, headers=BROWSER)
+    page = httpx.post(link(world, serial), data={"action": "pin", "pin": pin}, headers=BROWSER, follow_redirects=True)
     assert 'data-verdict="pin_used"' in page.text
     sms = httpx.post(f"{world.url}/v1/channels/sms", data={"from": "+8613900000001", "text": f"{serial} {pin}"})
-    assert sms.text.startswith("警告：此防伪码已于")
+    assert sms.text.startswith("【防伪查询】警告：此防伪码已于")
     malformed = httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": "12"})
     assert malformed.status_code == 400  # checked nothing: no scan
 
@@ -142,7 +144,7 @@ def test_rate_limited_pin_tries_record_nothing(world):
 
 
 PUBLIC_KEYS = {"serial", "short_code", "verdict", "reasons", "scan_count", "first_scanned_at", "product", "producer", "gtin",
-               "lot", "expiry", "pin_protected", "uri", "trail", "problems"}
+               "lot", "expiry", "pin_protected", "uri", "trail", "problems", "reason_codes"}
 
 
 def test_public_views_show_only_what_a_consumer_needs(world):
@@ -200,7 +202,8 @@ def test_full_trail_for_the_labels_producer_and_regulators_only(world):
         assert issued["biz_step"] == "commissioning" and len(scanned["event_id"]) == 36 and len(scanned["hash"]) == 64
         assert issued["details"]["pin_protected"] is False and "pin_hash" not in issued["details"]
         assert scanned["details"]["channel"] == "shelf"
-        assert scanned["details"]["session_hash"] == hashlib.sha256(b"phone-xyz").hexdigest()[:16]
+        # The session the client sent is its claim, kept off the ledger: the gateway signs its own per-label pseudonym.
+        assert scanned["details"]["session_hash"] != hashlib.sha256(b"phone-xyz").hexdigest()[:16]
         assert "phone-xyz" not in r.text and full["custodian"] == "acme"
 
 
@@ -230,12 +233,26 @@ def test_trail_bad_serial_is_a_clear_refusal(world, serial):
 
 
 def wav_seconds(data: bytes) -> float:
+    """The length of a telephone WAV: 8 kHz 16-bit mono, and a header that states the file's true sizes."""
     import io
     import wave
 
     with wave.open(io.BytesIO(data)) as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2
-        return w.getnframes() / w.getframerate()
+        assert w.getnchannels() == 1 and w.getsampwidth() == 2 and w.getframerate() == 8000
+        frames = w.getnframes()
+    assert int.from_bytes(data[4:8], "little") == len(data) - 8  # RIFF size: the whole file, not ~2 GB
+    assert data[36:40] == b"data" and int.from_bytes(data[40:44], "little") == 2 * frames == len(data) - 44
+    return frames / 8000
+
+
+def longest_pause(data: bytes) -> float:
+    """The longest stretch of near-silence inside the speech (seconds), leading and trailing silence left out."""
+    import array
+
+    samples = array.array("h", data[44:])
+    loud = [i for i, v in enumerate(samples) if abs(v) > 300]
+    gap = max((b - a for a, b in zip(loud, loud[1:])), default=0)
+    return gap / 8000
 
 
 def test_voice_prompts_as_wav_audio(world):
@@ -249,6 +266,7 @@ def test_voice_prompts_as_wav_audio(world):
     zh = httpx.get(world.url + welcome["audio"])
     assert zh.status_code == 200 and zh.headers["content-type"] == "audio/wav" and zh.content.startswith(b"RIFF")
     assert wav_seconds(zh.content) > 3  # the whole Chinese welcome, not a click
+    assert longest_pause(zh.content) >= 0.45  # a pause between the welcome's two phrases
     retry = voice("audio-1", digits="1234#")  # a short code: the prompt changes, so does the audio
     assert "位数不对" in retry["prompt"]
     again = httpx.get(world.url + retry["audio"])

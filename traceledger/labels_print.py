@@ -2,10 +2,18 @@
 
 Each label has its QR code (the GS1 Digital Link URI, segno, error level M
 pinned: segno's ``boost_error`` would otherwise raise it silently and change
-the code's size), the human-readable serial, the 32-digit short code for the
-phone line and SMS, the product name, GTIN and lot, and, for double-layer
-labels, the PIN in a separate layer (``<g id="pin-layer-…">`` in SVG; a grey
-box in the PDF) where the printer puts the scratch-off coating.
+the code's size), the product name (wrapped on two lines, shortened only past
+them), the human-readable serial, the 32-digit number code for the phone line
+and SMS, lot and GTIN, the consumer's instructions in Chinese (扫码验真, the SMS
+and phone numbers, the brand's hotline) and, for double-layer labels, the
+防伪码 under a scratch-off coating that is its own printing plate: a spot colour
+``ScratchOff`` (a PDF Separation colour space, overprinting) in the PDF, a
+separate layer group (``<g id="pin-layer-…">``) in the SVG. The print shop
+coats exactly what that plate covers.
+
+A4 portrait, 3 × 7 labels of 64 × 38 mm with 3 mm gutters, nothing printed
+within 3 mm of the paper's edge and no label content within 2 mm of a cut
+line; cut marks in the margins at every cut line. Text is 6.5 pt or larger.
 
 Product names are mostly Chinese. The PDF embeds (a subset of) WenQuanYi Micro
 Hei from Debian's ``fonts-wqy-microhei`` when it is installed, so the print
@@ -13,8 +21,8 @@ shop needs no font of its own; otherwise it falls back to reportlab's built-in
 ``STSong-Light`` CID font (no font file, but not embedded: the printer's RIP
 must have an Adobe-compatible Chinese font).
 
-A4 portrait, 3 × 8 labels of 70 × 37 mm. The CSV is streamed: one page of
-labels is held at a time, so a batch of 100,000 needs no more memory than 24.
+The CSV is streamed: one page of labels is held at a time, so a batch of
+100,000 needs no more memory than 21.
 """
 
 from __future__ import annotations
@@ -31,13 +39,30 @@ from ledger import shortcode
 from ledger.errors import Refused
 
 PAGE_W, PAGE_H = 210.0, 297.0  # mm
-COLS, ROWS = 3, 8
-CELL_W, CELL_H = 70.0, 37.125
-QR_SIZE = 30.0
+COLS, ROWS = 3, 7
+CELL_W, CELL_H = 64.0, 38.0
+GUTTER = 3.0  # between cells: each cell is cut on its own lines
+GRID_X = (PAGE_W - COLS * CELL_W - (COLS - 1) * GUTTER) / 2  # 6 mm
+GRID_Y = (PAGE_H - ROWS * CELL_H - (ROWS - 1) * GUTTER) / 2  # 6.5 mm
+PAD = 2.0  # no content within this of a cut line
+EDGE = 3.0  # nothing at all within this of the paper's edge
+QR_SIZE = 23.0  # with its quiet zone
 PER_PAGE = COLS * ROWS
 MM = 72 / 25.4  # PDF points per mm
 WQY_MICROHEI = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")  # fonts-wqy-microhei (ops/browser.sh)
-PRODUCT_WIDTH = CELL_W - (2 + QR_SIZE + 1.5) - 1.5  # mm of the cell right of the QR code
+TEXT_X = PAD + QR_SIZE + 1.5  # the text column right of the QR code
+TEXT_W = CELL_W - TEXT_X - PAD
+MIN_POINTS = 6.5
+SCRATCH_SPOT = "ScratchOff"  # the coating's plate
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The numbers printed on each label for consumers without a QR scanner (empty: not printed)."""
+
+    sms: str = ""  # where to text the number code
+    phone: str = ""  # the phone line (IVR)
+    hotline: str = ""  # the brand's customer service
 
 
 @dataclass(frozen=True)
@@ -86,9 +111,25 @@ def _pages(labels: Iterator[Label]) -> Iterator[list[Label]]:
         yield page
 
 
-def _cell(i: int) -> tuple[float, float]:
+def cell(i: int) -> tuple[float, float]:
     """Top-left corner (mm) of the i-th cell of a page."""
-    return (i % COLS) * CELL_W, (i // COLS) * CELL_H
+    return GRID_X + (i % COLS) * (CELL_W + GUTTER), GRID_Y + (i // COLS) * (CELL_H + GUTTER)
+
+
+def cut_lines() -> tuple[list[float], list[float]]:
+    """(x of every vertical cut line, y of every horizontal one), mm from the page's top-left."""
+    xs = sorted({GRID_X + c * (CELL_W + GUTTER) + d for c in range(COLS) for d in (0.0, CELL_W)})
+    ys = sorted({GRID_Y + r * (CELL_H + GUTTER) + d for r in range(ROWS) for d in (0.0, CELL_H)})
+    return xs, ys
+
+
+def cut_marks() -> list[tuple[float, float, float, float]]:
+    """Cut marks as (x1, y1, x2, y2) mm: short ticks in the margins, on every cut line, never within :data:`EDGE` of the edge."""
+    xs, ys = cut_lines()
+    lo, hi = EDGE + 0.5, GRID_X - 0.8
+    marks = [(x, lo, x, GRID_Y - 0.8) for x in xs] + [(x, PAGE_H - lo, x, PAGE_H - GRID_Y + 0.8) for x in xs]
+    marks += [(lo, y, hi, y) for y in ys] + [(PAGE_W - lo, y, PAGE_W - hi, y) for y in ys]
+    return marks
 
 
 def _code_lines(label: Label) -> list[str]:
@@ -99,40 +140,140 @@ def _code_lines(label: Label) -> list[str]:
     return [" ".join(groups[:4]), " ".join(groups[4:])]
 
 
+def _serial_grouped(serial: str) -> str:
+    return " ".join(serial[i:i + 5] for i in range(0, len(serial), 5))
+
+
+# ---------------------------------------------------------------- layout (shared by SVG and PDF)
+
+
+@dataclass(frozen=True)
+class Text:
+    x: float  # mm from the cell's left
+    y: float  # baseline, mm from the cell's top
+    size: float  # points
+    text: str
+    mono: bool = False
+
+
+def width_mm(text: str, font: str, size: float) -> float:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    return stringWidth(text, font, size) / MM
+
+
+def wrap(text: str, font: str, size: float, width: float, lines: int = 2) -> list[str]:
+    """``text`` in at most ``lines`` lines of ``width`` mm (the last one shortened with "…" if it must be)."""
+    out, rest = [], text.strip()
+    while rest and len(out) < lines:
+        n = len(rest)
+        while n > 1 and width_mm(rest[:n], font, size) > width:
+            n -= 1
+        n = _break_at(rest, n)
+        if len(out) == lines - 1 and n < len(rest):
+            while n > 1 and width_mm(rest[:n] + "…", font, size) > width:
+                n -= 1
+            out.append(rest[:n].rstrip() + "…")
+            break
+        out.append(rest[:n])
+        rest = rest[n:].lstrip()
+    return out
+
+
+def _break_at(text: str, n: int) -> int:
+    """``n``, or less so that a line never ends inside a Latin word or number ("48 / V")."""
+    if n >= len(text) or not (text[n - 1].isascii() and text[n - 1].isalnum() and text[n].isascii() and text[n].isalnum()):
+        return n
+    for k in range(n - 1, 0, -1):
+        if text[k] == " " or not text[k - 1].isascii():
+            return k
+    return n
+
+
+def _fit(text: str, font: str, size: float, width: float) -> str:
+    return wrap(text, font, size, width, lines=1)[0] if text else ""
+
+
+def instructions(channels: Channels) -> list[str]:
+    """The consumer's instructions printed under the QR code, Chinese."""
+    lines = ["扫码验真"]
+    if channels.sms:
+        lines.append(f"短信 {channels.sms}")
+    if channels.phone:
+        lines.append(f"电话 {channels.phone}")
+    if channels.hotline:
+        lines.append(f"客服 {channels.hotline}")
+    return lines
+
+
+def layout(label: Label, font: str, channels: Channels) -> tuple[list[Text], dict | None]:
+    """(the label's text, its 防伪码 box or None), in mm from the cell's top-left."""
+    texts = []
+    y = PAD + 2.6
+    for line in wrap(label.product or "", font, 7.5, TEXT_W):
+        texts.append(Text(TEXT_X, y, 7.5, line))
+        y += 3.1
+    y = max(y, PAD + 6.0) + 1.4
+    texts.append(Text(TEXT_X, y, 6.8, _serial_grouped(label.serial), mono=True))
+    for line in _code_lines(label):
+        y += 2.9
+        texts.append(Text(TEXT_X, y, 6.8, line, mono=True))
+    y += 3.0
+    texts.append(Text(TEXT_X, y, MIN_POINTS, _fit(f"批次 {label.lot}", font, MIN_POINTS, TEXT_W)))
+    y += 2.6
+    texts.append(Text(TEXT_X, y, MIN_POINTS, f"GTIN {label.gtin}"))
+    for j, line in enumerate(instructions(channels)):
+        texts.append(Text(PAD, PAD + QR_SIZE + 2.6 + 2.6 * j, MIN_POINTS, _fit(line, font, MIN_POINTS, QR_SIZE + 1.0)))
+    box = None
+    if label.pin:
+        top = y + 1.6
+        texts.append(Text(TEXT_X, top + 2.3, MIN_POINTS, "防伪码（刮开涂层）"))
+        box = {"x": TEXT_X, "y": top + 3.2, "w": TEXT_W, "h": CELL_H - PAD - (top + 3.2), "pin": label.pin}
+    return texts, box
+
+
 # ---------------------------------------------------------------- SVG
 
 
-def svg_page(labels: list[Label], page_no: int, product_font: str | None = None) -> str:
+def svg_page(labels: list[Label], page_no: int, product_font: str | None = None, channels: Channels | None = None) -> str:
     """One A4 page as an SVG document (mm units, white background for print and decoding).
 
-    ``product_font``: the registered font product names are measured with (default :func:`cjk_font`).
+    ``product_font``: the registered font text is measured with (default :func:`cjk_font`).
     """
-    product_font = product_font or cjk_font()
+    font = product_font or cjk_font()
+    channels = channels or Channels()
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{PAGE_W}mm" height="{PAGE_H}mm" viewBox="0 0 {PAGE_W} {PAGE_H}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" '
+        f'width="{PAGE_W}mm" height="{PAGE_H}mm" viewBox="0 0 {PAGE_W} {PAGE_H}">',
         f'<rect width="{PAGE_W}" height="{PAGE_H}" fill="#fff"/>',
-        '<g font-family="DejaVu Sans Mono,WenQuanYi Micro Hei,monospace" fill="#000">',
+        '<g id="cut-marks" stroke="#000" stroke-width="0.15">'
+        + "".join(f'<line x1="{a:.2f}" y1="{b:.2f}" x2="{c:.2f}" y2="{d:.2f}"/>' for a, b, c, d in cut_marks()) + "</g>",
+        '<g font-family="WenQuanYi Micro Hei,sans-serif" fill="#000">',
     ]
+    coats = []
     for i, label in enumerate(labels):
-        x, y = _cell(i)
+        x, y = cell(i)
         qr = qr_for(label.uri)
         scale = QR_SIZE / qr.symbol_size(scale=1, border=4)[0]
         qr_svg = qr.svg_inline(scale=scale, border=4, light="#fff", dark="#000", omitsize=False, unit="")
-        out.append(f'<g id="label-{escape(label.serial)}" transform="translate({x + 2:.3f},{y + 3.5:.3f})">{qr_svg}')
-        tx = QR_SIZE + 1.5
-        lines = [(label.serial, 2.9, 5.0)] + [(ln, 2.6, 10.0 + 3.6 * j) for j, ln in enumerate(_code_lines(label))]
-        if label.product:
-            lines.append((_product_line(label.product, product_font), 2.2, 16.9))
-        lines.append((f"GTIN {label.gtin} LOT {label.lot}", 2.0, 19.6))
-        for text, size, ty in lines:
-            out.append(f'<text x="{tx:.2f}" y="{ty:.2f}" font-size="{size}">{escape(text)}</text>')
-        if label.pin:
-            out.append(
-                f'<g id="pin-layer-{escape(label.serial)}"><rect x="{tx:.2f}" y="21.5" width="30" height="7" fill="#ddd"/>'
-                f'<text x="{tx + 1.5:.2f}" y="26.5" font-size="3.6">PIN {escape(label.pin)}</text></g>'
-            )
+        out.append(f'<g id="label-{escape(label.serial)}" transform="translate({x:.3f},{y:.3f})">'
+                   f'<g transform="translate({PAD},{PAD})">{qr_svg}</g>')
+        texts, box = layout(label, font, channels)
+        for t in texts:
+            family = ' font-family="DejaVu Sans Mono,monospace"' if t.mono else ""
+            out.append(f'<text x="{t.x:.2f}" y="{t.y:.2f}" font-size="{t.size / MM:.2f}"{family}>{escape(t.text)}</text>')
+        if box:
+            out.append(f'<text x="{box["x"] + 1.5:.2f}" y="{box["y"] + box["h"] / 2 + 1.3:.2f}" font-size="{10 / MM:.2f}" '
+                       f'font-family="DejaVu Sans Mono,monospace">{escape(box["pin"])}</text>')
+            coats.append(f'<rect x="{x + box["x"]:.2f}" y="{y + box["y"]:.2f}" width="{box["w"]:.2f}" height="{box["h"]:.2f}" '
+                         f'fill="#b4b4b4" id="pin-layer-{escape(label.serial)}-coat"/>')
         out.append("</g>")
-    out.append(f'<text x="4" y="{PAGE_H - 2}" font-size="2.2">page {page_no}</text></g></svg>')
+    out.append(f'<text x="{PAGE_W / 2:.1f}" y="{PAGE_H - EDGE - 0.6:.1f}" font-size="{MIN_POINTS / MM:.2f}" text-anchor="middle">'
+               f"第 {page_no} 页</text></g>")
+    if coats:
+        # The coating's own layer, above everything: one group per sheet (ids per label inside).
+        out.append('<g id="pin-layer" inkscape:groupmode="layer" inkscape:label="ScratchOff">' + "".join(coats) + "</g>")
+    out.append("</svg>")
     return "".join(out)
 
 
@@ -156,33 +297,12 @@ def cjk_font(font_file: Path | None = WQY_MICROHEI) -> str:
     return name
 
 
-def _fit(text: str, font: str, size: float, width_mm: float) -> str:
-    """``text``, shortened with an ellipsis until it fits ``width_mm``."""
-    from reportlab.pdfbase.pdfmetrics import stringWidth
-
-    if stringWidth(text, font, size) <= width_mm * MM:
-        return text
-    while text and stringWidth(text + "…", font, size) > width_mm * MM:
-        text = text[:-1]
-    return text + "…"
-
-
-PRODUCT_POINTS = 6.2  # the product name's size (2.2 mm)
-
-
-def _product_line(product: str, font: str) -> str:
-    """The product name as it fits beside the QR code (same in the SVG and the PDF)."""
-    return _fit(product, font, PRODUCT_POINTS, PRODUCT_WIDTH)
-
-
-def _pdf_label(c, label: Label, x_mm: float, y_mm: float, product_font: str) -> None:
-    qr = qr_for(label.uri)
-    matrix = qr.matrix
+def _pdf_qr(c, uri: str, ox: float, oy: float) -> None:
+    """The QR code with its top-left at (ox, oy) points."""
+    matrix = qr_for(uri).matrix
     n = len(matrix)
     border = 4
     module = QR_SIZE / (n + 2 * border) * MM
-    ox, oy = (x_mm + 2) * MM, (PAGE_H - y_mm - 3.5) * MM  # PDF origin is bottom-left
-    c.setFillColorRGB(0, 0, 0)
     for r, row in enumerate(matrix):
         col = 0
         while col < n:  # one rectangle per horizontal run of dark modules: fewer operators
@@ -193,52 +313,63 @@ def _pdf_label(c, label: Label, x_mm: float, y_mm: float, product_font: str) -> 
                 c.rect(ox + (start + border) * module, oy - (r + border + 1) * module, (col - start) * module, module, stroke=0, fill=1)
             else:
                 col += 1
-    tx = (x_mm + 2 + QR_SIZE + 1.5) * MM
-    top = PAGE_H - y_mm - 3.5
-    c.setFont("Courier-Bold", 8.2)
-    c.drawString(tx, (top - 5.0) * MM, label.serial)
-    c.setFont("Courier", 7.4)
-    for j, ln in enumerate(_code_lines(label)):
-        c.drawString(tx, (top - 10.0 - 3.6 * j) * MM, ln)
-    if label.product:
-        c.setFont(product_font, PRODUCT_POINTS)
-        c.drawString(tx, (top - 16.9) * MM, _product_line(label.product, product_font))
-    c.setFont("Helvetica", 5.6)
-    c.drawString(tx, (top - 19.6) * MM, f"GTIN {label.gtin} LOT {label.lot}"[:60])
-    if label.pin:
-        c.setFillColorRGB(0.87, 0.87, 0.87)
-        c.rect(tx, (top - 28.5) * MM, 30 * MM, 7 * MM, stroke=0, fill=1)
-        c.setFillColorRGB(0, 0, 0)
+
+
+def _pdf_label(c, label: Label, x_mm: float, y_mm: float, font: str, channels: Channels) -> None:
+    from reportlab.lib.colors import CMYKColorSep
+
+    c.setFillColorRGB(0, 0, 0)
+    _pdf_qr(c, label.uri, (x_mm + PAD) * MM, (PAGE_H - y_mm - PAD) * MM)  # PDF origin is bottom-left
+    texts, box = layout(label, font, channels)
+    for t in texts:
+        c.setFont("Courier-Bold" if t.mono else font, t.size)
+        c.drawString((x_mm + t.x) * MM, (PAGE_H - y_mm - t.y) * MM, t.text)
+    if box:
+        bx, by = (x_mm + box["x"]) * MM, (PAGE_H - y_mm - box["y"] - box["h"]) * MM
         c.setFont("Courier-Bold", 10)
-        c.drawString(tx + 1.5 * MM, (top - 26.5) * MM, f"PIN {label.pin}")
+        c.drawString(bx + 1.5 * MM, by + (box["h"] / 2 - 1.3) * MM, box["pin"])
+        # The coating: its own plate (spot colour), overprinting, so the PIN still prints beneath it.
+        c.saveState()
+        c.setFillColor(CMYKColorSep(0, 0, 0, 0.3, spotName=SCRATCH_SPOT, density=1))
+        c.setFillOverprint(True)
+        c.rect(bx, by, box["w"] * MM, box["h"] * MM, stroke=0, fill=1)
+        c.restoreState()
 
 
 def print_sheets(csv_path: str | Path, out_dir: str | Path, *, product: str | None = None,
-                 on_progress: Callable[[int], None] | None = None, font_file: Path | None = WQY_MICROHEI) -> dict:
+                 on_progress: Callable[[int], None] | None = None, font_file: Path | None = WQY_MICROHEI,
+                 channels: Channels | None = None) -> dict:
     """Write ``labels-NNNN.svg`` pages and ``labels.pdf`` for every label of ``csv_path``.
 
     ``product``: the product name printed on labels whose row has none.
     ``font_file``: the CJK font to embed (None: the built-in STSong-Light).
+    ``channels``: the SMS, phone and hotline numbers printed on each label.
     Returns {"labels", "pages", "svg": [paths], "pdf": path, "font"}.
     """
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas
 
+    channels = channels or Channels()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pdf_path = out / "labels.pdf"
     c = canvas.Canvas(str(pdf_path), pagesize=A4, pageCompression=1)
     c.setTitle("traceledger labels")
-    product_font = cjk_font(font_file)
+    font = cjk_font(font_file)
     svgs, count = [], 0
     for page_no, page in enumerate(_pages(read_labels(csv_path, product)), start=1):
         path = out / f"labels-{page_no:04d}.svg"
-        path.write_text(svg_page(page, page_no, product_font), encoding="utf-8")
+        path.write_text(svg_page(page, page_no, font, channels), encoding="utf-8")
         svgs.append(str(path))
+        c.setStrokeColorRGB(0, 0, 0)
+        c.setLineWidth(0.4)
+        for x1, y1, x2, y2 in cut_marks():
+            c.line(x1 * MM, (PAGE_H - y1) * MM, x2 * MM, (PAGE_H - y2) * MM)
         for i, label in enumerate(page):
-            _pdf_label(c, label, *_cell(i), product_font)
-        c.setFont("Helvetica", 6)
-        c.drawString(4 * MM, 2 * MM, f"page {page_no}")
+            _pdf_label(c, label, *cell(i), font, channels)
+        c.setFillColorRGB(0, 0, 0)
+        c.setFont(font, MIN_POINTS)
+        c.drawCentredString(PAGE_W / 2 * MM, (EDGE + 0.6) * MM, f"第 {page_no} 页")
         c.showPage()
         count += len(page)
         if on_progress:
@@ -246,4 +377,4 @@ def print_sheets(csv_path: str | Path, out_dir: str | Path, *, product: str | No
     if not count:
         raise Refused("empty", f"{csv_path} has no labels", field="csv")
     c.save()
-    return {"labels": count, "pages": len(svgs), "svg": svgs, "pdf": str(pdf_path), "font": product_font}
+    return {"labels": count, "pages": len(svgs), "svg": svgs, "pdf": str(pdf_path), "font": font}

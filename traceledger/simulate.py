@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ledger import gs1, regions
+from ledger import gs1, places, regions
 from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH, SignedEvent, new_event
@@ -438,14 +438,15 @@ class Simulation:
         for serial, body in self.api_scans:
             # Each simulated consumer is its own client (per-client limits and counts): an address
             # per session, sent as X-Forwarded-For through the API's trusted loopback.
-            self.client.scan(serial, forwarded_for=consumer_address(body.get("session") or serial), **body)
+            self.client.scan(serial, forwarded_for=consumer_address(body.get("session") or serial, body.get("region")), **body)
         self.say(f"{len(self.api_scans)} consumer scans through POST /v1/labels/{{serial}}/scans")
 
 
-def consumer_address(who: str) -> str:
-    """A stable made-up address (in 10.0.0.0/8) standing for one simulated consumer."""
+def consumer_address(who: str, region: str | None = None) -> str:
+    """A stable made-up address standing for one simulated consumer, in ``region`` as the local
+    stack's address table places it (the API places scans by address, not by what they claim)."""
     digest = hashlib.sha256(who.encode()).digest()
-    return f"10.{digest[0]}.{digest[1]}.{digest[2]}"
+    return places.local_address(region, int.from_bytes(digest[:2], "big"))
 
 
 def simulate(settings: Settings, *, seed: int, labels: int, out: str | Path, demo_dir: str | Path = ".demo",

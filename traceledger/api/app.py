@@ -40,6 +40,7 @@ from traceledger.api import (
     shopper,
     trail,
 )
+from traceledger.api.admission import Admission
 from traceledger.api.fast_path import FastGet
 from traceledger.api.limits import MAX_BODY_BYTES, ControlCharacterGuard, DeclaredBodyLimit
 from traceledger.api.problems import PROBLEM_RESPONSES
@@ -95,4 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The hottest route: answered by the same function as its FastAPI route, ahead of routing and most of the middleware.
     app.add_middleware(FastGet, prefix="/v1/labels/", handler=functools.partial(labels.label_json, app.state),
                        exception_handlers=app.exception_handlers)
+    # Outermost: beyond a worker's capacity, 503 at once, before any other work (and nothing written).
+    app.add_middleware(Admission, max_inflight=app.state.settings.api_max_inflight, max_queue=app.state.settings.api_max_queue)
     return app

@@ -14,6 +14,12 @@ Identities are keyed pseudonyms (:func:`ledger.channel_state.client_key`): an
 address (``ip:``), an SMS sender (``sms:``: the number together with the
 gateway's own client, so one gateway's numbers never collide with
 another's), a caller (``tel:``, likewise).
+
+Each identity also carries the place the server stands behind for it
+(:class:`ledger.places.Placed`): the region of the address, or of the number's
+prefix for SMS senders and callers (the SMS gateway's own address says where
+the provider's servers are, not the phone), from the configured table
+(``TRACELEDGER_REGION_TABLE``). Scans accepted for the client record that place.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from functools import lru_cache
 
 from starlette.requests import HTTPConnection
 
-from ledger import channel_state
+from ledger import channel_state, places
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -64,11 +70,16 @@ def pseudonym(conn: HTTPConnection, kind: str, raw: str) -> str:
     return channel_state.client_key(conn.app.state.channel_secret, kind, raw)
 
 
-def client_of(conn: HTTPConnection) -> str:
-    """The client a request comes from, as a pseudonym: what limits and public counts are kept per."""
-    return pseudonym(conn, "ip", address_of(conn))
+def region_table(conn: HTTPConnection) -> places.RegionTable:
+    return places.load(conn.app.state.settings.region_table)
 
 
-def sender_of(conn: HTTPConnection, kind: str, number: str) -> str:
-    """An SMS sender (``kind`` ``sms``) or caller (``tel``): the number as sent by the gateway that is the client."""
-    return pseudonym(conn, kind, f"{address_of(conn)}|{number}")
+def client_of(conn: HTTPConnection) -> places.Placed:
+    """The client a request comes from, as a pseudonym: what limits and public counts are kept per; placed by its address."""
+    address = address_of(conn)
+    return places.Placed(pseudonym(conn, "ip", address), region_table(conn).of_address(address), places.FROM_ADDRESS)
+
+
+def sender_of(conn: HTTPConnection, kind: str, number: str) -> places.Placed:
+    """An SMS sender (``kind`` ``sms``) or caller (``tel``): the number as sent by the gateway that is the client; placed by the number."""
+    return places.Placed(pseudonym(conn, kind, f"{address_of(conn)}|{number}"), region_table(conn).of_number(number), places.FROM_NUMBER)

@@ -22,14 +22,18 @@ def labels() -> None:
 @click.option("--csv", "csv_path", required=True, type=click.Path(exists=True, dir_okay=False), help="The issuance CSV (serial,gtin,lot,expiry,uri[,pin]).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for labels-NNNN.svg pages and labels.pdf.")
 @click.option("--product", metavar="NAME", help="Product name printed on each label (Chinese is fine), unless the CSV has a 'product' column.")
+@click.option("--sms-number", default="", metavar="NUMBER", help="SMS number consumers text the number code to (printed on each label).")
+@click.option("--phone-number", default="", metavar="NUMBER", help="Phone line (IVR) number printed on each label.")
+@click.option("--hotline", default="", metavar="NUMBER", help="The brand's customer service number printed on each label.")
 @common_options
 @pass_state
-def labels_print(state: State, csv_path: str, out_dir: str, product: str | None) -> None:
-    """Render QR label sheets (SVG pages and a PDF): QR, serial, short code, product, PIN layer."""
-    from traceledger.labels_print import print_sheets  # segno/reportlab only when printing
+def labels_print(state: State, csv_path: str, out_dir: str, product: str | None, sms_number: str, phone_number: str, hotline: str) -> None:
+    """Render QR label sheets (SVG pages and a PDF): QR, serial, number code, product, instructions, 防伪码 under its coating plate."""
+    from traceledger.labels_print import Channels, print_sheets  # segno/reportlab only when printing
 
+    channels = Channels(sms=sms_number, phone=phone_number, hotline=hotline)
     with progress(state, cmd.count_csv_rows(csv_path), "print") as update:
-        result = print_sheets(csv_path, out_dir, product=product, on_progress=update)
+        result = print_sheets(csv_path, out_dir, product=product, on_progress=update, channels=channels)
     emit(state, {k: v for k, v in result.items() if k != "svg"} | {"svg_pages": len(result["svg"])},
          f"printed {result['labels']} labels on {result['pages']} pages: {out_dir}/labels-*.svg, {result['pdf']}")
 

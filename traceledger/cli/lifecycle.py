@@ -52,7 +52,7 @@ def _label_verb(state: State, key: str, as_actor: str | None, serials, from_csv,
 @click.command()
 @signing_options
 @click.option("--to", "consignee", required=True, metavar="ACTOR_ID", help="Consignee.")
-@click.option("--territory", required=True, metavar="REGION", help="Authorized territory (region code prefix).")
+@click.option("--territory", required=True, metavar="REGIONS", help="Authorized territory: region code prefixes, comma-separated (44,45).")
 @click.option("--channel", required=True, help="Authorized sales channel.")
 @click.option("--region", metavar="CODE", help="Where the goods leave.")
 @label_targets

@@ -102,6 +102,7 @@ def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | N
         "short_code": shortcode.to_short_code(serial) if shortcode.has_short_code(serial) else None,
         "verdict": view["verdict"],
         "reasons": list(view.get("reasons") or []),
+        "reason_codes": [reason_code(r) for r in view.get("reasons") or []],
         "scan_count": view.get("scan_count", 0),
         "first_scanned_at": view.get("first_scanned_at"),
     }
@@ -113,6 +114,7 @@ def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | N
     if problems and out["verdict"] == "genuine":
         out["verdict"] = "suspicious"
     out["reasons"] += [PROBLEM_REASONS[p] for p in problems]
+    out["reason_codes"] += [{"code": p, "arg": None} for p in problems]
     trail = []
     for step in view.get("trail") or []:
         if step.get("kind") not in TRAIL_KINDS:
@@ -138,18 +140,35 @@ PROBLEM_REASONS = {
 }
 
 
-def display_key(cv: dict, pin: dict | None = None) -> str:
-    """What the big verdict shows: the ledger verdict, refined by query count and PIN outcome."""
+def display_key(cv: dict, pin: dict | None = None, *, own: dict | None = None, scanned: bool = False) -> str:
+    """What the big verdict shows: the ledger's verdict, refined by who asked and the PIN.
+
+    ``own``: this looker's share of the public count (``{"mine", "returning"}``): the
+    count warns only when someone else asked too, and a returning looker alone reads
+    "you checked this before". ``pin``: this looker's PIN outcome (``mine`` true when
+    the first verification was theirs). A PIN label's verdict waits for its PIN.
+    ``scanned``: the code came from a scanned link, so an unknown code cannot be a typo.
+    """
     v = cv["verdict"]
+    if v == "unknown":
+        return "unknown_scanned" if scanned else "unknown"
     if v != "genuine":
         return v
-    if pin:
-        if pin.get("pin_result") == "first_use":
-            return "pin_ok"
-        if pin.get("pin_result") == "already_used":
-            return "pin_used"
-    if cv.get("scan_count", 0) > 1:
+    if cv.get("pin_protected"):
+        outcome = (pin or {}).get("pin_result")
+        if outcome in ("first_use", "already_used"):
+            if pin.get("mine"):
+                return "pin_seen" if pin.get("returning") else "pin_ok"
+            return "pin_used" if outcome == "already_used" else "pin_ok"
+        if outcome in ("wrong", "limited"):
+            return "pin_" + outcome
+        return "pin_needed"
+    n = cv.get("scan_count", 0)
+    mine = (own or {}).get("mine", 0)
+    if n > 1 and n - mine >= 1:
         return "queried"
+    if own and own.get("returning"):
+        return "seen"
     return "genuine"
 
 
@@ -174,51 +193,167 @@ def short_time(iso, lang: str) -> str:
 TEXT = {
     "zh": {
         "title": "防伪查询",
-        "genuine": "正品", "genuine_sub": "首次查询，该码在账本上有效",
-        "queried": "请注意：此码已被查询 {n} 次", "queried_sub": "首次查询时间 {t}。若不是您本人查询，谨防假冒。",
-        "pin_ok": "正品，防伪码验证通过", "pin_ok_sub": "这是此防伪码的首次验证（{t}）",
-        "pin_used": "此防伪码已于 {t} 验证过", "pin_used_sub": "若不是您本人验证，此商品可能是仿冒品。",
-        "unknown": "未查到此码", "unknown_sub": "账本上没有这个编码，可能是假冒，请核对后重试。",
-        "recalled": "已召回", "recalled_sub": "此商品已被召回，请停止使用并联系销售商。",
+        "genuine": "正品", "genuine_sub": "您是第一位查询此码的人。此码由生产企业登记，状态正常。",
+        "seen": "正品 · 您已查询过", "seen_sub": "您于 {mine_t} 首次查询此码，此后没有其他人查询。",
+        "queried": "请注意：\u200b此码已被查询\u00a0{n}\u00a0次", "queried_sub": "首次查询时间 {t}。若不是您或家人查询，谨防假冒。",
+        "pin_needed": "刮开涂层\u200b输入防伪码\u200b完成验证", "pin_needed_sub": "此码已登记。输入涂层下的防伪码后才能确认真伪。",
+        "pin_ok": "正品，\u200b防伪码验证通过", "pin_ok_sub": "这是此防伪码的首次验证（{pt}，就是您）。",
+        "pin_seen": "正品 · 您已验证过", "pin_seen_sub": "您于 {pt} 首次验证了此防伪码。",
+        "pin_wrong": "防伪码不正确", "pin_wrong_sub": "还可尝试\u00a0{left}\u00a0次。请核对涂层下的数字。",
+        "pin_limited": "错误次数过多", "pin_limited_sub": "请 {m} 分钟后再试。",
+        "pin_used": "警告：\u200b此防伪码已被验证过", "pin_used_sub": "首次验证：{pt}{where}。若不是您本人验证，此商品可能是仿冒品。",
+        "unknown": "未查到此码", "unknown_sub": "防伪系统中没有这个编码。请核对输入后重试。",
+        "unknown_scanned": "未查到 · 谨防假冒", "unknown_scanned_sub": "扫码得到的编码不在防伪系统中，此商品很可能是假冒。",
+        "recalled": "已召回 · 立即停止使用", "recalled_sub": "此商品已被召回，请立即停止使用。",
         "counterfeit": "假冒商品", "counterfeit_sub": "监管部门已认定带有此码的商品为假冒。",
-        "suspicious": "可疑", "suspicious_sub": "标签信息与账本记录不符，请谨慎。",
+        "suspicious": "可疑", "suspicious_sub": "标签信息与防伪系统记录不符，请谨慎。",
         "product": "产品", "producer": "生产企业", "lot": "批次", "expiry": "有效期", "serial": "序列号", "code": "数字码",
-        "scans": "查询次数", "first_scan": "首次查询", "trail": "流转记录",
+        "scans": "查询次数", "first_scan": "首次查询", "trail": "流转记录", "produced": "生产日期", "certificates": "认证证书",
+        "cert_status_unknown": "状态以发证机构公布为准",
         "Issued": "出厂", "Shipped": "发货", "Received": "到货", "Recalled": "召回", "FlaggedCounterfeit": "认定假冒", "Decommissioned": "注销",
-        "pin_title": "刮开涂层，输入防伪码", "pin_button": "验证", "pin_placeholder": "8位数字",
-        "pin_wrong": "防伪码错误，还可尝试 {n} 次。", "pin_limited": "错误次数过多，请 {m} 分钟后再试。",
-        "pin_invalid": "防伪码为 6–12 位数字。",
+        "pin_title": "刮开涂层，输入防伪码", "pin_label": "防伪码（6–12位数字）", "pin_button": "验证",
+        "pin_placeholder": "6–12位数字",
+        "pin_invalid": "防伪码为 6–12 位数字，请核对后重新输入。",
         "busy": "您所在网络的查询过于频繁，请 {m} 分钟后再试。",
-        "next": "下一步", "next_ok": "请保留购物凭证。", "next_bad": "如怀疑买到假货，请举报，或拨打 {h}。",
-        "report": "举报疑似假货", "reported": "已收到您的举报（编号 {n}），监管部门可以看到。",
-        "enter_title": "输入标签上的编码", "enter_help": "20位序列号或32位数字码", "enter_button": "查询",
-        "bad_code": "无法识别此编码：{d}", "other_lang": "English",
-        "reasons": "原因",
+        "next": "下一步", "next_ok": "请保留购物凭证。如有疑问，可举报或拨打投诉电话。",
+        "next_bad": "请勿使用此商品，保留购物凭证和商品，举报或拨打投诉电话。",
+        "next_recall": "请立即停止使用，不要自行拆修。联系购买的商家或生产企业办理召回（退货、更换或维修，费用由生产企业承担）。",
+        "next_pin": "刮开标签上的涂层，输入下面的数字即可确认真伪。",
+        "hazard": "召回原因（生产企业记录）", "recall_site": "国家缺陷产品召回网站", "hotline_12315": "市场监管投诉举报电话",
+        "hotline_brand": "品牌客服电话",
+        "report": "举报疑似假货", "report_title": "举报疑似假货", "report_place": "购买地点（店名或网店）",
+        "report_price": "购买价格（元）", "report_phone": "联系电话（选填，便于监管部门回访）", "report_next": "下一步",
+        "report_confirm_title": "请确认举报内容", "report_confirm": "确认提交", "report_edit": "返回修改",
+        "report_help": "举报信息只提供给监管部门，不会公开，也不会写入公开的防伪记录。",
+        "report_bad_place": "请填写购买地点（最多 80 字）。", "report_bad_price": "价格请填写数字，例如 129.00。",
+        "report_bad_phone": "电话请填写 7–15 位数字。",
+        "reported": "已收到您的举报，编号 {n}。监管部门会处理，请保留购物凭证。",
+        "enter_title": "输入标签上的编码", "enter_label": "标签上的编码", "enter_help": "20位序列号或32位数字码",
+        "enter_button": "查询",
+        "bad_code": "无法识别此编码：{d}", "other_lang": "English", "lang_label": "切换到英文",
+        "reasons": "原因", "home": "防伪查询首页",
+        "r_never_issued": "防伪系统中没有登记过这个编码",
+        "r_flagged_counterfeit": "监管部门已认定带有此码的商品为假冒",
+        "r_item_recalled": "此商品已被召回",
+        "r_lot_recalled": "批次 {a} 已被召回",
+        "r_container_recalled": "此商品所在的包装箱 {a} 已被召回",
+        "r_input_lot_recalled": "生产此商品所用的原料批次 {a} 已被召回",
+        "r_decommissioned": "此码已被注销，仍带有此码的商品可能是仿冒品",
+        "r_gtin_mismatch": "此码属于另一种产品（商品条码不符）",
+        "r_lot_mismatch": "标签上印的批次与登记的批次不符",
+        "r_expiry_mismatch": "标签上印的有效期与登记的有效期不符",
+        "r_integrity": "此码的防伪记录未通过完整性校验",
+        "r_other": "此码状态异常",
+        "e_invalid_serial": "序列号为 20 位字母和数字，数字码为 32 位数字。",
+        "e_invalid_short_code": "数字码为 32 位数字，请核对位数。",
+        "e_bad_check_digit": "数字码有误（校验位不符），可能输错了一位，请核对。",
+        "e_invalid_link": "这个链接不完整或已损坏，请重新扫码。",
+        "e_invalid_gtin": "链接中的商品条码无效，请重新扫码。",
+        "e_invalid_lot": "链接中的批次无效，请重新扫码。",
+        "e_invalid_expiry": "链接中的有效期无效，请重新扫码。",
+        "e_other": "无法识别，请核对后重试。",
+        "ch_web": "网页", "ch_app": "应用", "ch_sms": "短信", "ch_voice": "电话",
+        "via": "，通过{c}", "near": "，{p}附近",
     },
     "en": {
         "title": "Product check",
-        "genuine": "Genuine", "genuine_sub": "First query: this code is valid on the ledger.",
-        "queried": "Caution: this code has been queried {n} times", "queried_sub": "First queried {t}. If that was not you, beware of a copy.",
-        "pin_ok": "Genuine, PIN verified", "pin_ok_sub": "First verification of this PIN ({t}).",
-        "pin_used": "This PIN was already verified at {t}", "pin_used_sub": "If that was not you, this item may be a copy.",
-        "unknown": "Unknown code", "unknown_sub": "This code is not on the ledger: it may be fake. Check it and try again.",
-        "recalled": "Recalled", "recalled_sub": "This item has been recalled: stop using it and contact the seller.",
+        "genuine": "Genuine", "genuine_sub": "You are the first to check this code. It was registered by its producer and is in good standing.",
+        "seen": "Genuine · you checked before", "seen_sub": "You first checked this code at {mine_t}; nobody else has since.",
+        "queried": "Caution: this code has been queried {n}\u00a0times", "queried_sub": "First queried {t}. If that was not you or your family, beware of a copy.",
+        "pin_needed": "Scratch the coating and enter the PIN to finish the check", "pin_needed_sub": "This code is registered. Only the PIN under the coating confirms the item.",
+        "pin_ok": "Genuine, PIN verified", "pin_ok_sub": "First verification of this PIN ({pt}: that was you).",
+        "pin_seen": "Genuine · you verified this PIN", "pin_seen_sub": "You first verified this PIN at {pt}.",
+        "pin_wrong": "Wrong PIN", "pin_wrong_sub": "{left}\u00a0tries left. Check the digits under the coating.",
+        "pin_limited": "Too many wrong tries", "pin_limited_sub": "Please try again in {m} minutes.",
+        "pin_used": "Warning: this PIN was already verified", "pin_used_sub": "First verified {pt}{where}. If that was not you, this item may be a copy.",
+        "unknown": "Unknown code", "unknown_sub": "This code is not in the system. Check what you typed and try again.",
+        "unknown_scanned": "Not found · beware of fakes", "unknown_scanned_sub": "The scanned code is not in the system: this item is very likely a fake.",
+        "recalled": "Recalled · stop using it now", "recalled_sub": "This item has been recalled. Stop using it now.",
         "counterfeit": "Counterfeit", "counterfeit_sub": "A regulator found an item bearing this code to be counterfeit.",
-        "suspicious": "Suspicious", "suspicious_sub": "The label does not match the ledger's record. Be careful.",
+        "suspicious": "Suspicious", "suspicious_sub": "The label does not match the recorded one. Be careful.",
         "product": "Product", "producer": "Producer", "lot": "Lot", "expiry": "Expiry", "serial": "Serial", "code": "Number code",
-        "scans": "Queries", "first_scan": "First query", "trail": "Trail",
+        "scans": "Queries", "first_scan": "First query", "trail": "Trail", "produced": "Produced", "certificates": "Certificates",
+        "cert_status_unknown": "status as published by the issuer",
         "Issued": "Issued", "Shipped": "Shipped", "Received": "Received", "Recalled": "Recalled", "FlaggedCounterfeit": "Flagged counterfeit", "Decommissioned": "Decommissioned",
-        "pin_title": "Scratch the coating and enter the PIN", "pin_button": "Verify", "pin_placeholder": "8 digits",
-        "pin_wrong": "Wrong PIN: {n} tries left.", "pin_limited": "Too many wrong tries: try again in {m} minutes.",
-        "pin_invalid": "The PIN is 6-12 digits.",
+        "pin_title": "Scratch the coating and enter the PIN", "pin_label": "PIN (6-12 digits)", "pin_button": "Verify",
+        "pin_placeholder": "6-12 digits",
+        "pin_invalid": "The PIN is 6-12 digits: please check and enter it again.",
         "busy": "Too many queries from your network: please try again in {m} minutes.",
-        "next": "What next", "next_ok": "Keep your receipt.", "next_bad": "If you suspect a fake, report it, or call {h}.",
-        "report": "Report a suspected fake", "reported": "Report received (no. {n}); regulators can see it.",
-        "enter_title": "Enter the code on the label", "enter_help": "20-character serial or 32-digit number code", "enter_button": "Check",
-        "bad_code": "Cannot read this code: {d}", "other_lang": "中文",
-        "reasons": "Why",
+        "next": "What next", "next_ok": "Keep your receipt. If in doubt, report it or call the complaints line.",
+        "next_bad": "Do not use this item; keep it and your receipt, and report it or call the complaints line.",
+        "next_recall": "Stop using it now and do not repair it yourself. Contact the seller or the producer for the recall (refund, replacement or repair at the producer's cost).",
+        "next_pin": "Scratch the coating on the label and enter the digits below to confirm the item.",
+        "hazard": "Why it was recalled (as recorded by the producer)", "recall_site": "National defective product recall site",
+        "hotline_12315": "market regulator complaints line", "hotline_brand": "Brand customer service",
+        "report": "Report a suspected fake", "report_title": "Report a suspected fake", "report_place": "Where you bought it (shop or online store)",
+        "report_price": "Price paid (CNY)", "report_phone": "Phone (optional, for the regulator to call back)", "report_next": "Next",
+        "report_confirm_title": "Please confirm your report", "report_confirm": "Send report", "report_edit": "Change",
+        "report_help": "Your report goes to regulators only: it is not published and not written to the public record.",
+        "report_bad_place": "Please say where you bought it (at most 80 characters).", "report_bad_price": "Enter the price as a number, e.g. 129.00.",
+        "report_bad_phone": "A phone number is 7-15 digits.",
+        "reported": "Report received, no. {n}. Regulators will follow it up; keep your receipt.",
+        "enter_title": "Enter the code on the label", "enter_label": "Code on the label", "enter_help": "20-character serial or 32-digit number code",
+        "enter_button": "Check",
+        "bad_code": "Cannot read this code: {d}", "other_lang": "中文", "lang_label": "Switch to Chinese",
+        "reasons": "Why", "home": "Product check home",
+        "r_never_issued": "this code was never registered",
+        "r_flagged_counterfeit": "a regulator flagged an item bearing this code as counterfeit",
+        "r_item_recalled": "this item has been recalled",
+        "r_lot_recalled": "lot {a} has been recalled",
+        "r_container_recalled": "the case {a} this item was in has been recalled",
+        "r_input_lot_recalled": "input lot {a} it was made from has been recalled",
+        "r_decommissioned": "this code was decommissioned; an item still carrying it may be a copy",
+        "r_gtin_mismatch": "this code belongs to another product (GTIN differs)",
+        "r_lot_mismatch": "the lot printed with this code is not the registered lot",
+        "r_expiry_mismatch": "the expiry printed with this code is not the registered expiry",
+        "r_integrity": "this code's record failed an integrity check",
+        "r_other": "this code's status is abnormal",
+        "e_invalid_serial": "A serial is 20 letters and digits; a number code is 32 digits.",
+        "e_invalid_short_code": "A number code is 32 digits: please count them.",
+        "e_bad_check_digit": "The number code has a typo (check digit wrong): please check it.",
+        "e_invalid_link": "This link is incomplete or damaged: please scan again.",
+        "e_invalid_gtin": "The product number in the link is invalid: please scan again.",
+        "e_invalid_lot": "The lot in the link is invalid: please scan again.",
+        "e_invalid_expiry": "The expiry in the link is invalid: please scan again.",
+        "e_other": "Cannot read this: please check and try again.",
+        "ch_web": "web page", "ch_app": "app", "ch_sms": "SMS", "ch_voice": "phone",
+        "via": " by {c}", "near": " near {p}",
     },
 }
+
+# The ledger's reasons are English sentences (projections.verdict); the pages show them by code.
+_REASON_PATTERNS = (
+    (re.compile(r"this code was never issued"), "never_issued"),
+    (re.compile(r"a regulator flagged .* counterfeit"), "flagged_counterfeit"),
+    (re.compile(r"this item has been recalled"), "item_recalled"),
+    (re.compile(r"^lot (.+) has been recalled$"), "lot_recalled"),
+    (re.compile(r"^container (\S+) was recalled"), "container_recalled"),
+    (re.compile(r"^input lot (\S+) .*recalled$"), "input_lot_recalled"),
+    (re.compile(r"decommissioned"), "decommissioned"),
+    (re.compile(r"another product \(GTIN"), "gtin_mismatch"),
+    (re.compile(r"lot printed with this code"), "lot_mismatch"),
+    (re.compile(r"expiry printed with this code"), "expiry_mismatch"),
+    (re.compile(r"has been altered|stored|published"), "integrity"),
+)
+
+
+def reason_code(reason: str) -> dict:
+    """``{"code", "arg"}`` of one of the ledger's reason sentences (``other`` when not recognised)."""
+    for pattern, code in _REASON_PATTERNS:
+        m = pattern.search(reason)
+        if m:
+            return {"code": code, "arg": m.group(1) if m.groups() else None}
+    return {"code": "other", "arg": None}
+
+
+def reason_text(code: dict, lang: str) -> str:
+    """A reason code in ``lang``."""
+    return TEXT[lang]["r_" + code["code"]].format(a=code.get("arg") or "")
+
+
+def error_text(code: str, lang: str) -> str:
+    """An entry-page or link error (a :class:`ledger.errors.Refused` code) in ``lang``."""
+    return TEXT[lang].get("e_" + code, TEXT[lang]["e_other"])
 
 
 def pick_lang(query_lang: str | None, accept_language: str | None) -> str:
@@ -246,14 +381,19 @@ def pick_lang(query_lang: str | None, accept_language: str | None) -> str:
 
 _URL_SERIAL = re.compile(r"/21/([0-9A-Za-z]{1,20})")
 _LANG_WORDS = {"EN", "ENG", "ENGLISH"}
+# Words people put around the code ("查询 …", "验证…", "CX …"): dropped, like punctuation.
+_KEYWORDS = re.compile(r"查询|查真伪|查一下|验证|验真|防伪码|防伪|查|CX|YZ|CHECK|VERIFY|PIN", re.I)
+SMS_SIGNATURE = "【防伪查询】"  # the sender signature Chinese carriers require on every message
 
 
 def parse_sms(text: str) -> tuple[str, str | None, str]:
     """(serial, PIN or None, lang) from an SMS body; refuses what cannot be read.
 
-    Accepts the 32-digit short code (spaces, dashes, full-width digits), the
-    20-character serial (any case, Crockford's O/0 and I/L/1), either followed
-    by the PIN, a pasted Digital Link URL, and a leading ``EN`` for English.
+    Tolerant of what people type: a keyword such as ``查询`` or ``验证``, any
+    punctuation (``，`` ``。`` ``-``), full-width digits and spaces, a sentence
+    around the code. Reads the 32-digit short code (optionally followed by the
+    PIN), the 20-character serial (any case, Crockford's O/0 and I/L/1) stuck to
+    or followed by the PIN, a pasted Digital Link URL, and a leading ``EN`` for English.
     """
     if not isinstance(text, str) or not text.strip():
         raise Refused("empty", "the message is empty", field="text")
@@ -261,29 +401,32 @@ def parse_sms(text: str) -> tuple[str, str | None, str]:
     lang = "zh"
     words = text.split()
     if words and words[0].upper() in _LANG_WORDS:
-        lang, words = "en", words[1:]
-        text = " ".join(words)
+        lang, text = "en", " ".join(words[1:])
     url = _URL_SERIAL.search(text)
     if url:
-        rest = text[url.end():]
-        pin = _trailing_pin(rest)
-        return shortcode.normalize_serial(url.group(1)), pin, lang
-    squeezed = shortcode.clean_digits(text).replace(",", "").replace("，", "")
-    if not squeezed.isascii() or not squeezed.isalnum():
-        raise Refused("unreadable", "use only the code's letters and digits", field="text")
-    if squeezed.isdigit():
-        if len(squeezed) == shortcode.LENGTH:
-            return shortcode.from_short_code(squeezed), None, lang
-        if shortcode.LENGTH + pins.MIN_DIGITS <= len(squeezed) <= shortcode.LENGTH + pins.MAX_DIGITS:
-            return shortcode.from_short_code(squeezed[: shortcode.LENGTH]), squeezed[shortcode.LENGTH:], lang
-        raise Refused("invalid_short_code", f"a number code is {shortcode.LENGTH} digits", field="text")
-    serial = shortcode.normalize_serial(squeezed[: gs1.SERIAL_LEN])
-    rest = squeezed[gs1.SERIAL_LEN:]
-    if len(squeezed) < gs1.SERIAL_LEN or not shortcode.has_short_code(serial):
-        raise Refused("invalid_serial", f"a serial is {gs1.SERIAL_LEN} letters and digits", field="text")
-    if rest and not (rest.isdigit() and pins.MIN_DIGITS <= len(rest) <= pins.MAX_DIGITS):
+        return shortcode.normalize_serial(url.group(1)), _trailing_pin(text[url.end():]), lang
+    tokens = re.findall(r"[0-9A-Za-z]+", _KEYWORDS.sub(" ", text))
+    for i, token in enumerate(tokens):
+        if len(token) >= gs1.SERIAL_LEN and not token.isdigit() and token.isascii():
+            serial = shortcode.normalize_serial(token[: gs1.SERIAL_LEN])
+            if shortcode.has_short_code(serial):
+                return serial, _pin_of(token[gs1.SERIAL_LEN:] + "".join(tokens[i + 1:])), lang
+    squeezed = "".join(t for t in tokens if t.isdigit())
+    if not squeezed:
+        raise Refused("unreadable", "no code in the message", field="text")
+    if len(squeezed) == shortcode.LENGTH:
+        return shortcode.from_short_code(squeezed), None, lang
+    if shortcode.LENGTH + pins.MIN_DIGITS <= len(squeezed) <= shortcode.LENGTH + pins.MAX_DIGITS:
+        return shortcode.from_short_code(squeezed[: shortcode.LENGTH]), squeezed[shortcode.LENGTH:], lang
+    raise Refused("invalid_short_code", f"a number code is {shortcode.LENGTH} digits", field="text")
+
+
+def _pin_of(rest: str) -> str | None:
+    if not rest:
+        return None
+    if not (rest.isdigit() and pins.MIN_DIGITS <= len(rest) <= pins.MAX_DIGITS):
         raise Refused("invalid_pin", "after the code, only the PIN's digits", field="text")
-    return serial, rest or None, lang
+    return rest
 
 
 def _trailing_pin(rest: str) -> str | None:
@@ -291,34 +434,43 @@ def _trailing_pin(rest: str) -> str | None:
     return digits if digits.isdigit() and pins.MIN_DIGITS <= len(digits) <= pins.MAX_DIGITS else None
 
 
+# Every reply starts with SMS_SIGNATURE and fits one UCS-2 segment with it (the product name is shortened).
 SMS = {
     "zh": {
         "genuine": "正品：{p}。首次查询。",
+        "seen": "正品：{p}。您{mt}已查询过，无他人查询。",
         "queried": "注意：此码已查询{n}次，首次{t}，谨防假冒。{p}",
+        "pin_needed": "此码已登记。请刮开涂层，回复“数字码 防伪码”完成验证。",
         "pin_ok": "正品，防伪码首次验证通过：{p}",
-        "pin_used": "警告：此防伪码已于{t}验证过，谨防假冒。{p}",
-        "pin_wrong": "防伪码错误，还可尝试{n}次。",
+        "pin_seen": "正品：您已于{pt}验证过此防伪码。{p}",
+        "pin_used": "警告：此防伪码已于{pt}验证过，谨防假冒。{p}",
+        "pin_wrong": "防伪码错误，还可尝试{left}次。",
         "pin_limited": "错误次数过多，请{m}分钟后再试。",
-        "unknown": "未查到此码，可能是假冒。请核对后重发，或拨打12315。",
-        "recalled": "已召回：{p}。请停止使用并联系商家。",
+        "unknown": "未查到此码，谨防假冒。请勿使用，可拨打12315举报。",
+        "unknown_scanned": "未查到此码，谨防假冒。请勿使用，可拨打12315举报。",
+        "recalled": "已召回，立即停止使用：{p}。请联系商家办理召回。",
         "counterfeit": "假冒！此码已被监管部门认定为假冒。请拨打12315。",
         "suspicious": "可疑：此码状态异常，请谨慎。{p}",
-        "bad": "无法识别。请发送标签上的32位数字码或20位序列号，刮开码空格后附上。",
+        "bad": "无法识别。请发送标签上的32位数字码，有防伪码的空格后附上。",
         "bad_check": "数字码有误（校验位不符），请核对后重发。",
         "busy": "查询过于频繁，请{m}分钟后再试。谢谢。",
     },
     "en": {
         "genuine": "Genuine: {p}. First query.",
+        "seen": "Genuine: {p}. You checked at {mt}; nobody else.",
         "queried": "Caution: queried {n} times, first {t}. {p}",
+        "pin_needed": "Registered. Scratch the label and reply: code PIN.",
         "pin_ok": "Genuine, PIN verified (first use): {p}",
-        "pin_used": "Warning: PIN already used {t}. {p}",
-        "pin_wrong": "Wrong PIN: {n} tries left.",
+        "pin_seen": "Genuine: you verified this PIN {pt}. {p}",
+        "pin_used": "Warning: PIN already used {pt}. {p}",
+        "pin_wrong": "Wrong PIN: {left} tries left.",
         "pin_limited": "Too many wrong PINs: try in {m} min.",
-        "unknown": "Unknown code: may be fake. Check it or call 12315.",
-        "recalled": "RECALLED: {p}. Stop using it.",
+        "unknown": "Not found: beware of fakes. Do not use it; call 12315.",
+        "unknown_scanned": "Not found: beware of fakes. Do not use it; call 12315.",
+        "recalled": "RECALLED, stop using it now: {p}. Ask the seller.",
         "counterfeit": "COUNTERFEIT: flagged by a regulator. Call 12315.",
         "suspicious": "Suspicious code: be careful. {p}",
-        "bad": "Unreadable. Send the 32-digit code or 20-char serial, then PIN.",
+        "bad": "Unreadable. Send the 32-digit code, then PIN if any.",
         "bad_check": "Code mistyped (check digit wrong): please resend.",
         "busy": "Too many messages: please try again in {m} min. Thanks.",
     },
@@ -342,25 +494,35 @@ def fit(template: str, limit: int = SMS_LIMIT, **values) -> str:
     return text
 
 
-def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = None) -> str:
-    """One-segment reply for a display key (see :func:`display_key`) or a pin/bad key."""
-    t = SMS[lang]
-    cv = cv or {}
-    product = cv.get("product") or ""
-    if key == "pin_wrong":
-        return fit(t[key], n=(pin or {}).get("attempts_left", 0))
-    if key == "pin_limited":
-        return fit(t[key], m=max(1, ((pin or {}).get("retry_after") or 60) // 60))
-    when = (pin or {}).get("pin_first_verified_at") if key == "pin_used" else cv.get("first_scanned_at")
-    return fit(t[key], p=product, n=cv.get("scan_count", 0), t=short_time(when, lang))
+def reply_values(key: str, lang: str, cv: dict | None, pin: dict | None, mine_first=None) -> dict:
+    """The values a reply's template is filled with."""
+    cv, pin = cv or {}, pin or {}
+    first = (pin.get("first") or {}).get("at") or pin.get("pin_first_verified_at")
+    return {"p": cv.get("product") or "", "n": cv.get("scan_count", 0), "t": short_time(cv.get("first_scanned_at"), lang),
+            "pt": short_time(first, lang), "mt": short_time(mine_first, lang), "left": pin.get("attempts_left") or 0,
+            "m": max(1, -(-(pin.get("retry_after") or 60) // 60))}
+
+
+def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None, signed: bool = True) -> str:
+    """One-segment reply for a display key (see :func:`display_key`), ``bad`` or ``bad_check``.
+
+    Signed (:data:`SMS_SIGNATURE` first) and ≤ :data:`SMS_LIMIT` UCS-2 characters with it.
+    """
+    sig = SMS_SIGNATURE if signed else ""
+    return fit(sig + SMS[lang][key], **reply_values(key, lang, cv, pin, mine_first))
 
 
 def busy_text(lang: str, retry_after: int, texts: dict | None = None) -> str:
     """A polite "too many requests, try again in m minutes" (the page's text, or ``texts`` such as :data:`SMS`)."""
-    return fit((texts or TEXT)[lang]["busy"], limit=200 if texts is None else SMS_LIMIT, m=max(1, -(-retry_after // 60)))
+    if texts is None:
+        return fit(TEXT[lang]["busy"], limit=200, m=max(1, -(-retry_after // 60)))
+    return fit(SMS_SIGNATURE + texts[lang]["busy"], m=max(1, -(-retry_after // 60)))
 
+
+# ---------------------------------------------------------------- phone
 
 # The phone line's prompts, step by step (the IVR flow is in traceledger.api.shopper.voice).
+# A prompt is phrases, each ending in a full stop: the audio pauses between them.
 VOICE = {
     "zh": {
         "welcome": "您好，这里是防伪查询。请输入标签上的32位数字码，以井号键结束。",
@@ -372,6 +534,8 @@ VOICE = {
         "give_up": "输入错误次数过多，请核对后再拨。再见。",
         "bye": "感谢您的查询，再见。",
         "busy": "您的查询过于频繁，请稍后再拨。谢谢，再见。",
+        "you_keyed": "您输入的是：{d}。",
+        "this_product": "此商品",
     },
     "en": {
         "welcome": "Welcome to product check. Enter the 32-digit code on the label, then the hash key.",
@@ -379,9 +543,35 @@ VOICE = {
         "bad_check": "A digit seems mistyped. Enter the code again, then the hash key.",
         "pin": "This label has a scratch-off PIN. Scratch it and enter the PIN, then the hash key.",
         "bad_pin": "The PIN is 6 to 12 digits. Enter it again, then the hash key.",
-        "again": " Enter the PIN again.",
+        "again": "Enter the PIN again.",
         "give_up": "Too many errors. Please check and call again. Goodbye.",
-        "bye": " Thank you, goodbye.",
+        "bye": "Thank you, goodbye.",
         "busy": "You have called many times. Please try again later. Thank you, goodbye.",
+        "you_keyed": "You keyed: {d}.",
+        "this_product": "this product",
     },
 }
+
+
+def spoken_digits(digits: str, lang: str) -> str:
+    """Digits as a speech synthesizer reads them one by one, in groups of four ("1 2 3 4, 5 6 7 8")."""
+    sep = "，" if lang == "zh" else ", "
+    return sep.join(" ".join(digits[i:i + 4]) for i in range(0, len(digits), 4))
+
+
+def speakable_name(name: str | None, lang: str) -> str:
+    """A name the call's voice can say: an English call skips a name written in Chinese (it would be read as
+    "Chinese letter ..."), saying "this product" instead."""
+    if not name:
+        return VOICE[lang]["this_product"]
+    if lang == "en" and not name.isascii():
+        return VOICE[lang]["this_product"]
+    return name
+
+
+def voice_verdict(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None) -> str:
+    """The verdict as a phrase for the phone: the SMS wording without the signature, the name said in the call's language."""
+    cv = dict(cv or {})
+    cv["product"] = speakable_name(cv.get("product"), lang)
+    text = fit(SMS[lang][key], limit=200, **reply_values(key, lang, cv, pin, mine_first))
+    return text if text.endswith(("。", ".", "！", "!")) else text + ("。" if lang == "zh" else ".")

@@ -12,35 +12,47 @@ import re
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from ledger import channel_state, gs1
+from ledger import channel_state, gs1, shopper_records
 from ledger.errors import Refused
 from traceledger.api.client_identity import client_of
 from traceledger.api.responses import OrjsonResponse
-from traceledger.api.shopper import service
+from traceledger.api.shopper import page, service
+from traceledger.shopper import wording
 
 router = APIRouter()
 
 
 class ReportIn(BaseModel):
     note: str | None = Field(default=None, max_length=500)
+    place: str | None = Field(default=None, max_length=80, description="where it was bought (shop or online store)")
+    price: str | None = Field(default=None, max_length=12, description="price paid, CNY")
+    phone: str | None = Field(default=None, max_length=20, description="optional phone for the regulator to call back")
 
 
 @router.post("/v1/labels/{serial}/reports", status_code=201, summary="Report a suspected fake")
 async def post_report(request: Request, serial: str, body: ReportIn | None = None):
     """Kept in ``consumer_reports`` for regulators and signed onto the label's chain as a
     ``ReportedFake`` event (``event_id``) by the gateway; ``on_ledger`` is false for a
-    serial that was never issued, whose report stays in the table only."""
+    serial that was never issued, whose report stays in the table only. ``report_id`` is a
+    random number (``R-`` and 10 characters): it says nothing about how many reports there are.
+    The note, place, price and phone stay in the tables, never on the ledger."""
     gs1.validate_serial(serial)
     note = ((body.note if body else None) or "").strip() or None
     if note and re.search(r"[\x00-\x1f\x7f]", note):
         raise Refused("invalid_field", "note contains control characters", field="note")
+    values = page.report_values(body.model_dump() if body else {})
+    if any(values.values()) and (problem := page.report_problem(values)):
+        raise Refused("invalid_field", wording.TEXT["en"][problem], field=problem.removeprefix("report_bad_"))
     state = request.app.state
     async with state.pool.connection() as conn:
         client = client_of(request)
         await service.spend(state, conn, "report", client)
-        accepted = await channel_state.add_report(conn, serial, "api", client, note)
+        async with conn.transaction():
+            accepted = await channel_state.add_report(conn, serial, "api", client, note)
+            public_id = await shopper_records.add_details(conn, accepted.report_id, serial, place=values["place"] or None,
+                                                          price=values["price"] or None, phone=values["phone"] or None)
     issued = await asyncio.to_thread(state.ledger.head, "label", serial) is not None
     detail = ("signed onto the label's ledger chain by the gateway for regulators" if issued else
               "this code was never issued, so there is no ledger chain to sign it onto: kept for regulators in the report table")
-    return OrjsonResponse({"report_id": accepted.report_id, "event_id": accepted.event_id, "serial": serial,
+    return OrjsonResponse({"report_id": public_id, "event_id": accepted.event_id, "serial": serial,
                            "on_ledger": issued, "detail": detail}, status_code=201)

@@ -17,14 +17,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from ledger import channel_state, gs1, shortcode
+from ledger import gs1, shortcode
 from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from projections.verification import read_view_async
 from traceledger.api.client_identity import client_of
 from traceledger.api.problems import refused
 from traceledger.api.responses import OrjsonResponse
-from traceledger.api.shopper import service
+from traceledger.api.shopper import page, service
 from traceledger.api.shopper.web import (
     NO_CACHE,
     form_of,
@@ -55,9 +55,7 @@ def serial_typed(code: str) -> str:
 
 def busy_page(request: Request, lang: str, exc: OverLimit) -> HTMLResponse:
     """The entry page saying, politely, that this network asked too often (429, ``Retry-After``)."""
-    page = html(pages.entry_page(lang, other_lang_url(request, lang), error=wording.busy_text(lang, exc.retry_after)), status=429)
-    page.headers["Retry-After"] = str(exc.retry_after)
-    return page
+    return page.over_limit_page(request, lang, exc)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -70,7 +68,7 @@ async def home(request: Request, code: str | None = None):
     try:
         serial = serial_typed(code)
     except Refused as exc:
-        return html(pages.entry_page(lang, other, error=exc.detail, code=code), status=400)
+        return html(pages.entry_page(lang, other, error=wording.error_text(exc.code, lang), code=code), status=400)
     state = request.app.state
     async with state.pool.connection() as conn:
         label = await read_view_async(conn, serial)
@@ -83,7 +81,8 @@ async def home(request: Request, code: str | None = None):
         except OverLimit as exc:
             return busy_page(request, lang, exc)
         _, cv = await service.consumer_of(state, conn, serial, channel="web", session=session, client=client)
-    return html(pages.result_page(cv, wording.display_key(cv), lang, other), cookie=cookie)
+        ps = await page.page_state(request, conn, cv, lang, session, scanned=False)
+    return html(pages.result_page(cv, ps), cookie=cookie)
 
 
 @router.get("/01/{gtin}/{rest:path}", summary="GS1 Digital Link resolver (JSON or the consumer page)",
@@ -99,7 +98,7 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
     except Refused as exc:
         if as_json:
             return refused(400, exc)
-        return html(pages.entry_page(lang, other_lang_url(request, lang), error=exc.detail), status=400)
+        return html(pages.entry_page(lang, other_lang_url(request, lang), error=wording.error_text(exc.code, lang)), status=400)
     session, cookie = session_of(request) if not as_json else (None, None)
     state = request.app.state
     client = client_of(request)
@@ -110,53 +109,36 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
             if as_json:
                 raise
             return busy_page(request, lang, exc)
-        _, cv = await service.consumer_of(state, conn, serial, channel="app" if as_json else "web", session=session,
+        # The report form's steps are the same look at the label, not new queries of it.
+        step = not as_json and ("report" in request.query_params or "reported" in request.query_params)
+        channel = None if step else "app" if as_json else "web"
+        _, cv = await service.consumer_of(state, conn, serial, channel=channel, session=session,
                                             gtin=gtin14, lot=lot, expiry=expiry, client=client)
-    if as_json:
-        return OrjsonResponse(cv | {"display": wording.display_key(cv)}, headers=NO_CACHE)
-    return html(pages.result_page(cv, wording.display_key(cv), lang, other_lang_url(request, lang)), cookie=cookie)
-
-
-async def page_pin(request: Request, conn, raw: dict, form: dict, session: str, lang: str) -> tuple[dict | None, str | None, int]:
-    """The page's PIN form: (PIN outcome or None, error text or None, HTTP status)."""
-    client = client_of(request)
-    try:
-        await service.spend(request.app.state, conn, "pin", client)
-        pin = await service.pin_check(conn, raw, form.get("pin", ""), client, "web", state=request.app.state, scan_channel="web",
-                                      scan_session=session)
-    except OverLimit:
-        raise  # over the client's limit: the whole page says so (resolve_form)
-    except Refused:
-        return None, wording.TEXT[lang]["pin_invalid"], 400
-    return pin, None, 429 if pin["pin_result"] == "limited" else 200
+        if as_json:
+            return OrjsonResponse(cv | {"display": wording.display_key(cv, scanned=True)}, headers=NO_CACHE)
+        ps = await page.page_state(request, conn, cv, lang, session, scanned=True)
+    return html(pages.result_page(cv, ps), cookie=cookie)
 
 
 @router.post("/01/{gtin}/{rest:path}", response_class=HTMLResponse, include_in_schema=False)
 async def resolve_form(request: Request, gtin: str, rest: str):
-    """The page's forms: ``action=pin`` (with ``pin``) or ``action=report``."""
+    """The page's forms: ``action=pin`` (with ``pin``) or ``action=report``; answered by a 303 to the page."""
     try:
         form = await form_of(request)
     except Refused as exc:
-        return html(pages.entry_page(lang_of(request), "/", error=exc.detail), status=400)
+        lang = lang_of(request)
+        return html(pages.entry_page(lang, "/", error=wording.error_text(exc.code, lang)), status=400)
     lang = lang_of(request, form.get("lang"))
     other = other_lang_url(request, lang)
     try:
         gtin14, serial, lot, expiry = parse_link(gtin, rest, request.query_params)
     except Refused as exc:
-        return html(pages.entry_page(lang, other, error=exc.detail), status=400)
-    pin = pin_error = reported = None
-    status = 200
+        return html(pages.entry_page(lang, other, error=wording.error_text(exc.code, lang)), status=400)
     session, cookie = session_of(request)
     state = request.app.state
     try:
         async with state.pool.connection() as conn:
             raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None, gtin=gtin14, lot=lot, expiry=expiry)
-            if form.get("action") == "report":
-                await service.spend(state, conn, "report", client_of(request))
-                reported = (await channel_state.add_report(conn, serial, "web", client_of(request), None)).report_id
-            elif form.get("action") == "pin" and cv.get("pin_protected"):
-                pin, pin_error, status = await page_pin(request, conn, raw, form, session, lang)
+            return await page.form_posted(request, conn, raw, cv, form, session, lang, cookie)
     except OverLimit as exc:
         return busy_page(request, lang, exc)
-    page_html = pages.result_page(cv, wording.display_key(cv, pin), lang, other, pin=pin, pin_error=pin_error, reported=reported)
-    return html(page_html, status=status, cookie=cookie)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ledger import channel_state, client_limits, gs1, pins, scan_inbox
+from ledger import channel_state, client_limits, gs1, pins, scan_inbox, shopper_records
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections.checked_view import checked_view
@@ -127,3 +127,14 @@ async def pin_check(conn, raw: dict, pin_text: str, client: str, channel: str, *
         await record_pin_scan(state, conn, raw["serial"], result.as_dict(), scan_channel, scan_session, client)
 
     return (await channel_state.check_pin(conn, raw["serial"], pin, stored, client, channel, record=record)).as_dict()
+
+
+async def looker_state(conn, cv: dict, pin: dict | None, client: str) -> tuple[dict | None, dict | None, object]:
+    """(PIN outcome with ``mine``, own queries, own first time) of a looker whose scans carry ``client`` as their session
+    (an SMS sender, a caller): so their own repeats never warn."""
+    if cv.get("pin_protected") and pin and pin["pin_result"] in ("first_use", "already_used"):
+        first = await shopper_records.first_pin_use(conn, cv["serial"])
+        mine = bool(first) and first["session"] == client
+        return pin | {"mine": mine, "returning": pin["pin_result"] == "already_used", "first": first}, None, None
+    own = await shopper_records.own_queries(conn, cv["serial"], client)
+    return pin, {"mine": own.mine, "returning": own.total > 1}, own.mine_first

@@ -1,6 +1,8 @@
 """``POST /v1/channels/sms``: the inbound SMS webhook; the answer is the reply text.
 
-An SMS with a PIN is one scan carrying the PIN's outcome. The client is the
+An SMS with a PIN is one scan carrying the PIN's outcome. A sender's own
+repeats (the same SMS twice, a right PIN sent again) read "you checked this
+before", never a warning; a PIN label queried without its PIN asks for it. The client is the
 sender's number as sent by the gateway that forwards it
 (:func:`traceledger.api.client_identity.sender_of`); over its limit of messages
 it gets a polite "try again later" in its language, never an error.
@@ -42,9 +44,10 @@ async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str,
     # The message's one scan: the PIN check's (recorded with it), else this query's.
     recorded = pin is not None and service.PIN_EVENT_RESULT.get(pin["pin_result"]) is not None
     _, cv = await service.consumer_of(state, conn, serial, channel=None if recorded else "sms", session=client, client=client)
-    if pin and pin["pin_result"] in ("wrong", "limited"):
-        return wording.sms_reply("pin_" + pin["pin_result"], lang, cv, pin)
-    return wording.sms_reply(wording.display_key(cv, pin), lang, cv, pin)
+    if cv["verdict"] == "unknown":
+        return wording.sms_reply("unknown", lang, cv)
+    pin, own, mine_first = await service.looker_state(conn, cv, pin, client)
+    return wording.sms_reply(wording.display_key(cv, pin, own=own), lang, cv, pin, mine_first=mine_first)
 
 
 @router.post("/v1/channels/sms", summary="Inbound SMS webhook (form fields from, text): the reply text",
@@ -59,7 +62,7 @@ async def sms(request: Request):
         serial, pin_text, lang = wording.parse_sms(form.get("text", ""))
         gs1.validate_serial(serial)
     except Refused as exc:
-        reply = wording.SMS[lang]["bad_check" if exc.code == "bad_check_digit" else "bad"]
+        reply = wording.sms_reply("bad_check" if exc.code == "bad_check_digit" else "bad", lang)
         log.info("sms_unreadable", code=exc.code)
         return sms_answer(reply, as_json)
     client = sender_of(request, "sms", sender)

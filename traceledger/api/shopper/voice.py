@@ -64,14 +64,22 @@ class Call:
     async def say(self, prompt: str, step: str, serial=None, tries=0, expect=None) -> OrjsonResponse:
         """Save the call's next step and answer its prompt (``expect`` None: hang up)."""
         await channel_state.ivr_put(self.conn, self.call_id, step, serial, tries, self.lang, prompt)
-        return OrjsonResponse({"prompt": prompt, "expect": expect, "hangup": expect is None, "lang": self.lang,
+        return OrjsonResponse({"prompt": prompt, "phrases": voice_audio.phrases(prompt), "expect": expect, "hangup": expect is None,
+                               "lang": self.lang,
                                "audio": f"/v1/channels/voice/audio?{urlencode({'call_id': self.call_id})}"})
 
-    async def retry(self, prompt_key: str, step: str, serial=None, prompt: str | None = None) -> OrjsonResponse:
-        """Ask again after a bad try, or give up after the last one."""
+    def keyed(self, digits: str) -> str:
+        """The digits the caller keyed, read back (a phrase)."""
+        return self.prompts["you_keyed"].format(d=wording.spoken_digits(digits[:40], self.lang)) if digits else ""
+
+    def join(self, *phrases: str) -> str:
+        return ("" if self.lang == "zh" else " ").join(p for p in phrases if p)
+
+    async def retry(self, prompt_key: str, step: str, serial=None, prompt: str | None = None, keyed: str = "") -> OrjsonResponse:
+        """Ask again after a bad try (reading back what was keyed), or give up after the last one."""
         if self.tries + 1 >= MAX_TRIES:
-            return await self.say(self.prompts["give_up"], "done")
-        return await self.say(prompt or self.prompts[prompt_key], step, serial, self.tries + 1, expect=step)
+            return await self.say(self.join(self.keyed(keyed), self.prompts["give_up"]), "done")
+        return await self.say(self.join(self.keyed(keyed), prompt or self.prompts[prompt_key]), step, serial, self.tries + 1, expect=step)
 
 
 async def code_step(call: Call, keyed: str) -> OrjsonResponse:
@@ -79,11 +87,13 @@ async def code_step(call: Call, keyed: str) -> OrjsonResponse:
     try:
         serial = shortcode.from_short_code(keyed)
     except Refused as exc:
-        return await call.retry("bad_check" if exc.code == "bad_check_digit" else "bad_code", "code")
+        return await call.retry("bad_check" if exc.code == "bad_check_digit" else "bad_code", "code", keyed=keyed)
     _, cv = await service.consumer_of(call.state, call.conn, serial, channel="voice", session=call.client, client=call.client)
     if cv.get("pin_protected") and cv["verdict"] == "genuine":
-        return await call.say(call.prompts["pin"], "pin", serial, 0, expect="pin")
-    return await call.say(wording.sms_reply(wording.display_key(cv), call.lang, cv) + call.prompts["bye"], "done")
+        return await call.say(call.join(call.keyed(keyed), call.prompts["pin"]), "pin", serial, 0, expect="pin")
+    _, own, mine_first = await service.looker_state(call.conn, cv, None, call.client)  # the caller's own repeats: no warning
+    verdict = wording.voice_verdict(wording.display_key(cv, own=own), call.lang, cv, mine_first=mine_first)
+    return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
 
 
 async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
@@ -93,12 +103,13 @@ async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
         pin = await service.pin_check(call.conn, raw, keyed, call.client, "voice", state=call.state, scan_channel="voice",
                                       scan_session=call.client)
     except Refused:
-        return await call.retry("bad_pin", "pin", call.serial)
+        return await call.retry("bad_pin", "pin", call.serial, keyed=keyed)
     if pin["pin_result"] == "wrong" and pin["attempts_left"] > 0 and call.tries + 1 < MAX_TRIES:
-        again = wording.sms_reply("pin_wrong", call.lang, cv, pin) + call.prompts["again"]
-        return await call.retry("again", "pin", call.serial, prompt=again)
-    key = "pin_" + pin["pin_result"] if pin["pin_result"] in ("wrong", "limited") else wording.display_key(cv, pin)
-    return await call.say(wording.sms_reply(key, call.lang, cv, pin) + call.prompts["bye"], "done")
+        again = call.join(wording.voice_verdict("pin_wrong", call.lang, cv, pin), call.prompts["again"])
+        return await call.retry("again", "pin", call.serial, prompt=again, keyed=keyed)
+    pin, _, _ = await service.looker_state(call.conn, cv, pin, call.client)  # the caller's own PIN again: no warning
+    verdict = wording.voice_verdict(wording.display_key(cv, pin), call.lang, cv, pin)
+    return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
 
 
 async def next_prompt(call: Call, new_call: bool, keyed: str) -> OrjsonResponse:

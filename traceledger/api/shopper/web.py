@@ -8,13 +8,15 @@ message (HTML), or a reply text (SMS, voice); never a server error.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from urllib.parse import parse_qs, urlencode
 
 import orjson
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ledger import gs1
 from ledger.errors import Refused
@@ -23,6 +25,10 @@ from traceledger.shopper import wording
 
 MAX_FORM_BYTES = 4096
 SESSION_COOKIE = "tls"
+FLASH_COOKIE = "tlf"  # the last PIN outcome on one label's page, for the GET after the form's redirect
+FLASH_SECONDS = 600
+# Query parameters that are the page's own steps, not part of the label's link.
+PAGE_PARAMS = {"lang", "report", "reported", "place", "price", "phone", "err"}
 PATH_AIS = {"10", "21", "22"}
 NO_CACHE = {"Vary": "Accept, Accept-Language", "Cache-Control": "no-store"}
 
@@ -73,6 +79,45 @@ def other_lang_url(request: Request, lang: str) -> str:
     params = {k: v for k, v in request.query_params.items() if k != "lang"}
     params["lang"] = "en" if lang == "zh" else "zh"
     return f"{request.url.path}?{urlencode(params)}"
+
+
+def page_url(request: Request, lang: str, **extra: str) -> str:
+    """This label page's own URL in ``lang`` (the link's AIs kept, the page's steps dropped), plus ``extra``."""
+    params = {k: v for k, v in request.query_params.items() if k not in PAGE_PARAMS}
+    return f"{request.url.path}?{urlencode(params | {'lang': lang} | extra)}"
+
+
+def _flash_mac(request: Request, serial: str, value: str) -> str:
+    key = request.app.state.channel_secret
+    return hmac.new(key, f"flash|{serial}|{value}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def flash_value(request: Request, serial: str, outcome: str, left: int | None = None, retry: int | None = None) -> str:
+    """A signed cookie value carrying one PIN outcome across the POST-redirect-GET (never the PIN)."""
+    value = f"{outcome}.{left if left is not None else ''}.{retry if retry is not None else ''}"
+    return f"{value}.{_flash_mac(request, serial, value)}"
+
+
+def read_flash(request: Request, serial: str) -> dict | None:
+    """The PIN outcome this browser was just given on ``serial``'s page, or None (absent, forged, other label)."""
+    raw = request.cookies.get(FLASH_COOKIE) or ""
+    value, _, mac = raw.rpartition(".")
+    if not value or not hmac.compare_digest(mac, _flash_mac(request, serial, value)):
+        return None
+    outcome, left, retry = (value.split(".") + ["", ""])[:3]
+    return {"pin_result": outcome, "attempts_left": int(left) if left.isdigit() else None,
+            "retry_after": int(retry) if retry.isdigit() else None}
+
+
+def see_other(url: str, cookie: str | None = None, flash: tuple[str, str] | None = None) -> RedirectResponse:
+    """303 to ``url`` (the GET after a form's POST: a reload never resubmits), setting the session and flash cookies."""
+    r = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+    if cookie:
+        r.set_cookie(SESSION_COOKIE, cookie, max_age=365 * 86400, httponly=True, samesite="lax")
+    if flash:
+        path, value = flash
+        r.set_cookie(FLASH_COOKIE, value, max_age=FLASH_SECONDS, path=path, httponly=True, samesite="lax")
+    return r
 
 
 def html(body: str, status: int = 200, cookie: str | None = None) -> HTMLResponse:

@@ -1,0 +1,63 @@
+"""Page weights and answer times of the consumer page, per state: measured, written down, never a pass/fail threshold.
+
+Skipped unless ``TRACELEDGER_CONSUMER_TIMING=<requests per state>`` is set, e.g.::
+
+    TRACELEDGER_CONSUMER_TIMING=200 PYTHONPATH=$PWD .venv/bin/python -m pytest -q -s tests/test_consumer_page_weights.py
+
+Writes test-artifacts/consumer/weights.json (bytes of HTML per state, gzip too) and
+prints median and p99 answer times of sequential requests (one client at a time:
+the time a person waits, not throughput; bench/ measures throughput). Each state
+is asked by fresh clients (X-Forwarded-For through the trusted loopback proxy), so
+the timings include recording the query.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import statistics
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ARTIFACTS
+from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+
+N = int(os.environ.get("TRACELEDGER_CONSUMER_TIMING", "0"))
+pytestmark = pytest.mark.skipif(N <= 0, reason="set TRACELEDGER_CONSUMER_TIMING=<requests per state> to measure")
+BROWSER = {"accept": "text/html", "accept-language": "zh-CN"}
+
+
+def test_page_weights_and_answer_times(world):
+    states = {
+        "genuine": ("GET", world.labels["genuine0"], ""), "pin_needed": ("GET", world.labels["pin0"], ""),
+        "recalled": ("GET", world.labels["recalled"], ""), "counterfeit": ("GET", world.labels["counterfeit"], ""),
+        "unknown_scanned": ("GET", "ZZZZZZZZZZZZZZZZZZZZ", ""), "certified": ("GET", world.labels["certified"], ""),
+        "report_form": ("GET", world.labels["counterfeit"], "&report=1"),
+        "pin_post": ("POST", world.labels["pin1"], ""),
+    }
+    out = {}
+    with httpx.Client(headers=BROWSER, timeout=30) as client:
+        for name, (method, serial, extra) in states.items():
+            url = f"{world.url}/01/{world.gtin}/21/{serial}?lang=zh{extra}"
+            times, size = [], 0
+            for i in range(N):
+                headers = {"x-forwarded-for": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"}
+                t = time.perf_counter()
+                if method == "GET":
+                    r = client.get(url, headers=headers)
+                else:
+                    r = client.post(url, data={"action": "pin", "pin": "00000000", "lang": "zh"}, headers=headers)
+                times.append((time.perf_counter() - t) * 1000)
+                assert r.status_code in (200, 303)
+                size = len(r.content)
+            times.sort()
+            body = client.get(url, headers={"x-forwarded-for": "192.0.2.1"}).content if method == "GET" else b""
+            out[name] = {"bytes": len(body) or size, "gzip_bytes": len(gzip.compress(body)) if body else None,
+                         "median_ms": round(statistics.median(times), 2), "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
+                         "requests": N}
+            print(name, out[name])
+    (ARTIFACTS / "consumer").mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "consumer" / "weights.json").write_text(json.dumps(out, indent=2))

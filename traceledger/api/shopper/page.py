@@ -1,0 +1,148 @@
+"""The label page's steps: what this looker is shown (own queries, PIN outcome, report steps) and its forms.
+
+Every form posts, then redirects (303) to the page's GET (POST-redirect-GET): a
+reload never resubmits a PIN or a report. What the GET shows after a form:
+
+- a PIN label waits for its PIN (``pin_needed``); once *this browser* (its
+  session cookie) made the first right entry, the page says so for good
+  (``pin_ok``, later ``pin_seen``), from the scan inbox's record of that entry,
+  not from anything the browser sends; wrong, rate-limited and already-used
+  outcomes ride in a short-lived signed cookie scoped to the label's path;
+- a plain label's "queried N times" warns only when someone other than this
+  looker asked (:func:`ledger.shopper_records.own_queries`);
+- a report is three steps: a short form (GET), a confirmation (GET), the
+  sending (POST, then 303 to ``?reported=<random number>``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from ledger import channel_state, shopper_records
+from ledger.client_limits import OverLimit
+from ledger.errors import Refused
+from projections.shopper_details import lot_details
+from traceledger.api.client_identity import client_of
+from traceledger.api.shopper import service
+from traceledger.api.shopper.web import flash_value, html, other_lang_url, page_url, read_flash, see_other
+from traceledger.shopper import pages, wording
+
+JUST_NOW = timedelta(minutes=10)  # a first PIN use younger than this reads "verified" (just now), older "you verified"
+RETURNING = timedelta(seconds=60)  # a looker's own first query older than this: a returning look
+_PRICE = re.compile(r"\d{1,7}([.,]\d{1,2})?")
+_PUBLIC_ID = re.compile(r"R-[0-9A-Z]{10}")
+
+
+def report_values(source) -> dict:
+    """The report form's fields, trimmed and bounded (anything may arrive)."""
+    return {k: re.sub(r"[\x00-\x1f\x7f]", " ", str(source.get(k) or ""))[:80].strip() for k in ("place", "price", "phone")}
+
+
+def report_problem(values: dict) -> str | None:
+    """The first thing wrong with a report's fields (a TEXT key), or None."""
+    if not values["place"]:
+        return "report_bad_place"
+    if not _PRICE.fullmatch(values["price"].replace("¥", "").replace("元", "").strip()):
+        return "report_bad_price"
+    digits = re.sub(r"[\s+()-]", "", values["phone"])
+    if values["phone"] and not (digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15):
+        return "report_bad_phone"
+    return None
+
+
+async def report_step(request: Request, conn, serial: str, lang: str) -> dict | None:
+    """The report step this GET shows (``?report=1``, ``?report=review``, ``?reported=``), or None."""
+    q = request.query_params
+    if q.get("reported"):
+        found = await shopper_records.report_by_public_id(conn, serial, q["reported"]) if _PUBLIC_ID.fullmatch(q["reported"]) else None
+        return {"step": "done", "public_id": found["public_id"]} if found else None
+    if q.get("report") not in ("1", "review"):
+        return None
+    values = report_values(q)
+    problem = report_problem(values) if q["report"] == "review" else (q.get("err") if q.get("err", "").startswith("report_bad") else None)
+    if q["report"] == "review" and problem is None:
+        return {"step": "confirm", "values": values}
+    return {"step": "form", "values": values, "error": wording.TEXT[lang].get(problem) if problem else None}
+
+
+async def pin_state(request: Request, conn, cv: dict, session: str, lang: str) -> tuple[dict | None, str | None]:
+    """(this browser's PIN outcome on a PIN label, an error line) for :func:`traceledger.shopper.wording.display_key`."""
+    first = await shopper_records.first_pin_use(conn, cv["serial"])
+    flash = read_flash(request, cv["serial"])
+    if first and first["session"] == session:
+        age = datetime.now(timezone.utc) - first["at"]
+        return {"pin_result": "first_use", "mine": True, "returning": age > JUST_NOW, "first": first}, None
+    if flash is None:
+        return None, None
+    if flash["pin_result"] == "invalid":
+        return None, wording.TEXT[lang]["pin_invalid"]
+    if flash["pin_result"] == "already_used":
+        return flash | {"first": first}, None
+    return (flash, None) if flash["pin_result"] in ("wrong", "limited") else (None, None)
+
+
+async def page_state(request: Request, conn, cv: dict, lang: str, session: str, *, scanned: bool) -> pages.PageState:
+    """Everything the page shows besides the view, for this looker."""
+    ps = pages.PageState("unknown", lang, other_lang_url(request, lang), page_url(request, lang))
+    own = None
+    if cv["verdict"] == "genuine" and cv.get("pin_protected"):
+        ps.pin, ps.pin_error = await pin_state(request, conn, cv, session, lang)
+    elif cv["verdict"] == "genuine":
+        mine = await shopper_records.own_queries(conn, cv["serial"], session)
+        returning = mine.total > 1 or (mine.mine_first is not None and datetime.now(timezone.utc) - mine.mine_first > RETURNING)
+        own = {"mine": mine.mine, "returning": returning}
+        ps.mine_first = mine.mine_first.isoformat() if mine.mine_first else None
+    if cv.get("gtin"):
+        ps.lot = await lot_details(conn, cv["gtin"], cv.get("lot"))
+    ps.report = await report_step(request, conn, cv["serial"], lang)
+    ps.display = wording.display_key(cv, ps.pin, own=own, scanned=scanned)
+    return ps
+
+
+async def pin_posted(request: Request, conn, raw: dict, form: dict, session: str) -> str:
+    """Check the page's PIN entry; the signed flash cookie value of its outcome."""
+    serial = raw["serial"]
+    client = client_of(request)
+    await service.spend(request.app.state, conn, "pin", client)
+    try:
+        pin = await service.pin_check(conn, raw, form.get("pin", ""), client, "web", state=request.app.state, scan_channel="web",
+                                      scan_session=session)
+    except Refused:
+        return flash_value(request, serial, "invalid")
+    return flash_value(request, serial, pin["pin_result"], pin.get("attempts_left"), pin.get("retry_after"))
+
+
+async def report_posted(request: Request, conn, serial: str, form: dict, lang: str, cookie: str | None):
+    """Send a confirmed report; the redirect to its confirmation (or back to the form, saying what is wrong)."""
+    values = report_values(form)
+    problem = report_problem(values)
+    if problem:
+        return see_other(page_url(request, lang, report="1", err=problem, **values) + "#report", cookie=cookie)
+    client = client_of(request)
+    await service.spend(request.app.state, conn, "report", client)
+    async with conn.transaction():
+        accepted = await channel_state.add_report(conn, serial, "web", client, None)
+        public_id = await shopper_records.add_details(conn, accepted.report_id, serial, place=values["place"], price=values["price"],
+                                                      phone=values["phone"] or None)
+    return see_other(page_url(request, lang, reported=public_id) + "#report", cookie=cookie)
+
+
+async def form_posted(request: Request, conn, raw: dict, cv: dict, form: dict, session: str, lang: str, cookie: str | None):
+    """The page's forms (``action=pin`` or ``action=report``); always a 303 to the page's GET."""
+    if form.get("action") == "report":
+        return await report_posted(request, conn, cv["serial"], form, lang, cookie)
+    flash = None
+    if form.get("action") == "pin" and cv.get("pin_protected") and cv["verdict"] == "genuine":
+        flash = (request.url.path, await pin_posted(request, conn, raw, form, session))
+    return see_other(page_url(request, lang), cookie=cookie, flash=flash)
+
+
+def over_limit_page(request: Request, lang: str, exc: OverLimit) -> HTMLResponse:
+    """The entry page saying, politely, that this network asked too often (429, ``Retry-After``)."""
+    page = html(pages.entry_page(lang, other_lang_url(request, lang), error=wording.busy_text(lang, exc.retry_after)), status=429)
+    page.headers["Retry-After"] = str(exc.retry_after)
+    return page
