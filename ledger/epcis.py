@@ -5,7 +5,11 @@ AggregationEvent, TransformationEvent) with CBV bizStep/disposition in the
 2.0 bare-word form (``ledger.events.EPCIS_MAPPING``), identifiers as GS1
 Digital Link URIs (labels ``/01/{gtin}/21/{serial}``, containers
 ``/00/{sscc}``, lots as classes ``/01/{gtin}/10/{lot}``), ``readPoint`` from
-the event's region and ``bizLocation`` from the signing party. A pack or
+the event's region and ``bizLocation`` from the signing party (the ledger
+knows no GLNs yet, so neither is an SGLN), a shipment's ``sourceList`` /
+``destinationList`` (owning parties: shipper and consignee), a receipt's
+``destinationList`` (the receiver as possessing party), and a recall's
+``persistentDisposition`` (``set: recalled``). A pack or
 unpack is ONE AggregationEvent for the container's event and its children's
 events together. Every EPCIS event carries the exact signed bytes in the
 extension ``tl:signedEvents`` (base64 body + Ed25519 signature), because a
@@ -166,7 +170,14 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str) -> dict:
     if e.kind in _AT_SIGNER:
         out["bizLocation"] = {"id": party_uri(e.actor, host)}
     if e.kind == "Shipped":
+        out["sourceList"] = [{"type": "owning_party", "source": party_uri(e.actor, host)}]
         out["destinationList"] = [{"type": "owning_party", "destination": party_uri(p["consignee"], host)}]
+    elif e.kind == "Received":
+        # The receiver takes custody (possession); who owns the goods the ledger does not record.
+        out["destinationList"] = [{"type": "possessing_party", "destination": party_uri(e.actor, host)}]
+    if e.kind == "Recalled":
+        # A recall stays with the objects after this event (EPCIS 2.0 persistent disposition).
+        out["persistentDisposition"] = {"set": ["recalled"]}
     if e.kind == "Issued":
         ilmd = {"cbvmda:lotNumber": p["lot"]}
         if p.get("expiry"):

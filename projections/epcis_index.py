@@ -226,3 +226,8 @@ def signed_values(conn: psycopg.Connection, event_indexes: list[int]) -> dict[in
 def label_gtins(conn: psycopg.Connection, serials: list[str]) -> dict[str, str]:
     """serial -> GTIN, from the labels' Issued events."""
     return dict(conn.execute("SELECT serial, gtin FROM epcis_label_gtins WHERE serial = ANY(%s)", (serials,)).fetchall())
+
+
+def last_index(conn: psycopg.Connection) -> int:
+    """The log index of the newest indexed EPCIS event (-1: none): where a subscription "from now" starts."""
+    return conn.execute("SELECT coalesce(max(log_index), -1) FROM epcis_events").fetchone()[0]

@@ -82,9 +82,24 @@ def seed(url: str, settings, cast: TimedCast) -> dict:
     document = signed_get(url, "/v1/epcis/events", cast.keys["regulator"], {"serial": serial}, timeout=30).json()
     capture = httpx.post(f"{url}/v1/epcis/capture", json=document, timeout=60)
     assert capture.status_code == 202, capture.text
+    queries = epcis_queries(url, cast)
     return {"serial": serial, "pinned": pinned, "gtin": gtin(), "lot": "L1", "sscc": sscc, "alert_id": alert_id, "alert_kind": alert_kind,
             "epcis_event_id": f"urn:uuid:{moves[0].event.event_id}",
-            "actor_id": "acme", "capture_id": capture.json()["captureID"], "document": document}
+            "actor_id": "acme", "capture_id": capture.json()["captureID"], "document": document} | queries
+
+
+def epcis_queries(url: str, cast: TimedCast) -> dict:
+    """Named queries (one to keep, one to delete) and subscriptions (one to read, one to end), as a regulator."""
+    def signed(method: str, path: str, body: dict) -> dict:
+        headers = {"authorization": authorization_header(cast.keys["regulator"], method, path)}
+        answer = httpx.request(method, url + path, json=body, headers=headers, timeout=30)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    for name in ("seeded", "doomed"):
+        signed("POST", "/epcis/queries", {"name": name, "query": {"EQ_bizStep": "shipping"}})
+    kept, ended = (signed("POST", "/epcis/queries/seeded/subscriptions", {"from": "start"})["subscriptionID"] for _ in range(2))
+    return {"query_name": "seeded", "subscription_id": kept, "ended_subscription_id": ended}
 
 
 def known_parameters(case, world: dict) -> None:
@@ -94,6 +109,10 @@ def known_parameters(case, world: dict) -> None:
                    "event_id": world["epcis_event_id"], "value": "ObjectEvent" if "/eventTypes/" in case.operation.path else "commissioning"}
     if case.operation.path.endswith("/pin"):
         path_values["serial"] = world["pinned"]
+    if case.operation.path.startswith("/epcis/queries/"):
+        deleting = case.operation.method.upper() == "DELETE"
+        path_values["name"] = "doomed" if deleting and case.operation.path == "/epcis/queries/{name}" else world["query_name"]
+        path_values["subscription_id"] = world["ended_subscription_id" if deleting else "subscription_id"]
     for name in list(case.path_parameters or {}):
         if name in path_values:
             case.path_parameters[name] = path_values[name]
@@ -112,6 +131,11 @@ def signed_bodies(cast: TimedCast, world: dict) -> dict[str, object]:
         "POST /v1/events": events_body([cast.issue()]),
         "POST /v1/alerts/{alert_id}/transitions": events_body([ack])["events"][0],
         "POST /v1/epcis/capture": world["document"],
+        # A standard capture whose one event the client could not map: a job, nothing to sign.
+        "POST /v1/epcis/capture/signed": {"documentSha256": uuid.uuid4().hex * 2, "events": [
+            {"index": 0, "eventKey": f"urn:uuid:{uuid.uuid4()}", "refused": {"code": "not_captured", "detail": "AssociationEvent"}}]},
+        "POST /epcis/queries": {"name": "made-here", "query": {"EQ_bizStep": "receiving"}},
+        "POST /epcis/queries/{name}/subscriptions": {"from": "now"},
         "POST /v1/heads": {"subjects": [{"subject_type": "label", "subject": world["serial"]}]},
         "POST /v1/labels/{serial}/pin": {"pin": PIN},
         "POST /v1/labels/{serial}/scans": {"channel": "web", "region": "440305"},

@@ -267,9 +267,17 @@ class Client:
         """Submit an EPCIS 2.0 document of signed events; answers the capture job (poll :meth:`capture_job`)."""
         return self._request("POST", "/v1/epcis/capture", document, retry=False)
 
-    def capture_job(self, capture_id: str) -> dict:
-        """A capture job's state: ``running``, ``success``, ``errors``."""
-        return self._request("GET", f"/v1/epcis/capture/{_segment(capture_id)}")
+    def capture_job(self, capture_id: str, key: KeyPair | None = None) -> dict:
+        """A capture job's state: ``running``, ``success``, ``errors`` (a standard capture's: signed by its actor or a regulator)."""
+        return self._request("GET", f"/v1/epcis/capture/{_segment(capture_id)}", signer=key)
+
+    def epcis_capture_signed(self, body: dict, key: KeyPair) -> dict:
+        """Submit a standard document's events as this actor signed them (``POST /v1/epcis/capture/signed``); the job."""
+        return self._request("POST", "/v1/epcis/capture/signed", body, retry=False, signer=key)
+
+    def capture_jobs(self, key: KeyPair, per_page: int = 30) -> list[dict]:
+        """The newest capture jobs the signing actor may see (its own; a regulator's: all)."""
+        return self._request("GET", f"/v1/epcis/capture?perPage={per_page}", signer=key)
 
     # ------------------------------------------------------------ alerts (requests signed by a regulator or a producer)
 

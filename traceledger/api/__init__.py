@@ -6,8 +6,9 @@
   :mod:`~traceledger.api.labels` (verify view and scans; :mod:`~traceledger.api.fast_path` serves
   ``GET /v1/labels/{serial}`` ahead of routing), :mod:`~traceledger.api.merkle_log`,
   :mod:`~traceledger.api.alerts`, :mod:`~traceledger.api.containers` (containers, lots),
-  :mod:`~traceledger.api.epcis` (export, capture), :mod:`~traceledger.api.epcis_query` (the EPCIS 2.0
-  query interface under ``/epcis``), :mod:`~traceledger.api.trail`, :mod:`~traceledger.api.health`,
+  :mod:`~traceledger.api.epcis` (export, capture), :mod:`~traceledger.api.epcis_capture` (standard
+  capture signed client-side, capture jobs), :mod:`~traceledger.api.epcis_query` (the EPCIS 2.0
+  query interface under ``/epcis``), :mod:`~traceledger.api.epcis_subscriptions` (named queries, subscriptions), :mod:`~traceledger.api.trail`, :mod:`~traceledger.api.health`,
   and :mod:`~traceledger.api.shopper` (Digital Link resolver and page, PIN, reports, SMS, voice).
 * Shared: :mod:`~traceledger.api.problems` (problem+json), :mod:`~traceledger.api.errors`
   (exception handlers), :mod:`~traceledger.api.dependencies` (``app.state``, the signed caller),

@@ -30,7 +30,9 @@ from traceledger.api import (
     batches,
     containers,
     epcis,
+    epcis_capture,
     epcis_query,
+    epcis_subscriptions,
     errors,
     events,
     health,
@@ -48,8 +50,8 @@ from traceledger.api.supervisor_death import end_with_supervisor
 log = get_logger("api")
 
 # In the order they were mounted before the split (route matching is first come, first served).
-ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, containers.router, epcis.router, epcis_query.router,
-           health.router, events.router, batches.router, actors.router, labels.router)
+ROUTERS = (alerts.router, merkle_log.router, *shopper.ROUTERS, trail.router, containers.router, epcis.router, epcis_capture.router,
+           epcis_query.router, epcis_subscriptions.router, health.router, events.router, batches.router, actors.router, labels.router)
 
 
 def prepare_database(settings: Settings) -> bytes:

@@ -43,6 +43,7 @@ from ledger.logging_setup import get_logger
 from ledger.service import Ledger
 from ledger.store import chain_id
 from projections import log_queries
+from traceledger import auth
 from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
 from traceledger.api.epcis_query import EPCIS_HEADERS, next_link, query_page
@@ -173,8 +174,11 @@ def record_job(state, capture_id: str, created: datetime, success: bool, events:
 
 
 @router.get("/v1/epcis/capture/{capture_id}")
-def capture_job(request: Request, capture_id: str):
-    """A capture job: ``running`` (always false: capture finishes within its request), ``success``, ``errors``."""
+def capture_job(request: Request, capture_id: str, signer: auth.Caller | None = Depends(caller)):
+    """A capture job: ``running``, ``success``, ``errors`` (and each event's ``results`` for a signed standard capture).
+
+    The job of a standard capture names its actor and events: only that actor or a regulator sees it.
+    """
     try:
         uuid.UUID(capture_id)
     except ValueError:
@@ -183,6 +187,10 @@ def capture_job(request: Request, capture_id: str):
         job = capture_jobs.job(conn, capture_id)
     if job is None:
         return epcis_problem(epcis.EpcisError("NoSuchResourceException", f"no capture job {capture_id}"), 404)
+    if "actor" in job:
+        who = auth.require(signer)
+        if who.role != "regulator" and who.actor_id != job["actor"]:
+            raise Refused("forbidden", "a capture job is shown to its actor and to regulators", field="authorization")
     return job
 
 

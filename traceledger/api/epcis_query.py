@@ -73,6 +73,7 @@ class Results:
 
     events: list[dict]
     next_token: str | None
+    last_index: int | None = None  # log index of the last event shown (a subscription's acknowledgement)
 
 
 def visible(groups: dict[int, list[SignedEvent]], reader: access.Reader | None) -> set[int]:
@@ -122,7 +123,7 @@ def query_page(state, query: EventQuery, page: Page, *, with_record_time: bool =
         shown = within_budget(rows, page.size)
         events = mapped_events(conn, shown, state.settings.resolver_host, with_record_time, reader)
     more = len(rows) > len(shown)
-    return Results(events, encode_token(shown[-1][0], query.fingerprint) if more else None)
+    return Results(events, encode_token(shown[-1][0], query.fingerprint) if more else None, shown[-1][0] if shown else None)
 
 
 def next_link(request: Request, token: str | None) -> dict[str, str]:

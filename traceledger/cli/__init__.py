@@ -14,7 +14,7 @@ only here:
 ``label``          ``label trail`` (producer or regulator)
 ``containers``     ``container create|show``, ``pack``, ``unpack``
 ``lot``            ``lot commission|transform|impact``
-``epcis``          ``epcis export|capture``
+``epcis``          ``epcis export|capture|jobs`` (standard capture: ``epcis_capture``)
 ``labels``         ``labels print``
 ``audit``          ``audit run|verify-bundle|checkpoint|compare|public``
 ``alerts``         ``alerts list|show|summary|chart|ack|resolve|report``

@@ -1,0 +1,403 @@
+"""Standard EPCIS 2.0 documents onto ledger events: a pure mapping, event by event, with reasons.
+
+A trading partner's document carries no traceledger signature: the capturing
+actor's client maps each EPCIS event to the ledger events it stands for and
+signs them locally (:mod:`traceledger.cli.epcis_capture`); the server never
+signs for anyone. This module only reads: :func:`read_document` refuses a
+document as a whole (too big, not JSON, too deeply nested, not JSON-LD with
+the EPCIS context, invalid against GS1's schema), and :func:`map_document`
+maps every event independently, so one event that cannot be mapped is
+reported with its index and reason while the others go on.
+
+What maps (CBV 2.0 bare words or their URI forms):
+
+| EPCIS event | ledger events |
+|---|---|
+| ObjectEvent ADD ``commissioning`` | ``Issued`` per SGTIN (lot from ``ilmd`` ``lotNumber``), ``ContainerCreated`` per SSCC, ``LotCommissioned`` per LGTIN class |
+| ObjectEvent / AggregationEvent OBSERVE ``shipping`` | ``Shipped`` per SGTIN/SSCC (the aggregation's parent) to the ``owning_party`` destination |
+| ``receiving`` | ``Received`` |
+| disposition ``recalled`` | ``Recalled`` (labels, containers, lots) |
+| ObjectEvent DELETE or ``decommissioning`` | ``Decommissioned`` |
+| ``inspecting`` + ``non_conformant`` | ``FlaggedCounterfeit`` (a regulator's) |
+| AggregationEvent ADD / DELETE | ``Packed`` + ``PackedInto`` per child / ``Unpacked`` + ``UnpackedFrom`` |
+| TransformationEvent of LGTIN classes, one output | ``Transformed`` |
+
+Everything else (AssociationEvent, TransactionEvent, error declarations,
+quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason. Fields
+the ledger's signed events cannot hold yet (bizTransactionList, sensor data,
+readPoint SGLNs...) are named in each mapped event's ``ignored`` list, never
+dropped silently (docs/design/event-v3-requests.md asks for them).
+
+Each event has a *key*: its ``eventID``, or for an event without one the
+SHA-256 of its canonical JSON. Ledger event ids are derived from the signer
+and that key (:func:`ledger_event_id`), so mapping a document twice gives the
+same ids, and the server refuses an EPCIS event captured before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+from ledger import epcis, gs1
+from ledger.errors import Refused
+
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+MAX_EPCIS_EVENTS = 2000  # EPCIS events per captured document
+MAX_EPCS = 5000  # EPCs (hence ledger events) in one document
+MAX_DEPTH = 32  # JSON nesting: an EPCIS document needs about 8
+EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+_ID_NAMESPACE = uuid.UUID("5b1c3f0e-7f0c-4c55-9a57-2f6f1b3f9e19")  # fixed: ids must be reproducible
+_SGTIN = re.compile(r"urn:epc:id:sgtin:([0-9]{6,12})\.([0-9]{1,7})\.(.{1,80})")
+_SSCC = re.compile(r"urn:epc:id:sscc:([0-9]{6,12})\.([0-9]{5,11})")
+_LGTIN = re.compile(r"urn:epc:class:lgtin:([0-9]{6,12})\.([0-9]{1,7})\.(.{1,80})")
+_DL_ITEM = re.compile(r".*/01/([0-9]{14})/21/([^/]+)")
+_DL_SSCC = re.compile(r".*/00/([0-9]{18})")
+_DL_LOT = re.compile(r".*/01/([0-9]{14})/10/([^/]+)")
+# Fields every mapping reads; anything else on an event is reported as ignored.
+_READ = {"type", "eventID", "eventTime", "eventTimeZoneOffset", "recordTime", "action", "bizStep", "disposition",
+         "epcList", "quantityList", "parentID", "childEPCs", "ilmd", "destinationList",
+         "inputQuantityList", "outputQuantityList"}
+_READ_ILMD = {"cbvmda:lotNumber", "lotNumber", "cbvmda:itemExpirationDate", "itemExpirationDate",
+              "cbvmda:descriptionShort", "descriptionShort"}
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ledger event to sign: what, about which chain, with which payload."""
+
+    subject_type: str
+    subject: str
+    kind: str
+    payload: dict
+
+
+@dataclass
+class Mapped:
+    """An EPCIS event that maps: its ledger commands (one atomic group, in this order)."""
+
+    index: int
+    key: str
+    occurred_at: datetime
+    commands: list[Command]
+    gtins: dict[str, str] = field(default_factory=dict)  # label serial -> the GTIN its EPC names
+    ignored: list[str] = field(default_factory=list)
+    # AggregationEvent DELETE: the containers whose shipment the client must copy onto UnpackedFrom.
+    unpack_from: str | None = None
+
+
+@dataclass
+class Unmapped:
+    """An EPCIS event that does not map, and why."""
+
+    index: int
+    key: str
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a standard document does not say but a ledger event needs, given by the capturing actor.
+
+    ``consignee`` is used only for a shipping event without an ``owning_party``
+    destination; ``territory`` and ``channel`` (the authorized market a shipment
+    is for) have no EPCIS field at all.
+    """
+
+    consignee: str | None = None
+    territory: str | None = None
+    channel: str | None = None
+    party_host: str = "id.traceledger.example"
+
+
+# ---------------------------------------------------------------- the document
+
+
+def _depth(value, limit: int) -> int:
+    """Nesting depth of parsed JSON, stopping once past ``limit``."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return deepest
+
+
+def read_document(data: bytes) -> dict:
+    """Parse and check a standard EPCIS 2.0 document; :class:`epcis.EpcisError` refuses it whole."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise epcis.EpcisError("CaptureLimitExceededException", f"document is {len(data)} bytes; at most {MAX_DOCUMENT_BYTES} per capture")
+    try:
+        doc = orjson.loads(data)  # orjson refuses nesting deeper than 1024 rather than recursing without end
+    except orjson.JSONDecodeError as exc:
+        raise epcis.EpcisError("ValidationException", f"document is not JSON: {str(exc)[:200]}") from None
+    if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
+        raise epcis.EpcisError("ValidationException", f"document nests deeper than {MAX_DEPTH} levels")
+    if not isinstance(doc, dict):
+        raise epcis.EpcisError("ValidationException", "document is not a JSON object")
+    context = doc.get("@context")
+    contexts = context if isinstance(context, list) else [context]
+    if EPCIS_CONTEXT not in contexts:
+        raise epcis.EpcisError("ValidationException", f"@context must name the EPCIS 2.0 context {EPCIS_CONTEXT}")
+    events = (doc.get("epcisBody") or {}).get("eventList") if isinstance(doc.get("epcisBody"), dict) else None
+    if isinstance(events, list) and len(events) > MAX_EPCIS_EVENTS:
+        raise epcis.EpcisError("CaptureLimitExceededException", f"{len(events)} events; at most {MAX_EPCIS_EVENTS} per capture")
+    epcis.validate_document(doc)
+    if not events:
+        raise epcis.EpcisError("ValidationException", "epcisBody.eventList is empty: nothing to capture")
+    epcs = sum(len(e.get("epcList") or ()) + len(e.get("childEPCs") or ()) for e in events)
+    if epcs > MAX_EPCS:
+        raise epcis.EpcisError("CaptureLimitExceededException", f"{epcs} EPCs; at most {MAX_EPCS} per capture")
+    return doc
+
+
+def event_key(item: dict) -> str:
+    """The event's ``eventID``, or the SHA-256 of its canonical JSON (sorted keys) for one without."""
+    if isinstance(item.get("eventID"), str):
+        return item["eventID"]
+    return "sha256:" + hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def ledger_event_id(signer: str, key: str, command: Command) -> str:
+    """A ledger event id reproducible from the signer, the EPCIS event and the command."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{signer}\n{key}\n{command.subject_type}:{command.subject}\n{command.kind}"))
+
+
+# ---------------------------------------------------------------- identifiers
+
+
+def _gtin(prefix: str, item_ref: str) -> str:
+    if len(prefix) + len(item_ref) != 13:
+        raise Refused("invalid_epc", "company prefix and item reference must together have 13 digits", field="epc")
+    body = item_ref[0] + prefix + item_ref[1:]
+    return body + str(gs1.gtin_check_digit(body))
+
+
+def parse_epc(epc) -> tuple[str, str, str | None]:
+    """An EPC as (subject type, ledger subject, the GTIN it names): a label (SGTIN) or a container (SSCC)."""
+    if not isinstance(epc, str):
+        raise Refused("invalid_epc", "an EPC must be a string", field="epc")
+    if m := _SGTIN.fullmatch(epc):
+        serial = unquote(m[3])
+        return "label", gs1.validate_serial(serial, "epc"), _gtin(m[1], m[2])
+    if m := _SSCC.fullmatch(epc):
+        if len(m[1]) + len(m[2]) != 17:
+            raise Refused("invalid_epc", f"{epc}: company prefix and serial reference must together have 17 digits", field="epc")
+        body = m[2][0] + m[1] + m[2][1:]
+        return "container", body + str(gs1.gtin_check_digit(body)), None
+    if epc.startswith(("https://", "http://")):
+        path = urlsplit(epc).path
+        if m := _DL_ITEM.fullmatch(path):
+            return "label", gs1.validate_serial(unquote(m[2]), "epc"), gs1.normalize_gtin(m[1])
+        if m := _DL_SSCC.fullmatch(path):
+            return "container", gs1.validate_sscc(m[1], "epc"), None
+    raise Refused("unsupported_epc", f"{epc[:100]}: the ledger holds labels (SGTIN) and containers (SSCC) only", field="epc")
+
+
+def parse_class(epc_class) -> str:
+    """A quantity's ``epcClass`` as a lot key ``<GTIN-14>/<lot>`` (LGTIN only)."""
+    if isinstance(epc_class, str):
+        if m := _LGTIN.fullmatch(epc_class):
+            return gs1.lot_key(_gtin(m[1], m[2]), unquote(m[3]))
+        if epc_class.startswith(("https://", "http://")) and (m := _DL_LOT.fullmatch(urlsplit(epc_class).path)):
+            return gs1.lot_key(m[1], unquote(m[2]))
+    raise Refused("unsupported_epc", f"{str(epc_class)[:100]}: the ledger holds quantities of lots (LGTIN) only", field="epcClass")
+
+
+def _word(value, vocabulary: str) -> str | None:
+    """A CBV value as its bare word (``shipping``), from the bare, URN or URI form."""
+    if not isinstance(value, str):
+        return None
+    for prefix in (f"https://ref.gs1.org/cbv/{vocabulary}-", f"urn:epcglobal:cbv:{vocabulary.lower()}:"):
+        if value.startswith(prefix):
+            return value[len(prefix):]
+    return value
+
+
+# ---------------------------------------------------------------- events
+
+
+def map_document(doc: dict, signer: str, defaults: Defaults) -> list[Mapped | Unmapped]:
+    """Every event of a document read by :func:`read_document`, mapped or refused with its reason."""
+    out: list[Mapped | Unmapped] = []
+    for index, item in enumerate(doc["epcisBody"]["eventList"]):
+        key = event_key(item)
+        try:
+            out.append(map_event(index, key, item, signer, defaults))
+        except Refused as exc:
+            out.append(Unmapped(index, key, exc.code, exc.detail))
+    return out
+
+
+def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults) -> Mapped:
+    """One EPCIS event's ledger commands; :class:`Refused` says why there are none."""
+    kind = item.get("type")
+    if "errorDeclaration" in item:
+        raise Refused("not_captured", "an error declaration is not captured: the ledger is append-only, "
+                      "so a correction is its own event (a recall, a decommissioning...)", field="errorDeclaration")
+    if kind in ("AssociationEvent", "TransactionEvent"):
+        raise Refused("not_captured", f"no ledger event holds a {kind} yet (asked for in docs/design/event-v3-requests.md)", field="type")
+    occurred_at = datetime.fromisoformat(item["eventTime"].replace("Z", "+00:00"))
+    mapped = Mapped(index, key, occurred_at, [], ignored=_ignored(item))
+    if kind == "ObjectEvent":
+        _object_event(item, mapped, signer, defaults)
+    elif kind == "AggregationEvent":
+        _aggregation_event(item, mapped, signer, defaults)
+    elif kind == "TransformationEvent":
+        _transformation_event(item, mapped)
+    else:
+        raise Refused("not_captured", f"unknown event type {str(kind)[:40]!r}", field="type")
+    kinds = {c.kind for c in mapped.commands}
+    if "destinationList" in item and "Shipped" not in kinds:
+        mapped.ignored.append("destinationList")
+    if "ilmd" in item and not kinds & {"Issued", "LotCommissioned"}:
+        mapped.ignored.append("ilmd")
+    return mapped
+
+
+def _ignored(item: dict) -> list[str]:
+    names = sorted(k for k in item if k not in _READ)
+    if isinstance(item.get("ilmd"), dict):
+        names += sorted(f"ilmd.{k}" for k in item["ilmd"] if k not in _READ_ILMD)
+    return names
+
+
+def _epcs(values, mapped: Mapped) -> list[tuple[str, str]]:
+    subjects = []
+    for epc in values or ():
+        subject_type, subject, gtin = parse_epc(epc)
+        if gtin is not None:
+            if mapped.gtins.get(subject, gtin) != gtin:
+                raise Refused("invalid_epc", f"serial {subject} is named with two GTINs in one event", field="epc")
+            mapped.gtins[subject] = gtin
+        if (subject_type, subject) in subjects:
+            raise Refused("invalid_epc", f"{epc} is listed twice", field="epc")
+        subjects.append((subject_type, subject))
+    return subjects
+
+
+def _ilmd(item: dict, name: str):
+    ilmd = item.get("ilmd") if isinstance(item.get("ilmd"), dict) else {}
+    value = ilmd.get(f"cbvmda:{name}", ilmd.get(name))
+    return value if isinstance(value, str) else None
+
+
+def _object_event(item: dict, mapped: Mapped, signer: str, defaults: Defaults) -> None:
+    subjects = _epcs(item.get("epcList"), mapped)
+    lots = [parse_class(q.get("epcClass")) for q in item.get("quantityList") or ()]
+    if not subjects and not lots:
+        raise Refused("not_captured", "the event names no EPC and no lot", field="epcList")
+    action, step = item.get("action"), _word(item.get("bizStep"), "BizStep")
+    disposition = _word(item.get("disposition"), "Disp")
+    if action == "ADD" and step == "commissioning":
+        for subject_type, subject in subjects:
+            mapped.commands.append(_commission(subject_type, subject, mapped.gtins.get(subject), item))
+        for lot in lots:
+            mapped.commands.append(Command("lot", lot, "LotCommissioned", {"product": _ilmd(item, "descriptionShort") or f"GTIN {lot[:14]}",
+                                                                             "certificates": [], "region": None}))
+        return
+    if lots and disposition != "recalled":
+        raise Refused("not_captured", "a lot (quantityList) is captured only when commissioned, transformed or recalled", field="quantityList")
+    kind, payload = _observed(action, step, disposition, item, signer, defaults)
+    mapped.commands += [Command(t, s, kind, payload) for t, s in subjects]
+    mapped.commands += [Command("lot", lot, kind, payload) for lot in lots]
+
+
+def _commission(subject_type: str, subject: str, gtin: str | None, item: dict) -> Command:
+    if subject_type == "container":
+        return Command("container", subject, "ContainerCreated", {"level": "pallet", "region": None})
+    lot = _ilmd(item, "lotNumber")
+    if lot is None:
+        raise Refused("missing_field", "commissioning a label needs its lot: ilmd cbvmda:lotNumber", field="ilmd")
+    product = _ilmd(item, "descriptionShort") or f"GTIN {gtin}"
+    return Command("label", subject, "Issued", {"gtin": gtin, "lot": lot, "expiry": _ilmd(item, "itemExpirationDate"),
+                                                 "product": product, "region": None, "pin_hash": None})
+
+
+def _observed(action, step, disposition, item: dict, signer: str, defaults: Defaults) -> tuple[str, dict]:
+    """The ledger kind and payload of an event about objects that already exist."""
+    reason = f"EPCIS {step or action}" + (f" ({disposition})" if disposition else "")
+    if disposition == "recalled":
+        return "Recalled", {"reason": reason}
+    if action == "DELETE" or step == "decommissioning":
+        return "Decommissioned", {"reason": reason}
+    if action == "ADD":
+        raise Refused("not_captured", f"action ADD with bizStep {step!r}: only commissioning adds objects", field="action")
+    if step == "shipping":
+        return "Shipped", {"consignee": _consignee(item, defaults), "territory": _given(defaults.territory, "territory"),
+                           "channel": _given(defaults.channel, "channel"), "region": None}
+    if step == "receiving":
+        return "Received", {"region": None}
+    if step == "inspecting" and disposition == "non_conformant":
+        return "FlaggedCounterfeit", {"reason": reason, "region": None}
+    raise Refused("not_captured", f"bizStep {step!r} has no ledger event (captured: commissioning, shipping, receiving, "
+                  "decommissioning, packing, unpacking, recalls, non-conformant inspections)", field="bizStep")
+
+
+def _given(value: str | None, name: str) -> str:
+    if value is None:
+        raise Refused("missing_field", f"a shipment needs its authorized {name}, which EPCIS has no field for: pass --{name}", field=name)
+    return value
+
+
+def _consignee(item: dict, defaults: Defaults) -> str:
+    """The actor a shipment goes to: its ``owning_party`` destination (this ledger's party URI), else ``--consignee``."""
+    owners = [d.get("destination") for d in item.get("destinationList") or () if _word(d.get("type"), "SDT") == "owning_party"]
+    party = f"https://{defaults.party_host}/party/"
+    if owners:
+        if len(owners) > 1 or not isinstance(owners[0], str) or not owners[0].startswith(party):
+            raise Refused("unknown_actor", f"the owning_party destination must be one registered actor as {party}<actor>", field="destinationList")
+        return owners[0][len(party):]
+    if defaults.consignee is None:
+        raise Refused("missing_field", "a shipping event needs an owning_party destination (or pass --consignee)", field="destinationList")
+    return defaults.consignee
+
+
+def _aggregation_event(item: dict, mapped: Mapped, signer: str, defaults: Defaults) -> None:
+    if item.get("parentID") is None:
+        raise Refused("missing_field", "an AggregationEvent is captured with its parentID", field="parentID")
+    parent_type, parent, _ = parse_epc(item["parentID"])
+    if parent_type != "container":
+        raise Refused("unsupported_epc", "a parent must be a container (SSCC)", field="parentID")
+    action = item.get("action")
+    if action == "OBSERVE":
+        kind, payload = _observed(action, _word(item.get("bizStep"), "BizStep"), _word(item.get("disposition"), "Disp"), item, signer, defaults)
+        mapped.commands.append(Command("container", parent, kind, payload))
+        mapped.ignored += ["childEPCs (observed inside the container)"] if item.get("childEPCs") else []
+        return
+    if item.get("childQuantityList"):
+        raise Refused("not_captured", "quantities cannot be packed or unpacked: the ledger packs identified items", field="childQuantityList")
+    children = _epcs(item.get("childEPCs"), mapped)
+    if not children:
+        raise Refused("missing_field", "packing or unpacking needs childEPCs", field="childEPCs")
+    codes = [c for _, c in children]
+    if action == "ADD":
+        mapped.commands.append(Command("container", parent, "Packed", {"children": codes, "region": None}))
+        mapped.commands += [Command(t, c, "PackedInto", {"container": parent}) for t, c in children]
+    else:
+        mapped.unpack_from = parent  # the client copies the container's territory/channel onto each child
+        mapped.commands.append(Command("container", parent, "Unpacked", {"children": codes, "region": None}))
+        mapped.commands += [Command(t, c, "UnpackedFrom", {"container": parent, "territory": None, "channel": None}) for t, c in children]
+
+
+def _transformation_event(item: dict, mapped: Mapped) -> None:
+    if item.get("inputEPCList") or item.get("outputEPCList"):
+        raise Refused("not_captured", "a transformation is captured lot to lot (inputQuantityList/outputQuantityList of "
+                      "LGTIN classes); instance EPCs are not", field="inputEPCList")
+    inputs = [parse_class(q.get("epcClass")) for q in item.get("inputQuantityList") or ()]
+    outputs = [parse_class(q.get("epcClass")) for q in item.get("outputQuantityList") or ()]
+    if not inputs or len(outputs) != 1:
+        raise Refused("not_captured", "a transformation is captured with input lots and exactly one output lot", field="outputQuantityList")
+    mapped.commands.append(Command("lot", outputs[0], "Transformed", {"inputs": inputs, "region": None}))

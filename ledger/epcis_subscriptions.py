@@ -1,0 +1,110 @@
+"""EPCIS named queries and subscriptions, stored: definitions, owners, durable cursors.
+
+A *named query* is a saved set of standard query parameters
+(:func:`ledger.epcis_query.parse_query` checks them) under a name, owned by the
+actor who saved it. A *subscription* to one is a cursor in PostgreSQL: the log
+index of the last EPCIS event its subscriber acknowledged
+(``acked_through``). Delivery reads the events after it; only an
+acknowledgement moves it, and only forward. So delivery is at least once: a
+subscriber that lost an answer (or an API that restarted mid-answer) gets the
+same events again, never fewer. Tables: ledger/migrations/0013_epcis_subscriptions.sql.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import orjson
+import psycopg
+
+from ledger.epcis import EpcisError
+from ledger.epcis_query import PAGING, parse_query
+from ledger.errors import Refused
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_QUERIES_PER_OWNER = 100
+MAX_SUBSCRIPTIONS_PER_QUERY = 20
+
+
+def check_params(params: list[tuple[str, str]]) -> None:
+    """A named query's parameters: standard ones, valid, no paging (a subscription pages itself)."""
+    if not params:
+        raise EpcisError("QueryParameterException", "a named query needs at least one parameter")
+    if any(name in PAGING for name, _ in params):
+        raise EpcisError("QueryParameterException", "perPage and nextPageToken belong to a request, not to a named query")
+    parse_query(params)
+
+
+def create_query(conn: psycopg.Connection, name: str, owner: str, params: list[tuple[str, str]]) -> None:
+    """Save a named query; refuse a bad or taken name or bad parameters (nothing stored)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise Refused("invalid_field", "a query name is 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'", field="name")
+    check_params(params)
+    with conn.transaction():
+        count = conn.execute("SELECT count(*) FROM epcis_named_queries WHERE owner = %s", (owner,)).fetchone()[0]
+        if count >= MAX_QUERIES_PER_OWNER:
+            raise Refused("too_many", f"at most {MAX_QUERIES_PER_OWNER} named queries per actor", field="name")
+        row = conn.execute("INSERT INTO epcis_named_queries (name, owner, params) VALUES (%s, %s, %s) ON CONFLICT (name) DO NOTHING "
+                           "RETURNING name", (name, owner, orjson.dumps(params).decode())).fetchone()
+    if row is None:
+        raise Refused("name_taken", f"a named query {name!r} exists already", field="name")
+
+
+def _query_dict(row) -> dict:
+    name, owner, params, created = row
+    return {"name": name, "owner": owner, "query": [list(p) for p in params], "createdAt": created.isoformat()}
+
+
+def query(conn: psycopg.Connection, name: str) -> dict | None:
+    row = conn.execute("SELECT name, owner, params, created_at FROM epcis_named_queries WHERE name = %s", (name,)).fetchone()
+    return None if row is None else _query_dict(row)
+
+
+def queries(conn: psycopg.Connection, owner: str | None) -> list[dict]:
+    """Named queries (``owner``'s, or all for None), by name."""
+    rows = conn.execute("SELECT name, owner, params, created_at FROM epcis_named_queries "
+                        "WHERE %(owner)s::text IS NULL OR owner = %(owner)s ORDER BY name", {"owner": owner}).fetchall()
+    return [_query_dict(r) for r in rows]
+
+
+def delete_query(conn: psycopg.Connection, name: str) -> bool:
+    """Delete a named query and its subscriptions; False if there was none."""
+    return conn.execute("DELETE FROM epcis_named_queries WHERE name = %s RETURNING name", (name,)).fetchone() is not None
+
+
+def subscribe(conn: psycopg.Connection, name: str, owner: str, after: int) -> str:
+    """A new subscription to ``name`` delivering events after log index ``after``; its id."""
+    with conn.transaction():
+        count = conn.execute("SELECT count(*) FROM epcis_subscriptions WHERE query_name = %s", (name,)).fetchone()[0]
+        if count >= MAX_SUBSCRIPTIONS_PER_QUERY:
+            raise Refused("too_many", f"at most {MAX_SUBSCRIPTIONS_PER_QUERY} subscriptions per named query", field="name")
+        subscription_id = str(uuid.uuid4())
+        conn.execute("INSERT INTO epcis_subscriptions (subscription_id, query_name, owner, acked_through) VALUES (%s, %s, %s, %s)",
+                     (subscription_id, name, owner, after))
+    return subscription_id
+
+
+def subscription(conn: psycopg.Connection, name: str, subscription_id: str) -> dict | None:
+    row = conn.execute("SELECT owner, acked_through, created_at, acked_at FROM epcis_subscriptions "
+                       "WHERE query_name = %s AND subscription_id = %s", (name, subscription_id)).fetchone()
+    if row is None:
+        return None
+    return {"subscriptionID": subscription_id, "queryName": name, "owner": row[0], "ackedThrough": row[1],
+            "createdAt": row[2].isoformat(), "ackedAt": row[3].isoformat() if row[3] else None}
+
+
+def subscriptions(conn: psycopg.Connection, name: str) -> list[dict]:
+    ids = conn.execute("SELECT subscription_id FROM epcis_subscriptions WHERE query_name = %s ORDER BY created_at", (name,)).fetchall()
+    return [subscription(conn, name, str(i)) for (i,) in ids]
+
+
+def acknowledge(conn: psycopg.Connection, subscription_id: str, through: int) -> int:
+    """Move the cursor forward to ``through`` (never back); the cursor after."""
+    row = conn.execute("UPDATE epcis_subscriptions SET acked_through = greatest(acked_through, %s), acked_at = now() "
+                       "WHERE subscription_id = %s RETURNING acked_through", (through, subscription_id)).fetchone()
+    return row[0]
+
+
+def unsubscribe(conn: psycopg.Connection, subscription_id: str) -> bool:
+    return conn.execute("DELETE FROM epcis_subscriptions WHERE subscription_id = %s RETURNING 1", (subscription_id,)).fetchone() is not None
