@@ -9,6 +9,15 @@ GATEWAY_KEY := .demo/keys/gateway.key
 
 .PHONY: venv up migrate demo test bench down services status clean-data browser
 
+# KAFKA_BROKERS=3 make demo: a 3-broker KRaft cluster from ops/kafka.sh (RF 3,
+# min.insync.replicas 2) instead of the single broker; every process is pointed at
+# all of its brokers and at the cluster's own credentials.
+ifneq ($(filter-out 1,$(KAFKA_BROKERS)),)
+export KAFKA_BROKERS
+export TRACELEDGER_KAFKA ?= $(shell KAFKA_BROKERS=$(KAFKA_BROKERS) bash ops/kafka.sh bootstrap)
+export TRACELEDGER_KAFKA_CREDENTIALS ?= $(CURDIR)/.run/kafka-cluster/credentials
+endif
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "[make] installing Python dependencies into $(VENV)"
@@ -64,4 +73,4 @@ clean-data:
 	@bash ops/services.sh stop
 	@PGPASSWORD=traceledger psql -h 127.0.0.1 -U traceledger -d postgres -qc 'DROP DATABASE IF EXISTS traceledger WITH (FORCE)' || true
 	@bash ops/stack.sh down
-	rm -rf .run/kafka .run/log.key .demo
+	rm -rf .run/kafka .run/kafka-cluster .run/log.key .demo
