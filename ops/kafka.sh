@@ -90,6 +90,7 @@ BASE_DATA_DIR="$DATA_DIR"
 BASE_PID_FILE="$PID_FILE"
 BASE_LOG_FILE="$LOG_FILE"
 NODE_ID=1
+JAVA_CHECKED=0
 if ((KAFKA_BROKERS > 1)); then
     KAFKA_REPLICATION=$((KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3))
     KAFKA_MIN_ISR=$((KAFKA_REPLICATION - 1))
@@ -276,6 +277,20 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # KRaft the broker only serves requests once it is unfenced and has metadata.
 broker_answers() {
     port_open "$KAFKA_PORT" || return 1
+    # The project's own client when there is one: a Python start is a fraction of a
+    # JVM's, which counts when N nodes are polled on a busy 2-core machine.
+    local py="$REPO_DIR/.venv/bin/python"
+    if [[ -x "$py" && -s "$CRED_DIR/admin" ]]; then
+        ADMIN_PASSWORD_FILE="$CRED_DIR/admin" NODE_BOOTSTRAP="$BOOTSTRAP" timeout 30 "$py" -c '
+import os, logging
+logging.disable(logging.WARNING)
+from kafka import KafkaAdminClient
+a = KafkaAdminClient(bootstrap_servers=os.environ["NODE_BOOTSTRAP"], security_protocol="SASL_PLAINTEXT",
+    sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="admin",
+    sasl_plain_password=open(os.environ["ADMIN_PASSWORD_FILE"]).read().strip(), request_timeout_ms=10000)
+a.list_topics(); a.close()' >/dev/null 2>&1
+        return
+    fi
     local TOOL_CMD
     kafka_tool_cmd
     timeout 30 "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand \
@@ -454,8 +469,7 @@ start_node() {
         NODE_PID="$pid"
         return 0
     fi
-    ensure_java
-    resolve_jars
+    ((JAVA_CHECKED)) || { ensure_java; resolve_jars; JAVA_CHECKED=1; }
     local p
     for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
         port_open "$p" && die "port $p on 127.0.0.1 is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
