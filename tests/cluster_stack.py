@@ -63,6 +63,8 @@ class ClusterStack:
             "KAFKA_DATA_DIR": str(self.home / "kafka" / "data"),
             "KAFKA_PID_FILE": str(self.home / "kafka.pid"),
             "KAFKA_LOG_FILE": str(self.home / "kafka.log"),
+            # A restarted node first recovers every log it holds; on a busy 2-core box that takes a while.
+            "KAFKA_START_TIMEOUT": "300",
         }
 
     @property
