@@ -40,7 +40,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from consumers import single_writer
 from consumers.checkpointer import Checkpointer
 from consumers.topics import ensure_topics, max_message_bytes
-from ledger import migrate
+from ledger import metrics, migrate
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.logging_setup import configure, get_logger
@@ -179,6 +179,7 @@ class Relay:
                 entries = sequencer.sequence_next(self.settings.relay_batch)
                 if entries:
                     self._publish(producer, entries)
+                    metrics.RELAYED.inc(len(entries))
                     produced += len(entries)
                     size = entries[-1].log_index + 1
                     checkpointer.maybe_publish(size)
@@ -229,6 +230,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: relay.stop.set())
     log.info("relay_started", kafka=relay.settings.kafka_bootstrap, topic=relay.settings.label_topic)
+    metrics.serve(relay.settings)
     if single_writer.hold(relay.settings, "relay", stop=relay.stop) is None:  # a standby until no other relay runs
         return
     while not relay.stop.is_set():

@@ -48,6 +48,16 @@ ORDER=(relay projector "${EXTRA_PROJECTORS[@]}" detector broker-revocations api)
 # broker-revocations takes revoked regulators' logins away, which only the admin may do.
 declare -A KAFKA_USER=([relay]=relay [projector]=projector [detector]=detector [broker-revocations]=admin [api]="")
 kafka_user_of() { local name=$1; [[ $name == projector-* ]] && name=projector; echo "${KAFKA_USER[$name]}"; }
+# Each stream process's Prometheus endpoint (ledger/metrics.py): TRACELEDGER_METRICS_BASE (default 9400)
+# +1 relay, +2 projector, +3 detector, +10+i projector-i. The API serves GET /metrics on its own port, its
+# workers summed through PROMETHEUS_MULTIPROC_DIR (.run/prometheus-api, emptied at each start).
+METRICS_BASE="${TRACELEDGER_METRICS_BASE:-9400}"
+metrics_port_of() {
+    case $1 in
+        relay) echo $((METRICS_BASE + 1)) ;; projector) echo $((METRICS_BASE + 2)) ;; detector) echo $((METRICS_BASE + 3)) ;;
+        projector-*) echo $((METRICS_BASE + 10 + ${1#projector-})) ;; *) echo 0 ;;
+    esac
+}
 
 # Alive = the pid exists, is not a zombie (PID 1 here may not reap them) and
 # really is our module (a recycled pid is not).
@@ -69,7 +79,11 @@ start_one() {
     fi
     # No subshell around it: a parent holding our stdout would keep a caller's pipe open.
     cd "$REPO"
-    TRACELEDGER_KAFKA_USER="$(kafka_user_of "$name")" setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 </dev/null &
+    # Set for the API only: prometheus-client goes multi-process whenever the variable exists, even empty.
+    local multiproc=()
+    if [[ $name == api ]]; then rm -rf "$RUN/prometheus-api"; mkdir -p "$RUN/prometheus-api"; multiproc=("PROMETHEUS_MULTIPROC_DIR=$RUN/prometheus-api"); fi
+    env TRACELEDGER_KAFKA_USER="$(kafka_user_of "$name")" TRACELEDGER_METRICS_PORT="$(metrics_port_of "$name")" "${multiproc[@]}" \
+        setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
     echo "[ops] $name: started (pid $(cat "$RUN/$name.pid"), log .run/$name.log)"
 }

@@ -40,6 +40,8 @@ from traceledger.api import (
 )
 from traceledger.api.fast_path import FastGet
 from traceledger.api.limits import MAX_BODY_BYTES, ControlCharacterGuard, DeclaredBodyLimit
+from traceledger.api.metrics import RequestMetrics
+from traceledger.api.metrics import router as metrics_router
 from traceledger.api.problems import PROBLEM_RESPONSES
 from traceledger.api.supervisor_death import end_with_supervisor
 
@@ -90,7 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(metrics_router)  # GET /metrics (Prometheus), not in the OpenAPI document
     # The hottest route: answered by the same function as its FastAPI route, ahead of routing and most of the middleware.
     app.add_middleware(FastGet, prefix="/v1/labels/", handler=functools.partial(labels.label_json, app.state),
                        exception_handlers=app.exception_handlers)
+    # Outermost: counts every request, the fast path's too (traceledger/api/metrics.py).
+    app.add_middleware(RequestMetrics, fast_routes={"/v1/labels/": "/v1/labels/{serial}"})
     return app
