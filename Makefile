@@ -58,6 +58,12 @@ bench: up
 soak: migrate
 	@CHAOS_LABELS=100000 $(PY) -m pytest -q -s --durations=5 tests/test_faults.py -k chaos
 
+# A PostgreSQL backup (pg_dump, custom format) in .run/backups/ (ops/backup.sh; docs/operations.md
+# says how to restore it, or an empty database from Kafka alone).
+.PHONY: backup
+backup:
+	@bash ops/backup.sh
+
 # Exits non-zero when PostgreSQL or Kafka does not answer, or a service that
 # ops/services.sh started is no longer running (both reports are printed either way).
 status:
