@@ -35,7 +35,7 @@ async def _send(message):
 
 async def _round(asgi, n: int) -> float:
     start = time.perf_counter()
-    for i in range(n):
+    for _ in range(n):
         scope = {"type": "http", "method": "GET", "path": "/v1/labels/ABCDEFGH1234", "headers": []}
         await asgi(scope, _receive, _send)
     return (time.perf_counter() - start) / n

@@ -42,19 +42,26 @@ class RestoreRefused(Exception):
     """The store is not empty, the log on Kafka has a gap, or the ledger refused an entry."""
 
 
-def _read_topic(settings: Settings, topic: str, timeout: float) -> list:
-    consumer = KafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False, client_id="traceledger-restore")
+class ReadTimeout(RestoreRefused):
+    """A topic was not read to its end offsets in time (a broker away)."""
+
+
+def read_topic(settings: Settings, topic: str, partitions: int | None = None, *, timeout: float = 300, **options) -> list:
+    """Every record on ``topic`` (none if it does not exist), all partitions (or the first ``partitions``),
+    from the beginning to the end offsets of when it started; ``options`` go to the consumer. Raises
+    :class:`ReadTimeout` after ``timeout`` seconds rather than waiting for ever."""
+    options = {"request_timeout_ms": 30_000, "client_id": "traceledger-restore"} | options
+    consumer = KafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False, **options)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not tps:
-            raise RestoreRefused(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
+        numbers = range(partitions) if partitions else sorted(consumer.partitions_for_topic(topic) or [])
+        tps = [TopicPartition(topic, p) for p in numbers]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
         out, deadline = [], time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
-                raise RestoreRefused(f"read {len(out)} records of {topic} in {timeout:.0f} s, short of its end offsets")
+                raise ReadTimeout(f"read {len(out)} records of {topic} in {timeout:.0f} s, short of its end offsets {ends}")
             for recs in consumer.poll(timeout_ms=1000).values():
                 out.extend(recs)
         return out
@@ -72,10 +79,12 @@ def restore(settings: Settings, batch: int = 1000) -> int:
         app.close()
     records = []
     for topic in (settings.actor_topic, settings.label_topic):
-        for rec in _read_topic(settings, topic, 300):
+        for rec in read_topic(settings, topic):
             raw = header(rec, "log_index")
             if raw is not None and raw.isdigit():
                 records.append((int(raw), rec))
+    if not records:
+        raise RestoreRefused(f"no log entries on {settings.actor_topic} / {settings.label_topic} at {settings.kafka_bootstrap}")
     records.sort(key=lambda pair: pair[0])
     indexes = [i for i, _ in records]
     if indexes != list(range(len(indexes))):
