@@ -5,9 +5,9 @@ One test, one cluster restart (they are slow on 2 cores):
 - one broker of three is killed with SIGKILL while labels are issued, shipped and
   scanned: replication factor 3 with ``min.insync.replicas=2`` keeps every partition
   writable, and events keep reaching the read model;
-- then a second broker (a quorum and the in-sync minimum gone) for three times the
-  relay's delivery timeout: nothing can be written, the relay's sends expire, and it
-  must wait, neither halting nor skipping;
+- then a second broker (a quorum and the in-sync minimum gone) until the relay's sends
+  have expired (its delivery timeout, 6 s here, plus its flush wait) and a timeout more:
+  nothing can be written, and the relay must wait, neither halting nor skipping;
 - both come back: nothing is lost, nothing doubled (the exact oracle of
   :mod:`tests.oracle`, the auditor included), the read model equals a rebuild, and
   neither the relay nor the projector ever exited.
@@ -168,14 +168,17 @@ def test_brokers_killed_under_load_lose_and_double_nothing(cluster, cluster_sett
 
         # A second broker away: no quorum, fewer in-sync replicas than min.insync.replicas.
         cluster.kill_node(2)
-        time.sleep(2)  # what was in flight settles
-        frozen, restarts_before = projected(settings), restarts(relay)
+        restarts_before = restarts(relay)
         late = [cast.issue() for _ in range(200)]
         accepted_late = append_accepted(ledger, late)  # the write side needs only PostgreSQL
-        time.sleep(3 * timeout_s)
+        # Away until the relay's sends have expired and it started over (a delivery timeout
+        # plus its flush wait: ~30 s here); it must not halt meanwhile.
+        wait_for(lambda: restarts(relay) > restarts_before or not relay.running(), 180, 0.5, "the relay's sends to expire")
+        time.sleep(timeout_s)
         assert relay.running(), f"the relay gave up: {relay.log_path.read_text()[-3000:]}"
-        assert projected(settings) == frozen, "something was projected with two brokers of three away"
-        assert restarts(relay) > restarts_before, "the relay's sends never expired: the outage was shorter than its delivery timeout"
+        # What was on Kafka before can still be read from the survivor; nothing written since can be.
+        assert count(settings, f"SELECT count(*) FROM verification.events WHERE subject IN ({', '.join(repr(s.event.subject) for s in late)})") == 0, \
+            "an event written with two brokers of three away reached the read model"
 
         cluster.start()  # brings both back; they catch up from the survivor
         wait_for(lambda: drained(settings, relay, projector), 300, 0.5, "the relay to resume and the pipeline to drain")
@@ -185,5 +188,5 @@ def test_brokers_killed_under_load_lose_and_double_nothing(cluster, cluster_sett
         ledger.close()
     land = assert_exactly_once(settings, founding + writer.accepted + accepted_late, audit_state=tmp_path / "audit.state")
     assert_rebuild_equals_live(settings)
-    print(f"\nbrokers killed under load: {len(land.log)} events, {frozen - killed_at} projected with node 1 dead, "
+    print(f"\nbrokers killed under load: {len(land.log)} events, projected {killed_at} before the kill, "
           f"relay restarts {restarts(relay)}")
