@@ -71,7 +71,7 @@ def _exit_now() -> None:
     os._exit(3)
 
 
-def hold(settings: Settings, name: str = "relay", *, stop: threading.Event | None = None, poll_s: float = 1.0,
+def hold(settings: Settings, name: str = "relay", *, stop: threading.Event | None = None, poll_s: float = 0.2,
          check_s: float = 1.0, on_lost=_exit_now) -> Guard | None:
     """Block until this process is the only ``name`` writer; the :class:`Guard`, or None if ``stop`` was set first.
 
