@@ -9,6 +9,15 @@ GATEWAY_KEY := .demo/keys/gateway.key
 
 .PHONY: venv up migrate demo test bench down services status clean-data browser
 
+# KAFKA_BROKERS=3 make demo: a 3-broker KRaft cluster from ops/kafka.sh (RF 3,
+# min.insync.replicas 2) instead of the single broker; every process is pointed at
+# all of its brokers and at the cluster's own credentials.
+ifneq ($(filter-out 1,$(KAFKA_BROKERS)),)
+export KAFKA_BROKERS
+export TRACELEDGER_KAFKA ?= $(shell KAFKA_BROKERS=$(KAFKA_BROKERS) bash ops/kafka.sh bootstrap)
+export TRACELEDGER_KAFKA_CREDENTIALS ?= $(CURDIR)/.run/kafka-cluster/credentials
+endif
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "[make] installing Python dependencies into $(VENV)"
@@ -57,6 +66,12 @@ bench: up
 soak: migrate
 	@CHAOS_LABELS=100000 $(PY) -m pytest -q -s --durations=5 tests/test_faults.py -k chaos
 
+# A PostgreSQL backup (pg_dump, custom format) in .run/backups/ (ops/backup.sh; docs/operations.md
+# says how to restore it, or an empty database from Kafka alone).
+.PHONY: backup
+backup:
+	@bash ops/backup.sh
+
 # Exits non-zero when PostgreSQL or Kafka does not answer, or a service that
 # ops/services.sh started is no longer running (both reports are printed either way).
 status:
@@ -72,4 +87,4 @@ clean-data:
 	@bash ops/services.sh stop
 	@PGPASSWORD=traceledger psql -h 127.0.0.1 -U traceledger -d postgres -qc 'DROP DATABASE IF EXISTS traceledger WITH (FORCE)' || true
 	@bash ops/stack.sh down
-	rm -rf .run/kafka .run/log.key .demo
+	rm -rf .run/kafka .run/kafka-cluster .run/log.key .demo

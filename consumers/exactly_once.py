@@ -20,8 +20,9 @@ from typing import Callable, Protocol
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaConnectionError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from ledger import metrics
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
@@ -66,6 +67,7 @@ class TransactionalConsumer:
         max_records: int = 2000,
     ):
         self.settings = settings
+        metrics.serve(settings)
         self.group = group
         self.topics = topics
         self.schema = schema
@@ -196,6 +198,8 @@ class TransactionalConsumer:
             )
         self.applied += applied
         self.quarantined += quarantined
+        metrics.record_batch(self.group, applied, quarantined,
+                             {tp: (self.consumer.highwater(TopicPartition(*tp)) or o) - o for tp, o in next_offsets.items()})
         log.info("batch_applied", group=self.group, applied=applied, quarantined=quarantined, offsets={f"{t}:{p}": o for (t, p), o in next_offsets.items()})
 
     def _apply_one_carefully(self, cur, rec, records, prepare, flush) -> None:

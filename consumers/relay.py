@@ -38,9 +38,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
+from consumers import single_writer
 from consumers.checkpointer import Checkpointer
 from consumers.topics import ensure_topics, max_message_bytes
-from ledger import migrate
+from ledger import metrics, migrate
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.logging_setup import configure, get_logger
@@ -104,6 +105,8 @@ class Relay:
         self.stop = threading.Event()
         self.limits: dict[str, int] = {}  # topic -> max.message.bytes, read at start
         self.conn: psycopg.Connection | None = None  # the sequencer's, while running
+        # A flush outlasting the delivery timeout means sends are stuck: start over (main()).
+        self.flush_timeout = settings.kafka_delivery_timeout_ms / 1000 + 5
 
     def _producer(self) -> KafkaProducer:
         # A batch must fit the smallest topic limit, and one record the largest.
@@ -119,6 +122,8 @@ class Relay:
             max_request_size=max(1024 * 1024, *self.limits.values()),
             compression_type=None,
             retries=2**31 - 1,
+            delivery_timeout_ms=self.settings.kafka_delivery_timeout_ms,
+            request_timeout_ms=min(30_000, self.settings.kafka_delivery_timeout_ms // 2),
         )
 
     def _publish(self, producer: KafkaProducer, entries: list[LogEntry]) -> None:
@@ -132,7 +137,7 @@ class Relay:
                 headers.append(("manifest", manifests[e.event_id]))
             size = DefaultRecordBatchBuilder.estimate_size_in_bytes(e.key, e.value, headers)
             if size > self.limits[e.topic]:
-                producer.flush(timeout=120)  # everything before it, and only that, is on Kafka
+                producer.flush(timeout=self.flush_timeout)  # everything before it, and only that, is on Kafka
                 self._check(sent)
                 log.error("record_too_large", log_index=e.log_index, serial=e.subject, event_id=e.event_id, notification_id=e.notification_id,
                           topic=e.topic, bytes=size, max_message_bytes=self.limits[e.topic],
@@ -143,7 +148,7 @@ class Relay:
             crash_point("relay.sent")
             if e.subject_type == "actor":
                 future.get(timeout=60)
-        producer.flush(timeout=120)
+        producer.flush(timeout=self.flush_timeout)
         self._check(sent)
 
     @staticmethod
@@ -151,6 +156,8 @@ class Relay:
         """Raise :class:`RelayHalted` if any send failed for good (flush does not raise)."""
         for e, future in sent:
             if future.is_done and future.failed():
+                if getattr(future.exception, "retriable", False):
+                    raise future.exception  # the brokers were away too long: main() resumes, no gap (issue 18)
                 log.error("produce_failed", log_index=e.log_index, serial=e.subject, event_id=e.event_id, topic=e.topic, partition=e.partition, error=repr(future.exception))
                 raise RelayHalted(f"log index {e.log_index} ({e.subject}) could not be produced: {future.exception!r}")
 
@@ -181,6 +188,7 @@ class Relay:
                 entries = sequencer.sequence_next(self.settings.relay_batch)
                 if entries:
                     self._publish(producer, entries)
+                    metrics.RELAYED.inc(len(entries))
                     produced += len(entries)
                     size = entries[-1].log_index + 1
                     checkpointer.maybe_publish(size)
@@ -197,7 +205,7 @@ class Relay:
                 self.stop.wait(0.05)
         finally:
             try:
-                producer.flush(timeout=60)
+                producer.flush(timeout=min(60, self.flush_timeout))
                 producer.close(timeout=10)
             finally:
                 conn.close()
@@ -231,6 +239,9 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: relay.stop.set())
     log.info("relay_started", kafka=relay.settings.kafka_bootstrap, topic=relay.settings.label_topic)
+    metrics.serve(relay.settings)
+    if single_writer.hold(relay.settings, "relay", stop=relay.stop) is None:  # a standby until no other relay runs
+        return
     while not relay.stop.is_set():
         try:
             relay.run()

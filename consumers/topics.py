@@ -31,7 +31,8 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
         specs = topic_specs(settings)
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=_FOREVER)
+            # -1: the broker's default.replication.factor (1 on the dev broker, 3 on a cluster: ops/kafka.sh)
+            NewTopic(name, num_partitions=n, replication_factor=-1, topic_configs=_FOREVER)
             for name, n in specs.items()
             if name not in existing
         ]

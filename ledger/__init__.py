@@ -6,7 +6,7 @@ of a subject's life (``lifecycle``, ``pairing``, ``registry``, ``replay``), iden
 (``gs1``, ``pins``, ``shortcode``, ``regions``, ``epcis``, ``epcis_capture``, ``epcis_query``), the write model and its service
 (``store``, ``service``, ``scan_inbox``, ``scan_recording``), state kept for the interfaces
 (``channel_state``, ``capture_jobs``, ``epcis_subscriptions``, ``health``), the schema (``migrate`` and the SQL files in
-``migrations/``), configuration and logging (``config``, ``logging_setup``), refusals
+``migrations/``), configuration, logging and metrics (``config``, ``logging_setup``, ``metrics``), refusals
 (``errors``), the transparency log (``transparency``), and deliberate crash points for the
 recovery tests (``crash_points``).
 
@@ -17,7 +17,7 @@ Above it: ``projections`` (read models), ``consumers`` (Kafka processes), ``trac
 __all__ = [
     "capture_jobs", "channel_state", "config", "crash_points", "encoding", "envelope", "epcis", "epcis_capture", "epcis_query",
     "epcis_subscriptions", "errors",
-    "events", "gs1", "health", "keys", "lifecycle", "logging_setup", "migrate", "pairing", "pins", "preverify",
+    "events", "gs1", "health", "keys", "lifecycle", "logging_setup", "metrics", "migrate", "pairing", "pins", "preverify",
     "record_headers", "regions", "registry", "replay", "routing", "scan_inbox", "scan_recording", "service",
     "shortcode", "sigcheck", "store", "transparency",
 ]

@@ -84,6 +84,13 @@ class Settings:
     kafka_credentials: Path | None = None
     topic_prefix: str = ""
     partitions: int = 6
+    # How long the relay's producer tries to deliver a record before giving up on it
+    # (Kafka's delivery.timeout.ms); the relay then starts over from its resume path.
+    kafka_delivery_timeout_ms: int = 120_000
+    # The API's /readyz fails while the verification projectors trail the log by more entries than this.
+    ready_max_lag: int = 10_000
+    # A stream process's Prometheus endpoint (ledger/metrics.py); 0: none. The API serves /metrics itself.
+    metrics_port: int = 0
     api_url: str = "http://127.0.0.1:8000"
     listen_host: str = "127.0.0.1"
     listen_port: int = 8000
@@ -149,6 +156,9 @@ class Settings:
             kafka_credentials=Path(kafka_credentials) if kafka_credentials else None,
             topic_prefix=env.get("TRACELEDGER_TOPIC_PREFIX", d.topic_prefix),
             partitions=_int(env, "TRACELEDGER_PARTITIONS", d.partitions),
+            kafka_delivery_timeout_ms=_int(env, "TRACELEDGER_KAFKA_DELIVERY_TIMEOUT_MS", d.kafka_delivery_timeout_ms),
+            ready_max_lag=_int(env, "TRACELEDGER_READY_MAX_LAG", d.ready_max_lag),
+            metrics_port=_int(env, "TRACELEDGER_METRICS_PORT", d.metrics_port),
             api_url=env.get("TRACELEDGER_API", d.api_url).rstrip("/"),
             listen_host=env.get("TRACELEDGER_LISTEN_HOST", d.listen_host),
             listen_port=_int(env, "TRACELEDGER_LISTEN_PORT", d.listen_port),
@@ -189,6 +199,9 @@ class Settings:
             "TRACELEDGER_KAFKA_USER": self.kafka_user,
             "TRACELEDGER_TOPIC_PREFIX": self.topic_prefix,
             "TRACELEDGER_PARTITIONS": str(self.partitions),
+            "TRACELEDGER_KAFKA_DELIVERY_TIMEOUT_MS": str(self.kafka_delivery_timeout_ms),
+            "TRACELEDGER_READY_MAX_LAG": str(self.ready_max_lag),
+            "TRACELEDGER_METRICS_PORT": str(self.metrics_port),
             "TRACELEDGER_API": self.api_url,
             "TRACELEDGER_LISTEN_HOST": self.listen_host,
             "TRACELEDGER_LISTEN_PORT": str(self.listen_port),

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka broker (KRaft, broker+controller in one JVM).
+# Local Apache Kafka: one KRaft broker (broker+controller in one JVM, the default),
+# or with KAFKA_BROKERS=N a cluster of N such nodes on this machine (issue 18).
 #
 # Usage: ops/kafka.sh start|stop|status
+#        ops/kafka.sh bootstrap            # print the client bootstrap list (host:port,...)
+#        ops/kafka.sh kill-node <i>        # SIGKILL node i of a cluster (fault tests; `start` brings it back)
+#        ops/kafka.sh stop-node <i>        # controlled shutdown of node i only
 #        ops/kafka.sh run-class <main-class> [args...]   # run a Kafka CLI tool
 #            (as admin: add --command-config .run/kafka/credentials/admin.properties)
 #
@@ -19,7 +23,19 @@
 #   KAFKA_DATA_DIR          log dirs (server.properties beside it)  default .run/kafka/data
 #   KAFKA_PID_FILE          pid file (lock file beside it)     default .run/kafka.pid
 #   KAFKA_LOG_FILE          broker log                         default .run/kafka.log
+#                           (a cluster's defaults: .run/kafka-cluster/..., .run/kafka-cluster.pid, .log)
+#   KAFKA_HEAP              JVM heap flags     default -Xms256m -Xmx768m (one node), -Xms128m -Xmx384m (cluster)
 # (A second broker, e.g. the fault-injection tests' own, sets all five ports/paths.)
+#
+# Cluster mode (KAFKA_BROKERS=N, N > 1): node i (1..N) listens on KAFKA_PORT+i-1
+# (clients) and KAFKA_CONTROLLER_PORT+i-1 (controller; default base KAFKA_PORT+N, so
+# KAFKA_PORT=19092 gives 19092-19094 and 19095-19097), keeps its log dirs in
+# <dirname KAFKA_DATA_DIR>/node-<i>/data, its pid in <KAFKA_PID_FILE minus .pid>-<i>.pid
+# and its log in <KAFKA_LOG_FILE minus .log>-<i>.log. Every node is broker and
+# controller (a static quorum of N voters: a majority must be up); all share one
+# cluster id and one credentials dir. Replication factor min(N,3), min.insync.replicas
+# RF-1 (2 for three nodes). `start` starts whichever nodes are not running, so it
+# also brings back a killed one; `status` fails when any node is down.
 #
 # Security (issue 14): clients authenticate with SASL/SCRAM-SHA-512 and the
 # StandardAuthorizer denies whatever an ACL does not grant. On first start (or
@@ -35,8 +51,16 @@ REPO_DIR="$(dirname -- "$OPS_DIR")"
 KAFKA_OPS_DIR="$OPS_DIR/kafka"
 RUN_DIR="$REPO_DIR/.run"
 
+KAFKA_BROKERS="${KAFKA_BROKERS:-1}"
+[[ "$KAFKA_BROKERS" =~ ^[1-9][0-9]?$ ]] || { echo "[ops] kafka: ERROR: KAFKA_BROKERS must be 1..99, got '$KAFKA_BROKERS'" >&2; exit 2; }
 KAFKA_PORT="${KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+if ((KAFKA_BROKERS > 1)); then
+    KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + KAFKA_BROKERS))}"
+    KAFKA_HEAP="${KAFKA_HEAP:--Xms128m -Xmx384m}"
+else
+    KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+    KAFKA_HEAP="${KAFKA_HEAP:--Xms256m -Xmx768m}"
+fi
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 # The pom is the single source of truth for the version; the script only reads
@@ -47,15 +71,53 @@ CACHE_DIR="$CACHE_ROOT/kafka-$KAFKA_VERSION"
 LIBS_DIR="$CACHE_DIR/libs"
 LIBS_STAMP="$CACHE_DIR/libs.stamp"
 
-DATA_DIR="${KAFKA_DATA_DIR:-$RUN_DIR/kafka/data}"
+# A cluster's default home is not the single broker's: switching modes must not
+# re-format (and so wipe) the other mode's log dirs or credentials.
+if ((KAFKA_BROKERS > 1)); then DEFAULT_HOME=kafka-cluster; else DEFAULT_HOME=kafka; fi
+DATA_DIR="${KAFKA_DATA_DIR:-$RUN_DIR/$DEFAULT_HOME/data}"
 PROPS_FILE="$(dirname -- "$DATA_DIR")/server.properties"
-PID_FILE="${KAFKA_PID_FILE:-$RUN_DIR/kafka.pid}"
-LOG_FILE="${KAFKA_LOG_FILE:-$RUN_DIR/kafka.log}"
+PID_FILE="${KAFKA_PID_FILE:-$RUN_DIR/$DEFAULT_HOME.pid}"
+LOG_FILE="${KAFKA_LOG_FILE:-$RUN_DIR/$DEFAULT_HOME.log}"
 TOOLS_LOG_FILE="$RUN_DIR/kafka-tools.log"
 MVN_LOG_FILE="$RUN_DIR/kafka-mvn.log"
-LOCK_FILE="${PID_FILE%.pid}.lock"
+LOCK_FILE="${PID_FILE%.pid}.lock"  # one for the whole cluster
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 CRED_DIR="$(dirname -- "$DATA_DIR")/credentials"
+# The values above are node 1's; select_node switches them to node i of a cluster.
+BASE_PORT="$KAFKA_PORT"
+BASE_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT"
+BASE_DATA_DIR="$DATA_DIR"
+BASE_PID_FILE="$PID_FILE"
+BASE_LOG_FILE="$LOG_FILE"
+NODE_ID=1
+JAVA_CHECKED=0
+if ((KAFKA_BROKERS > 1)); then
+    KAFKA_REPLICATION=$((KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3))
+    KAFKA_MIN_ISR=$((KAFKA_REPLICATION - 1))
+else
+    KAFKA_REPLICATION=1
+    KAFKA_MIN_ISR=1
+fi
+QUORUM_VOTERS=""
+ALL_BOOTSTRAP=""
+for ((_i = 1; _i <= KAFKA_BROKERS; _i++)); do
+    QUORUM_VOTERS+="${QUORUM_VOTERS:+,}$_i@127.0.0.1:$((BASE_CONTROLLER_PORT + _i - 1))"
+    ALL_BOOTSTRAP+="${ALL_BOOTSTRAP:+,}127.0.0.1:$((BASE_PORT + _i - 1))"
+done
+
+# Point the per-node globals (ports, data dir, properties, pid and log file) at
+# node $1. With one broker node 1 is exactly the single broker of old.
+select_node() {
+    NODE_ID="$1"
+    if ((KAFKA_BROKERS == 1)); then return 0; fi
+    KAFKA_PORT=$((BASE_PORT + NODE_ID - 1))
+    KAFKA_CONTROLLER_PORT=$((BASE_CONTROLLER_PORT + NODE_ID - 1))
+    DATA_DIR="$(dirname -- "$BASE_DATA_DIR")/node-$NODE_ID/data"
+    PROPS_FILE="$(dirname -- "$DATA_DIR")/server.properties"
+    PID_FILE="${BASE_PID_FILE%.pid}-$NODE_ID.pid"
+    LOG_FILE="${BASE_LOG_FILE%.log}-$NODE_ID.log"
+    BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+}
 ADMIN_CLIENT_CONFIG="$CRED_DIR/admin.properties"
 # Which cluster id the credentials belong to: written last when formatting.
 CRED_STAMP="$CRED_DIR/cluster-id"
@@ -68,7 +130,7 @@ log() { echo "[ops] kafka: $*"; }
 die() { echo "[ops] kafka: ERROR: $*" >&2; exit 1; }
 
 usage() {
-    echo "usage: $0 start|stop|status|run-class <main-class> [args...]" >&2
+    echo "usage: $0 start|stop|status|bootstrap|kill-node <i>|stop-node <i>|run-class <main-class> [args...]" >&2
     exit 2
 }
 
@@ -215,6 +277,20 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # KRaft the broker only serves requests once it is unfenced and has metadata.
 broker_answers() {
     port_open "$KAFKA_PORT" || return 1
+    # The project's own client when there is one: a Python start is a fraction of a
+    # JVM's, which counts when N nodes are polled on a busy 2-core machine.
+    local py="$REPO_DIR/.venv/bin/python"
+    if [[ -x "$py" && -s "$CRED_DIR/admin" ]]; then
+        ADMIN_PASSWORD_FILE="$CRED_DIR/admin" NODE_BOOTSTRAP="$BOOTSTRAP" timeout 30 "$py" -c '
+import os, logging
+logging.disable(logging.WARNING)
+from kafka import KafkaAdminClient
+a = KafkaAdminClient(bootstrap_servers=os.environ["NODE_BOOTSTRAP"], security_protocol="SASL_PLAINTEXT",
+    sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="admin",
+    sasl_plain_password=open(os.environ["ADMIN_PASSWORD_FILE"]).read().strip(), request_timeout_ms=10000)
+a.list_topics(); a.close()' >/dev/null 2>&1
+        return
+    fi
     local TOOL_CMD
     kafka_tool_cmd
     timeout 30 "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand \
@@ -254,6 +330,10 @@ render_properties() {
     text="${text//@KAFKA_PORT@/"$KAFKA_PORT"}"
     text="${text//@KAFKA_CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}"
     text="${text//@KAFKA_DATA_DIR@/"$DATA_DIR"}"
+    text="${text//@KAFKA_NODE_ID@/"$NODE_ID"}"
+    text="${text//@KAFKA_QUORUM_VOTERS@/"$QUORUM_VOTERS"}"
+    text="${text//@KAFKA_REPLICATION@/"$KAFKA_REPLICATION"}"
+    text="${text//@KAFKA_MIN_ISR@/"$KAFKA_MIN_ISR"}"
     text="${text//@KAFKA_BROKER_PASSWORD@/"$(<"$CRED_DIR/broker")"}"
     if grep -q '@[A-Z_]*@' <<<"$text"; then
         die "unreplaced placeholder in server.properties.in: $(grep -o '@[A-Z_]*@' <<<"$text" | head -n1)"
@@ -313,6 +393,22 @@ EOF
     mkdir -p "$DATA_DIR"
 }
 
+# A cluster node formatted afresh (first start, or its log dirs were lost) joins
+# the cluster id its peers were formatted with, if any of them is.
+cluster_id_of_other_nodes() {
+    ((KAFKA_BROKERS > 1)) && [[ -s "$CRED_STAMP" ]] || return 1
+    local j id
+    id="$(<"$CRED_STAMP")"
+    for ((j = 1; j <= KAFKA_BROKERS; j++)); do
+        ((j == NODE_ID)) && continue
+        if grep -qxF "cluster.id=$id" "$(dirname -- "$BASE_DATA_DIR")/node-$j/data/meta.properties" 2>/dev/null; then
+            echo "$id"
+            return 0
+        fi
+    done
+    return 1
+}
+
 # KRaft storage must be formatted exactly once; meta.properties is what
 # StorageTool writes last, so it marks a completed format. Re-formatting would
 # wipe the cluster id and every topic. The SCRAM users are created here (their
@@ -321,8 +417,10 @@ EOF
 format_storage_once() {
     [[ -f "$DATA_DIR/meta.properties" ]] && return 0
     local cluster_id p scram=()
-    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)" ||
-        die "kafka.tools.StorageTool random-uuid failed (see $TOOLS_LOG_FILE)"
+    if ! cluster_id="$(cluster_id_of_other_nodes)"; then
+        cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)" ||
+            die "kafka.tools.StorageTool random-uuid failed (see $TOOLS_LOG_FILE)"
+    fi
     generate_credentials
     for p in "${PRINCIPALS[@]}"; do
         scram+=(--add-scram "SCRAM-SHA-512=[name=$p,password=$(<"$CRED_DIR/$p")]")
@@ -360,27 +458,18 @@ restart_if_unauthenticated() {
     return 1
 }
 
-cmd_start() {
+# Start the selected node unless it runs (then NODE_STARTED=0); NODE_PID is its pid.
+# Does not wait for it: a cluster's nodes only answer once a quorum of them is up.
+start_node() {
     prepare_run_dir
-    take_lock
     local pid
+    NODE_STARTED=0
     if pid="$(find_pid)" && restart_if_unauthenticated "$pid"; then
         use_running_libs "$pid"
-        if broker_answers; then
-            log "already running (pid $pid) on $BOOTSTRAP"
-            return 0
-        fi
-        # Probably still starting (another invocation, or a restart after a
-        # crash): give it the normal startup window instead of launching a
-        # second JVM on the same data dir.
-        log "process $pid exists but does not answer yet; waiting"
-        wait_ready "$pid"
-        log "ready on $BOOTSTRAP (pid $pid)"
+        NODE_PID="$pid"
         return 0
     fi
-    local t0=$SECONDS
-    ensure_java
-    resolve_jars
+    ((JAVA_CHECKED)) || { ensure_java; resolve_jars; JAVA_CHECKED=1; }
     local p
     for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
         port_open "$p" && die "port $p on 127.0.0.1 is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
@@ -393,18 +482,20 @@ cmd_start() {
     if [[ -f "$LOG_FILE" ]] && (($(stat -c %s "$LOG_FILE") > 50 * 1024 * 1024)); then
         mv -f "$LOG_FILE" "$LOG_FILE.1"
     fi
-    echo "===== ops/kafka.sh start $(date -Is) (Kafka $KAFKA_VERSION) =====" >>"$LOG_FILE"
+    echo "===== ops/kafka.sh start $(date -Is) (Kafka $KAFKA_VERSION, node $NODE_ID of $KAFKA_BROKERS) =====" >>"$LOG_FILE"
 
-    log "starting broker on $BOOTSTRAP (log: $LOG_FILE)"
+    log "starting broker $NODE_ID/$KAFKA_BROKERS on $BOOTSTRAP (log: $LOG_FILE)"
     rm -f "$PID_FILE"
     # setsid + nohup: the broker must outlive this shell, its terminal and the
     # CI step. The tiny bash wrapper records its own pid and then execs java,
     # so the pid file holds the JVM's pid no matter whether setsid had to fork.
     # JVM stdout/stderr (crashes, bad flags) go to the same log file; both it
     # and log4j append, so the writes do not clobber each other.
+    local heap
+    read -r -a heap <<<"$KAFKA_HEAP"
     # shellcheck disable=SC2016  # $$ / $@ are for the inner bash
     nohup setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-launcher "$PID_FILE" \
-        java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$KAFKA_OPS_DIR/log4j2.xml" \
         -Dtraceledger.kafka.log="$LOG_FILE" \
@@ -418,9 +509,35 @@ cmd_start() {
     done
     pid="$(cat "$PID_FILE" 2>/dev/null || true)"
     [[ -n "$pid" ]] || die "broker launcher did not record a pid"
-    wait_ready "$pid"
+    NODE_PID="$pid"
+    NODE_STARTED=1
+}
+
+cmd_start() {
+    prepare_run_dir
+    take_lock
+    local t0=$SECONDS i started=0 pids=()
+    for ((i = 1; i <= KAFKA_BROKERS; i++)); do
+        select_node "$i"
+        start_node
+        pids[i]="$NODE_PID"
+        started=$((started + NODE_STARTED))
+    done
+    for ((i = 1; i <= KAFKA_BROKERS; i++)); do
+        select_node "$i"
+        broker_answers && continue
+        # Still starting (just launched, another invocation, or a restart after a
+        # crash): give it the normal startup window instead of a second JVM.
+        ((started)) || log "process ${pids[i]} exists but does not answer yet; waiting"
+        wait_ready "${pids[i]}"
+    done
+    if ((started == 0)); then
+        log "already running (pid ${pids[*]}) on $ALL_BOOTSTRAP"
+        return 0
+    fi
+    BOOTSTRAP="$ALL_BOOTSTRAP"
     grant_service_acls
-    log "ready on $BOOTSTRAP (pid $pid, $((SECONDS - t0))s)"
+    log "ready on $ALL_BOOTSTRAP (pid ${pids[*]}, $((SECONDS - t0))s)"
 }
 
 # Controlled shutdown (SIGTERM), SIGKILL after KAFKA_STOP_TIMEOUT.
@@ -448,30 +565,72 @@ stop_pid() {
 cmd_stop() {
     prepare_run_dir
     take_lock
-    local pid
-    if ! pid="$(find_pid)"; then
-        rm -f "$PID_FILE"
+    local i pid pids=() nodes=()
+    for ((i = KAFKA_BROKERS; i >= 1; i--)); do
+        select_node "$i"
+        if pid="$(find_pid)"; then
+            pids+=("$pid")
+            nodes+=("$i")
+        else
+            rm -f "$PID_FILE"
+        fi
+    done
+    if ((${#pids[@]} == 0)); then
         log "not running"
         return 0
     fi
-    stop_pid "$pid"
-    rm -f "$PID_FILE"
+    # All at once: a cluster node shutting down after the quorum is gone would
+    # otherwise wait out KAFKA_STOP_TIMEOUT for a controller that never answers.
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in "${!pids[@]}"; do
+        select_node "${nodes[i]}"
+        stop_pid "${pids[i]}"
+        rm -f "$PID_FILE"
+    done
     log "stopped"
 }
 
 cmd_status() {
-    local pid
+    local i pid rc=0 what=""
+    ((KAFKA_BROKERS > 1)) && what=" node"
+    for ((i = 1; i <= KAFKA_BROKERS; i++)); do
+        select_node "$i"
+        ((KAFKA_BROKERS > 1)) && what=" node $i"
+        if ! pid="$(find_pid)"; then
+            echo "kafka$what: down"
+            rc=1
+            continue
+        fi
+        use_running_libs "$pid"
+        if broker_answers; then
+            echo "kafka$what: up (pid $pid, $BOOTSTRAP, $(basename "$(dirname "$LIBS_DIR")"))"
+        else
+            echo "kafka$what: NOT answering (pid $pid alive, $BOOTSTRAP; see $LOG_FILE)"
+            rc=1
+        fi
+    done
+    return $rc
+}
+
+# One node of a cluster, for the fault tests: kill -9, or a controlled stop.
+cmd_node() {
+    local how="$1" i="${2:-}" pid
+    [[ "$i" =~ ^[0-9]+$ ]] && ((i >= 1 && i <= KAFKA_BROKERS)) || die "node must be 1..$KAFKA_BROKERS, got '$i'"
+    prepare_run_dir
+    select_node "$i"
     if ! pid="$(find_pid)"; then
-        echo "kafka: down"
-        return 1
-    fi
-    use_running_libs "$pid"
-    if broker_answers; then
-        echo "kafka: up (pid $pid, $BOOTSTRAP, $(basename "$(dirname "$LIBS_DIR")"))"
+        log "node $i not running"
         return 0
     fi
-    echo "kafka: NOT answering (pid $pid alive, $BOOTSTRAP; see $LOG_FILE)"
-    return 1
+    if [[ "$how" == kill ]]; then
+        log "killing node $i (pid $pid) with SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 10))
+        while is_our_broker "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    else
+        stop_pid "$pid"
+    fi
+    rm -f "$PID_FILE"
 }
 
 cmd_run_class() {
@@ -490,6 +649,9 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    bootstrap) echo "$ALL_BOOTSTRAP" ;;
+    kill-node) cmd_node kill "${2:-}" ;;
+    stop-node) cmd_node stop "${2:-}" ;;
     run-class) shift; cmd_run_class "$@" ;;
     *) usage ;;
 esac

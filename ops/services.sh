@@ -4,9 +4,18 @@
 # revocations and the HTTP API. Pid files and logs in .run/.
 # `start` applies the schema migrations first (python -m ledger.migrate), once, so no
 # service finds a table missing; `status` exits 1 when a service it started (its pid file
-# is there) is no longer running.
+# is there) is no longer running, or the supervisor is not.
 #
-# Usage: ops/services.sh start|stop|status
+# Supervision (issue 18): `start` also starts `supervise`, a loop in the background
+# (.run/supervisor.pid, log .run/supervisor.log) that restarts any started service that
+# died, every TRACELEDGER_SUPERVISE_SECONDS (default 2), backing off to one try a
+# minute for a service that died 5 times within a minute (a crash loop is logged,
+# not hammered). Our own loop rather than supervisord: it reuses these pid files, the
+# per-service Kafka principals and `status`, with no second daemon to configure; each
+# service already recovers by itself from a restart (its crash-recovery path).
+# `stop` stops the supervisor first, so nothing is restarted behind it.
+#
+# Usage: ops/services.sh start|stop|status|supervise
 # Env: TRACELEDGER_GATEWAY_KEY (the API's gateway key file), TRACELEDGER_* (see ledger/config.py;
 #      TRACELEDGER_KAFKA_USER is set per service here: each logs in to Kafka as its own principal),
 #      TRACELEDGER_PROJECTORS: verification projector processes (default 2, one per core; they share
@@ -39,6 +48,16 @@ ORDER=(relay projector "${EXTRA_PROJECTORS[@]}" detector broker-revocations api)
 # broker-revocations takes revoked regulators' logins away, which only the admin may do.
 declare -A KAFKA_USER=([relay]=relay [projector]=projector [detector]=detector [broker-revocations]=admin [api]="")
 kafka_user_of() { local name=$1; [[ $name == projector-* ]] && name=projector; echo "${KAFKA_USER[$name]}"; }
+# Each stream process's Prometheus endpoint (ledger/metrics.py): TRACELEDGER_METRICS_BASE (default 9400)
+# +1 relay, +2 projector, +3 detector, +10+i projector-i. The API serves GET /metrics on its own port, its
+# workers summed through PROMETHEUS_MULTIPROC_DIR (.run/prometheus-api, emptied at each start).
+METRICS_BASE="${TRACELEDGER_METRICS_BASE:-9400}"
+metrics_port_of() {
+    case $1 in
+        relay) echo $((METRICS_BASE + 1)) ;; projector) echo $((METRICS_BASE + 2)) ;; detector) echo $((METRICS_BASE + 3)) ;;
+        projector-*) echo $((METRICS_BASE + 10 + ${1#projector-})) ;; *) echo 0 ;;
+    esac
+}
 
 # Alive = the pid exists, is not a zombie (PID 1 here may not reap them) and
 # really is our module (a recycled pid is not).
@@ -60,7 +79,11 @@ start_one() {
     fi
     # No subshell around it: a parent holding our stdout would keep a caller's pipe open.
     cd "$REPO"
-    TRACELEDGER_KAFKA_USER="$(kafka_user_of "$name")" setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 </dev/null &
+    # Set for the API only: prometheus-client goes multi-process whenever the variable exists, even empty.
+    local multiproc=()
+    if [[ $name == api ]]; then rm -rf "$RUN/prometheus-api"; mkdir -p "$RUN/prometheus-api"; multiproc=("PROMETHEUS_MULTIPROC_DIR=$RUN/prometheus-api"); fi
+    env TRACELEDGER_KAFKA_USER="$(kafka_user_of "$name")" TRACELEDGER_METRICS_PORT="$(metrics_port_of "$name")" "${multiproc[@]}" \
+        setsid nohup "$PY" -m "${MODULE[$name]}" >>"$RUN/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
     echo "[ops] $name: started (pid $(cat "$RUN/$name.pid"), log .run/$name.log)"
 }
@@ -85,20 +108,78 @@ stop_one() {
     echo "[ops] $name: stopped"
 }
 
+supervisor_alive() {
+    local f="$RUN/supervisor.pid" pid
+    [[ -f $f ]] || return 1
+    pid=$(cat "$f")
+    [[ -r /proc/$pid/status ]] || return 1
+    grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" && return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "services.sh supervise"
+}
+
+# Restart every service whose pid file says it should run and which is not alive.
+supervise() {
+    local every="${TRACELEDGER_SUPERVISE_SECONDS:-2}" name now
+    declare -A deaths=() next_try=()
+    echo $$ >"$RUN/supervisor.pid"
+    trap 'rm -f "$RUN/supervisor.pid"; exit 0' TERM INT
+    echo "[ops] supervisor: watching ${ORDER[*]} every ${every}s ($(date -Is))"
+    while true; do
+        now=$(date +%s)
+        for name in "${ORDER[@]}"; do
+            [[ -f $RUN/$name.pid ]] || continue   # never started, or stopped on purpose
+            alive "$name" && continue
+            ((now >= ${next_try[$name]:-0})) || continue
+            # Deaths within the last minute, as "time time ...".
+            local recent="" t
+            for t in ${deaths[$name]:-}; do ((now - t < 60)) && recent+="$t "; done
+            deaths[$name]="$recent$now"
+            echo "[ops] supervisor: $name (pid $(cat "$RUN/$name.pid")) is not running; restarting ($(date -Is); last lines of .run/$name.log follow)"
+            tail -3 "$RUN/$name.log" 2>/dev/null | sed 's/^/    /' || true
+            if (($(wc -w <<<"${deaths[$name]}") > 5)); then
+                next_try[$name]=$((now + 60))
+                echo "[ops] supervisor: $name died more than 5 times within a minute: next try in 60 s"
+            fi
+            start_one "$name"
+        done
+        sleep "$every"
+    done
+}
+
+start_supervisor() {
+    if supervisor_alive; then echo "[ops] supervisor: already running (pid $(cat "$RUN/supervisor.pid"))"; return; fi
+    setsid nohup bash "$REPO/ops/services.sh" supervise >>"$RUN/supervisor.log" 2>&1 </dev/null &
+    for _ in $(seq 1 20); do supervisor_alive && break; sleep 0.1; done
+    echo "[ops] supervisor: started (pid $(cat "$RUN/supervisor.pid" 2>/dev/null), log .run/supervisor.log)"
+}
+
+stop_supervisor() {
+    supervisor_alive || { rm -f "$RUN/supervisor.pid"; return; }
+    local pid; pid=$(cat "$RUN/supervisor.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do supervisor_alive || break; sleep 0.1; done
+    rm -f "$RUN/supervisor.pid"
+    echo "[ops] supervisor: stopped"
+}
+
 case "${1:-}" in
     start)
         cd "$REPO"
         "$PY" -m ledger.migrate >>"$RUN/migrate.log" 2>&1 || { echo "[ops] ERROR: schema migrations failed; see .run/migrate.log:" >&2; tail -5 "$RUN/migrate.log" >&2; exit 1; }
         echo "[ops] schema migrations applied (log .run/migrate.log)"
-        for s in "${ORDER[@]}"; do start_one "$s"; done; wait_api ;;
-    stop) for ((i=${#ORDER[@]}-1; i>=0; i--)); do stop_one "${ORDER[$i]}"; done ;;
+        for s in "${ORDER[@]}"; do start_one "$s"; done; start_supervisor; wait_api ;;
+    supervise) cd "$REPO"; supervise ;;
+    stop) stop_supervisor; for ((i=${#ORDER[@]}-1; i>=0; i--)); do stop_one "${ORDER[$i]}"; done ;;
     status)
         rc=0
+        if supervisor_alive; then echo "supervisor: running (pid $(cat "$RUN/supervisor.pid"))"
+        elif [[ -f $RUN/supervisor.pid ]]; then echo "supervisor: NOT RUNNING (see .run/supervisor.log)"; rc=1
+        else echo "supervisor: stopped"; fi
         for s in "${ORDER[@]}"; do
             if alive "$s"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"
             elif [[ -f $RUN/$s.pid ]]; then echo "$s: NOT RUNNING (started as pid $(cat "$RUN/$s.pid"); see .run/$s.log)"; rc=1
             else echo "$s: stopped"; fi
         done
         exit $rc ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|supervise" >&2; exit 2 ;;
 esac

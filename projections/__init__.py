@@ -5,12 +5,13 @@ The verification read model (``verification``, ``bulk``, ``containers``, ``lots`
 against the stored chain), the detector (``detection`` and ``detection_config``: pure
 rules and thresholds; ``alerts`` and ``alert_transitions``: its read model), and the reads
 the API needs (``alert_queries``, ``container_queries``, ``label_queries``, ``log_queries``;
-``epcis_index``, the EPCIS query index the API builds from the global log as it queries).
+``epcis_index``, the EPCIS query index the API builds from the global log as it queries;
+``ops_metrics``, the read-model figures of ``GET /metrics``).
 The Kafka loops that feed them are in ``consumers``.
 """
 
 __all__ = [
     "alert_chains", "alert_queries", "alert_transitions", "alerts", "bulk", "checked_view", "container_queries",
-    "containers", "detection", "detection_config", "epcis_index", "integrity", "label_queries", "log_queries", "lots", "verdict",
+    "containers", "detection", "detection_config", "epcis_index", "integrity", "label_queries", "log_queries", "lots", "ops_metrics", "verdict",
     "verification",
 ]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from kafka import KafkaConsumer, TopicPartition
-
 from consumers.projector import build
 from consumers.relay import Relay
+from consumers.restore import ReadTimeout, read_topic
 from ledger.config import Settings
 from ledger.record_headers import header
 from ledger.service import Ledger
@@ -45,24 +43,10 @@ def topic_records(settings: Settings, topic: str, partitions: int | None = None,
 
     Fails after ``timeout`` seconds rather than waiting for ever (a dead broker must
     fail the test, not hang CI until its job limit)."""
-    options = {"request_timeout_ms": 30_000} | options
-    consumer = KafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False, **options)
     try:
-        numbers = range(partitions) if partitions else sorted(consumer.partitions_for_topic(topic) or [])
-        tps = [TopicPartition(topic, p) for p in numbers]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out = []
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"read {len(out)} records of {topic} in {timeout:.0f} s, short of its end offsets {ends}")
-            for recs in consumer.poll(timeout_ms=1000).values():
-                out.extend(recs)
-        return out
-    finally:
-        consumer.close()
+        return read_topic(settings, topic, partitions, timeout=timeout, **{"client_id": "traceledger-tests"} | options)
+    except ReadTimeout as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def log_indexes(records) -> list[int]:

@@ -6,9 +6,11 @@ its ``.run/`` pid files are the test's own and the real services are never touch
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,60 @@ def test_status_fails_when_the_pid_was_recycled_by_another_program(ops_copy):
         assert "api: NOT RUNNING" in out.stdout
     finally:
         other.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_the_supervisor_restarts_a_service_that_died_and_stop_stops_both(ops_copy):
+    # The services' python is a stand-in that sleeps with "-m <module>" on its command line.
+    venv = ops_copy / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").write_text(f'#!/bin/sh\nexec {sys.executable} -c "import time; time.sleep(120)" "$@"\n')
+    (venv / "python").chmod(0o755)
+    relay, detector = _pretend_service("consumers.relay"), _pretend_service("consumers.detector")
+    run = ops_copy / ".run"
+    (run / "relay.pid").write_text(str(relay.pid))
+    (run / "detector.pid").write_text(str(detector.pid))
+    script = str(ops_copy / "ops" / "services.sh")
+    supervisor = subprocess.Popen(["bash", script, "supervise"], env={**os.environ, "TRACELEDGER_SUPERVISE_SECONDS": "0.2"},
+                                  stdout=open(run / "supervisor.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(50):
+            if (run / "supervisor.pid").exists():
+                break
+            time.sleep(0.1)
+        assert _status(ops_copy).returncode == 0
+        relay.kill()
+        relay.wait()
+        restarted = None
+        for _ in range(100):
+            pid = int((run / "relay.pid").read_text())
+            if pid != relay.pid and _alive(pid):
+                restarted = pid
+                break
+            time.sleep(0.1)
+        assert restarted, (run / "supervisor.log").read_text()
+        assert "relay (pid" in (run / "supervisor.log").read_text() and "restarting" in (run / "supervisor.log").read_text()
+        out = _status(ops_copy)
+        assert out.returncode == 0 and "relay: running" in out.stdout and "supervisor: running" in out.stdout, out.stdout
+
+        stop = subprocess.run(["bash", script, "stop"], capture_output=True, text=True, timeout=60)
+        assert stop.returncode == 0, stop.stderr
+        supervisor.wait(10)
+        assert not _alive(restarted) and not _alive(detector.pid)
+        assert not (run / "relay.pid").exists() and not (run / "supervisor.pid").exists()
+    finally:
+        for p in (relay, detector, supervisor):
+            p.kill()
+
+
+def test_status_fails_when_the_supervisor_died(ops_copy):
+    (ops_copy / ".run" / "supervisor.pid").write_text("999999")
+    out = _status(ops_copy)
+    assert out.returncode == 1 and "supervisor: NOT RUNNING" in out.stdout

@@ -44,6 +44,8 @@ from traceledger.api import (
 from traceledger.api.admission import Admission
 from traceledger.api.fast_path import FastGet
 from traceledger.api.limits import MAX_BODY_BYTES, ControlCharacterGuard, DeclaredBodyLimit
+from traceledger.api.metrics import RequestMetrics
+from traceledger.api.metrics import router as metrics_router
 from traceledger.api.problems import PROBLEM_RESPONSES
 from traceledger.api.supervisor_death import end_with_supervisor
 
@@ -94,9 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(metrics_router)  # GET /metrics (Prometheus), not in the OpenAPI document
     # The hottest route: answered by the same function as its FastAPI route, ahead of routing and most of the middleware.
     app.add_middleware(FastGet, prefix="/v1/labels/", handler=functools.partial(labels.label_json, app.state),
                        exception_handlers=app.exception_handlers)
-    # Outermost: beyond a worker's capacity, 503 at once, before any other work (and nothing written).
+    # Beyond a worker's capacity, 503 at once, before any other work (and nothing written).
     app.add_middleware(Admission, max_inflight=app.state.settings.api_max_inflight, max_queue=app.state.settings.api_max_queue)
+    # Outermost: counts every request, the fast path's and the refused ones too (traceledger/api/metrics.py).
+    app.add_middleware(RequestMetrics, fast_routes={"/v1/labels/": "/v1/labels/{serial}"})
     return app

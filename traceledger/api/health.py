@@ -1,18 +1,76 @@
-"""``GET /healthz``: the API is up and its database answers."""
+"""``GET /healthz`` (liveness: the process answers) and ``GET /readyz`` (readiness: the
+database answers, a Kafka broker accepts connections, and the verification projectors
+trail the log by no more than ``ready_max_lag`` entries).
+
+Liveness touches nothing outside the process, so an orchestrator never restarts an API
+because its database is away; readiness is what a load balancer routes by.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+import asyncio
+import time
+
+from fastapi import APIRouter, Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
-from ledger.health import ping
+from ledger.health import ping, projector_lag
 from traceledger.api.dependencies import pool_of
+from traceledger.api.problems import problem
 
 router = APIRouter()
 
+# (monotonic time, checks) of the last readiness answer: probes may come often, the lag is a count.
+_CACHE_S = 1.0
+_last: dict[str, tuple[float, dict]] = {}
+
 
 @router.get("/healthz")
-async def healthz(pool: AsyncConnectionPool = Depends(pool_of)):
-    async with pool.connection() as conn:
-        await ping(conn)
+async def healthz():
     return {"ok": True}
+
+
+async def _broker_answers(bootstrap: str) -> bool:
+    """Any bootstrap broker accepts a TCP connection within a second (the API itself has no Kafka login)."""
+    for hostport in bootstrap.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+        except (OSError, asyncio.TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
+async def _checks(request: Request, pool: AsyncConnectionPool) -> dict:
+    settings = request.app.state.settings
+    checks: dict = {"database": "ok", "broker": "ok", "projector_lag": None}
+    try:
+        async with pool.connection(timeout=2) as conn:
+            await ping(conn)
+            checks["projector_lag"] = await projector_lag(conn, settings.label_topic)
+    except Exception as exc:  # noqa: BLE001 -- any failure (the pool timing out too) means not ready, reported
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    if not await _broker_answers(settings.kafka_bootstrap):
+        checks["broker"] = "unreachable"
+    return checks
+
+
+@router.get("/readyz")
+async def readyz(request: Request, pool: AsyncConnectionPool = Depends(pool_of)):
+    now = time.monotonic()
+    cached = _last.get("checks")
+    if cached and now - cached[0] < _CACHE_S:
+        checks = cached[1]
+    else:
+        checks = await _checks(request, pool)
+        _last["checks"] = (now, checks)
+    bound = request.app.state.settings.ready_max_lag
+    failing = [name for name, value in checks.items() if name != "projector_lag" and value != "ok"]
+    if checks["projector_lag"] is not None and checks["projector_lag"] > bound:
+        failing.append("projector_lag")
+    if failing:
+        return problem(503, "not ready", f"failing: {', '.join(failing)} (projector lag bound {bound})", code="not_ready",
+                       extra={"checks": checks})
+    return {"ready": True, "checks": checks, "projector_lag_bound": bound}
