@@ -30,7 +30,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 # several pytest-xdist workers, so a busy neighbour cannot starve their deadlines.
 SERIAL_MODULES = {
     "test_faults", "test_crash_recovery", "test_crash_points", "test_scan_recovery", "test_startup_race",
-    "test_broker_wait", "test_api_workers", "test_ops_status",
+    "test_broker_wait", "test_api_workers", "test_ops_status", "test_cluster",
 }
 
 
