@@ -159,7 +159,9 @@ def test_a_read_model_is_laid_out_in_any_schema_and_rebuilt_empty(fresh_settings
     migrate.rebuild_read_model(settings.pg_conninfo, "rebuilt", "verification")
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM rebuilt.consumer_offsets").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM public.schema_migrations WHERE schema_name = 'rebuilt'").fetchone()[0] == 1
+        laid_out = len(migrate.read_model_files("rebuilt", "verification"))
+        assert laid_out >= 1
+        assert conn.execute("SELECT count(*) FROM public.schema_migrations WHERE schema_name = 'rebuilt'").fetchone()[0] == laid_out
     with pytest.raises(migrate.MigrationError):
         migrate.upgrade(settings.pg_conninfo, read_models={"public": "verification"})
 

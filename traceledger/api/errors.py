@@ -9,6 +9,8 @@ with nothing written.
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 from eventsourcing import persistence as es_persistence
 from fastapi import FastAPI, Request
@@ -53,12 +55,30 @@ async def http_handler(request: Request, exc: StarletteHTTPException):
     return problem(exc.status_code, "error", str(exc.detail), code="http_error")
 
 
+def purge_broken_connections(request: Request) -> None:
+    """Have the pool test its idle connections in the background, replacing the dead ones.
+
+    After a database restart every pooled connection is dead, and each would fail one
+    request before the pool noticed; checking them all on the first failure (rather than
+    on every checkout, a round trip on the hot path) makes that one request.
+    """
+    pool = getattr(request.app.state, "pool", None)
+    if pool is not None:
+        task = asyncio.get_running_loop().create_task(pool.check())
+        _checks.add(task)
+        task.add_done_callback(_checks.discard)
+
+
+_checks: set[asyncio.Task] = set()  # held until done (the loop keeps only weak references)
+
+
 async def db_down_handler(request: Request, exc: Exception):
     # The event store wraps psycopg's error: look at the cause for the real one.
     if isinstance(exc, psycopg.errors.DiskFull) or isinstance(exc.__cause__, psycopg.errors.DiskFull):
         log.error("database_disk_full", error=str(exc))
         return problem(503, "database out of space", "the ledger database has no disk space left; nothing was written", code="disk_full")
     log.error("database_unavailable", error=str(exc))
+    purge_broken_connections(request)
     return problem(503, "database unavailable", "the ledger database cannot be reached; nothing was written", code="unavailable")
 
 

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger.health import ping, projector_lag
 from traceledger.api.dependencies import pool_of
+from traceledger.api.errors import purge_broken_connections
 from traceledger.api.problems import problem
 
 router = APIRouter()
@@ -52,6 +53,7 @@ async def _checks(request: Request, pool: AsyncConnectionPool) -> dict:
             checks["projector_lag"] = await projector_lag(conn, settings.label_topic)
     except Exception as exc:  # noqa: BLE001 -- any failure (the pool timing out too) means not ready, reported
         checks["database"] = f"unavailable: {type(exc).__name__}"
+        purge_broken_connections(request)
     if not await _broker_answers(settings.kafka_bootstrap):
         checks["broker"] = "unreachable"
     return checks
