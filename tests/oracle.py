@@ -51,12 +51,13 @@ class Landscape:
     log: list[tuple[int, str]]  # (log index, event id) by log index
     kafka: list[tuple[int, str]]  # (log index, event id) of every relayed record on the event topics, sorted
     projected: dict[str, list[tuple[int, str]]]  # schema -> (log index, event id) of its events table, sorted
+    batch_sizes: dict[str, int]  # batch event id -> labels it issued (label_heads), each one row of a read model
 
     @property
     def label_log(self) -> list[tuple[int, str]]:
-        """The log entries of label and lot events (what the projectors consume)."""
+        """The log entries of label and lot events (what the projectors consume), a batch event once per label."""
         actor_ids = {event_id for event_id, subject_type, _ in self.stored if subject_type == "actor"}
-        return [(i, e) for i, e in self.log if e not in actor_ids]
+        return [(i, e) for i, e in self.log if e not in actor_ids for _ in range(self.batch_sizes.get(e, 1))]
 
 
 def stored_events(settings: Settings) -> list[tuple[str, str, str]]:
@@ -88,6 +89,7 @@ def survey(settings: Settings, schemas: tuple[str, ...] = ("verification",)) -> 
         log=[(i, e) for i, e in rows(settings, "SELECT log_index, event_id FROM log_entries ORDER BY log_index")],
         kafka=kafka_entries(settings),
         projected={s: sorted(rows(settings, f"SELECT log_index, event_id FROM {s}.events")) for s in schemas},
+        batch_sizes=dict(rows(settings, "SELECT batch_event, count(*) FROM label_heads GROUP BY batch_event")),
     )
 
 
