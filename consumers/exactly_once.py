@@ -285,6 +285,7 @@ class TransactionalConsumer:
                             (rec.topic, rec.partition, rec.offset))
             if flush:
                 flush(cur)
+            crash_point("consumer.unparked")  # tests only: parked records applied and deleted, nothing committed
         return applied, quarantined
 
     def _apply_one_carefully(self, cur, rec, records, prepare, flush) -> None:

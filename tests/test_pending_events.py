@@ -20,9 +20,11 @@ from consumers.detector import build as build_detector
 from consumers.projector import build
 from consumers.topics import ensure_topics
 from ledger.events import SignedEvent
+from ledger.record_headers import header
 from tests.helpers import Cast, scanned_payload, shipped_payload
 from tests.pipeline import founded_ledger, project_all, relay_all, topic_records
 from tests.test_batch_pipeline import issue, rows
+from tests.test_crash_points import crashed_at
 
 TABLES = {
     "labels": "serial, gtin, lot, producer, expiry, pin_hash, status, custodian, consignee, seq, head, scan_count, first_scanned_at, last_event_at",
@@ -48,16 +50,17 @@ def _build_history(settings) -> Cast:
     return cast
 
 
-def _republish_reversed(settings, adversarial, *, forged: bool) -> int:
+def _republish_reversed(settings, adversarial, *, forged: bool = False, only=lambda r: True, actors: bool = True) -> int:
     """Copy the actor topic in order and the label topic reversed into partition 0 of
     ``adversarial``'s topics (a label's Received before its Shipped before its batch).
-    With ``forged``, first a copy of a batch label's Shipped with a broken signature."""
+    With ``forged``, first a copy of a batch label's Shipped with a broken signature;
+    ``only`` picks the label records to copy. Returns how many were copied."""
     ensure_topics(adversarial)
     producer = KafkaProducer(**adversarial.kafka_client_config())
     try:
-        for r in topic_records(settings, settings.actor_topic):
+        for r in topic_records(settings, settings.actor_topic) if actors else ():
             producer.send(adversarial.actor_topic, key=r.key, value=r.value, headers=list(r.headers), partition=0)
-        labels = topic_records(settings, settings.label_topic)
+        labels = [r for r in topic_records(settings, settings.label_topic) if only(r)]
         labels.sort(key=lambda r: int(dict(r.headers)["log_index"]), reverse=True)
         if forged:
             shipped = next(r for r in labels if r.key == b"A0003" and SignedEvent.from_envelope(r.value).event.kind == "Shipped")
@@ -69,6 +72,17 @@ def _republish_reversed(settings, adversarial, *, forged: bool) -> int:
     finally:
         producer.close()
     return len(labels)
+
+
+def _project(settings, schema: str, **options):
+    consumer = build(settings, schema=schema)
+    for name, value in options.items():
+        setattr(consumer, name, value)
+    try:
+        consumer.run(until_idle=True)
+    finally:
+        consumer.close()
+    return consumer
 
 
 def _table(settings, schema: str, table: str) -> list[tuple]:
@@ -84,12 +98,7 @@ def test_batch_labels_events_read_before_their_batch_wait_and_end_equal_to_a_reb
 
     adversarial = dataclasses.replace(settings, topic_prefix=fresh_settings().topic_prefix)
     n = _republish_reversed(settings, adversarial, forged=True)
-    consumer = build(adversarial, schema="adversarial")
-    consumer.max_records = 3  # parked in one transaction, applied in a later one
-    try:
-        consumer.run(until_idle=True)
-    finally:
-        consumer.close()
+    consumer = _project(adversarial, "adversarial", max_records=3)  # parked in one transaction, applied in a later one
 
     assert consumer.parked >= 7  # every event of a batch label came before its batch
     # The forged copy is refused at once (its signature), not parked; the genuine one applied.
@@ -103,11 +112,7 @@ def test_batch_labels_events_read_before_their_batch_wait_and_end_equal_to_a_reb
     assert trail == [("Issued",), ("Shipped",), ("Received",)]
 
     # Exactly once: a second pass over the same topic (new consumer, stored offsets) changes nothing.
-    again = build(adversarial, schema="adversarial")
-    try:
-        again.run(until_idle=True)
-    finally:
-        again.close()
+    again = _project(adversarial, "adversarial")
     assert again.applied == again.parked == 0
     for table in TABLES:
         assert _table(settings, "adversarial", table) == _table(settings, "verification", table), table
@@ -126,27 +131,46 @@ def test_batch_labels_events_read_before_their_batch_wait_and_end_equal_to_a_reb
 
 def test_a_label_that_never_comes_stays_parked_not_quarantined_nor_applied(settings, fresh_settings):
     """A later event of a label no batch ever issued waits (visible in ``pending``) and
-    changes nothing: it is not applied, and a later projector run does not apply it twice."""
+    changes nothing: it is not applied, and a later projector run does not park it twice."""
     _build_history(settings)
     relay_all(settings)
     adversarial = dataclasses.replace(settings, topic_prefix=fresh_settings().topic_prefix)
-    ensure_topics(adversarial)
-    producer = KafkaProducer(**adversarial.kafka_client_config())
-    try:
-        for r in topic_records(settings, settings.actor_topic):
-            producer.send(adversarial.actor_topic, key=r.key, value=r.value, headers=list(r.headers), partition=0)
-        for r in topic_records(settings, settings.label_topic):
-            if r.key in (b"A0001",):  # A0001's events without the batch that issued it
-                producer.send(adversarial.label_topic, key=r.key, value=r.value, headers=list(r.headers), partition=0)
-        producer.flush()
-    finally:
-        producer.close()
+    _republish_reversed(settings, adversarial, only=lambda r: r.key == b"A0001")  # without the batch that issued it
     for _ in range(2):
-        consumer = build(adversarial, schema="orphan")
-        try:
-            consumer.run(until_idle=True)
-        finally:
-            consumer.close()
+        _project(adversarial, "orphan")
     assert rows(settings, "SELECT subject, count(*) FROM orphan.pending GROUP BY subject") == [("A0001", 2)]
     assert rows(settings, "SELECT count(*) FROM orphan.labels") == [(0,)]
     assert rows(settings, "SELECT count(*) FROM orphan.quarantine") == [(0,)]
+
+
+def test_a_projector_killed_while_applying_parked_records_applies_them_once_on_resume(fresh_settings, services, tmp_path):
+    """Parked records committed earlier; SIGKILL after they were applied with their batch but
+    before the commit: nothing of it is visible, they are still parked, and the resumed
+    projector applies batch and parked records once, equal to the relay-order projection."""
+    settings = fresh_settings(log_key=tmp_path / "log.key")
+    _build_history(settings)
+    relay_all(settings)
+    project_all(settings, schema="reference")
+    adversarial = dataclasses.replace(settings, topic_prefix=fresh_settings().topic_prefix)
+    _republish_reversed(settings, adversarial, only=lambda r: header(r, "manifest") is None)  # every single event first
+    first = _project(adversarial, "verification")
+    parked_before = rows(adversarial, 'SELECT topic, partition, "offset" FROM verification.pending ORDER BY 1, 2, 3')
+    # A0001, A0003, B0002: Shipped + Received; A0004: two scans (S0001's Shipped waited for its Issued only).
+    assert len(parked_before) == 8 and first.parked == 9
+    _republish_reversed(settings, adversarial, only=lambda r: header(r, "manifest") is not None, actors=False)
+
+    projector = services("consumers.projector", adversarial.with_(crash_at="consumer.unparked:1"), name="projector")
+    crashed_at(projector, "consumer.unparked", 1)
+    assert rows(adversarial, 'SELECT topic, partition, "offset" FROM verification.pending ORDER BY 1, 2, 3') == parked_before
+    assert rows(adversarial, "SELECT count(*) FROM verification.batches") == [(0,)]
+
+    resumed = build(adversarial, group=f"{adversarial.topic_prefix}resumed")
+    try:
+        resumed.run(until_idle=True)
+    finally:
+        resumed.close()
+    assert resumed.applied == 2 + 8 and resumed.parked == 0  # the two batches, then every parked record once
+    assert rows(adversarial, "SELECT count(*) FROM verification.pending") == [(0,)]
+    assert rows(adversarial, "SELECT count(*) FROM verification.quarantine") == [(0,)]
+    for table in TABLES:
+        assert _table(settings, "verification", table) == _table(settings, "reference", table), table
