@@ -35,8 +35,8 @@ from kafka.structs import OffsetAndMetadata
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused, Waiting
-from ledger.record_headers import header
 from ledger.logging_setup import get_logger
+from ledger.record_headers import header
 
 log = get_logger("consumer")
 
