@@ -50,11 +50,13 @@ def _build_history(settings) -> Cast:
     return cast
 
 
-def _republish_reversed(settings, adversarial, *, forged: bool = False, only=lambda r: True, actors: bool = True) -> int:
+def _republish_reversed(settings, adversarial, *, forged: Cast | None = None, only=lambda r: True, actors: bool = True) -> int:
     """Copy the actor topic in order and the label topic reversed into partition 0 of
     ``adversarial``'s topics (a label's Received before its Shipped before its batch).
-    With ``forged``, first a copy of a batch label's Shipped with a broken signature;
-    ``only`` picks the label records to copy. Returns how many were copied."""
+    With ``forged`` (the cast), first a copy of a batch label's Shipped with a broken
+    signature and a Shipped of another, well signed, linked to a wrong hash (never
+    accepted by the ledger: published straight to the topic); ``only`` picks the label
+    records to copy. Returns how many were copied."""
     ensure_topics(adversarial)
     producer = KafkaProducer(**adversarial.kafka_client_config())
     try:
@@ -66,6 +68,8 @@ def _republish_reversed(settings, adversarial, *, forged: bool = False, only=lam
             shipped = next(r for r in labels if r.key == b"A0003" and SignedEvent.from_envelope(r.value).event.kind == "Shipped")
             broken = shipped.value[:-1] + bytes([shipped.value[-1] ^ 1])  # the envelope ends with the signature
             producer.send(adversarial.label_topic, key=shipped.key, value=broken, headers=list(shipped.headers), partition=0)
+            unlinked = forged.event("acme", "label", "A0002", "Shipped", shipped_payload("distributor"), seq=1, prev=b"\x01" * 32, advance=False)
+            producer.send(adversarial.label_topic, key=b"A0002", value=unlinked.envelope, headers=[("log_index", b"1000000")], partition=0)
         for r in labels:
             producer.send(adversarial.label_topic, key=r.key, value=r.value, headers=list(r.headers), partition=0)
         producer.flush()
@@ -90,19 +94,20 @@ def _table(settings, schema: str, table: str) -> list[tuple]:
 
 
 def test_batch_labels_events_read_before_their_batch_wait_and_end_equal_to_a_rebuild(settings, fresh_settings):
-    _build_history(settings)
+    cast = _build_history(settings)
     relay_all(settings)
     project_all(settings)  # the reference: the relay's order
     assert rows(settings, "SELECT count(*) FROM verification.quarantine") == [(0,)]
     assert rows(settings, "SELECT count(*) FROM verification.labels") == [(9,)]
 
     adversarial = dataclasses.replace(settings, topic_prefix=fresh_settings().topic_prefix)
-    n = _republish_reversed(settings, adversarial, forged=True)
+    n = _republish_reversed(settings, adversarial, forged=cast)
     consumer = _project(adversarial, "adversarial", max_records=3)  # parked in one transaction, applied in a later one
 
-    assert consumer.parked >= 7  # every event of a batch label came before its batch
+    assert consumer.parked >= 9  # every event of a batch label came before its batch, and the unlinked one
     # The forged copy is refused at once (its signature), not parked; the genuine one applied.
-    assert rows(settings, "SELECT code FROM adversarial.quarantine") == [("bad_signature",)]
+    # The unlinked Shipped waited for its label, then was refused as before (wrong prev hash).
+    assert rows(settings, "SELECT code FROM adversarial.quarantine ORDER BY 1") == [("bad_signature",), ("prev_hash_mismatch",)]
     assert rows(settings, "SELECT count(*) FROM adversarial.pending") == [(0,)]
     assert consumer.applied == n
     for table in TABLES:
@@ -123,7 +128,7 @@ def test_batch_labels_events_read_before_their_batch_wait_and_end_equal_to_a_reb
         detector.run(until_idle=True)
     finally:
         detector.close()
-    assert rows(settings, "SELECT code FROM adversarial_alerts.quarantine") == [("bad_signature",)]
+    assert rows(settings, "SELECT code FROM adversarial_alerts.quarantine ORDER BY 1") == [("bad_signature",), ("prev_hash_mismatch",)]
     assert rows(settings, "SELECT count(*) FROM adversarial_alerts.pending") == [(0,)]
     for table in TABLES:
         assert _table(settings, "adversarial_alerts", table) == _table(settings, "verification", table), table
