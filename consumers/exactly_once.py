@@ -9,12 +9,22 @@ the consumer seeks to the offsets stored in PostgreSQL, not Kafka's.
 A record the handler refuses (:class:`ledger.errors.Refused`, raised before it
 writes anything) is quarantined with its reason in the same transaction and
 the consumer moves on. Any other error rolls the batch back and retries it.
+
+A record the handler cannot apply *yet* (:class:`ledger.errors.Waiting`, raised
+before any effect: e.g. a batch label's Shipped read before the batch event that
+issued the label, which is keyed by the batch id and so on another partition) is
+parked in ``<schema>.pending``, also in the same transaction, and its offset moves
+on. After each batch is written, the parked records of the subjects the handler
+wrote (its ``changed_subjects()``) are applied again, in log order (the
+``log_index`` header), in that same transaction, until none moves: a parked record
+is applied with what it waited for or stays parked, never lost or applied twice.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import psycopg
@@ -25,8 +35,9 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from ledger import metrics
 from ledger.config import Settings
 from ledger.crash_points import crash_point
-from ledger.errors import Refused
+from ledger.errors import Refused, Waiting
 from ledger.logging_setup import get_logger
+from ledger.record_headers import header
 
 log = get_logger("consumer")
 
@@ -36,9 +47,23 @@ class Handler(Protocol):
 
     Optional batch hooks: ``prepare(cur, records)`` before a batch (load what
     it needs in bulk) and ``flush(cur)`` after it (write buffered effects).
+    A handler that may raise :class:`ledger.errors.Waiting` also offers
+    ``changed_subjects()``: the subjects it wrote since the last call.
     """
 
     def __call__(self, cur: psycopg.Cursor, record) -> None: ...
+
+
+@dataclass(frozen=True)
+class ParkedRecord:
+    """A record read back from ``<schema>.pending``, with what a handler reads of a Kafka record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -92,6 +117,7 @@ class TransactionalConsumer:
         self.consumer.subscribe(topics, listener=_SeekToStoredOffsets(self))
         self.applied = 0
         self.quarantined = 0
+        self.parked = 0
         self.closers: list[Callable[[], None]] = []  # resources the handler holds
 
     def _stored_offsets(self) -> dict[tuple[str, int], int]:
@@ -167,10 +193,13 @@ class TransactionalConsumer:
 
     def _apply(self, records: list, *, careful: bool = False) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
-        applied = quarantined = 0
+        applied = quarantined = parked = 0
         prepare = getattr(self.handler, "prepare", None)
         flush = getattr(self.handler, "flush", None)
+        changed_subjects = getattr(self.handler, "changed_subjects", None)
         with self.conn.transaction(), self.conn.cursor() as cur:
+            if changed_subjects:
+                changed_subjects()  # forget what a rolled-back attempt wrote
             if prepare:
                 prepare(cur, records)
             for rec in records:
@@ -180,27 +209,88 @@ class TransactionalConsumer:
                     else:
                         self.handler(cur, rec)
                     applied += 1
+                except Waiting as waiting:
+                    parked += 1
+                    self._park(cur, rec, waiting)
                 except Refused as refusal:
                     quarantined += 1
-                    cur.execute(
-                        f'INSERT INTO {self.schema}.quarantine (topic, partition, "offset", key, value, code, detail) '
-                        'VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING',
-                        (rec.topic, rec.partition, rec.offset, rec.key, rec.value, refusal.code, refusal.detail),
-                    )
-                    log.warning("record_quarantined", group=self.group, topic=rec.topic, partition=rec.partition, offset=rec.offset, code=refusal.code, detail=refusal.detail)
+                    self._quarantine(cur, rec, refusal)
                 next_offsets[(rec.topic, rec.partition)] = rec.offset + 1
             if flush:
                 flush(cur)
+            unparked = (0, 0)
+            if changed_subjects:
+                unparked = self._unpark(cur, changed_subjects, prepare, flush, careful=careful)
             cur.executemany(
                 f"INSERT INTO {self.schema}.consumer_offsets (topic, partition, next_offset) VALUES (%s, %s, %s) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
                 [(t, p, o) for (t, p), o in next_offsets.items()],
             )
-        self.applied += applied
-        self.quarantined += quarantined
-        metrics.record_batch(self.group, applied, quarantined,
+        self.applied += applied + unparked[0]
+        self.quarantined += quarantined + unparked[1]
+        self.parked += parked
+        metrics.record_batch(self.group, applied + unparked[0], quarantined + unparked[1],
                              {tp: (self.consumer.highwater(TopicPartition(*tp)) or o) - o for tp, o in next_offsets.items()})
-        log.info("batch_applied", group=self.group, applied=applied, quarantined=quarantined, offsets={f"{t}:{p}": o for (t, p), o in next_offsets.items()})
+        log.info("batch_applied", group=self.group, applied=applied, quarantined=quarantined, parked=parked,
+                 unparked=unparked[0], unparked_quarantined=unparked[1], offsets={f"{t}:{p}": o for (t, p), o in next_offsets.items()})
+
+    def _quarantine(self, cur, rec, refusal: Refused) -> None:
+        cur.execute(
+            f'INSERT INTO {self.schema}.quarantine (topic, partition, "offset", key, value, code, detail) '
+            'VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING',
+            (rec.topic, rec.partition, rec.offset, rec.key, rec.value, refusal.code, refusal.detail),
+        )
+        log.warning("record_quarantined", group=self.group, topic=rec.topic, partition=rec.partition, offset=rec.offset, code=refusal.code, detail=refusal.detail)
+
+    def _park(self, cur, rec, waiting: Waiting) -> None:
+        raw_index = header(rec, "log_index")
+        log_index = int(raw_index) if raw_index is not None and raw_index.isdigit() else None
+        headers = list(rec.headers or ())
+        cur.execute(
+            f'INSERT INTO {self.schema}.pending (topic, partition, "offset", log_index, subject, key, value, header_names, header_values, detail) '
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (rec.topic, rec.partition, rec.offset, log_index, waiting.subject, rec.key, rec.value,
+             [k for k, _ in headers], [bytes(v) for _, v in headers], waiting.detail),
+        )
+        log.info("record_parked", group=self.group, topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                 log_index=log_index, subject=waiting.subject, detail=waiting.detail)
+
+    def _unpark(self, cur, changed_subjects, prepare, flush, *, careful: bool) -> tuple[int, int]:
+        """Apply parked records of the subjects just written, in log order, round after round
+        until a round writes nothing; return (applied, quarantined). Runs in the batch's transaction."""
+        applied = quarantined = 0
+        if not cur.execute(f"SELECT EXISTS (SELECT 1 FROM {self.schema}.pending)").fetchone()[0]:
+            return 0, 0
+        while changed := changed_subjects():
+            rows = cur.execute(
+                f'SELECT topic, partition, "offset", key, value, header_names, header_values FROM {self.schema}.pending '
+                'WHERE subject = ANY(%s) ORDER BY log_index NULLS LAST, topic, partition, "offset"',
+                (list(changed),),
+            ).fetchall()
+            if not rows:
+                break
+            records = [ParkedRecord(t, p, o, k, v, list(zip(names, values))) for t, p, o, k, v, names, values in rows]
+            if prepare:
+                prepare(cur, records)
+            for rec in records:
+                try:
+                    if careful:
+                        self._apply_one_carefully(cur, rec, records, prepare, flush)
+                    else:
+                        self.handler(cur, rec)
+                    applied += 1
+                    log.info("record_unparked", group=self.group, topic=rec.topic, partition=rec.partition, offset=rec.offset)
+                except Waiting:
+                    continue  # still waiting: stays parked
+                except Refused as refusal:
+                    quarantined += 1
+                    self._quarantine(cur, rec, refusal)
+                cur.execute(f'DELETE FROM {self.schema}.pending WHERE topic = %s AND partition = %s AND "offset" = %s',
+                            (rec.topic, rec.partition, rec.offset))
+            if flush:
+                flush(cur)
+            crash_point("consumer.unparked")  # tests only: parked records applied and deleted, nothing committed
+        return applied, quarantined
 
     def _apply_one_carefully(self, cur, rec, records, prepare, flush) -> None:
         """One record in its own savepoint, its effects written at once."""
@@ -209,7 +299,7 @@ class TransactionalConsumer:
                 self.handler(cur, rec)
                 if flush:
                     flush(cur)
-        except (Refused, psycopg.OperationalError):
+        except (Refused, Waiting, psycopg.OperationalError):
             raise
         except Exception as exc:
             if prepare:  # the handler's in-memory rows may hold the rolled-back change

@@ -38,6 +38,7 @@ POINTS = {
     "scan_inbox.recorded": "ledger/scan_inbox.py: a batch of inbox entries recorded on the chains, not yet logged",
     "cli.issue_accepted": "traceledger CLI issue: a batch accepted by the API, its CSV rows not yet written",
     "projector.batch_staged": "projections/verification.py: a batch event's label rows written in the consumer's transaction, not yet committed",
+    "consumer.unparked": "consumers/exactly_once.py: parked records applied (and deleted from pending) with what they waited for, not yet committed",
     "pins.checked": "ledger/channel_state.py: a correct PIN's use counted, the consumer not yet answered",
 }
 

@@ -177,6 +177,10 @@ class AlertDetector:
                      partition=record.partition, offset=record.offset, region=f.region)
         self.findings.extend(findings)
 
+    def changed_subjects(self) -> set[str]:
+        """The verifier's subjects written since the last call (parked records wait for them)."""
+        return self.verifier.changed_subjects()
+
     def flush(self, cur: psycopg.Cursor) -> None:
         """Write the verifier's rows, changed watches, merged alerts, then apply alert transitions."""
         self.verifier.flush(cur)

@@ -5,7 +5,9 @@ Built from ``label-events`` by :class:`VerificationProjector` (a
 re-verified before it has any effect: canonical decoding, the signer's key as
 of the record's log index, the Ed25519 signature, the chain link and the
 lifecycle rules — the same functions the ledger used. A record that fails is
-quarantined; a record delivered twice has no second effect.
+quarantined; a record delivered twice has no second effect. A batch label's event read
+before the batch event that issued it (another partition) raises
+:class:`ledger.errors.Waiting`: the consumer parks it and applies it after the batch.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ledger import commitments, pins
 from ledger.batches import Batch
 from ledger.commitments import SealKey
 from ledger.crash_points import crash_point
-from ledger.errors import Refused
+from ledger.errors import Refused, Waiting
 from ledger.events import SignedEvent
 from ledger.lifecycle import ActorState, LabelState, LotState, authorize, fold, signer_of
 from ledger.logging_setup import get_logger
@@ -91,6 +93,7 @@ class VerificationProjector:
         self.new_events: dict[tuple[str, str, int], tuple] = {}
         self.memberships: list[tuple] = []  # containers.membership_change of applied events, in order
         self.lot_edges: list[tuple] = []  # lot graph rows of applied Transformed events
+        self.changed: set[str] = set()  # subjects written by flush, see changed_subjects
 
     # -------------------------------------------------------------- batch
 
@@ -142,8 +145,9 @@ class VerificationProjector:
         lot_graph.save_edges(cur, self.s, self.lot_edges)
         self.memberships, self.lot_edges = [], []
         alert_chains.save(cur, self.s, [r.state for k, r in dirty if k[0] == "alert"])
-        for _, r in dirty:
+        for key, r in dirty:
             r.dirty = False
+            self.changed.add(key[1])
         self.new_events = {}
         if staged_batches:
             crash_point("projector.batch_staged")  # tests only: every row of the batch written, nothing committed
@@ -185,6 +189,7 @@ class VerificationProjector:
             signer = signer_of(e, lookup)
         if not self.checker.verify(signer.public_key, signed.body, signed.signature):
             raise Refused("bad_signature", f"signature of event {e.event_id} does not verify", field="signature")
+        self._wait_for_predecessor(cur, e, state)
         # No cross-chain lookup: partitions are read in no common order, so another
         # chain's row may lag this record. The ledger checked those rules at write
         # time and the auditor re-checks them in global log order.
@@ -205,6 +210,29 @@ class VerificationProjector:
             self.memberships.append(change)
         self.lot_edges.extend(lot_graph.edges(e, log_index))
         return Applied(signed, signer, state, new_state, log_index)
+
+    def _wait_for_predecessor(self, cur: psycopg.Cursor, e, state: LabelState | LotState | None) -> None:
+        """Raise :class:`Waiting` if ``e``'s predecessor may still come on another partition.
+
+        A label issued by a batch event (keyed by the batch id) has its later events keyed by
+        its serial: they may be read before the batch. A label without a row whose event is
+        not an opening one waits for it; so does a later event while an earlier one of the
+        same label waits (it would otherwise be a chain gap). A single-issued label's events
+        share its partition, so for any other subject a missing row is refused as before.
+        """
+        if e.seq == 0:
+            return
+        if state is None and e.subject_type == "label":
+            raise Waiting(e.subject, f"label {e.subject} has no row yet; event {e.seq} waits for the batch event that issued it")
+        if state is not None and e.seq > state.seq + 1:
+            cur.execute(f"SELECT 1 FROM {self.s}.pending WHERE subject = %s LIMIT 1", (e.subject,))
+            if cur.fetchone() is not None:
+                raise Waiting(e.subject, f"{e.subject_type} {e.subject} is at event {state.seq}; event {e.seq} waits for the ones between")
+
+    def changed_subjects(self) -> set[str]:
+        """Subjects written since the last call (what parked records may have waited for)."""
+        out, self.changed = self.changed, set()
+        return out
 
     def _apply_batch(self, cur: psycopg.Cursor, record, signed: SignedEvent) -> None:
         """Check a batch event (event.v3) whole, then apply every label of it, or refuse it whole.

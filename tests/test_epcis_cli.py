@@ -57,14 +57,16 @@ def network(api, tmp_path):
     return {"url": url, "cast": cast, "settings": settings, "keys": keys, "tmp": tmp_path}
 
 
-def build_through_cli(network) -> dict:
+def build_through_cli(network, *, single_events: bool = False) -> dict:
+    """Lots, six units (issued in a batch event unless ``single_events``), cases, a pallet, shipped and received."""
     s, keys, tmp = network["settings"], network["keys"], network["tmp"]
     cell_gtin, cell_lot = CELLS.split("/")
     cli(s, "lot", "commission", "--key", keys["other-producer"], "--gtin", cell_gtin, "--lot", cell_lot,
         "--product", "18650 cells", "--certificate", "CCC 2024011606123456")
     cli(s, "lot", "transform", "--key", keys["acme"], "--gtin", gtin("00002"), "--lot", "PACK-1", "--input", CELLS)
     labels = tmp / "labels.csv"
-    cli(s, "issue", "--key", keys["acme"], "--gtin", gtin("00002"), "--lot", "PACK-1", "--product", "Battery 48V", "--count", "6", "--out", str(labels))
+    cli(s, "issue", "--key", keys["acme"], "--gtin", gtin("00002"), "--lot", "PACK-1", "--product", "Battery 48V", "--count", "6",
+        *(["--single-events"] if single_events else []), "--out", str(labels))
     units = [row["serial"] for row in csv.DictReader(open(labels))]
     case1, case2, pallet = (gs1.make_sscc(0, PREFIX, n) for n in (11, 12, 13))
     cli(s, "container", "create", "--key", keys["acme"], "--level", "case", case1, case2)
@@ -125,7 +127,9 @@ def test_cli_pack_ship_unpack_and_recall_an_input_lot(network):
 
 def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, fresh_settings, services):
     url, s = network["url"], network["settings"]
-    net = build_through_cli(network)
+    # Single events: EPCIS export and capture of batch events (event.v3, epcList) are not built
+    # yet (docs/design/event-v3.md): a batch label exports as a URN, without its issuance.
+    net = build_through_cli(network, single_events=True)
     regulator = network["cast"].keys["regulator"]  # EPCIS reads are signed (issue 14)
     document = signed_get(url, "/v1/epcis/events", regulator, timeout=60).json()
     validator = schema_validator()
