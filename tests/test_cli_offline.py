@@ -14,7 +14,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from ledger import gs1, scan_inbox
+from ledger import batches, gs1, scan_inbox
 from ledger.encoding import event_codec
 from ledger.events import GENESIS_HASH
 from ledger.keys import KeyPair
@@ -220,9 +220,13 @@ def test_payload_builders_fill_every_schema_field():
         "Transformed": packing.transformed_payload(["00000000000000/L1"]),
         # Consumer reports are built by the scan gateway from its inbox rows, not by a CLI verb.
         "ReportedFake": scan_inbox.entry_payload(scan_inbox.REPORT, "web", None, None, None, None, None, "r")[1],
+        "BatchIssued": batches.issuance({"gtin": GOOD_GTIN, "lot": "L1", "product": "p"}, [gs1.new_serial()], actor="acme",
+                                        key=KeyPair.generate()).signed.event.payload,
     }
     assert scan_inbox.entry_payload(scan_inbox.SCAN, "web", None, None, None, None, "wrong", None)[1].keys() == fields["Scanned"]
-    assert set(built) == set(fields)
+    # In event.v3's schema, refused by the ledger as not_supported until batch shipping is built (issue 16).
+    not_built_yet = {"BatchShipped", "BatchReceived", "BatchRecalled", "BatchDecommissioned"}
+    assert set(built) == set(fields) - not_built_yet
     for kind, payload in built.items():
         assert set(payload) == fields[kind], kind
 
