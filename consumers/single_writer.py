@@ -61,6 +61,12 @@ class Guard:
 
     def release(self) -> None:
         self.released.set()
+        # The watchdog may be mid-query on this connection: closing it under that query
+        # frees libpq's connection while it is in use (a segfault, seen in make test).
+        if threading.current_thread() is not self.thread:
+            self.thread.join(self.check_s + 10)
+            if self.thread.is_alive():
+                return  # its query hangs (the server is unreachable): leave the connection to the process's end
         try:
             self.conn.close()
         except psycopg.Error:
