@@ -47,12 +47,13 @@ browser:
 
 # Two passes: the tests that kill processes or restart brokers alone (marker `serial`,
 # tests/conftest.py), then the rest on TEST_WORKERS pytest-xdist workers, one module per
-# worker at a time (their module-scoped stacks are built once). Both passes always run.
+# worker at a time (their module-scoped stacks are built once). Both passes always run; the
+# second is bounded in time, as xdist can wait forever for a worker that crashed.
 TEST_WORKERS ?= 3
 test: migrate browser
 	@rc=0; \
 	$(PY) -m pytest -q --durations=15 -m serial || rc=1; \
-	$(PY) -m pytest -q --durations=25 -m "not serial" -n $(TEST_WORKERS) --dist loadfile || rc=1; \
+	timeout 40m $(PY) -m pytest -q --durations=25 -m "not serial" -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 1 || rc=1; \
 	exit $$rc
 
 # Every benchmark next to its same-run baseline (bench/run.py; about 20 minutes on 2 cores):
