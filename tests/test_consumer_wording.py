@@ -100,3 +100,10 @@ def test_spoken_names_and_digits():
     assert wording.speakable_name("电动车电池", "en") == "this product" and wording.speakable_name("电动车电池", "zh") == "电动车电池"
     phrase = wording.voice_verdict("genuine", "en", {"product": "电动车电池"})
     assert "this product" in phrase and phrase.endswith(".")
+
+
+@pytest.mark.parametrize("serial", ["H8MDA2DJ638YCX2SN30S", "YZXX8JR8GX6S8AZ0VE16", "CX5XGZD92EXDND6PVPJJ"])
+def test_a_serial_holding_a_keyword_s_letters_is_read_whole(serial):
+    """CX and YZ (pinyin of 查询, 验证) are keywords only as words: they also occur inside serials (found in make test)."""
+    assert wording.parse_sms(f"{serial} 12345678") == (serial, "12345678", "zh")
+    assert wording.parse_sms(f"cx {serial.lower()}") == (serial, None, "zh")

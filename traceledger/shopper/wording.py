@@ -382,7 +382,8 @@ def pick_lang(query_lang: str | None, accept_language: str | None) -> str:
 _URL_SERIAL = re.compile(r"/21/([0-9A-Za-z]{1,20})")
 _LANG_WORDS = {"EN", "ENG", "ENGLISH"}
 # Words people put around the code ("查询 …", "验证…", "CX …"): dropped, like punctuation.
-_KEYWORDS = re.compile(r"查询|查真伪|查一下|验证|验真|防伪码|防伪|查|CX|YZ|CHECK|VERIFY|PIN", re.I)
+# Latin keywords only as whole words: CX and YZ also occur inside serials.
+_KEYWORDS = re.compile(r"查询|查真伪|查一下|验证|验真|防伪码|防伪|查|(?<![0-9A-Za-z])(?:CX|YZ|CHECK|VERIFY|PIN)(?![0-9A-Za-z])", re.I)
 SMS_SIGNATURE = "【防伪查询】"  # the sender signature Chinese carriers require on every message
 
 
@@ -409,7 +410,7 @@ def parse_sms(text: str) -> tuple[str, str | None, str]:
     for i, token in enumerate(tokens):
         if len(token) >= gs1.SERIAL_LEN and not token.isdigit() and token.isascii():
             serial = shortcode.normalize_serial(token[: gs1.SERIAL_LEN])
-            if shortcode.has_short_code(serial):
+            if _is_serial(serial):  # not only serials that also have a number code (~3 % have none)
                 return serial, _pin_of(token[gs1.SERIAL_LEN:] + "".join(tokens[i + 1:])), lang
     squeezed = "".join(t for t in tokens if t.isdigit())
     if not squeezed:
@@ -419,6 +420,14 @@ def parse_sms(text: str) -> tuple[str, str | None, str]:
     if shortcode.LENGTH + pins.MIN_DIGITS <= len(squeezed) <= shortcode.LENGTH + pins.MAX_DIGITS:
         return shortcode.from_short_code(squeezed[: shortcode.LENGTH]), squeezed[shortcode.LENGTH:], lang
     raise Refused("invalid_short_code", f"a number code is {shortcode.LENGTH} digits", field="text")
+
+
+def _is_serial(candidate: str) -> bool:
+    try:
+        gs1.validate_serial(candidate)
+    except Refused:
+        return False
+    return True
 
 
 def _pin_of(rest: str) -> str | None:
