@@ -172,14 +172,23 @@ def proved_entries(conn: psycopg.Connection, rows: list[tuple], size: int) -> li
     return entries
 
 
-def public_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> dict | JSONResponse:
-    """What anyone may hold of a label's proof: the checkpoint, the label's leaf hashes and their inclusion proofs."""
+def checkpointed_label(conn: psycopg.Connection, serial: str):
+    """(latest checkpoint, the label's log rows up to it), or the 404 problem when either is missing."""
     cp = latest_checkpoint(conn)
     if cp is None:
         return no_checkpoint()
     label_rows = log_queries.subject_entries(conn, "label", serial, cp.size)
     if not label_rows:
         return not_found(f"label {serial} has no event in the log up to checkpoint size {cp.size}", "unknown_label")
+    return cp, label_rows
+
+
+def public_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> dict | JSONResponse:
+    """What anyone may hold of a label's proof: the checkpoint, the label's leaf hashes and their inclusion proofs."""
+    found = checkpointed_label(conn, serial)
+    if isinstance(found, JSONResponse):
+        return found
+    cp, label_rows = found
     entries = [{"index": e["index"], "leaf_hash": e["leaf_hash"], "proof": e["proof"]} for e in proved_entries(conn, label_rows, cp.size)]
     pub = log_public_key(settings)
     log.info("public_label_bundle", serial=serial, size=cp.size, entries=len(entries))
@@ -195,12 +204,10 @@ def public_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> 
 
 def label_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> dict | JSONResponse:
     """The proof bundle of ``serial`` (see module doc); 404 problem if unknown or no checkpoint."""
-    cp = latest_checkpoint(conn)
-    if cp is None:
-        return no_checkpoint()
-    label_rows = log_queries.subject_entries(conn, "label", serial, cp.size)
-    if not label_rows:
-        return not_found(f"label {serial} has no event in the log up to checkpoint size {cp.size}", "unknown_label")
+    found = checkpointed_label(conn, serial)
+    if isinstance(found, JSONResponse):
+        return found
+    cp, label_rows = found
     issued = SignedEvent.from_envelope(bytes(label_rows[0][5])).event
     lot = f"{issued.payload['gtin']}/{issued.payload['lot']}" if issued.kind == "Issued" else None
     lot_rows = log_queries.subject_entries(conn, "lot", lot, cp.size) if lot else []
