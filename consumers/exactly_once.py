@@ -204,10 +204,7 @@ class TransactionalConsumer:
                 prepare(cur, records)
             for rec in records:
                 try:
-                    if careful:
-                        self._apply_one_carefully(cur, rec, records, prepare, flush)
-                    else:
-                        self.handler(cur, rec)
+                    self._apply_one(cur, rec, records, prepare, flush, careful=careful)
                     applied += 1
                 except Waiting as waiting:
                     parked += 1
@@ -274,10 +271,7 @@ class TransactionalConsumer:
                 prepare(cur, records)
             for rec in records:
                 try:
-                    if careful:
-                        self._apply_one_carefully(cur, rec, records, prepare, flush)
-                    else:
-                        self.handler(cur, rec)
+                    self._apply_one(cur, rec, records, prepare, flush, careful=careful)
                     applied += 1
                     log.info("record_unparked", group=self.group, topic=rec.topic, partition=rec.partition, offset=rec.offset)
                 except Waiting:
@@ -291,6 +285,12 @@ class TransactionalConsumer:
                 flush(cur)
             crash_point("consumer.unparked")  # tests only: parked records applied and deleted, nothing committed
         return applied, quarantined
+
+    def _apply_one(self, cur, rec, records, prepare, flush, *, careful: bool) -> None:
+        if careful:
+            self._apply_one_carefully(cur, rec, records, prepare, flush)
+        else:
+            self.handler(cur, rec)
 
     def _apply_one_carefully(self, cur, rec, records, prepare, flush) -> None:
         """One record in its own savepoint, its effects written at once."""
