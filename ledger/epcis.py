@@ -16,6 +16,15 @@ extension ``tl:signedEvents`` (base64 body + Ed25519 signature), because a
 ledger event must stay signed by the actor who acted: the EPCIS fields are
 a view of those bytes, never a replacement.
 
+A batch event (event.v3, ``BatchIssued``...) is ONE ObjectEvent whose
+``epcList`` names every label of its manifest (``ledger.batches``): a batch
+issuance is an ADD ``commissioning`` of all of them, with the lot in ``ilmd``.
+Its ``tl:signedEvents`` entry carries the manifest too (base64), because the
+signed body holds only the manifest's Merkle root: with it, the epcList is
+checkable against the signature, and the event can be captured elsewhere.
+Mapping a batch event needs its manifest: ``manifests`` maps event id to
+manifest bytes (the ledger keeps them in ``batch_manifests``).
+
 Import: :func:`signed_events_of` validates a document against GS1's EPCIS 2.0
 JSON schema (``schemas/epcis/EPCIS-JSON-Schema.json``), decodes every signed
 event, and refuses an EPCIS event whose visible fields differ from what its
@@ -31,26 +40,33 @@ import json
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from ledger import gs1
+from ledger.batches import decode_manifest
 from ledger.errors import Refused
-from ledger.events import EPCIS_MAPPING, SignedEvent, decode_signed
+from ledger.events import BATCH_KINDS, EPCIS_MAPPING, SignedEvent, decode_signed
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
 TL_NAMESPACE = "https://traceledger.example/epcis/"
 CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"tl": TL_NAMESPACE}]
 SIGNED = "tl:signedEvents"
 # Kinds with no EPCIS meaning (actor registry, alert handling) are not exported.
-EXPORTED_SUBJECTS = ("label", "lot", "container")
+EXPORTED_SUBJECTS = ("label", "lot", "container", "batch")
 # A pack's or unpack's kind -> the kind of its children's events (one EPCIS event together).
 CHILD_KIND = {"Packed": "PackedInto", "Unpacked": "UnpackedFrom"}
 PARENT_KIND = {v: k for k, v in CHILD_KIND.items()}
 _ACTION = {"Issued": "ADD", "ContainerCreated": "ADD", "LotCommissioned": "ADD", "Decommissioned": "DELETE",
-           "Packed": "ADD", "PackedInto": "ADD", "Unpacked": "DELETE", "UnpackedFrom": "DELETE"}
+           "Packed": "ADD", "PackedInto": "ADD", "Unpacked": "DELETE", "UnpackedFrom": "DELETE",
+           "BatchIssued": "ADD", "BatchDecommissioned": "DELETE"}
 # Where the objects are after the event: the signing party's site.
-_AT_SIGNER = {"Issued", "Received", "ContainerCreated", "Packed", "Unpacked", "LotCommissioned", "Transformed"}
+_AT_SIGNER = {"Issued", "Received", "ContainerCreated", "Packed", "Unpacked", "LotCommissioned", "Transformed",
+              "BatchIssued", "BatchReceived"}
+# Batch kinds read as the single kind of the same meaning (sources, destinations, ilmd...).
+_SINGLE_KIND = {"BatchIssued": "Issued", "BatchShipped": "Shipped", "BatchReceived": "Received",
+                "BatchRecalled": "Recalled", "BatchDecommissioned": "Decommissioned"}
+NO_MANIFESTS: Mapping[str, bytes] = {}
 
 GtinOf = Callable[[str], "str | None"]
 
@@ -127,20 +143,47 @@ def group_events(signed: Iterable[SignedEvent]) -> list[list[SignedEvent]]:
     return groups
 
 
-def label_codes(signed: SignedEvent) -> list[str]:
-    """The label serials an event names (its subject, the children it packs or unpacks)."""
+def batch_serials(signed: SignedEvent, manifests: Mapping[str, bytes]) -> list[str]:
+    """The labels of a batch event, in manifest order (from its manifest); refused if the manifest is unknown."""
+    manifest = manifests.get(signed.event.event_id)
+    if manifest is None:
+        raise Refused("missing_manifest", f"batch event {signed.event.event_id} is mapped without its manifest", field="manifest")
+    return [step.serial for step in decode_manifest(manifest)]
+
+
+def label_codes(signed: SignedEvent, manifests: Mapping[str, bytes] = NO_MANIFESTS) -> list[str]:
+    """The label serials an event names (its subject, the children it packs or unpacks, a batch's labels)."""
     e = signed.event
     codes = [e.subject] if e.subject_type == "label" else []
     if e.kind in CHILD_KIND:
         codes += [c for c in e.payload["children"] if not gs1.is_sscc(c)]
+    if e.subject_type == "batch" and e.event_id in manifests:
+        codes += batch_serials(signed, manifests)
     return codes
 
 
-def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str) -> dict:
-    """One EPCIS 2.0 event for a group from :func:`group_events`. Pure."""
+def issued_gtins(signed: Iterable[SignedEvent], manifests: Mapping[str, bytes] = NO_MANIFESTS) -> dict[str, str]:
+    """serial -> GTIN of the labels these events issue (singly or in a batch)."""
+    out: dict[str, str] = {}
+    for s in signed:
+        if s.event.kind == "Issued":
+            out[s.event.subject] = s.event.payload["gtin"]
+        elif s.event.kind == "BatchIssued" and s.event.event_id in manifests:
+            out.update(dict.fromkeys(batch_serials(s, manifests), s.event.payload["gtin"]))
+    return out
+
+
+def _jsonable(value):
+    """A payload value for ``tl:event`` (JSON): bytes (a batch's labels_root, sealed secrets) as base64."""
+    return base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+
+
+def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests: Mapping[str, bytes] = NO_MANIFESTS) -> dict:
+    """One EPCIS 2.0 event for a group from :func:`group_events` (a batch event needs its manifest). Pure."""
     first = group[0]
     e, p = first.event, first.event.payload
     biz_step, disposition = EPCIS_MAPPING[e.kind]
+    kind = _SINGLE_KIND.get(e.kind, e.kind)
     out: dict = {
         "type": "ObjectEvent",
         "eventTime": epcis_time(e.occurred_at),
@@ -159,6 +202,9 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str) -> dict:
     else:
         if e.subject_type == "lot":
             out["quantityList"] = [{"epcClass": lot_uri(e.subject, host)}]
+        elif e.kind in BATCH_KINDS:
+            gtin = (lambda _: p["gtin"]) if e.kind == "BatchIssued" else gtin_of
+            out["epcList"] = [label_uri(serial, gtin(serial), host) for serial in batch_serials(first, manifests)]
         else:
             out["epcList"] = [_epc(e.subject, gtin_of, host) if e.subject_type == "container" else label_uri(e.subject, gtin_of(e.subject), host)]
         out["action"] = _ACTION.get(e.kind, "OBSERVE")
@@ -169,27 +215,32 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str) -> dict:
         out["readPoint"] = {"id": region_uri(p["region"], host)}
     if e.kind in _AT_SIGNER:
         out["bizLocation"] = {"id": party_uri(e.actor, host)}
-    if e.kind == "Shipped":
+    if kind == "Shipped" and "consignee" in p:
         out["sourceList"] = [{"type": "owning_party", "source": party_uri(e.actor, host)}]
         out["destinationList"] = [{"type": "owning_party", "destination": party_uri(p["consignee"], host)}]
-    elif e.kind == "Received":
+    elif kind == "Received":
         # The receiver takes custody (possession); who owns the goods the ledger does not record.
         out["destinationList"] = [{"type": "possessing_party", "destination": party_uri(e.actor, host)}]
-    if e.kind == "Recalled":
+    if kind == "Recalled":
         # A recall stays with the objects after this event (EPCIS 2.0 persistent disposition).
         out["persistentDisposition"] = {"set": ["recalled"]}
-    if e.kind == "Issued":
+    if kind == "Issued":
         ilmd = {"cbvmda:lotNumber": p["lot"]}
         if p.get("expiry"):
             ilmd["cbvmda:itemExpirationDate"] = p["expiry"]
         out["ilmd"] = ilmd
     out["tl:event"] = {"kind": e.kind, "subject": e.subject, "seq": e.seq, "actor": e.actor,
-                       "payload": {k: v for k, v in p.items() if v is not None}}
-    out[SIGNED] = [
-        {"body": base64.b64encode(s.body).decode("ascii"), "signature": base64.b64encode(s.signature).decode("ascii")}
-        for s in group
-    ]
+                       "payload": {k: _jsonable(v) for k, v in p.items() if v is not None}}
+    out[SIGNED] = [signed_entry(s, manifests) for s in group]
     return out
+
+
+def signed_entry(s: SignedEvent, manifests: Mapping[str, bytes]) -> dict:
+    """A ``tl:signedEvents`` entry: the signed body and signature (base64), and a batch event's manifest."""
+    entry = {"body": base64.b64encode(s.body).decode("ascii"), "signature": base64.b64encode(s.signature).decode("ascii")}
+    if s.event.subject_type == "batch":
+        entry["manifest"] = base64.b64encode(manifests[s.event.event_id]).decode("ascii")
+    return entry
 
 
 def document(events: Sequence[dict], created: datetime | None = None) -> dict:
@@ -203,9 +254,10 @@ def document(events: Sequence[dict], created: datetime | None = None) -> dict:
     }
 
 
-def export(signed: Iterable[SignedEvent], gtin_of: GtinOf, host: str, created: datetime | None = None) -> dict:
-    """A document of ``signed`` (log order), grouped and mapped."""
-    return document([to_epcis(g, gtin_of, host) for g in group_events(signed)], created)
+def export(signed: Iterable[SignedEvent], gtin_of: GtinOf, host: str, created: datetime | None = None,
+           manifests: Mapping[str, bytes] = NO_MANIFESTS) -> dict:
+    """A document of ``signed`` (log order), grouped and mapped (batch events with their ``manifests``)."""
+    return document([to_epcis(g, gtin_of, host, manifests) for g in group_events(signed)], created)
 
 
 # ---------------------------------------------------------------- import
@@ -230,35 +282,51 @@ def validate_document(doc: dict) -> None:
         raise EpcisError("ValidationException", f"{where}: {error.message[:300]}")
 
 
-def _decode(item, index: int) -> SignedEvent:
+def _decode(item, index: int) -> tuple[SignedEvent, bytes | None]:
+    """A ``tl:signedEvents`` entry as (signed event, its manifest if it is a batch event)."""
     try:
         body = base64.b64decode(item["body"], validate=True)
         signature = base64.b64decode(item["signature"], validate=True)
+        manifest = base64.b64decode(item["manifest"], validate=True) if "manifest" in item else None
     except (TypeError, KeyError, binascii.Error, ValueError):
         raise EpcisError("ValidationException", f"{SIGNED} entries need base64 'body' and 'signature'", event_index=index) from None
     try:
-        return decode_signed(body, signature)
+        signed = decode_signed(body, signature)
     except Refused as exc:
         raise EpcisError("ValidationException", f"signed event does not decode: {exc.detail}", event_index=index) from None
     except Exception as exc:  # fastavro on garbage bytes
         raise EpcisError("ValidationException", f"signed event does not decode: {type(exc).__name__}", event_index=index) from None
+    if (signed.event.subject_type == "batch") != (manifest is not None):
+        raise EpcisError("ValidationException", f"a batch event's {SIGNED} entry carries its manifest, and only a batch event's", event_index=index)
+    if manifest is not None:
+        try:
+            decode_manifest(manifest)
+        except Refused as exc:
+            raise EpcisError("ValidationException", f"batch manifest does not decode: {exc.detail}", event_index=index) from None
+    return signed, manifest
 
 
-def signed_events_of(doc: dict, gtin_of: GtinOf, host: str) -> list[SignedEvent]:
-    """The signed ledger events a captured document carries, in document order; refuse it whole on any error.
+def signed_events_of(doc: dict, gtin_of: GtinOf, host: str) -> tuple[list[SignedEvent], dict[str, bytes]]:
+    """The signed ledger events a captured document carries, in document order, and the manifests of its batch
+    events (by event id); refuse it whole on any error.
 
     ``gtin_of`` is the ledger's answer for labels whose ``Issued`` event is not
-    in the document (the document's own ``Issued`` events are used first).
+    in the document (the document's own ``Issued`` events are used first). The
+    manifest is checked against the signed body when the ledger appends it; here
+    the visible epcList must be the one it lists.
     """
     validate_document(doc)
     events = doc["epcisBody"]["eventList"]
     groups: list[list[SignedEvent]] = []
+    manifests: dict[str, bytes] = {}
     for index, item in enumerate(events):
         signed = item.get(SIGNED)
         if not isinstance(signed, list) or not signed:
             raise EpcisError("ValidationException", f"event carries no traceledger signature ({SIGNED}); only signed events are captured", event_index=index)
-        groups.append([_decode(x, index) for x in signed])
-    issued = {s.event.subject: s.event.payload["gtin"] for g in groups for s in g if s.event.kind == "Issued"}
+        decoded = [_decode(x, index) for x in signed]
+        groups.append([s for s, _ in decoded])
+        manifests.update({s.event.event_id: m for s, m in decoded if m is not None})
+    issued = issued_gtins([s for g in groups for s in g], manifests)
 
     def gtin(serial: str) -> str | None:
         return issued.get(serial) or gtin_of(serial)
@@ -266,8 +334,8 @@ def signed_events_of(doc: dict, gtin_of: GtinOf, host: str) -> list[SignedEvent]
     for index, (item, group) in enumerate(zip(events, groups)):
         if group_events(group) != [group]:
             raise EpcisError("ValidationException", "signed events of one EPCIS event must be one pack/unpack: the container's event, then its children's", event_index=index)
-        expected = to_epcis(group, gtin, host)
+        expected = to_epcis(group, gtin, host, manifests)
         if item != expected:
             field = next((k for k in sorted(set(item) | set(expected)) if item.get(k) != expected.get(k)), "?")
             raise EpcisError("ValidationException", f"field {field!r} does not match the signed event it carries", event_index=index)
-    return [s for g in groups for s in g]
+    return [s for g in groups for s in g], manifests

@@ -30,6 +30,7 @@ import psycopg
 from ledger import epcis
 from ledger.epcis_query import EventQuery, Page, uri_key
 from ledger.events import SignedEvent
+from ledger.store import batch_manifests
 
 BATCH = 2000
 INDEX_LOCK = 0x6570636973  # "epcis": held while indexing, so API workers take turns
@@ -112,18 +113,18 @@ def load_waiting(conn: psycopg.Connection, batch: Batch, children: list[SignedEv
     batch.waiting.update({(c, k, s): i for c, k, s, i in rows})
 
 
-def issued_gtins(events: list[SignedEvent]) -> dict[str, str]:
-    """serial -> GTIN of the labels these events issue."""
-    return {s.event.subject: s.event.payload["gtin"] for s in events if s.event.kind == "Issued"}
+def manifests_of(conn: psycopg.Connection, events) -> dict[str, bytes]:
+    """event id -> manifest of the batch events among ``events`` (the ledger's ``batch_manifests``)."""
+    return batch_manifests(conn, [s.event.event_id for s in events if s.event.subject_type == "batch"])
 
 
-def write_batch(conn: psycopg.Connection, batch: Batch, issued: dict[str, str]) -> None:
+def write_batch(conn: psycopg.Connection, batch: Batch, issued: dict[str, str], manifests: dict[str, bytes]) -> None:
     """Insert the batch's EPCIS events and identifiers, extend older ones, keep the pending children."""
     rows, epcs = [], []
-    serials = {c for group in batch.groups.values() for _, s in group for c in epcis.label_codes(s)}
+    serials = {c for group in batch.groups.values() for _, s in group for c in epcis.label_codes(s, manifests)}
     gtin_of = label_gtins(conn, list(serials - set(issued))) | issued
     for leader, group in batch.groups.items():
-        event = epcis.to_epcis([s for _, s in group], gtin_of.get, HOST)
+        event = epcis.to_epcis([s for _, s in group], gtin_of.get, HOST, manifests)
         rows.append(index_row(leader, event, batch.record_times[leader], [i for i, _ in group]))
         epcs += [(key, role, leader) for key, role in identifiers(event)]
     with conn.cursor() as cur:
@@ -151,7 +152,8 @@ def index_next(conn: psycopg.Connection, limit: int = BATCH) -> int:
         load_waiting(conn, batch, [s for _, s, _ in exported if s.event.kind in epcis.PARENT_KIND])
         for i, s, t in exported:
             batch.add(i, s, t)
-        write_batch(conn, batch, issued_gtins([s for _, s, _ in exported]))
+        manifests = manifests_of(conn, [s for _, s, _ in exported])
+        write_batch(conn, batch, epcis.issued_gtins([s for _, s, _ in exported], manifests), manifests)
         conn.execute("UPDATE epcis_index_position SET next_log_index = %s", (run[-1][0] + 1,))
     return len(run)
 
@@ -221,6 +223,13 @@ def signed_values(conn: psycopg.Connection, event_indexes: list[int]) -> dict[in
     for event_index, value in rows:
         out.setdefault(event_index, []).append(bytes(value))
     return out
+
+
+def issuing_batches(conn: psycopg.Connection, serials: list[str]) -> set[str]:
+    """The batch ids of the batch events that issued these labels (the ledger's ``label_heads``)."""
+    rows = conn.execute("SELECT DISTINCT m.batch_id FROM public.label_heads h JOIN public.batch_manifests m ON m.event_id = h.batch_event "
+                        "WHERE h.serial = ANY(%s)", (serials,)).fetchall()
+    return {r[0] for r in rows}
 
 
 def label_gtins(conn: psycopg.Connection, serials: list[str]) -> dict[str, str]:

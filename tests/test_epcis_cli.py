@@ -127,9 +127,8 @@ def test_cli_pack_ship_unpack_and_recall_an_input_lot(network):
 
 def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, fresh_settings, services):
     url, s = network["url"], network["settings"]
-    # Single events: EPCIS export and capture of batch events (event.v3, epcList) are not built
-    # yet (docs/design/event-v3.md): a batch label exports as a URN, without its issuance.
-    net = build_through_cli(network, single_events=True)
+    # The units are issued in ONE batch event: it exports as one commissioning ObjectEvent with the whole epcList.
+    net = build_through_cli(network)
     regulator = network["cast"].keys["regulator"]  # EPCIS reads are signed (issue 14)
     document = signed_get(url, "/v1/epcis/events", regulator, timeout=60).json()
     validator = schema_validator()
@@ -143,6 +142,12 @@ def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, f
     assert len(packs) == 3 and all(e["action"] == "ADD" and e["bizStep"] == "packing" for e in packs)
     assert len(packs[0][epcis.SIGNED]) == 4  # the case's Packed + three units' PackedInto, one EPCIS event
     assert packs[0]["childEPCs"][0].startswith("https://") and "/01/" in packs[0]["childEPCs"][0]
+    batch = [e for e in document["epcisBody"]["eventList"] if e["tl:event"]["kind"] == "BatchIssued"]
+    assert len(batch) == 1 and batch[0]["type"] == "ObjectEvent" and batch[0]["action"] == "ADD"
+    assert batch[0]["bizStep"] == "commissioning" and batch[0]["ilmd"]["cbvmda:lotNumber"] == "PACK-1"
+    assert [epc.rsplit("/21/", 1)[1] for epc in batch[0]["epcList"]] == net["units"]
+    assert all(epc.startswith("https://") and f"/01/{gtin('00002')}/21/" in epc for epc in batch[0]["epcList"])
+    assert "manifest" in batch[0][epcis.SIGNED][0]
 
     lot_only = signed_get(url, "/v1/epcis/events", regulator, {"lot": f"{gtin('00002')}/PACK-1"}).json()
     assert [e["type"] for e in lot_only["epcisBody"]["eventList"]] == ["ObjectEvent", "TransformationEvent"]  # cells, then packs
@@ -151,7 +156,9 @@ def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, f
     history = signed_get(url, "/v1/epcis/events", regulator, {"serial": net["units"][0]}).json()
     assert not list(validator.iter_errors(history))
     kinds = [e["tl:event"]["kind"] for e in history["epcisBody"]["eventList"]]
-    assert {"Issued", "Packed", "Shipped", "Received", "Transformed", "LotCommissioned"} <= set(kinds)
+    assert {"BatchIssued", "Packed", "Shipped", "Received", "Transformed", "LotCommissioned"} <= set(kinds)  # with its commissioning
+    mine = signed_get(url, "/epcis/events", regulator, {"MATCH_epc": batch[0]["epcList"][2], "EQ_bizStep": "commissioning"}).json()
+    assert [e["eventID"] for e in mine["epcisBody"]["queryResults"]["resultsBody"]["eventList"]] == [batch[0]["eventID"]]
 
     # A fresh ledger with the same members.
     fresh = fresh_settings()
@@ -176,9 +183,14 @@ def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, f
     del invalid["epcisBody"]["eventList"][0]["eventTime"]
     assert httpx.post(f"{fresh.api_url}/v1/epcis/capture", json=invalid, timeout=60).json()["type"] == "epcisException:ValidationException"
     partial = copy.deepcopy(document)
-    partial["epcisBody"]["eventList"] = [e for e in partial["epcisBody"]["eventList"] if e["tl:event"]["kind"] != "ContainerCreated"]
+    # (The input lot's commissioning left out: the transformation, before the batch, is refused.)
+    partial["epcisBody"]["eventList"] = [e for e in partial["epcisBody"]["eventList"] if e["tl:event"]["kind"] != "LotCommissioned"]
     refused = httpx.post(f"{fresh.api_url}/v1/epcis/capture", json=partial, timeout=60)
-    assert refused.status_code == 400 and "unknown_subject" in refused.json()["detail"]
+    assert refused.status_code == 400 and refused.json()["eventIndex"] == 0, refused.text
+    forged = copy.deepcopy(document)  # a batch event whose manifest lists another label set than it signed
+    (entry,) = [e for e in forged["epcisBody"]["eventList"] if e["tl:event"]["kind"] == "BatchIssued"][0][epcis.SIGNED]
+    entry["manifest"] = base64.b64encode(base64.b64decode(entry["manifest"])[:-1]).decode()
+    assert httpx.post(f"{fresh.api_url}/v1/epcis/capture", json=forged, timeout=60).status_code == 400
     job = httpx.get(f"{fresh.api_url}/v1/epcis/capture/{refused.json()['captureID']}").json()
     assert job["success"] is False and job["errors"][0]["type"] == "epcisException:ValidationException"
     heads = httpx.post(f"{fresh.api_url}/v1/heads", json={"subjects": [{"type": "label", "subject": net["units"][0]}]}).json()["heads"]

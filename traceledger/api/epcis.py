@@ -16,7 +16,8 @@
   to anyone signed, holding only the events the caller may read.
 - ``POST /v1/epcis/capture``: a document of signed events (see
   :mod:`ledger.epcis`), checked against GS1's schema and mapped back onto the
-  ledger as ONE all-or-nothing batch. The work is done within the request
+  ledger as ONE all-or-nothing batch (with batch events: in runs, see
+  :func:`append_document`). The work is done within the request
   (documents are capped at the API's batch size), so the answer is 202 with
   a capture id whose job is already finished; ``GET /v1/epcis/capture/{id}``
   polls it. A refused document writes nothing and answers problem+json whose
@@ -42,7 +43,7 @@ from ledger.lifecycle import LabelState
 from ledger.logging_setup import get_logger
 from ledger.service import Ledger
 from ledger.store import chain_id
-from projections import log_queries
+from projections import epcis_index, log_queries
 from traceledger import auth
 from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
@@ -105,8 +106,9 @@ def export_events(request: Request, serial: str | None = None, lot: str | None =
     with sync_pool(state).connection() as conn:
         subjects = subjects_asked(state.ledger, conn, serial, lot, container)
         signed = log_events(conn, subjects, since, until)
-    serials = {c for s in signed for c in epcis.label_codes(s)}
-    doc = epcis.export(signed, gtin_lookup(state.ledger, serials), state.settings.resolver_host)
+        manifests = epcis_index.manifests_of(conn, signed)
+    serials = {c for s in signed for c in epcis.label_codes(s, manifests)}
+    doc = epcis.export(signed, gtin_lookup(state.ledger, serials), state.settings.resolver_host, manifests=manifests)
     log.info("epcis_exported", events=len(signed), epcis_events=len(doc["epcisBody"]["eventList"]), serial=serial, lot=lot, container=container)
     return OrjsonResponse(doc, headers=EPCIS_HEADERS)
 
@@ -134,21 +136,44 @@ async def capture(request: Request):
 
 
 def append_document(state, doc) -> tuple[list[SignedEvent], int]:
-    """Append the document's signed events as one atomic batch: (events, how many were new); raises EpcisError."""
+    """Append the document's signed events: (events, how many were new); raises EpcisError.
+
+    Single events go as ONE atomic batch; a document holding batch events (event.v3) is
+    appended in runs, in document order: each batch event whole with its manifest
+    (``Ledger.append_batch``), the single events between them as one atomic batch. A refusal
+    stops there: what came before it stays written (it was valid on its own), nothing after it
+    is written, and the error names the EPCIS event that was refused.
+    """
     if isinstance(doc, dict) and len((doc.get("epcisBody") or {}).get("eventList") or ()) > MAX_CAPTURE_EVENTS:
         raise epcis.EpcisError("CaptureLimitExceededException", f"at most {MAX_CAPTURE_EVENTS} events per document")
     events = doc.get("epcisBody", {}).get("eventList", []) if isinstance(doc, dict) else []
     serials = {c for item in events if isinstance(item, dict) for c in epc_serials(item)}
-    signed = epcis.signed_events_of(doc, gtin_lookup(state.ledger, serials), state.settings.resolver_host)
+    signed, manifests = epcis.signed_events_of(doc, gtin_lookup(state.ledger, serials), state.settings.resolver_host)
     if len(signed) > MAX_CAPTURE_EVENTS:
         raise epcis.EpcisError("CaptureLimitExceededException", f"at most {MAX_CAPTURE_EVENTS} signed events per document")
-    results = state.ledger.append(signed, atomic=True)
-    refused = [r.as_dict() for r in results if r.status == "refused"]
-    if refused:
-        first = next((r for r in refused if r.get("code") != "batch_aborted"), refused[0])
-        index = epcis_index(doc, first["index"])
-        raise epcis.EpcisError("ValidationException", f"{first['subject']}: {first['detail']} [{first['code']}]", event_index=index)
-    return signed, sum(r.status == "accepted" for r in results)
+    accepted, start = 0, 0
+    for run in runs(signed):
+        results = ([state.ledger.append_batch(run[0], manifests[run[0].event.event_id])] if run[0].event.subject_type == "batch"
+                   else state.ledger.append(run, atomic=True))
+        refused = [r.as_dict() for r in results if r.status == "refused"]
+        if refused:
+            first = next((r for r in refused if r.get("code") != "batch_aborted"), refused[0])
+            index = epcis_index_of(doc, start + (first["index"] or 0))
+            raise epcis.EpcisError("ValidationException", f"{first['subject']}: {first['detail']} [{first['code']}]", event_index=index)
+        accepted += sum(r.status == "accepted" for r in results)
+        start += len(run)
+    return signed, accepted
+
+
+def runs(signed: list[SignedEvent]) -> list[list[SignedEvent]]:
+    """The document's events cut into what is appended together: each batch event alone, single events between them."""
+    out: list[list[SignedEvent]] = []
+    for s in signed:
+        if s.event.subject_type == "batch" or not out or out[-1][0].event.subject_type == "batch":
+            out.append([s])
+        else:
+            out[-1].append(s)
+    return out
 
 
 def capture_document(state, doc) -> JSONResponse:
@@ -194,7 +219,7 @@ def capture_job(request: Request, capture_id: str, signer: auth.Caller | None = 
     return job
 
 
-def epcis_index(doc: dict, signed_index: int | None) -> int | None:
+def epcis_index_of(doc: dict, signed_index: int | None) -> int | None:
     """The EPCIS event that carried the ``signed_index``-th signed event."""
     if signed_index is None:
         return None
@@ -249,8 +274,8 @@ def lot_ancestry(ledger: Ledger, lot_key: str) -> set[tuple[str, str]]:
 
 
 def label_history(ledger: Ledger, conn: psycopg.Connection, serial: str) -> set[tuple[str, str]]:
-    """The label, the containers it travelled in and its lot's ancestry."""
-    subjects = containers_of(conn, "label", serial)
+    """The label, the batch that issued it, the containers it travelled in and its lot's ancestry."""
+    subjects = containers_of(conn, "label", serial) | {("batch", b) for b in epcis_index.issuing_batches(conn, [serial])}
     chain = ledger.app.load_chain("label", serial)
     if chain is not None and isinstance(chain.state, LabelState):
         subjects |= lot_ancestry(ledger, f"{chain.state.gtin}/{chain.state.lot}")

@@ -92,11 +92,12 @@ def mapped_events(conn, rows: list[tuple[int, datetime, int]], host: str, with_r
     groups = {i: [SignedEvent.from_envelope(v) for v in envelopes] for i, envelopes in values.items()}
     shown = visible(groups, reader)
     rows = [r for r in rows if r[0] in shown]
-    serials = {c for group in groups.values() for s in group for c in epcis.label_codes(s)}
+    manifests = epcis_index.manifests_of(conn, [s for i, _, _ in rows for s in groups[i]])
+    serials = {c for i, _, _ in rows for s in groups[i] for c in epcis.label_codes(s, manifests)}
     gtin_of = epcis_index.label_gtins(conn, list(serials)).get
     out = []
     for event_index, record_time, _ in rows:
-        event = epcis.to_epcis(groups[event_index], gtin_of, host)
+        event = epcis.to_epcis(groups[event_index], gtin_of, host, manifests)
         if with_record_time:
             event["recordTime"] = epcis.epcis_time(record_time)
         out.append(event)
