@@ -13,7 +13,7 @@ What maps (CBV 2.0 bare words or their URI forms):
 
 | EPCIS event | ledger events |
 |---|---|
-| ObjectEvent ADD ``commissioning`` | ``Issued`` per SGTIN (lot from ``ilmd`` ``lotNumber``), ``ContainerCreated`` per SSCC, ``LotCommissioned`` per LGTIN class |
+| ObjectEvent ADD ``commissioning`` | ONE ``BatchIssued`` for two or more SGTINs of one GTIN (:func:`batch_issuance`), else ``Issued`` per SGTIN (lot from ``ilmd`` ``lotNumber``); ``ContainerCreated`` per SSCC, ``LotCommissioned`` per LGTIN class |
 | ObjectEvent / AggregationEvent OBSERVE ``shipping`` | ``Shipped`` per SGTIN/SSCC (the aggregation's parent) to the ``owning_party`` destination |
 | ``receiving`` | ``Received`` |
 | disposition ``recalled`` | ``Recalled`` (labels, containers, lots) |
@@ -313,6 +313,22 @@ def _object_event(item: dict, mapped: Mapped, signer: str, defaults: Defaults) -
     kind, payload = _observed(action, step, disposition, item, signer, defaults)
     mapped.commands += [Command(t, s, kind, payload) for t, s in subjects]
     mapped.commands += [Command("lot", lot, kind, payload) for lot in lots]
+
+
+MIN_BATCH = 2  # a commissioning of one label stays one Issued event
+
+
+def batch_issuance(mapped: Mapped) -> tuple[dict, list[str]] | None:
+    """``(BatchIssued payload without count/root, serials)`` when a commissioning is ONE batch event: only
+    labels, at least :data:`MIN_BATCH`, all of one GTIN, lot, expiry and product (one EPCIS event's ilmd
+    makes them equal; the GTIN comes from each EPC). None: sign its commands one by one."""
+    commands = mapped.commands
+    if len(commands) < MIN_BATCH or any(c.kind != "Issued" for c in commands):
+        return None
+    shared = [{k: c.payload[k] for k in ("gtin", "lot", "expiry", "product", "region")} for c in commands]
+    if any(x != shared[0] for x in shared):
+        return None
+    return shared[0], [c.subject for c in commands]
 
 
 def _commission(subject_type: str, subject: str, gtin: str | None, item: dict) -> Command:

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import epcis
+from ledger.batches import LabelStep, encode_manifest, issuance
 from ledger.epcis_capture import MAX_EPCIS_EVENTS, Defaults, map_document, read_document
 from ledger.keys import KeyPair
 from tests.helpers import Cast
@@ -115,7 +116,8 @@ def gs1_examples(world):
     assert statuses(job) == [("accepted", None), ("refused", "not_authorized"), ("refused", "missing_field")]
     assert "outside gs1co's GS1 company prefixes" in job["results"][1]["detail"] and "refused: event 1" in stderr
     assert job["running"] is False and job["success"] is False and job["actor"] == "gs1co"
-    assert ledger_size(world) == before + 2  # two Issued, nothing of the refused events
+    assert ledger_size(world) == before + 1  # ONE BatchIssued for both labels, nothing of the refused events
+    assert len(job["results"][0]["ledgerEvents"]) == 1
 
     # GS1 example 9.6.1: the shipping is accepted (consignee, territory and channel given: EPCIS has no field for the
     # last two); its receiving is the consignee's to sign, so the lifecycle refuses it for the shipper.
@@ -158,6 +160,9 @@ def gs1_examples(world):
     assert not list(schema_validator().iter_errors(doc))
     assert [e["bizStep"] for e in doc["epcisBody"]["eventList"]] == ["commissioning", "shipping", "receiving"]
     assert doc["epcisBody"]["eventList"][0]["ilmd"]["cbvmda:lotNumber"] == "L2005"
+    issued = doc["epcisBody"]["eventList"][0]
+    assert issued["tl:event"]["kind"] == "BatchIssued" and issued["action"] == "ADD"
+    assert [e.rsplit("/", 1)[1] for e in issued["epcList"]] == ["2017", "2018"]
 
     # Jobs: an actor lists its own, a regulator all; a job is shown to its actor and regulators only.
     own = signed_get(world, "distributor", "/v1/epcis/capture").json()
@@ -244,6 +249,20 @@ def attacks(world):
     as_acme = {"authorization": authorization_header(cast.keys["acme"], "POST", path), "content-type": "application/json"}
     deep = httpx.post(world["url"] + path, content=b"[" * 100_000 + b"]" * 100_000, headers=as_acme, timeout=30)
     assert deep.status_code in (400, 422) and deep.headers["content-type"].startswith("application/problem+json"), deep.text[:300]
+    assert ledger_size(world) == before
+
+    # A batch event whose manifest lists other labels than the root it signed: refused, nothing written;
+    # a manifest beside a single event: the request is refused whole.
+    batch = issuance({"gtin": "04012345111118", "lot": "L1", "product": "p"}, ["B1", "B2"], actor="gs1co", key=cast.keys["gs1co"])
+    other = encode_manifest([LabelStep("B1"), LabelStep("B3")])
+    forged = {"index": 0, "eventKey": "urn:uuid:forged-batch", "manifest": base64.b64encode(other).decode(),
+              "signed": [{"body": base64.b64encode(batch.signed.body).decode(), "signature": base64.b64encode(batch.signed.signature).decode()}]}
+    answer = httpx.post(world["url"] + path, json={"documentSha256": "1" * 64, "events": [forged]}, timeout=30,
+                        headers={"authorization": authorization_header(cast.keys["gs1co"], "POST", path)})
+    assert answer.status_code == 202 and statuses(answer.json()) == [("refused", "manifest_mismatch")], answer.text
+    stray = {"documentSha256": "2" * 64, "events": [entry | {"manifest": base64.b64encode(other).decode()}]}
+    answer = httpx.post(world["url"] + path, json=stray, timeout=30, headers={"authorization": authorization_header(cast.keys["acme"], "POST", path)})
+    assert answer.status_code == 400 and "manifest" in answer.json()["detail"]
     assert ledger_size(world) == before
 
 

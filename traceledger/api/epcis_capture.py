@@ -25,6 +25,8 @@ reason it could not be mapped. The server never signs; it
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -33,6 +35,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ledger import capture_jobs, epcis
+from ledger.batches import MAX_MANIFEST_BYTES, decode_manifest
 from ledger.epcis_capture import MAX_EPCIS_EVENTS, MAX_EPCS
 from ledger.errors import Refused
 from ledger.events import SignedEvent
@@ -45,6 +48,8 @@ from traceledger.api.epcis_query import next_link
 from traceledger.api.signed_input import EventIn, decode_event
 
 log = get_logger("epcis")
+
+MAX_MANIFEST_BASE64 = 4 * (MAX_MANIFEST_BYTES // 3 + 1)
 
 router = APIRouter(tags=["epcis"])
 
@@ -63,6 +68,7 @@ class CapturedEvent(BaseModel):
     gtins: dict[str, str] = Field(default_factory=dict, max_length=MAX_EPCS, description="label serial -> the GTIN its EPC names")
     ignored: list[str] = Field(default_factory=list, max_length=200)
     refused: Unmappable | None = None
+    manifest: str | None = Field(None, max_length=MAX_MANIFEST_BASE64, description="base64 manifest of a batch event (its only signed event)")
 
 
 class SignedCapture(BaseModel):
@@ -70,8 +76,27 @@ class SignedCapture(BaseModel):
     events: list[CapturedEvent] = Field(min_length=1, max_length=MAX_EPCIS_EVENTS)
 
 
-def decoded_groups(body: SignedCapture, actor: str) -> list[list[SignedEvent]]:
-    """Each entry's signed events, decoded; refuse the whole request on any malformed entry."""
+def batch_manifest(entry: CapturedEvent, group: list[SignedEvent]) -> bytes | None:
+    """The manifest of an entry that is one batch event (None for single events); refused if malformed or misplaced."""
+    batches = [s for s in group if s.event.subject_type == "batch"]
+    if not batches and entry.manifest is None:
+        return None
+    if len(group) != 1 or len(batches) != 1 or batches[0].event.kind != "BatchIssued" or entry.manifest is None:
+        raise epcis.EpcisError("ValidationException", "a batch event is captured alone with its manifest (BatchIssued only), "
+                               "and a manifest only with one", event_index=entry.index)
+    try:
+        manifest = base64.b64decode(entry.manifest, validate=True)
+        decode_manifest(manifest)
+    except (binascii.Error, ValueError):
+        raise epcis.EpcisError("ValidationException", "manifest must be base64", event_index=entry.index) from None
+    except Refused as exc:
+        raise epcis.EpcisError("ValidationException", f"manifest does not decode: {exc.detail}", event_index=entry.index) from None
+    return manifest
+
+
+def decoded_groups(body: SignedCapture, actor: str, manifests: dict[int, bytes | None]) -> list[list[SignedEvent]]:
+    """Each entry's signed events, decoded (batch manifests into ``manifests`` by entry index); refuse the whole
+    request on any malformed entry."""
     if len({e.index for e in body.events}) != len(body.events) or len({e.eventKey for e in body.events}) != len(body.events):
         raise epcis.EpcisError("ValidationException", "each EPCIS event (index, eventKey) appears once")
     if sum(len(e.signed) for e in body.events) > MAX_EPCS + MAX_EPCIS_EVENTS:
@@ -84,6 +109,7 @@ def decoded_groups(body: SignedCapture, actor: str) -> list[list[SignedEvent]]:
             group = [decode_event(item) for item in entry.signed]
         except Refused as exc:
             raise epcis.EpcisError("ValidationException", f"signed event does not decode: {exc.detail}", event_index=entry.index) from None
+        manifests[entry.index] = batch_manifest(entry, group)
         strangers = sorted({s.event.actor for s in group} - {actor})
         if strangers:
             raise epcis.EpcisError("ValidationException", f"events signed by {strangers[0]}, not by the caller {actor}: "
@@ -107,7 +133,8 @@ def gtin_mismatch(state, entry: CapturedEvent, group: list[SignedEvent]) -> str 
     return None
 
 
-def append_entry(state, capture_id: str, entry: CapturedEvent, group: list[SignedEvent], refused_hashes: dict[bytes, int]) -> dict:
+def append_entry(state, capture_id: str, entry: CapturedEvent, group: list[SignedEvent], refused_hashes: dict[bytes, int],
+                 manifest: bytes | None = None) -> dict:
     """Reserve, check and append one EPCIS event's group; its result."""
     out = {"index": entry.index, "eventID": entry.eventKey, "ledgerEvents": [s.event.event_id for s in group]}
     if entry.ignored:
@@ -124,7 +151,7 @@ def append_entry(state, capture_id: str, entry: CapturedEvent, group: list[Signe
         if held is not None:
             reason = ("replayed_event", f"EPCIS event {entry.eventKey[:100]} was captured before, in capture {held}")
     if reason is None:
-        results = state.ledger.append(group, atomic=True)
+        results = [state.ledger.append_batch(group[0], manifest)] if manifest is not None else state.ledger.append(group, atomic=True)
         bad = next((r for r in results if r.status == "refused" and r.error.code != "batch_aborted"), None)
         if bad is None:
             return out | {"status": "accepted" if any(r.status == "accepted" for r in results) else "duplicate"}
@@ -137,7 +164,8 @@ def append_entry(state, capture_id: str, entry: CapturedEvent, group: list[Signe
 
 def capture_signed(state, body: SignedCapture, actor: str) -> JSONResponse:
     """Run one capture (blocking work: signatures, the store) and answer its job."""
-    groups = decoded_groups(body, actor)
+    manifests: dict[int, bytes | None] = {}
+    groups = decoded_groups(body, actor, manifests)
     capture_id = str(uuid.uuid4())
     with sync_pool(state).connection() as conn:
         capture_jobs.start(conn, capture_id, actor, body.documentSha256, len(body.events))
@@ -148,7 +176,7 @@ def capture_signed(state, body: SignedCapture, actor: str) -> JSONResponse:
             results.append({"index": entry.index, "eventID": entry.eventKey, "status": "refused",
                             "code": entry.refused.code, "detail": entry.refused.detail})
             continue
-        results.append(append_entry(state, capture_id, entry, group, refused_hashes))
+        results.append(append_entry(state, capture_id, entry, group, refused_hashes, manifests[entry.index]))
     errors = [{"type": "epcisException:ValidationException", "eventIndex": r["index"], "code": r["code"], "detail": r["detail"]}
               for r in results if r["status"] == "refused"]
     with sync_pool(state).connection() as conn:

@@ -13,10 +13,13 @@ every event's result. The private key never leaves this process.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import uuid
 
 from ledger import epcis
-from ledger.epcis_capture import Command, Defaults, Mapped, Unmapped, ledger_event_id, map_document, read_document
+from ledger.batches import LabelStep, encode_manifest, labels_root, leaf_of, step_hash
+from ledger.epcis_capture import Command, Defaults, Mapped, Unmapped, batch_issuance, ledger_event_id, map_document, read_document
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH, SignedEvent, new_event
 from traceledger.client import Client, encode_signed
@@ -57,6 +60,22 @@ def with_shipment(client: Client, m: Mapped) -> list[Command]:
             if c.kind == "UnpackedFrom" else c for c in m.commands]
 
 
+def sign_batch(signer: Signer, m: Mapped, payload: dict, serials: list[str], heads: dict) -> tuple[SignedEvent, bytes]:
+    """One signed ``BatchIssued`` for ``serials`` and its manifest; each label's head becomes its step hash."""
+    taken = [s for s in serials if ("label", s) in heads]
+    if taken:
+        raise Refused("already_exists", f"label {taken[0]} exists in the ledger already", field="epcList")
+    steps = [LabelStep(s) for s in serials]
+    body = payload | {"count": len(steps), "labels_root": labels_root(steps), "pin_secret": None}
+    # The batch id and event id come from the EPCIS event, so mapping a document twice signs the same event.
+    command = Command("batch", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{signer.actor}\n{m.key}")), "BatchIssued", body)
+    event = new_event(subject_type="batch", subject=command.subject, kind="BatchIssued", payload=body, actor=signer.actor,
+                      key_id=signer.key.key_id, occurred_at=m.occurred_at, event_id=ledger_event_id(signer.actor, m.key, command))
+    signed = event.sign(signer.key)
+    heads.update({("label", s.serial): (0, step_hash(signed.hash, leaf_of(s))) for s in steps})
+    return signed, encode_manifest(steps)
+
+
 def sign_group(signer: Signer, m: Mapped, commands: list[Command], heads: dict) -> list[SignedEvent]:
     """The signed events of one EPCIS event, chained on ``heads`` (updated only if every one signs)."""
     local, out = dict(heads), []
@@ -87,8 +106,14 @@ def entries(client: Client, signer: Signer, results: list[Mapped | Unmapped]) ->
         if isinstance(m, Unmapped):
             out.append(entry | {"refused": {"code": m.code, "detail": m.detail}})
             continue
+        batch = batch_issuance(m)
         try:
-            group = sign_group(signer, m, with_shipment(client, m), heads)
+            if batch is not None:
+                signed, manifest = sign_batch(signer, m, *batch, heads)
+                entry["manifest"] = base64.b64encode(manifest).decode("ascii")
+                group = [signed]
+            else:
+                group = sign_group(signer, m, with_shipment(client, m), heads)
         except Refused as exc:
             out.append(entry | {"refused": {"code": exc.code, "detail": exc.detail}})
             continue
