@@ -13,7 +13,10 @@ Supported: ``eventType`` (also ``EQ_eventType``), ``EQ_action``,
 ``MATCH_anyEPC``, ``MATCH_epcClass``, ``MATCH_inputEPCClass``,
 ``MATCH_outputEPCClass``, ``MATCH_anyEPCClass``, ``EQ_source_<type>`` and
 ``EQ_destination_<type>`` (e.g. ``EQ_destination_owning_party``; the type as
-the bare CBV word or its URI / URN), ``perPage`` and ``nextPageToken``. A parameter may repeat, or list values separated by ``|``
+the bare CBV word or its URI / URN), ``perPage`` and ``nextPageToken``;
+``orderBy`` (``eventTime`` or ``recordTime``; without it: the log's order, which
+is recordTime's) with ``orderDirection`` (``ASC`` default, ``DESC``), and
+``eventCountLimit`` (at most that many events in all, across pages). A parameter may repeat, or list values separated by ``|``
 or ``,``; values of one parameter are alternatives (OR), parameters combine
 with AND, as the standard says.
 
@@ -25,8 +28,10 @@ are translated to the same keys. Patterns: ``urn:epc:idpat:sgtin:<prefix>.<item>
 and a Digital Link ending in ``*`` match every key that starts the same way.
 bizStep and disposition accept the bare CBV word or its URI / URN forms.
 
-The page token is opaque to clients: the log index of the last EPCIS event
-returned, with a digest of the query it belongs to. It only says where to
+The page token is opaque to clients: the log index (and, ordered by
+eventTime, the eventTime) of the last EPCIS event returned, how many events
+the query has shown so far (for ``eventCountLimit``), with a digest of the
+query it belongs to (ordering included). It only says where to
 continue; every page is filtered by the query's own parameters again, so a
 token can never reveal an event the query would not return.
 """
@@ -65,6 +70,10 @@ EQUALS = {"eventType": "event_types", "EQ_eventType": "event_types", "EQ_action"
 TIMES = {"GE_eventTime": "ge_event_time", "LT_eventTime": "lt_event_time",
          "GE_recordTime": "ge_record_time", "LT_recordTime": "lt_record_time"}
 PAGING = ("perPage", "nextPageToken")
+# How the results are shaped, not which events match: part of a page token's query, never of a named query.
+SHAPING = ("orderBy", "orderDirection", "eventCountLimit")
+ORDERS = {"eventTime": "event_time", "recordTime": "log", "log": "log"}
+MAX_EVENT_COUNT_LIMIT = 1_000_000
 PARTIES = ("EQ_source_", "EQ_destination_")  # + a source/destination type: identifiers of role "source:<type>"...
 PARTY_TYPE_PREFIXES = ("https://ref.gs1.org/cbv/SDT-", "urn:epcglobal:cbv:sdt:")
 VOCABULARY_PREFIXES = {
@@ -103,10 +112,24 @@ class EventQuery:
 
 @dataclass(frozen=True)
 class Page:
-    """Which page: after the EPCIS event at log index ``after`` (-1: from the start), at most ``size`` events."""
+    """Which page: after the EPCIS event at log index ``after`` (-1: from the start), at most ``size`` events.
+
+    ``order`` is ``log`` (log index, which is recordTime order) or ``event_time`` (eventTime, then log index;
+    ``after_time`` is the last shown event's time); ``limit`` caps the events of all pages together, of which
+    ``shown`` were on earlier pages.
+    """
 
     after: int
     size: int
+    order: str = "log"
+    descending: bool = False
+    after_time: datetime | None = None
+    limit: int | None = None
+    shown: int = 0
+
+    @property
+    def first(self) -> bool:
+        return self.after == -1
 
 
 def query_error(detail: str) -> EpcisError:
@@ -225,7 +248,7 @@ def parse_query(params: list[tuple[str, str]]) -> tuple[EventQuery, Page]:
     matches: list[EpcMatch] = []
     for name, raw in by_name.items():
         values = split_values(raw)
-        if name in PAGING:
+        if name in PAGING or name in SHAPING:
             continue
         if not values:
             raise query_error(f"{name}: no value given")
@@ -252,33 +275,81 @@ def fingerprint(by_name: dict[str, list[str]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def one_value(by_name: dict[str, list[str]], name: str, default: str | None) -> str | None:
+    values = by_name.get(name, [] if default is None else [default])
+    if len(values) > 1:
+        raise query_error(f"{name}: give one value")
+    return values[0].strip() if values else None
+
+
+def whole_number(name: str, value: str | None, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise query_error(f"{name}: a whole number from {low} to {high}")
+    return int(value)
+
+
 def page_of(by_name: dict[str, list[str]], digest: str) -> Page:
-    per_page = by_name.get("perPage", [str(DEFAULT_PER_PAGE)])
-    if len(per_page) != 1 or not per_page[0].strip().isdigit() or not 1 <= int(per_page[0]) <= MAX_PER_PAGE:
-        raise query_error(f"perPage: a whole number from 1 to {MAX_PER_PAGE} (default {DEFAULT_PER_PAGE})")
-    tokens = by_name.get("nextPageToken", [])
-    if len(tokens) > 1:
-        raise query_error("nextPageToken: give one token")
-    after = decode_token(tokens[0], digest) if tokens else -1
-    return Page(after=after, size=int(per_page[0]))
+    size = whole_number("perPage", one_value(by_name, "perPage", str(DEFAULT_PER_PAGE)), 1, MAX_PER_PAGE)
+    order_by = one_value(by_name, "orderBy", "log")
+    if order_by not in ORDERS:
+        raise query_error("orderBy: eventTime or recordTime")
+    direction = one_value(by_name, "orderDirection", "ASC")
+    if direction not in ("ASC", "DESC"):
+        raise query_error("orderDirection: ASC or DESC")
+    limit = whole_number("eventCountLimit", one_value(by_name, "eventCountLimit", None), 1, MAX_EVENT_COUNT_LIMIT)
+    token = one_value(by_name, "nextPageToken", None)
+    after, shown, after_time = decode_page_token(token, digest) if token is not None else (-1, 0, None)
+    order = ORDERS[order_by]
+    if order == "event_time" and after != -1 and after_time is None:
+        raise query_error("nextPageToken: not a token of this query")
+    return Page(after=after, size=size, order=order, descending=direction == "DESC", after_time=after_time, limit=limit, shown=shown)
 
 
 # ---------------------------------------------------------------- page tokens
 
 
-def encode_token(after: int, digest: str) -> str:
-    """The opaque token of the page after the EPCIS event at log index ``after``, for the query ``digest``."""
-    return base64.urlsafe_b64encode(f"{after}.{digest}".encode()).decode().rstrip("=")
+def encode_token(after: int, digest: str, shown: int = 0, after_time: datetime | None = None) -> str:
+    """The opaque token of the page after the EPCIS event at log index ``after`` (eventTime ``after_time`` when
+    ordered by it), ``shown`` events into the query ``digest``."""
+    text = f"{after}.{digest}.{shown}.{after_time.isoformat() if after_time else ''}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, digest: str) -> tuple[int, int, datetime | None]:
+    """``(after, shown, after_time)`` of a token; refused if malformed or made for another query."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        after, belongs_to, *rest = text.split(".", 3)
+        position, shown = int(after), int(rest[0]) if rest else 0
+        after_time = datetime.fromisoformat(rest[1]) if len(rest) > 1 and rest[1] else None
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise query_error("nextPageToken: not a token this repository issued") from None
+    if belongs_to != digest or position < -1 or shown < 0:
+        raise query_error("nextPageToken: the token belongs to another query (repeat the query's parameters unchanged)")
+    return position, shown, after_time
 
 
 def decode_token(token: str, digest: str) -> int:
     """The log index a token continues after; refused if malformed or made for another query."""
+    return decode_page_token(token, digest)[0]
+
+
+# ---------------------------------------------------------------- lists of values in use (/epcs, /bizLocations...)
+
+
+def encode_value_token(value: str, digest: str) -> str:
+    """The opaque token of a list of values in use, continuing after ``value``."""
+    return base64.urlsafe_b64encode(f"{digest}.{value}".encode()).decode().rstrip("=")
+
+
+def decode_value_token(token: str, digest: str) -> str:
+    """The value a list continues after; refused if malformed or made for another list."""
     try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-        after, _, belongs_to = text.partition(".")
-        position = int(after)
+        belongs_to, _, value = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8").partition(".")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise query_error("nextPageToken: not a token this repository issued") from None
-    if belongs_to != digest or position < -1:
-        raise query_error("nextPageToken: the token belongs to another query (repeat the query's parameters unchanged)")
-    return position
+    if belongs_to != digest:
+        raise query_error("nextPageToken: the token belongs to another list")
+    return value

@@ -19,7 +19,7 @@ import orjson
 import psycopg
 
 from ledger.epcis import EpcisError
-from ledger.epcis_query import PAGING, parse_query
+from ledger.epcis_query import PAGING, SHAPING, parse_query
 from ledger.errors import Refused
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -31,8 +31,9 @@ def check_params(params: list[tuple[str, str]]) -> None:
     """A named query's parameters: standard ones, valid, no paging (a subscription pages itself)."""
     if not params:
         raise EpcisError("QueryParameterException", "a named query needs at least one parameter")
-    if any(name in PAGING for name, _ in params):
-        raise EpcisError("QueryParameterException", "perPage and nextPageToken belong to a request, not to a named query")
+    if any(name in PAGING or name in SHAPING for name, _ in params):
+        raise EpcisError("QueryParameterException", "perPage, nextPageToken, orderBy, orderDirection and eventCountLimit belong to "
+                         "a request, not to a named query (a subscription delivers in the log's order)")
     parse_query(params)
 
 

@@ -203,14 +203,38 @@ def like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def page_rows(conn: psycopg.Connection, q: EventQuery, page: Page) -> list[tuple[int, datetime, int]]:
-    """Up to ``page.size + 1`` matching EPCIS events after ``page.after``, in log order: (log_index, record_time,
-    how many signed events it carries)."""
+def page_rows(conn: psycopg.Connection, q: EventQuery, page: Page) -> list[tuple[int, datetime, int, datetime]]:
+    """Up to ``page.size + 1`` matching EPCIS events after the page's position, in its order: (log_index,
+    record_time, how many signed events it carries, event_time). Keyset paging: an index range, never an OFFSET."""
     where, args = conditions(q)
-    where.append("e.log_index > %s")
-    sql = (f"SELECT e.log_index, e.record_time, cardinality(e.members) FROM epcis_events e WHERE {' AND '.join(where)} "
-           "ORDER BY e.log_index LIMIT %s")
-    return conn.execute(sql, [*args, page.after, page.size + 1]).fetchall()
+    sign, direction = ("<", "DESC") if page.descending else (">", "ASC")
+    if page.order == "event_time":
+        if not page.first:
+            where.append(f"(e.event_time, e.log_index) {sign} (%s, %s)")
+            args += [page.after_time, page.after]
+        order = f"e.event_time {direction}, e.log_index {direction}"
+    else:
+        if not page.first:
+            where.append(f"e.log_index {sign} %s")
+            args.append(page.after)
+        order = f"e.log_index {direction}"
+    sql = (f"SELECT e.log_index, e.record_time, cardinality(e.members), e.event_time FROM epcis_events e "
+           f"WHERE {' AND '.join(where) or 'true'} ORDER BY {order} LIMIT %s")
+    return conn.execute(sql, [*args, page.size + 1]).fetchall()
+
+
+# A list of values in use -> (SQL of the distinct values after %s, in order, at most %s of them).
+VALUE_LISTS = {
+    "bizLocations": "SELECT DISTINCT biz_location FROM epcis_events WHERE biz_location > %s ORDER BY 1 LIMIT %s",
+    "readPoints": "SELECT DISTINCT read_point FROM epcis_events WHERE read_point > %s ORDER BY 1 LIMIT %s",
+    "epcs": "SELECT DISTINCT epc FROM epcis_event_epcs WHERE role IN ('epc', 'parent', 'input', 'output') AND epc > %s "
+            "ORDER BY 1 LIMIT %s",
+}
+
+
+def values_in_use(conn: psycopg.Connection, name: str, after: str, size: int) -> list[str]:
+    """Up to ``size`` distinct identifier keys of list ``name`` (VALUE_LISTS) after ``after``, in byte order."""
+    return [r[0] for r in conn.execute(VALUE_LISTS[name], (after, size)).fetchall()]
 
 
 def signed_values(conn: psycopg.Connection, event_indexes: list[int]) -> dict[int, list[bytes]]:

@@ -68,7 +68,7 @@ def chain(api):
     finally:
         ledger.close()
     everything = results(get(api["url"], "/epcis/events", {"perPage": 1000}))
-    return net | {"url": api["url"], "host": settings.resolver_host, "all": everything}
+    return net | {"url": api["url"], "host": settings.resolver_host, "all": everything, "cast": cast}
 
 
 def test_each_query_parameter_answers_its_result_set(chain):
@@ -155,11 +155,13 @@ def test_answers_are_standard_documents_and_single_events(chain):
     legacy = get(url, "/v1/epcis/events", {"EQ_bizStep": "shipping"})
     assert legacy.json()["type"] == "EPCISDocument" and named(legacy.json()["epcisBody"]["eventList"]) == [("Shipped", chain["pallet"])]
     assert "recordTime" not in legacy.json()["epcisBody"]["eventList"][0]
+    order_limits_identifier_lists_and_versions(chain)  # one chain built for both (a build costs ~30 s)
 
 
 BAD_PARAMETERS = [
     {"EQ_bizstep": "shipping"},  # a misspelt name is not ignored
-    {"orderBy": "eventTime"},  # not supported: said so
+    {"orderBy": "bizStep"}, {"orderDirection": "UP"}, {"orderBy": ["eventTime", "recordTime"]},
+    {"eventCountLimit": "0"}, {"eventCountLimit": "-3"},
     {"perPage": "0"}, {"perPage": "1001"}, {"perPage": "ten"},
     {"GE_eventTime": "yesterday"},
     {"eventType": "PartyEvent"},
@@ -189,6 +191,69 @@ def test_bad_parameters_are_refused_and_a_page_token_only_continues_its_own_quer
     assert [e["disposition"] for e in results(more)] == ["active", "active"]
     history = get(url, "/v1/epcis/events", {"serial": chain["units"][0], "EQ_bizStep": "shipping"})
     assert history.status_code == 400 and history.json()["type"] == "epcisException:QueryParameterException"
+
+
+def follow(url: str, path: str, params: dict) -> tuple[list[dict], int]:
+    """Every event of a query, following its Link headers: (events, pages)."""
+    seen, pages = [], 0
+    while path:
+        r = get(url, path, params)
+        seen += results(r)
+        pages += 1
+        path, params = r.links.get("next", {}).get("url"), None
+    return seen, pages
+
+
+def order_limits_identifier_lists_and_versions(chain):
+    """orderBy/orderDirection/eventCountLimit, /bizLocations, /readPoints, /epcs, version headers (on the same chain)."""
+    url, host, every = chain["url"], chain["host"], chain["all"]
+    by_time = results(get(url, "/epcis/events", {"orderBy": "eventTime", "perPage": 1000}))
+    assert [e["eventTime"] for e in by_time] == sorted(e["eventTime"] for e in every) and len(by_time) == len(every)
+    desc = results(get(url, "/epcis/events", {"orderBy": "eventTime", "orderDirection": "DESC", "perPage": 1000}))
+    assert named(desc) == named(by_time)[::-1]
+    assert named(results(get(url, "/epcis/events", {"orderDirection": "DESC", "perPage": 1000}))) == named(every)[::-1]
+    by_record = results(get(url, "/epcis/events", {"orderBy": "recordTime", "perPage": 1000}))
+    assert named(by_record) == named(every) and [e["recordTime"] for e in by_record] == sorted(e["recordTime"] for e in every)
+    # Pages of 3 in eventTime order, newest first, at most 7 events in all: 3 pages, the last of one event.
+    seen, pages = follow(url, "/epcis/events", {"orderBy": "eventTime", "orderDirection": "DESC", "perPage": 3, "eventCountLimit": 7})
+    assert named(seen) == named(desc)[:7] and pages == 3
+    two = get(url, "/epcis/events", {"eventCountLimit": 2, "perPage": 10})
+    assert named(results(two)) == named(every)[:2] and "link" not in two.headers
+    token = get(url, "/epcis/events", {"perPage": 2}).links["next"]["url"].split("nextPageToken=")[1]
+    reordered = get(url, "/epcis/events", {"perPage": 2, "orderBy": "eventTime", "nextPageToken": token})
+    assert reordered.status_code == 400  # a token continues only the ordering it was made for
+
+    # Identifiers in use, paged, and their events.
+    distributor, scanned_at = epcis.party_uri("distributor", host), epcis.region_uri("440305", host)
+    locations, _ = follow_list(url, "/epcis/bizLocations")
+    assert distributor in locations and locations == sorted(locations) and len(set(locations)) == len(locations)
+    points, pages = follow_list(url, "/epcis/readPoints", perPage=1)
+    assert scanned_at in points and pages == len(points)
+    assert named(results(get(url, f"/epcis/bizLocations/{distributor}/events"))) == [("Received", chain["pallet"])]
+    assert named(results(get(url, f"/epcis/readPoints/{scanned_at}/events"))) == [("Scanned", chain["units"][0])]
+    epcs, pages = follow_list(url, "/epcis/epcs", perPage=4)
+    unit_uri = gs1.digital_link_uri(gtin("00002"), chain["units"][0], host)
+    assert len(epcs) == 6 + 3 and unit_uri in epcs and f"https://{host}/00/{chain['case1']}" in epcs and pages == 3
+    assert signed_get(url, "/epcis/epcs", chain["cast"].keys["acme"]).status_code == 403  # every label: regulators only
+    assert signed_get(url, "/epcis/bizLocations", None).status_code == 401
+
+    # Versions: a request for another EPCIS or CBV version is refused, not answered in 2.0.
+    for header in ("GS1-EPCIS-Version", "GS1-CBV-Version"):
+        r = httpx.get(f"{url}/epcis/eventTypes", headers={header: "1.2"}, timeout=30)
+        assert r.status_code == 406 and r.json()["type"] == "epcisException:NotAcceptableException", r.text
+        assert httpx.get(f"{url}/epcis/eventTypes", headers={header: "2.0.0"}, timeout=30).status_code == 200
+
+
+def follow_list(url: str, path: str, **params) -> tuple[list[str], int]:
+    """Every value of a paged list of identifiers in use: (values, pages)."""
+    values, pages = [], 0
+    while path:
+        r = get(url, path, params)
+        assert r.status_code == 200, r.text
+        values += r.json()
+        pages += 1
+        path, params = r.links.get("next", {}).get("url"), None
+    return values, pages
 
 
 def rss_kb(pid: int, field: str) -> int:

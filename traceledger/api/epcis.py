@@ -47,7 +47,7 @@ from projections import epcis_index, log_queries
 from traceledger import auth
 from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
-from traceledger.api.epcis_query import EPCIS_HEADERS, next_link, query_page
+from traceledger.api.epcis_query import EPCIS_HEADERS, check_versions, next_link, query_page
 from traceledger.api.problems import epcis_problem
 from traceledger.api.responses import OrjsonResponse
 from traceledger.auth import Caller
@@ -59,7 +59,7 @@ MAX_HISTORY_EVENTS = 50_000  # ledger events in one serial/lot/container history
 HISTORY_PARAMETERS = {"serial", "lot", "container", "since", "until"}
 ALIASES = {"since": "GE_eventTime", "until": "LT_eventTime"}  # this endpoint's own names for the standard ones
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(check_versions)])
 
 
 def gtin_lookup(ledger: Ledger, serials: set[str]):

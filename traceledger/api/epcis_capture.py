@@ -44,14 +44,14 @@ from ledger.logging_setup import get_logger
 from ledger.store import chain_id
 from traceledger import auth
 from traceledger.api.dependencies import caller, sync_pool
-from traceledger.api.epcis_query import next_link
+from traceledger.api.epcis_query import check_versions, next_link
 from traceledger.api.signed_input import EventIn, decode_event
 
 log = get_logger("epcis")
 
 MAX_MANIFEST_BASE64 = 4 * (MAX_MANIFEST_BYTES // 3 + 1)
 
-router = APIRouter(tags=["epcis"])
+router = APIRouter(tags=["epcis"], dependencies=[Depends(check_versions)])
 
 
 class Unmappable(BaseModel):

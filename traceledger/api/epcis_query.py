@@ -11,13 +11,18 @@
 - ``GET /epcis/events/{eventID}``: one event (``urn:uuid:...``), or 404
   ``NoSuchResourceException``.
 - ``GET /epcis/eventTypes``, ``/bizSteps``, ``/dispositions``: the values this
-  repository uses; ``/epcis/eventTypes/{t}/events``, ``/bizSteps/{s}/events``,
+  repository uses (public); ``/epcis/bizLocations``, ``/readPoints`` (signed callers) and
+  ``/epcs`` (regulators: the list names every label and container) the identifiers its
+  events name, paged (``perPage``, ``nextPageToken``, ``Link``), each with ``/{value}/events``; ``/epcis/eventTypes/{t}/events``, ``/bizSteps/{s}/events``,
   ``/dispositions/{d}/events``, ``/epcis/epcs/{epc}/events``: the same query with
   that value fixed (``MATCH_anyEPC`` for an EPC); giving the fixed parameter
   again in the query string is refused.
 
 Every answer is ``application/ld+json`` with ``GS1-EPCIS-Version: 2.0.0`` and
-``GS1-CBV-Version: 2.0.0``. The index is brought up to the global log's head
+``GS1-CBV-Version: 2.0.0``; a request naming another version in either header
+is refused (406, ``epcisException:NotAcceptableException``) rather than answered
+in a version the client did not ask for. ``orderBy`` / ``orderDirection`` /
+``eventCountLimit`` shape ``/events`` (:mod:`ledger.epcis_query`). The index is brought up to the global log's head
 before each query (:func:`projections.epcis_index.catch_up`), so a page shows
 everything the log held when it was asked. ``GET /v1/epcis/events`` without
 ``serial``/``lot``/``container`` is the same query answered as an
@@ -33,16 +38,17 @@ public: they name no event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from ledger import epcis
-from ledger.epcis_query import EventQuery, Page, encode_token, parse_query
+from ledger.epcis_query import EventQuery, Page, decode_value_token, encode_token, encode_value_token, parse_query
+from ledger.errors import Refused
 from ledger.events import EPCIS_MAPPING, SignedEvent
 from projections import epcis_index
+from traceledger import auth
 from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
 from traceledger.api.responses import OrjsonResponse
@@ -60,7 +66,18 @@ EVENT_TYPES = ["ObjectEvent", "AggregationEvent", "TransformationEvent"]
 LD_RESPONSE = {200: {"description": "an EPCIS 2.0 JSON-LD document or event", "content": {LD_JSON: {"schema": {"type": "object"}}}}}
 LIST_RESPONSE = {200: {"description": "the values in use", "content": {LD_JSON: {"schema": {"type": "array", "items": {"type": "string"}}}}}}
 
-router = APIRouter(prefix="/epcis", tags=["epcis"])
+SUPPORTED_VERSIONS = {"GS1-EPCIS-Version": ("2.0", "2.0.0"), "GS1-CBV-Version": ("2.0", "2.0.0")}
+
+
+def check_versions(request: Request) -> None:
+    """Refuse a request asking for an EPCIS or CBV version this repository does not speak (406)."""
+    for header, supported in SUPPORTED_VERSIONS.items():
+        asked = request.headers.get(header)
+        if asked is not None and asked.strip() not in supported:
+            raise epcis.EpcisError("NotAcceptableException", f"{header} {asked[:20]!r} is not supported: this repository speaks 2.0.0")
+
+
+router = APIRouter(prefix="/epcis", tags=["epcis"], dependencies=[Depends(check_versions)])
 
 
 class LdJsonResponse(OrjsonResponse):
@@ -85,18 +102,18 @@ def visible(groups: dict[int, list[SignedEvent]], reader: access.Reader | None) 
     return set(groups) - hidden
 
 
-def mapped_events(conn, rows: list[tuple[int, datetime, int]], host: str, with_record_time: bool,
+def mapped_events(conn, rows: list[tuple], host: str, with_record_time: bool,
                   reader: access.Reader | None = None) -> list[dict]:
     """The EPCIS events of index rows that ``reader`` may read, from their signed bytes in the global log."""
-    values = epcis_index.signed_values(conn, [i for i, _, _ in rows])
+    values = epcis_index.signed_values(conn, [i for i, *_ in rows])
     groups = {i: [SignedEvent.from_envelope(v) for v in envelopes] for i, envelopes in values.items()}
     shown = visible(groups, reader)
     rows = [r for r in rows if r[0] in shown]
-    manifests = epcis_index.manifests_of(conn, [s for i, _, _ in rows for s in groups[i]])
-    serials = {c for i, _, _ in rows for s in groups[i] for c in epcis.label_codes(s, manifests)}
+    manifests = epcis_index.manifests_of(conn, [s for i, *_ in rows for s in groups[i]])
+    serials = {c for i, *_ in rows for s in groups[i] for c in epcis.label_codes(s, manifests)}
     gtin_of = epcis_index.label_gtins(conn, list(serials)).get
     out = []
-    for event_index, record_time, _ in rows:
+    for event_index, record_time, *_ in rows:
         event = epcis.to_epcis(groups[event_index], gtin_of, host, manifests)
         if with_record_time:
             event["recordTime"] = epcis.epcis_time(record_time)
@@ -104,7 +121,7 @@ def mapped_events(conn, rows: list[tuple[int, datetime, int]], host: str, with_r
     return out
 
 
-def within_budget(rows: list[tuple[int, datetime, int]], size: int) -> list[tuple[int, datetime, int]]:
+def within_budget(rows: list[tuple], size: int) -> list[tuple]:
     """The first ``size`` rows, fewer if they carry more than MAX_SIGNED_PER_PAGE signed events (never none)."""
     shown, carried = [], 0
     for row in rows[:size]:
@@ -117,14 +134,20 @@ def within_budget(rows: list[tuple[int, datetime, int]], size: int) -> list[tupl
 
 def query_page(state, query: EventQuery, page: Page, *, with_record_time: bool = True, reader: access.Reader | None = None) -> Results:
     """One page of ``query`` from the index (brought up to date first), only what ``reader`` may read;
-    memory bounded by the page's budget."""
+    memory bounded by the page's budget, and never past the query's ``eventCountLimit``."""
+    left = None if page.limit is None else page.limit - page.shown
+    if left is not None and left <= 0:
+        return Results([], None)
+    sized = replace(page, size=min(page.size, left)) if left is not None else page
     with sync_pool(state).connection() as conn:
         epcis_index.catch_up(conn)
-        rows = epcis_index.page_rows(conn, query, page)
-        shown = within_budget(rows, page.size)
+        rows = epcis_index.page_rows(conn, query, sized)
+        shown = within_budget(rows, sized.size)
         events = mapped_events(conn, shown, state.settings.resolver_host, with_record_time, reader)
-    more = len(rows) > len(shown)
-    return Results(events, encode_token(shown[-1][0], query.fingerprint) if more else None, shown[-1][0] if shown else None)
+    counted = page.shown + len(shown)
+    more = len(rows) > len(shown) and (page.limit is None or counted < page.limit)
+    token = encode_token(shown[-1][0], query.fingerprint, counted, shown[-1][3] if page.order == "event_time" else None) if more else None
+    return Results(events, token, shown[-1][0] if shown else None)
 
 
 def next_link(request: Request, token: str | None) -> dict[str, str]:
@@ -204,3 +227,42 @@ for resource, in_use, fixed, text in VOCABULARIES:
 # An EPC anywhere in an event (epcList, childEPCs, parentID, input/output lists); a URI has slashes, hence ``:path``.
 router.add_api_route("/epcs/{value:path}/events", fixed_query_route("MATCH_anyEPC"), methods=["GET"], responses=LD_RESPONSE,
                      response_class=LdJsonResponse, name="events_by_epc")
+
+
+# Identifiers in use: (list, the parameter its /{value}/events fixes, who may list it, summary).
+IDENTIFIER_LISTS = (
+    ("bizLocations", "EQ_bizLocation", "signed", "The business locations this repository's events name."),
+    ("readPoints", "EQ_readPoint", "signed", "The read points this repository's events name."),
+    ("epcs", None, "regulator", "The EPCs (labels, containers) this repository's events name: regulators only."),
+)
+
+
+def as_uri(key: str, host: str) -> str:
+    """An identifier key (``/party/acme``) as the URI the events carry."""
+    return f"https://{host}{key}" if key.startswith("/") else key
+
+
+def identifiers_route(name: str, who: str, summary: str):
+    def identifiers_in_use(request: Request, perPage: int = Query(100, ge=1, le=1000), nextPageToken: str | None = Query(None, max_length=400),
+                           signer: Caller | None = Depends(caller)):
+        caller_ = auth.require(signer)
+        if who == "regulator" and caller_.role != "regulator":
+            raise Refused("forbidden", f"/epcis/{name} lists every identifier of the ledger: regulators only", field="authorization")
+        after = decode_value_token(nextPageToken, name) if nextPageToken is not None else ""
+        with sync_pool(request.app.state).connection() as conn:
+            epcis_index.catch_up(conn)
+            keys = epcis_index.values_in_use(conn, name, after, perPage + 1)
+        host = request.app.state.settings.resolver_host
+        token = encode_value_token(keys[perPage - 1], name) if len(keys) > perPage else None
+        return LdJsonResponse([as_uri(k, host) for k in keys[:perPage]], headers=EPCIS_HEADERS | next_link(request, token))
+
+    identifiers_in_use.__doc__ = summary
+    return identifiers_in_use
+
+
+for resource, fixed, who, text in IDENTIFIER_LISTS:
+    router.add_api_route(f"/{resource}", identifiers_route(resource, who, text), methods=["GET"], responses=LIST_RESPONSE,
+                         response_class=LdJsonResponse, name=f"{resource}_in_use")
+    if fixed is not None:
+        router.add_api_route(f"/{resource}/{{value:path}}/events", fixed_query_route(fixed), methods=["GET"], responses=LD_RESPONSE,
+                             response_class=LdJsonResponse, name=f"events_by_{resource}")

@@ -40,11 +40,11 @@ from projections import epcis_index
 from traceledger import auth
 from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
-from traceledger.api.epcis_query import EPCIS_HEADERS, LD_RESPONSE, LdJsonResponse, answer_query, query_document, query_page
+from traceledger.api.epcis_query import EPCIS_HEADERS, LD_RESPONSE, LdJsonResponse, answer_query, check_versions, query_document, query_page
 
 log = get_logger("epcis")
 
-router = APIRouter(prefix="/epcis/queries", tags=["epcis"])
+router = APIRouter(prefix="/epcis/queries", tags=["epcis"], dependencies=[Depends(check_versions)])
 
 MAX_WAIT_SECONDS = 30
 POLL_SECONDS = 0.5

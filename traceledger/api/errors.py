@@ -38,7 +38,8 @@ async def refused_handler(request: Request, exc: Refused):
 
 
 # EPCIS exceptions that are not the caller's malformed input.
-EPCIS_STATUS = {"NoSuchResourceException": 404, "CaptureLimitExceededException": 413, "QueryTooLargeException": 413}
+EPCIS_STATUS = {"NoSuchResourceException": 404, "CaptureLimitExceededException": 413, "QueryTooLargeException": 413,
+                "NotAcceptableException": 406}
 
 
 async def epcis_handler(request: Request, exc: epcis.EpcisError):
