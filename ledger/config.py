@@ -136,6 +136,11 @@ class Settings:
     region_table: str = "local"
     # Tests only: where a process kills itself on purpose (``ledger.crash_points``); empty: nowhere.
     crash_at: str = ""
+    # EPCIS webhook subscriptions (ledger/webhook_targets.py): networks a webhook may reach although
+    # they are loopback/private/link-local (an operator's allow-list; default none), and whether plain
+    # http is allowed (default: https only, as in production).
+    epcis_webhook_allow: tuple[str, ...] = ()
+    epcis_webhook_http: bool = False
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -185,6 +190,8 @@ class Settings:
             limit_calls=_int(env, "TRACELEDGER_LIMIT_CALLS", d.limit_calls),
             region_table=env.get("TRACELEDGER_REGION_TABLE") or d.region_table,
             crash_at=crash_plan_from_env(env),
+            epcis_webhook_allow=_cidrs(env, "TRACELEDGER_EPCIS_WEBHOOK_ALLOW", d.epcis_webhook_allow),
+            epcis_webhook_http=env.get("TRACELEDGER_EPCIS_WEBHOOK_HTTP", "") == "1",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -238,6 +245,8 @@ class Settings:
         if self.crash_at:
             env["TRACELEDGER_CRASH_AT"] = self.crash_at
         env["TRACELEDGER_REGION_TABLE"] = self.region_table
+        env["TRACELEDGER_EPCIS_WEBHOOK_ALLOW"] = ",".join(self.epcis_webhook_allow) or "none"
+        env["TRACELEDGER_EPCIS_WEBHOOK_HTTP"] = "1" if self.epcis_webhook_http else ""
         return env
 
     def with_(self, **changes) -> "Settings":

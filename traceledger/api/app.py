@@ -33,6 +33,7 @@ from traceledger.api import (
     epcis_capture,
     epcis_query,
     epcis_subscriptions,
+    epcis_webhooks,
     errors,
     events,
     health,
@@ -78,7 +79,9 @@ async def lifespan(app: FastAPI):
     state.producer_names, state.sync_pool = {}, None
     recorder = start_recorder(state.ledger, settings)
     log.info("api_started", pg_db=settings.pg_db, gateway=recorder.gateway.actor if recorder else None)
+    webhooks = epcis_webhooks.start(state)
     yield
+    webhooks.cancel()
     if recorder:
         recorder.stop.set()
     if state.sync_pool is not None:

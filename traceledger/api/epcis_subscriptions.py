@@ -12,11 +12,14 @@
   seconds (at most 30) for one to arrive. The answer carries ``ackToken``; until it is sent
   back, the same events are answered again. ``DELETE .../subscriptions/{id}`` ends it.
 
-Why a pull subscription (a long poll on a durable cursor) rather than webhooks: a trading
-partner's EPCIS client usually sits behind a firewall without a public HTTPS endpoint; a
-webhook would make this server connect to URLs that callers choose (a server-side request
-forgery risk to guard with allow-lists) and keep retry queues per partner. Here the partner
-connects out, as for every other call, and the cursor lives in PostgreSQL
+A subscription is pulled (above) or, with ``{"dest": "https://..."}``, pushed: a *webhook*
+(:mod:`traceledger.api.epcis_webhooks` delivers, at least once, with bounded retries). Pull
+needs no public address and the server calls nothing; a webhook makes this server connect
+to a URL the subscriber chose, so the URL is checked when subscribing and again before
+every delivery (:mod:`ledger.epcis_webhooks`: https only, no loopback/private/link-local
+address unless the operator allow-lists it, no redirects), and every delivery is signed
+with a per-subscription secret, answered ONCE here (``secret``, base64url) and never
+shown again. Either way the cursor lives in PostgreSQL
 (:mod:`ledger.epcis_subscriptions`): nothing is lost when the API restarts, a subscriber
 that crashes gets its unacknowledged events again (at least once; eventIDs make duplicates
 recognisable), and a slow subscriber costs one row, not a queue.
@@ -25,6 +28,8 @@ recognisable), and a slow subscriber costs one row, not a queue.
 from __future__ import annotations
 
 import asyncio
+import base64
+import secrets
 import time
 import uuid
 
@@ -34,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ledger import epcis, epcis_subscriptions
 from ledger.epcis_query import Page, decode_token, encode_token, parse_query
+from ledger.epcis_webhooks import check_target
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections import epcis_index
@@ -58,6 +64,7 @@ class NamedQuery(BaseModel):
 
 class NewSubscription(BaseModel):
     from_: str = Field("now", alias="from", pattern="^(now|start)$", description="deliver events after now, or from the start")
+    dest: str | None = Field(None, max_length=2000, description="a webhook: POST new matching events to this https URL (signed)")
 
 
 def params_of(query: dict[str, str | list[str]]) -> list[tuple[str, str]]:
@@ -126,13 +133,20 @@ def subscribe(request: Request, name: str, body: NewSubscription | None = None, 
     """Subscribe to a named query: a durable cursor from now (default) or from the start of the log."""
     who = auth.require(signer)
     owned(request.app.state, name, who)
-    start = (body or NewSubscription()).from_
+    asked = body or NewSubscription()
+    settings = request.app.state.settings
+    secret = None
+    if asked.dest is not None:
+        check_target(asked.dest, allow=settings.epcis_webhook_allow, http=settings.epcis_webhook_http)  # refused: nothing stored
+        secret = secrets.token_bytes(32)
     with sync_pool(request.app.state).connection() as conn:
         epcis_index.catch_up(conn)
-        after = epcis_index.last_index(conn) if start == "now" else -1
-        subscription_id = epcis_subscriptions.subscribe(conn, name, who.actor_id, after)
+        after = epcis_index.last_index(conn) if asked.from_ == "now" else -1
+        subscription_id = epcis_subscriptions.subscribe(conn, name, who.actor_id, after, asked.dest, secret)
         shown = epcis_subscriptions.subscription(conn, name, subscription_id)
-    log.info("epcis_subscribed", name=name, subscription_id=subscription_id, after=after)
+    log.info("epcis_subscribed", name=name, subscription_id=subscription_id, after=after, webhook=asked.dest is not None)
+    if secret is not None:
+        shown["secret"] = base64.urlsafe_b64encode(secret).decode("ascii")  # shown this once: it signs every delivery
     return shown
 
 
