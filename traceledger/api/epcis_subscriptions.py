@@ -17,8 +17,8 @@ A subscription is pulled (above) or, with ``{"dest": "https://..."}``, pushed: a
 needs no public address and the server calls nothing; a webhook makes this server connect
 to a URL the subscriber chose, so the URL is checked when subscribing and again before
 every delivery (:mod:`ledger.epcis_webhooks`: https only, no loopback/private/link-local
-address unless the operator allow-lists it, no redirects), and every delivery is signed
-with a per-subscription secret, answered ONCE here (``secret``, base64url) and never
+address unless the operator allow-lists it, no redirects), and every delivery is signed by
+a per-subscription secret, answered ONCE here (``secret``, base64url) and never
 shown again. Either way the cursor lives in PostgreSQL
 (:mod:`ledger.epcis_subscriptions`): nothing is lost when the API restarts, a subscriber
 that crashes gets its unacknowledged events again (at least once; eventIDs make duplicates
