@@ -205,7 +205,7 @@ def like_prefix(prefix: str) -> str:
 
 def page_rows(conn: psycopg.Connection, q: EventQuery, page: Page) -> list[tuple[int, datetime, int, datetime]]:
     """Up to ``page.size + 1`` matching EPCIS events after the page's position, in its order: (log_index,
-    record_time, how many signed events it carries, event_time). Keyset paging: an index range, never an OFFSET."""
+    record_time, its weight (signed events carried, or EPCs named if more), event_time). Keyset paging: an index range, never an OFFSET."""
     where, args = conditions(q)
     sign, direction = ("<", "DESC") if page.descending else (">", "ASC")
     if page.order == "event_time":
@@ -218,7 +218,11 @@ def page_rows(conn: psycopg.Connection, q: EventQuery, page: Page) -> list[tuple
             where.append(f"e.log_index {sign} %s")
             args.append(page.after)
         order = f"e.log_index {direction}"
-    sql = (f"SELECT e.log_index, e.record_time, cardinality(e.members), e.event_time FROM epcis_events e "
+    # An event's weight on a page: the signed events it carries, or the EPCs it names if more (a batch
+    # event is one signed event naming up to 8,192 labels, its manifest beside it).
+    weight = ("greatest(cardinality(e.members), (SELECT count(*) FROM epcis_event_epcs x WHERE x.log_index = e.log_index "
+              "AND x.role = 'epc'))")
+    sql = (f"SELECT e.log_index, e.record_time, {weight}, e.event_time FROM epcis_events e "
            f"WHERE {' AND '.join(where) or 'true'} ORDER BY {order} LIMIT %s")
     return conn.execute(sql, [*args, page.size + 1]).fetchall()
 

@@ -16,6 +16,8 @@ import psycopg
 import pytest
 
 from ledger import epcis, gs1
+from ledger.epcis_query import EventQuery, Page
+from projections import epcis_index
 from projections.verification import read_view
 from tests.conftest import free_port, wait_for_api
 from tests.helpers import PREFIX, Cast, gtin, signed_get
@@ -159,6 +161,9 @@ def test_epcis_export_is_valid_and_round_trips_through_a_fresh_ledger(network, f
     assert {"BatchIssued", "Packed", "Shipped", "Received", "Transformed", "LotCommissioned"} <= set(kinds)  # with its commissioning
     mine = signed_get(url, "/epcis/events", regulator, {"MATCH_epc": batch[0]["epcList"][2], "EQ_bizStep": "commissioning"}).json()
     assert [e["eventID"] for e in mine["epcisBody"]["queryResults"]["resultsBody"]["eventList"]] == [batch[0]["eventID"]]
+    with psycopg.connect(s.pg_conninfo) as conn:  # on a page, a batch event weighs as its labels (bounded pages)
+        (row,) = epcis_index.page_rows(conn, EventQuery(event_ids=(batch[0]["eventID"],)), Page(after=-1, size=1))
+    assert row[2] == len(net["units"])
 
     # A fresh ledger with the same members.
     fresh = fresh_settings()

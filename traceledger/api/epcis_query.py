@@ -57,8 +57,9 @@ from traceledger.auth import Caller
 LD_JSON = "application/ld+json"
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 QUERY_NAME = "SimpleEventQuery"
-# Signed ledger events per page at most (a pack of 5,000 units is one EPCIS event carrying 5,001): a page
-# stops early rather than hold more; the first event of a page is always shown whole.
+# Signed ledger events (or EPCs of a batch event) per page at most (a pack of 5,000 units is one EPCIS event
+# carrying 5,001; a batch of 8,192 labels one naming 8,192): a page stops early rather than hold more; the
+# first event of a page is always shown whole.
 MAX_SIGNED_PER_PAGE = 10_000
 BIZ_STEPS = sorted({step for step, _ in EPCIS_MAPPING.values()})
 DISPOSITIONS = sorted({disposition for _, disposition in EPCIS_MAPPING.values() if disposition})
