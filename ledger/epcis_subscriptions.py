@@ -34,6 +34,7 @@ from ledger.errors import Refused
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_QUERIES_PER_OWNER = 100
 MAX_SUBSCRIPTIONS_PER_QUERY = 20
+MAX_WEBHOOKS_PER_OWNER = 5  # each delivery may hold a worker up to its timeout: one actor cannot take them all
 MAX_ATTEMPTS = 8  # failed deliveries in a row before a webhook subscription is given up ('failed')
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 600.0
@@ -95,6 +96,10 @@ def subscribe(conn: psycopg.Connection, name: str, owner: str, after: int, dest:
         count = conn.execute("SELECT count(*) FROM epcis_subscriptions WHERE query_name = %s", (name,)).fetchone()[0]
         if count >= MAX_SUBSCRIPTIONS_PER_QUERY:
             raise Refused("too_many", f"at most {MAX_SUBSCRIPTIONS_PER_QUERY} subscriptions per named query", field="name")
+        if dest is not None:
+            hooks = conn.execute("SELECT count(*) FROM epcis_subscriptions WHERE owner = %s AND dest IS NOT NULL", (owner,)).fetchone()[0]
+            if hooks >= MAX_WEBHOOKS_PER_OWNER:
+                raise Refused("too_many", f"at most {MAX_WEBHOOKS_PER_OWNER} webhook subscriptions per actor", field="dest")
         subscription_id = str(uuid.uuid4())
         conn.execute("INSERT INTO epcis_subscriptions (subscription_id, query_name, owner, acked_through, dest, secret) "
                      "VALUES (%s, %s, %s, %s, %s, %s)", (subscription_id, name, owner, after, dest, secret))

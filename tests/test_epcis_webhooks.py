@@ -131,6 +131,12 @@ def test_webhook_deliveries_are_signed_retried_and_survive_an_api_restart(hooked
     seen = [s for b in receiver.bodies() for s in events_of(b)]
     assert set(seen) == set(serials[:5])  # nothing lost; the only repeats are the retried deliveries
 
+    # At most 5 webhooks per actor (a delivery may hold a worker up to its timeout).
+    extra = [call(api, "acme", "POST", subscribe, json={"dest": receiver.url}) for _ in range(5)]
+    assert [r.status_code for r in extra] == [201] * 4 + [400] and "at most 5 webhook" in extra[-1].json()["detail"]
+    for r in extra[:4]:
+        assert call(api, "acme", "DELETE", f"/epcis/queries/shipped/subscriptions/{r.json()['subscriptionID']}").status_code == 204
+
     # Unsubscribed: nothing more is pushed.
     assert call(api, "acme", "DELETE", shown).status_code == 204
     ship(api, serials[5:6])
