@@ -40,7 +40,8 @@ def get_routes(w) -> list[str]:
     fill = {"serial": serial, "gtin": gtin(), "rest": f"21/{serial}", "lot": "L1", "sscc": w.names["pallet"], "actor_id": "acme",
             "event_id": f"urn:uuid:{event_id}", "alert_id": str(uuid.uuid4()), "capture_id": str(uuid.uuid4())}
     values = {"/epcis/eventTypes/": "ObjectEvent", "/epcis/bizSteps/": "shipping", "/epcis/dispositions/": "in_transit",
-              "/epcis/epcs/": quote(gs1.digital_link_uri(gtin(), serial, w.settings.resolver_host), safe="")}
+              "/epcis/epcs/": quote(gs1.digital_link_uri(gtin(), serial, w.settings.resolver_host), safe=""),
+              "/epcis/bizLocations/": quote(f"https://{w.settings.resolver_host}/party/acme", safe=""), "/epcis/readPoints/": "44"}
     routes = []
     for path, ops in spec["paths"].items():
         if "get" not in ops:
