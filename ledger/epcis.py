@@ -108,6 +108,11 @@ def party_uri(actor: str, host: str) -> str:
     return f"https://{host}/party/{actor}"
 
 
+def certificate_uri(certificate: str, host: str) -> str:
+    """A certificate (``<SCHEME>/<number>``, a certifier's chain) as a URI for EPCIS ``certificationInfo``."""
+    return f"https://{host}/certificate/{quote(certificate, safe='/')}"
+
+
 def region_uri(region: str, host: str) -> str:
     return f"https://{host}/region/{region}"
 
@@ -224,6 +229,9 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
     if kind == "Recalled":
         # A recall stays with the objects after this event (EPCIS 2.0 persistent disposition).
         out["persistentDisposition"] = {"set": ["recalled"]}
+    if kind == "Issued" and p.get("certificates"):
+        # event.v4: the certificates (a certifier's CertificateIssued chains) the producer names for these labels.
+        out["certificationInfo"] = [certificate_uri(c, host) for c in p["certificates"]]
     if kind == "Issued":
         ilmd = {"cbvmda:lotNumber": p["lot"]}
         if p.get("expiry"):

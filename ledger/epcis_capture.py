@@ -63,7 +63,7 @@ _DL_LOT = re.compile(r".*/01/([0-9]{14})/10/([^/]+)")
 # Fields every mapping reads; anything else on an event is reported as ignored.
 _READ = {"type", "eventID", "eventTime", "eventTimeZoneOffset", "recordTime", "action", "bizStep", "disposition",
          "epcList", "quantityList", "parentID", "childEPCs", "ilmd", "destinationList",
-         "inputQuantityList", "outputQuantityList"}
+         "inputQuantityList", "outputQuantityList", "certificationInfo"}
 _READ_ILMD = {"cbvmda:lotNumber", "lotNumber", "cbvmda:itemExpirationDate", "itemExpirationDate",
               "cbvmda:descriptionShort", "descriptionShort"}
 
@@ -264,6 +264,8 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
         mapped.ignored.append("destinationList")
     if "ilmd" in item and not kinds & {"Issued", "LotCommissioned"}:
         mapped.ignored.append("ilmd")
+    if "certificationInfo" in item and "Issued" not in kinds:
+        mapped.ignored.append("certificationInfo")
     return mapped
 
 
@@ -303,7 +305,7 @@ def _object_event(item: dict, mapped: Mapped, signer: str, defaults: Defaults) -
     disposition = _word(item.get("disposition"), "Disp")
     if action == "ADD" and step == "commissioning":
         for subject_type, subject in subjects:
-            mapped.commands.append(_commission(subject_type, subject, mapped.gtins.get(subject), item))
+            mapped.commands.append(_commission(subject_type, subject, mapped.gtins.get(subject), item, defaults.party_host))
         for lot in lots:
             mapped.commands.append(Command("lot", lot, "LotCommissioned", {"product": _ilmd(item, "descriptionShort") or f"GTIN {lot[:14]}",
                                                                              "certificates": [], "region": None}))
@@ -325,13 +327,13 @@ def batch_issuance(mapped: Mapped) -> tuple[dict, list[str]] | None:
     commands = mapped.commands
     if len(commands) < MIN_BATCH or any(c.kind != "Issued" for c in commands):
         return None
-    shared = [{k: c.payload[k] for k in ("gtin", "lot", "expiry", "product", "region")} for c in commands]
+    shared = [{k: c.payload[k] for k in ("gtin", "lot", "expiry", "product", "region", "certificates")} for c in commands]
     if any(x != shared[0] for x in shared):
         return None
     return shared[0], [c.subject for c in commands]
 
 
-def _commission(subject_type: str, subject: str, gtin: str | None, item: dict) -> Command:
+def _commission(subject_type: str, subject: str, gtin: str | None, item: dict, party_host: str) -> Command:
     if subject_type == "container":
         return Command("container", subject, "ContainerCreated", {"level": "pallet", "region": None})
     lot = _ilmd(item, "lotNumber")
@@ -339,7 +341,23 @@ def _commission(subject_type: str, subject: str, gtin: str | None, item: dict) -
         raise Refused("missing_field", "commissioning a label needs its lot: ilmd cbvmda:lotNumber", field="ilmd")
     product = _ilmd(item, "descriptionShort") or f"GTIN {gtin}"
     return Command("label", subject, "Issued", {"gtin": gtin, "lot": lot, "expiry": _ilmd(item, "itemExpirationDate"),
-                                                 "product": product, "region": None, "pin_hash": None})
+                                                 "product": product, "region": None, "pin_hash": None,
+                                                 "certificates": certificates(item, party_host)})
+
+
+def certificates(item: dict, party_host: str) -> list[str]:
+    """The ledger certificate ids a commissioning's ``certificationInfo`` names (``https://<host>/certificate/<id>``);
+    any other certification URI cannot be signed as a certificate of this ledger: refused, not dropped."""
+    info = item.get("certificationInfo")
+    uris = [] if info is None else [info] if isinstance(info, str) else list(info)
+    prefix = f"https://{party_host}/certificate/"
+    out = []
+    for uri in uris:
+        if not isinstance(uri, str) or not uri.startswith(prefix):
+            raise Refused("not_captured", f"certificationInfo {str(uri)[:100]}: only this ledger's certificates ({prefix}<SCHEME>/<number>) "
+                          "can be signed on a label", field="certificationInfo")
+        out.append(unquote(uri[len(prefix):]))
+    return out
 
 
 def _observed(action, step, disposition, item: dict, signer: str, defaults: Defaults) -> tuple[str, dict]:

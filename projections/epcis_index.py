@@ -29,7 +29,7 @@ import psycopg
 
 from ledger import epcis
 from ledger.epcis_query import EventQuery, Page, uri_key
-from ledger.events import SignedEvent
+from ledger.events import EPCIS_MAPPING, SignedEvent
 from ledger.store import batch_manifests
 
 BATCH = 2000
@@ -147,7 +147,8 @@ def index_next(conn: psycopg.Connection, limit: int = BATCH) -> int:
         if not run:
             return 0
         entries = [(i, SignedEvent.from_envelope(v), t) for i, v, t in run]
-        exported = [(i, s, t) for i, s, t in entries if s.event.subject_type in epcis.EXPORTED_SUBJECTS]
+        exported = [(i, s, t) for i, s, t in entries
+                    if s.event.subject_type in epcis.EXPORTED_SUBJECTS and s.event.kind in EPCIS_MAPPING]  # as epcis.group_events
         batch = Batch()
         load_waiting(conn, batch, [s for _, s, _ in exported if s.event.kind in epcis.PARENT_KIND])
         for i, s, t in exported:

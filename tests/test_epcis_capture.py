@@ -21,7 +21,7 @@ from ledger import epcis
 from ledger.batches import LabelStep, encode_manifest, issuance
 from ledger.epcis_capture import MAX_EPCIS_EVENTS, Defaults, map_document, read_document
 from ledger.keys import KeyPair
-from tests.helpers import Cast
+from tests.helpers import Cast, issued_payload
 from tests.pipeline import relay_all
 from tests.test_demo_e2e import cli
 from tests.test_epcis_cli import post, schema_validator
@@ -291,8 +291,8 @@ def test_mapping_of_the_standard_without_the_api():
 def test_richer_export_fields_validate_against_gs1_schema():
     """Shipments name both owning parties, receipts the possessing party, recalls a persistent disposition."""
     cast = Cast()
-    label = cast.issue()
-    serial = label.event.subject
+    serial = "RICH1"
+    label = cast.event("acme", "label", serial, "Issued", issued_payload() | {"certificates": ["CCC/2024011606123456"]})
     events = [label, cast.event("acme", "label", serial, "Shipped", {"consignee": "distributor", "territory": "44", "channel": "offline_retail", "region": None}),
               cast.event("distributor", "label", serial, "Received", {"region": None}),
               cast.event("regulator", "label", serial, "Recalled", {"reason": "overheating cells"})]
@@ -303,8 +303,13 @@ def test_richer_export_fields_validate_against_gs1_schema():
     assert shipped["destinationList"] == [{"type": "owning_party", "destination": "https://id.example/party/distributor"}]
     assert received["destinationList"] == [{"type": "possessing_party", "destination": "https://id.example/party/distributor"}]
     assert recalled["persistentDisposition"] == {"set": ["recalled"]} and "persistentDisposition" not in shipped
+    assert issued["certificationInfo"] == ["https://id.example/certificate/CCC/2024011606123456"]  # event.v4 certificates
     # The export maps back: capturing it standard (without the tl: extensions) gives the same ledger commands.
     plain = epcis.document([{k: v for k, v in e.items() if not k.startswith("tl:")} for e in doc["epcisBody"]["eventList"]])
     mapped = map_document(read_document(json.dumps(plain).encode()), "acme", Defaults(territory="44", channel="offline_retail", party_host="id.example"))
     assert [(c.kind, c.subject) for m in mapped for c in m.commands] == [(s.event.kind, serial) for s in events]
     assert mapped[1].commands[0].payload == events[1].event.payload and mapped[0].commands[0].payload["gtin"] == label.event.payload["gtin"]
+    assert mapped[0].commands[0].payload["certificates"] == ["CCC/2024011606123456"] and mapped[0].ignored == ["bizLocation"]
+    foreign = plain["epcisBody"]["eventList"][0] | {"certificationInfo": "https://certs.example/x"}
+    (refused,) = map_document(read_document(json.dumps(epcis.document([foreign])).encode()), "acme", Defaults(party_host="id.example"))
+    assert refused.code == "not_captured" and "certificationInfo" in refused.detail
