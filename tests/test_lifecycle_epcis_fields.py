@@ -163,3 +163,14 @@ def test_the_auditors_replay_accepts_the_epcis_kinds(cast):
     for index, signed in enumerate(log):
         replay.apply(signed, index)
     assert replay.states[("label", "S1")].seq == 4
+
+
+def test_a_remembered_valid_payload_lets_no_other_list_through(cast):
+    """The field rules remember valid payloads (short lists keyed as tuples): another list is checked anew."""
+    good = issued_payload() | {"certificates": ["CCC/1"], "biz_transactions": []}
+    for _ in range(2):
+        cast.event("acme", "label", "S1", "Issued", good, advance=False)
+    assert field_refusal(lambda: cast.event("acme", "label", "S1", "Issued", good | {"certificates": ["CCC/1", "bad id"]})).field == "certificates"
+    assert field_refusal(lambda: cast.event("acme", "label", "S1", "Issued", good | {"certificates": ("CCC/1",)})).field == "certificates"
+    bad_bt = good | {"biz_transactions": [{"type": "PO!", "value": "1"}]}
+    assert field_refusal(lambda: cast.event("acme", "label", "S1", "Issued", bad_bt)).field == "biz_transactions.type"
