@@ -89,6 +89,8 @@ class Settings:
     kafka_delivery_timeout_ms: int = 120_000
     # The API's /readyz fails while the verification projectors trail the log by more entries than this.
     ready_max_lag: int = 10_000
+    # /readyz fails while a record has been parked (waiting for its label's batch) longer than this.
+    ready_max_parked_seconds: float = 300.0
     # A stream process's Prometheus endpoint (ledger/metrics.py); 0: none. The API serves /metrics itself.
     metrics_port: int = 0
     api_url: str = "http://127.0.0.1:8000"
@@ -158,6 +160,7 @@ class Settings:
             partitions=_int(env, "TRACELEDGER_PARTITIONS", d.partitions),
             kafka_delivery_timeout_ms=_int(env, "TRACELEDGER_KAFKA_DELIVERY_TIMEOUT_MS", d.kafka_delivery_timeout_ms),
             ready_max_lag=_int(env, "TRACELEDGER_READY_MAX_LAG", d.ready_max_lag),
+            ready_max_parked_seconds=_float(env, "TRACELEDGER_READY_MAX_PARKED_SECONDS", d.ready_max_parked_seconds),
             metrics_port=_int(env, "TRACELEDGER_METRICS_PORT", d.metrics_port),
             api_url=env.get("TRACELEDGER_API", d.api_url).rstrip("/"),
             listen_host=env.get("TRACELEDGER_LISTEN_HOST", d.listen_host),
@@ -201,6 +204,7 @@ class Settings:
             "TRACELEDGER_PARTITIONS": str(self.partitions),
             "TRACELEDGER_KAFKA_DELIVERY_TIMEOUT_MS": str(self.kafka_delivery_timeout_ms),
             "TRACELEDGER_READY_MAX_LAG": str(self.ready_max_lag),
+            "TRACELEDGER_READY_MAX_PARKED_SECONDS": str(self.ready_max_parked_seconds),
             "TRACELEDGER_METRICS_PORT": str(self.metrics_port),
             "TRACELEDGER_API": self.api_url,
             "TRACELEDGER_LISTEN_HOST": self.listen_host,
