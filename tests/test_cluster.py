@@ -14,7 +14,7 @@ One test, one cluster restart (they are slow on 2 cores):
 
 Sizes: ``CLUSTER_LABELS`` labels per test (default 1,500 in ``make test``; each is
 issued, shipped and scanned about once: 2.5 events per label). The issue's full
-size is ``CLUSTER_LABELS=40000`` (100,000 events).
+size is ``CLUSTER_LABELS=40000`` (100,000 events; one run: docs/operations.md).
 """
 
 from __future__ import annotations
