@@ -18,17 +18,17 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from ledger import alert_owners, prefix_claims
-from ledger.batches import Batch
+from ledger.batches import STEP_KINDS, Batch, Opening, label_event, opened_fields
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
 from ledger.keys import verify_signature
-from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, child_type, fold, is_bootstrap, signer_of
+from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, check_link, child_type, fold, is_bootstrap, signer_of
 from ledger.logging_setup import get_logger
 from ledger.pairing import check_pairs
 from ledger.sigcheck import SignatureChecks
-from ledger.store import BatchWriter, Chain, LedgerApplication, batch_refusal_reason, chain_id
+from ledger.store import BatchWriter, Chain, LedgerApplication, batch_refusal_reason, chain_id, movement_race
 
 log = get_logger("ledger")
 
@@ -219,7 +219,7 @@ class Ledger:
                 if results[index].status != "accepted":
                     prefix_claims.release(self.settings.pg_conninfo, batch[index].event.subject)
 
-    def append_batch(self, item: SignedEvent | Refused, manifest: bytes, *, now: datetime | None = None) -> Result:
+    def append_batch(self, item: SignedEvent | Refused, manifest: bytes, *, opening: Opening | None = None, now: datetime | None = None) -> Result:
         """Verify and store one batch event (event.v3) with its manifest: all of it or nothing.
 
         Checks, in order: the body decodes and is a batch event; the manifest is exactly what
@@ -227,6 +227,12 @@ class Ledger:
         signer may do this (a producer within its GS1 prefixes); then stores the event, the
         manifest and every label's head in one transaction, refusing the whole batch
         (``label_exists``, nothing written) if any label was issued before.
+
+        A movement (``BatchShipped``, ``BatchReceived``, ``BatchRecalled``,
+        ``BatchDecommissioned``) comes with the ``opening`` of its sealed confidential fields
+        (:func:`ledger.batches.opened_fields`); each label's step must continue its chain and
+        pass the rule of the single event it stands for (:func:`ledger.lifecycle.authorize`).
+        One label refused refuses the batch, naming the label and the reason; nothing written.
         """
         now = now or datetime.now(timezone.utc)
         if isinstance(item, Refused):
@@ -246,13 +252,57 @@ class Ledger:
             signer = signer_of(e, self.actor)
             if not verify_signature(signer.public_key, item.body, item.signature):
                 raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
-            authorize(None, e, signer, self.actor)
-            self._store_batch(batch)
+            if e.kind in STEP_KINDS:
+                self._move_batch(batch, signer, opening)
+            else:
+                authorize(None, e, signer, self.actor)
+                self._store_batch(batch)
         except Refused as refusal:
             log.info("batch_refused", batch=e.subject, event_id=e.event_id, code=refusal.code, field=refusal.field, detail=refusal.detail)
             return Result(0, e.event_id, e.subject, 0, "refused", error=refusal)
         log.info("batch_appended", batch=e.subject, event_id=e.event_id, kind=e.kind, labels=len(batch.steps))
         return Result(0, e.event_id, e.subject, 0, "accepted", hash=item.hash.hex())
+
+    def _move_batch(self, batch: Batch, signer: ActorState, opening: Opening | None) -> None:
+        """Check every label's step of a batch movement, then store it whole (or refuse it whole)."""
+        e = batch.signed.event
+        check_link(None, e)  # the batch subject's own (one-event) chain
+        opened = opened_fields(e.kind, e.payload, opening)
+        ids = [chain_id("label", s.serial) for s in batch.steps]
+        chains = self.app.load_chains(ids)
+        actor_cache: dict[str, ActorState | None] = {}
+
+        def actors(actor_id: str) -> ActorState | None:
+            if actor_id not in actor_cache:
+                actor_cache[actor_id] = self.actor(actor_id)
+            return actor_cache[actor_id]
+
+        rows = []
+        for i, (step, cid, head) in enumerate(zip(batch.steps, ids, batch.step_hashes())):
+            chain = chains.get(cid)
+            try:
+                if chain is None:
+                    raise Refused("unknown_subject", f"label {step.serial} does not exist", field="subject")
+                if chain.broken:
+                    raise Refused("chain_broken", f"the stored chain of {step.serial} is broken: {chain.broken}", field="subject")
+                # The label's own rule, as for the single event this step stands for: chain link
+                # (seq and prev_hash against the label's head), custody, status, consignee.
+                authorize(chain.state, label_event(e, step, opened), signer, actors)
+            except Refused as refusal:
+                raise Refused(refusal.code, f"nothing written: label {step.serial} (steps[{i}]) is refused: {refusal.detail}", field=f"steps[{i}]") from None
+            rows.append((cid, step.seq, head, i))
+        (stored,) = self.app.to_stored_events(Chain.start(batch.signed).collect_events())
+        try:
+            BatchWriter(self.app.recorder).move(stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest,
+                                                 opening=None if opening is None else opening.to_bytes(), steps=rows)
+        except (IntegrityError, psycopg.errors.UniqueViolation):
+            raise Refused("stale_head", f"batch {e.subject} was stored concurrently", field="subject") from None
+        except Exception as exc:
+            reason = movement_race(exc)
+            if reason is None:
+                raise
+            raise Refused("stale_head", f"nothing written: {reason}; fetch the new heads and sign again", field="steps") from None
+        crash_point("ledger.committed")
 
     def _store_batch(self, batch: Batch) -> None:
         e = batch.signed.event
