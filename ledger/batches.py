@@ -38,6 +38,7 @@ from ledger.encoding import codec
 from ledger.errors import Refused
 from ledger.events import Event, SignedEvent, new_event
 from ledger.keys import KeyPair, verify_signature
+from ledger.lifecycle import ActorLookup, ActorState, LabelState, authorize, fold
 from ledger.transparency.merkle import EMPTY_ROOT, leaf_hash, node_hash, split_point
 from ledger.transparency.proofs import ProofError, root_from_inclusion
 
@@ -539,3 +540,23 @@ def movement(
         body["reason"] = reason
     event = new_event(subject_type="batch", subject=str(uuid.uuid4()), kind=kind, payload=body, actor=actor, key_id=key.key_id)
     return Batch(event.sign(key), manifest, tuple(steps), tuple(leaves)), opening
+
+
+def apply_movement(batch: Batch, signer: ActorState, opened: dict, states: Sequence[LabelState | None], actors: ActorLookup) -> list[LabelState]:
+    """Each label's state after movement ``batch``, from its state before (``states``, in
+    manifest order): the rule of the single event each step stands for, then its fold with the
+    step hash as the label's new head. Pure; the ledger, the projector and the auditor all
+    call it. One label refused refuses the batch: :class:`Refused` names the label and its
+    step (``field = steps[i]``), and nothing is returned."""
+    e = batch.signed.event
+    out = []
+    for i, (step, state, head) in enumerate(zip(batch.steps, states, batch.step_hashes())):
+        single = label_event(e, step, opened)
+        try:
+            if state is None:
+                raise Refused("unknown_subject", f"label {step.serial} does not exist", field="subject")
+            authorize(state, single, signer, actors)  # chain link (seq, prev_hash), custody, status, consignee
+        except Refused as refusal:
+            raise Refused(refusal.code, f"nothing written: label {step.serial} (steps[{i}]) is refused: {refusal.detail}", field=f"steps[{i}]") from None
+        out.append(fold(state, single, head))
+    return out

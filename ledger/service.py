@@ -18,7 +18,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from ledger import alert_owners, prefix_claims
-from ledger.batches import STEP_KINDS, Batch, Opening, label_event, opened_fields
+from ledger.batches import STEP_KINDS, Batch, Opening, apply_movement, opened_fields
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
@@ -277,20 +277,14 @@ class Ledger:
                 actor_cache[actor_id] = self.actor(actor_id)
             return actor_cache[actor_id]
 
-        rows = []
-        for i, (step, cid, head) in enumerate(zip(batch.steps, ids, batch.step_hashes())):
+        states = []
+        for i, (step, cid) in enumerate(zip(batch.steps, ids)):
             chain = chains.get(cid)
-            try:
-                if chain is None:
-                    raise Refused("unknown_subject", f"label {step.serial} does not exist", field="subject")
-                if chain.broken:
-                    raise Refused("chain_broken", f"the stored chain of {step.serial} is broken: {chain.broken}", field="subject")
-                # The label's own rule, as for the single event this step stands for: chain link
-                # (seq and prev_hash against the label's head), custody, status, consignee.
-                authorize(chain.state, label_event(e, step, opened), signer, actors)
-            except Refused as refusal:
-                raise Refused(refusal.code, f"nothing written: label {step.serial} (steps[{i}]) is refused: {refusal.detail}", field=f"steps[{i}]") from None
-            rows.append((cid, step.seq, head, i))
+            if chain is not None and chain.broken:
+                raise Refused("chain_broken", f"nothing written: label {step.serial} (steps[{i}]): its stored chain is broken: {chain.broken}", field=f"steps[{i}]")
+            states.append(None if chain is None else chain.state)
+        apply_movement(batch, signer, opened, states, actors)  # raises, naming the first label refused
+        rows = [(cid, step.seq, head, i) for i, (step, cid, head) in enumerate(zip(batch.steps, ids, batch.step_hashes()))]
         (stored,) = self.app.to_stored_events(Chain.start(batch.signed).collect_events())
         try:
             BatchWriter(self.app.recorder).move(stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest,
