@@ -97,6 +97,18 @@ class Ledger:
             out[s] = None if c is None else {"seq": c.length - 1, "hash": c.head.hex(), "broken": c.broken}
         return out
 
+    def batch(self, batch_id: str) -> tuple[Batch, Opening | None] | None:
+        """A stored batch event with its manifest and (a movement's) opening; None if absent.
+
+        The opening is confidential: callers serve it only to entitled readers
+        (``traceledger/api/batches.py``)."""
+        found = self.app.batch_record(batch_id)
+        if found is None:
+            return None
+        body, signature, manifest, opening = found
+        batch = Batch.checked(SignedEvent.from_parts(body, signature), manifest)
+        return batch, None if opening is None else Opening.from_bytes(opening)
+
     def actor(self, actor_id: str) -> ActorState | None:
         chain = self.app.load_chain("actor", actor_id)
         return None if chain is None else chain.state

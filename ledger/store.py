@@ -592,5 +592,19 @@ class LedgerApplication(Application):
             out[row["chain"]] = Chain.at_batch_step(row["chain"], state)
         return out
 
+    def batch_record(self, batch_id: str) -> tuple[bytes, bytes, bytes, bytes | None] | None:
+        """``(body, signature, manifest, opening or None)`` of stored batch ``batch_id``, None if absent."""
+        recorder: Any = self.recorder
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                f'SELECT e.originator_id, e.originator_version, e.topic, e.state, m.manifest, o.opening FROM "{recorder.events_table_name}" e '
+                "JOIN public.batch_manifests m ON m.batch_id = %s LEFT JOIN public.batch_openings o ON o.event_id = m.event_id "
+                "WHERE e.originator_id = %s AND e.originator_version = 1", (batch_id, chain_id("batch", batch_id)))
+            row = curs.fetchone()
+        if row is None:
+            return None
+        body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
+        return body, signature, bytes(row["manifest"]), None if row["opening"] is None else bytes(row["opening"])
+
     def load_chain(self, subject_type: str, subject: str) -> Chain | None:
         return self.load_chains([chain_id(subject_type, subject)]).get(chain_id(subject_type, subject))
