@@ -94,6 +94,12 @@ class VerificationProjector:
         self.memberships: list[tuple] = []  # containers.membership_change of applied events, in order
         self.lot_edges: list[tuple] = []  # lot graph rows of applied Transformed events
         self.changed: set[str] = set()  # subjects written by flush, see changed_subjects
+        # A batch movement returns None like any batch; a handler that judges each label's
+        # effect (the detector) sets keep_steps and reads last_steps after each call: one
+        # Applied per label, whose event is the single event the step stands for (its
+        # signed bytes are the batch body's).
+        self.keep_steps = False
+        self.last_steps: list[Applied] = []
 
     # -------------------------------------------------------------- batch
 
@@ -156,6 +162,7 @@ class VerificationProjector:
 
     def __call__(self, cur: psycopg.Cursor, record) -> Applied | None:
         """Check and apply one record; None if it was delivered before."""
+        self.last_steps = []
         if record.value is None:
             raise Refused("malformed_encoding", "record has no value")
         signed = self.checker.signed(record.value)
@@ -314,7 +321,11 @@ class VerificationProjector:
         after = batches.apply_movement(batch, signer, opened, [r.state for r in rows], lookup)
         # Checked: from here on, only effects.
         kind, region = batches.STEP_KINDS[e.kind], e.payload.get("region")
+        self.last_steps = []
         for step, row, state in zip(batch.steps, rows, after):
+            if self.keep_steps:
+                single = SignedEvent(batch.signed.body, batch.signed.signature, batches.label_event(e, step, opened))
+                self.last_steps.append(Applied(single, signer, row.state, state, log_index))
             row.state, row.dirty, row.last_event_at = state, True, e.occurred_at
             self.new_events[("label", step.serial, step.seq)] = ("label", step.serial, step.seq, e.event_id, kind, e.actor, region, e.occurred_at, state.head, log_index)
         p = e.payload
