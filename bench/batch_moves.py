@@ -68,22 +68,22 @@ def _distributor(w: World) -> Path:
 def stored_bytes(w: World) -> dict:
     """Bytes on disk: PostgreSQL tables + indexes of the world's database, Kafka log segments of its topics."""
     with psycopg.connect(w.s.pg_conninfo) as conn:
-        pg = conn.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'm') AND n.nspname IN ('public', 'verification')").fetchone()[0]
+        tables = conn.execute(
+            "SELECT n.nspname || '.' || c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'm') AND n.nspname IN ('public', 'verification') ORDER BY 2 DESC").fetchall()
     kafka = 0
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(**w.s.kafka_client_config())
     try:
-        response = admin.describe_log_dirs()
-        for log_dir in response.to_object()["log_dirs"] if hasattr(response, "to_object") else []:
-            for topic in log_dir["topics"]:
-                if topic["name"].startswith(w.prefix):
-                    kafka += sum(p["partition_size"] for p in topic["partitions"])
+        for broker in admin.describe_log_dirs():
+            for log_dir in broker["log_dirs"]:
+                for topic in log_dir["topics"]:
+                    if topic["name"].startswith(w.prefix):
+                        kafka += sum(p["partition_size"] for p in topic["partitions"])
     finally:
         admin.close()
-    return {"postgresql": int(pg), "kafka": int(kafka)}
+    return {"postgresql": int(sum(size for _, size in tables)), "kafka": int(kafka), "largest_tables": {name: int(size) for name, size in tables[:8]}}
 
 
 def moves(w: World) -> dict:
