@@ -115,14 +115,27 @@ def moves(w: World) -> dict:
     out["bytes_per_label"] = (out["stored"]["postgresql"] + out["stored"]["kafka"]) / n
     say(f"[{n:,}] stored after issue+ship+receive: {out['stored']} = {out['bytes_per_label']:,.0f} B/label")
     # Rebuild the read model from Kafka: label effects/s of batch events (3 per label).
-    t = time.perf_counter()
+    # The clock runs from the first label effect committed to the last (process start-up and
+    # migrations excluded: on a loaded machine they take longer than the work).
     rebuild = w.spawn("rebuild", "-m", "consumers.projector", "--schema", "verification_rebuild", "--until-idle")
-    code = rebuild.wait()
-    if code != 0:
+    first, t0 = 0, None
+    while True:
+        try:
+            seen = _count(w, "SELECT count(*) FROM verification_rebuild.events")
+        except psycopg.errors.UndefinedTable:
+            seen = 0
+        now = time.perf_counter()
+        if seen and t0 is None:
+            first, t0 = seen, now
+        if seen >= 3 * n or rebuild.poll() is not None:
+            break
+        time.sleep(0.02)
+    if rebuild.wait() != 0 or t0 is None:
         raise SystemExit(f"rebuild failed: {(w.work / 'rebuild.log').read_text()[-2000:]}")
-    out["rebuild_s"], out["rebuild_load"] = time.perf_counter() - t, _load()
+    out["rebuild_s"], out["rebuild_load"] = now - t0, _load()
     effects = _count(w, "SELECT count(*) FROM verification_rebuild.events")
-    out["label_effects"], out["label_effects_per_s"] = effects, effects / out["rebuild_s"]
+    out["label_effects"] = effects
+    out["label_effects_per_s"] = (effects - first) / out["rebuild_s"] if out["rebuild_s"] > 0 else None
     # Audit the whole log from Kafka.
     t = time.perf_counter()
     done = subprocess.run([str(Path(PY).parent / "traceledger"), "--json", "audit", "run", "--state", str(w.work / "audit.state")],
@@ -147,18 +160,18 @@ def commitment_cost(labels: int = 8192, rounds: int = 5) -> dict:
     heads = [(s, 2, bytes(31) + b"\x07") for s in serials]
     states = [LabelState(serial=s, gtin=GTIN, lot="L", product="p", producer="p", status="in_transit", custodian="p", consignee="dist", seq=1, head=bytes(31) + b"\x07")
               for s in serials]
-    out = {}
-    for name, confidential in (("plain", None), ("sealed", {"consignee": "dist", "territory": "44", "channel": "retail"})):
-        b, opening = batches.movement("BatchReceived", heads, actor="dist", key=key, confidential=confidential)
-        raw = None if opening is None else opening.to_bytes()
-        best = float("inf")
-        for _ in range(rounds):
+    built = {name: batches.movement("BatchReceived", heads, actor="dist", key=key, confidential=confidential)
+             for name, confidential in (("plain", None), ("sealed", {"consignee": "dist", "territory": "44", "channel": "retail"}))}
+    best = dict.fromkeys(built, float("inf"))
+    for _ in range(rounds):  # interleaved, best of each: the machine's load drifts
+        for name, (b, opening) in built.items():
+            raw = None if opening is None else opening.to_bytes()
             t = time.perf_counter()
             checked = batches.Batch.checked(b.signed, b.manifest)
             opened = batches.opened_fields(b.signed.event.kind, b.signed.event.payload, None if raw is None else batches.Opening.from_bytes(raw))
             batches.apply_movement(checked, signer, opened, states, lambda a: signer)
-            best = min(best, time.perf_counter() - t)
-        out[f"{name}_us_per_label"] = best / labels * 1e6
+            best[name] = min(best[name], time.perf_counter() - t)
+    out = {f"{name}_us_per_label": v / labels * 1e6 for name, v in best.items()}
     out["ratio"] = out["sealed_us_per_label"] / out["plain_us_per_label"]
     return out
 
@@ -167,14 +180,15 @@ def rows(r: dict, cost: dict) -> list[tuple]:
     n = r["labels"]
     return [
         (f"ship {n:,} labels via CLI until every one is in transit in the read model", f"{r['ship_s']:.2f} s (load {r['ship_load']:.1f})",
-         "", None, "≤ 5 s at 100,000", r["ship_s"] * 100_000 / n <= 5),
+         f"issue of the same labels {r['issue_s']:.2f} s", r["ship_s"] / r["issue_s"], "≤ 5 s at 100,000", r["ship_s"] * 100_000 / n <= 5),
         (f"receive {n:,} labels via CLI until every one is received", f"{r['receive_s']:.2f} s (load {r['receive_load']:.1f})",
-         "", None, "≤ 5 s at 100,000", r["receive_s"] * 100_000 / n <= 5),
-        ("projector, batch events: label effects/s (rebuild from Kafka)", f"{r['label_effects_per_s']:,.0f}/s ({r['label_effects']:,} effects, load {r['rebuild_load']:.1f})",
-         "", None, "≥ 100,000/s", r["label_effects_per_s"] >= 100_000),
+         f"issue of the same labels {r['issue_s']:.2f} s", r["receive_s"] / r["issue_s"], "≤ 5 s at 100,000", r["receive_s"] * 100_000 / n <= 5),
+        ("projector, batch events: label effects/s (rebuild from Kafka, first to last effect)",
+         f"{r['label_effects_per_s'] or 0:,.0f}/s ({r['label_effects']:,} effects, load {r['rebuild_load']:.1f})",
+         "", None, "≥ 100,000/s", (r["label_effects_per_s"] or 0) >= 100_000),
         ("stored bytes per label after issue + ship + receive (PostgreSQL + Kafka)",
          f"{r['bytes_per_label']:,.0f} B (PG {r['stored']['postgresql'] / n:,.0f}, Kafka {r['stored']['kafka'] / n:,.0f})", "", None, "≤ 400 B", r["bytes_per_label"] <= 400),
-        ("audit from Kafka, batch events", f"{r['audit_labels_per_s']:,.0f} label steps/s (load {r['audit_load']:.1f})", "", None, "", None),
+        ("audit from Kafka, batch events (start-up included)", f"{r['audit_labels_per_s']:,.0f} label steps/s (load {r['audit_load']:.1f})", "", None, "", None),
         ("cost of commitments on a batch's check and apply (projector/auditor path)",
          f"{cost['sealed_us_per_label']:.2f} µs/label sealed", f"{cost['plain_us_per_label']:.2f} µs/label unsealed", cost["ratio"], "≈ 1×", None),
     ]

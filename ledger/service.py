@@ -297,33 +297,31 @@ class Ledger:
             states.append(None if chain is None else chain.state)
         apply_movement(batch, signer, opened, states, actors)  # raises, naming the first label refused
         rows = [(cid, step.seq, head, i) for i, (step, cid, head) in enumerate(zip(batch.steps, ids, batch.step_hashes()))]
-        (stored,) = self.app.to_stored_events(Chain.start(batch.signed).collect_events())
-        try:
-            BatchWriter(self.app.recorder).move(stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest,
-                                                 opening=None if opening is None else opening.to_bytes(), steps=rows)
-        except (IntegrityError, psycopg.errors.UniqueViolation):
-            raise Refused("stale_head", f"batch {e.subject} was stored concurrently", field="subject") from None
-        except Exception as exc:
-            reason = movement_race(exc)
-            if reason is None:
-                raise
-            raise Refused("stale_head", f"nothing written: {reason}; fetch the new heads and sign again", field="steps") from None
-        crash_point("ledger.committed")
+        self._write_batch(batch, lambda writer, stored: writer.move(
+            stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest,
+            opening=None if opening is None else opening.to_bytes(), steps=rows),
+            lambda reason: Refused("stale_head", f"nothing written: {reason}; fetch the new heads and sign again", field="steps"))
 
     def _store_batch(self, batch: Batch) -> None:
         e = batch.signed.event
-        chain = Chain.start(batch.signed)
-        (stored,) = self.app.to_stored_events(chain.collect_events())
         heads = [(s.serial, chain_id("label", s.serial), s.seq, h, i) for i, (s, h) in enumerate(zip(batch.steps, batch.step_hashes()))]
+        self._write_batch(batch, lambda writer, stored: writer.issue(
+            stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest, producer=e.actor, heads=heads),
+            lambda reason: Refused("label_exists", f"nothing written: {reason}", field="steps"))
+
+    def _write_batch(self, batch: Batch, write, refusal) -> None:
+        """Store ``batch`` with ``write(BatchWriter, stored event)``; a writer's own refusal (a label
+        taken, a lost race) becomes ``refusal(reason)``, a second copy of the batch ``stale_head``."""
+        (stored,) = self.app.to_stored_events(Chain.start(batch.signed).collect_events())
         try:
-            BatchWriter(self.app.recorder).issue(stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest, producer=e.actor, heads=heads)
+            write(BatchWriter(self.app.recorder), stored)
         except (IntegrityError, psycopg.errors.UniqueViolation):
-            raise Refused("stale_head", f"batch {e.subject} was stored concurrently", field="subject") from None
+            raise Refused("stale_head", f"batch {batch.signed.event.subject} was stored concurrently", field="subject") from None
         except Exception as exc:
-            reason = batch_refusal_reason(exc)
+            reason = batch_refusal_reason(exc) or movement_race(exc)
             if reason is None:
                 raise
-            raise Refused("label_exists", f"nothing written: {reason}", field="steps") from None
+            raise refusal(reason) from None
         crash_point("ledger.committed")
 
     def _put(self, events: list, tracking: Tracking | None = None) -> None:

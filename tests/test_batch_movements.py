@@ -9,24 +9,16 @@ body; the ledger checks their opening and keeps it apart from the bodies it serv
 from __future__ import annotations
 
 import psycopg
-import pytest
 
 from ledger import batches
 from ledger.batches import Batch, Opening
 from ledger.service import Ledger
 from tests.helpers import Cast, gtin, issued_payload, shipped_payload
+from tests.test_batch_writes import world  # noqa: F401 - the fixture: a founded ledger and its cast
 
 SHIP = {"consignee": "distributor", "territory": "44", "channel": "retail"}
 
 
-@pytest.fixture
-def world(settings):
-    ledger = Ledger(settings)
-    cast = Cast()
-    results = ledger.append(cast.founding_events())
-    assert [r.status for r in results] == ["accepted"] * len(results)
-    yield ledger, cast
-    ledger.close()
 
 
 def issue(ledger: Ledger, cast: Cast, serials) -> Batch:
