@@ -23,6 +23,7 @@ from eventsourcing.domain import Aggregate, OriginatorVersionError
 from eventsourcing.persistence import StoredEvent, Tracking, Transcoding
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from eventsourcing.utils import get_topic, retry
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger import batches
@@ -490,7 +491,7 @@ class LedgerApplication(Application):
         recorder: Any = self.recorder
         sql = (
             f'SELECT originator_id, originator_version, topic, state FROM "{recorder.events_table_name}" '
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version"
         )
         chains: dict[uuid.UUID, Chain] = {}
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -533,7 +534,7 @@ class LedgerApplication(Application):
             "SELECT s.chain, s.seq, s.head, s.leaf, m.batch_id, o.opening FROM public.label_steps s "
             "JOIN public.batch_manifests m ON m.event_id = s.batch_event "
             "LEFT JOIN public.batch_openings o ON o.event_id = s.batch_event "
-            "WHERE s.chain = ANY(%s) ORDER BY s.chain, s.seq", (ids,))
+            "WHERE s.chain = ANY(%b) ORDER BY s.chain, s.seq", (ids,))
         found = curs.fetchall()
         if not found:
             return {}
@@ -567,13 +568,16 @@ class LedgerApplication(Application):
         holds its step hash and the batch event (stored once, on the batch's chain) its fields.
         Its later single events are stored as versions 2, 3, ... and fold on top as usual.
         """
-        curs.execute(
-            "SELECT h.chain, h.serial, h.seq, h.head, m.batch_id FROM public.label_heads h "
-            "JOIN public.batch_manifests m ON m.event_id = h.batch_event WHERE h.chain = ANY(%s)", (ids,))
-        heads = curs.fetchall()
+        # One row per label of up to whole batches: plain tuples (a dict per row cost more than the
+        # rest of the read) and the ids sent as a binary array.
+        with curs.connection.cursor(row_factory=tuple_row) as plain:
+            plain.execute(
+                "SELECT h.chain, h.serial, h.seq, h.head, m.batch_id FROM public.label_heads h "
+                "JOIN public.batch_manifests m ON m.event_id = h.batch_event WHERE h.chain = ANY(%b)", (ids,))
+            heads = plain.fetchall()
         if not heads:
             return {}
-        batch_ids = {chain_id("batch", row["batch_id"]) for row in heads}
+        batch_ids = {chain_id("batch", row[4]) for row in heads}
         curs.execute(
             f'SELECT originator_id, originator_version, topic, state FROM "{self.recorder.events_table_name}" '
             "WHERE originator_id = ANY(%s) AND originator_version = 1", (list(batch_ids),))
@@ -582,14 +586,14 @@ class LedgerApplication(Application):
             body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
             batches[row["originator_id"]] = decode_signed(body, signature).event
         out = {}
-        for row in heads:
-            e = batches.get(chain_id("batch", row["batch_id"]))
-            if e is None or row["seq"] != 0:
+        for chain, serial, seq, head, batch_id in heads:
+            e = batches.get(chain_id("batch", batch_id))
+            if e is None or seq != 0:
                 continue  # the batch event is gone: as if the label's first event were (see below)
             p = e.payload
-            state = LabelState(serial=row["serial"], gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
-                               custodian=e.actor, issued_at=e.occurred_at, seq=0, head=bytes(row["head"]))
-            out[row["chain"]] = Chain.at_batch_step(row["chain"], state)
+            state = LabelState(serial=serial, gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
+                               custodian=e.actor, issued_at=e.occurred_at, seq=0, head=bytes(head))
+            out[chain] = Chain.at_batch_step(chain, state)
         return out
 
     def batch_record(self, batch_id: str) -> tuple[bytes, bytes, bytes, bytes | None] | None:

@@ -94,7 +94,7 @@ class _ledger:
 def test_a_projector_killed_mid_movement_applies_it_once(fresh_settings, services, tmp_path):
     settings = fresh_settings(log_key=tmp_path / "log.key")
     with founded_ledger(settings, Cast()) as (settings, ledger, cast):
-        serials = [f"K{i:05d}" for i in range(2000)]
+        serials = [f"K{i:05d}" for i in range(600)]
         issue(ledger, cast, serials)
         relay_all(settings)
         project_all(settings)
@@ -111,8 +111,8 @@ def test_a_projector_killed_mid_movement_applies_it_once(fresh_settings, service
     finally:
         resumed.close()
     assert rows(settings, "SELECT count(*) FROM verification.batches") == [(2,)]
-    assert rows(settings, "SELECT status, count(*) FROM verification.labels GROUP BY 1") == [("in_transit", 2000)]
-    assert rows(settings, "SELECT count(*), count(DISTINCT (subject, seq)) FROM verification.events") == [(4000, 4000)]
+    assert rows(settings, "SELECT status, count(*) FROM verification.labels GROUP BY 1") == [("in_transit", 600)]
+    assert rows(settings, "SELECT count(*), count(DISTINCT (subject, seq)) FROM verification.events") == [(1200, 1200)]
     assert rows(settings, "SELECT count(*) FROM verification.quarantine") == [(0,)]
 
 
