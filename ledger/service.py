@@ -266,6 +266,8 @@ class Ledger:
                 raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
             if e.kind in STEP_KINDS:
                 self._move_batch(batch, signer, opening)
+            elif opening is not None:
+                raise Refused("invalid_field", f"{e.kind} seals nothing: it takes no opening", field="opening")
             else:
                 authorize(None, e, signer, self.actor)
                 self._store_batch(batch)

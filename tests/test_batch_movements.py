@@ -124,3 +124,7 @@ def test_the_opening_must_match_the_signed_commitment(world):
     r = ledger.append_batch(rb.signed, rb.manifest, opening=opening)
     assert r.status == "refused" and r.error.code == "invalid_field"
     assert Opening.from_bytes(opening.to_bytes()) == opening
+    # Issuance seals nothing: an opening sent with it is refused, not stored.
+    more = batches.issuance(issued_payload(gtin()), ["OPN9999"], actor="acme", key=cast.keys["acme"])
+    r = ledger.append_batch(more.signed, more.manifest, opening=opening)
+    assert r.status == "refused" and r.error.field == "opening"
