@@ -104,7 +104,7 @@ def test_a_projector_killed_mid_movement_applies_it_once(fresh_settings, service
     projector = services("consumers.projector", settings.with_(crash_at="projector.batch_staged:1"), name="projector")
     crashed_at(projector, "projector.batch_staged", 1)
     assert rows(settings, "SELECT count(*) FROM verification.batches") == [(1,)]
-    assert rows(settings, "SELECT status, count(*) FROM verification.labels GROUP BY 1") == [("issued", 2000)]
+    assert rows(settings, "SELECT status, count(*) FROM verification.labels GROUP BY 1") == [("issued", 600)]
     resumed = build(settings, group=f"{settings.topic_prefix}resumed")
     try:
         resumed.run(until_idle=True)
