@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.run import PY, REPO_ROOT, World, children_cpu, say, table_row
+from bench.run import PY, REPO_ROOT, World, children_cpu, print_report, say
 from ledger.config import Settings
 
 GTIN = "06901234000016"
@@ -208,10 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         result = moves(w)
     finally:
         w.close()
-    print("| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|")
-    for cells in rows(result, cost):
-        print(table_row(*cells))
-    print(json.dumps({"result": result, "commitments": cost}, indent=2))
+    print_report(rows(result, cost), {"result": result, "commitments": cost})
 
 
 if __name__ == "__main__":
