@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from ledger import epcis
+from ledger import batches, epcis
 from ledger.batches import LabelStep, encode_manifest, issuance
 from ledger.epcis_capture import MAX_EPCIS_EVENTS, Defaults, map_document, read_document
 from ledger.events import payload_defaults
@@ -315,3 +315,21 @@ def test_richer_export_fields_validate_against_gs1_schema():
     foreign = plain["epcisBody"]["eventList"][0] | {"certificationInfo": "https://certs.example/x"}
     (refused,) = map_document(read_document(json.dumps(epcis.document([foreign])).encode()), "acme", Defaults(party_host="id.example"))
     assert refused.code == "not_captured" and "certificationInfo" in refused.detail
+
+
+def test_batch_movements_export_as_one_event_each():
+    """BatchShipped / BatchReceived / BatchRecalled (issue 16): one ObjectEvent each with the batch's whole epcList."""
+    cast = Cast()
+    issued = batches.issuance({"gtin": "06901234000023", "lot": "L1", "product": "p"}, ["M1", "M2", "M3"], actor="acme", key=cast.keys["acme"])
+    heads = [(s, 1, h) for s, h in zip(["M1", "M2", "M3"], issued.step_hashes())]
+    shipped, _ = batches.movement("BatchShipped", heads, actor="acme", key=cast.keys["acme"], region="44",
+                                  confidential={"consignee": "distributor", "territory": "44", "channel": "offline_retail"})
+    recalled, _ = batches.movement("BatchRecalled", heads, actor="regulator", key=cast.keys["regulator"], reason="overheating")
+    manifests = {b.signed.event.event_id: b.manifest for b in (issued, shipped, recalled)}
+    doc = epcis.export([issued.signed, shipped.signed, recalled.signed], lambda s: "06901234000023", "id.example", manifests=manifests)
+    assert not list(schema_validator().iter_errors(doc))
+    one, two, three = doc["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in (one, two, three)] == ["commissioning", "shipping", "holding"]
+    assert one["epcList"] == two["epcList"] == three["epcList"] and len(one["epcList"]) == 3
+    assert two["action"] == "OBSERVE" and "destinationList" not in two  # the consignee is sealed (its opening is not exported yet)
+    assert three["persistentDisposition"] == {"set": ["recalled"]} and all("manifest" in e[epcis.SIGNED][0] for e in (one, two, three))
