@@ -187,7 +187,8 @@ def test_a_brands_signed_test_purchase_outside_the_territory_is_a_diversion():
 
 @pytest.fixture(scope="module")
 def placed_world(base_settings, _created, tmp_path_factory):
-    w = build_world(base_settings.with_(region_table=str(TABLE)), _created, tmp_path_factory, pin_labels=1, genuine_labels=4)
+    # The shipped ip2region database first (real Chinese addresses), then the test rows (documentation ranges).
+    w = build_world(base_settings.with_(region_table=f"{places.IP2REGION}+{TABLE}"), _created, tmp_path_factory, pin_labels=1, genuine_labels=4)
     yield w
     w.service.stop()
 
@@ -266,3 +267,16 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     travel = [a for a in by_serial[cloned] if a["kind"] == "clone_impossible_travel"]
     assert len(travel) == 1 and travel[0]["severity"] == "high"
     assert "diversion_territory" in {a["kind"] for a in by_serial[other]}  # the QR page from Beijing
+
+
+def test_the_shipped_ip_database_places_a_qr_page_scan_on_the_real_stack(placed_world):
+    """A QR page opened from Shenzhen Telecom's address is signed in Shenzhen (4403), through ip2region."""
+    w = placed_world
+    serial = w.labels["fresh0"]
+    page = httpx.get(f"{w.url}/01/{w.gtin}/21/{serial}?lang=en", headers={"x-forwarded-for": "202.96.134.133"}, timeout=30)
+    assert page.status_code == 200
+    assert inbox(w, serial)[0][:2] == ("4403", "address")
+    assert signed_scans(w, serial, 1)[0]["region"] == "4403"
+    # An address the database places nowhere (abroad) leaves the scan without a place, whatever it claims.
+    assert post_scan(w, serial, "8.8.8.8", region="110105").status_code == 200
+    assert inbox(w, serial)[1][:3] == (None, "none", {"region": "110105"})
