@@ -45,8 +45,11 @@ from typing import Protocol
 
 from ledger import ip2region, regions
 
-# Where a recorded place came from.
+# Where a recorded place came from (event.v4 ``place_source`` on Scanned / ReportedFake).
 FROM_ADDRESS, FROM_NUMBER, NO_PLACE = "address", "number", "none"
+# The consumer's own position (the browser's geolocation with consent, an app's fix), believed
+# only inside the server's region: then the scan's region is still the server's, its point the consumer's.
+FROM_GEOLOCATION = "geolocation"
 
 
 class Placed(str):
@@ -193,3 +196,26 @@ def load(spec: str | None) -> Table:
         return ip2region.XdbTable(spec[len(IP2REGION) + 1:])
     with Path(spec).open(newline="") as f:
         return RegionTable.parse(f)
+
+
+def signed_place(region: str | None, source: str | None, lat: float | None, lon: float | None, claimed: str | None) -> dict:
+    """``place_source`` and ``claimed_region`` of the event a gateway signs for an inbox entry.
+
+    ``source`` is the inbox row's (None: an entry not placed by the server, written
+    before places or by a caller that knows no client: no source is signed). The
+    consumer's coordinates make the source ``geolocation`` only when they lie inside
+    the server's region (the region is never taken from them). ``claimed`` is what
+    the client said its region was: signed as ``claimed_region`` when it is a region
+    code other than the server's (a claim, for regulators; it never places the scan).
+    """
+    if source is None:
+        return {}
+    if source == FROM_ADDRESS and lat is not None and lon is not None:
+        server = regions.centroid(region)
+        if server is not None and regions.distance_km(server, regions.Place(float(lat), float(lon), 0.0, None)) <= server.radius_km:
+            source = FROM_GEOLOCATION
+    claim = regions.normalize(claimed) if isinstance(claimed, str) else None
+    out = {"place_source": source if region else NO_PLACE}
+    if claim and claim != regions.normalize(region):
+        out["claimed_region"] = claim
+    return out
