@@ -66,7 +66,8 @@ def evidence_commitment(event_ids: Iterable[str]) -> bytes:
 
 
 # The same commitment in SQL (byte order, like Python's sort of ASCII ids).
-_COMMITMENT_SQL = "sha256(convert_to(array_to_string(ARRAY(SELECT DISTINCT e FROM unnest(evidence) AS e ORDER BY e COLLATE \"C\"), E'\\n'), 'UTF8'))"
+_COMMITMENT_SQL = ("sha256(convert_to(array_to_string(ARRAY(SELECT e FROM (SELECT DISTINCT e FROM unnest(evidence) AS e) AS d "
+                   "ORDER BY e COLLATE \"C\"), E'\\n'), 'UTF8'))")
 
 
 def register(cur: psycopg.Cursor, schema: str, dedupe_keys: Iterable[str], *, signed: bool = False) -> list[uuid.UUID]:

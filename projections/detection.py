@@ -299,9 +299,10 @@ def _clients(f: Finding, watch: Watch) -> int:
 def _evidence(role: str, event: Event, clients: int) -> dict:
     if role != CONSUMER_ROLE:
         return {"source": "signed", "signer_role": role, "independent_clients": 0, "place": "signed" if event.payload.get("region") else "none"}
-    return {"source": "anonymous", "signer_role": role, "independent_clients": clients,
-            "place": "server" if event.payload.get("region") else "none",
-            "place_source": event.payload.get("place_source")}  # None: signed before event.v4 said
+    out = {"source": "anonymous", "signer_role": role, "independent_clients": clients, "place": "server" if event.payload.get("region") else "none"}
+    if event.payload.get("place_source"):  # event.v4: where the server's place came from
+        out["place_source"] = event.payload["place_source"]
+    return out
 
 
 def _weighed(f: Finding, watch: Watch, event: Event, role: str, cfg: DetectionConfig) -> Finding:
