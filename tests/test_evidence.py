@@ -244,6 +244,8 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     # The gateway signs the server's place and one per-label pseudonym per client.
     first = signed_scans(w, attacked, 2)
     assert {p["region"] for p in first} == {"110105"} and len({p["session"] for p in first}) == 1
+    # event.v4: where the place came from, and the claim kept as a claim (only when it differs from the server's place).
+    assert [(p["place_source"], p.get("claimed_region")) for p in first] == [("address", None), ("address", "440105")]
     assert not {p["session"] for p in first} & {"made-up-1", "made-up-2"}
     # Not linkable across labels: the same client on another label signs as someone else.
     post_scan(w, cloned, BEIJING + "7")
@@ -252,7 +254,7 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     assert len({p["session"] for p in on_cloned}) == 3
     hammer = signed_scans(w, hammered, HAMMER)
     assert {p["region"] for p in hammer} == {"310101"} and len({p["session"] for p in hammer}) == 1
-    signed_scans(w, other, 2)
+    assert [p["place_source"] for p in signed_scans(w, other, 2)] == ["address", "number"]  # the QR page; the SMS
 
     relay_all(w.settings)
     detect_all(w.settings)
@@ -280,3 +282,10 @@ def test_the_shipped_ip_database_places_a_qr_page_scan_on_the_real_stack(placed_
     # An address the database places nowhere (abroad) leaves the scan without a place, whatever it claims.
     assert post_scan(w, serial, "8.8.8.8", region="110105").status_code == 200
     assert inbox(w, serial)[1][:3] == (None, "none", {"region": "110105"})
+    # A consumer's own position (the page's geolocation with consent, an app's fix) is believed only inside the
+    # server's region: signed as place_source geolocation there; elsewhere the place stays the address's.
+    assert post_scan(w, serial, BEIJING + "40", lat=39.91, lon=116.41).status_code == 200
+    assert post_scan(w, serial, BEIJING + "41", lat=23.13, lon=113.26).status_code == 200  # Guangzhou, from a Beijing address
+    signed = signed_scans(w, serial, 4)
+    assert [(p["region"], p["place_source"], p.get("claimed_region")) for p in signed] == [
+        ("4403", "address", None), (None, "none", "110105"), ("110105", "geolocation", None), ("110105", "address", None)]
