@@ -150,6 +150,19 @@ def test_two_independent_clients_far_apart_are_impossible_travel():
     assert len(travel) == 1 and travel[0].severity == "high" and travel[0].evidence["independent_clients"] == 2
 
 
+def test_a_scan_placed_by_a_phone_number_is_no_place_for_travel_and_at_most_a_low_diversion():
+    def by_number(minutes, region, session):  # an SMS: the number's block, not where the phone is
+        return replace(scan(minutes, region, session=session), payload={**scan(minutes, region, session=session).payload, "place_source": "number"})
+
+    found, _ = run(AT_RETAILER, [scan(0, "110105", session="c:beijing"), by_number(3, "650102", "c:roaming")])
+    assert "clone_impossible_travel" not in {f.kind for f in found}
+    strict = replace(CFG, severity={**DEFAULT_SEVERITY, "diversion_territory": "high"}, corroborating_clients=1)
+    found, _ = run(AT_RETAILER, [by_number(0, "650102", "c:a")], cfg=strict)
+    assert [(f.kind, f.severity, f.evidence["place_source"]) for f in found] == [("diversion_territory", "low", "number")]
+    found, _ = run(AT_RETAILER, [replace(scan(0, "650102", session="c:a"), payload={**scan(0, "650102", session="c:a").payload, "place_source": "address"})], cfg=strict)
+    assert [(f.kind, f.severity) for f in found] == [("diversion_territory", "high")]  # the same scan placed by its address
+
+
 def test_a_consumers_coordinates_count_only_inside_the_servers_region():
     # Both clients placed in Shenzhen by the server; one claims coordinates in Urumqi.
     found, _ = run(AT_RETAILER, [scan(0, "440305", session="c:a"), scan(1, "440305", lat=43.83, lon=87.62, session="c:b")])
