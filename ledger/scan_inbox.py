@@ -50,7 +50,7 @@ from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
 from ledger.logging_setup import get_logger
-from ledger.places import Placed
+from ledger.places import Placed, signed_place
 from ledger.service import Ledger
 from ledger.store import chain_id
 
@@ -216,7 +216,8 @@ class ScanRecorder:
         if horizon is None:
             return 0
         rows = self.conn.execute(
-            "SELECT id, event_id, serial, channel, region, lat, lon, coalesce(client, session), occurred_at, kind, pin_result, reason FROM scan_inbox "
+            "SELECT id, event_id, serial, channel, region, lat, lon, coalesce(client, session), occurred_at, kind, pin_result, reason, "
+            "place_source, claim->>'region' FROM scan_inbox "
             "WHERE id > %s AND id <= %s ORDER BY id LIMIT %s",
             (position, horizon, self.batch),
         ).fetchall()
@@ -227,7 +228,7 @@ class ScanRecorder:
         events = []
         unknown = unsignable = 0
         # Signed as its per-label pseudonym: the client the server knows (else the session sent).
-        for inbox_id, event_id, serial, channel, region, lat, lon, who, at, kind, pin_result, reason in rows:
+        for inbox_id, event_id, serial, channel, region, lat, lon, who, at, kind, pin_result, reason, source, claimed in rows:
             chain = chains.get(chain_id("label", serial))
             if chain is None:
                 unknown += 1  # never issued: kept in the inbox for the detectors and regulators
@@ -235,6 +236,7 @@ class ScanRecorder:
             seq, prev = heads.get(serial, (chain.length - 1, chain.head))
             session = label_pseudonym(self.key, serial, who)
             event_kind, payload = entry_payload(kind, channel, region, lat, lon, session, pin_result, reason)
+            payload |= signed_place(region, source, lat, lon, claimed)  # event.v4: where the region came from, and the claim
             e = new_event(
                 subject_type="label", subject=serial, kind=event_kind, seq=seq + 1, prev_hash=prev, payload=payload,
                 actor=self.gateway.actor, key_id=self.gateway.key_id, occurred_at=at, event_id=event_id,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ledger import channel_state, client_limits, gs1, pins, scan_inbox, shopper_records
+from ledger import channel_state, client_limits, gs1, key_compromise, pins, scan_inbox, shopper_records
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections.checked_view import checked_view
@@ -61,9 +61,19 @@ async def producer_name(state, producer: str | None) -> str | None:
     return names[producer]
 
 
+async def key_checked(state, view: dict) -> dict:
+    """``view``, suspicious instead of genuine when its label was issued with a key declared compromised since then
+    (issue 15, :mod:`ledger.key_compromise`; no I/O for a producer known to have no compromised key)."""
+    check = state.key_compromise = getattr(state, "key_compromise", None) or key_compromise.CompromiseCheck(state.ledger)
+    if view["verdict"] != "genuine" or not check.needs_lookup(view.get("producer")):
+        return view
+    return key_compromise.mark(view, await asyncio.to_thread(check.since, view["serial"], view.get("producer")))
+
+
 async def public_view(state, raw: dict) -> dict:
     """What anyone may see of a verification view (``GET /v1/labels/{serial}`` and scans answer this;
     privacy: see :func:`traceledger.shopper.wording.consumer_view`)."""
+    raw = await key_checked(state, raw)
     return wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")))
 
 
@@ -82,6 +92,7 @@ async def view_of(state, conn, serial: str, *, channel: str | None, session: str
     accepted = await count_query(state, conn, serial, channel, session, pin_result, client) if channel is not None else None
     # One round trip; never "genuine" when the ledger's stored chain no longer matches what it published.
     out = await checked_view(state.ledger.app, conn, serial, with_inbox=True)
+    out = await key_checked(state, out)
     if out["verdict"] != "unknown":
         out["scan_count"] += out["unprojected"]
         if not out["first_scanned_at"] and out["scan_count"]:
