@@ -74,7 +74,7 @@ async def count_query(state, conn, serial: str, channel: str, session: str | Non
                       spend_scope: str | None = None):
     """Accept this query into the scan inbox, unless it is a browser's reload; the accepted scan or None.
 
-    With ``spend_scope``, the query also spends one of the client's ``spend_scope`` requests, in the
+    Given ``spend_scope``, the query also spends one of the client's ``spend_scope`` requests, in the
     same durable write as its inbox row, shared with other requests (:mod:`ledger.inbox_group`).
     """
     reload = session and channel == "web" and pin_result is None
