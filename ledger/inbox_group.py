@@ -9,11 +9,12 @@ for two WAL flushes (~1.5-3 ms each on the machines measured). A
 waiting with ONE statement, which spends the limits, marks first queries and
 inserts the rows that are within their limits, and commits once.
 
-Batching is natural, not timed: a request arriving while no write runs is
-written at once (a batch of one, no added wait); requests arriving while a
-write runs are written together by the next one, up to :data:`MAX_ROWS`. Under
-load a batch is as large as the number of requests that arrived during one
-commit, so the flush cost is shared, and the wait is at most two writes.
+Batching is natural, not timed: a request arriving while fewer than
+:data:`WRITERS` writes run is written at once (a batch of one, no added wait);
+requests arriving while they all run are written together by the next free
+one, up to :data:`MAX_ROWS`. Under load a batch is as large as the number of
+requests that arrived during one commit, so the flush cost is shared, and the
+wait is at most about two writes.
 
 Crash semantics: a request's result (its inbox id, or :class:`ledger.client_limits.OverLimit`)
 is handed back only after the statement that wrote it has committed (autocommit,
@@ -47,6 +48,7 @@ from ledger.logging_setup import get_logger
 log = get_logger("inbox_group")
 
 MAX_ROWS = 256  # requests written by one statement at most
+WRITERS = 2  # statements in flight at once per worker (PostgreSQL may share one WAL flush between them)
 RETRIES = 3  # of a batch that lost a deadlock or serialization race
 
 _LIMIT_ARRAYS = (("scope", "text"), ("lclient", "text"), ("w", "int"), ("lim", "int"))
@@ -110,11 +112,11 @@ class GroupCommit:
     borrows one connection for one statement.
     """
 
-    def __init__(self, pool, *, max_rows: int = MAX_ROWS):
+    def __init__(self, pool, *, max_rows: int = MAX_ROWS, writers: int = WRITERS):
         self.pool = pool
-        self.max_rows = max_rows
+        self.max_rows, self.max_writers = max_rows, writers
         self._pending: list[_Request] = []
-        self._writer: asyncio.Task | None = None
+        self._writers: set[asyncio.Task] = set()  # referenced here so none is collected mid-write
         self.batches = self.rows = 0  # written so far (for the benchmarks' notes)
 
     async def spend(self, scope: str, client: str, limit: Limit) -> None:
@@ -139,38 +141,37 @@ class GroupCommit:
     async def _submit(self, scope, client, limit, row, count_window) -> int | None:
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(scope, None if client is None else str(client), limit, row, count_window, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
+        if len(self._writers) < self.max_writers:
+            task = asyncio.create_task(self._write_all())
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
         # Shielded: a request given up (its client went away) neither cancels the batch nor loses its place in it.
         return await asyncio.shield(future)
 
     async def _write_all(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[: self.max_rows], self._pending[self.max_rows:]
-                try:
-                    results = await self._write(batch)
-                except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
-                    log.warning("inbox_group_failed", rows=len(batch), error=type(exc).__name__, detail=str(exc)[:200])
-                    for r in batch:
-                        if not r.future.done():
-                            r.future.set_exception(exc)
-                    continue
-                self.batches += 1
-                self.rows += len(batch)
-                for r, (hits, left, row_id) in zip(batch, results):
-                    if r.future.done():
-                        continue
-                    try:
-                        if r.limit is not None:
-                            client_limits.check(r.scope, r.client, r.limit, hits, left)
-                        r.future.set_result(row_id)
-                    except client_limits.OverLimit as exc:
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_rows], self._pending[self.max_rows:]
+            try:
+                results = await self._write(batch)
+            except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
+                log.warning("inbox_group_failed", rows=len(batch), error=type(exc).__name__, detail=str(exc)[:200])
+                for r in batch:
+                    if not r.future.done():
                         r.future.set_exception(exc)
-                if any(h == 1 for h, _, _ in results) and client_limits.prune_due():
-                    await self._prune(batch)
-        finally:
-            self._writer = None
+                continue
+            self.batches += 1
+            self.rows += len(batch)
+            for r, (hits, left, row_id) in zip(batch, results):
+                if r.future.done():
+                    continue
+                try:
+                    if r.limit is not None:
+                        client_limits.check(r.scope, r.client, r.limit, hits, left)
+                    r.future.set_result(row_id)
+                except client_limits.OverLimit as exc:
+                    r.future.set_exception(exc)
+            if any(h == 1 for h, _, _ in results) and client_limits.prune_due():
+                await self._prune(batch)
 
     async def _write(self, batch: list[_Request]) -> list[tuple[int | None, int | None, int | None]]:
         params = {name: [] for name, _ in _ARRAYS}
