@@ -17,7 +17,8 @@ one inbox row), all in one process, modes back to back:
 - the first two again with ``commit_delay = 1000`` µs, ``commit_siblings = 2`` (PostgreSQL's own grouping of
   concurrent flushes, set with ALTER SYSTEM and a reload).
 
-Prints requests/s, p50/p99 latency and commits per request (``pg_stat_database.xact_commit``).
+Prints requests/s, p50/p99 latency, commits per request (``pg_stat_database.xact_commit``) and WAL
+flushes per request (``pg_stat_wal.wal_sync``): the last is what the machine's load does not change.
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ class PrivatePostgres:
                 conn.execute(f"ALTER SYSTEM SET {k} = {v}")
             conn.execute("SELECT pg_reload_conf()")
 
-    def commits(self) -> int:
+    def counters(self) -> tuple[int, int]:
+        """(transactions committed, WAL flushes) so far: flushes are what a request waits for."""
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
             conn.execute("SELECT pg_stat_clear_snapshot()")
-            return conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+            return conn.execute("SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),"
+                                " (SELECT wal_sync FROM pg_stat_wal)").fetchone()
 
     def close(self) -> None:
         subprocess.run([PG_BIN / "pg_ctl", "-D", self.dir / "data", "-m", "immediate", "stop"], capture_output=True, **self.user)
@@ -123,16 +126,17 @@ def main(argv: list[str] | None = None) -> None:
                 ("two commits", {"commit_delay": 1000, "commit_siblings": 2}),
                 ("one statement", {"commit_delay": 1000, "commit_siblings": 2})]
         print(f"consumer path commits: {args.clients} clients, {args.seconds:.0f} s per mode, load {os.getloadavg()[0]:.1f}")
-        print("| mode | postgres | req/s | p50 / p99 | commits per request |\n|---|---|---|---|---|")
+        print("| mode | postgres | req/s | p50 / p99 | commits per request | WAL flushes per request |\n|---|---|---|---|---|---|")
         base = None
         for mode, conf in plan:
             pg.set(**({"commit_delay": 0, "commit_siblings": 5} | conf))
-            before = pg.commits()
+            before = pg.counters()
             r = asyncio.run(run_mode(pg.conninfo, mode, args.clients, args.seconds))
-            commits = pg.commits() - before
+            commits, syncs = (after - b for after, b in zip(pg.counters(), before))
             base = base or r["per_s"]
+            n = max(1, r["requests"])
             print(f"| {mode} | {', '.join(f'{k}={v}' for k, v in conf.items()) or 'default'} | {r['per_s']:,.0f} ({r['per_s'] / base:.2f}×) | "
-                  f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms | {commits / max(1, r['requests']):.2f} |", flush=True)
+                  f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms | {commits / n:.2f} | {syncs / n:.2f} |", flush=True)
     finally:
         pg.close()
 
