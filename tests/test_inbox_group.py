@@ -95,3 +95,36 @@ def test_a_failed_batch_writes_nothing_and_fails_every_request(settings):
     assert all(isinstance(r, Exception) for r in results)
     assert _rows(settings) == []
     assert _rows(settings, "SELECT * FROM client_limits") == []
+
+
+def test_two_workers_writing_the_same_clients_keep_the_limits_exact(settings):
+    """Two workers' group commits (own pools) racing on the same clients' counters: no deadlock, no hit lost."""
+    limit = Limit(25, 3600)
+
+    async def body():
+        pools = [AsyncConnectionPool(settings.pg_conninfo, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False)
+                 for _ in range(2)]
+        for p in pools:
+            await p.open()
+        try:
+            groups = [GroupCommit(p) for p in pools]
+
+            async def one(i):
+                try:
+                    await groups[i % 2].accept(f"{'B' * 15}{i % 4}", channel="app", scope="scan", limit=limit, client=f"c{i % 3}")
+                    return True
+                except OverLimit:
+                    return False
+
+            return await asyncio.gather(*(one(i) for i in range(120)))
+        finally:
+            for p in pools:
+                await p.close()
+
+    results = asyncio.run(body())
+    assert sum(results) == 75  # 25 per client, 40 asked each
+    assert _rows(settings, "SELECT count(*) FROM scan_inbox")[0][0] == 75
+    assert sorted(_rows(settings, "SELECT hits FROM client_limits")) == [(40,), (40,), (40,)]
+    # Each (label, client) pair that got through counts once.
+    counted = _rows(settings, "SELECT serial, client, count(*) FILTER (WHERE counted) FROM scan_inbox GROUP BY 1, 2")
+    assert all(n == 1 for _, _, n in counted)
