@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from ledger import batches, gs1, scan_inbox
 from ledger.encoding import event_codec
+from ledger.errors import Refused
 from ledger.events import GENESIS_HASH
 from ledger.keys import KeyPair
 from traceledger import commands as cmd
@@ -186,6 +187,22 @@ def test_api_option_must_be_a_url(runner):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("args, fld", [
+    (("register", "--id", "cqc", "--role", "certifier", "--name", "CQC", "--scheme", "ccc"), "schemes"),
+    (("register", "--id", "cqc", "--role", "certifier", "--name", "CQC"), "schemes"),
+    (("register", "--id", "acme", "--role", "producer", "--name", "Acme", "--gln", "6901234000005"), "gln"),
+    (("profile", "--id", "acme", "--website", "http://acme.example"), "website"),
+    (("profile", "--id", "acme", "--hotline", "call us"), "hotline"),
+    (("compromise", "--id", "acme", "--key-id", "XYZ", "--since", "2026-03-01T08:00:00+08:00", "--reason", "r"), "key_id"),
+])
+def test_actor_v4_options_are_checked_before_the_network(runner, producer_key, tmp_path, args, fld):
+    pub = tmp_path / "other.key"
+    KeyPair.generate("x").save(pub)
+    extra = ("--public-key", str(pub)) if args[0] == "register" else ()
+    result = run(runner, "actor", args[0], "--api", DEAD_API, "--key", producer_key, *args[1:], *extra)
+    assert result.exit_code == 2 and result.stderr.startswith(f"refused: {fld}:"), result.stderr
+
+
 @pytest.mark.parametrize("since", ["yesterday", "2026-03-01T08:00:00"])
 def test_actor_compromise_needs_a_time_with_its_zone(runner, producer_key, since):
     result = run(runner, "actor", "compromise", "--api", DEAD_API, "--key", producer_key, "--id", "acme-batteries",
@@ -259,3 +276,12 @@ def test_next_events_may_start_a_new_chain():
     subject = gs1.lot_key(GOOD_GTIN, "L1")
     events, refused = cmd.next_events(signer, "lot", [subject], "Recalled", cmd.recalled_payload("r"), {subject: None}, new_chain_ok=True)
     assert not refused and events[0].event.seq == 0 and events[0].event.prev_hash == GENESIS_HASH
+
+
+def test_a_signer_checks_event_v4_subjects_locally():
+    signer = cmd.Signer(KeyPair.generate(), "cqc")
+    signer.check("certificate", "CertificateRevoked", {"reason": "r"})
+    signer.check("product", "QualityCommitted", {"text_zh": "质量承诺", "text_en": None, "standard": None, "valid_until": None})
+    with pytest.raises(Refused) as err:
+        signer.check("certificate", "CertificateRevoked", {"reason": ""})
+    assert err.value.field == "reason"

@@ -36,7 +36,7 @@ Progress = Callable[[int], None]
 
 # A syntactically valid subject per type: lets a payload be checked before any I/O.
 _PROBE_SUBJECT = {"label": "PROBE", "actor": "probe", "lot": "00000000000000/PROBE", "alert": "00000000-0000-0000-0000-000000000000",
-                  "container": "000000000000000000"}
+                  "container": "000000000000000000", "certificate": "PROBE/0", "product": "00000000000000"}  # the last two: event.v4
 
 
 # ---------------------------------------------------------------- payloads
