@@ -74,20 +74,20 @@ class AcceptedScan:
 # The table is ledger/migrations/0003_scan_inbox.sql.
 
 
-_COLUMNS = ("event_id", "serial", "channel", "region", "lat", "lon", "session", "occurred_at", "kind", "pin_result", "reason",
+COLUMNS = ("event_id", "serial", "channel", "region", "lat", "lon", "session", "occurred_at", "kind", "pin_result", "reason",
             "client", "place_source", "claim")
-_INSERT = f"INSERT INTO scan_inbox ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
+_INSERT = f"INSERT INTO scan_inbox ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) RETURNING id"
 # The same insert for a scan by a known client: ``counted`` is whether it is the client's
 # first query of the label in this window (the label's public query count counts only those;
 # the ledger records every scan all the same). One statement, race-free: the mark's primary key decides.
 _INSERT_BY_CLIENT = (
     f"WITH first AS ({first_query_sql()}) "
-    f"INSERT INTO scan_inbox ({', '.join(_COLUMNS)}, counted) "
-    f"VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}, EXISTS (SELECT 1 FROM first)) RETURNING id"
+    f"INSERT INTO scan_inbox ({', '.join(COLUMNS)}, counted) "
+    f"VALUES ({', '.join(f'%({c})s' for c in COLUMNS)}, EXISTS (SELECT 1 FROM first)) RETURNING id"
 )
 
 
-def _new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None, client=None) -> tuple:
+def new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None, client=None) -> tuple:
     """The inbox row of an entry; with a :class:`ledger.places.Placed` client, placed by the server.
 
     The region the client sent (and its own ``session`` when it is not the server's
@@ -115,7 +115,7 @@ def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, 
 
     ``kind`` ``scan`` (optionally with ``pin_result``) or ``report`` (with ``reason``).
     """
-    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
+    row = new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
     with conn.transaction():
         (row_id,) = conn.execute(_INSERT, row).fetchone()
     return AcceptedScan(row_id, row[0], row[7])
@@ -131,10 +131,10 @@ async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: s
     ``count_window``-second window; a :class:`ledger.places.Placed` client (or session)
     also gives the entry the server's place instead of the client's claim.
     """
-    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason, client)
+    row = new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason, client)
     sql, params = _INSERT, row
     if client is not None and kind == SCAN:
-        sql, params = _INSERT_BY_CLIENT, dict(zip(_COLUMNS, row)) | {"client": str(client), "count_window": count_window}
+        sql, params = _INSERT_BY_CLIENT, dict(zip(COLUMNS, row)) | {"client": str(client), "count_window": count_window}
     if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         # One statement commits on its own: one round trip, no BEGIN/COMMIT.
         (row_id,) = await (await conn.execute(sql, params, prepare=True)).fetchone()
