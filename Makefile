@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 GATEWAY_KEY := .demo/keys/gateway.key
+DETECTOR_KEY := .demo/keys/detector.key
 
 .PHONY: venv up migrate demo test bench down services status clean-data browser
 
@@ -49,7 +50,8 @@ migrate: up
 
 services: migrate
 	@test -f $(GATEWAY_KEY) || $(PY) -m traceledger.cli keygen --out $(GATEWAY_KEY) --actor gateway >/dev/null
-	@TRACELEDGER_GATEWAY_KEY=$(GATEWAY_KEY) bash ops/services.sh start
+	@test -f $(DETECTOR_KEY) || $(PY) -m traceledger.cli keygen --out $(DETECTOR_KEY) --actor detector >/dev/null
+	@TRACELEDGER_GATEWAY_KEY=$(GATEWAY_KEY) TRACELEDGER_DETECTOR_KEY=$(DETECTOR_KEY) bash ops/services.sh start
 
 demo: services
 	@$(PY) -m traceledger.cli demo --out-dir .demo

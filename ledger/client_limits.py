@@ -87,9 +87,19 @@ async def spend(conn: psycopg.AsyncConnection, scope: str, client: str, limit: L
         return
     row = await (await conn.execute(_SPEND, {"scope": scope, "client": client, "w": limit.window_seconds}, prepare=True)).fetchone()
     hits, left = row
-    if hits == 1 and random.randrange(PRUNE_EVERY) == 0:  # noqa: S311 - spreading work, not a secret
+    if hits == 1 and prune_due():
         await prune(conn, limit.window_seconds)
-    if hits > limit.hits:
+    check(scope, client, limit, hits, left)
+
+
+def prune_due() -> bool:
+    """Whether a client's new window should also prune (about one in :data:`PRUNE_EVERY`)."""
+    return random.randrange(PRUNE_EVERY) == 0  # noqa: S311 - spreading work, not a secret
+
+
+def check(scope: str, client: str, limit: Limit, hits: int, left: int) -> None:
+    """Raise :class:`OverLimit` when ``hits`` (this request's count in its window, ``left`` s to go) is past ``limit``."""
+    if limit.hits > 0 and hits > limit.hits:
         if hits == limit.hits + 1:  # once per client and window: a flood logs one line
             log.warning("client_over_limit", scope=scope, client=client, limit=limit.hits, window=limit.window_seconds)
         raise OverLimit(scope, max(1, left))
@@ -100,11 +110,16 @@ async def prune(conn: psycopg.AsyncConnection, window_seconds: int) -> None:
     await conn.execute(_PRUNE, {"w": window_seconds, "n": PRUNE_BATCH}, prepare=True)
 
 
+def window_start_sql(seconds: str) -> str:
+    """SQL: the start of the current fixed window of ``seconds`` (an SQL expression, e.g. a parameter or column)."""
+    return _WINDOW_START.replace("%(w)s", seconds)
+
+
 def first_query_sql(window_param: str = "%(count_window)s") -> str:
     """SQL (a CTE body): mark (serial, client) as having queried the label in this window; returns a row only the first time.
 
     Parameters ``%(serial)s``, ``%(client)s`` and ``window_param`` (seconds).
     """
-    start = _WINDOW_START.replace("%(w)s", window_param)
+    start = window_start_sql(window_param)
     return (f"INSERT INTO label_query_clients (serial, client, window_start) VALUES (%(serial)s, %(client)s, {start}) "
             "ON CONFLICT DO NOTHING RETURNING 1")

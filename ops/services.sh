@@ -77,6 +77,9 @@ start_one() {
     if [[ -n ${TRACELEDGER_GATEWAY_KEY:-} && ${TRACELEDGER_GATEWAY_KEY} != /* ]]; then
         export TRACELEDGER_GATEWAY_KEY="$REPO/$TRACELEDGER_GATEWAY_KEY"
     fi
+    if [[ -n ${TRACELEDGER_DETECTOR_KEY:-} && ${TRACELEDGER_DETECTOR_KEY} != /* ]]; then
+        export TRACELEDGER_DETECTOR_KEY="$REPO/$TRACELEDGER_DETECTOR_KEY"
+    fi
     # No subshell around it: a parent holding our stdout would keep a caller's pipe open.
     cd "$REPO"
     # Set for the API only: prometheus-client goes multi-process whenever the variable exists, even empty.

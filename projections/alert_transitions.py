@@ -2,7 +2,9 @@
 
 An alert moves open -> acknowledged -> resolved only by signed ledger events
 of its producer or a regulator (``AlertAcknowledged``, ``AlertResolved``;
-subject type ``alert``, subject = the alert's UUID). The verification
+subject type ``alert``, subject = the alert's UUID). Since event.v4 the chain
+opens with the detector's ``AlertRaised`` (seq 0): recorded here like a
+transition that changes nothing, so the ones after it follow it. The verification
 projector has already checked each one (signature, chain, lifecycle rules)
 before the detector sees it; this module records it in
 ``<schema>.alert_transitions`` and applies it to the alert row, in the
@@ -54,7 +56,7 @@ class Transition:
     alert_id: uuid.UUID
     seq: int
     event_id: str
-    kind: str  # AlertAcknowledged | AlertResolved
+    kind: str  # AlertRaised | AlertAcknowledged | AlertResolved
     actor: str
     producer: str | None
     alert_kind: str | None
@@ -119,8 +121,10 @@ def _decide(cur: psycopg.Cursor, s: str, t: Transition) -> tuple[str, str | None
     kind, serial, producer = row
     if t.producer != producer:
         return "rejected", f"the transition names producer {t.producer}, the alert's producer is {producer}"
-    if t.kind == "AlertAcknowledged" and (t.alert_kind != kind or t.serial != serial):
-        return "rejected", f"the acknowledgement is for a {t.alert_kind} alert on {t.serial}, the alert is {kind} on {serial}"
+    if t.kind in ("AlertAcknowledged", "AlertRaised") and (t.alert_kind != kind or t.serial != serial):
+        return "rejected", f"the {t.kind} is for a {t.alert_kind} alert on {t.serial}, the alert is {kind} on {serial}"
+    if t.kind == "AlertRaised":
+        return "applied", None  # the detector's signature on the alert it raised: the row stays open
     if t.kind == "AlertAcknowledged":
         cur.execute(f"UPDATE {s}.alerts SET state = 'acknowledged', updated_at = now() WHERE alert_id = %s AND state = 'open'", (t.alert_id,))
     else:

@@ -125,8 +125,9 @@ def merge_findings(findings: list[Finding]) -> dict[str, _Incident]:
 class AlertDetector:
     """TransactionalConsumer handler: verify (via VerificationProjector), detect, alert."""
 
-    def __init__(self, schema: str, feed: ActorSource, config: DetectionConfig | None = None):
+    def __init__(self, schema: str, feed: ActorSource, config: DetectionConfig | None = None, *, signed: bool = False):
         self.s = schema
+        self.signed = signed  # the detector signs AlertRaised: new alerts are registered pending their raise
         self.cfg = config or DetectionConfig()
         self.verifier = VerificationProjector(schema, feed)
         self.watches: dict[str, Watch] = {}
@@ -194,7 +195,7 @@ class AlertDetector:
             if self.key is None:
                 self.key = alert_owners.secret(cur)
             cur.executemany(self.alert_sql, [inc.row(self.key, self.cfg.evidence_cap) for inc in incidents.values()])
-            raised = alert_owners.register(cur, self.s, incidents)
+            raised = alert_owners.register(cur, self.s, incidents, signed=self.signed)
             # Transitions read before their alert was raised (another partition) apply now.
             alert_transitions.apply_pending(cur, self.s, raised)
         if self.transitions:
@@ -219,8 +220,9 @@ class UnknownCodeTail:
     """
 
     def __init__(self, schema: str, config: DetectionConfig, conn: Callable[[], psycopg.Connection],
-                 exists: Callable[[list[str]], set[str]], batch: int = 2000):
+                 exists: Callable[[list[str]], set[str]], batch: int = 2000, *, signed: bool = False):
         self.s = schema
+        self.signed = signed
         self.cfg = config
         self.conn = conn
         self.exists = exists
@@ -286,5 +288,5 @@ class UnknownCodeTail:
             place.lat if place else None, place.lon if place else None, channel,
             [r[0] for r in scans][: self.cfg.evidence_cap], len(scans), scans[0][4], scans[-1][4], Jsonb(detail),
         ))
-        alert_transitions.apply_pending(cur, self.s, alert_owners.register(cur, self.s, [cluster]))
+        alert_transitions.apply_pending(cur, self.s, alert_owners.register(cur, self.s, [cluster], signed=self.signed))
         log.info("unknown_code_cluster", cluster=cluster, serials=len(serials), scans=len(scans))

@@ -47,13 +47,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ledger import regions
+from ledger import places, regions
 from ledger.events import Event
 from ledger.lifecycle import LabelState
 from projections.detection_config import DetectionConfig
 
 MARKET_ROLES = ("gateway", "retailer", "distributor")
 CONSUMER_ROLE = "gateway"
+# event.v4 place sources of a gateway scan that place nothing for travel.
+NUMBER_PLACE, NO_PLACE = places.FROM_NUMBER, places.NO_PLACE
 PRODUCER_ROLE = "producer"
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 
@@ -266,8 +268,12 @@ def scan_place(p: dict, role: str) -> regions.Place | None:
     A signed scan's place is its signer's word. A gateway scan's region is the
     place the server derived; its coordinates are the consumer's own claim,
     used only when they lie within that region (a claim with no server place,
-    or far from it, is ignored for placing the scan).
+    or far from it, is ignored for placing the scan). A gateway scan placed by
+    a phone number (``place_source`` ``number``) has no place for travel: the
+    number's block tells where it was allocated, not where the phone is.
     """
+    if role == CONSUMER_ROLE and p.get("place_source") in (NUMBER_PLACE, NO_PLACE):
+        return None  # a number's home city is not where the phone is; no place is no place
     place = regions.place_of(p.get("region"), p.get("lat"), p.get("lon"))
     if role != CONSUMER_ROLE or p.get("lat") is None or p.get("lon") is None:
         return place
@@ -293,8 +299,10 @@ def _clients(f: Finding, watch: Watch) -> int:
 def _evidence(role: str, event: Event, clients: int) -> dict:
     if role != CONSUMER_ROLE:
         return {"source": "signed", "signer_role": role, "independent_clients": 0, "place": "signed" if event.payload.get("region") else "none"}
-    return {"source": "anonymous", "signer_role": role, "independent_clients": clients,
-            "place": "server" if event.payload.get("region") else "none"}
+    out = {"source": "anonymous", "signer_role": role, "independent_clients": clients, "place": "server" if event.payload.get("region") else "none"}
+    if event.payload.get("place_source"):  # event.v4: where the server's place came from
+        out["place_source"] = event.payload["place_source"]
+    return out
 
 
 def _weighed(f: Finding, watch: Watch, event: Event, role: str, cfg: DetectionConfig) -> Finding:
@@ -306,6 +314,8 @@ def _weighed(f: Finding, watch: Watch, event: Event, role: str, cfg: DetectionCo
     cap = cfg.single_client_severity
     if clients < cfg.corroborating_clients and SEVERITY_RANK.get(severity, 2) > SEVERITY_RANK.get(cap, 1):
         severity = cap
+    if event.payload.get("place_source") == NUMBER_PLACE and f.kind == "diversion_territory":
+        severity = min(severity, cfg.number_place_severity, key=lambda s: SEVERITY_RANK.get(s, 2))
     return replace(f, severity=severity, evidence=_evidence(role, event, clients))
 
 

@@ -79,6 +79,10 @@ class DetectionConfig:
     # by fewer distinct clients than this is capped at single_client_severity.
     corroborating_clients: int = 2
     single_client_severity: str = "medium"
+    # A gateway scan placed by the sender's or caller's number prefix (event.v4 place_source
+    # "number") is where the number was allocated, not where the phone is: it never counts for
+    # impossible travel, and a diversion it shows is at most this severe (a roaming phone).
+    number_place_severity: str = "low"
     # How many recent scans and sessions a label's detector state keeps.
     recent_scans: int = 8
     evidence_cap: int = 100

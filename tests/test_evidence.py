@@ -150,6 +150,19 @@ def test_two_independent_clients_far_apart_are_impossible_travel():
     assert len(travel) == 1 and travel[0].severity == "high" and travel[0].evidence["independent_clients"] == 2
 
 
+def test_a_scan_placed_by_a_phone_number_is_no_place_for_travel_and_at_most_a_low_diversion():
+    def by_number(minutes, region, session):  # an SMS: the number's block, not where the phone is
+        return replace(scan(minutes, region, session=session), payload={**scan(minutes, region, session=session).payload, "place_source": "number"})
+
+    found, _ = run(AT_RETAILER, [scan(0, "110105", session="c:beijing"), by_number(3, "650102", "c:roaming")])
+    assert "clone_impossible_travel" not in {f.kind for f in found}
+    strict = replace(CFG, severity={**DEFAULT_SEVERITY, "diversion_territory": "high"}, corroborating_clients=1)
+    found, _ = run(AT_RETAILER, [by_number(0, "650102", "c:a")], cfg=strict)
+    assert [(f.kind, f.severity, f.evidence["place_source"]) for f in found] == [("diversion_territory", "low", "number")]
+    found, _ = run(AT_RETAILER, [replace(scan(0, "650102", session="c:a"), payload={**scan(0, "650102", session="c:a").payload, "place_source": "address"})], cfg=strict)
+    assert [(f.kind, f.severity) for f in found] == [("diversion_territory", "high")]  # the same scan placed by its address
+
+
 def test_a_consumers_coordinates_count_only_inside_the_servers_region():
     # Both clients placed in Shenzhen by the server; one claims coordinates in Urumqi.
     found, _ = run(AT_RETAILER, [scan(0, "440305", session="c:a"), scan(1, "440305", lat=43.83, lon=87.62, session="c:b")])
@@ -187,7 +200,8 @@ def test_a_brands_signed_test_purchase_outside_the_territory_is_a_diversion():
 
 @pytest.fixture(scope="module")
 def placed_world(base_settings, _created, tmp_path_factory):
-    w = build_world(base_settings.with_(region_table=str(TABLE)), _created, tmp_path_factory, pin_labels=1, genuine_labels=4)
+    # The shipped ip2region database first (real Chinese addresses), then the test rows (documentation ranges).
+    w = build_world(base_settings.with_(region_table=f"{places.IP2REGION}+{TABLE}"), _created, tmp_path_factory, pin_labels=1, genuine_labels=4)
     yield w
     w.service.stop()
 
@@ -243,6 +257,8 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     # The gateway signs the server's place and one per-label pseudonym per client.
     first = signed_scans(w, attacked, 2)
     assert {p["region"] for p in first} == {"110105"} and len({p["session"] for p in first}) == 1
+    # event.v4: where the place came from, and the claim kept as a claim (only when it differs from the server's place).
+    assert [(p["place_source"], p.get("claimed_region")) for p in first] == [("address", None), ("address", "440105")]
     assert not {p["session"] for p in first} & {"made-up-1", "made-up-2"}
     # Not linkable across labels: the same client on another label signs as someone else.
     post_scan(w, cloned, BEIJING + "7")
@@ -251,7 +267,7 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     assert len({p["session"] for p in on_cloned}) == 3
     hammer = signed_scans(w, hammered, HAMMER)
     assert {p["region"] for p in hammer} == {"310101"} and len({p["session"] for p in hammer}) == 1
-    signed_scans(w, other, 2)
+    assert [p["place_source"] for p in signed_scans(w, other, 2)] == ["address", "number"]  # the QR page; the SMS
 
     relay_all(w.settings)
     detect_all(w.settings)
@@ -266,3 +282,23 @@ def test_the_issue_attacks_on_the_real_stack_raise_nothing_high_and_real_evidenc
     travel = [a for a in by_serial[cloned] if a["kind"] == "clone_impossible_travel"]
     assert len(travel) == 1 and travel[0]["severity"] == "high"
     assert "diversion_territory" in {a["kind"] for a in by_serial[other]}  # the QR page from Beijing
+
+
+def test_the_shipped_ip_database_places_a_qr_page_scan_on_the_real_stack(placed_world):
+    """A QR page opened from Shenzhen Telecom's address is signed in Shenzhen (4403), through ip2region."""
+    w = placed_world
+    serial = w.labels["fresh0"]
+    page = httpx.get(f"{w.url}/01/{w.gtin}/21/{serial}?lang=en", headers={"x-forwarded-for": "202.96.134.133"}, timeout=30)
+    assert page.status_code == 200
+    assert inbox(w, serial)[0][:2] == ("4403", "address")
+    assert signed_scans(w, serial, 1)[0]["region"] == "4403"
+    # An address the database places nowhere (abroad) leaves the scan without a place, whatever it claims.
+    assert post_scan(w, serial, "8.8.8.8", region="110105").status_code == 200
+    assert inbox(w, serial)[1][:3] == (None, "none", {"region": "110105"})
+    # A consumer's own position (the page's geolocation with consent, an app's fix) is believed only inside the
+    # server's region: signed as place_source geolocation there; elsewhere the place stays the address's.
+    assert post_scan(w, serial, BEIJING + "40", lat=39.91, lon=116.41).status_code == 200
+    assert post_scan(w, serial, BEIJING + "41", lat=23.13, lon=113.26).status_code == 200  # Guangzhou, from a Beijing address
+    signed = signed_scans(w, serial, 4)
+    assert [(p["region"], p["place_source"], p.get("claimed_region")) for p in signed] == [
+        ("4403", "address", None), (None, "none", "110105"), ("110105", "geolocation", None), ("110105", "address", None)]

@@ -41,7 +41,8 @@ DISTRIBUTOR = Member("distributor", "gd-distribution", "distributor", "Guangdong
 RETAILER = Member("retailer", "sz-retail", "retailer", "Shenzhen Retail Ltd.")
 REGULATOR = Member("regulator", "samr-regulator", "regulator", "Market Supervision Administration")
 GATEWAY = Member("gateway", "gateway", "gateway", "Consumer scan gateway")
-MEMBERS = (REGISTRAR, ACME, ZHEJIANG, DISTRIBUTOR, RETAILER, REGULATOR, GATEWAY)
+DETECTOR = Member("detector", "detector", "detector", "Alert detector")  # signs AlertRaised (event.v4)
+MEMBERS = (REGISTRAR, ACME, ZHEJIANG, DISTRIBUTOR, RETAILER, REGULATOR, GATEWAY, DETECTOR)
 
 # GTINs are built from the producers' prefixes with a computed check digit.
 ACME_GTIN = "0690123400001" + str(gs1.gtin_check_digit("0690123400001"))
@@ -141,6 +142,8 @@ class Scenario:
         # The API signs consumer scans with TRACELEDGER_GATEWAY_KEY: register that very key.
         if m is GATEWAY and self.settings.gateway_key is not None:
             return Path(self.settings.gateway_key)
+        if m is DETECTOR and self.settings.detector_key is not None:  # the detector signs with TRACELEDGER_DETECTOR_KEY
+            return Path(self.settings.detector_key)
         return keys_dir / f"{m.key_name}.key"
 
     def init_registrar(self) -> None:

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ledger import channel_state, migrate
 from ledger.config import Settings
+from ledger.inbox_group import GroupCommit
 from ledger.logging_setup import configure, get_logger
 from ledger.scan_recording import start_recorder
 from ledger.service import Ledger
@@ -75,6 +76,7 @@ async def lifespan(app: FastAPI):
     state.pool = AsyncConnectionPool(settings.pg_conninfo, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False,
                                      timeout=10)  # with the database down: 503 after 10 s, not 30
     await state.pool.open()
+    state.inbox = GroupCommit(state.pool)  # the consumer path's durable writes, many requests per commit
     state.channel_secret = prepare_database(settings)
     state.producer_names, state.sync_pool = {}, None
     recorder = start_recorder(state.ledger, settings)

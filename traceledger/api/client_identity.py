@@ -70,7 +70,7 @@ def pseudonym(conn: HTTPConnection, kind: str, raw: str) -> str:
     return channel_state.client_key(conn.app.state.channel_secret, kind, raw)
 
 
-def region_table(conn: HTTPConnection) -> places.RegionTable:
+def region_table(conn: HTTPConnection) -> places.Table:
     return places.load(conn.app.state.settings.region_table)
 
 

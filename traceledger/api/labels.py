@@ -14,14 +14,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ledger import gs1, scan_inbox
+from ledger import gs1
 from ledger.errors import Refused
 from ledger.events import validate_channel, validate_region
 from ledger.logging_setup import get_logger
 from projections.checked_view import checked_view
 from traceledger.api.client_identity import client_of
 from traceledger.api.responses import OrjsonResponse, json_bytes
-from traceledger.api.shopper.service import public_view, spend, with_uri
+from traceledger.api.shopper.service import limit_of, public_view, with_uri
 
 log = get_logger("api")
 
@@ -75,10 +75,12 @@ async def post_scan(request: Request, serial: str, scan: ScanIn | None = None):
     lat, lon = coarse_position(scan)
     state = request.app.state
     client = client_of(request)
+    # The limit's hit and the inbox row in one group-committed statement (ledger/inbox_group.py):
+    # over the limit 429 and nothing accepted; answered only once the row is durable.
+    accepted = await state.inbox.accept(serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session,
+                                        client=client, scope="scan", limit=limit_of(state, "scan"),
+                                        count_window=state.settings.client_window_seconds)
     async with state.pool.connection() as conn:
-        await spend(state, conn, "scan", client)  # over the limit: 429, nothing accepted
-        accepted = await scan_inbox.accept_async(conn, serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session,
-                                                 client=client, count_window=state.settings.client_window_seconds)
         out = with_uri(await checked_view(state.ledger.app, conn, serial, with_inbox=True), serial, state.settings.resolver_host)
         if out["verdict"] != "unknown":
             out["scan_count"] += out["unprojected"]

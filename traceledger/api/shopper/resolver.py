@@ -76,11 +76,10 @@ async def home(request: Request, code: str | None = None):
             return RedirectResponse(f"/01/{label['gtin']}/21/{serial}?lang={lang}", status_code=303)
         session, cookie = session_of(request)
         client = client_of(request)
-        try:
-            await service.spend(state, conn, "scan", client)
+        try:  # the limit's hit and the query's inbox row: one durable write
+            _, cv = await service.consumer_of(state, conn, serial, channel="web", session=session, client=client, spend_scope="scan")
         except OverLimit as exc:
             return busy_page(request, lang, exc)
-        _, cv = await service.consumer_of(state, conn, serial, channel="web", session=session, client=client)
         ps = await page.page_state(request, conn, cv, lang, session, scanned=False)
     return html(pages.result_page(cv, ps), cookie=cookie)
 
@@ -103,17 +102,16 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
     state = request.app.state
     client = client_of(request)
     async with state.pool.connection() as conn:
-        try:
-            await service.spend(state, conn, "scan", client)
+        # The report form's steps are the same look at the label, not new queries of it.
+        step = not as_json and ("report" in request.query_params or "reported" in request.query_params)
+        channel = None if step else "app" if as_json else "web"
+        try:  # the limit's hit and the query's inbox row: one durable write
+            _, cv = await service.consumer_of(state, conn, serial, channel=channel, session=session,
+                                                gtin=gtin14, lot=lot, expiry=expiry, client=client, spend_scope="scan")
         except OverLimit as exc:
             if as_json:
                 raise
             return busy_page(request, lang, exc)
-        # The report form's steps are the same look at the label, not new queries of it.
-        step = not as_json and ("report" in request.query_params or "reported" in request.query_params)
-        channel = None if step else "app" if as_json else "web"
-        _, cv = await service.consumer_of(state, conn, serial, channel=channel, session=session,
-                                            gtin=gtin14, lot=lot, expiry=expiry, client=client)
         if as_json:
             return OrjsonResponse(cv | {"display": wording.display_key(cv, scanned=True)}, headers=NO_CACHE)
         ps = await page.page_state(request, conn, cv, lang, session, scanned=True)

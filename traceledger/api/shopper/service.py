@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ledger import channel_state, client_limits, gs1, pins, scan_inbox, shopper_records
+from ledger import channel_state, client_limits, gs1, key_compromise, pins, scan_inbox, shopper_records
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections.checked_view import checked_view
@@ -36,11 +36,14 @@ PIN_EVENT_RESULT = {"first_use": "first_use", "already_used": "reused", "wrong":
 LIMIT_SETTINGS = {"scan": "limit_scans", "pin": "limit_pin_checks", "report": "limit_reports", "sms": "limit_sms", "call": "limit_calls"}
 
 
+def limit_of(state, scope: str) -> client_limits.Limit:
+    """The per-client limit of ``scope`` requests (from the settings)."""
+    return client_limits.Limit(getattr(state.settings, LIMIT_SETTINGS[scope]), state.settings.client_window_seconds)
+
+
 async def spend(state, conn, scope: str, client: str) -> None:
     """Count one ``scope`` request of ``client``; raises :class:`ledger.client_limits.OverLimit` past its limit."""
-    settings = state.settings
-    limit = client_limits.Limit(getattr(settings, LIMIT_SETTINGS[scope]), settings.client_window_seconds)
-    await client_limits.spend(conn, scope, client, limit)
+    await client_limits.spend(conn, scope, client, limit_of(state, scope))
 
 
 def with_uri(out: dict, serial: str, host: str) -> dict:
@@ -61,27 +64,52 @@ async def producer_name(state, producer: str | None) -> str | None:
     return names[producer]
 
 
+async def key_checked(state, view: dict) -> dict:
+    """``view``, suspicious instead of genuine when its label was issued with a key declared compromised since then
+    (issue 15, :mod:`ledger.key_compromise`; no I/O for a producer known to have no compromised key)."""
+    check = state.key_compromise = getattr(state, "key_compromise", None) or key_compromise.CompromiseCheck(state.ledger)
+    if view["verdict"] != "genuine" or not check.needs_lookup(view.get("producer")):
+        return view
+    return key_compromise.mark(view, await asyncio.to_thread(check.since, view["serial"], view.get("producer")))
+
+
 async def public_view(state, raw: dict) -> dict:
     """What anyone may see of a verification view (``GET /v1/labels/{serial}`` and scans answer this;
     privacy: see :func:`traceledger.shopper.wording.consumer_view`)."""
+    raw = await key_checked(state, raw)
     return wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")))
 
 
-async def count_query(state, conn, serial: str, channel: str, session: str | None, pin_result: str | None, client: str | None):
-    """Accept this query into the scan inbox, unless it is a browser's reload; the accepted scan or None."""
+async def count_query(state, conn, serial: str, channel: str, session: str | None, pin_result: str | None, client: str | None,
+                      spend_scope: str | None = None):
+    """Accept this query into the scan inbox, unless it is a browser's reload; the accepted scan or None.
+
+    Given ``spend_scope``, the query also spends one of the client's ``spend_scope`` requests, in the
+    same durable write as its inbox row, shared with other requests (:mod:`ledger.inbox_group`).
+    """
     reload = session and channel == "web" and pin_result is None
     if reload and await channel_state.scanned_recently(conn, serial, session, RESCAN_SECONDS):
+        if spend_scope:
+            await spend(state, conn, spend_scope, client)
         return None
+    if spend_scope:
+        return await state.inbox.accept(serial, channel=channel, session=session, pin_result=pin_result, client=client,
+                                        scope=spend_scope, limit=limit_of(state, spend_scope),
+                                        count_window=state.settings.client_window_seconds)
     return await scan_inbox.accept_async(conn, serial, channel=channel, session=session, pin_result=pin_result,
                                          client=client, count_window=state.settings.client_window_seconds)
 
 
 async def view_of(state, conn, serial: str, *, channel: str | None, session: str | None, pin_result: str | None = None,
-                  client: str | None = None) -> dict:
-    """The verification view with this query (by ``client``) counted as a scan (channel None: not counted)."""
-    accepted = await count_query(state, conn, serial, channel, session, pin_result, client) if channel is not None else None
+                  client: str | None = None, spend_scope: str | None = None) -> dict:
+    """The verification view with this query (by ``client``) counted as a scan (channel None: not counted);
+    with ``spend_scope``, first one of the client's requests spent (OverLimit past the limit, nothing counted)."""
+    if channel is None and spend_scope:
+        await spend(state, conn, spend_scope, client)
+    accepted = await count_query(state, conn, serial, channel, session, pin_result, client, spend_scope) if channel is not None else None
     # One round trip; never "genuine" when the ledger's stored chain no longer matches what it published.
     out = await checked_view(state.ledger.app, conn, serial, with_inbox=True)
+    out = await key_checked(state, out)
     if out["verdict"] != "unknown":
         out["scan_count"] += out["unprojected"]
         if not out["first_scanned_at"] and out["scan_count"]:
@@ -95,9 +123,10 @@ async def view_of(state, conn, serial: str, *, channel: str | None, session: str
 
 
 async def consumer_of(state, conn, serial: str, *, channel: str | None, session: str | None, gtin=None, lot=None, expiry=None,
-                      pin_result: str | None = None, client: str | None = None) -> tuple[dict, dict]:
+                      pin_result: str | None = None, client: str | None = None, spend_scope: str | None = None) -> tuple[dict, dict]:
     """(the verification view, the shopper's view of it) with this query counted as :func:`view_of` does."""
-    raw = await view_of(state, conn, serial, channel=channel, session=session, pin_result=pin_result, client=client)
+    raw = await view_of(state, conn, serial, channel=channel, session=session, pin_result=pin_result, client=client,
+                        spend_scope=spend_scope)
     cv = wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")), gtin=gtin, lot=lot, expiry=expiry)
     return raw, cv
 

@@ -1,0 +1,68 @@
+"""Issue 15 item 7: a producer key declared compromised since T makes the labels it issued after T ``suspicious``.
+
+On the real stack (ledger -> relay -> Kafka -> projector -> API): acme issues one label
+two hours ago and one ten minutes ago; a registrar declares acme's key compromised since
+an hour ago (event.v4 ``ActorKeyCompromised``). The earlier label still answers genuine,
+the later one suspicious with the reason, on the JSON view and the QR page; the key
+itself signs nothing more.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+
+from ledger import gs1, key_compromise
+from ledger.events import new_event
+from ledger.service import Ledger
+from tests.helpers import issued_payload, shipped_payload
+from tests.pipeline import project_all, relay_all
+
+
+def issued_at(cast, serial: str, when: datetime):
+    key = cast.keys["acme"]
+    e = new_event(subject_type="label", subject=serial, kind="Issued", payload=issued_payload(), actor="acme", key_id=key.key_id, occurred_at=when)
+    signed = e.sign(key)
+    cast.heads[("label", serial)] = (0, signed.hash)
+    return signed
+
+
+def test_labels_issued_after_the_compromise_answer_suspicious_earlier_ones_genuine(api):
+    settings, url, cast = api["settings"], api["url"], api["cast"]
+    ledger = Ledger(settings)
+    try:
+        now = datetime.now(timezone.utc)
+        before, after = gs1.new_serial(), gs1.new_serial()
+        events = [*cast.founding_events(), issued_at(cast, before, now - timedelta(hours=2)), issued_at(cast, after, now - timedelta(minutes=10))]
+        assert all(r.status == "accepted" for r in ledger.append(events))
+        since = now - timedelta(hours=1)
+        declared = cast.event("registrar", "actor", "acme", "ActorKeyCompromised", {"key_id": cast.keys["acme"].key_id, "since": since, "reason": "signing key copied"})
+        assert ledger.append([declared])[0].status == "accepted"
+        # From the declaration on, the key signs nothing (schema's rule), not even a shipment of an old label.
+        (late,) = ledger.append([cast.event("acme", "label", before, "Shipped", shipped_payload("distributor"), advance=False)])
+        assert (late.status, late.error.code) == ("refused", "compromised_key")
+        relay_all(settings)
+        project_all(settings)
+
+        early = httpx.get(f"{url}/v1/labels/{before}", timeout=30).json()
+        assert early["verdict"] == "genuine", early
+        suspect = httpx.get(f"{url}/v1/labels/{after}", timeout=30).json()
+        assert suspect["verdict"] == "suspicious", suspect
+        assert any("compromised" in r for r in suspect["reasons"])
+        # The QR page too (a consumer's phone): the later label's page says Suspicious, the earlier one's does not.
+        pages = {s: httpx.get(f"{url}/01/{issued_payload()['gtin']}/21/{s}?lang=en", timeout=30) for s in (before, after)}
+        assert {p.status_code for p in pages.values()} == {200}
+        assert "Suspicious" in pages[after].text and "Suspicious" not in pages[before].text
+    finally:
+        ledger.close()
+
+
+def test_mark_touches_only_genuine_views():
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    genuine = {"verdict": "genuine", "reasons": []}
+    assert key_compromise.mark(genuine, None) is genuine
+    marked = key_compromise.mark(genuine, since)
+    assert marked["verdict"] == "suspicious" and "compromised" in marked["reasons"][0] and marked["key_compromised_since"] == since.isoformat()
+    for stronger in ("recalled", "counterfeit", "unknown"):
+        assert key_compromise.mark({"verdict": stronger, "reasons": ["x"]}, since)["verdict"] == stronger
