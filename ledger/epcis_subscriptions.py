@@ -9,7 +9,7 @@ acknowledgement moves it, and only forward. So delivery is at least once: a
 subscriber that lost an answer (or an API that restarted mid-answer) gets the
 same events again, never fewer. Tables: ledger/migrations/0013_epcis_subscriptions.sql.
 
-A *webhook* subscription (``dest``, migration 0015) is pushed to by the API
+A *webhook* subscription (``dest``, migration 0016) is pushed to by the API
 (:mod:`traceledger.api.epcis_webhooks`): a worker leases a due subscription
 (:func:`claim_due`, ``FOR UPDATE SKIP LOCKED``, so one worker at a time), posts the
 events after the cursor, and only a 2xx answer moves the cursor
