@@ -4,6 +4,8 @@
 (the signed ``Recalled`` reason), when and where the lot was recalled (the
 recall step of the page's trail), the certificates its producer recorded when
 commissioning the lot, and when the lot was commissioned (its production date).
+:func:`label_recall` — the hazard of a label recalled by its own ``Recalled`` event
+(:mod:`projections.shopper_facts` keeps its signed reason).
 Names in Chinese and English, certificate status, hotlines and images need
 fields the ledger does not carry yet (docs/design/event-v3-requests.md).
 """
@@ -46,3 +48,13 @@ async def lot_details(conn: psycopg.AsyncConnection, gtin: str | None, lot: str 
         "certificates": list(row["certificates"] or ()),
         "produced_at": row["produced_at"].isoformat() if row["produced_at"] else None,
     }
+
+
+async def label_recall(conn: psycopg.AsyncConnection, serial: str, schema: str = DEFAULT_SCHEMA) -> dict:
+    """``{"recalled", "hazard", "recalled_at", "recalled_region"}`` of a label's own recall; {} if it has none."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        sql = f"SELECT reason, recalled_at, region FROM {schema}.label_recalls WHERE serial = %s"
+        row = await (await cur.execute(sql, (serial,), prepare=True)).fetchone()
+    if row is None:
+        return {}
+    return {"recalled": True, "hazard": row["reason"] or None, "recalled_at": row["recalled_at"].isoformat(), "recalled_region": row["region"]}

@@ -89,6 +89,10 @@ def build_world(base_settings, _created, tmp_path_factory, *, pin_labels: int = 
     issue("recalled", lot="L2")
     issue("recalled_pin", lot="L2", pin="11223344")
     fake = issue("counterfeit")
+    own = issue("recalled_own")  # recalled by its own Recalled event, not its lot's
+    events.append(cast.event("acme", "label", own, "Recalled", {"reason": "charger plug may overheat", "region": "440300"}))
+    retired = issue("decommissioned")
+    events.append(cast.event("acme", "label", retired, "Decommissioned", {"reason": "damaged in the warehouse"}))
     events.append(cast.event("regulator", "label", fake, "FlaggedCounterfeit", {"reason": "seized copy", "region": "440305"}))
     events.append(cast.event("regulator", "lot", gs1.lot_key(w.gtin, "L2"), "Recalled", {"reason": "cells overheat"}))
     w.post(events)

@@ -84,6 +84,22 @@ def test_recalled_and_counterfeit(world, purpose, verdict):
     assert f'data-verdict="{verdict}"' in page and ("已召回" if verdict == "recalled" else "假冒商品") in page
 
 
+def test_the_view_carries_reason_codes_and_an_own_recall_shows_its_hazard(world):
+    own = httpx.get(link(world, world.labels["recalled_own"]), headers=JSON).json()
+    assert own["verdict"] == "recalled" and own["reason_codes"] == [{"code": "item_recalled", "arg": None}]
+    lot = httpx.get(f"{world.url}/v1/labels/{world.labels['recalled']}").json()
+    assert lot["reason_codes"] == [{"code": "lot_recalled", "arg": "L2"}] and lot["reasons"] == ["lot L2 has been recalled"]
+    for lang, words in (("zh", "召回原因"), ("en", "Why it was recalled")):
+        page = httpx.get(link(world, world.labels["recalled_own"], f"?lang={lang}"), headers=BROWSER).text
+        assert 'id="hazard">charger plug may overheat<' in page and words in page
+    retired = httpx.get(link(world, world.labels["decommissioned"]), headers=JSON).json()
+    assert retired["verdict"] == "suspicious" and retired["reason_codes"] == [{"code": "decommissioned", "arg": None}]
+    page = httpx.get(link(world, world.labels["decommissioned"]), headers=BROWSER).text
+    assert "此码已被注销" in page
+    assert sms(world, world.labels["decommissioned"]).text.startswith(SIG + "可疑：此码已注销")
+    assert "this code was never issued" not in str(own)
+
+
 def test_unknown_serial_is_a_verdict(world):
     v = httpx.get(link(world, "NEVERISSUED"), headers=JSON)
     assert v.status_code == 200 and v.json()["verdict"] == "unknown"

@@ -102,7 +102,7 @@ def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | N
         "short_code": shortcode.to_short_code(serial) if shortcode.has_short_code(serial) else None,
         "verdict": view["verdict"],
         "reasons": list(view.get("reasons") or []),
-        "reason_codes": [reason_code(r) for r in view.get("reasons") or []],
+        "reason_codes": [dict(c) for c in view.get("reason_codes") or []],
         "scan_count": view.get("scan_count", 0),
         "first_scanned_at": view.get("first_scanned_at"),
     }
@@ -321,34 +321,9 @@ TEXT = {
     },
 }
 
-# The ledger's reasons are English sentences (projections.verdict); the pages show them by code.
-_REASON_PATTERNS = (
-    (re.compile(r"this code was never issued"), "never_issued"),
-    (re.compile(r"a regulator flagged .* counterfeit"), "flagged_counterfeit"),
-    (re.compile(r"this item has been recalled"), "item_recalled"),
-    (re.compile(r"^lot (.+) has been recalled$"), "lot_recalled"),
-    (re.compile(r"^container (\S+) was recalled"), "container_recalled"),
-    (re.compile(r"^input lot (\S+) .*recalled$"), "input_lot_recalled"),
-    (re.compile(r"decommissioned"), "decommissioned"),
-    (re.compile(r"another product \(GTIN"), "gtin_mismatch"),
-    (re.compile(r"lot printed with this code"), "lot_mismatch"),
-    (re.compile(r"expiry printed with this code"), "expiry_mismatch"),
-    (re.compile(r"has been altered|stored|published"), "integrity"),
-)
-
-
-def reason_code(reason: str) -> dict:
-    """``{"code", "arg"}`` of one of the ledger's reason sentences (``other`` when not recognised)."""
-    for pattern, code in _REASON_PATTERNS:
-        m = pattern.search(reason)
-        if m:
-            return {"code": code, "arg": m.group(1) if m.groups() else None}
-    return {"code": "other", "arg": None}
-
-
 def reason_text(code: dict, lang: str) -> str:
-    """A reason code in ``lang``."""
-    return TEXT[lang]["r_" + code["code"]].format(a=code.get("arg") or "")
+    """A reason code (``{"code", "arg"}``, :data:`projections.verdict.REASON_CODES` or a link problem) in ``lang``."""
+    return TEXT[lang].get("r_" + str(code.get("code")), TEXT[lang]["r_other"]).format(a=code.get("arg") or "")
 
 
 def error_text(code: str, lang: str) -> str:
@@ -460,6 +435,9 @@ SMS = {
         "recalled": "已召回，立即停止使用：{p}。请联系商家办理召回。",
         "counterfeit": "假冒！此码已被监管部门认定为假冒。请拨打12315。",
         "suspicious": "可疑：此码状态异常，请谨慎。{p}",
+        "suspicious_decommissioned": "可疑：此码已注销，带此码的商品可能是仿冒品。{p}",
+        "suspicious_integrity": "可疑：此码的记录未通过完整性校验，请谨慎。{p}",
+        "suspicious_mismatch": "可疑：标签信息与登记记录不符，谨防假冒。{p}",
         "bad": "无法识别。请发送标签上的32位数字码，有防伪码的空格后附上。",
         "bad_check": "数字码有误（校验位不符），请核对后重发。",
         "busy": "查询过于频繁，请{m}分钟后再试。谢谢。",
@@ -479,6 +457,9 @@ SMS = {
         "recalled": "RECALLED, stop using it now: {p}. Ask the seller.",
         "counterfeit": "COUNTERFEIT: flagged by a regulator. Call 12315.",
         "suspicious": "Suspicious code: be careful. {p}",
+        "suspicious_decommissioned": "Suspicious: code withdrawn, may be a copy. {p}",
+        "suspicious_integrity": "Suspicious: record failed a check. {p}",
+        "suspicious_mismatch": "Suspicious: label differs from record. {p}",
         "bad": "Unreadable. Send the 32-digit code, then PIN if any.",
         "bad_check": "Code mistyped (check digit wrong): please resend.",
         "busy": "Too many messages: please try again in {m} min. Thanks.",
@@ -512,13 +493,28 @@ def reply_values(key: str, lang: str, cv: dict | None, pin: dict | None, mine_fi
             "m": max(1, -(-(pin.get("retry_after") or 60) // 60))}
 
 
+# A suspicious verdict's first reason code -> the SMS and voice wording that says why.
+_SUSPICIOUS_BECAUSE = {"decommissioned": "suspicious_decommissioned", "integrity": "suspicious_integrity",
+                       "gtin_mismatch": "suspicious_mismatch", "lot_mismatch": "suspicious_mismatch", "expiry_mismatch": "suspicious_mismatch"}
+
+
+def reply_key(key: str, cv: dict | None) -> str:
+    """The SMS/voice wording of a display key: a suspicious verdict says why, from the view's reason codes."""
+    if key != "suspicious":
+        return key
+    for c in (cv or {}).get("reason_codes") or ():
+        if c.get("code") in _SUSPICIOUS_BECAUSE:
+            return _SUSPICIOUS_BECAUSE[c["code"]]
+    return key
+
+
 def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None, signed: bool = True) -> str:
     """One-segment reply for a display key (see :func:`display_key`), ``bad`` or ``bad_check``.
 
     Signed (:data:`SMS_SIGNATURE` first) and ≤ :data:`SMS_LIMIT` UCS-2 characters with it.
     """
     sig = SMS_SIGNATURE if signed else ""
-    return fit(sig + SMS[lang][key], **reply_values(key, lang, cv, pin, mine_first))
+    return fit(sig + SMS[lang][reply_key(key, cv)], **reply_values(key, lang, cv, pin, mine_first))
 
 
 def busy_text(lang: str, retry_after: int, texts: dict | None = None) -> str:
@@ -582,5 +578,5 @@ def voice_verdict(key: str, lang: str, cv: dict | None = None, pin: dict | None 
     """The verdict as a phrase for the phone: the SMS wording without the signature, the name said in the call's language."""
     cv = dict(cv or {})
     cv["product"] = speakable_name(cv.get("product"), lang)
-    text = fit(SMS[lang][key], limit=200, **reply_values(key, lang, cv, pin, mine_first))
+    text = fit(SMS[lang][reply_key(key, cv)], limit=200, **reply_values(key, lang, cv, pin, mine_first))
     return text if text.endswith(("。", ".", "！", "!")) else text + ("。" if lang == "zh" else ".")

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse
 from ledger import channel_state, shopper_records
 from ledger.client_limits import OverLimit
 from ledger.errors import Refused
-from projections.shopper_details import lot_details
+from projections.shopper_details import label_recall, lot_details
 from traceledger.api.client_identity import client_of
 from traceledger.api.shopper import service
 from traceledger.api.shopper.web import flash_value, html, other_lang_url, page_url, read_flash, see_other
@@ -98,6 +98,9 @@ async def page_state(request: Request, conn, cv: dict, lang: str, session: str, 
         ps.mine_first = mine.mine_first.isoformat() if mine.mine_first else None
     if cv.get("gtin"):
         ps.lot = await lot_details(conn, cv["gtin"], cv.get("lot"))
+    if any(c["code"] == "item_recalled" for c in cv.get("reason_codes") or ()):
+        # The label's own recall names its hazard; it wins over the lot's (the page shows one).
+        ps.lot = ps.lot | await label_recall(conn, cv["serial"])
     ps.report = await report_step(request, conn, cv["serial"], lang)
     ps.display = wording.display_key(cv, ps.pin, own=own, scanned=scanned)
     return ps
