@@ -483,3 +483,26 @@ def test_wrong_pins_are_rate_limited_per_client_across_labels(world):
     fresh = world.labels["pin1"]
     r = httpx.post(f"{world.url}/v1/labels/{fresh}/pin", json={"pin": world.pins[fresh]})
     assert r.status_code == 429  # this client is out of tries, whatever the label
+
+
+# ---------------------------------------------------------------- check with my location
+
+
+@pytest.mark.parametrize("lat, lon", [
+    ("NaN", "1"), ("91", "0"), ("0", "181"), ("1e3", "2"), ("", ""), ("22.5", ""), ("../../etc", "1"), ("2" * 40, "1"), ("22,5", "114"),
+], ids=["nan", "lat-range", "lon-range", "exponent", "empty", "half", "path", "long", "comma"])
+def test_a_bad_position_records_nothing(world, lat, lon):
+    serial = world.labels["fresh4"]
+    r = httpx.post(link(world, serial), data={"action": "locate", "lat": lat, "lon": lon, "lang": "en"}, headers=BROWSER)
+    assert r.status_code == 303 and "located=bad" in r.headers["location"]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM scan_inbox WHERE serial = %s AND lat IS NOT NULL", (serial,)).fetchone()[0] == 0
+    page = httpx.get(world.url + r.headers["location"], headers=BROWSER).text
+    assert "not valid: nothing was recorded" in page and "<script" not in page
+
+
+def test_a_position_for_an_unknown_code_records_nothing(world):
+    r = httpx.post(link(world, "NEVERISSUED"), data={"action": "locate", "lat": "22.54", "lon": "114.06"}, headers=BROWSER)
+    assert r.status_code == 303 and "located=bad" in r.headers["location"]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM scan_inbox WHERE serial = 'NEVERISSUED' AND lat IS NOT NULL").fetchone()[0] == 0

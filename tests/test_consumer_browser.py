@@ -89,7 +89,7 @@ def latin_words_on_zh_page(page) -> set[str]:
     """Latin words a person reads on a Chinese page, leaving out the ledger's data (names, codes) and the language switch."""
     text = page.evaluate(
         "(() => { const c = document.body.cloneNode(true);"
-        " c.querySelectorAll('dd, #lang, #hazard, #certs li, #trail').forEach(e => e.remove()); return c.innerText; })()")
+        " c.querySelectorAll('dd, #lang, #hazard, #certs li, #trail, script, noscript').forEach(e => e.remove()); return c.innerText; })()")
     return set(re.findall(r"[A-Za-z]{3,}", text)) - ZH_ALLOWED_LATIN
 
 
@@ -345,3 +345,54 @@ def test_report_with_confirmation(browser, world, lang):
     row = inbox(world, "SELECT reason, session FROM scan_inbox WHERE serial = %s AND kind = 'report' ORDER BY id DESC LIMIT 1", serial)[0]
     assert "13800001111" not in str(row) and "35" not in (row[0] or "")
     me.context.close()
+
+
+# ---------------------------------------------------------------- check with my location (#15 item 3)
+
+
+def located_phone(browser, lang: str, address: str, where: tuple[float, float] | None):
+    """A phone whose browser grants the page its position ``where``; ``None``: the person refuses."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True,
+                              locale="zh-CN" if lang == "zh" else "en-US", extra_http_headers={"x-forwarded-for": address},
+                              geolocation={"latitude": where[0], "longitude": where[1]} if where else None,
+                              permissions=["geolocation"] if where else [])
+    return ctx.new_page()
+
+
+def claims(w, serial: str) -> list[tuple]:
+    return inbox(w, "SELECT region, lat, lon, place_source FROM scan_inbox WHERE serial = %s AND lat IS NOT NULL ORDER BY id", serial)
+
+
+def test_check_with_my_location_asks_first_and_records_a_claim(browser, world):
+    """Script-free until the shopper taps; the position is a claim, believed only inside the server's place of the client."""
+    serial = world.labels["genuine2"]
+    # 10.44.3.x is Shenzhen (4403) in the local region table; the phone says it is in Shenzhen too.
+    me = located_phone(browser, "zh", "10.44.3.9", (22.5431, 114.0579))
+    open_label(me, world, serial, "zh")
+    assert me.locator("script").count() == 0
+    press(me, "#locate-link")
+    assert me.locator("script").count() == 1 and "允许" in me.locator("#locate").inner_text()
+    assert latin_words_on_zh_page(me) == set()
+    shot(me, "locate-zh")
+    press(me, "#locate-button")
+    assert "一致" in me.locator("#located").inner_text() and me.locator("script").count() == 0
+    assert verdict(me)[0] in ("genuine", "seen")  # recording the position is my own look, never a warning
+    shot(me, "located-in-zh")
+    assert claims(world, serial) == [("4403", 22.54, 114.06, "address")]  # rounded to ~1 km; the place is the server's
+    me.context.close()
+    # Someone in Shenzhen's network whose browser says Beijing: kept as a claim, not taken as the place.
+    far = located_phone(browser, "en", "10.44.3.10", (39.9042, 116.4074))
+    open_label(far, world, serial, "en", "&locate=1")
+    press(far, "#locate-button")
+    assert "claim only" in far.locator("#located").inner_text()
+    shot(far, "located-out-en")
+    assert claims(world, serial)[-1] == ("4403", 39.9, 116.41, "address")
+    far.context.close()
+    # A person who refuses: told so, nothing recorded, the result unchanged.
+    no = located_phone(browser, "zh", "10.44.3.11", None)
+    open_label(no, world, serial, "zh", "&locate=1")
+    no.click("#locate-button")
+    no.wait_for_function("document.getElementById('locate-msg').textContent.includes('未获得位置权限')", timeout=20000)
+    shot(no, "locate-denied-zh")
+    assert len(claims(world, serial)) == 2
+    no.context.close()

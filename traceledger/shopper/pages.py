@@ -6,6 +6,11 @@ system fonts, no JavaScript: it works on a slow phone and prints as it shows.
 Every word on a page is in the page's language (:data:`traceledger.shopper.wording.TEXT`),
 every input has a ``<label>``, phone numbers are ``tel:`` links.
 
+One page has a script: :func:`locate_page`, reached only by the shopper's own tap on
+"用我的位置核对", asks the browser for the position (the browser asks the person) and
+posts it. Its script is a constant (:data:`LOCATE_SCRIPT`), allowed by hash in that
+page's Content-Security-Policy (:data:`LOCATE_CSP`) and nowhere else.
+
 :func:`result_page` takes a :class:`PageState`: the verdict to show and what the
 page knows besides the label's view (this looker's times, the lot's details, the
 PIN and report steps).
@@ -13,6 +18,8 @@ PIN and report steps).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
 from html import escape
 from urllib.parse import urlencode
@@ -73,6 +80,7 @@ class PageState:
     lot: dict = field(default_factory=dict)  # projections.shopper_details.lot_details
     report: dict | None = None  # {"step": "form"|"confirm"|"done", "values", "error", "public_id"}
     hotline: str | None = None  # the brand's hotline, when the ledger knows it
+    located: str | None = None  # after "check with my location": "in" (believed), "out" (a claim only) or "bad"
 
 
 def _page(lang: str, title: str, other_url: str, body: str) -> str:
@@ -197,8 +205,22 @@ def _next(cv: dict, ps: PageState) -> str:
     brand = f"<p>{_tel(ps.hotline, t['hotline_brand'])}</p>" if ps.hotline else ""
     report_link = f'{ps.action}{"&" if "?" in ps.action else "?"}report=1#report'
     report = "" if ps.report else f'<a class="b r" id="report-link" href="{escape(report_link)}">{t["report"]}</a>'
+    locate = ""
+    if not ps.report and cv.get("product"):
+        locate = f'<a class="b" id="locate-link" href="{escape(_with(ps.action, locate="1"))}">{t["locate"]}</a>'
     return (f'<section id="next"><h2>{t["next"]}</h2><p>{escape(text)}</p>{brand}<p>{_tel(HOTLINE, t["hotline_12315"])}</p>'
-            f"{report}</section>")
+            f"{locate}{report}</section>")
+
+
+def _with(url: str, **params: str) -> str:
+    return f'{url}{"&" if "?" in url else "?"}{urlencode(params)}'
+
+
+def _located(ps: PageState) -> str:
+    if ps.located not in ("in", "out", "bad"):
+        return ""
+    key = "locate_bad" if ps.located == "bad" else "located_" + ps.located
+    return f'<section id="located"><p class="msg" role="status">{escape(TEXT[ps.lang][key])}</p></section>'
 
 
 def _report(ps: PageState) -> str:
@@ -230,8 +252,42 @@ def _report(ps: PageState) -> str:
 def result_page(cv: dict, ps: PageState) -> str:
     """The verification page of one label (``cv`` from :func:`traceledger.shopper.wording.consumer_view`)."""
     banner, head = verdict_banner(cv, ps)
-    parts = [banner, _recall(ps), _reasons(cv, ps), _pin_section(cv, ps), _details(cv, ps), _trail(cv, ps), _next(cv, ps), _report(ps)]
+    parts = [banner, _located(ps), _recall(ps), _reasons(cv, ps), _pin_section(cv, ps), _details(cv, ps), _trail(cv, ps), _next(cv, ps),
+             _report(ps)]
     return _page(ps.lang, f'{head} · {TEXT[ps.lang]["title"]}', ps.other_url, "".join(parts))
+
+
+# The locate page's only script: constant, so its hash is the page's whole script policy. The page's
+# words ride in data- attributes; the position goes as two numbers in a plain form post (no fetch).
+LOCATE_SCRIPT = (
+    'document.getElementById("locate-button").addEventListener("click",function(){'
+    'var m=document.getElementById("locate-msg"),f=document.getElementById("locate-form");'
+    'if(!navigator.geolocation){m.textContent=m.dataset.none;return}'
+    'm.textContent=m.dataset.wait;'
+    'navigator.geolocation.getCurrentPosition(function(p){f.lat.value=p.coords.latitude.toFixed(4);'
+    'f.lon.value=p.coords.longitude.toFixed(4);f.submit()},'
+    'function(){m.textContent=m.dataset.denied},{timeout:15000,maximumAge:60000})});'
+)
+LOCATE_CSP = (
+    "default-src 'none'; script-src 'sha256-" + base64.b64encode(hashlib.sha256(LOCATE_SCRIPT.encode()).digest()).decode() + "'; "
+    "style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def locate_page(lang: str, other_url: str, action: str, back_url: str) -> str:
+    """The consent page of "check with my location": the browser asks, then the position is posted to ``action``."""
+    t = TEXT[lang]
+    msg = (f'<p class="msg" id="locate-msg" role="status" data-wait="{escape(t["locate_wait"])}" '
+           f'data-denied="{escape(t["locate_denied"])}" data-none="{escape(t["locate_none"])}"></p>')
+    body = (
+        f'<section id="locate"><h2>{t["locate_title"]}</h2><p>{escape(t["locate_help"])}</p>'
+        f'<form method="post" action="{escape(action)}" id="locate-form"><input type="hidden" name="action" value="locate">'
+        f'<input type="hidden" name="lang" value="{lang}"><input type="hidden" name="lat" value=""><input type="hidden" name="lon" value="">'
+        f'<button type="button" id="locate-button">{t["locate_button"]}</button></form>{msg}'
+        f'<noscript><p class="msg">{escape(t["locate_noscript"])}</p></noscript>'
+        f'<p><a href="{escape(back_url)}" id="locate-back">{t["locate_back"]}</a></p></section><script>{LOCATE_SCRIPT}</script>'
+    )
+    return _page(lang, t["locate_title"], other_url, body)
 
 
 def entry_page(lang: str, other_url: str, *, error: str | None = None, code: str = "") -> str:

@@ -11,7 +11,12 @@ reload never resubmits a PIN or a report. What the GET shows after a form:
 - a plain label's "queried N times" warns only when someone other than this
   looker asked (:func:`ledger.shopper_records.own_queries`);
 - a report is three steps: a short form (GET), a confirmation (GET), the
-  sending (POST, then 303 to ``?reported=<random number>``).
+  sending (POST, then 303 to ``?reported=<random number>``);
+- "check with my location" (``?locate=1``, the one page with a script, asked for by
+  the shopper's tap) posts the browser's position once the person allowed it: it is
+  recorded as a scan's coordinates, the consumer's *claim* (rounded to ~1 km); the scan's
+  place stays the server's (:mod:`ledger.places`), and the claim is believed only
+  inside it (:func:`position_believed`, the detector's rule). Then 303 to ``?located=in|out``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from datetime import datetime, timedelta, timezone
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from ledger import channel_state, shopper_records
+from ledger import channel_state, regions, scan_inbox, shopper_records
 from ledger.client_limits import OverLimit
 from ledger.errors import Refused
+from ledger.logging_setup import get_logger
+from projections import detection
 from projections.shopper_details import label_recall, lot_details
 from traceledger.api.client_identity import client_of
 from traceledger.api.shopper import service
@@ -35,6 +42,10 @@ JUST_NOW = timedelta(minutes=10)  # a first PIN use younger than this reads "ver
 RETURNING = timedelta(seconds=60)  # a looker's own first query older than this: a returning look
 _PRICE = re.compile(r"\d{1,7}([.,]\d{1,2})?")
 _PUBLIC_ID = re.compile(r"R-[0-9A-Z]{10}")
+_COORDINATE = re.compile(r"-?\d{1,3}(\.\d{1,7})?")
+POSITION_DECIMALS = 2  # ~1 km: enough to place a scan in a city, not to find a home
+
+log = get_logger("api_consumer")
 
 
 def report_values(source) -> dict:
@@ -102,6 +113,7 @@ async def page_state(request: Request, conn, cv: dict, lang: str, session: str, 
         # The label's own recall names its hazard; it wins over the lot's (the page shows one).
         ps.lot = ps.lot | await label_recall(conn, cv["serial"])
     ps.report = await report_step(request, conn, cv["serial"], lang)
+    ps.located = request.query_params.get("located")
     ps.display = wording.display_key(cv, ps.pin, own=own, scanned=scanned)
     return ps
 
@@ -134,14 +146,60 @@ async def report_posted(request: Request, conn, serial: str, form: dict, lang: s
     return see_other(page_url(request, lang, reported=public_id) + "#report", cookie=cookie)
 
 
+def position_of(form: dict) -> tuple[float, float] | None:
+    """(lat, lon) rounded to :data:`POSITION_DECIMALS` from the locate form, or None when not a position on Earth."""
+    lat, lon = (str(form.get(k) or "").strip() for k in ("lat", "lon"))
+    if not (_COORDINATE.fullmatch(lat) and _COORDINATE.fullmatch(lon)):
+        return None
+    la, lo = float(lat), float(lon)
+    if not (-90 <= la <= 90 and -180 <= lo <= 180):
+        return None
+    return round(la, POSITION_DECIMALS), round(lo, POSITION_DECIMALS)
+
+
+def position_believed(region: str | None, lat: float, lon: float) -> bool:
+    """Whether the detector takes a consumer's position as the scan's place: only inside the server's
+    place of the client (:func:`projections.detection.scan_place`); with no server place, never."""
+    if regions.centroid(region) is None:
+        return False
+    claimed = regions.place_of(region, lat, lon)
+    return detection.scan_place({"region": region, "lat": lat, "lon": lon}, detection.CONSUMER_ROLE) == claimed
+
+
+async def locate_posted(request: Request, conn, cv: dict, form: dict, session: str, lang: str, cookie: str | None):
+    """Record the browser's position as this looker's claim (a scan with coordinates); the redirect saying what was believed."""
+    position = position_of(form)
+    if position is None or not cv.get("product"):
+        return see_other(page_url(request, lang, located="bad") + "#located", cookie=cookie)
+    client = client_of(request)
+    await service.spend(request.app.state, conn, "scan", client)
+    lat, lon = position
+    await scan_inbox.accept_async(conn, cv["serial"], channel="web", lat=lat, lon=lon, session=session, client=client,
+                                  count_window=request.app.state.settings.client_window_seconds)
+    believed = position_believed(client.region, lat, lon)
+    log.info("position_claimed", serial=cv["serial"], believed=believed, server_region=client.region)
+    return see_other(page_url(request, lang, located="in" if believed else "out") + "#located", cookie=cookie)
+
+
 async def form_posted(request: Request, conn, raw: dict, cv: dict, form: dict, session: str, lang: str, cookie: str | None):
-    """The page's forms (``action=pin`` or ``action=report``); always a 303 to the page's GET."""
+    """The page's forms (``action=pin``, ``report`` or ``locate``); always a 303 to the page's GET."""
     if form.get("action") == "report":
         return await report_posted(request, conn, cv["serial"], form, lang, cookie)
+    if form.get("action") == "locate":
+        return await locate_posted(request, conn, cv, form, session, lang, cookie)
     flash = None
     if form.get("action") == "pin" and cv.get("pin_protected") and cv["verdict"] == "genuine":
         flash = (request.url.path, await pin_posted(request, conn, raw, form, session))
     return see_other(page_url(request, lang), cookie=cookie, flash=flash)
+
+
+def locate_page(request: Request, lang: str) -> HTMLResponse:
+    """The consent page of "check with my location" (its script allowed by hash only there; the browser may ask for the position)."""
+    body = pages.locate_page(lang, other_lang_url(request, lang), page_url(request, lang), page_url(request, lang))
+    r = html(body)
+    r.headers["Content-Security-Policy"] = pages.LOCATE_CSP
+    r.headers["Permissions-Policy"] = "geolocation=(self)"
+    return r
 
 
 def over_limit_page(request: Request, lang: str, exc: OverLimit) -> HTMLResponse:

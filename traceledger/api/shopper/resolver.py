@@ -8,7 +8,8 @@ reloading the page within half an hour (same session cookie) is not counted agai
 Every query, PIN try and report spends one of the client's (per-window limits of
 :func:`traceledger.api.shopper.service.spend`); over a limit the page says so
 politely (429 with ``Retry-After``; JSON: problem+json).
-``POST`` to the same path: the page's PIN and report forms.
+``POST`` to the same path: the page's PIN, report and locate forms (``?locate=1``: the
+consent page of "check with my location", see :mod:`traceledger.api.shopper.page`).
 ``GET /``: manual entry (a serial or the 32-digit number code).
 """
 
@@ -99,6 +100,8 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
         if as_json:
             return refused(400, exc)
         return html(pages.entry_page(lang, other_lang_url(request, lang), error=wording.error_text(exc.code, lang)), status=400)
+    if not as_json and request.query_params.get("locate") == "1":
+        return page.locate_page(request, lang)  # asks nothing of the ledger; the position is posted from it
     session, cookie = session_of(request) if not as_json else (None, None)
     state = request.app.state
     client = client_of(request)
@@ -110,7 +113,7 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
                 raise
             return busy_page(request, lang, exc)
         # The report form's steps are the same look at the label, not new queries of it.
-        step = not as_json and ("report" in request.query_params or "reported" in request.query_params)
+        step = not as_json and any(k in request.query_params for k in ("report", "reported", "located"))
         channel = None if step else "app" if as_json else "web"
         _, cv = await service.consumer_of(state, conn, serial, channel=channel, session=session,
                                             gtin=gtin14, lot=lot, expiry=expiry, client=client)

@@ -28,7 +28,7 @@ SESSION_COOKIE = "tls"
 FLASH_COOKIE = "tlf"  # the last PIN outcome on one label's page, for the GET after the form's redirect
 FLASH_SECONDS = 600
 # Query parameters that are the page's own steps, not part of the label's link.
-PAGE_PARAMS = {"lang", "report", "reported", "place", "price", "phone", "err"}
+PAGE_PARAMS = {"lang", "report", "reported", "place", "price", "phone", "err", "locate", "located"}
 PATH_AIS = {"10", "21", "22"}
 NO_CACHE = {"Vary": "Accept, Accept-Language", "Cache-Control": "no-store"}
 
