@@ -31,7 +31,8 @@ LABEL_KINDS = (
     "ReportedFake", "PackedInto", "UnpackedFrom",
 )
 LOT_KINDS = ("Recalled", "LotCommissioned", "Transformed")
-ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked")
+ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked", "ActorKeyCompromised")
+# The transitions people sign on an alert; event.v4's AlertRaised (the detector's) opens the chain.
 ALERT_KINDS = ("AlertAcknowledged", "AlertResolved")
 CONTAINER_KINDS = (
     "ContainerCreated", "Packed", "Unpacked", "Shipped", "Received", "Recalled", "Decommissioned",
@@ -43,7 +44,7 @@ KINDS_BY_SUBJECT = {
     "label": LABEL_KINDS,
     "lot": LOT_KINDS,
     "actor": ACTOR_KINDS,
-    "alert": ALERT_KINDS,
+    "alert": ("AlertRaised", *ALERT_KINDS),
     "container": CONTAINER_KINDS,
     "batch": BATCH_KINDS,
 }
@@ -51,7 +52,10 @@ PIN_RESULTS = ("first_use", "reused", "wrong")
 RESOLUTIONS = ("false_positive", "confirmed")
 CONTAINER_LEVELS = ("case", "pallet")
 MAX_CHILDREN = 10_000  # one Packed event; a pallet of 10,000 units fits, a bigger load is several events
-ROLES = ("registrar", "producer", "distributor", "retailer", "regulator", "gateway")
+ROLES = ("registrar", "producer", "distributor", "retailer", "regulator", "gateway", "detector")
+# event.v4: where a scan's or report's region came from (schemas/event.v4.avsc, PlaceSource).
+PLACE_SOURCES = ("address", "number", "geolocation", "signed", "none")
+SEVERITIES = ("low", "medium", "high")
 
 # The GS1 EPCIS 2.0 / CBV names each event kind maps to: (bizStep, disposition).
 EPCIS_MAPPING = {
@@ -422,11 +426,30 @@ def _validate_payload(kind: str, p: dict) -> None:
         _text(p.get("session"), "session", required=False)
         if p.get("pin_result") not in (None, *PIN_RESULTS):
             raise Refused("invalid_field", f"pin_result must be one of {', '.join(PIN_RESULTS)}", field="pin_result")
+        _validate_place(p)
     elif kind == "ReportedFake":
         validate_channel(p.get("channel"))
         validate_region(p.get("region"), required=False)
         _text(p.get("reason"), "reason")
         _text(p.get("session"), "session", required=False)
+        _validate_place(p)
+    elif kind == "AlertRaised":
+        _match(_CHANNEL, p.get("alert_kind"), "alert_kind", "an alert kind (a-z, 0-9, '_')")
+        if p.get("producer") is not None:
+            validate_actor_id(p["producer"], "producer")
+        if p.get("serial") is not None:
+            gs1.validate_serial(p["serial"])
+        if p.get("severity") not in SEVERITIES:
+            raise Refused("invalid_field", f"severity must be one of {', '.join(SEVERITIES)}", field="severity")
+        _digest(p.get("evidence_commitment"), "evidence_commitment")
+    elif kind == "ActorKeyCompromised":
+        _match(_KEY_ID, p.get("key_id"), "key_id", "64 lower-case hex digits")
+        since = p.get("since")
+        if not isinstance(since, datetime) or since.tzinfo is None:
+            raise Refused("invalid_field", "since must be a timezone-aware time", field="since")
+        if since < EARLIEST:
+            raise Refused("invalid_field", "since is before 2000", field="since")
+        _text(p.get("reason"), "reason")
     elif kind in ("AlertAcknowledged", "AlertResolved"):
         _text(p.get("note"), "note")
         if p.get("producer") is not None:
@@ -477,6 +500,24 @@ def _validate_payload(kind: str, p: dict) -> None:
             _match(_PREFIX, prefix, "gtin_prefixes", "GS1 company prefixes of 6-12 digits")
     elif kind == "ActorKeyRotated":
         _public_key(p.get("public_key"))
+
+
+def _validate_place(p: dict) -> None:
+    """event.v4 ``place_source`` / ``claimed_region`` of a scan or report (both absent before v4)."""
+    source = p.get("place_source")
+    if source not in (None, *PLACE_SOURCES):
+        raise Refused("invalid_field", f"place_source must be one of {', '.join(PLACE_SOURCES)}", field="place_source")
+    # A place source says where ``region`` came from: "none" has no region, the others have one.
+    if source == "none" and p.get("region") is not None:
+        raise Refused("invalid_field", "place_source none: region must be empty", field="place_source")
+    if source not in (None, "none") and p.get("region") is None:
+        raise Refused("invalid_field", f"place_source {source} names where region came from, but region is empty", field="region")
+    validate_region(p.get("claimed_region"), "claimed_region", required=False)
+
+
+def _digest(value: Any, name: str) -> None:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise Refused("invalid_field", f"{name} must be 32 bytes (SHA-256)", field=name)
 
 
 def _public_key(value: Any) -> None:

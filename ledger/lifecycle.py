@@ -29,6 +29,9 @@ class ActorState:
     public_key: bytes
     gtin_prefixes: tuple[str, ...] = ()
     revoked: bool = False
+    former_keys: tuple[str, ...] = ()  # key ids this actor signed with before its rotations
+    # (key id, since) of each key declared compromised (event.v4 ActorKeyCompromised)
+    compromised: tuple[tuple[str, datetime], ...] = ()
     seq: int = 0
     head: bytes = GENESIS_HASH
 
@@ -39,6 +42,10 @@ class ActorState:
     @property
     def active(self) -> bool:
         return not self.revoked
+
+    def compromised_since(self, key_id: str) -> datetime | None:
+        """When ``key_id`` (one of this actor's keys) is declared compromised from, or None."""
+        return next((since for key, since in self.compromised if key == key_id), None)
 
     def may_issue(self, gtin: str) -> bool:
         """GTIN-14 starts with an indicator digit, then the company prefix."""
@@ -109,7 +116,7 @@ class AlertState:
     alert_kind: str
     serial: str | None
     producer: str | None
-    status: str = "acknowledged"  # acknowledged | resolved
+    status: str = "acknowledged"  # raised (event.v4 AlertRaised) | acknowledged | resolved
     resolution: str | None = None
     seq: int = 0
     head: bytes = GENESIS_HASH
@@ -170,7 +177,10 @@ def _fold(state, event: Event):
             gtin_prefixes=tuple(p["gtin_prefixes"]),
         )
     if kind == "ActorKeyRotated":
-        return replace(state, public_key=p["public_key"])
+        return replace(state, public_key=p["public_key"], former_keys=(*state.former_keys, state.key_id))
+    if kind == "ActorKeyCompromised":
+        others = tuple(c for c in state.compromised if c[0] != p["key_id"])
+        return replace(state, compromised=(*others, (p["key_id"], p["since"])))
     if kind == "ActorRevoked":
         return replace(state, revoked=True)
     if kind == "Issued":
@@ -197,7 +207,11 @@ def _fold(state, event: Event):
         return replace(state, status="received", custodian=state.consignee, consignee=None)
     if kind in ("Scanned", "ReportedFake"):
         return state
+    if kind == "AlertRaised":
+        return AlertState(alert_id=event.subject, alert_kind=p["alert_kind"], serial=p.get("serial"), producer=p.get("producer"), status="raised")
     if kind == "AlertAcknowledged":
+        if state is not None:  # a raised alert (event.v4): kind, serial and producer are the raised ones
+            return replace(state, status="acknowledged")
         return AlertState(alert_id=event.subject, alert_kind=p["alert_kind"], serial=p.get("serial"), producer=p.get("producer"))
     if kind == "AlertResolved":
         return replace(state, status="resolved", resolution=p["resolution"])
@@ -247,7 +261,10 @@ def _fold(state, event: Event):
 
 
 # The kinds that may start a chain; every other kind needs an existing subject.
-OPENING_KINDS = frozenset({"Issued", *BATCH_KINDS, "ActorRegistered", "Recalled", "AlertAcknowledged", "ContainerCreated", "LotCommissioned", "Transformed"})
+# AlertAcknowledged still opens an alert's chain: see ``_authorize_alert`` for why.
+OPENING_KINDS = frozenset({
+    "Issued", *BATCH_KINDS, "ActorRegistered", "Recalled", "AlertRaised", "AlertAcknowledged", "ContainerCreated", "LotCommissioned", "Transformed",
+})
 
 
 def check_link(state: SubjectState | None, event: Event) -> None:
@@ -278,7 +295,23 @@ def signer_of(event: Event, actors: ActorLookup) -> ActorState:
         raise Refused("revoked", f"actor {event.actor} has been revoked", field="actor")
     if signer.key_id != event.key_id:
         raise Refused("revoked_key", f"key {event.key_id[:16]}… is not the current key of {event.actor}", field="key_id")
+    if signer.compromised and signer.compromised_since(event.key_id) is not None:
+        raise Refused("compromised_key", f"key {event.key_id[:16]}… of {event.actor} is declared compromised: it signs nothing more", field="key_id")
     return signer
+
+
+def signed_while_compromised(event: Event, signer: ActorState) -> datetime | None:
+    """When the key that signed ``event`` counts as compromised from, if ``event`` is at or after it; else None.
+
+    Pass the signer's *latest* state: a compromise is declared after the fact
+    (ActorKeyCompromised, event.v4), and what the key signed from ``since`` on, before
+    the declaration, was accepted then but is suspect now (e.g. labels issued after T
+    answer ``suspicious``). ``occurred_at`` is the signer's own claim, so an event
+    dated before ``since`` by a thief holding the key still counts as clean here; the
+    time it reached the log (its log index) is the reader's stronger check.
+    """
+    since = signer.compromised_since(event.key_id) if signer.compromised else None
+    return since if since is not None and event.occurred_at >= since else None
 
 
 def is_bootstrap(event: Event) -> bool:
@@ -321,6 +354,9 @@ def authorize(
     elif kind == "ActorKeyRotated":
         need(role == "registrar" or signer.actor_id == event.subject, "only the registrar or the actor itself rotates a key")
         need(not state.revoked, f"actor {event.subject} is revoked", "revoked", "subject")
+        need(state.compromised_since(key_id_of(event.payload["public_key"])) is None, "that key is declared compromised", "compromised_key", "public_key")
+    elif kind == "ActorKeyCompromised":
+        _authorize_compromise(state, event, role, need)
     elif kind == "ActorRevoked":
         need(role == "registrar", "only a registrar revokes actors")
         need(not state.revoked, f"actor {event.subject} is already revoked", "invalid_transition", "subject")
@@ -330,6 +366,8 @@ def authorize(
     elif kind.startswith("Batch"):
         raise Refused("not_supported", f"{kind} is in event.v3 but not accepted by this ledger yet (issue 16: batch issuance only)", field="payload")
     elif kind == "Issued":
+        # check_link lets an existing label's next event through; issuing it again would reset it.
+        need(state is None, f"label {event.subject} is already issued", "label_exists", "subject")
         need(role == "producer", "only a producer issues labels")
         need(signer.may_issue(event.payload["gtin"]), f"GTIN {event.payload['gtin']} is outside {signer.actor_id}'s GS1 company prefixes", fld="gtin")
     elif kind == "Shipped":
@@ -347,13 +385,8 @@ def authorize(
         need(role in ("gateway", "retailer", "distributor", "regulator", "producer"), f"a {role} does not record scans")
     elif kind == "ReportedFake":
         need(role in ("gateway", "regulator"), "only a gateway (for a consumer) or a regulator records a report of a fake")
-    elif kind == "AlertAcknowledged":
-        need(state is None, f"alert {event.subject} is already acknowledged", "invalid_transition", "subject")
-        need(role == "regulator" or (role == "producer" and signer.actor_id == event.payload.get("producer")), "only a regulator or the producer of the alert's labels acknowledges it")
-    elif kind == "AlertResolved":
-        need(state.status == "acknowledged", f"alert {event.subject} is {state.status}; only an acknowledged alert is resolved", "invalid_transition", "subject")
-        need(event.payload.get("producer") == state.producer, "an alert's producer cannot change", "invalid_field", "producer")
-        need(role == "regulator" or (role == "producer" and signer.actor_id == state.producer), "only a regulator or the producer of the alert's labels resolves it")
+    elif kind in ("AlertRaised", "AlertAcknowledged", "AlertResolved"):
+        _authorize_alert(state, event, signer, actors, need)
     elif kind == "FlaggedCounterfeit":
         need(role == "regulator", "only a regulator flags counterfeits")
         need(not state.counterfeit, "label is already flagged counterfeit", "invalid_transition", "subject")
@@ -375,6 +408,51 @@ def authorize(
         _authorize_lot(state, event, signer, subjects, need)
     else:  # pragma: no cover - validate_event refuses unknown kinds first
         raise Refused("invalid_field", f"unknown event kind {kind}", field="payload")
+
+
+def _authorize_compromise(state: ActorState, event: Event, role: str, need) -> None:
+    """ActorKeyCompromised: a registrar or regulator declares one of the actor's keys compromised since T."""
+    p = event.payload
+    need(role in ("registrar", "regulator"), "only a registrar or a regulator declares a key compromised")
+    need(p["key_id"] in (state.key_id, *state.former_keys), f"key {p['key_id'][:16]}… was never a key of {event.subject}", "invalid_field", "key_id")
+    need(p["since"] <= event.occurred_at, "since is after the declaration: a compromise is declared once it happened", "invalid_field", "since")
+    known = state.compromised_since(p["key_id"])
+    # A later declaration may only move T earlier (an investigation finds more); never forgive.
+    need(known is None or p["since"] < known, f"key {p['key_id'][:16]}… is already declared compromised since {known}", "invalid_transition", "key_id")
+
+
+def _authorize_alert(state: AlertState | None, event: Event, signer: ActorState, actors: ActorLookup, need) -> None:
+    """AlertRaised opens an alert (the detector); its producer or a regulator acknowledges and resolves it.
+
+    An alert chain opened by AlertAcknowledged (no AlertRaised) is still accepted:
+    every alert written under event.v2/v3 starts that way and must still replay,
+    and until the detector signs AlertRaised the write door binds such alerts to
+    their producer with ``ledger.alert_owners``. Once AlertRaised opened a chain,
+    its producer, kind and serial are signed history: the rules below hold them
+    fixed, so the auditor checks ownership from the log alone.
+    """
+    p, role = event.payload, signer.role
+    if event.kind == "AlertRaised":
+        need(role == "detector", "only a detector raises alerts")
+        need(state is None, f"alert {event.subject} is already raised", "invalid_transition", "subject")
+        if p.get("producer") is not None:
+            owner = actors(p["producer"])
+            need(owner is not None and owner.role == "producer", f"producer {p['producer']} is not a registered producer", "unknown_actor", "producer")
+        return
+    producer = state.producer if state is not None else p.get("producer")
+    # Only the labels' producer (named on the chain) or a regulator moves an alert; null producer: regulators only.
+    mover = role == "regulator" or (role == "producer" and producer is not None and signer.actor_id == producer)
+    if event.kind == "AlertAcknowledged":
+        if state is not None:
+            need(state.status == "raised", f"alert {event.subject} is already {state.status}", "invalid_transition", "subject")
+            need(p.get("producer") == state.producer, "an alert's producer cannot change", "invalid_field", "producer")
+            need((p.get("alert_kind"), p.get("serial")) == (state.alert_kind, state.serial),
+                 f"alert {event.subject} is {state.alert_kind} on {state.serial}", "invalid_field", "alert_kind")
+        need(mover, "only a regulator or the producer of the alert's labels acknowledges it")
+        return
+    need(state.status in ("raised", "acknowledged"), f"alert {event.subject} is {state.status}; only an open alert is resolved", "invalid_transition", "subject")
+    need(p.get("producer") == state.producer, "an alert's producer cannot change", "invalid_field", "producer")
+    need(mover, "only a regulator or the producer of the alert's labels resolves it")
 
 
 def _may_hold(state, signer: ActorState, what: str, need) -> None:

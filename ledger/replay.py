@@ -10,9 +10,10 @@ from ``ledger.lifecycle`` — the same functions the ledger and the projector us
 
 from __future__ import annotations
 
+import base64
 from typing import Callable
 
-from ledger.batches import Batch
+from ledger.batches import Batch, LabelStep, verify_step_proof
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import verify_signature
@@ -83,13 +84,44 @@ class Replay:
         if existing:
             raise Refused("label_exists", f"{len(existing)} label(s) of batch {e.subject} were issued before (e.g. {existing[0]})", field="manifest")
         self.apply(signed, log_index, verify)  # the batch's own chain: signer, signature, authority, no replay
-        p = e.payload
         for step, head in zip(batch.steps, batch.step_hashes()):
-            self.states[("label", step.serial)] = LabelState(
-                serial=step.serial, gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
-                custodian=e.actor, issued_at=e.occurred_at, seq=0, head=head,
-            )
+            self.states[("label", step.serial)] = _issued_by_batch(signed, step.serial, head)
         return batch
+
+    def apply_step_proof(self, signed: SignedEvent, proof: dict, log_index: int,
+                         verify: Callable[[bytes, bytes, bytes], bool] = verify_signature) -> LabelStep:
+        """Check one label's step in batch event ``signed`` from its inclusion path and fold it in.
+
+        What a proof bundle holds instead of the whole manifest: ``proof`` is
+        ``{"leaf", "step", "path"}`` (:func:`ledger.batches.step_proof` without the body and
+        signature, which are ``signed``'s). The batch event is checked like any event
+        (:meth:`apply`: signer's key at ``log_index``, signature, authority), then the step must
+        be leaf ``leaf`` under the signed ``labels_root``.
+        """
+        e = signed.event
+        if e.kind != "BatchIssued":
+            raise Refused("not_supported", f"a step proof of a {e.kind} event cannot be replayed yet", field="kind")
+        try:
+            full = {"body": base64.b64encode(signed.body).decode(), "signature": base64.b64encode(signed.signature).decode(),
+                    "index": proof["leaf"], "step": proof["step"], "path": proof["path"]}
+        except (KeyError, TypeError):
+            raise Refused("malformed_proof", "a step proof has leaf, step and path", field="step") from None
+        signer = signer_of(e, self.registry.lookup(log_index))
+        _, step, head = verify_step_proof(full, signer.public_key)
+        if step.seq != 0:
+            raise Refused("not_in_batch", f"{step.serial}: an issuance step starts the label's chain (seq 0), not seq {step.seq}", field="step")
+        if ("label", step.serial) in self.states:
+            raise Refused("label_exists", f"label {step.serial} was issued before batch {e.subject}", field="step")
+        self.apply(signed, log_index, verify)
+        self.states[("label", step.serial)] = _issued_by_batch(signed, step.serial, head)
+        return step
 
     def _subject(self, subject_type: str, subject: str) -> SubjectState | None:
         return self.states.get((subject_type, subject))
+
+
+def _issued_by_batch(signed: SignedEvent, serial: str, head: bytes) -> LabelState:
+    """Label ``serial``'s state after its issuance step in batch event ``signed`` (chain head ``head``)."""
+    e, p = signed.event, signed.event.payload
+    return LabelState(serial=serial, gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
+                      custodian=e.actor, issued_at=e.occurred_at, seq=0, head=head)

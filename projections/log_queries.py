@@ -27,6 +27,20 @@ def subject_entries(conn: psycopg.Connection, subject_type: str, subject: str, b
     ).fetchall()
 
 
+def batch_entries_of_label(conn: psycopg.Connection, serial: str, below: int, schema: str = "verification") -> list[tuple]:
+    """The batch events (event.v3) that include label ``serial``, with an index below ``below``, in log order.
+
+    A batch event is logged under its batch id, not under each label: the projection's
+    label events (``<schema>.events``, one row per label the batch touched) say which.
+    """
+    return conn.execute(
+        f"SELECT {', '.join('l.' + c for c in ENTRY_COLUMNS.split(', '))} FROM {schema}.events e "
+        "JOIN log_entries l ON l.log_index = e.log_index "
+        "WHERE e.subject_type = 'label' AND e.subject = %s AND l.subject_type = 'batch' AND l.log_index < %s ORDER BY l.log_index",
+        (serial, below),
+    ).fetchall()
+
+
 def type_entries(conn: psycopg.Connection, subject_type: str, below: int) -> list[tuple]:
     """Every entry of one subject type (e.g. all actor events) with an index below ``below``, in log order."""
     return conn.execute(

@@ -186,11 +186,18 @@ def test_api_option_must_be_a_url(runner):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("since", ["yesterday", "2026-03-01T08:00:00"])
+def test_actor_compromise_needs_a_time_with_its_zone(runner, producer_key, since):
+    result = run(runner, "actor", "compromise", "--api", DEAD_API, "--key", producer_key, "--id", "acme-batteries",
+                 "--key-id", "ab" * 32, "--since", since, "--reason", "leaked")
+    assert result.exit_code == 2 and result.stderr.startswith("refused: since:")
+
+
 # ---------------------------------------------------------------- pure helpers
 
 
-def _schema_fields():
-    schema = event_codec().schema
+def _schema_fields(version: int | None = None):
+    schema = event_codec().schema if version is None else event_codec().versions[version - 1].schema
     payload = next(f for f in schema["fields"] if f["name"] == "payload")
     return {r["name"].rsplit(".", 1)[-1]: {f["name"] for f in r["fields"]} for r in payload["type"]}
 
@@ -223,12 +230,17 @@ def test_payload_builders_fill_every_schema_field():
         "BatchIssued": batches.issuance({"gtin": GOOD_GTIN, "lot": "L1", "product": "p"}, [gs1.new_serial()], actor="acme",
                                         key=KeyPair.generate()).signed.event.payload,
     }
-    assert scan_inbox.entry_payload(scan_inbox.SCAN, "web", None, None, None, None, "wrong", None)[1].keys() == fields["Scanned"]
+    # event.v4's fields are optional (null by default): a builder fills at least every v3 field.
+    v3 = _schema_fields(3)
+    scan = scan_inbox.entry_payload(scan_inbox.SCAN, "web", None, None, None, None, "wrong", None)[1].keys()
+    assert v3["Scanned"] <= scan <= fields["Scanned"]
     # In event.v3's schema, refused by the ledger as not_supported until batch shipping is built (issue 16).
     not_built_yet = {"BatchShipped", "BatchReceived", "BatchRecalled", "BatchDecommissioned"}
-    assert set(built) == set(fields) - not_built_yet
+    # event.v4's kinds: built by the detector and `actor compromise`, not by these builders.
+    v4_kinds = set(fields) - set(v3)
+    assert set(built) == set(fields) - not_built_yet - v4_kinds
     for kind, payload in built.items():
-        assert set(payload) == fields[kind], kind
+        assert v3[kind] <= set(payload) <= fields[kind], kind
 
 
 def test_next_events_chains_on_heads_and_refuses_unknown():

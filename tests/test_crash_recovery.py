@@ -88,7 +88,7 @@ def test_sigkill_relay_and_projector_mid_stream(fresh_settings, services, tmp_pa
         victim = services_by_name[name]
         for svc in (relay, projector):  # only our kills may end them
             assert svc.running(), f"{svc.name} exited by itself: {svc.log_path.read_text()[-2000:]}"
-        wait_for(lambda: working(name), 90, 0.05, f"the {name} to make progress after its restart")
+        wait_for(lambda name=name: working(name), 90, 0.05, f"the {name} to make progress after its restart")
         # While the writer writes, wait (briefly) for a moment with work in hand.
         deadline = time.monotonic() + 5
         while not done.is_set() and backlog(settings, name) <= 0 and time.monotonic() < deadline:

@@ -9,7 +9,9 @@ must get from somewhere it trusts (never from the bundle itself). Checks:
 3. replaying the entries in log order with the ledger's own rules
    (``ledger.replay``): actor registrations and key changes, then every event
    of the label (and its lot) — signature by the key current at that index,
-   authority, chain link from seq 0.
+   authority, chain link from seq 0. A label issued in a batch (event.v3) has
+   its step there instead of the whole manifest: the step and its inclusion
+   path under the batch's signed ``labels_root`` (``ledger.batches``).
 
 What a bundle cannot prove is absence: an operator could leave out an actor's
 later revocation or a label's newest events. The full auditor, which reads
@@ -93,13 +95,17 @@ def verify_bundle(bundle: dict, log_public_key: bytes, *, origin: str | None = N
             raise BundleError(f"entry {n} (log index {index}): {exc}") from None
         try:
             signed = SignedEvent.from_envelope(value)
-            replay.apply(signed, index)
+            step = replay.apply_step_proof(signed, entry["step"], index) if "step" in entry else None
+            if step is None:
+                replay.apply(signed, index)
         except Refused as exc:
             raise BundleError(f"entry {n} (log index {index}, event {entry.get('event_id')}): {exc.code}: {exc}") from None
         e = signed.event
         if (e.subject, e.event_id) != (entry.get("subject"), entry.get("event_id")):
             raise BundleError(f"entry {n} (log index {index}): subject or event id differ from the signed event")
-        if e.subject_type != "actor":
+        if step is not None:  # the label's step in a batch event (event.v3)
+            events.append({"index": index, "subject": step.serial, "seq": step.seq, "kind": e.kind, "actor": e.actor, "at": e.occurred_at.isoformat(), "batch": e.subject})
+        elif e.subject_type != "actor":
             events.append({"index": index, "subject": e.subject, "seq": e.seq, "kind": e.kind, "actor": e.actor, "at": e.occurred_at.isoformat()})
     label = replay.states.get(("label", serial))
     if label is None:

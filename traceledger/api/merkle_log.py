@@ -30,7 +30,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from consumers.checkpointer import latest_checkpoint
-from ledger import gs1
+from ledger import gs1, store
+from ledger.batches import Batch, step_proof
 from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import SignedEvent
@@ -172,15 +173,35 @@ def proved_entries(conn: psycopg.Connection, rows: list[tuple], size: int) -> li
     return entries
 
 
+def label_log_rows(conn: psycopg.Connection, serial: str, size: int) -> list[tuple]:
+    """Every log row of label ``serial`` below ``size``: its own events and the batch events that include it, in log order."""
+    rows = log_queries.subject_entries(conn, "label", serial, size) + log_queries.batch_entries_of_label(conn, serial, size)
+    return sorted(rows, key=lambda r: r[0])
+
+
 def checkpointed_label(conn: psycopg.Connection, serial: str):
     """(latest checkpoint, the label's log rows up to it), or the 404 problem when either is missing."""
     cp = latest_checkpoint(conn)
     if cp is None:
         return no_checkpoint()
-    label_rows = log_queries.subject_entries(conn, "label", serial, cp.size)
+    label_rows = label_log_rows(conn, serial, cp.size)
     if not label_rows:
         return not_found(f"label {serial} has no event in the log up to checkpoint size {cp.size}", "unknown_label")
     return cp, label_rows
+
+
+def with_step_proofs(conn: psycopg.Connection, serial: str, entries: list[dict]) -> list[dict]:
+    """Give each batch entry of ``entries`` the label's step in it: leaf index, step and inclusion
+    path under the signed ``labels_root`` (the manifest itself stays on the server: up to 8,192 steps)."""
+    batch_entries = [e for e in entries if e["subject_type"] == "batch"]
+    manifests = store.batch_manifests(conn, [e["event_id"] for e in batch_entries])
+    for e in batch_entries:
+        signed = SignedEvent.from_envelope(base64.b64decode(e["value"]))
+        batch = Batch.checked(signed, manifests[e["event_id"]])
+        leaf = next(i for i, step in enumerate(batch.steps) if step.serial == serial)
+        proof = step_proof(batch, leaf)
+        e["step"] = {"leaf": leaf, "step": proof["step"], "path": proof["path"]}
+    return entries
 
 
 def public_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> dict | JSONResponse:
@@ -209,10 +230,10 @@ def label_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> d
         return found
     cp, label_rows = found
     issued = SignedEvent.from_envelope(bytes(label_rows[0][5])).event
-    lot = f"{issued.payload['gtin']}/{issued.payload['lot']}" if issued.kind == "Issued" else None
+    lot = f"{issued.payload['gtin']}/{issued.payload['lot']}" if issued.kind in ("Issued", "BatchIssued") else None
     lot_rows = log_queries.subject_entries(conn, "lot", lot, cp.size) if lot else []
     actor_rows = log_queries.type_entries(conn, "actor", cp.size)
-    entries = proved_entries(conn, sorted(actor_rows + label_rows + lot_rows, key=lambda r: r[0]), cp.size)
+    entries = with_step_proofs(conn, serial, proved_entries(conn, sorted(actor_rows + label_rows + lot_rows, key=lambda r: r[0]), cp.size))
     newer = log_queries.count_from(conn, "label", serial, cp.size)
     pub = log_public_key(settings)
     log.info("label_bundle", serial=serial, size=cp.size, entries=len(entries))

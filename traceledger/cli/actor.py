@@ -1,10 +1,13 @@
-"""``traceledger actor register|rotate|revoke|show``: the ledger's members and their keys.
+"""``traceledger actor register|rotate|revoke|compromise|show``: the ledger's members and their keys.
 
 Registering and revoking are signed by a registrar; a key rotation by the actor
-itself or a registrar. ``show`` reads the public actor record.
+itself or a registrar; declaring a key compromised since a time by a registrar
+or a regulator. ``show`` reads the public actor record.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 import click
 
@@ -66,6 +69,31 @@ def actor_revoke(state: State, key: str, as_actor: str | None, actor_id: str, re
     validate_actor_id(actor_id, "id")
     signer = cmd.Signer.load(key, as_actor)
     append_to_chains(state, signer, "actor", [actor_id], 1, "ActorRevoked", cmd.actor_revoked_payload(reason), f"revoke {actor_id}")
+
+
+@actor.command("compromise")
+@signing_options
+@click.option("--id", "actor_id", required=True, metavar="ID", help="The actor whose key leaked.")
+@click.option("--key-id", "key_id", required=True, metavar="HEX", help="The compromised key's id (the actor's current or a former key).")
+@click.option("--since", required=True, metavar="TIME", help="ISO 8601 time with its zone from which the key counts as in other hands.")
+@click.option("--reason", required=True)
+@common_options
+@pass_state
+def actor_compromise(state: State, key: str, as_actor: str | None, actor_id: str, key_id: str, since: str, reason: str) -> None:
+    """Declare a key compromised since TIME (ActorKeyCompromised, signed by a registrar or a regulator).
+
+    The key signs nothing more; what it signed from TIME on reads as suspect.
+    """
+    validate_actor_id(actor_id, "id")
+    try:
+        when = datetime.fromisoformat(since)
+    except ValueError:
+        raise Refused("invalid_field", "since must be an ISO 8601 time, e.g. 2026-03-01T08:00:00+08:00", field="since") from None
+    if when.tzinfo is None:
+        raise Refused("invalid_field", "since must name its time zone (e.g. +08:00 or Z)", field="since")
+    signer = cmd.Signer.load(key, as_actor)
+    payload = {"key_id": key_id, "since": when.astimezone(timezone.utc), "reason": reason}
+    append_to_chains(state, signer, "actor", [actor_id], 1, "ActorKeyCompromised", payload, f"compromise {actor_id}'s key")
 
 
 @actor.command("show")
