@@ -9,7 +9,7 @@
   known) a label's PIN was first verified: what a later verifier is warned with.
 * :func:`add_details` / :func:`report_by_public_id` — a report's random public
   number and its place and price of purchase and optional phone, kept for
-  regulators (``consumer_report_details``, migration 0009), never on the ledger.
+  regulators (``consumer_report_details``, migration 0010; the photo's hash, 0014), never on the ledger.
 """
 
 from __future__ import annotations
@@ -60,12 +60,14 @@ def new_public_id() -> str:
 
 
 async def add_details(conn: psycopg.AsyncConnection, report_id: int, serial: str, *, place: str | None, price: str | None,
-                      phone: str | None) -> str:
-    """Keep a report's purchase details under a fresh random public number (returned)."""
+                      phone: str | None, photo_sha256: str | None = None) -> str:
+    """Keep a report's purchase details (and the hash of its stored photo, :mod:`ledger.report_photos`) under a
+    fresh random public number (returned)."""
     public_id = new_public_id()
     await conn.execute(
-        "INSERT INTO consumer_report_details (report_id, public_id, serial, place, price, phone) VALUES (%s, %s, %s, %s, %s, %s)",
-        (report_id, public_id, serial, place, price, phone),
+        "INSERT INTO consumer_report_details (report_id, public_id, serial, place, price, phone, photo_sha256) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (report_id, public_id, serial, place, price, phone, photo_sha256),
     )
     return public_id
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import httpx
 import psycopg
 import pytest
+from PIL import Image
 
 from ledger import shortcode
 from tests.conftest import wait_for
 from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+from traceledger.auth import authorization_header
 
 JSON = {"accept": "application/json"}
 BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -506,3 +511,79 @@ def test_a_position_for_an_unknown_code_records_nothing(world):
     assert r.status_code == 303 and "located=bad" in r.headers["location"]
     with psycopg.connect(world.settings.pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM scan_inbox WHERE serial = 'NEVERISSUED' AND lat IS NOT NULL").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------- a photo in a report (#17 item 6)
+
+
+def png(colour=(10, 120, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def send_report(w, serial: str, photo: bytes | None, filename: str = "photo.png", ctype: str = "image/png", lang: str = "en"):
+    files = {"photo": (filename, photo, ctype)} if photo is not None else None
+    data = {"action": "report", "lang": lang, "place": "Night market", "price": "35", "phone": ""}
+    return httpx.post(link(w, serial), data=data, files=files, headers=BROWSER, timeout=30)
+
+
+def reports_of(w, serial: str) -> int:
+    with psycopg.connect(w.settings.pg_conninfo) as conn:
+        return conn.execute("SELECT count(*) FROM consumer_reports WHERE serial = %s", (serial,)).fetchone()[0]
+
+
+def signed(w, path: str, actor: str | None) -> httpx.Response:
+    headers = {"authorization": authorization_header(w.cast.keys[actor], "GET", path)} if actor else {}
+    return httpx.get(w.url + path, headers=headers)
+
+
+def test_a_report_s_photo_is_kept_by_hash_for_regulators_only(world):
+    serial = world.labels["genuine5"]
+    upload = png()
+    sent = send_report(world, serial, upload, filename="../../../etc/passwd")  # the name is never used
+    assert sent.status_code == 303 and "reported=R-" in sent.headers["location"]
+    public_id = sent.headers["location"].split("reported=")[1].split("#")[0]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        sha256 = conn.execute("SELECT photo_sha256 FROM consumer_report_details WHERE public_id = %s", (public_id,)).fetchone()[0]
+        stored = conn.execute("SELECT bytes FROM report_photos WHERE sha256 = %s", (sha256,)).fetchone()[0]
+        row = conn.execute("SELECT reason FROM scan_inbox WHERE serial = %s AND kind = 'report' ORDER BY id DESC LIMIT 1", (serial,)).fetchone()
+    assert hashlib.sha256(bytes(stored)).hexdigest() == sha256 and bytes(stored) != upload  # re-encoded, named by what is kept
+    assert sha256 not in str(row) and "passwd" not in str(row)  # the ledger's entry carries neither photo nor name
+    path = f"/v1/report-photos/{sha256}"
+    got = signed(world, path, "regulator")
+    assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg" and hashlib.sha256(got.content).hexdigest() == sha256
+    assert got.headers["x-content-type-options"] == "nosniff" and "sandbox" in got.headers["content-security-policy"]
+    assert got.headers["content-disposition"] == f'attachment; filename="{sha256}.jpg"'
+    assert signed(world, path, None).status_code == 401  # anonymous: not other people's photos
+    assert signed(world, path, "acme").status_code == 403  # nor the brand's
+    assert signed(world, path, "gateway").status_code == 403
+    assert signed(world, "/v1/report-photos/" + "0" * 64, "regulator").status_code == 404
+    assert signed(world, "/v1/report-photos/" + "A" * 64, "regulator").status_code == 400
+
+
+@pytest.mark.parametrize("name, photo, err", [
+    ("gif", b"GIF89a" + b"\x00" * 64, "report_bad_photo_type"),
+    ("svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "report_bad_photo_type"),
+    ("html-as-jpeg", b"\xff\xd8\xff\xe0<html><script>alert(1)</script>", "report_bad_photo_type"),
+    ("oversize", b"\xff\xd8\xff" + b"\x00" * (3 * 1024 * 1024), "report_bad_photo_size"),
+], ids=["gif", "svg", "html-as-jpeg", "oversize"])
+def test_a_bad_photo_sends_no_report_and_says_why(world, name, photo, err):
+    serial = world.labels["genuine5"]
+    before = reports_of(world, serial)
+    sent = send_report(world, serial, photo, ctype="image/jpeg")
+    assert sent.status_code == 303 and f"err={err}" in sent.headers["location"]
+    page = httpx.get(world.url + sent.headers["location"], headers=BROWSER).text
+    assert 'id="report-error"' in page and ("2 MB" if err.endswith("size") else "JPEG or PNG") in page
+    assert reports_of(world, serial) == before
+
+
+def test_a_polyglot_photo_is_kept_without_its_payload(world):
+    serial = world.labels["genuine5"]
+    sent = send_report(world, serial, png((1, 2, 3)) + b"<html><script>alert(1)</script></html>PK\x03\x04", ctype="text/html")
+    assert sent.status_code == 303 and "reported=R-" in sent.headers["location"]
+    public_id = sent.headers["location"].split("reported=")[1].split("#")[0]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        stored = conn.execute("SELECT p.bytes FROM report_photos p JOIN consumer_report_details d ON d.photo_sha256 = p.sha256 "
+                              "WHERE d.public_id = %s", (public_id,)).fetchone()[0]
+    assert bytes(stored).startswith(b"\xff\xd8\xff") and b"<script" not in bytes(stored) and b"PK\x03\x04" not in bytes(stored)

@@ -11,11 +11,13 @@ Skipped when chromium or Playwright is missing (``ops/browser.sh`` installs chro
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 
 import psycopg
 import pytest
+from PIL import Image
 
 from ledger import shortcode
 from tests.conftest import ARTIFACTS
@@ -332,11 +334,18 @@ def test_report_with_confirmation(browser, world, lang):
     me.fill("#r-phone", "13800001111")
     press(me, "#report button")
     assert ("请确认举报内容" if lang == "zh" else "Please confirm") in me.locator("#report").inner_text()
+    assert_accessible(me)  # the photo's file input too
+    if lang == "zh":  # a photo of the purchase, chosen on the phone
+        photo = io.BytesIO()
+        Image.new("RGB", (120, 90), (240, 200, 40)).save(photo, "PNG")
+        me.set_input_files("#r-photo", files=[{"name": "小票.png", "mimeType": "image/png", "buffer": photo.getvalue()}])
     shot(me, f"report-confirm-{lang}")
     before = inbox(world, "SELECT count(*) FROM consumer_reports WHERE serial = %s", serial)[0][0]
     press(me, "#report button")
     done = me.locator("#reported").inner_text()
     number = re.search(r"R-[0-9A-Z]{10}", done).group(0)
+    photo_hash = inbox(world, "SELECT photo_sha256 FROM consumer_report_details WHERE public_id = %s", number)[0][0]
+    assert (photo_hash is not None) == (lang == "zh")
     shot(me, f"report-done-{lang}")
     me.reload()  # no resubmission: the same confirmation, no second report
     assert number in me.locator("#reported").inner_text()

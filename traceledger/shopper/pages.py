@@ -234,9 +234,12 @@ def _report(ps: PageState) -> str:
         rows = "".join(f"<dt>{t['report_' + k]}</dt><dd>{escape(values.get(k) or '—')}</dd>" for k in ("place", "price", "phone"))
         hidden = "".join(f'<input type="hidden" name="{k}" value="{escape(values.get(k) or "")}">' for k in ("place", "price", "phone"))
         edit = f'{ps.action}{"&" if "?" in ps.action else "?"}{urlencode({"report": "1", **{k: values.get(k) or "" for k in ("place", "price", "phone")}})}#report'
-        return (f'<section id="report"><h2>{t["report_confirm_title"]}</h2><dl>{rows}</dl>'
-                f'<form method="post" action="{escape(ps.action)}"><input type="hidden" name="action" value="report">'
-                f'<input type="hidden" name="lang" value="{ps.lang}">{hidden}<button class="r">{t["report_confirm"]}</button></form>'
+        err = f'<p class="msg" id="report-error" role="alert">{escape(rep["error"])}</p>' if rep.get("error") else ""
+        photo = (f'<label for="r-photo">{t["report_photo"]}</label>'
+                 '<input id="r-photo" name="photo" type="file" accept="image/jpeg,image/png">')
+        return (f'<section id="report"><h2>{t["report_confirm_title"]}</h2>{err}<dl>{rows}</dl>'
+                f'<form method="post" action="{escape(ps.action)}" enctype="multipart/form-data"><input type="hidden" name="action" value="report">'
+                f'<input type="hidden" name="lang" value="{ps.lang}">{hidden}{photo}<button class="r">{t["report_confirm"]}</button></form>'
                 f'<p><a href="{escape(edit)}" id="report-edit">{t["report_edit"]}</a></p><p class="m">{t["report_help"]}</p></section>')
     err = f'<p class="msg" id="report-error" role="alert">{escape(rep["error"])}</p>' if rep.get("error") else ""
     base = ps.action.split("?")[0]

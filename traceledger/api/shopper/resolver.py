@@ -28,11 +28,13 @@ from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import page, service
 from traceledger.api.shopper.web import (
     NO_CACHE,
-    form_of,
+    form_and_files,
     html,
     lang_of,
     other_lang_url,
+    page_url,
     parse_link,
+    see_other,
     session_of,
     wants_json,
 )
@@ -127,9 +129,11 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
 async def resolve_form(request: Request, gtin: str, rest: str):
     """The page's forms: ``action=pin`` (with ``pin``) or ``action=report``; answered by a 303 to the page."""
     try:
-        form = await form_of(request)
+        form, files = await form_and_files(request)
     except Refused as exc:
         lang = lang_of(request)
+        if exc.code == "photo_too_large":  # too big to read (its fields unread too): back to the form, which says so
+            return see_other(page_url(request, lang, report="1", err="report_bad_photo_size") + "#report")
         return html(pages.entry_page(lang, "/", error=wording.error_text(exc.code, lang)), status=400)
     lang = lang_of(request, form.get("lang"))
     other = other_lang_url(request, lang)
@@ -142,6 +146,6 @@ async def resolve_form(request: Request, gtin: str, rest: str):
     try:
         async with state.pool.connection() as conn:
             raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None, gtin=gtin14, lot=lot, expiry=expiry)
-            return await page.form_posted(request, conn, raw, cv, form, session, lang, cookie)
+            return await page.form_posted(request, conn, raw, cv, form, session, lang, cookie, files)
     except OverLimit as exc:
         return busy_page(request, lang, exc)
