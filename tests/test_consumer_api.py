@@ -12,7 +12,14 @@ from PIL import Image
 
 from ledger import shortcode
 from tests.conftest import wait_for
-from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+from tests.consumer_world import (  # noqa: F401  (world: the module-scoped fixture)
+    BRAND_HOTLINE,
+    PRODUCT_EN,
+    PRODUCT_ZH,
+    RECALL_NOTICE,
+    V4_CONSUMER,
+    world,
+)
 from traceledger.auth import authorization_header
 
 JSON = {"accept": "application/json"}
@@ -587,3 +594,56 @@ def test_a_polyglot_photo_is_kept_without_its_payload(world):
         stored = conn.execute("SELECT p.bytes FROM report_photos p JOIN consumer_report_details d ON d.photo_sha256 = p.sha256 "
                               "WHERE d.public_id = %s", (public_id,)).fetchone()[0]
     assert bytes(stored).startswith(b"\xff\xd8\xff") and b"<script" not in bytes(stored) and b"PK\x03\x04" not in bytes(stored)
+
+
+# ---------------------------------------------------------------- event.v4: certificates, names, hotline, quality, recall remedy
+
+
+needs_v4 = pytest.mark.skipif(not V4_CONSUMER, reason="event.v4 step B (certificates, profiles, products) is not in the schema yet")
+
+
+def v4_link(w, purpose: str, extra: str = "") -> str:
+    return f"{w.url}/01/{w.gtin_v4}/21/{w.labels[purpose]}{extra}"
+
+
+@needs_v4
+def test_certificates_with_status_names_hotline_quality_and_sellers(world):
+    zh = httpx.get(v4_link(world, "v4_certified", "?lang=zh"), headers=BROWSER).text
+    assert 'data-verdict="genuine"' in zh
+    certs = zh[zh.index('id="certs"'):zh.index("</section>", zh.index('id="certs"'))]
+    assert "CCC 2024011101234567" in certs and "有效" in certs and "中国质量认证中心" in certs and "A1–A9" in certs and "2029-01-10" in certs
+    assert f'id="d-product">{PRODUCT_ZH}<' in zh and 'id="d-brand">艾克美<' in zh and 'id="d-producer">艾克美电池有限公司<' in zh
+    assert f'href="tel:4008201234">{BRAND_HOTLINE}</a>' in zh  # tap-to-call
+    assert 'id="d-produced">2026-11-20<' in zh  # the signed production date, not the day it was registered
+    assert "假一赔十" in zh and "GB 43854-2024" in zh and "艾克美京东自营旗舰店" in zh and "北京" in zh
+    assert 'id="product-image"' in zh and f'data-sha256="{bytes(range(32)).hex()}"' in zh
+    en = httpx.get(v4_link(world, "v4_certified", "?lang=en"), headers=BROWSER).text
+    assert f'id="d-product">{PRODUCT_EN}<' in en and "Acme Batteries Ltd." in en and "valid" in en and "Authorised sellers" in en
+    view = httpx.get(v4_link(world, "v4_certified"), headers=JSON).json()
+    assert view["hotline"] == BRAND_HOTLINE and view["producer_names"] == {"zh": "艾克美电池有限公司", "en": "Acme Batteries Ltd."}
+    assert sms(world, f"EN {world.labels['v4_certified']}").text.startswith(SIG + f"Genuine: {PRODUCT_EN}"[:40])
+
+
+@needs_v4
+@pytest.mark.parametrize("purpose, key, zh, en", [
+    ("v4_revoked", "cert_revoked", "CCC\u00a0证书", "certificate was revoked"),
+    ("v4_suspended", "cert_suspended", "证书", "certificate is suspended"),
+])
+def test_a_suspended_or_revoked_certificate_turns_genuine_into_a_warning(world, purpose, key, zh, en):
+    page = httpx.get(v4_link(world, purpose, "?lang=zh"), headers=BROWSER).text
+    assert f'data-verdict="{key}"' in page and zh in page and "正品" not in page.split('id="verdict"')[1].split("</div>")[0]
+    assert ("撤销" if key == "cert_revoked" else "暂停") in page
+    assert en in httpx.get(v4_link(world, purpose, "?lang=en"), headers=BROWSER).text
+    reply = sms(world, world.labels[purpose]).text
+    assert reply.startswith(SIG + "注意：此产品的CCC证书已" + ("被撤销" if key == "cert_revoked" else "暂停")) and ucs2(reply) <= 70
+    assert httpx.get(v4_link(world, purpose), headers=JSON).json()["verdict"] == "genuine"  # the ledger's verdict; the page warns
+
+
+@needs_v4
+def test_a_recall_names_its_hazard_remedy_hotline_and_notice(world):
+    zh = httpx.get(v4_link(world, "v4_recalled", "?lang=zh"), headers=BROWSER).text
+    assert 'data-verdict="recalled"' in zh and 'id="hazard">充电时电芯可能过热起火<' in zh
+    assert 'id="remedy">更换：免费更换电池组<' in zh and 'href="tel:4008201234"' in zh
+    assert f'href="{RECALL_NOTICE}"' in zh and "SAMR-2026-0123" in zh and 'href="tel:12315"' in zh
+    en = httpx.get(v4_link(world, "v4_recalled", "?lang=en"), headers=BROWSER).text
+    assert 'id="hazard">cells may overheat and catch fire while charging<' in en and "replacement: free replacement" in en

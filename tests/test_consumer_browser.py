@@ -22,7 +22,11 @@ from PIL import Image
 from ledger import shortcode
 from tests.conftest import ARTIFACTS
 from tests.consumer_world import (
+    BRAND_HOTLINE,
     CCC,
+    PRODUCT_EN,
+    PRODUCT_ZH,
+    V4_CONSUMER,
     ZH_PRODUCT,
     world,  # noqa: F401  (module-scoped fixture)
 )
@@ -405,3 +409,39 @@ def test_check_with_my_location_asks_first_and_records_a_claim(browser, world):
     shot(no, "locate-denied-zh")
     assert len(claims(world, serial)) == 2
     no.context.close()
+
+
+# ---------------------------------------------------------------- event.v4: certificates with status, names, recall remedy
+
+
+@pytest.mark.skipif(not V4_CONSUMER, reason="event.v4 step B is not in the schema yet")
+def test_certificates_names_and_recall_remedy_in_both_languages(phone, world):
+    """What a person sees of the signed trust details, and how a revoked certificate changes the verdict."""
+    def open_v4(purpose: str, lang: str):
+        assert phone.goto(f"{world.url}/01/{world.gtin_v4}/21/{world.labels[purpose]}?lang={lang}").status == 200
+
+    open_v4("v4_certified", "zh")
+    state, words, colour = verdict(phone)
+    assert state == "genuine" and colour == GREEN
+    assert phone.locator("#d-product").inner_text() == PRODUCT_ZH and "有效" in phone.locator("#certs").inner_text()
+    assert phone.locator("#certs .st-valid").evaluate("e => getComputedStyle(e).color") == GREEN
+    assert "假一赔十" in phone.locator("#quality").inner_text() and "艾克美京东自营旗舰店" in phone.locator("#sellers").inner_text()
+    assert phone.locator(f'a[href="tel:{BRAND_HOTLINE.replace("-", "")}"]').count() == 1
+    assert latin_words_on_zh_page(phone) == set() and phone.locator("script").count() == 0
+    assert_accessible(phone)
+    shot(phone, "certified-v4-zh")
+    open_v4("v4_certified", "en")
+    assert phone.locator("#d-product").inner_text() == PRODUCT_EN and "valid" in phone.locator("#certs").inner_text()
+    shot(phone, "certified-v4-en")
+    for lang, words_seen in (("zh", "证书已被撤销"), ("en", "certificate was revoked")):
+        open_v4("v4_revoked", lang)
+        state, words, colour = verdict(phone)
+        assert state == "cert_revoked" and colour == AMBER and words_seen in words.replace("\u00a0", " ").replace(" 证书", "证书")
+        assert phone.locator('#certs li[data-status="revoked"]').count() == 1
+        shot(phone, f"cert-revoked-{lang}")
+    for lang, hazard in (("zh", "充电时电芯可能过热起火"), ("en", "cells may overheat")):
+        open_v4("v4_recalled", lang)
+        state, _, colour = verdict(phone)
+        assert state == "recalled" and colour == RECALL and hazard in phone.locator("#hazard").inner_text()
+        assert phone.locator("#remedy").count() == 1 and phone.locator("#recall-notice").count() == 1
+        shot(phone, f"recalled-remedy-{lang}")

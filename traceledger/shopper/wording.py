@@ -94,8 +94,13 @@ def check_given(view: dict, *, gtin: str | None = None, lot: str | None = None, 
     return out
 
 
-def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | None = None, lot: str | None = None, expiry: str | None = None) -> dict:
-    """The consumer's view of a verification view; pure."""
+def consumer_view(view: dict, *, profile: dict | None = None, gtin: str | None = None, lot: str | None = None, expiry: str | None = None) -> dict:
+    """The consumer's view of a verification view; pure.
+
+    ``profile``: the producer's signed profile (:func:`ledger.shopper_records.actor_profile`):
+    its name, its names in Chinese and English and its hotline, all public on purpose.
+    """
+    profile = profile or {}
     serial = view["serial"]
     out = {
         "serial": serial,
@@ -122,7 +127,9 @@ def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | N
         trail.append({"event": step["kind"], "place": place(step.get("region")), "date": (step.get("at") or "")[:10] or None})
     return out | {
         "product": view.get("product"),
-        "producer": producer_name or view.get("producer"),
+        "producer": profile.get("name") or view.get("producer"),
+        "producer_names": {"zh": profile.get("name_zh"), "en": profile.get("name_en")},
+        "hotline": profile.get("hotline"),
         "gtin": view.get("gtin"),
         "lot": view.get("lot"),
         "expiry": view.get("expiry"),
@@ -172,6 +179,32 @@ def display_key(cv: dict, pin: dict | None = None, *, own: dict | None = None, s
     return "genuine"
 
 
+GOOD_KEYS = ("genuine", "seen", "pin_ok", "pin_seen")
+CERT_STATUS = {"valid": ("有效", "valid"), "suspended": ("暂停", "suspended"), "revoked": ("撤销", "revoked"), None: (None, None)}
+
+
+def certificate_warning(certificates: list[dict] | None) -> dict | None:
+    """The first of a label's certificates that no longer holds (revoked before suspended), or None."""
+    certs = [c for c in certificates or () if c.get("status") in ("revoked", "suspended")]
+    certs.sort(key=lambda c: c["status"] != "revoked")
+    return certs[0] if certs else None
+
+
+def certified_key(key: str, certificates: list[dict] | None) -> str:
+    """A good verdict turned into a warning when a certificate of the product was suspended or revoked (issue 17)."""
+    bad = certificate_warning(certificates)
+    if key not in GOOD_KEYS or bad is None:
+        return key
+    return "cert_" + bad["status"]
+
+
+def cert_values(cv: dict | None) -> dict:
+    """``s`` (the scheme, e.g. CCC) and ``d`` (since when, China date) of the view's certificate warning."""
+    bad = (cv or {}).get("certificate_warning") or {}
+    at = bad.get("status_at")
+    return {"s": bad.get("scheme") or "", "d": local_time(at, "zh")[:10] if at else ""}
+
+
 def local_time(iso: str | None, lang: str) -> str:
     """An ISO time as China time, minute precision (what a consumer reads)."""
     if not iso:
@@ -207,9 +240,16 @@ TEXT = {
         "recalled": "已召回 · 立即停止使用", "recalled_sub": "此商品已被召回，请立即停止使用。",
         "counterfeit": "假冒商品", "counterfeit_sub": "监管部门已认定带有此码的商品为假冒。",
         "suspicious": "可疑", "suspicious_sub": "标签信息与防伪系统记录不符，请谨慎。",
+        "cert_revoked": "注意：\u200b此产品的\u00a0{s}\u00a0证书\u200b已被撤销", "cert_revoked_sub": "此码已登记，但认证机构已于 {d} 撤销此产品的 {s} 证书。请谨慎购买和使用。",
+        "cert_suspended": "注意：\u200b此产品的\u00a0{s}\u00a0证书\u200b已暂停", "cert_suspended_sub": "此码已登记，但认证机构已于 {d} 暂停此产品的 {s} 证书。请谨慎购买和使用。",
         "product": "产品", "producer": "生产企业", "lot": "批次", "expiry": "有效期", "serial": "序列号", "code": "数字码",
         "scans": "查询次数", "first_scan": "首次查询", "trail": "流转记录", "produced": "生产日期", "certificates": "认证证书",
         "cert_status_unknown": "状态以发证机构公布为准",
+        "cert_valid": "有效", "cert_suspended_word": "暂停", "cert_revoked_word": "撤销", "cert_issuer": "发证机构", "cert_scope": "范围",
+        "cert_until": "有效期至", "brand": "品牌", "product_image": "查看品牌登记的产品图片", "sellers": "授权销售商",
+        "quality": "质量诚信承诺", "quality_standard": "执行标准", "committed": "承诺日期",
+        "remedy": "补救措施", "remedy_refund": "退货退款", "remedy_replace": "更换", "remedy_repair": "维修", "remedy_inspect": "检查",
+        "recall_notice": "召回公告", "recall_no": "召回编号",
         "Issued": "出厂", "Shipped": "发货", "Received": "到货", "Recalled": "召回", "FlaggedCounterfeit": "认定假冒", "Decommissioned": "注销",
         "pin_title": "刮开涂层，输入防伪码", "pin_label": "防伪码（6–12位数字）", "pin_button": "验证",
         "pin_placeholder": "6–12位数字",
@@ -281,9 +321,16 @@ TEXT = {
         "recalled": "Recalled · stop using it now", "recalled_sub": "This item has been recalled. Stop using it now.",
         "counterfeit": "Counterfeit", "counterfeit_sub": "A regulator found an item bearing this code to be counterfeit.",
         "suspicious": "Suspicious", "suspicious_sub": "The label does not match the recorded one. Be careful.",
+        "cert_revoked": "Caution: this product's {s} certificate was revoked", "cert_revoked_sub": "The code is registered, but the certification body revoked this product's {s} certificate on {d}. Be careful buying or using it.",
+        "cert_suspended": "Caution: this product's {s} certificate is suspended", "cert_suspended_sub": "The code is registered, but the certification body suspended this product's {s} certificate on {d}. Be careful buying or using it.",
         "product": "Product", "producer": "Producer", "lot": "Lot", "expiry": "Expiry", "serial": "Serial", "code": "Number code",
         "scans": "Queries", "first_scan": "First query", "trail": "Trail", "produced": "Produced", "certificates": "Certificates",
         "cert_status_unknown": "status as published by the issuer",
+        "cert_valid": "valid", "cert_suspended_word": "suspended", "cert_revoked_word": "revoked", "cert_issuer": "Issued by", "cert_scope": "Scope",
+        "cert_until": "Valid until", "brand": "Brand", "product_image": "See the product image the brand registered", "sellers": "Authorised sellers",
+        "quality": "Quality commitment", "quality_standard": "Standard", "committed": "Committed on",
+        "remedy": "Remedy", "remedy_refund": "refund", "remedy_replace": "replacement", "remedy_repair": "repair", "remedy_inspect": "inspection",
+        "recall_notice": "Recall notice", "recall_no": "Recall no.",
         "Issued": "Issued", "Shipped": "Shipped", "Received": "Received", "Recalled": "Recalled", "FlaggedCounterfeit": "Flagged counterfeit", "Decommissioned": "Decommissioned",
         "pin_title": "Scratch the coating and enter the PIN", "pin_label": "PIN (6-12 digits)", "pin_button": "Verify",
         "pin_placeholder": "6-12 digits",
@@ -456,6 +503,8 @@ SMS = {
         "counterfeit": "假冒！此码已被监管部门认定为假冒。请拨打12315。",
         "suspicious": "可疑：此码状态异常，请谨慎。{p}",
         "suspicious_decommissioned": "可疑：此码已注销，带此码的商品可能是仿冒品。{p}",
+        "cert_revoked": "注意：此产品的{s}证书已被撤销，请谨慎。{p}",
+        "cert_suspended": "注意：此产品的{s}证书已暂停，请谨慎。{p}",
         "suspicious_integrity": "可疑：此码的记录未通过完整性校验，请谨慎。{p}",
         "suspicious_mismatch": "可疑：标签信息与登记记录不符，谨防假冒。{p}",
         "bad": "无法识别。请发送标签上的32位数字码，有防伪码的空格后附上。",
@@ -478,6 +527,8 @@ SMS = {
         "counterfeit": "COUNTERFEIT: flagged by a regulator. Call 12315.",
         "suspicious": "Suspicious code: be careful. {p}",
         "suspicious_decommissioned": "Suspicious: code withdrawn, may be a copy. {p}",
+        "cert_revoked": "Caution: {s} certificate revoked. {p}",
+        "cert_suspended": "Caution: {s} certificate suspended. {p}",
         "suspicious_integrity": "Suspicious: record failed a check. {p}",
         "suspicious_mismatch": "Suspicious: label differs from record. {p}",
         "bad": "Unreadable. Send the 32-digit code, then PIN if any.",
@@ -508,7 +559,8 @@ def reply_values(key: str, lang: str, cv: dict | None, pin: dict | None, mine_fi
     """The values a reply's template is filled with."""
     cv, pin = cv or {}, pin or {}
     first = (pin.get("first") or {}).get("at") or pin.get("pin_first_verified_at")
-    return {"p": cv.get("product") or "", "n": cv.get("scan_count", 0), "t": short_time(cv.get("first_scanned_at"), lang),
+    product = (cv.get("product_names") or {}).get(lang) or cv.get("product") or ""  # the signed name in the reply's language
+    return cert_values(cv) | {"p": product, "n": cv.get("scan_count", 0), "t": short_time(cv.get("first_scanned_at"), lang),
             "pt": short_time(first, lang), "mt": short_time(mine_first, lang), "left": pin.get("attempts_left") or 0,
             "m": max(1, -(-(pin.get("retry_after") or 60) // 60))}
 
@@ -597,6 +649,7 @@ def speakable_name(name: str | None, lang: str) -> str:
 def voice_verdict(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None) -> str:
     """The verdict as a phrase for the phone: the SMS wording without the signature, the name said in the call's language."""
     cv = dict(cv or {})
-    cv["product"] = speakable_name(cv.get("product"), lang)
+    cv["product"] = speakable_name((cv.get("product_names") or {}).get(lang) or cv.get("product"), lang)
+    cv["product_names"] = None
     text = fit(SMS[lang][reply_key(key, cv)], limit=200, **reply_values(key, lang, cv, pin, mine_first))
     return text if text.endswith(("。", ".", "！", "!")) else text + ("。" if lang == "zh" else ".")

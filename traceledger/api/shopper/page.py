@@ -33,7 +33,7 @@ from ledger.client_limits import OverLimit
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections import detection
-from projections.shopper_details import label_recall, lot_details
+from projections.shopper_details import page_details
 from traceledger.api.client_identity import client_of
 from traceledger.api.shopper import service
 from traceledger.api.shopper.web import flash_value, html, other_lang_url, page_url, read_flash, see_other
@@ -112,14 +112,12 @@ async def page_state(request: Request, conn, cv: dict, lang: str, session: str, 
         returning = mine.total > 1 or (mine.mine_first is not None and datetime.now(timezone.utc) - mine.mine_first > RETURNING)
         own = {"mine": mine.mine, "returning": returning}
         ps.mine_first = mine.mine_first.isoformat() if mine.mine_first else None
-    if cv.get("gtin"):
-        ps.lot = await lot_details(conn, cv["gtin"], cv.get("lot"))
-    if any(c["code"] == "item_recalled" for c in cv.get("reason_codes") or ()):
-        # The label's own recall names its hazard; it wins over the lot's (the page shows one).
-        ps.lot = ps.lot | await label_recall(conn, cv["serial"])
+    ps.lot = await page_details(conn, cv["serial"], cv.get("gtin"), cv.get("lot"))
+    ps.hotline = cv.get("hotline")
     ps.report = await report_step(request, conn, cv["serial"], lang)
     ps.located = request.query_params.get("located")
-    ps.display = wording.display_key(cv, ps.pin, own=own, scanned=scanned)
+    ps.display = wording.certified_key(wording.display_key(cv, ps.pin, own=own, scanned=scanned), ps.lot.get("certificates"))
+    cv["certificate_warning"] = wording.certificate_warning(ps.lot.get("certificates"))
     return ps
 
 

@@ -92,7 +92,8 @@ async def code_step(call: Call, keyed: str) -> OrjsonResponse:
     if cv.get("pin_protected") and cv["verdict"] == "genuine":
         return await call.say(call.join(call.keyed(keyed), call.prompts["pin"]), "pin", serial, 0, expect="pin")
     _, own, mine_first = await service.looker_state(call.conn, cv, None, call.client)  # the caller's own repeats: no warning
-    verdict = wording.voice_verdict(wording.display_key(cv, own=own), call.lang, cv, mine_first=mine_first)
+    key = await service.certified(call.conn, cv, wording.display_key(cv, own=own))
+    verdict = wording.voice_verdict(key, call.lang, cv, mine_first=mine_first)
     return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
 
 
@@ -108,7 +109,7 @@ async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
         again = call.join(wording.voice_verdict("pin_wrong", call.lang, cv, pin), call.prompts["again"])
         return await call.retry("again", "pin", call.serial, prompt=again, keyed=keyed)
     pin, _, _ = await service.looker_state(call.conn, cv, pin, call.client)  # the caller's own PIN again: no warning
-    verdict = wording.voice_verdict(wording.display_key(cv, pin), call.lang, cv, pin)
+    verdict = wording.voice_verdict(await service.certified(call.conn, cv, wording.display_key(cv, pin)), call.lang, cv, pin)
     return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
 
 
