@@ -113,8 +113,8 @@ def group_events(signed: Iterable[SignedEvent]) -> list[list[SignedEvent]]:
     waiting: dict[tuple[str, str, str], list[SignedEvent]] = {}
     for s in signed:
         e = s.event
-        if e.subject_type not in EXPORTED_SUBJECTS:
-            continue
+        if e.subject_type not in EXPORTED_SUBJECTS or e.kind not in EPCIS_MAPPING:
+            continue  # event.v4 kinds without an EPCIS form yet (e.g. a lot's QualityCommitted)
         if e.kind in CHILD_KIND:
             group = [s]
             for child in e.payload["children"]:

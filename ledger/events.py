@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
 from typing import Any
@@ -30,8 +30,11 @@ LABEL_KINDS = (
     "Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned",
     "ReportedFake", "PackedInto", "UnpackedFrom",
 )
-LOT_KINDS = ("Recalled", "LotCommissioned", "Transformed")
-ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked", "ActorKeyCompromised")
+LOT_KINDS = ("Recalled", "LotCommissioned", "Transformed", "QualityCommitted")
+ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked", "ActorKeyCompromised", "ActorProfileChanged")
+# event.v4 (issue 17): a certification body's certificates, and a GTIN's product master data.
+CERTIFICATE_KINDS = ("CertificateIssued", "CertificateSuspended", "CertificateReinstated", "CertificateRevoked")
+PRODUCT_KINDS = ("ProductDescribed", "QualityCommitted")
 # The transitions people sign on an alert; event.v4's AlertRaised (the detector's) opens the chain.
 ALERT_KINDS = ("AlertAcknowledged", "AlertResolved")
 CONTAINER_KINDS = (
@@ -47,15 +50,22 @@ KINDS_BY_SUBJECT = {
     "alert": ("AlertRaised", *ALERT_KINDS),
     "container": CONTAINER_KINDS,
     "batch": BATCH_KINDS,
+    "certificate": CERTIFICATE_KINDS,
+    "product": PRODUCT_KINDS,
 }
 PIN_RESULTS = ("first_use", "reused", "wrong")
 RESOLUTIONS = ("false_positive", "confirmed")
 CONTAINER_LEVELS = ("case", "pallet")
 MAX_CHILDREN = 10_000  # one Packed event; a pallet of 10,000 units fits, a bigger load is several events
-ROLES = ("registrar", "producer", "distributor", "retailer", "regulator", "gateway", "detector")
+ROLES = ("registrar", "producer", "distributor", "retailer", "regulator", "gateway", "detector", "certifier")
 # event.v4: where a scan's or report's region came from (schemas/event.v4.avsc, PlaceSource).
 PLACE_SOURCES = ("address", "number", "geolocation", "signed", "none")
 SEVERITIES = ("low", "medium", "high")
+REMEDIES = ("refund", "replace", "repair", "inspect")
+MAX_CERTIFICATES = 20  # per label or lot
+MAX_SCHEMES = 20
+MAX_CERTIFIED_GTINS = 1000
+MAX_SELLERS = 50
 
 # The GS1 EPCIS 2.0 / CBV names each event kind maps to: (bizStep, disposition).
 EPCIS_MAPPING = {
@@ -91,8 +101,19 @@ _CHANNEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _PREFIX = re.compile(r"[0-9]{6,12}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXPIRY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_SCHEME = re.compile(r"[A-Z][A-Z0-9_-]{0,15}")  # e.g. CCC, CQC-ECO
+_CERT_NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HOTLINE = re.compile(r"\+?[0-9][0-9 -]{2,23}")
+_GLN = re.compile(r"[0-9]{13}")
 
-MAX_TEXT = {"product": 200, "name": 200, "reason": 500, "session": 128, "pin_hash": 256, "note": 1000, "certificates": 64}
+MAX_TEXT = {
+    "product": 200, "name": 200, "reason": 500, "session": 128, "pin_hash": 256, "note": 1000, "certificates": 64,
+    # event.v4 (issue 17)
+    "name_zh": 200, "name_en": 200, "website": 200, "scope": 500, "issuer_name_zh": 200, "issuer_name_en": 200,
+    "brand_zh": 200, "brand_en": 200, "image_url": 500, "text_zh": 1000, "text_en": 1000, "standard": 100,
+    "hazard_zh": 500, "hazard_en": 500, "remedy_text_zh": 500, "remedy_text_en": 500, "notice_url": 500,
+    "recall_id": 64, "authorised_sellers.name_zh": 200, "authorised_sellers.name_en": 200,
+}
 MAX_CLOCK_SKEW_SECONDS = 300
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
@@ -153,7 +174,20 @@ class Event:
         if key.key_id != self.key_id:
             raise Refused("key_mismatch", "event names a different key_id than the signing key", field="key_id")
         body = self.encode()
-        return SignedEvent(body=body, signature=key.sign(body), event=self)
+        # The decoded form of ``body`` has every schema field (Avro fills defaults); so has this one.
+        missing = _payload_defaults(self.kind).keys() - self.payload.keys() if isinstance(self.payload, dict) else ()
+        defaults = _payload_defaults(self.kind)
+        filled = {k: list(defaults[k]) if isinstance(defaults[k], list) else defaults[k] for k in missing}
+        event = replace(self, payload={**self.payload, **filled}) if missing else self
+        return SignedEvent(body=body, signature=key.sign(body), event=event)
+
+
+@lru_cache(maxsize=None)
+def _payload_defaults(kind: str) -> dict[str, Any]:
+    """The latest schema's default of each optional field of ``kind``'s payload (fields added by later versions)."""
+    payload = next(f for f in event_codec().latest.schema["fields"] if f["name"] == "payload")["type"]
+    record = next((r for r in payload if r["name"].rsplit(".", 1)[-1] == kind), None)
+    return {f["name"]: f["default"] for f in (record or {}).get("fields", ()) if "default" in f}
 
 
 @dataclass(frozen=True)
@@ -283,6 +317,10 @@ def _validate_subject(event: Event) -> None:
         _uuid(event.subject, "subject")
     elif event.subject_type == "container":
         gs1.validate_sscc(event.subject, "subject")
+    elif event.subject_type == "certificate":
+        validate_certificate_id(event.subject, "subject")
+    elif event.subject_type == "product":
+        _gtin14(event.subject, "subject")
     elif event.subject_type == "batch":
         _uuid(event.subject, "subject")
         if event.seq != 0:
@@ -294,6 +332,14 @@ def _validate_subject(event: Event) -> None:
 # Exactly the strings ``str(uuid.UUID(s)) == s`` accepts (lower-case 8-4-4-4-12 hex),
 # without building a UUID object per event.
 _LOWER_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def validate_certificate_id(value: Any, name: str = "certificates") -> str:
+    """A certificate's subject id: ``<scheme>/<number>``, e.g. ``CCC/2024011101234567``."""
+    scheme, _, number = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if not (_SCHEME.fullmatch(scheme) and _CERT_NUMBER.fullmatch(number)):
+        raise Refused("invalid_field", f"{name} must be certificate ids '<SCHEME>/<number>' (scheme A-Z 0-9 _ -, number up to 64 characters)", field=name)
+    return value
 
 
 def _uuid(value: Any, name: str) -> None:
@@ -378,7 +424,7 @@ def _validate_batch(kind: str, p: dict) -> None:
     if not isinstance(root, bytes) or len(root) != 32:
         raise Refused("invalid_field", "labels_root must be 32 bytes", field="labels_root")
     if kind == "BatchIssued":
-        _validate_payload("Issued", {**{k: p.get(k) for k in ("gtin", "lot", "expiry", "product", "region")}, "pin_hash": None})
+        _validate_payload("Issued", {**{k: p.get(k) for k in ("gtin", "lot", "expiry", "product", "region", "certificates", "production_date")}, "pin_hash": None})
         secret = p.get("pin_secret")
         if secret is not None and (not isinstance(secret, bytes) or len(secret) != SEALED_SECRET_BYTES):
             raise Refused("invalid_field", f"pin_secret must be a {SEALED_SECRET_BYTES}-byte sealed box", field="pin_secret")
@@ -409,6 +455,7 @@ def _validate_payload(kind: str, p: dict) -> None:
         _text(p.get("product"), "product")
         validate_region(p.get("region"), required=False)
         _text(p.get("pin_hash"), "pin_hash", required=False)
+        _validate_product_facts(p)
     elif kind == "Shipped":
         validate_actor_id(p.get("consignee"), "consignee")
         validate_territory(p.get("territory"))
@@ -481,6 +528,7 @@ def _validate_payload(kind: str, p: dict) -> None:
         for certificate in certificates:
             _text(certificate, "certificates")
         validate_region(p.get("region"), required=False)
+        _date(p.get("production_date"), "production_date", required=False)
     elif kind == "Transformed":
         _code_list(p.get("inputs"), "inputs", _lot_key, limit=1000)
         validate_region(p.get("region"), required=False)
@@ -488,6 +536,8 @@ def _validate_payload(kind: str, p: dict) -> None:
         _text(p.get("reason"), "reason")
         if kind == "FlaggedCounterfeit":
             validate_region(p.get("region"), required=False)
+        elif kind == "Recalled":
+            _validate_recall_notice(p)
     elif kind == "ActorRegistered":
         if p.get("role") not in ROLES:
             raise Refused("invalid_field", f"role must be one of {', '.join(ROLES)}", field="role")
@@ -498,8 +548,142 @@ def _validate_payload(kind: str, p: dict) -> None:
             raise Refused("invalid_field", "gtin_prefixes must be a list of at most 50", field="gtin_prefixes")
         for prefix in prefixes:
             _match(_PREFIX, prefix, "gtin_prefixes", "GS1 company prefixes of 6-12 digits")
+        schemes = p.get("schemes", [])
+        if not isinstance(schemes, list) or len(schemes) > MAX_SCHEMES or len(set(schemes)) != len(schemes):
+            raise Refused("invalid_field", f"schemes must be a list of at most {MAX_SCHEMES} distinct schemes", field="schemes")
+        for scheme in schemes:
+            _match(_SCHEME, scheme, "schemes", "certification schemes (A-Z, 0-9, '_', '-'; e.g. CCC)")
+        # A certifier certifies under its schemes; nobody else holds one.
+        if (p.get("role") == "certifier") != bool(schemes):
+            raise Refused("invalid_field", "a certifier names the schemes it certifies, and only a certifier has schemes", field="schemes")
+        _validate_profile(p)
+    elif kind == "ActorProfileChanged":
+        _validate_profile(p)
+    elif kind in CERTIFICATE_KINDS:
+        _validate_certificate(kind, p)
+    elif kind == "ProductDescribed":
+        _validate_product(p)
+    elif kind == "QualityCommitted":
+        _text(p.get("text_zh"), "text_zh")
+        _text(p.get("text_en"), "text_en", required=False)
+        _text(p.get("standard"), "standard", required=False)
+        _date(p.get("valid_until"), "valid_until", required=False)
     elif kind == "ActorKeyRotated":
         _public_key(p.get("public_key"))
+
+
+def _gtin14(value: Any, name: str) -> None:
+    try:
+        ok = gs1.normalize_gtin(value) == value
+    except Refused:
+        ok = False
+    if not ok:
+        raise Refused("invalid_gtin", f"{name} must be a GTIN-14 (14 digits, correct check digit)", field=name)
+
+
+def _date(value: Any, name: str, *, required: bool = True) -> None:
+    _match(_EXPIRY, value, name, "a date YYYY-MM-DD", required=required)
+    if value is not None:
+        try:
+            datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            raise Refused("invalid_field", f"{name} is not a calendar date", field=name) from None
+
+
+def _https(value: Any, name: str) -> None:
+    _text(value, name, required=False)
+    if value is not None and (not value.startswith("https://") or len(value) < 12 or " " in value):
+        raise Refused("invalid_field", f"{name} must be an https:// URL", field=name)
+
+
+def _gln(value: Any, name: str) -> None:
+    """A GS1 GLN (or party GLN): 13 digits with a correct check digit."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not _GLN.fullmatch(value) or gs1.gtin_check_digit(value[:12]) != int(value[12]):
+        raise Refused("invalid_field", f"{name} must be a GS1 GLN: 13 digits with a correct check digit", field=name)
+
+
+def _hotline(value: Any, name: str = "hotline") -> None:
+    _match(_HOTLINE, value, name, "a phone number of digits, spaces, '-' and a leading '+' (3-24 characters)", required=False)
+
+
+def _validate_profile(p: dict) -> None:
+    """event.v4 actor profile: names in Chinese and English, hotline, website, GLN / PGLN (all optional)."""
+    _text(p.get("name_zh"), "name_zh", required=False)
+    _text(p.get("name_en"), "name_en", required=False)
+    _hotline(p.get("hotline"))
+    _https(p.get("website"), "website")
+    _gln(p.get("gln"), "gln")
+    _gln(p.get("pgln"), "pgln")
+
+
+def _validate_product_facts(p: dict) -> None:
+    """event.v4 on Issued / BatchIssued: certificate ids and the production date."""
+    certificates = p.get("certificates") or []  # absent before v4 (and in BatchIssued's check of its Issued fields)
+    if not isinstance(certificates, list) or len(certificates) > MAX_CERTIFICATES or len(set(certificates)) != len(certificates):
+        raise Refused("invalid_field", f"certificates must be a list of at most {MAX_CERTIFICATES} distinct certificate ids", field="certificates")
+    for certificate in certificates:
+        validate_certificate_id(certificate)
+    _date(p.get("production_date"), "production_date", required=False)
+    if p.get("production_date") is not None and p.get("expiry") is not None and p["production_date"] > p["expiry"]:
+        raise Refused("invalid_field", "production_date is after expiry", field="production_date")
+
+
+def _validate_recall_notice(p: dict) -> None:
+    """event.v4 on Recalled: what a consumer can act on (all optional)."""
+    for name in ("hazard_zh", "hazard_en", "remedy_text_zh", "remedy_text_en", "recall_id"):
+        _text(p.get(name), name, required=False)
+    if p.get("remedy") not in (None, *REMEDIES):
+        raise Refused("invalid_field", f"remedy must be one of {', '.join(REMEDIES)}", field="remedy")
+    _hotline(p.get("hotline"))
+    _https(p.get("notice_url"), "notice_url")
+
+
+def _validate_certificate(kind: str, p: dict) -> None:
+    _text(p.get("reason"), "reason") if kind != "CertificateIssued" else None
+    if kind == "CertificateSuspended":
+        _date(p.get("until"), "until", required=False)
+    if kind != "CertificateIssued":
+        return
+    _match(_SCHEME, p.get("scheme"), "scheme", "a certification scheme (A-Z, 0-9, '_', '-'; e.g. CCC)")
+    _match(_CERT_NUMBER, p.get("number"), "number", "a certificate number (A-Z a-z 0-9 . _ -, up to 64)")
+    validate_actor_id(p.get("holder"), "holder")
+    _text(p.get("scope"), "scope")
+    _text(p.get("issuer_name_zh"), "issuer_name_zh", required=False)
+    _text(p.get("issuer_name_en"), "issuer_name_en", required=False)
+    gtins, prefixes = p.get("gtins", []), p.get("gtin_prefixes", [])
+    if not isinstance(gtins, list) or len(gtins) > MAX_CERTIFIED_GTINS:
+        raise Refused("field_too_long" if isinstance(gtins, list) else "invalid_field", f"gtins must be a list of at most {MAX_CERTIFIED_GTINS}", field="gtins")
+    for g in gtins:
+        _gtin14(g, "gtins")
+    if not isinstance(prefixes, list) or len(prefixes) > 50:
+        raise Refused("invalid_field", "gtin_prefixes must be a list of at most 50", field="gtin_prefixes")
+    for prefix in prefixes:
+        _match(_PREFIX, prefix, "gtin_prefixes", "GS1 company prefixes of 6-12 digits")
+    _date(p.get("valid_from"), "valid_from")
+    _date(p.get("valid_until"), "valid_until")
+    if p["valid_until"] < p["valid_from"]:
+        raise Refused("invalid_field", "valid_until is before valid_from", field="valid_until")
+
+
+def _validate_product(p: dict) -> None:
+    _text(p.get("name_zh"), "name_zh")
+    for name in ("name_en", "brand_zh", "brand_en"):
+        _text(p.get(name), name, required=False)
+    image = p.get("image_sha256")
+    if image is not None:
+        _digest(image, "image_sha256")
+    _https(p.get("image_url"), "image_url")
+    sellers = p.get("authorised_sellers", [])
+    if not isinstance(sellers, list) or len(sellers) > MAX_SELLERS:
+        raise Refused("field_too_long" if isinstance(sellers, list) else "invalid_field", f"authorised_sellers must be a list of at most {MAX_SELLERS}", field="authorised_sellers")
+    for seller in sellers:
+        if not isinstance(seller, dict):
+            raise Refused("invalid_field", "authorised_sellers must be records", field="authorised_sellers")
+        _text(seller.get("name_zh"), "authorised_sellers.name_zh")
+        _text(seller.get("name_en"), "authorised_sellers.name_en", required=False)
+        validate_region(seller.get("region"), "authorised_sellers.region", required=False)
 
 
 def _validate_place(p: dict) -> None:

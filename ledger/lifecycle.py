@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Callable
 
 from ledger.errors import Refused
-from ledger.events import BATCH_KINDS, GENESIS_HASH, Event
+from ledger.events import BATCH_KINDS, CERTIFICATE_KINDS, GENESIS_HASH, Event
 from ledger.gs1 import is_sscc
 from ledger.keys import key_id_of
 
@@ -30,6 +30,7 @@ class ActorState:
     gtin_prefixes: tuple[str, ...] = ()
     revoked: bool = False
     former_keys: tuple[str, ...] = ()  # key ids this actor signed with before its rotations
+    schemes: tuple[str, ...] = ()  # a certifier's certification schemes (event.v4), e.g. ("CCC",)
     # (key id, since) of each key declared compromised (event.v4 ActorKeyCompromised)
     compromised: tuple[tuple[str, datetime], ...] = ()
     seq: int = 0
@@ -135,7 +136,32 @@ class BatchState:
     head: bytes = GENESIS_HASH
 
 
-SubjectState = ActorState | LabelState | LotState | AlertState | ContainerState | BatchState
+@dataclass(frozen=True)
+class CertificateState:
+    """A certificate (event.v4, subject ``<scheme>/<number>``): who issued it to whom, and whether it holds now."""
+
+    cert_id: str
+    scheme: str
+    number: str
+    issuer: str  # the certifier that issued it (and alone moves it on)
+    holder: str
+    valid_until: str
+    status: str = "valid"  # valid | suspended | revoked (final)
+    seq: int = 0
+    head: bytes = GENESIS_HASH
+
+
+@dataclass(frozen=True)
+class ProductState:
+    """A GTIN's master data chain (event.v4, subject = GTIN-14): described and committed to by its owner."""
+
+    gtin: str
+    producer: str
+    seq: int = 0
+    head: bytes = GENESIS_HASH
+
+
+SubjectState = ActorState | LabelState | LotState | AlertState | ContainerState | BatchState | CertificateState | ProductState
 ActorLookup = Callable[[str], "ActorState | None"]
 # (subject_type, subject) -> that subject's current state, for rules that look across chains.
 SubjectLookup = Callable[[str, str], "SubjectState | None"]
@@ -175,7 +201,10 @@ def _fold(state, event: Event):
             name=p["name"],
             public_key=p["public_key"],
             gtin_prefixes=tuple(p["gtin_prefixes"]),
+            schemes=tuple(p.get("schemes") or ()),
         )
+    if kind == "ActorProfileChanged":
+        return state  # the profile is public data for read models; no rule depends on it
     if kind == "ActorKeyRotated":
         return replace(state, public_key=p["public_key"], former_keys=(*state.former_keys, state.key_id))
     if kind == "ActorKeyCompromised":
@@ -207,6 +236,14 @@ def _fold(state, event: Event):
         return replace(state, status="received", custodian=state.consignee, consignee=None)
     if kind in ("Scanned", "ReportedFake"):
         return state
+    if kind == "QualityCommitted":  # on a lot or a product: read models keep the text
+        return state or ProductState(gtin=event.subject, producer=event.actor)
+    if kind == "ProductDescribed":
+        return state or ProductState(gtin=event.subject, producer=event.actor)
+    if kind == "CertificateIssued":
+        return CertificateState(cert_id=event.subject, scheme=p["scheme"], number=p["number"], issuer=event.actor, holder=p["holder"], valid_until=p["valid_until"])
+    if kind in CERTIFICATE_KINDS:
+        return replace(state, status={"CertificateSuspended": "suspended", "CertificateReinstated": "valid", "CertificateRevoked": "revoked"}[kind])
     if kind == "AlertRaised":
         return AlertState(alert_id=event.subject, alert_kind=p["alert_kind"], serial=p.get("serial"), producer=p.get("producer"), status="raised")
     if kind == "AlertAcknowledged":
@@ -264,13 +301,16 @@ def _fold(state, event: Event):
 # AlertAcknowledged still opens an alert's chain: see ``_authorize_alert`` for why.
 OPENING_KINDS = frozenset({
     "Issued", *BATCH_KINDS, "ActorRegistered", "Recalled", "AlertRaised", "AlertAcknowledged", "ContainerCreated", "LotCommissioned", "Transformed",
+    "CertificateIssued", "ProductDescribed", "QualityCommitted",
 })
+# Kinds that open a chain only of one subject type (a label is never opened by a recall).
+_OPENS_ONLY = {"Recalled": "lot", "QualityCommitted": "product"}
 
 
 def check_link(state: SubjectState | None, event: Event) -> None:
     """Event n must sit on top of event n-1 of the same subject."""
     if state is None:
-        if event.seq != 0 or event.kind not in OPENING_KINDS or (event.kind == "Recalled" and event.subject_type != "lot"):
+        if event.seq != 0 or event.kind not in OPENING_KINDS or _OPENS_ONLY.get(event.kind, event.subject_type) != event.subject_type:
             raise Refused("unknown_subject", f"{event.subject_type} {event.subject} does not exist", field="subject")
         return
     expected = state.seq + 1
@@ -357,12 +397,21 @@ def authorize(
         need(state.compromised_since(key_id_of(event.payload["public_key"])) is None, "that key is declared compromised", "compromised_key", "public_key")
     elif kind == "ActorKeyCompromised":
         _authorize_compromise(state, event, role, need)
+    elif kind == "ActorProfileChanged":
+        need(role == "registrar" or signer.actor_id == event.subject, "only the registrar or the actor itself changes its profile")
+        need(not state.revoked, f"actor {event.subject} is revoked", "revoked", "subject")
+    elif kind in CERTIFICATE_KINDS:
+        _authorize_certificate(state, event, signer, actors, need)
+    elif kind in ("ProductDescribed", "QualityCommitted"):
+        gtin = event.subject[:14]  # a product's GTIN, or a lot key's
+        need(role == "producer" and signer.may_issue(gtin), f"only the producer whose GS1 prefixes cover {gtin} describes it or commits to its quality")
     elif kind == "ActorRevoked":
         need(role == "registrar", "only a registrar revokes actors")
         need(not state.revoked, f"actor {event.subject} is already revoked", "invalid_transition", "subject")
     elif kind == "BatchIssued":
         need(role == "producer", "only a producer issues labels")
         need(signer.may_issue(event.payload["gtin"]), f"GTIN {event.payload['gtin']} is outside {signer.actor_id}'s GS1 company prefixes", fld="gtin")
+        _check_certificates(event, signer, subjects, need)
     elif kind.startswith("Batch"):
         raise Refused("not_supported", f"{kind} is in event.v3 but not accepted by this ledger yet (issue 16: batch issuance only)", field="payload")
     elif kind == "Issued":
@@ -370,6 +419,7 @@ def authorize(
         need(state is None, f"label {event.subject} is already issued", "label_exists", "subject")
         need(role == "producer", "only a producer issues labels")
         need(signer.may_issue(event.payload["gtin"]), f"GTIN {event.payload['gtin']} is outside {signer.actor_id}'s GS1 company prefixes", fld="gtin")
+        _check_certificates(event, signer, subjects, need)
     elif kind == "Shipped":
         need(state.container is None, f"{event.subject} is packed in container {state.container}; ship the container or unpack it first", "packed", "subject")
         need(state.status in ("issued", "received"), f"{event.subject_type} is {state.status}; only an issued or received {event.subject_type} can be shipped", "invalid_transition", "subject")
@@ -408,6 +458,37 @@ def authorize(
         _authorize_lot(state, event, signer, subjects, need)
     else:  # pragma: no cover - validate_event refuses unknown kinds first
         raise Refused("invalid_field", f"unknown event kind {kind}", field="payload")
+
+
+def _authorize_certificate(state: CertificateState | None, event: Event, signer: ActorState, actors: ActorLookup, need) -> None:
+    """A certificate's life: its certifier (holding the scheme) issues, suspends, reinstates, revokes (final)."""
+    kind, p = event.kind, event.payload
+    scheme = p["scheme"] if kind == "CertificateIssued" else state.scheme
+    need(signer.role == "certifier" and scheme in signer.schemes, f"only a certifier holding scheme {scheme} signs its certificates")
+    if kind == "CertificateIssued":
+        need(state is None, f"certificate {event.subject} is already issued", "already_exists", "subject")
+        need(event.subject == f"{p['scheme']}/{p['number']}", f"a certificate's subject is '<scheme>/<number>' ({p['scheme']}/{p['number']})", "invalid_field", "subject")
+        holder = actors(p["holder"])
+        need(holder is not None and holder.active, f"holder {p['holder']} is not an active registered actor", "unknown_actor", "holder")
+        return
+    need(signer.actor_id == state.issuer, f"only the certificate's issuer ({state.issuer}) moves it on")
+    allowed = {"CertificateSuspended": ("valid",), "CertificateReinstated": ("suspended",), "CertificateRevoked": ("valid", "suspended")}[kind]
+    need(state.status in allowed, f"certificate {event.subject} is {state.status}", "invalid_transition", "subject")
+
+
+def _check_certificates(event: Event, signer: ActorState, subjects: SubjectLookup | None, need) -> None:
+    """Issued / BatchIssued (event.v4) link certificates that exist, are the producer's own and are not revoked.
+
+    Checked where other chains are at hand (the ledger, the auditor); the projector,
+    reading partitions in no common order, checks each chain's own rules only.
+    """
+    if subjects is None:
+        return
+    for cert_id in event.payload.get("certificates") or ():
+        cert = subjects("certificate", cert_id)
+        need(cert is not None, f"certificate {cert_id} has not been issued", "unknown_subject", "certificates")
+        need(cert.holder == signer.actor_id, f"certificate {cert_id} is held by {cert.holder}, not {signer.actor_id}", "not_authorized", "certificates")
+        need(cert.status != "revoked", f"certificate {cert_id} is revoked", "invalid_transition", "certificates")
 
 
 def _authorize_compromise(state: ActorState, event: Event, role: str, need) -> None:

@@ -186,6 +186,22 @@ def test_api_option_must_be_a_url(runner):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("args, fld", [
+    (("register", "--id", "cqc", "--role", "certifier", "--name", "CQC", "--scheme", "ccc"), "schemes"),
+    (("register", "--id", "cqc", "--role", "certifier", "--name", "CQC"), "schemes"),
+    (("register", "--id", "acme", "--role", "producer", "--name", "Acme", "--gln", "6901234000005"), "gln"),
+    (("profile", "--id", "acme", "--website", "http://acme.example"), "website"),
+    (("profile", "--id", "acme", "--hotline", "call us"), "hotline"),
+    (("compromise", "--id", "acme", "--key-id", "XYZ", "--since", "2026-03-01T08:00:00+08:00", "--reason", "r"), "key_id"),
+])
+def test_actor_v4_options_are_checked_before_the_network(runner, producer_key, tmp_path, args, fld):
+    pub = tmp_path / "other.key"
+    KeyPair.generate("x").save(pub)
+    extra = ("--public-key", str(pub)) if args[0] == "register" else ()
+    result = run(runner, "actor", args[0], "--api", DEAD_API, "--key", producer_key, *args[1:], *extra)
+    assert result.exit_code == 2 and result.stderr.startswith(f"refused: {fld}:"), result.stderr
+
+
 @pytest.mark.parametrize("since", ["yesterday", "2026-03-01T08:00:00"])
 def test_actor_compromise_needs_a_time_with_its_zone(runner, producer_key, since):
     result = run(runner, "actor", "compromise", "--api", DEAD_API, "--key", producer_key, "--id", "acme-batteries",

@@ -78,7 +78,8 @@ class Sequencer:
     def __init__(self, app: LedgerApplication, conn: psycopg.Connection, *, label_topic: str, actor_topic: str, partitions: dict[str, int]):
         self.app = app
         self.conn = conn
-        self.topics = {"label": label_topic, "lot": label_topic, "container": label_topic, "alert": label_topic, "actor": actor_topic}
+        self.topics = {"label": label_topic, "lot": label_topic, "container": label_topic, "alert": label_topic, "actor": actor_topic,
+                       "certificate": label_topic, "product": label_topic}  # event.v4 subjects
         self.partitions = partitions
         self.tree = merkle_tree.MerkleTree()  # leaves + complete nodes, same transaction as the entries
 

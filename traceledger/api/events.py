@@ -27,7 +27,7 @@ class EventsIn(BaseModel):
 
 
 class SubjectRef(BaseModel):
-    type: Literal["label", "lot", "actor", "alert", "container"]
+    type: Literal["label", "lot", "actor", "alert", "container", "certificate", "product"]  # event.v4 adds the last two
     subject: str
 
 
