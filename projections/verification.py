@@ -31,7 +31,7 @@ from ledger.logging_setup import get_logger
 from ledger.preverify import BatchChecker
 from ledger.record_headers import header
 from ledger.registry import ActorSource
-from projections import alert_chains, bulk, containers, shopper_facts
+from projections import alert_chains, bulk, certificates, containers, shopper_facts
 from projections import lots as lot_graph
 from projections.verdict import verdict
 
@@ -163,7 +163,7 @@ class VerificationProjector:
         if e.subject_type == "batch":
             return self._apply_batch(cur, record, signed)
         if e.subject_type in ("certificate", "product"):
-            return None  # event.v4 subjects: their read models are their own (the auditor checks their rules)
+            return certificates.apply(cur, self.s, record, signed, self.feed)  # event.v4 subjects: their own read model, same checks
         if e.subject_type not in ("label", "lot", "alert", "container"):
             raise Refused("invalid_field", f"a {e.subject_type} event does not belong on the label topic", field="subject_type")
         if record.key != e.subject.encode():

@@ -137,8 +137,6 @@ def add_v4_facts(w: World, cast: Cast) -> None:
             "scheme": scheme, "number": number, "holder": "acme", "scope": "48V 电动自行车用锂离子蓄电池 A1–A9 型",
             "gtins": [w.gtin_v4], "gtin_prefixes": [], "valid_from": "2024-01-11", "valid_until": "2029-01-10",
             "issuer_name_zh": "中国质量认证中心", "issuer_name_en": "China Quality Certification Centre"}))
-    certs.append(cast.event("cqc", "certificate", CERT_SUSPENDED, "CertificateSuspended", {"reason": "factory inspection failed", "until": None}))
-    certs.append(cast.event("cqc", "certificate", CERT_REVOKED, "CertificateRevoked", {"reason": "certificate misused"}))
     certs.append(cast.event("acme", "actor", "acme", "ActorProfileChanged", {
         "name_zh": "艾克美电池有限公司", "name_en": "Acme Batteries Ltd.", "hotline": BRAND_HOTLINE, "website": None, "gln": None, "pgln": None}))
     certs.append(cast.event("acme", "product", w.gtin_v4, "ProductDescribed", {
@@ -160,6 +158,9 @@ def add_v4_facts(w: World, cast: Cast) -> None:
         "remedy": "replace", "remedy_text_zh": "免费更换电池组", "remedy_text_en": "free replacement of the battery pack",
         "hotline": BRAND_HOTLINE, "notice_url": RECALL_NOTICE, "recall_id": "SAMR-2026-0123", "region": "440300"}))
     w.post(labels)
+    # After the labels were issued (a revoked certificate cannot be linked any more): one suspended, one revoked.
+    w.post([cast.event("cqc", "certificate", CERT_SUSPENDED, "CertificateSuspended", {"reason": "factory inspection failed", "until": None}),
+            cast.event("cqc", "certificate", CERT_REVOKED, "CertificateRevoked", {"reason": "certificate misused"})])
 
 
 @pytest.fixture(scope="module")

@@ -138,3 +138,19 @@ def test_a_serial_holding_a_keyword_s_letters_is_read_whole(serial):
     """CX and YZ (pinyin of 查询, 验证) are keywords only as words: they also occur inside serials (found in make test)."""
     assert wording.parse_sms(f"{serial} 12345678") == (serial, "12345678", "zh")
     assert wording.parse_sms(f"cx {serial.lower()}") == (serial, None, "zh")
+
+
+def test_a_suspended_or_revoked_certificate_turns_a_good_verdict_into_a_warning():
+    valid, suspended, revoked = ({"status": s, "scheme": "CCC", "status_at": "2026-12-01T02:00:00+00:00"} for s in ("valid", "suspended", "revoked"))
+    assert wording.certified_key("genuine", [valid]) == "genuine"
+    assert wording.certified_key("genuine", [valid, suspended]) == "cert_suspended"
+    assert wording.certified_key("pin_ok", [suspended, revoked]) == "cert_revoked"  # revoked first
+    assert wording.certified_key("queried", [revoked]) == "cert_revoked"
+    for key in ("recalled", "counterfeit", "suspicious", "pin_needed", "pin_used", "unknown"):
+        assert wording.certified_key(key, [revoked]) == key  # these say more
+    assert wording.certified_key("genuine", [{"cert_id": "CCC 123", "status": None}]) == "genuine"  # unsigned: no status to judge by
+    cv = {"product": LONG_NAME, "certificate_warning": revoked}
+    for lang in wording.LANGS:
+        reply = wording.sms_reply("cert_revoked", lang, cv)
+        assert "CCC" in reply and wording.ucs2_len(reply) <= 70
+        assert "CCC" in wording.voice_verdict("cert_suspended", lang, cv)

@@ -13,7 +13,20 @@ from __future__ import annotations
 import click
 
 from traceledger import commands as cmd
-from traceledger.cli.base import LedgerGroup, State, append_to_chains, common_options, pass_state, signing_options
+from traceledger.cli.base import LedgerGroup, State, common_options, finish, pass_state, signing_options
+
+
+def append(state: State, key: str, as_actor: str | None, cert_id: str, kind: str, payload: dict, verb: str, new_chain_ok: bool = False) -> None:
+    """Sign the next ``kind`` event of certificate ``cert_id`` on its current head, post it, report."""
+    signer = cmd.Signer.load(key, as_actor)
+    signer.check("certificate", kind, payload, subject=cert_id)  # a bad payload or id is refused before any I/O
+    client = state.client()
+    events, refused = cmd.next_events(signer, "certificate", [cert_id], kind, payload, client.heads("certificate", [cert_id]),
+                                      new_chain_ok=new_chain_ok)
+    report = cmd.Report()
+    for item in refused + (client.post_events(events) if events else []):
+        report.add(item)
+    finish(state, report, f"{verb} {cert_id}", kind=kind, actor=signer.actor)
 
 
 def issued_payload(scheme: str, number: str, holder: str, *, scope: str | None = None, gtins=(), gtin_prefixes=(),
@@ -35,10 +48,10 @@ def certificate() -> None:
 @click.option("--scheme", required=True, help="e.g. CCC (one of the certifier's schemes).")
 @click.option("--number", required=True, help="The certificate number, e.g. 2024011101234567.")
 @click.option("--holder", required=True, metavar="ACTOR", help="The registered actor (a producer) it is issued to.")
-@click.option("--scope", help="The products or models covered (at most 500 characters).")
+@click.option("--scope", required=True, help="The products or models covered (at most 500 characters).")
 @click.option("--gtin", "gtins", multiple=True, help="A GTIN covered (repeatable).")
 @click.option("--gtin-prefix", "gtin_prefixes", multiple=True, help="A GS1 company prefix covered (repeatable).")
-@click.option("--valid-from", metavar="YYYY-MM-DD")
+@click.option("--valid-from", required=True, metavar="YYYY-MM-DD")
 @click.option("--valid-until", required=True, metavar="YYYY-MM-DD")
 @click.option("--issuer-name-zh", help="The certification body's name in Chinese, e.g. 中国质量认证中心.")
 @click.option("--issuer-name-en", help="Its name in English.")
@@ -49,9 +62,7 @@ def certificate_issue(state: State, key, as_actor, scheme, number, holder, scope
     """Issue a certificate (subject ``SCHEME/NUMBER``)."""
     payload = issued_payload(scheme, number, holder, scope=scope, gtins=gtins, gtin_prefixes=gtin_prefixes, valid_from=valid_from,
                              valid_until=valid_until, issuer_name_zh=issuer_name_zh, issuer_name_en=issuer_name_en)
-    subject = f"{scheme}/{number}"
-    append_to_chains(state, cmd.Signer.load(key, as_actor), "certificate", [subject], 1, "CertificateIssued", payload, f"issue {subject}",
-                     new_chain_ok=True)
+    append(state, key, as_actor, f"{scheme}/{number}", "CertificateIssued", payload, "issue", new_chain_ok=True)
 
 
 def _step(kind: str, verb: str, with_until: bool = False):
@@ -64,7 +75,7 @@ def _step(kind: str, verb: str, with_until: bool = False):
     @pass_state
     def command(state: State, key, as_actor, cert_id, reason, until=None) -> None:
         payload = {"reason": reason} | ({"until": until} if with_until else {})
-        append_to_chains(state, cmd.Signer.load(key, as_actor), "certificate", [cert_id], 1, kind, payload, f"{verb} {cert_id}")
+        append(state, key, as_actor, cert_id, kind, payload, verb)
 
     if with_until:
         command = click.option("--until", metavar="YYYY-MM-DD", help="Suspended until (open-ended if left out).")(command)

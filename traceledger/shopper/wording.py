@@ -191,9 +191,10 @@ def certificate_warning(certificates: list[dict] | None) -> dict | None:
 
 
 def certified_key(key: str, certificates: list[dict] | None) -> str:
-    """A good verdict turned into a warning when a certificate of the product was suspended or revoked (issue 17)."""
+    """A good verdict (or "queried N times") turned into a warning when a certificate of the product was suspended
+    or revoked (issue 17); recalled, counterfeit, suspicious and PIN states say more and stay."""
     bad = certificate_warning(certificates)
-    if key not in GOOD_KEYS or bad is None:
+    if key not in (*GOOD_KEYS, "queried") or bad is None:  # the product's certificate outweighs a query count
         return key
     return "cert_" + bad["status"]
 
