@@ -9,18 +9,22 @@ import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
+from kafka import KafkaProducer
 from PIL import Image
 
 from ledger import shortcode
+from ledger.events import SignedEvent
 from tests.conftest import wait_for
 from tests.consumer_world import (  # noqa: F401  (world: the module-scoped fixture)
     BRAND_HOTLINE,
+    CERT_OK,
     PRODUCT_EN,
     PRODUCT_ZH,
     RECALL_NOTICE,
     V4_CONSUMER,
     world,
 )
+from tests.pipeline import topic_records
 from traceledger.auth import authorization_header
 from traceledger.cli import cli
 
@@ -683,3 +687,39 @@ def test_the_certificate_cli_issues_suspends_reinstates_and_revokes(world, tmp_p
     forged = runner.invoke(cli, ["certificate", "issue", "--scheme", "CCC", "--number", "2025099900000002", "--holder", "acme", "--scope", "自我认证",
                                  "--valid-from", "2025-09-01", "--valid-until", "2030-12-31", "--api", world.url, "--key", str(other), "--json"])
     assert forged.exit_code != 0 and "certifier" in forged.output  # a brand cannot certify itself
+
+
+@needs_v4
+def test_forged_certificate_and_product_records_on_kafka_are_quarantined(world):
+    """Records the ledger never accepted, put on the topic by an outsider: the projector checks certificates and products
+    as it checks labels (signer's role and scheme, signature, chain) and keeps none of them; a replay changes nothing."""
+    cast = world.cast
+
+    def snapshot():
+        with psycopg.connect(world.settings.pg_conninfo) as conn:
+            return (conn.execute("SELECT cert_id, status, seq FROM verification.certificates ORDER BY cert_id").fetchall(),
+                    conn.execute("SELECT gtin, name_zh, seq FROM verification.products ORDER BY gtin").fetchall())
+
+    world.sync()
+    before = snapshot()
+    self_certified = cast.event("acme", "certificate", "CCC/2026000000000009", "CertificateIssued", {
+        "scheme": "CCC", "number": "2026000000000009", "holder": "acme", "scope": "anything", "gtins": [], "gtin_prefixes": [],
+        "valid_from": "2026-01-01", "valid_until": "2030-01-01", "issuer_name_zh": None, "issuer_name_en": None})
+    damaged = cast.event("cqc", "certificate", CERT_OK, "CertificateRevoked", {"reason": "forged"}, advance=False)
+    damaged_value = SignedEvent.from_parts(damaged.body, bytes(64)).envelope
+    stolen_product = cast.event("other-producer", "product", world.gtin_v4, "ProductDescribed", {
+        "name_zh": "假冒的名字", "name_en": None, "brand_zh": None, "brand_en": None, "image_sha256": None, "image_url": None,
+        "authorised_sellers": []}, advance=False)
+    real = [r for r in topic_records(world.settings, world.settings.label_topic) if r.key == CERT_OK.encode()]
+    producer = KafkaProducer(**world.settings.kafka_client_config(), acks="all")
+    try:
+        for key, value in ((self_certified.event.subject, self_certified.envelope), (CERT_OK, damaged_value),
+                           (world.gtin_v4, stolen_product.envelope), (CERT_OK, real[0].value)):
+            producer.send(world.settings.label_topic, key=key.encode(), value=value, headers=list(real[0].headers or [])).get(timeout=30)
+    finally:
+        producer.close()
+    world.sync()
+    assert snapshot() == before
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        codes = [r[0] for r in conn.execute("SELECT code FROM verification.quarantine ORDER BY id DESC LIMIT 3")]
+    assert sorted(codes) == ["bad_signature", "not_authorized", "not_authorized"], codes
