@@ -173,7 +173,8 @@ def _certificates(ps: PageState) -> str:
         word = t["cert_valid"] if status == "valid" else t[f"cert_{status}_word"]
         since = f" {local_time(c['status_at'], lang)[:10]}" if status != "valid" and c.get("status_at") else ""
         issuer = _in(lang, c.get("issuer_name_zh"), c.get("issuer_name_en"), c.get("issuer"))
-        extra = "".join(f'<br><span class="m">{escape(t[k])}: {escape(str(v))}</span>' for k, v in
+        colon = "：" if lang == "zh" else ": "
+        extra = "".join(f'<br><span class="m">{escape(t[k])}{colon}{escape(str(v))}</span>' for k, v in
                         (("cert_issuer", issuer), ("cert_scope", c.get("scope")), ("cert_until", c.get("valid_until"))) if v)
         items.append(f'<li data-status="{escape(status)}"><b>{escape(c["scheme"])} {escape(c["number"])}</b> '
                      f'<span class="st st-{escape(status)}">{escape(word)}{escape(since)}</span>{extra}</li>')
@@ -186,7 +187,8 @@ def _quality(ps: PageState) -> str:
         return ""
     t, lang = TEXT[ps.lang], ps.lang
     meta = [(t["quality_standard"], q.get("standard")), (t["committed"], (q.get("committed_at") or "")[:10])]
-    extra = "".join(f'<br><span class="m">{escape(k)}: {escape(v)}</span>' for k, v in meta if v)
+    colon = "：" if lang == "zh" else ": "
+    extra = "".join(f'<br><span class="m">{escape(k)}{colon}{escape(v)}</span>' for k, v in meta if v)
     return f'<section id="quality"><h2>{t["quality"]}</h2><p>{escape(_in(lang, q.get("text_zh"), q.get("text_en")))}{extra}</p></section>'
 
 
