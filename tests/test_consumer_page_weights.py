@@ -27,7 +27,7 @@ import httpx
 import psycopg
 
 from tests.conftest import ARTIFACTS
-from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+from tests.consumer_world import V4_CONSUMER, world  # noqa: F401  (world: the module-scoped fixture)
 from traceledger.shopper import pages
 
 N = max(1, int(os.environ.get("TRACELEDGER_CONSUMER_TIMING", "3")))
@@ -44,10 +44,14 @@ def test_page_weights_and_answer_times(world):
         "recalled_own": ("GET", world.labels["recalled_own"], ""), "decommissioned": ("GET", world.labels["decommissioned"], ""),
         "pin_post": ("POST", world.labels["pin1"], ""),
     }
+    if V4_CONSUMER:  # the signed trust details (certificates, names, quality, sellers, remedy): the heaviest pages
+        states |= {"v4_certified": ("GET", world.labels["v4_certified"], ""), "v4_revoked": ("GET", world.labels["v4_revoked"], ""),
+                   "v4_recalled": ("GET", world.labels["v4_recalled"], "")}
     out = {}
     with httpx.Client(headers=BROWSER, timeout=30) as client:
         for name, (method, serial, extra) in states.items():
-            url = f"{world.url}/01/{world.gtin}/21/{serial}?lang=zh{extra}"
+            product = world.gtin_v4 if name.startswith("v4_") else world.gtin
+            url = f"{world.url}/01/{product}/21/{serial}?lang=zh{extra}"
             times, size = [], 0
             for i in range(N):
                 headers = {"x-forwarded-for": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"}
@@ -67,7 +71,7 @@ def test_page_weights_and_answer_times(world):
             print(name, out[name])
             if body:
                 assert len(body) <= MAX_PAGE_BYTES and b"<script" not in body.lower(), (name, len(body))
-                assert b"locate-link" in body or name not in ("genuine", "certified", "counterfeit"), name  # the way to the script page
+                assert b"locate-link" in body or name not in ("genuine", "certified", "counterfeit", "v4_certified"), name  # the way to the script page
     (ARTIFACTS / "consumer").mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "consumer" / "weights.json").write_text(json.dumps(out, indent=2))
 
