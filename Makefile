@@ -16,6 +16,18 @@ ifneq ($(filter-out 1,$(KAFKA_BROKERS)),)
 export KAFKA_BROKERS
 export TRACELEDGER_KAFKA ?= $(shell KAFKA_BROKERS=$(KAFKA_BROKERS) bash ops/kafka.sh bootstrap)
 export TRACELEDGER_KAFKA_CREDENTIALS ?= $(CURDIR)/.run/kafka-cluster/credentials
+else ifdef KAFKA_PORT
+export TRACELEDGER_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
+endif
+
+# The whole stack on other ports (a second checkout beside a running one; docs/operations.md):
+# PGPORT + PG_CLUSTER (ops/postgres.sh), KAFKA_PORT (ops/kafka.sh), TRACELEDGER_LISTEN_PORT (the
+# API) and TRACELEDGER_METRICS_BASE (ops/services.sh). The processes are pointed at the same ports.
+ifdef PGPORT
+export TRACELEDGER_PG_PORT ?= $(PGPORT)
+endif
+ifdef TRACELEDGER_LISTEN_PORT
+export TRACELEDGER_API ?= http://127.0.0.1:$(TRACELEDGER_LISTEN_PORT)
 endif
 
 $(STAMP): pyproject.toml
@@ -86,6 +98,6 @@ down:
 # keeps the venv and the Kafka jar cache.
 clean-data:
 	@bash ops/services.sh stop
-	@PGPASSWORD=traceledger psql -h 127.0.0.1 -U traceledger -d postgres -qc 'DROP DATABASE IF EXISTS traceledger WITH (FORCE)' || true
+	@PGPASSWORD=traceledger psql -h 127.0.0.1 -p $${PGPORT:-5432} -U traceledger -d postgres -qc 'DROP DATABASE IF EXISTS traceledger WITH (FORCE)' || true
 	@bash ops/stack.sh down
 	rm -rf .run/kafka .run/kafka-cluster .run/log.key .demo

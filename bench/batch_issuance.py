@@ -100,12 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     sign = ed25519_rates()["sign_per_s"]
     say(f"baseline Ed25519 sign (one core, this run): {sign:,.0f}/s")
     results = run(Settings.from_env(), args.labels, pins_too=not args.no_pins, single_events=args.single_events)
-    print("| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|")
-    from bench.run import table_row
+    from bench.run import print_report
 
-    for cells in rows(results, sign):
-        print(table_row(*cells))
-    print(json.dumps({"ed25519_sign_per_s": sign, "results": results}, indent=2))
+    print_report(rows(results, sign), {"ed25519_sign_per_s": sign, "results": results})
 
 
 if __name__ == "__main__":

@@ -434,6 +434,14 @@ def table_row(figure: str, value: str, baseline: str, ratio: float | None, targe
     return f"| {figure} | {value} | {baseline} | {'' if ratio is None else f'{ratio:.2f}×'} | {target} | {'' if met is None else ('yes' if met else 'no')} |"
 
 
+def print_report(rows: list[tuple], raw: dict) -> None:
+    """A section's table (rows as :func:`table_row` takes them) and its raw figures as JSON, on stdout."""
+    print("| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|")
+    for cells in rows:
+        print(table_row(*cells))
+    print(json.dumps(raw, indent=2))
+
+
 def projection_rows(n: int, proj: dict, bare_per_s: float, verify_us: float) -> tuple[tuple, tuple]:
     """The projection's two report rows (rate against bare consume, CPU per event against verify), as :func:`table_row` arguments."""
     return (

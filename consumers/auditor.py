@@ -49,11 +49,12 @@ import httpx
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.decode_pool import DecodePool
+from ledger import batches
 from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import key_id_of
-from ledger.lifecycle import signer_of
+from ledger.lifecycle import check_link, fold, signer_of
 from ledger.logging_setup import get_logger
 from ledger.preverify import BatchChecker
 from ledger.record_headers import header
@@ -120,6 +121,7 @@ class Pending:
     value: bytes | None
     log_index: int
     manifest: bytes | None = None  # a batch event's (event.v3) manifest header
+    opening: bytes | None = None  # a batch movement's opening of its sealed fields (header)
 
 
 @dataclass
@@ -451,7 +453,7 @@ class Auditor:
             already = f" (first at {first.topic}:{first.partition}:{first.offset})" if first else " (already audited)"
             report.failures.append(self._locate(rec, Failure(f"log index {index} appears twice{already}: a doubled or replayed record", "doubled_index", log_index=index, **where)))
             return
-        state.pending[index] = Pending(rec.topic, rec.partition, rec.offset, rec.key, rec.value, index, header(rec, "manifest"))
+        state.pending[index] = Pending(rec.topic, rec.partition, rec.offset, rec.key, rec.value, index, header(rec, "manifest"), header(rec, "opening"))
         while state.tree.size in state.pending:  # audit the contiguous run from the tree's size
             self._audit_one(state, report, state.pending.pop(state.tree.size))
             if len(state.recent) + len(self._unrooted) < MAX_RECENT_ROOTS:
@@ -484,6 +486,9 @@ class Auditor:
             report.failures.append(Failure("record key is not the event's subject", "key_mismatch", **where))
             return
         try:
+            if e.subject_type == "batch" and e.kind in batches.STEP_KINDS:
+                replay_movement(state.replay, signed, p.manifest, getattr(p, "opening", None), p.log_index, verify=self.checker.verify)
+                return
             if e.subject_type == "batch":
                 batch = state.replay.apply_batch(signed, p.manifest, p.log_index, verify=self.checker.verify)
                 state.labels += len(batch.steps) if e.kind == "BatchIssued" else 0
@@ -512,3 +517,31 @@ class Auditor:
                 f"log index {state.tree.size} is missing from Kafka, yet checkpoint size {cp.size} covers it"
                 + (f" ({len(beyond)} later records up to {beyond[-1]} are present)" if beyond else ""),
                 "missing_index", log_index=state.tree.size, **where))
+
+
+def replay_movement(replay: Replay, signed: SignedEvent, manifest: bytes | None, opening: bytes | None, log_index: int,
+                    verify: Callable[[bytes, bytes, bytes], bool]) -> batches.Batch:
+    """Audit a batch movement (event.v3) in log order and fold its label steps in; all or nothing.
+
+    The signature under the signer's key as of ``log_index``; the manifest against the signed
+    count and ``labels_root``; the ``opening`` header against the signed ``sealed``
+    commitment (a wrong or missing opening is a failure: the fields the readers were told are
+    not what the actor signed); then each label's step with the rule of its single event.
+    """
+    if manifest is None:
+        raise Refused("missing_manifest", f"batch event {signed.event.event_id} has no manifest", field="manifest")
+    batch = batches.Batch.checked(signed, manifest)
+    e = signed.event
+    if ("batch", e.subject) in replay.states:
+        raise Refused("replayed", f"batch {e.subject} is already in the log: a replayed record", field="subject")
+    lookup = replay.registry.lookup(log_index)
+    signer = signer_of(e, lookup)
+    if not verify(signer.public_key, signed.body, signed.signature):
+        raise Refused("bad_signature", f"signature of batch event {e.event_id} does not verify with {e.actor}'s key", field="signature")
+    check_link(None, e)
+    opened = batches.opened_fields(e.kind, e.payload, None if opening is None else batches.Opening.from_bytes(opening))
+    after = batches.apply_movement(batch, signer, opened, [replay.states.get(("label", s.serial)) for s in batch.steps], lookup)
+    for step, state in zip(batch.steps, after):
+        replay.states[("label", step.serial)] = state
+    replay.states[("batch", e.subject)] = fold(None, e, signed.hash)
+    return batch

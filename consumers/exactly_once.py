@@ -274,8 +274,11 @@ class TransactionalConsumer:
                     self._apply_one(cur, rec, records, prepare, flush, careful=careful)
                     applied += 1
                     log.info("record_unparked", group=self.group, topic=rec.topic, partition=rec.partition, offset=rec.offset)
-                except Waiting:
-                    continue  # still waiting: stays parked
+                except Waiting as waiting:
+                    # Still waiting, maybe now for another subject (a batch's next lagging label).
+                    cur.execute(f'UPDATE {self.schema}.pending SET subject = %s, detail = %s WHERE topic = %s AND partition = %s AND "offset" = %s',
+                                (waiting.subject, waiting.detail, rec.topic, rec.partition, rec.offset))
+                    continue  # stays parked
                 except Refused as refusal:
                     quarantined += 1
                     self._quarantine(cur, rec, refusal)

@@ -4,7 +4,8 @@ Loop: give new notifications dense log indexes (``ledger.transparency.log.Sequen
 committed in PostgreSQL first), then produce them, in that order, with an
 idempotent producer (acks=all). Key = subject, so a label's events stay in
 one partition, in order. Headers carry ``log_index`` and ``notification_id``; a batch event (event.v3)
-also its ``manifest`` (``public.batch_manifests``), which its signed ``labels_root`` covers.
+also its ``manifest`` (``public.batch_manifests``), which its signed ``labels_root`` covers, and
+a movement's ``opening`` (``public.batch_openings``) of the fields its body seals.
 
 Crash recovery: on start the relay reads the last record of every partition
 to learn which log indexes Kafka already holds, and re-produces only the
@@ -46,7 +47,7 @@ from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.logging_setup import configure, get_logger
 from ledger.record_headers import header
-from ledger.store import LedgerApplication, batch_manifests
+from ledger.store import LedgerApplication, batch_manifests, batch_openings
 from ledger.transparency.log import SEQUENCER_LOCK, LogEntry, Sequencer
 
 log = get_logger("relay")
@@ -128,13 +129,19 @@ class Relay:
 
     def _publish(self, producer: KafkaProducer, entries: list[LogEntry]) -> None:
         sent = []
-        manifests = batch_manifests(self.conn, [e.event_id for e in entries if e.subject_type == "batch"])
+        batch_ids = [e.event_id for e in entries if e.subject_type == "batch"]
+        manifests = batch_manifests(self.conn, batch_ids)
+        openings = batch_openings(self.conn, batch_ids)
         for e in entries:
             headers = [("log_index", str(e.log_index).encode()), ("notification_id", str(e.notification_id).encode()), ("event_id", e.event_id.encode())]
             if e.subject_type == "batch":
                 # The manifest rides beside the signed envelope, not in it: the log's leaf (the
                 # record value) stays one small event, and labels_root in the body covers it.
                 headers.append(("manifest", manifests[e.event_id]))
+                if e.event_id in openings:
+                    # A movement's sealed fields, opened for the readers of this topic (its ACLs:
+                    # the platform's services and regulators), never in the public log's leaf.
+                    headers.append(("opening", openings[e.event_id]))
             size = DefaultRecordBatchBuilder.estimate_size_in_bytes(e.key, e.value, headers)
             if size > self.limits[e.topic]:
                 producer.flush(timeout=self.flush_timeout)  # everything before it, and only that, is on Kafka

@@ -36,8 +36,9 @@ from typing import Sequence
 from ledger import commitments, gs1
 from ledger.encoding import codec
 from ledger.errors import Refused
-from ledger.events import SignedEvent, new_event
+from ledger.events import Event, SignedEvent, new_event
 from ledger.keys import KeyPair, verify_signature
+from ledger.lifecycle import ActorLookup, ActorState, LabelState, authorize, fold
 from ledger.transparency.merkle import EMPTY_ROOT, leaf_hash, node_hash, split_point
 from ledger.transparency.proofs import ProofError, root_from_inclusion
 
@@ -411,3 +412,151 @@ def verify_step_proof(proof: dict, public_key: bytes) -> tuple[SignedEvent, Labe
         raise Refused("malformed_proof", "index must be an integer", field="index")
     leaf = verify_step(step, index, signed.event.payload["count"], path, signed.event.payload["labels_root"])
     return signed, step, step_hash(signed.hash, leaf)
+
+
+# ---------------------------------------------------------------- movements: ship, receive, recall, decommission
+
+# A batch movement applies, to each label of its manifest, the rule and the effect of the
+# single event it stands for (ledger/lifecycle.py): one signature, the same per-label law.
+STEP_KINDS = {"BatchShipped": "Shipped", "BatchReceived": "Received", "BatchRecalled": "Recalled", "BatchDecommissioned": "Decommissioned"}
+SEALED_KINDS = frozenset({"BatchShipped", "BatchReceived"})
+_SHIPMENT_FIELDS = ("consignee", "territory", "channel")
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The disclosure of a batch body's ``sealed`` commitment: the salt and the confidential fields.
+
+    Never in the signed body: it travels beside it (the ``opening`` of ``POST /v1/batches``,
+    ``public.batch_openings``, the ``opening`` Kafka record header) to the readers entitled to
+    it, who check it against the signed commitment (:func:`opened_fields`).
+    """
+
+    salt: bytes
+    fields: dict
+
+    def to_bytes(self) -> bytes:
+        """``salt(16) || single-object Avro of the Confidential record`` (the stored and header form)."""
+        record = {name: self.fields.get(name) for name in commitments.CONFIDENTIAL_FIELDS}
+        return self.salt + codec("confidential").encode(record)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Opening":
+        data = bytes(data)
+        if len(data) <= commitments.SALT_BYTES:
+            raise Refused("malformed_opening", "an opening is a 16-byte salt and the confidential record", field="opening")
+        try:
+            record = codec("confidential").decode(data[commitments.SALT_BYTES:])
+        except Refused as refusal:
+            raise Refused("malformed_opening", refusal.detail, field="opening") from None
+        return cls(data[:commitments.SALT_BYTES], {k: v for k, v in record.items() if v is not None})
+
+    def as_json(self) -> dict:
+        return {"salt": base64.b64encode(self.salt).decode(), "fields": dict(self.fields)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Opening":
+        try:
+            salt = base64.b64decode(data["salt"], validate=True)
+            fields = dict(data["fields"])
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise Refused("malformed_opening", "an opening is {salt: base64, fields: {...}}", field="opening") from None
+        return cls(salt, {k: v for k, v in fields.items() if v is not None})
+
+
+def seal(fields: dict) -> tuple[bytes, Opening]:
+    """``(commitment for the body's sealed, its opening)`` of the confidential ``fields``."""
+    commitment, salt = commitments.commit_confidential(fields)
+    return commitment, Opening(salt, {k: v for k, v in fields.items() if v is not None})
+
+
+def opened_fields(kind: str, payload: dict, opening: Opening | None) -> dict:
+    """The confidential fields of a batch body, checked against its signed ``sealed`` commitment.
+
+    A shipment must seal its consignee, territory and channel (the rules need them); a body
+    without ``sealed`` takes no opening. Refuses a missing, unasked-for or wrong opening.
+    """
+    sealed = payload.get("sealed") if kind in SEALED_KINDS else None
+    if sealed is None:
+        if kind == "BatchShipped":
+            raise Refused("missing_field", "a batch shipment seals its consignee, territory and channel (sealed)", field="sealed")
+        if opening is not None:
+            raise Refused("invalid_field", f"{kind} has no sealed commitment to open", field="opening")
+        return {}
+    if opening is None:
+        raise Refused("missing_opening", f"{kind} seals confidential fields: their opening (salt and fields) must come with it", field="opening")
+    if not commitments.check_disclosure(sealed, opening.salt, opening.fields):
+        raise Refused("wrong_opening", "the opening does not match the signed sealed commitment", field="opening")
+    if kind == "BatchShipped" and any(opening.fields.get(name) is None for name in _SHIPMENT_FIELDS):
+        raise Refused("missing_field", "a batch shipment's opening names consignee, territory and channel", field="opening")
+    return dict(opening.fields)
+
+
+def label_event(batch_event: Event, step: LabelStep, opened: dict) -> Event:
+    """The single event that ``step`` of movement ``batch_event`` stands for on the label's chain.
+
+    Only the rules and the fold read it (ledger, projector, auditor): it is never signed or
+    stored. Its hash on the label's chain is the step hash, not the hash of its bytes.
+    """
+    p = batch_event.payload
+    kind = STEP_KINDS[batch_event.kind]
+    if kind == "Shipped":
+        payload = {"consignee": opened["consignee"], "territory": opened["territory"], "channel": opened["channel"], "region": p.get("region")}
+    elif kind == "Received":
+        payload = {"region": p.get("region")}
+    else:
+        payload = {"reason": p["reason"]}
+    return Event(event_id=batch_event.event_id, subject_type="label", subject=step.serial, seq=step.seq, prev_hash=step.prev_hash,
+                 occurred_at=batch_event.occurred_at, actor=batch_event.actor, key_id=batch_event.key_id, kind=kind, payload=payload)
+
+
+def movement(
+    kind: str,
+    heads: Sequence[tuple[str, int, bytes]],
+    *,
+    actor: str,
+    key: KeyPair,
+    region: str | None = None,
+    reason: str | None = None,
+    confidential: dict | None = None,
+) -> tuple[Batch, Opening | None]:
+    """Sign one batch movement (``BatchShipped``/``Received``/``Recalled``/``Decommissioned``).
+
+    ``heads`` is each label's ``(serial, next seq, current head hash)``; ``confidential``
+    (consignee, territory, channel) is sealed into the body, its opening returned beside it.
+    """
+    if kind not in STEP_KINDS:
+        raise Refused("invalid_field", f"{kind} is not a batch movement", field="kind")
+    steps = [LabelStep(serial, seq, prev) for serial, seq, prev in heads]
+    manifest, leaves = _encode(steps)
+    body: dict = {"count": len(steps), "labels_root": root_of_leaves(leaves)}
+    opening = None
+    if kind in SEALED_KINDS:
+        sealed = None
+        if confidential:
+            sealed, opening = seal(confidential)
+        body.update(region=region, sealed=sealed)
+    else:
+        body["reason"] = reason
+    event = new_event(subject_type="batch", subject=str(uuid.uuid4()), kind=kind, payload=body, actor=actor, key_id=key.key_id)
+    return Batch(event.sign(key), manifest, tuple(steps), tuple(leaves)), opening
+
+
+def apply_movement(batch: Batch, signer: ActorState, opened: dict, states: Sequence[LabelState | None], actors: ActorLookup) -> list[LabelState]:
+    """Each label's state after movement ``batch``, from its state before (``states``, in
+    manifest order): the rule of the single event each step stands for, then its fold with the
+    step hash as the label's new head. Pure; the ledger, the projector and the auditor all
+    call it. One label refused refuses the batch: :class:`Refused` names the label and its
+    step (``field = steps[i]``), and nothing is returned."""
+    e = batch.signed.event
+    out = []
+    for i, (step, state, head) in enumerate(zip(batch.steps, states, batch.step_hashes())):
+        single = label_event(e, step, opened)
+        try:
+            if state is None:
+                raise Refused("unknown_subject", f"label {step.serial} does not exist", field="subject")
+            authorize(state, single, signer, actors)  # chain link (seq, prev_hash), custody, status, consignee
+        except Refused as refusal:
+            raise Refused(refusal.code, f"nothing written: label {step.serial} (steps[{i}]) is refused: {refusal.detail}", field=f"steps[{i}]") from None
+        out.append(fold(state, single, head))
+    return out

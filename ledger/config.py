@@ -87,8 +87,13 @@ class Settings:
     # How long the relay's producer tries to deliver a record before giving up on it
     # (Kafka's delivery.timeout.ms); the relay then starts over from its resume path.
     kafka_delivery_timeout_ms: int = 120_000
+    # How long a Kafka client's constructor waits for a first broker before raising (kafka-python's
+    # bootstrap_timeout_ms, 30 s when unset); the long-running consumers then retry (consumers/broker_wait.py).
+    kafka_bootstrap_timeout_ms: int | None = None
     # The API's /readyz fails while the verification projectors trail the log by more entries than this.
     ready_max_lag: int = 10_000
+    # /readyz fails while a record has been parked (waiting for its label's batch) longer than this.
+    ready_max_parked_seconds: float = 300.0
     # A stream process's Prometheus endpoint (ledger/metrics.py); 0: none. The API serves /metrics itself.
     metrics_port: int = 0
     api_url: str = "http://127.0.0.1:8000"
@@ -157,7 +162,9 @@ class Settings:
             topic_prefix=env.get("TRACELEDGER_TOPIC_PREFIX", d.topic_prefix),
             partitions=_int(env, "TRACELEDGER_PARTITIONS", d.partitions),
             kafka_delivery_timeout_ms=_int(env, "TRACELEDGER_KAFKA_DELIVERY_TIMEOUT_MS", d.kafka_delivery_timeout_ms),
+            kafka_bootstrap_timeout_ms=_int(env, "TRACELEDGER_KAFKA_BOOTSTRAP_TIMEOUT_MS", 0) or None,
             ready_max_lag=_int(env, "TRACELEDGER_READY_MAX_LAG", d.ready_max_lag),
+            ready_max_parked_seconds=_float(env, "TRACELEDGER_READY_MAX_PARKED_SECONDS", d.ready_max_parked_seconds),
             metrics_port=_int(env, "TRACELEDGER_METRICS_PORT", d.metrics_port),
             api_url=env.get("TRACELEDGER_API", d.api_url).rstrip("/"),
             listen_host=env.get("TRACELEDGER_LISTEN_HOST", d.listen_host),
@@ -200,7 +207,9 @@ class Settings:
             "TRACELEDGER_TOPIC_PREFIX": self.topic_prefix,
             "TRACELEDGER_PARTITIONS": str(self.partitions),
             "TRACELEDGER_KAFKA_DELIVERY_TIMEOUT_MS": str(self.kafka_delivery_timeout_ms),
+            "TRACELEDGER_KAFKA_BOOTSTRAP_TIMEOUT_MS": str(self.kafka_bootstrap_timeout_ms or 0),
             "TRACELEDGER_READY_MAX_LAG": str(self.ready_max_lag),
+            "TRACELEDGER_READY_MAX_PARKED_SECONDS": str(self.ready_max_parked_seconds),
             "TRACELEDGER_METRICS_PORT": str(self.metrics_port),
             "TRACELEDGER_API": self.api_url,
             "TRACELEDGER_LISTEN_HOST": self.listen_host,
@@ -276,6 +285,8 @@ class Settings:
 
         A plain dict, so this layer needs no Kafka import."""
         config: dict = {"bootstrap_servers": self.kafka_bootstrap}
+        if self.kafka_bootstrap_timeout_ms:
+            config["bootstrap_timeout_ms"] = self.kafka_bootstrap_timeout_ms
         if not self.kafka_user:
             return config
         return config | {

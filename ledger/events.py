@@ -11,6 +11,7 @@ travels as ``schemas/signed_event.v*.avsc``.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass, field, replace
@@ -26,11 +27,14 @@ from ledger.keys import KeyPair
 
 GENESIS_HASH = bytes(32)
 
+# event.v4 (issue 19): EPCIS association and error declarations on a subject's own chain.
+ASSOCIATION_KINDS = ("Associated", "Disassociated")
+DECLARATION_KINDS = ("Corrected", "Retracted")
 LABEL_KINDS = (
     "Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned",
-    "ReportedFake", "PackedInto", "UnpackedFrom",
+    "ReportedFake", "PackedInto", "UnpackedFrom", *ASSOCIATION_KINDS, *DECLARATION_KINDS,
 )
-LOT_KINDS = ("Recalled", "LotCommissioned", "Transformed", "QualityCommitted")
+LOT_KINDS = ("Recalled", "LotCommissioned", "Transformed", "QualityCommitted", *DECLARATION_KINDS)
 ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked", "ActorKeyCompromised", "ActorProfileChanged")
 # event.v4 (issue 17): a certification body's certificates, and a GTIN's product master data.
 CERTIFICATE_KINDS = ("CertificateIssued", "CertificateSuspended", "CertificateReinstated", "CertificateRevoked")
@@ -39,7 +43,7 @@ PRODUCT_KINDS = ("ProductDescribed", "QualityCommitted")
 ALERT_KINDS = ("AlertAcknowledged", "AlertResolved")
 CONTAINER_KINDS = (
     "ContainerCreated", "Packed", "Unpacked", "Shipped", "Received", "Recalled", "Decommissioned",
-    "PackedInto", "UnpackedFrom",
+    "PackedInto", "UnpackedFrom", *ASSOCIATION_KINDS, *DECLARATION_KINDS,
 )
 # event.v3: one event, one signature, many labels (ledger/batches.py); subject = batch id.
 BATCH_KINDS = ("BatchIssued", "BatchShipped", "BatchReceived", "BatchRecalled", "BatchDecommissioned")
@@ -66,6 +70,17 @@ MAX_CERTIFICATES = 20  # per label or lot
 MAX_SCHEMES = 20
 MAX_CERTIFIED_GTINS = 1000
 MAX_SELLERS = 50
+# event.v4 (issue 19): EPCIS fields
+MAX_EPCIS_TEXT = 256  # an eventID, a bizTransaction, a source/destination, a certificationInfo value, a parent id
+MAX_EPCIS_LIST = 20  # bizTransactionList, sourceList, destinationList, certificationInfo, correctiveEventIDs
+MAX_SENSOR_BYTES = 16 * 1024
+SOURCE_DEST_TYPES = ("owning_party", "possessing_party", "location")
+# The kinds that carry read_point / biz_location / epcis_event_id (every label, container, lot and batch kind).
+PLACED_KINDS = frozenset({
+    "Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned", "ReportedFake",
+    "ContainerCreated", "Packed", "Unpacked", "PackedInto", "UnpackedFrom", "LotCommissioned", "Transformed",
+    *BATCH_KINDS, *ASSOCIATION_KINDS, *DECLARATION_KINDS,
+})
 
 # The GS1 EPCIS 2.0 / CBV names each event kind maps to: (bizStep, disposition).
 EPCIS_MAPPING = {
@@ -90,6 +105,9 @@ EPCIS_MAPPING = {
     "BatchReceived": ("receiving", "in_progress"),
     "BatchRecalled": ("holding", "recalled"),
     "BatchDecommissioned": ("decommissioning", "inactive"),
+    # event.v4: EPCIS AssociationEvent ADD / DELETE (error declarations have no bizStep of their own)
+    "Associated": ("assembling", "in_progress"),
+    "Disassociated": ("disassembling", "in_progress"),
 }
 MAX_BATCH_COUNT = 8192  # ledger.batches.MAX_BATCH_LABELS (that module's doc says why)
 SEALED_SECRET_BYTES = 80  # ledger.commitments.SEALED_SECRET_BYTES
@@ -105,6 +123,11 @@ _SCHEME = re.compile(r"[A-Z][A-Z0-9_-]{0,15}")  # e.g. CCC, CQC-ECO
 _CERT_NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HOTLINE = re.compile(r"\+?[0-9][0-9 -]{2,23}")
 _GLN = re.compile(r"[0-9]{13}")
+# urn:epc:id:sgln:<company prefix>.<location reference>.<extension> (prefix + reference = 12 digits)
+_SGLN_URN = re.compile(r"urn:epc:id:sgln:([0-9]{6,12})\.([0-9]{0,6})\.([!%-?A-Z_a-z\x22]{1,20})")
+# a GS1 Digital Link of a location: https://<host>/414/<GLN>[/254/<extension>]
+_SGLN_LINK = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[^/\s]+)*/414/([0-9]{13})(?:/254/[!%-?A-Z_a-z\x22]{1,20})?")
+_CBV_WORD = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 MAX_TEXT = {
     "product": 200, "name": 200, "reason": 500, "session": 128, "pin_hash": 256, "note": 1000, "certificates": 64,
@@ -175,15 +198,15 @@ class Event:
             raise Refused("key_mismatch", "event names a different key_id than the signing key", field="key_id")
         body = self.encode()
         # The decoded form of ``body`` has every schema field (Avro fills defaults); so has this one.
-        missing = _payload_defaults(self.kind).keys() - self.payload.keys() if isinstance(self.payload, dict) else ()
-        defaults = _payload_defaults(self.kind)
+        missing = payload_defaults(self.kind).keys() - self.payload.keys() if isinstance(self.payload, dict) else ()
+        defaults = payload_defaults(self.kind)
         filled = {k: list(defaults[k]) if isinstance(defaults[k], list) else defaults[k] for k in missing}
         event = replace(self, payload={**self.payload, **filled}) if missing else self
         return SignedEvent(body=body, signature=key.sign(body), event=event)
 
 
 @lru_cache(maxsize=None)
-def _payload_defaults(kind: str) -> dict[str, Any]:
+def payload_defaults(kind: str) -> dict[str, Any]:
     """The latest schema's default of each optional field of ``kind``'s payload (fields added by later versions)."""
     payload = next(f for f in event_codec().latest.schema["fields"] if f["name"] == "payload")["type"]
     record = next((r for r in payload if r["name"].rsplit(".", 1)[-1] == kind), None)
@@ -402,7 +425,10 @@ _VALID_PAYLOADS_MAX = 4096
 
 def _validate_payload_once(kind: str, p: dict) -> None:
     try:
-        key = (kind, tuple((name, type(value), value) for name, value in p.items()))
+        # event.v4 gives most payloads list fields, nearly always empty ([] certificates,
+        # biz_transactions): a short list of plain values keys as a tuple (its type stays in
+        # the key); a long one (a pallet's children) would make the remembered keys large.
+        key = (kind, tuple((name, type(value), tuple(value) if type(value) is list and len(value) <= 20 else value) for name, value in p.items()))
         hash(key)
     except (TypeError, AttributeError):  # lists (children, inputs, ...) or not a dict: no shortcut
         _validate_payload(kind, p)
@@ -440,6 +466,8 @@ def _validate_batch(kind: str, p: dict) -> None:
 def _validate_payload(kind: str, p: dict) -> None:
     if not isinstance(p, dict):
         raise Refused("invalid_field", "payload must be a record", field="payload")
+    if kind in PLACED_KINDS:
+        _validate_epcis_fields(kind, p)
     if kind in BATCH_KINDS:
         _validate_batch(kind, p)
     elif kind == "Issued":
@@ -568,6 +596,18 @@ def _validate_payload(kind: str, p: dict) -> None:
         _text(p.get("text_en"), "text_en", required=False)
         _text(p.get("standard"), "standard", required=False)
         _date(p.get("valid_until"), "valid_until", required=False)
+    elif kind in ASSOCIATION_KINDS:
+        _epcis_text(p.get("parent"), "parent")
+    elif kind in DECLARATION_KINDS:
+        _uuid(p.get("event_id"), "event_id")
+        _text(p.get("reason"), "reason")
+        if kind == "Corrected":
+            ids = p.get("corrective_event_ids")
+            _epcis_list(ids, "corrective_event_ids")
+            for value in ids:
+                _uuid(value, "corrective_event_ids")
+            if p["event_id"] in ids or len(set(ids)) != len(ids):
+                raise Refused("invalid_field", "corrective_event_ids name distinct events other than the one in error", field="corrective_event_ids")
     elif kind == "ActorKeyRotated":
         _public_key(p.get("public_key"))
 
@@ -684,6 +724,82 @@ def _validate_product(p: dict) -> None:
         _text(seller.get("name_zh"), "authorised_sellers.name_zh")
         _text(seller.get("name_en"), "authorised_sellers.name_en", required=False)
         validate_region(seller.get("region"), "authorised_sellers.region", required=False)
+
+
+def _epcis_text(value: Any, name: str, *, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise Refused("invalid_field", f"{name} must be a non-empty string", field=name)
+    if len(value) > MAX_EPCIS_TEXT:
+        raise Refused("field_too_long", f"{name} is longer than {MAX_EPCIS_TEXT} characters", field=name)
+    if _CONTROL.search(value):
+        raise Refused("invalid_field", f"{name} contains control characters", field=name)
+
+
+def _epcis_list(values: Any, name: str) -> None:
+    if not isinstance(values, list):
+        raise Refused("invalid_field", f"{name} must be a list", field=name)
+    if len(values) > MAX_EPCIS_LIST:
+        raise Refused("field_too_long", f"{name} has more than {MAX_EPCIS_LIST} entries", field=name)
+
+
+def validate_sgln(value: Any, name: str) -> None:
+    """A location as EPCIS names it: an SGLN URN or a GS1 Digital Link with AI 414 (GLN check digit checked)."""
+    _epcis_text(value, name)
+    urn, link = _SGLN_URN.fullmatch(value), _SGLN_LINK.fullmatch(value)
+    if urn and len(urn.group(1)) + len(urn.group(2)) == 12:  # an SGLN URN has no check digit
+        return
+    if link and gs1.gtin_check_digit(link.group(1)[:12]) == int(link.group(1)[12]):
+        return
+    raise Refused("invalid_field", f"{name} must be an SGLN (urn:epc:id:sgln:<prefix>.<location>.<extension>, 12 digits in all) or a GS1 Digital Link .../414/<GLN>", field=name)
+
+
+def _records(values: Any, name: str, fields: tuple[str, ...]) -> list[dict]:
+    _epcis_list(values, name)
+    for value in values:
+        if not isinstance(value, dict):
+            raise Refused("invalid_field", f"{name} must be records with {', '.join(fields)}", field=name)
+        for f in fields:
+            _epcis_text(value.get(f), f"{name}.{f}")
+    return values
+
+
+def _validate_epcis_fields(kind: str, p: dict) -> None:
+    """event.v4 (issue 19): what an EPCIS event carries beyond the ledger's own fields (all optional)."""
+    for name in ("read_point", "biz_location"):
+        if p.get(name) is not None:
+            validate_sgln(p[name], name)
+    _epcis_text(p.get("epcis_event_id"), "epcis_event_id", required=False)
+    for t in _records(p.get("biz_transactions") or [], "biz_transactions", ("type", "value")):
+        if not (_CBV_WORD.fullmatch(t["type"]) or ":" in t["type"]):
+            raise Refused("invalid_field", "biz_transactions.type must be a CBV word (po, desadv, inv, ...) or a URI", field="biz_transactions.type")
+    for name in ("sources", "destinations"):
+        for entry in _records(p.get(name) or [], name, ("type", "value")):
+            if entry["type"] not in SOURCE_DEST_TYPES:
+                raise Refused("invalid_field", f"{name}.type must be one of {', '.join(SOURCE_DEST_TYPES)}", field=f"{name}.type")
+            if entry["type"] == "location":
+                validate_sgln(entry["value"], f"{name}.value")
+    for info in _records(p.get("certification_info") or [], "certification_info", ("standard", "agency", "value")):
+        _epcis_text(info.get("identification"), "certification_info.identification", required=False)
+    if p.get("sensor_data") is not None:
+        _sensor_data(p["sensor_data"])
+
+
+def _sensor_data(data: Any) -> None:
+    """Opaque to the ledger, but bounded and canonical: one byte string per reading list."""
+    if not isinstance(data, bytes):
+        raise Refused("invalid_field", "sensor_data must be bytes (canonical JSON)", field="sensor_data")
+    if len(data) > MAX_SENSOR_BYTES:
+        raise Refused("field_too_long", f"sensor_data is larger than {MAX_SENSOR_BYTES} bytes", field="sensor_data")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise Refused("invalid_field", "sensor_data is not UTF-8 JSON", field="sensor_data") from None
+    if not isinstance(value, list):
+        raise Refused("invalid_field", "sensor_data must be a JSON array (EPCIS sensorElementList)", field="sensor_data")
+    if json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != data:
+        raise Refused("invalid_field", "sensor_data must be canonical JSON (sorted keys, no spaces)", field="sensor_data")
 
 
 def _validate_place(p: dict) -> None:

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Callable
 
 from ledger.errors import Refused
-from ledger.events import BATCH_KINDS, CERTIFICATE_KINDS, GENESIS_HASH, Event
+from ledger.events import ASSOCIATION_KINDS, BATCH_KINDS, CERTIFICATE_KINDS, DECLARATION_KINDS, GENESIS_HASH, Event
 from ledger.gs1 import is_sscc
 from ledger.keys import key_id_of
 
@@ -234,8 +234,8 @@ def _fold(state, event: Event):
         )
     if kind == "Received":
         return replace(state, status="received", custodian=state.consignee, consignee=None)
-    if kind in ("Scanned", "ReportedFake"):
-        return state
+    if kind in ("Scanned", "ReportedFake", *ASSOCIATION_KINDS, *DECLARATION_KINDS):
+        return state  # read models keep what these say; no rule depends on it
     if kind == "QualityCommitted":  # on a lot or a product: read models keep the text
         return state or ProductState(gtin=event.subject, producer=event.actor)
     if kind == "ProductDescribed":
@@ -402,6 +402,14 @@ def authorize(
         need(not state.revoked, f"actor {event.subject} is revoked", "revoked", "subject")
     elif kind in CERTIFICATE_KINDS:
         _authorize_certificate(state, event, signer, actors, need)
+    elif kind in ASSOCIATION_KINDS:
+        need(state.status != "decommissioned", f"{event.subject_type} {event.subject} is decommissioned", "invalid_transition", "subject")
+        need(signer.actor_id == state.custodian, f"only the custodian ({state.custodian}) associates or disassociates {event.subject}")
+    elif kind in DECLARATION_KINDS:
+        # Who signed the event declared in error is not in the chain's state: its owner
+        # (producer, or custodian now) or a regulator declares; readers match the event id.
+        owners = {getattr(state, "producer", None), getattr(state, "custodian", None)} - {None}
+        need(signer.role == "regulator" or signer.actor_id in owners, f"only the {event.subject_type}'s producer, its custodian or a regulator declares its events in error")
     elif kind in ("ProductDescribed", "QualityCommitted"):
         gtin = event.subject[:14]  # a product's GTIN, or a lot key's
         need(role == "producer" and signer.may_issue(gtin), f"only the producer whose GS1 prefixes cover {gtin} describes it or commits to its quality")

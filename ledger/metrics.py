@@ -4,7 +4,8 @@ One set of metric objects per process (prometheus-client's default registry):
 events relayed (``rate()`` gives events/s), records applied and quarantined and the
 consumer lag per partition of each consumer group (projectors, detector), and
 the API's requests by route, method and status with a latency histogram, and
-its rate-limit refusals (429s). Alerts by kind and the quarantine backlog are read
+its rate-limit refusals (429s). Alerts by kind, the quarantine backlog and the parked
+records (count and oldest age) are read
 from the read models when the API is scraped (``traceledger/api/metrics.py``).
 
 :func:`serve` starts the endpoint of a stream process on ``settings.metrics_port``
@@ -36,6 +37,10 @@ REFUSED = Counter("traceledger_rate_limit_refusals", "Requests refused by a per-
 ALERTS = Gauge("traceledger_alerts", "Alerts in the read model, by kind (read at scrape time)", ["kind"], multiprocess_mode="max")
 QUARANTINE = Gauge("traceledger_quarantine_records", "Records in a read model's quarantine (read at scrape time)", ["schema"],
                    multiprocess_mode="max")
+PARKED = Gauge("traceledger_parked_records", "Records parked in a read model's pending table, waiting for their label's batch "
+               "(read at scrape time)", ["schema"], multiprocess_mode="max")
+PARKED_AGE = Gauge("traceledger_parked_oldest_seconds", "Age of the oldest parked record of a read model, 0 when none "
+                   "(read at scrape time)", ["schema"], multiprocess_mode="max")
 
 _served = threading.Lock()
 _port: list[int] = []

@@ -18,17 +18,17 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from ledger import alert_owners, prefix_claims
-from ledger.batches import Batch
+from ledger.batches import STEP_KINDS, Batch, Opening, apply_movement, opened_fields
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
 from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
 from ledger.keys import verify_signature
-from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, child_type, fold, is_bootstrap, signer_of
+from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, check_link, child_type, fold, is_bootstrap, signer_of
 from ledger.logging_setup import get_logger
 from ledger.pairing import check_pairs
 from ledger.sigcheck import SignatureChecks
-from ledger.store import BatchWriter, Chain, LedgerApplication, batch_refusal_reason, chain_id
+from ledger.store import BatchWriter, Chain, LedgerApplication, batch_refusal_reason, chain_id, movement_race
 
 log = get_logger("ledger")
 
@@ -96,6 +96,18 @@ class Ledger:
             c = chains.get(chain_id(t, s))
             out[s] = None if c is None else {"seq": c.length - 1, "hash": c.head.hex(), "broken": c.broken}
         return out
+
+    def batch(self, batch_id: str) -> tuple[Batch, Opening | None] | None:
+        """A stored batch event with its manifest and (a movement's) opening; None if absent.
+
+        The opening is confidential: callers serve it only to entitled readers
+        (``traceledger/api/batches.py``)."""
+        found = self.app.batch_record(batch_id)
+        if found is None:
+            return None
+        body, signature, manifest, opening = found
+        batch = Batch.checked(SignedEvent.from_parts(body, signature), manifest)
+        return batch, None if opening is None else Opening.from_bytes(opening)
 
     def actor(self, actor_id: str) -> ActorState | None:
         chain = self.app.load_chain("actor", actor_id)
@@ -219,7 +231,7 @@ class Ledger:
                 if results[index].status != "accepted":
                     prefix_claims.release(self.settings.pg_conninfo, batch[index].event.subject)
 
-    def append_batch(self, item: SignedEvent | Refused, manifest: bytes, *, now: datetime | None = None) -> Result:
+    def append_batch(self, item: SignedEvent | Refused, manifest: bytes, *, opening: Opening | None = None, now: datetime | None = None) -> Result:
         """Verify and store one batch event (event.v3) with its manifest: all of it or nothing.
 
         Checks, in order: the body decodes and is a batch event; the manifest is exactly what
@@ -227,6 +239,12 @@ class Ledger:
         signer may do this (a producer within its GS1 prefixes); then stores the event, the
         manifest and every label's head in one transaction, refusing the whole batch
         (``label_exists``, nothing written) if any label was issued before.
+
+        A movement (``BatchShipped``, ``BatchReceived``, ``BatchRecalled``,
+        ``BatchDecommissioned``) comes with the ``opening`` of its sealed confidential fields
+        (:func:`ledger.batches.opened_fields`); each label's step must continue its chain and
+        pass the rule of the single event it stands for (:func:`ledger.lifecycle.authorize`).
+        One label refused refuses the batch, naming the label and the reason; nothing written.
         """
         now = now or datetime.now(timezone.utc)
         if isinstance(item, Refused):
@@ -246,28 +264,66 @@ class Ledger:
             signer = signer_of(e, self.actor)
             if not verify_signature(signer.public_key, item.body, item.signature):
                 raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
-            authorize(None, e, signer, self.actor)
-            self._store_batch(batch)
+            if e.kind in STEP_KINDS:
+                self._move_batch(batch, signer, opening)
+            elif opening is not None:
+                raise Refused("invalid_field", f"{e.kind} seals nothing: it takes no opening", field="opening")
+            else:
+                authorize(None, e, signer, self.actor)
+                self._store_batch(batch)
         except Refused as refusal:
             log.info("batch_refused", batch=e.subject, event_id=e.event_id, code=refusal.code, field=refusal.field, detail=refusal.detail)
             return Result(0, e.event_id, e.subject, 0, "refused", error=refusal)
         log.info("batch_appended", batch=e.subject, event_id=e.event_id, kind=e.kind, labels=len(batch.steps))
         return Result(0, e.event_id, e.subject, 0, "accepted", hash=item.hash.hex())
 
+    def _move_batch(self, batch: Batch, signer: ActorState, opening: Opening | None) -> None:
+        """Check every label's step of a batch movement, then store it whole (or refuse it whole)."""
+        e = batch.signed.event
+        check_link(None, e)  # the batch subject's own (one-event) chain
+        opened = opened_fields(e.kind, e.payload, opening)
+        ids = [chain_id("label", s.serial) for s in batch.steps]
+        chains = self.app.load_chains(ids)
+        actor_cache: dict[str, ActorState | None] = {}
+
+        def actors(actor_id: str) -> ActorState | None:
+            if actor_id not in actor_cache:
+                actor_cache[actor_id] = self.actor(actor_id)
+            return actor_cache[actor_id]
+
+        states = []
+        for i, (step, cid) in enumerate(zip(batch.steps, ids)):
+            chain = chains.get(cid)
+            if chain is not None and chain.broken:
+                raise Refused("chain_broken", f"nothing written: label {step.serial} (steps[{i}]): its stored chain is broken: {chain.broken}", field=f"steps[{i}]")
+            states.append(None if chain is None else chain.state)
+        apply_movement(batch, signer, opened, states, actors)  # raises, naming the first label refused
+        rows = [(cid, step.seq, head, i) for i, (step, cid, head) in enumerate(zip(batch.steps, ids, batch.step_hashes()))]
+        self._write_batch(batch, lambda writer, stored: writer.move(
+            stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest,
+            opening=None if opening is None else opening.to_bytes(), steps=rows),
+            lambda reason: Refused("stale_head", f"nothing written: {reason}; fetch the new heads and sign again", field="steps"))
+
     def _store_batch(self, batch: Batch) -> None:
         e = batch.signed.event
-        chain = Chain.start(batch.signed)
-        (stored,) = self.app.to_stored_events(chain.collect_events())
         heads = [(s.serial, chain_id("label", s.serial), s.seq, h, i) for i, (s, h) in enumerate(zip(batch.steps, batch.step_hashes()))]
+        self._write_batch(batch, lambda writer, stored: writer.issue(
+            stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest, producer=e.actor, heads=heads),
+            lambda reason: Refused("label_exists", f"nothing written: {reason}", field="steps"))
+
+    def _write_batch(self, batch: Batch, write, refusal) -> None:
+        """Store ``batch`` with ``write(BatchWriter, stored event)``; a writer's own refusal (a label
+        taken, a lost race) becomes ``refusal(reason)``, a second copy of the batch ``stale_head``."""
+        (stored,) = self.app.to_stored_events(Chain.start(batch.signed).collect_events())
         try:
-            BatchWriter(self.app.recorder).issue(stored, event_id=e.event_id, batch_id=e.subject, manifest=batch.manifest, producer=e.actor, heads=heads)
+            write(BatchWriter(self.app.recorder), stored)
         except (IntegrityError, psycopg.errors.UniqueViolation):
-            raise Refused("stale_head", f"batch {e.subject} was stored concurrently", field="subject") from None
+            raise Refused("stale_head", f"batch {batch.signed.event.subject} was stored concurrently", field="subject") from None
         except Exception as exc:
-            reason = batch_refusal_reason(exc)
+            reason = batch_refusal_reason(exc) or movement_race(exc)
             if reason is None:
                 raise
-            raise Refused("label_exists", f"nothing written: {reason}", field="steps") from None
+            raise refusal(reason) from None
         crash_point("ledger.committed")
 
     def _put(self, events: list, tracking: Tracking | None = None) -> None:

@@ -23,9 +23,12 @@ from eventsourcing.domain import Aggregate, OriginatorVersionError
 from eventsourcing.persistence import StoredEvent, Tracking, Transcoding
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from eventsourcing.utils import get_topic, retry
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from ledger.events import GENESIS_HASH, SignedEvent, decode_signed
+from ledger import batches
+from ledger.errors import Refused
+from ledger.events import GENESIS_HASH, Event, SignedEvent, decode_signed
 from ledger.lifecycle import LabelState, SubjectState, fold
 
 # Fixed namespace: chain ids are stable names, so any process can find a chain.
@@ -168,6 +171,24 @@ def signed_body_sql(state: str) -> str:
     )
 
 
+def _fold_steps(chain: "Chain | None", steps: list, before_version: int | None) -> None:
+    """Fold the batch steps of ``steps`` (consumed from the front) that come before stored
+    version ``before_version`` (all of them for None) into ``chain``."""
+    while steps and (before_version is None or steps[0][0] + 1 < before_version):
+        seq, head, moved = steps.pop(0)
+        if chain is None or chain.broken:
+            continue
+        if moved is None or seq != chain.length:
+            chain.broken = f"batch step {seq} does not continue the chain at {chain.length} (its batch event or opening is gone or out of place)"
+            continue
+        event = batches.label_event(moved[0], batches.LabelStep(chain.subject, seq, chain.head), moved[1])
+        chain.state = fold(chain.state, event, head)
+        chain.head = head
+        chain.hashes.append(head)
+        chain.length += 1
+        chain.version = seq + 1
+
+
 class ColumnarProcessRecorder(PostgresProcessRecorder):
     """The ledger's own writer of events, on eventsourcing's PostgreSQL process recorder.
 
@@ -255,6 +276,9 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
                     # continues at version 2, see LedgerApplication._batch_steps).
                     tracked_batch = conn.cursor()
                     tracked_batch.execute(_BATCH_OWNED_SQL, (new_chains,), prepare=True)
+                # Nor a step a batch movement holds (public.label_steps: seq = version - 1).
+                stepped = conn.cursor()
+                stepped.execute(_STEP_TAKEN_SQL, ([e.originator_id for e in stored_events], [e.originator_version - 1 for e in stored_events]), prepare=True)
                 curs.execute(self.notify_statement)
                 curs.execute(
                     self.columnar_insert_statement,
@@ -269,6 +293,8 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
             pipeline.sync()
             if stored_events and new_chains and tracked_batch.fetchone()["n"]:
                 raise es_persistence.IntegrityError("a label of this write was issued in a batch (label_heads)")
+            if stored_events and stepped.fetchone()["n"]:
+                raise es_persistence.IntegrityError("a batch movement holds this step of a label (label_steps)")
             if tracking is not None and tracked.fetchone() is None:
                 raise es_persistence.IntegrityError(
                     f"Failed to record tracking for {tracking.application_name} {tracking.notification_id}")
@@ -281,6 +307,10 @@ class ColumnarProcessRecorder(PostgresProcessRecorder):
 
 
 _BATCH_OWNED_SQL = "SELECT count(*) AS n FROM public.label_heads WHERE chain = ANY(%s)"
+_STEP_TAKEN_SQL = (
+    "SELECT count(*) AS n FROM public.label_steps s JOIN unnest(%b::uuid[], %b::bigint[]) AS t(c, q) "
+    "ON s.chain = t.c AND s.seq = t.q"
+)
 
 
 class BatchWriter:
@@ -323,6 +353,43 @@ class BatchWriter:
             return cur.fetchone()["notification_id"]
 
 
+    def move(self, stored: StoredEvent, *, event_id: str, batch_id: str, manifest: bytes, opening: bytes | None,
+             steps: Sequence[tuple[uuid.UUID, int, bytes, int]]) -> int:
+        """Store a batch movement: the event, its manifest and opening, each label's step row
+        ``(chain, seq, step hash, leaf)``; its notification id. Raises (nothing written) if
+        another writer took one of those steps since the ledger read the heads."""
+        r = self.recorder
+        schema, events = r.datastore.schema, r.events_table_name
+        chains, seqs = [s[0] for s in steps], [s[1] for s in steps]
+        with r.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for statement in r.lock_statements:
+                cur.execute(statement)
+            # Under the lock every writer takes: a single event already at one of these steps?
+            cur.execute(
+                f'SELECT count(*) AS n FROM "{schema}"."{events}" e JOIN unnest(%b::uuid[], %b::bigint[]) AS t(c, v) '
+                "ON e.originator_id = t.c AND e.originator_version = t.v", (chains, [q + 1 for q in seqs]))
+            if cur.fetchone()["n"]:
+                raise _Moved("another writer appended to a label of this batch first")
+            cur.execute(
+                "INSERT INTO public.label_steps (chain, seq, head, batch_event, leaf) "
+                "SELECT c, q, h, %s, l FROM unnest(%b::uuid[], %b::bigint[], %b::bytea[], %b::int[]) AS t(c, q, h, l) "
+                "ON CONFLICT DO NOTHING",
+                (event_id, chains, seqs, [s[2] for s in steps], [s[3] for s in steps]),
+            )
+            if cur.rowcount != len(steps):
+                raise _Moved(f"another batch took the step of {len(steps) - cur.rowcount} label(s) of this batch first")
+            cur.execute("INSERT INTO public.batch_manifests (event_id, batch_id, manifest) VALUES (%s, %s, %b)", (event_id, batch_id, manifest))
+            if opening is not None:
+                cur.execute("INSERT INTO public.batch_openings (event_id, opening) VALUES (%s, %b)", (event_id, opening))
+            cur.execute(r.notify_statement)
+            cur.execute(r.columnar_insert_statement, ([stored.originator_id], [stored.originator_version], [stored.topic], [stored.state]))
+            return cur.fetchone()["notification_id"]
+
+
+class _Moved(Exception):
+    """Rolls a batch movement back: a label's step was taken by another writer first."""
+
+
 class _Exists(Exception):
     """Rolls a batch's transaction back: a label in it exists already."""
 
@@ -330,6 +397,19 @@ class _Exists(Exception):
 def batch_refusal_reason(exc: BaseException) -> str | None:
     """The reason a :meth:`BatchWriter.issue` refused, or None for any other exception."""
     return str(exc) if isinstance(exc, _Exists) else None
+
+
+def movement_race(exc: BaseException) -> str | None:
+    """The reason a :meth:`BatchWriter.move` lost a race, or None for any other exception."""
+    return str(exc) if isinstance(exc, _Moved) else None
+
+
+def batch_openings(conn: psycopg.Connection, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored opening (``Opening.to_bytes``) of each batch event id that has one."""
+    if not event_ids:
+        return {}
+    rows = conn.execute("SELECT event_id, opening FROM public.batch_openings WHERE event_id = ANY(%s)", (list(event_ids),)).fetchall()
+    return {row[0]: bytes(row[1]) for row in rows}
 
 
 def batch_manifests(conn: psycopg.Connection, event_ids: Sequence[str]) -> dict[str, bytes]:
@@ -411,7 +491,7 @@ class LedgerApplication(Application):
         recorder: Any = self.recorder
         sql = (
             f'SELECT originator_id, originator_version, topic, state FROM "{recorder.events_table_name}" '
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            "WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version"
         )
         chains: dict[uuid.UUID, Chain] = {}
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -421,6 +501,7 @@ class LedgerApplication(Application):
             unstarted = [i for i in ids if i not in started]
             if unstarted:  # labels issued in a batch start from their batch step (event.v3)
                 chains.update(self._batch_steps(curs, unstarted))
+            moves = self._movement_steps(curs, ids)  # later steps in batch movements, per chain
         for row in rows:
             stored = StoredEvent(
                 originator_id=row["originator_id"],
@@ -429,6 +510,8 @@ class LedgerApplication(Application):
                 state=bytes(row["state"]),
             )
             chain = chains.get(stored.originator_id)
+            if stored.originator_id in moves:  # the batch steps before this stored event
+                _fold_steps(chain, moves[stored.originator_id], stored.originator_version)
             if chain is not None and chain.broken:
                 continue  # stop folding a chain once it is known to be broken
             domain_event = self.mapper.to_domain_event(stored)
@@ -439,7 +522,44 @@ class LedgerApplication(Application):
                 if chain is None:
                     continue  # the first event itself is gone; the id has no chain to speak of
                 chain.broken = f"stored event {chain.length} is missing (found version {stored.originator_version}): stored events were deleted"
+        for cid, steps in moves.items():  # the batch steps after the last stored event
+            _fold_steps(chains.get(cid), steps, None)
         return chains
+
+    def _movement_steps(self, curs, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[int, bytes, tuple | None]]]:
+        """Each chain's steps in batch movements (``public.label_steps``), in seq order, as
+        ``(seq, step hash, (batch event, opened fields))``; a step whose batch event, or whose
+        needed opening, is gone stands for nothing (the chain will read as broken there)."""
+        curs.execute(
+            "SELECT s.chain, s.seq, s.head, s.leaf, m.batch_id, o.opening FROM public.label_steps s "
+            "JOIN public.batch_manifests m ON m.event_id = s.batch_event "
+            "LEFT JOIN public.batch_openings o ON o.event_id = s.batch_event "
+            "WHERE s.chain = ANY(%b) ORDER BY s.chain, s.seq", (ids,))
+        found = curs.fetchall()
+        if not found:
+            return {}
+        wanted = list({chain_id("batch", row["batch_id"]) for row in found})
+        curs.execute(
+            f'SELECT originator_id, originator_version, topic, state FROM "{self.recorder.events_table_name}" '
+            "WHERE originator_id = ANY(%s) AND originator_version = 1", (wanted,))
+        events: dict[uuid.UUID, Event] = {}
+        for row in curs.fetchall():
+            body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
+            events[row["originator_id"]] = decode_signed(body, signature).event
+        opened: dict[uuid.UUID, dict | None] = {}
+        out: dict[uuid.UUID, list] = {}
+        for row in found:
+            bid = chain_id("batch", row["batch_id"])
+            e = events.get(bid)
+            if bid not in opened:
+                try:
+                    opening = None if row["opening"] is None else batches.Opening.from_bytes(row["opening"])
+                    opened[bid] = None if e is None else batches.opened_fields(e.kind, e.payload, opening)
+                except Refused:
+                    opened[bid] = None
+            moved = None if e is None or opened[bid] is None else (e, opened[bid])
+            out.setdefault(row["chain"], []).append((row["seq"], bytes(row["head"]), moved))
+        return out
 
     def _batch_steps(self, curs, ids: list[uuid.UUID]) -> dict[uuid.UUID, Chain]:
         """Chains of the ``ids`` that are labels issued in a batch, at their batch step (version 1).
@@ -448,13 +568,16 @@ class LedgerApplication(Application):
         holds its step hash and the batch event (stored once, on the batch's chain) its fields.
         Its later single events are stored as versions 2, 3, ... and fold on top as usual.
         """
-        curs.execute(
-            "SELECT h.chain, h.serial, h.seq, h.head, m.batch_id FROM public.label_heads h "
-            "JOIN public.batch_manifests m ON m.event_id = h.batch_event WHERE h.chain = ANY(%s)", (ids,))
-        heads = curs.fetchall()
+        # One row per label of up to whole batches: plain tuples (a dict per row cost more than the
+        # rest of the read) and the ids sent as a binary array.
+        with curs.connection.cursor(row_factory=tuple_row) as plain:
+            plain.execute(
+                "SELECT h.chain, h.serial, h.seq, h.head, m.batch_id FROM public.label_heads h "
+                "JOIN public.batch_manifests m ON m.event_id = h.batch_event WHERE h.chain = ANY(%b)", (ids,))
+            heads = plain.fetchall()
         if not heads:
             return {}
-        batch_ids = {chain_id("batch", row["batch_id"]) for row in heads}
+        batch_ids = {chain_id("batch", row[4]) for row in heads}
         curs.execute(
             f'SELECT originator_id, originator_version, topic, state FROM "{self.recorder.events_table_name}" '
             "WHERE originator_id = ANY(%s) AND originator_version = 1", (list(batch_ids),))
@@ -463,15 +586,29 @@ class LedgerApplication(Application):
             body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
             batches[row["originator_id"]] = decode_signed(body, signature).event
         out = {}
-        for row in heads:
-            e = batches.get(chain_id("batch", row["batch_id"]))
-            if e is None or row["seq"] != 0:
+        for chain, serial, seq, head, batch_id in heads:
+            e = batches.get(chain_id("batch", batch_id))
+            if e is None or seq != 0:
                 continue  # the batch event is gone: as if the label's first event were (see below)
             p = e.payload
-            state = LabelState(serial=row["serial"], gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
-                               custodian=e.actor, issued_at=e.occurred_at, seq=0, head=bytes(row["head"]))
-            out[row["chain"]] = Chain.at_batch_step(row["chain"], state)
+            state = LabelState(serial=serial, gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
+                               custodian=e.actor, issued_at=e.occurred_at, seq=0, head=bytes(head))
+            out[chain] = Chain.at_batch_step(chain, state)
         return out
+
+    def batch_record(self, batch_id: str) -> tuple[bytes, bytes, bytes, bytes | None] | None:
+        """``(body, signature, manifest, opening or None)`` of stored batch ``batch_id``, None if absent."""
+        recorder: Any = self.recorder
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                f'SELECT e.originator_id, e.originator_version, e.topic, e.state, m.manifest, o.opening FROM "{recorder.events_table_name}" e '
+                "JOIN public.batch_manifests m ON m.batch_id = %s LEFT JOIN public.batch_openings o ON o.event_id = m.event_id "
+                "WHERE e.originator_id = %s AND e.originator_version = 1", (batch_id, chain_id("batch", batch_id)))
+            row = curs.fetchone()
+        if row is None:
+            return None
+        body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
+        return body, signature, bytes(row["manifest"]), None if row["opening"] is None else bytes(row["opening"])
 
     def load_chain(self, subject_type: str, subject: str) -> Chain | None:
         return self.load_chains([chain_id(subject_type, subject)]).get(chain_id(subject_type, subject))

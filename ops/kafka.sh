@@ -15,7 +15,7 @@
 #
 # Environment:
 #   KAFKA_PORT              broker (PLAINTEXT) port            default 9092
-#   KAFKA_CONTROLLER_PORT   KRaft controller port              default 9093
+#   KAFKA_CONTROLLER_PORT   KRaft controller port              default KAFKA_PORT+1 (9093)
 #   KAFKA_VERSION           overrides <kafka.version> in ops/kafka/pom.xml
 #   TRACELEDGER_CACHE       jar cache root          default ~/.cache/traceledger
 #   KAFKA_START_TIMEOUT     seconds to wait for the broker     default 90
@@ -58,7 +58,8 @@ if ((KAFKA_BROKERS > 1)); then
     KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + KAFKA_BROKERS))}"
     KAFKA_HEAP="${KAFKA_HEAP:--Xms128m -Xmx384m}"
 else
-    KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+    # KAFKA_PORT+1 (9093 by default): a broker moved to another port takes its controller along.
+    KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
     KAFKA_HEAP="${KAFKA_HEAP:--Xms256m -Xmx768m}"
 fi
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"

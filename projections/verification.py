@@ -20,7 +20,7 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from ledger import commitments, pins
+from ledger import batches, commitments, pins
 from ledger.batches import Batch
 from ledger.commitments import SealKey
 from ledger.crash_points import crash_point
@@ -94,6 +94,12 @@ class VerificationProjector:
         self.memberships: list[tuple] = []  # containers.membership_change of applied events, in order
         self.lot_edges: list[tuple] = []  # lot graph rows of applied Transformed events
         self.changed: set[str] = set()  # subjects written by flush, see changed_subjects
+        # A batch movement returns None like any batch; a handler that judges each label's
+        # effect (the detector) sets keep_steps and reads last_steps after each call: one
+        # Applied per label, whose event is the single event the step stands for (its
+        # signed bytes are the batch body's).
+        self.keep_steps = False
+        self.last_steps: list[Applied] = []
 
     # -------------------------------------------------------------- batch
 
@@ -156,6 +162,7 @@ class VerificationProjector:
 
     def __call__(self, cur: psycopg.Cursor, record) -> Applied | None:
         """Check and apply one record; None if it was delivered before."""
+        self.last_steps = []
         if record.value is None:
             raise Refused("malformed_encoding", "record has no value")
         signed = self.checker.signed(record.value)
@@ -227,6 +234,9 @@ class VerificationProjector:
             return
         if state is None and e.subject_type == "label":
             raise Waiting(e.subject, f"label {e.subject} has no row yet; event {e.seq} waits for the batch event that issued it")
+        if state is not None and e.seq > state.seq + 1 and e.subject_type == "label":
+            # A label's step in a batch movement is keyed by the batch id: it may come later.
+            raise Waiting(e.subject, f"label {e.subject} is at event {state.seq}; event {e.seq} waits for the ones between (a batch step may be on another partition)")
         if state is not None and e.seq > state.seq + 1:
             cur.execute(f"SELECT 1 FROM {self.s}.pending WHERE subject = %s LIMIT 1", (e.subject,))
             if cur.fetchone() is not None:
@@ -266,6 +276,8 @@ class VerificationProjector:
         if manifest is None:
             raise Refused("missing_manifest", f"batch event {e.event_id} arrived without its manifest header", field="manifest")
         batch = Batch.checked(signed, manifest)
+        if e.kind in batches.STEP_KINDS:
+            return self._apply_movement(cur, record, batch, signer, lookup, log_index)
         authorize(None, e, signer, lookup)
         serials = [s.serial for s in batch.steps]
         cur.execute(f"SELECT serial FROM {self.s}.labels WHERE serial = ANY(%s)", (serials,))
@@ -282,6 +294,45 @@ class VerificationProjector:
             self.rows[("label", step.serial)] = _Row(state, dirty=True, last_event_at=e.occurred_at)
             self.new_events[("label", step.serial, 0)] = ("label", step.serial, 0, e.event_id, "Issued", e.actor, p.get("region"), e.occurred_at, head, log_index)
         self.new_batches.append((e.subject, e.event_id, e.kind, e.actor, p["count"], p["labels_root"], signed.hash, log_index, e.occurred_at))
+        return None
+
+    def _apply_movement(self, cur: psycopg.Cursor, record, batch: Batch, signer: ActorState, lookup, log_index: int | None) -> None:
+        """A batch movement: every label's step checked with its single event's rule, then applied; or none.
+
+        A label whose row is not yet at the step before (its issuance or an earlier event is on
+        another partition, not read yet) makes the whole batch wait (:class:`Waiting`, parked)
+        for that label; a label already past the step is a conflict (a fork), refused whole.
+        """
+        e = batch.signed.event
+        raw = header(record, "opening")
+        opened = batches.opened_fields(e.kind, e.payload, None if raw is None else batches.Opening.from_bytes(raw))
+        serials = [s.serial for s in batch.steps]
+        missing = [s for s in serials if ("label", s) not in self.rows]
+        if missing:  # rows of a batch's labels are loaded here, not in prepare (its key is the batch id)
+            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)}, scan_count, first_scanned_at, last_event_at FROM {self.s}.labels WHERE serial = ANY(%s)", (missing,))
+            n = len(_LABEL_COLUMNS)
+            for row in cur.fetchall():
+                self.rows[("label", row[0])] = _Row(LabelState(*row[: n - 1], head=bytes(row[n - 1])), *row[n:])
+            for serial in missing:
+                self.rows.setdefault(("label", serial), None)
+        rows = [self.rows[("label", s)] for s in serials]
+        for step, row in zip(batch.steps, rows):
+            if row is None or row.state.seq < step.seq - 1:
+                raise Waiting(step.serial, f"batch {e.subject} waits for label {step.serial}'s event {step.seq - 1}")
+            if row.state.seq >= step.seq:
+                raise Refused("conflicting_event", f"label {step.serial} already has an event {step.seq}: batch {e.subject} is a fork attempt, refused whole", field="manifest")
+        after = batches.apply_movement(batch, signer, opened, [r.state for r in rows], lookup)
+        # Checked: from here on, only effects.
+        kind, region = batches.STEP_KINDS[e.kind], e.payload.get("region")
+        self.last_steps = []
+        for step, row, state in zip(batch.steps, rows, after):
+            if self.keep_steps:
+                single = SignedEvent(batch.signed.body, batch.signed.signature, batches.label_event(e, step, opened))
+                self.last_steps.append(Applied(single, signer, row.state, state, log_index))
+            row.state, row.dirty, row.last_event_at = state, True, e.occurred_at
+            self.new_events[("label", step.serial, step.seq)] = ("label", step.serial, step.seq, e.event_id, kind, e.actor, region, e.occurred_at, state.head, log_index)
+        p = e.payload
+        self.new_batches.append((e.subject, e.event_id, e.kind, e.actor, p["count"], p["labels_root"], batch.signed.hash, log_index, e.occurred_at))
         return None
 
     def _pin_nonces(self, batch: Batch):

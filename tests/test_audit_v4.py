@@ -3,6 +3,7 @@ puts them on the log, the auditor replays them clean and the projector does not 
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -11,7 +12,7 @@ from consumers.auditor import Auditor
 from consumers.checkpointer import load_or_create_log_key
 from ledger import gs1
 from ledger.service import Ledger
-from tests.helpers import append_accepted, gtin, issued_payload, scanned_payload
+from tests.helpers import append_accepted, gtin, issued_payload, scanned_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
 from tests.test_lifecycle_certificates import CERT, CertCast, described, issue_cert, profile
 from tests.test_lifecycle_v4 import encode_as
@@ -40,6 +41,14 @@ def test_v4_kinds_are_written_relayed_audited_and_projected(fresh_settings, tmp_
                                                             "notice_url": "https://www.samr.gov.cn/recall/1", "recall_id": "SAMR-2026-001"}),
             cast.event("cqc", "certificate", CERT, "CertificateSuspended", {"reason": "audit", "until": None}),
             cast.event("acme", "actor", "acme", "ActorProfileChanged", profile()),
+            # issue 19's EPCIS fields and kinds
+            cast.event("acme", "label", old, "Shipped", shipped_payload("distributor") | {
+                "biz_transactions": [{"type": "desadv", "value": "D-77"}], "read_point": "urn:epc:id:sgln:6901234.00001.0",
+                "destinations": [{"type": "location", "value": "urn:epc:id:sgln:6901234.00002.0"}], "sensor_data": b"[]",
+                "epcis_event_id": "urn:uuid:6f2c0c4e-0000-4000-8000-000000000001"}),
+            cast.event("distributor", "label", old, "Received", {"region": None}),
+            cast.event("distributor", "label", old, "Associated", {"parent": "urn:epc:id:giai:6901234.E-BIKE-1"}),
+            cast.event("regulator", "label", old, "Retracted", {"event_id": str(uuid.uuid4()), "reason": "did_not_occur"}),
         ])
         # refused at the write door with nothing written: a label linking an unknown certificate, a second issue
         refused = ledger.append([cast.event("acme", "label", gs1.new_serial(), "Issued", issued_payload() | {"certificates": ["CCC/404"]}, advance=False),
@@ -57,7 +66,7 @@ def test_v4_kinds_are_written_relayed_audited_and_projected(fresh_settings, tmp_
     assert report.ok, [f.line() for f in report.failures]
     assert report.state.replay.registry.as_of("acme").compromised_since(cast.keys["acme"].key_id) == since
     assert report.state.replay.states[("certificate", CERT)].status == "suspended"
-    assert report.state.replay.states[("label", old)].seq == 1
+    assert report.state.replay.states[("label", old)].seq == 5
     project_all(settings)
     with psycopg.connect(settings.pg_conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM verification.quarantine").fetchone()[0] == 0

@@ -111,11 +111,11 @@ def test_tampered_manifest_bad_signature_and_wrong_signer_are_refused(world):
     # A distributor may not issue; another producer may not issue under acme's prefix.
     assert refused(ledger, make(cast, ["T0005"], producer="distributor")).code == "not_authorized"
     assert refused(ledger, make(cast, ["T0006"], producer="other-producer")).code == "not_authorized"
-    # Kinds of event.v3 not built yet are refused by name, never half-applied.
+    # A batch shipment without its sealed consignee, territory and channel is refused by name.
     shipped = cast.event("acme", "batch", "00000000-0000-4000-8000-000000000001", "BatchShipped",
                          {"count": 1, "labels_root": batches.labels_root([LabelStep("T0001", 1, bytes(31) + b"\x01")]), "region": None, "sealed": None})
     err = refused(ledger, shipped, batches.encode_manifest([LabelStep("T0001", 1, bytes(31) + b"\x01")]))
-    assert err.code == "not_supported"
+    assert err.code == "missing_field" and err.field == "sealed"
 
 
 def test_two_batches_racing_for_one_label_cannot_both_win(world):

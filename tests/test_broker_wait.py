@@ -64,7 +64,8 @@ def test_projector_started_before_the_broker_waits_then_projects(settings, servi
     serial = label.event.subject
 
     port = free_port()  # nothing listens here yet: no broker answers
-    svc = services("consumers.projector", settings.with_(kafka_bootstrap=f"127.0.0.1:{port}"))
+    # A 3 s constructor timeout (kafka-python's default is 30 s): the same wait-and-retry, sooner.
+    svc = services("consumers.projector", settings.with_(kafka_bootstrap=f"127.0.0.1:{port}", kafka_bootstrap_timeout_ms=3000))
     wait_for(lambda: svc.log_path.exists() and "broker_unavailable_retrying" in svc.log_path.read_text(),
              timeout=60, what="the projector to report that no broker answers")
     assert svc.running(), svc.log_path.read_text()[-2000:]

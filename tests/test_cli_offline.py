@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from ledger import batches, gs1, scan_inbox
 from ledger.encoding import event_codec
+from ledger.errors import Refused
 from ledger.events import GENESIS_HASH
 from ledger.keys import KeyPair
 from traceledger import commands as cmd
@@ -275,3 +276,12 @@ def test_next_events_may_start_a_new_chain():
     subject = gs1.lot_key(GOOD_GTIN, "L1")
     events, refused = cmd.next_events(signer, "lot", [subject], "Recalled", cmd.recalled_payload("r"), {subject: None}, new_chain_ok=True)
     assert not refused and events[0].event.seq == 0 and events[0].event.prev_hash == GENESIS_HASH
+
+
+def test_a_signer_checks_event_v4_subjects_locally():
+    signer = cmd.Signer(KeyPair.generate(), "cqc")
+    signer.check("certificate", "CertificateRevoked", {"reason": "r"})
+    signer.check("product", "QualityCommitted", {"text_zh": "质量承诺", "text_en": None, "standard": None, "valid_until": None})
+    with pytest.raises(Refused) as err:
+        signer.check("certificate", "CertificateRevoked", {"reason": ""})
+    assert err.value.field == "reason"

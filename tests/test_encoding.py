@@ -26,7 +26,7 @@ EVENT_V1_HEADER = "c301" + "de1a568e88744960"
 EVENT_V2_HEADER = "c301" + "dacaa1bda464ecbc"
 EVENT_V3_HEADER = "c301" + "2cf484959d0505a7"
 # v4 grows in session 6 (steps A, B, C) until it is released; pinned at each step.
-EVENT_V4_HEADER = "c301" + "4257592676ebade6"
+EVENT_V4_HEADER = "c301" + "4682701a8376c4b5"
 ENVELOPE_V1_HEADER = "c301" + "f15d2ab7d81cf112"
 
 

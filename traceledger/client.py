@@ -172,9 +172,12 @@ class Client:
             offset += len(chunk)
         return results
 
-    def post_batch_event(self, signed: SignedEvent, manifest: bytes) -> dict:
-        """Submit one signed batch event (event.v3) with its manifest; its result dict."""
+    def post_batch_event(self, signed: SignedEvent, manifest: bytes, opening: dict | None = None) -> dict:
+        """Submit one signed batch event (event.v3) with its manifest (and a movement's opening,
+        ``Opening.as_json()``); its result dict."""
         body = {**encode_signed(signed), "manifest": base64.b64encode(manifest).decode("ascii")}
+        if opening is not None:
+            body["opening"] = opening
         return self._request("POST", "/v1/batches", body)["result"]
 
     def heads(self, subject_type: str, subjects: Sequence[str]) -> dict[str, dict | None]:

@@ -36,7 +36,7 @@ Progress = Callable[[int], None]
 
 # A syntactically valid subject per type: lets a payload be checked before any I/O.
 _PROBE_SUBJECT = {"label": "PROBE", "actor": "probe", "lot": "00000000000000/PROBE", "alert": "00000000-0000-0000-0000-000000000000",
-                  "container": "000000000000000000"}
+                  "container": "000000000000000000", "certificate": "PROBE/0", "product": "00000000000000"}  # the last two: event.v4
 
 
 # ---------------------------------------------------------------- payloads
@@ -478,6 +478,70 @@ def issue_label_batches(
             if built:
                 in_flight = (built[0], built[1], poster.submit(client.post_batch_event, built[0].signed, built[0].manifest))
     return report
+
+
+# The single event each batch movement stands for (what ``Signer.check`` knows).
+_MOVEMENT_OF = {v: k for k, v in batches.STEP_KINDS.items()}
+
+
+def move_labels(
+    client: Client,
+    signer: Signer,
+    kind: str,
+    serials: Iterable[str],
+    payload: dict,
+    *,
+    batch: int = batches.MAX_BATCH_LABELS,
+    on_progress: Progress | None = None,
+) -> Report:
+    """Ship, receive, recall or decommission labels as batch events (event.v3), up to ``batch`` each.
+
+    ``kind`` is the single event's kind (``Shipped``, ...) and ``payload`` its payload, as for
+    :func:`append_next`. One signature per batch over the Merkle root of the labels' steps;
+    a shipment's consignee, territory and channel are sealed in the body and their opening
+    sent beside it (:func:`ledger.batches.movement`). A batch is accepted or refused whole
+    (the report counts labels and keeps the refusal, which names the label); a batch that
+    lost a race (``stale_head``) is rebuilt on fresh heads and sent once more. A batch with
+    a label the ledger does not know is refused here whole, before signing.
+    """
+    signer.check("label", kind, payload)
+    batch_kind = _MOVEMENT_OF[kind]
+    confidential = {k: payload[k] for k in ("consignee", "territory", "channel")} if kind == "Shipped" else None
+    report = Report()
+    for group in chunked(serials, min(batch, batches.MAX_BATCH_LABELS)):
+        valid, bad = _screen("label", list(dict.fromkeys(group)))
+        for item in bad:
+            report.add(item)
+        for attempt in range(STALE_RETRIES + 1):
+            if not valid:
+                break
+            heads = client.heads("label", valid)
+            unknown = [s for s in valid if heads.get(s) is None]
+            if unknown:
+                _refuse_batch(report, len(valid), refusal(unknown[0], Refused("unknown_subject", f"nothing sent: label {unknown[0]} (and {len(unknown) - 1} more) does not exist", field="serial")))
+                break
+            built, opening = batches.movement(batch_kind, [(s, heads[s]["seq"] + 1, bytes.fromhex(heads[s]["hash"])) for s in valid], actor=signer.actor, key=signer.key,
+                                              region=payload.get("region"), reason=payload.get("reason"), confidential=confidential)
+            result = client.post_batch_event(built.signed, built.manifest, None if opening is None else opening.as_json())
+            if result["status"] == "refused" and result.get("code") == "stale_head" and attempt < STALE_RETRIES:
+                report.retried += len(valid)
+                continue
+            if result["status"] == "refused":
+                _refuse_batch(report, len(valid), result)
+            elif result["status"] == "accepted":
+                report.accepted += len(valid)
+            else:
+                report.duplicate += len(valid)
+            break
+        if on_progress:
+            on_progress(len(group))
+    return report
+
+
+def _refuse_batch(report: Report, labels: int, result: dict) -> None:
+    report.refused += labels
+    if len(report.refusals) < KEEP_REFUSALS:
+        report.refusals.append({**result, "labels": labels})
 
 
 def _row(signed: SignedEvent, resolver_host: str, pin: str | None = None) -> LabelRow:

@@ -20,7 +20,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import metrics
-from projections.ops_metrics import alerts_by_kind, quarantined
+from projections.ops_metrics import alerts_by_kind, parked, quarantined
 from traceledger.api.dependencies import pool_of
 
 router = APIRouter()
@@ -105,6 +105,9 @@ async def scrape(pool: AsyncConnectionPool = Depends(pool_of)):
                 metrics.ALERTS.labels(kind).set(n)
             for schema, n in (await quarantined(conn)).items():
                 metrics.QUARANTINE.labels(schema).set(n)
+            for schema, (n, age) in (await parked(conn)).items():
+                metrics.PARKED.labels(schema).set(n)
+                metrics.PARKED_AGE.labels(schema).set(age)
     except Exception:  # noqa: BLE001 -- the process's own metrics are still worth answering without the database
         pass
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

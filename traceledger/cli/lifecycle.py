@@ -1,6 +1,8 @@
 """The label lifecycle verbs: ``ship``, ``receive``, ``scan``, ``flag``, ``recall``, ``decommission``.
 
-Each signs the next event of every target's chain. Targets are ``SERIAL...``
+Each signs the next event of every target's chain; ``ship``, ``receive``, ``recall`` and
+``decommission`` of labels sign one batch event per 8,192 labels by default (event.v3,
+``--single-events`` for one event per label). Targets are ``SERIAL...``
 arguments and/or ``--from-csv FILE`` (its ``serial`` column); an SSCC (18
 digits) among them is a case or pallet, and one event on it covers everything
 inside. ``recall`` also takes a whole lot (``--lot``/``--gtin``) or an input
@@ -17,7 +19,7 @@ import click
 from ledger import gs1
 from ledger.errors import Refused
 from traceledger import commands as cmd
-from traceledger.cli.base import State, append_to_chains, common_options, pass_state, signing_options
+from traceledger.cli.base import State, append_to_chains, common_options, finish, pass_state, progress, signing_options
 from traceledger.cli.lot import recall_input_lot
 
 
@@ -36,7 +38,13 @@ def _targets(serials: tuple[str, ...], from_csv: str | None) -> tuple[Iterable[s
     return itertools.chain(serials, cmd.serials_from_csv(from_csv) if from_csv else ()), total
 
 
-def _label_verb(state: State, key: str, as_actor: str | None, serials, from_csv, kind: str, payload: dict, verb: str) -> None:
+def single_events_option(f: Callable) -> Callable:
+    """``--single-events``: one signed event per label (the event.v2 path) instead of batch events."""
+    return click.option("--single-events", "single_events", is_flag=True,
+                        help="Sign one event per label instead of one batch event per 8,192 labels.")(f)
+
+
+def _label_verb(state: State, key: str, as_actor: str | None, serials, from_csv, kind: str, payload: dict, verb: str, *, batched: bool = False) -> None:
     signer = cmd.Signer.load(key, as_actor)
     # An SSCC (18 digits) is a case or pallet: one event on it covers everything inside.
     boxes = [s for s in serials if gs1.is_sscc(s)]
@@ -46,7 +54,13 @@ def _label_verb(state: State, key: str, as_actor: str | None, serials, from_csv,
         if not serials and not from_csv:
             return
     subjects, total = _targets(serials, from_csv)
-    append_to_chains(state, signer, "label", subjects, total, kind, payload, verb)
+    if not batched:
+        append_to_chains(state, signer, "label", subjects, total, kind, payload, verb)
+        return
+    # Batch events (event.v3): one signature per 8,192 labels, each label still checked alone.
+    with progress(state, total, verb) as update:
+        report = cmd.move_labels(state.client(), signer, kind, subjects, payload, on_progress=update)
+    finish(state, report, verb, kind=kind, actor=signer.actor)
 
 
 @click.command()
@@ -55,24 +69,29 @@ def _label_verb(state: State, key: str, as_actor: str | None, serials, from_csv,
 @click.option("--territory", required=True, metavar="REGIONS", help="Authorized territory: region code prefixes, comma-separated (44,45).")
 @click.option("--channel", required=True, help="Authorized sales channel.")
 @click.option("--region", metavar="CODE", help="Where the goods leave.")
+@single_events_option
 @label_targets
 @common_options
 @pass_state
-def ship(state: State, key, as_actor, consignee, territory, channel, region, serials, from_csv) -> None:
-    """Ship labels to a consignee for a territory and channel (EPCIS shipping)."""
+def ship(state: State, key, as_actor, consignee, territory, channel, region, single_events, serials, from_csv) -> None:
+    """Ship labels to a consignee for a territory and channel (EPCIS shipping).
+
+    In batch events by default: consignee, territory and channel are sealed in the signed
+    body and disclosed only to entitled readers."""
     payload = cmd.shipped_payload(consignee, territory, channel, region=region)
-    _label_verb(state, key, as_actor, serials, from_csv, "Shipped", payload, "ship")
+    _label_verb(state, key, as_actor, serials, from_csv, "Shipped", payload, "ship", batched=not single_events)
 
 
 @click.command()
 @signing_options
 @click.option("--region", metavar="CODE", help="Where the goods arrive.")
+@single_events_option
 @label_targets
 @common_options
 @pass_state
-def receive(state: State, key, as_actor, region, serials, from_csv) -> None:
-    """Receive shipped labels (signed by the consignee; EPCIS receiving)."""
-    _label_verb(state, key, as_actor, serials, from_csv, "Received", cmd.received_payload(region=region), "receive")
+def receive(state: State, key, as_actor, region, single_events, serials, from_csv) -> None:
+    """Receive shipped labels (signed by the consignee; EPCIS receiving); in batch events by default."""
+    _label_verb(state, key, as_actor, serials, from_csv, "Received", cmd.received_payload(region=region), "receive", batched=not single_events)
 
 
 @click.command()
@@ -106,10 +125,11 @@ def flag(state: State, key, as_actor, reason, region, serials, from_csv) -> None
 @click.option("--gtin")
 @click.option("--input-lot", "input_lot", metavar="GTIN/LOT", help="Recall a material/component lot and everything made from it: shows the impact, then signs.")
 @click.option("--yes", is_flag=True, help="With --input-lot: sign without asking.")
+@single_events_option
 @label_targets
 @common_options
 @pass_state
-def recall(state: State, key, as_actor, reason, lot, gtin, input_lot, yes, serials, from_csv) -> None:
+def recall(state: State, key, as_actor, reason, lot, gtin, input_lot, yes, single_events, serials, from_csv) -> None:
     """Recall a lot (--lot with --gtin), an input lot (--input-lot), or single labels or containers (producer or regulator)."""
     payload = cmd.recalled_payload(reason)
     if input_lot is not None:
@@ -118,7 +138,7 @@ def recall(state: State, key, as_actor, reason, lot, gtin, input_lot, yes, seria
         recall_input_lot(state, cmd.Signer.load(key, as_actor), input_lot, reason, yes)
         return
     if lot is None and gtin is None:
-        _label_verb(state, key, as_actor, serials, from_csv, "Recalled", payload, "recall")
+        _label_verb(state, key, as_actor, serials, from_csv, "Recalled", payload, "recall", batched=not single_events)
         return
     if lot is None or gtin is None:
         raise Refused("invalid_option", "a lot recall needs both --lot and --gtin", field="lot" if lot is None else "gtin")
@@ -132,12 +152,13 @@ def recall(state: State, key, as_actor, reason, lot, gtin, input_lot, yes, seria
 @click.command()
 @signing_options
 @click.option("--reason", required=True)
+@single_events_option
 @label_targets
 @common_options
 @pass_state
-def decommission(state: State, key, as_actor, reason, serials, from_csv) -> None:
-    """Decommission labels (custodian or producer; EPCIS decommissioning)."""
-    _label_verb(state, key, as_actor, serials, from_csv, "Decommissioned", cmd.decommissioned_payload(reason), "decommission")
+def decommission(state: State, key, as_actor, reason, single_events, serials, from_csv) -> None:
+    """Decommission labels (custodian or producer; EPCIS decommissioning); in batch events by default."""
+    _label_verb(state, key, as_actor, serials, from_csv, "Decommissioned", cmd.decommissioned_payload(reason), "decommission", batched=not single_events)
 
 
 COMMANDS = (ship, receive, scan, flag, recall, decommission)
