@@ -8,7 +8,7 @@ decompression bomb is refused unread). The pixels are then written again as a pl
 JPEG (orientation applied, at most :data:`MAX_SIDE` pixels a side): EXIF (a phone's GPS
 position, its serial number), comments and whatever a polyglot file carried after or
 inside the image are gone. The SHA-256 of those bytes names the photo
-(``report_photos``, migration 0014); a report's details name it, and regulators fetch it
+(``report_photos``, migration 0015); a report's details name it, and regulators fetch it
 by it (:func:`fetch`). Nothing of it is signed onto the ledger.
 """
 

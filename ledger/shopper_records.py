@@ -12,7 +12,7 @@
   tap-to-call line on the page, read out on the phone.
 * :func:`add_details` / :func:`report_by_public_id` — a report's random public
   number and its place and price of purchase and optional phone, kept for
-  regulators (``consumer_report_details``, migration 0010; the photo's hash, 0014), never on the ledger.
+  regulators (``consumer_report_details``, migration 0010; the photo's hash, 0015), never on the ledger.
 """
 
 from __future__ import annotations
