@@ -723,3 +723,13 @@ def test_forged_certificate_and_product_records_on_kafka_are_quarantined(world):
     with psycopg.connect(world.settings.pg_conninfo) as conn:
         codes = [r[0] for r in conn.execute("SELECT code FROM verification.quarantine ORDER BY id DESC LIMIT 3")]
     assert sorted(codes) == ["bad_signature", "not_authorized", "not_authorized"], codes
+
+
+@needs_v4
+def test_the_phone_reads_the_signed_name_in_the_call_s_language_and_the_brand_hotline(world):
+    code = shortcode.to_short_code(world.labels["v4_certified"])
+    en = voice(world, "call-v4-en", lang="en") and voice(world, "call-v4-en", code + "#")
+    assert "Acme e-bike lithium battery" in en["prompt"] and "The brand's service line is 4 0 0 8, 2 0 1 2, 3 4." in en["phrases"]
+    zh = voice(world, "call-v4-zh") and voice(world, "call-v4-zh", code + "#")
+    assert PRODUCT_ZH in zh["prompt"] and "品牌客服电话：4 0 0 8，2 0 1 2，3 4。" in zh["phrases"]
+    assert zh["phrases"][-1] == "感谢您的查询，再见。"

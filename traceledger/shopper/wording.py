@@ -613,6 +613,7 @@ VOICE = {
         "bye": "感谢您的查询，再见。",
         "busy": "您的查询过于频繁，请稍后再拨。谢谢，再见。",
         "you_keyed": "您输入的是：{d}。",
+        "hotline": "品牌客服电话：{h}。",
         "this_product": "此商品",
     },
     "en": {
@@ -626,6 +627,7 @@ VOICE = {
         "bye": "Thank you, goodbye.",
         "busy": "You have called many times. Please try again later. Thank you, goodbye.",
         "you_keyed": "You keyed: {d}.",
+        "hotline": "The brand's service line is {h}.",
         "this_product": "this product",
     },
 }
