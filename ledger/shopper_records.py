@@ -7,9 +7,12 @@
   query still warns (issue 17).
 * :func:`first_pin_use` — when and through which channel (and roughly where, if
   known) a label's PIN was first verified: what a later verifier is warned with.
+* :func:`actor_profile` — an actor's names in Chinese and English, hotline and
+  website as its chain last signed them (event.v4): the brand's name and
+  tap-to-call line on the page, read out on the phone.
 * :func:`add_details` / :func:`report_by_public_id` — a report's random public
   number and its place and price of purchase and optional phone, kept for
-  regulators (``consumer_report_details``, migration 0009), never on the ledger.
+  regulators (``consumer_report_details``, migration 0010; the photo's hash, 0015), never on the ledger.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+
+from ledger.events import decode_signed
+from ledger.store import LedgerApplication, chain_id
+
+PROFILE_FIELDS = ("name", "name_zh", "name_en", "hotline", "website")
 
 # Crockford base32 without I, L, O, U: readable aloud and on a phone screen.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -60,12 +68,14 @@ def new_public_id() -> str:
 
 
 async def add_details(conn: psycopg.AsyncConnection, report_id: int, serial: str, *, place: str | None, price: str | None,
-                      phone: str | None) -> str:
-    """Keep a report's purchase details under a fresh random public number (returned)."""
+                      phone: str | None, photo_sha256: str | None = None) -> str:
+    """Keep a report's purchase details (and the hash of its stored photo, :mod:`ledger.report_photos`) under a
+    fresh random public number (returned)."""
     public_id = new_public_id()
     await conn.execute(
-        "INSERT INTO consumer_report_details (report_id, public_id, serial, place, price, phone) VALUES (%s, %s, %s, %s, %s, %s)",
-        (report_id, public_id, serial, place, price, phone),
+        "INSERT INTO consumer_report_details (report_id, public_id, serial, place, price, phone, photo_sha256) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (report_id, public_id, serial, place, price, phone, photo_sha256),
     )
     return public_id
 
@@ -78,3 +88,16 @@ async def report_by_public_id(conn: psycopg.AsyncConnection, serial: str, public
         (public_id, serial),
     )).fetchone()
     return dict(zip(("public_id", "place", "price", "phone_left", "at"), row)) if row else None
+
+
+def actor_profile(app: LedgerApplication, actor_id: str) -> dict | None:
+    """``{name, name_zh, name_en, hotline, website}`` of ``actor_id`` (None if unregistered): its
+    ``ActorRegistered``, then each ``ActorProfileChanged`` replacing the whole profile (the name stays)."""
+    profile = None
+    for stored in app.recorder.select_events(chain_id("actor", actor_id)):
+        e = decode_signed(*app.signed_parts(stored)).event
+        if e.kind == "ActorRegistered":
+            profile = {f: e.payload.get(f) for f in PROFILE_FIELDS}
+        elif e.kind == "ActorProfileChanged" and profile is not None:
+            profile = {"name": profile["name"]} | {f: e.payload.get(f) for f in PROFILE_FIELDS[1:]}
+    return profile

@@ -94,5 +94,6 @@ async def guard_view(app: LedgerApplication, conn, serial: str, view: dict) -> d
     if out["verdict"] == "genuine":
         out["verdict"] = "suspicious"
     out["reasons"] = list(out.get("reasons") or []) + [f"the ledger's record of this label has been altered: {problem}"]
+    out["reason_codes"] = list(out.get("reason_codes") or []) + [{"code": "integrity", "arg": None}]
     out["integrity"] = problem
     return out

@@ -31,7 +31,7 @@ from ledger.logging_setup import get_logger
 from ledger.preverify import BatchChecker
 from ledger.record_headers import header
 from ledger.registry import ActorSource
-from projections import alert_chains, bulk, containers
+from projections import alert_chains, bulk, certificates, containers, shopper_facts
 from projections import lots as lot_graph
 from projections.verdict import verdict
 
@@ -170,7 +170,7 @@ class VerificationProjector:
         if e.subject_type == "batch":
             return self._apply_batch(cur, record, signed)
         if e.subject_type in ("certificate", "product"):
-            return None  # event.v4 subjects: their read models are their own (the auditor checks their rules)
+            return certificates.apply(cur, self.s, record, signed, self.feed)  # event.v4 subjects: their own read model, same checks
         if e.subject_type not in ("label", "lot", "alert", "container"):
             raise Refused("invalid_field", f"a {e.subject_type} event does not belong on the label topic", field="subject_type")
         if record.key != e.subject.encode():
@@ -218,6 +218,7 @@ class VerificationProjector:
         if (change := containers.membership_change(e, log_index)) is not None:
             self.memberships.append(change)
         self.lot_edges.extend(lot_graph.edges(e, log_index))
+        shopper_facts.apply(cur, self.s, e)
         return Applied(signed, signer, state, new_state, log_index)
 
     def _wait_for_predecessor(self, cur: psycopg.Cursor, e, state: LabelState | LotState | None) -> None:
@@ -436,13 +437,12 @@ def repeat_scans_sql(schema: str) -> str:
 def build_view(serial: str, label: dict | None, trail: list[dict], extras: dict[str, list[dict]] | None = None) -> dict:
     """The verification view from a label row, its events and ``extras`` (rows of :func:`extra_sql`). Pure."""
     if label is None:
-        v, reasons = verdict(None)
-        return {"serial": serial, "verdict": v, "reasons": reasons, "scan_count": 0, "first_scanned_at": None, "trail": []}
+        v, reasons, codes = verdict(None)
+        return {"serial": serial, "verdict": v, "reasons": reasons, "reason_codes": codes, "scan_count": 0, "first_scanned_at": None, "trail": []}
     extras = extras or {}
     travel = containers.travelled(extras.get("containers", []), extras.get("steps", []))
-    because = [f"container {sscc} was recalled while this item was in it" for sscc in travel["recalled_by"]]
-    because += [f"input lot {r['lot']} ({r['product'] or 'material'}) it was made from has been recalled" for r in extras.get("recalled_lots", [])]
-    v, reasons = verdict(label, label["lot_recalled"], because)
+    inputs = [(r["lot"], r["product"]) for r in extras.get("recalled_lots", [])]
+    v, reasons, codes = verdict(label, label["lot_recalled"], travel["recalled_by"], inputs)
     # While packed, the item moves with its outermost container: that one's custody and shipment count.
     moving = travel["inside"][-1] if travel["inside"] else label
     steps = [
@@ -460,6 +460,7 @@ def build_view(serial: str, label: dict | None, trail: list[dict], extras: dict[
         "serial": serial,
         "verdict": v,
         "reasons": reasons,
+        "reason_codes": codes,
         "product": label["product"],
         "producer": label["producer"],
         "gtin": label["gtin"],

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from ledger import gs1, pins
+from ledger import events as events_module
+from ledger import gs1, pins, shortcode
 from tests.conftest import Service, free_port, wait_for_api
 from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
@@ -22,6 +23,28 @@ from traceledger import sandbox
 
 ZH_PRODUCT = "电动自行车锂电池 48V 20Ah（长续航版）"
 CCC = "CCC 2024011101234567"
+# event.v4 (issue 17): a certification body's certificates, the brand's profile, the product's description.
+CERT_OK, CERT_SUSPENDED, CERT_REVOKED = "CCC/2024011101234567", "CCC/2024011101230002", "CCC/2024011101230003"
+BRAND_HOTLINE = "400-820-1234"
+PRODUCT_ZH, PRODUCT_EN = "艾克美电动自行车锂电池 48V", "Acme e-bike lithium battery 48V"
+RECALL_NOTICE = "https://www.recall.org.cn/notice/2026-0123"
+
+
+V4_CONSUMER = "certifier" in events_module.ROLES  # event.v4 step B (issue 17) is in the schema
+
+
+class ConsumerCast(Cast):
+    """The usual cast and a certification body (``cqc``, role certifier, scheme CCC)."""
+
+    ROLES = {**Cast.ROLES, "cqc": ("certifier", [])}
+
+    def register(self, actor: str):
+        if actor != "cqc":
+            return super().register(actor)
+        return self.event("registrar", "actor", actor, "ActorRegistered", {
+            "role": "certifier", "name": "CQC", "public_key": self.keys[actor].public_key, "gtin_prefixes": [], "schemes": ["CCC"],
+            "name_zh": "中国质量认证中心", "name_en": "China Quality Certification Centre", "hotline": None, "website": None,
+            "gln": None, "pgln": None})
 
 
 @dataclass
@@ -30,6 +53,7 @@ class World:
     settings: object
     cast: Cast
     gtin: str
+    gtin_v4: str = ""  # the product with a signed description, certificates and a quality commitment
     labels: dict[str, str] = field(default_factory=dict)  # purpose -> serial
     pins: dict[str, str] = field(default_factory=dict)  # serial -> PIN
     service: Service | None = None
@@ -52,7 +76,7 @@ def build_world(base_settings, _created, tmp_path_factory, *, pin_labels: int = 
     sandbox.create_database(base_settings, db)
     _created["dbs"].append(db)
     _created["prefixes"].append(f"test-{run_id}.")
-    cast = Cast()
+    cast = ConsumerCast() if V4_CONSUMER else Cast()
     tmp = tmp_path_factory.mktemp("consumer")
     key_path = tmp / "gateway.key"
     cast.keys["gateway"].save(key_path)
@@ -89,11 +113,54 @@ def build_world(base_settings, _created, tmp_path_factory, *, pin_labels: int = 
     issue("recalled", lot="L2")
     issue("recalled_pin", lot="L2", pin="11223344")
     fake = issue("counterfeit")
+    own = issue("recalled_own")  # recalled by its own Recalled event, not its lot's
+    events.append(cast.event("acme", "label", own, "Recalled", {"reason": "charger plug may overheat", "region": "440300"}))
+    retired = issue("decommissioned")
+    events.append(cast.event("acme", "label", retired, "Decommissioned", {"reason": "damaged in the warehouse"}))
     events.append(cast.event("regulator", "label", fake, "FlaggedCounterfeit", {"reason": "seized copy", "region": "440305"}))
     events.append(cast.event("regulator", "lot", gs1.lot_key(w.gtin, "L2"), "Recalled", {"reason": "cells overheat"}))
     w.post(events)
+    if V4_CONSUMER:
+        add_v4_facts(w, cast)
     w.sync()
     return w
+
+
+def add_v4_facts(w: World, cast: Cast) -> None:
+    """Certificates (valid, suspended, revoked), the brand's profile, a described product with a quality commitment,
+    labels linking the certificates and a recall with its remedy (event.v4, issue 17)."""
+    w.gtin_v4 = gtin("00042")
+    certs = []
+    for cert in (CERT_OK, CERT_SUSPENDED, CERT_REVOKED):
+        scheme, number = cert.split("/")
+        certs.append(cast.event("cqc", "certificate", cert, "CertificateIssued", {
+            "scheme": scheme, "number": number, "holder": "acme", "scope": "48V 电动自行车用锂离子蓄电池 A1–A9 型",
+            "gtins": [w.gtin_v4], "gtin_prefixes": [], "valid_from": "2024-01-11", "valid_until": "2029-01-10",
+            "issuer_name_zh": "中国质量认证中心", "issuer_name_en": "China Quality Certification Centre"}))
+    certs.append(cast.event("acme", "actor", "acme", "ActorProfileChanged", {
+        "name_zh": "艾克美电池有限公司", "name_en": "Acme Batteries Ltd.", "hotline": BRAND_HOTLINE, "website": None, "gln": None, "pgln": None}))
+    certs.append(cast.event("acme", "product", w.gtin_v4, "ProductDescribed", {
+        "name_zh": PRODUCT_ZH, "name_en": PRODUCT_EN, "brand_zh": "艾克美", "brand_en": "Acme", "image_sha256": bytes(range(32)),
+        "image_url": "https://img.example.cn/acme-48v.jpg",
+        "authorised_sellers": [{"name_zh": "艾克美京东自营旗舰店", "name_en": "Acme flagship store on JD", "region": "11"}]}))
+    certs.append(cast.event("acme", "product", w.gtin_v4, "QualityCommitted", {
+        "text_zh": "本产品符合国家强制性标准，假一赔十。", "text_en": "This product meets the mandatory national standard.",
+        "standard": "GB 43854-2024", "valid_until": None}))
+    w.post(certs)
+    labels = []
+    for purpose, cert in (("v4_certified", CERT_OK), ("v4_suspended", CERT_SUSPENDED), ("v4_revoked", CERT_REVOKED), ("v4_recalled", CERT_OK)):
+        serial = next(s for s in iter(gs1.new_serial, None) if shortcode.has_short_code(s))  # phone and SMS tests key its code
+        payload = issued_payload(w.gtin_v4, lot="L7", product="E-bike battery 48V", expiry="2029-06-30", region="440300")
+        labels.append(cast.event("acme", "label", serial, "Issued", payload | {"certificates": [cert], "production_date": "2026-11-20"}))
+        w.labels[purpose] = serial
+    labels.append(cast.event("acme", "label", w.labels["v4_recalled"], "Recalled", {
+        "reason": "cells may overheat while charging", "hazard_zh": "充电时电芯可能过热起火", "hazard_en": "cells may overheat and catch fire while charging",
+        "remedy": "replace", "remedy_text_zh": "免费更换电池组", "remedy_text_en": "free replacement of the battery pack",
+        "hotline": BRAND_HOTLINE, "notice_url": RECALL_NOTICE, "recall_id": "SAMR-2026-0123", "region": "440300"}))
+    w.post(labels)
+    # After the labels were issued (a revoked certificate cannot be linked any more): one suspended, one revoked.
+    w.post([cast.event("cqc", "certificate", CERT_SUSPENDED, "CertificateSuspended", {"reason": "factory inspection failed", "until": None}),
+            cast.event("cqc", "certificate", CERT_REVOKED, "CertificateRevoked", {"reason": "certificate misused"})])
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import httpx
 import psycopg
 import pytest
+from click.testing import CliRunner
+from kafka import KafkaProducer
+from PIL import Image
 
 from ledger import shortcode
+from ledger.events import SignedEvent
 from tests.conftest import wait_for
-from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+from tests.consumer_world import (  # noqa: F401  (world: the module-scoped fixture)
+    BRAND_HOTLINE,
+    CERT_OK,
+    PRODUCT_EN,
+    PRODUCT_ZH,
+    RECALL_NOTICE,
+    V4_CONSUMER,
+    world,
+)
+from tests.pipeline import topic_records
+from traceledger.auth import authorization_header
+from traceledger.cli import cli
 
 JSON = {"accept": "application/json"}
 BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -82,6 +100,22 @@ def test_recalled_and_counterfeit(world, purpose, verdict):
     assert v["verdict"] == verdict and v["reasons"]
     page = httpx.get(link(world, world.labels[purpose]), headers=BROWSER).text
     assert f'data-verdict="{verdict}"' in page and ("已召回" if verdict == "recalled" else "假冒商品") in page
+
+
+def test_the_view_carries_reason_codes_and_an_own_recall_shows_its_hazard(world):
+    own = httpx.get(link(world, world.labels["recalled_own"]), headers=JSON).json()
+    assert own["verdict"] == "recalled" and own["reason_codes"] == [{"code": "item_recalled", "arg": None}]
+    lot = httpx.get(f"{world.url}/v1/labels/{world.labels['recalled']}").json()
+    assert lot["reason_codes"] == [{"code": "lot_recalled", "arg": "L2"}] and lot["reasons"] == ["lot L2 has been recalled"]
+    for lang, words in (("zh", "召回原因"), ("en", "Why it was recalled")):
+        page = httpx.get(link(world, world.labels["recalled_own"], f"?lang={lang}"), headers=BROWSER).text
+        assert 'id="hazard">charger plug may overheat<' in page and words in page
+    retired = httpx.get(link(world, world.labels["decommissioned"]), headers=JSON).json()
+    assert retired["verdict"] == "suspicious" and retired["reason_codes"] == [{"code": "decommissioned", "arg": None}]
+    page = httpx.get(link(world, world.labels["decommissioned"]), headers=BROWSER).text
+    assert "此码已被注销" in page
+    assert sms(world, world.labels["decommissioned"]).text.startswith(SIG + "可疑：此码已注销")
+    assert "this code was never issued" not in str(own)
 
 
 def test_unknown_serial_is_a_verdict(world):
@@ -467,3 +501,235 @@ def test_wrong_pins_are_rate_limited_per_client_across_labels(world):
     fresh = world.labels["pin1"]
     r = httpx.post(f"{world.url}/v1/labels/{fresh}/pin", json={"pin": world.pins[fresh]})
     assert r.status_code == 429  # this client is out of tries, whatever the label
+
+
+# ---------------------------------------------------------------- check with my location
+
+
+@pytest.mark.parametrize("lat, lon", [
+    ("NaN", "1"), ("91", "0"), ("0", "181"), ("1e3", "2"), ("", ""), ("22.5", ""), ("../../etc", "1"), ("2" * 40, "1"), ("22,5", "114"),
+], ids=["nan", "lat-range", "lon-range", "exponent", "empty", "half", "path", "long", "comma"])
+def test_a_bad_position_records_nothing(world, lat, lon):
+    serial = world.labels["fresh4"]
+    r = httpx.post(link(world, serial), data={"action": "locate", "lat": lat, "lon": lon, "lang": "en"}, headers=BROWSER)
+    assert r.status_code == 303 and "located=bad" in r.headers["location"]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM scan_inbox WHERE serial = %s AND lat IS NOT NULL", (serial,)).fetchone()[0] == 0
+    page = httpx.get(world.url + r.headers["location"], headers=BROWSER).text
+    assert "not valid: nothing was recorded" in page and "<script" not in page
+
+
+def test_a_position_for_an_unknown_code_records_nothing(world):
+    r = httpx.post(link(world, "NEVERISSUED"), data={"action": "locate", "lat": "22.54", "lon": "114.06"}, headers=BROWSER)
+    assert r.status_code == 303 and "located=bad" in r.headers["location"]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM scan_inbox WHERE serial = 'NEVERISSUED' AND lat IS NOT NULL").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------- a photo in a report (#17 item 6)
+
+
+def png(colour=(10, 120, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def send_report(w, serial: str, photo: bytes | None, filename: str = "photo.png", ctype: str = "image/png", lang: str = "en"):
+    files = {"photo": (filename, photo, ctype)} if photo is not None else None
+    data = {"action": "report", "lang": lang, "place": "Night market", "price": "35", "phone": ""}
+    return httpx.post(link(w, serial), data=data, files=files, headers=BROWSER, timeout=30)
+
+
+def reports_of(w, serial: str) -> int:
+    with psycopg.connect(w.settings.pg_conninfo) as conn:
+        return conn.execute("SELECT count(*) FROM consumer_reports WHERE serial = %s", (serial,)).fetchone()[0]
+
+
+def signed(w, path: str, actor: str | None) -> httpx.Response:
+    headers = {"authorization": authorization_header(w.cast.keys[actor], "GET", path)} if actor else {}
+    return httpx.get(w.url + path, headers=headers)
+
+
+def test_a_report_s_photo_is_kept_by_hash_for_regulators_only(world):
+    serial = world.labels["genuine5"]
+    upload = png()
+    sent = send_report(world, serial, upload, filename="../../../etc/passwd")  # the name is never used
+    assert sent.status_code == 303 and "reported=R-" in sent.headers["location"]
+    public_id = sent.headers["location"].split("reported=")[1].split("#")[0]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        sha256 = conn.execute("SELECT photo_sha256 FROM consumer_report_details WHERE public_id = %s", (public_id,)).fetchone()[0]
+        stored = conn.execute("SELECT bytes FROM report_photos WHERE sha256 = %s", (sha256,)).fetchone()[0]
+        row = conn.execute("SELECT reason FROM scan_inbox WHERE serial = %s AND kind = 'report' ORDER BY id DESC LIMIT 1", (serial,)).fetchone()
+    assert hashlib.sha256(bytes(stored)).hexdigest() == sha256 and bytes(stored) != upload  # re-encoded, named by what is kept
+    assert sha256 not in str(row) and "passwd" not in str(row)  # the ledger's entry carries neither photo nor name
+    path = f"/v1/report-photos/{sha256}"
+    got = signed(world, path, "regulator")
+    assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg" and hashlib.sha256(got.content).hexdigest() == sha256
+    assert got.headers["x-content-type-options"] == "nosniff" and "sandbox" in got.headers["content-security-policy"]
+    assert got.headers["content-disposition"] == f'attachment; filename="{sha256}.jpg"'
+    assert signed(world, path, None).status_code == 401  # anonymous: not other people's photos
+    assert signed(world, path, "acme").status_code == 403  # nor the brand's
+    assert signed(world, path, "gateway").status_code == 403
+    assert signed(world, "/v1/report-photos/" + "0" * 64, "regulator").status_code == 404
+    assert signed(world, "/v1/report-photos/" + "A" * 64, "regulator").status_code == 400
+
+
+@pytest.mark.parametrize("name, photo, err", [
+    ("gif", b"GIF89a" + b"\x00" * 64, "report_bad_photo_type"),
+    ("svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "report_bad_photo_type"),
+    ("html-as-jpeg", b"\xff\xd8\xff\xe0<html><script>alert(1)</script>", "report_bad_photo_type"),
+    ("oversize", b"\xff\xd8\xff" + b"\x00" * (3 * 1024 * 1024), "report_bad_photo_size"),
+], ids=["gif", "svg", "html-as-jpeg", "oversize"])
+def test_a_bad_photo_sends_no_report_and_says_why(world, name, photo, err):
+    serial = world.labels["genuine5"]
+    before = reports_of(world, serial)
+    sent = send_report(world, serial, photo, ctype="image/jpeg")
+    assert sent.status_code == 303 and f"err={err}" in sent.headers["location"]
+    page = httpx.get(world.url + sent.headers["location"], headers=BROWSER).text
+    assert 'id="report-error"' in page and ("2 MB" if err.endswith("size") else "JPEG or PNG") in page
+    assert reports_of(world, serial) == before
+
+
+def test_a_polyglot_photo_is_kept_without_its_payload(world):
+    serial = world.labels["genuine5"]
+    sent = send_report(world, serial, png((1, 2, 3)) + b"<html><script>alert(1)</script></html>PK\x03\x04", ctype="text/html")
+    assert sent.status_code == 303 and "reported=R-" in sent.headers["location"]
+    public_id = sent.headers["location"].split("reported=")[1].split("#")[0]
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        stored = conn.execute("SELECT p.bytes FROM report_photos p JOIN consumer_report_details d ON d.photo_sha256 = p.sha256 "
+                              "WHERE d.public_id = %s", (public_id,)).fetchone()[0]
+    assert bytes(stored).startswith(b"\xff\xd8\xff") and b"<script" not in bytes(stored) and b"PK\x03\x04" not in bytes(stored)
+
+
+# ---------------------------------------------------------------- event.v4: certificates, names, hotline, quality, recall remedy
+
+
+needs_v4 = pytest.mark.skipif(not V4_CONSUMER, reason="event.v4 step B (certificates, profiles, products) is not in the schema yet")
+
+
+def v4_link(w, purpose: str, extra: str = "") -> str:
+    return f"{w.url}/01/{w.gtin_v4}/21/{w.labels[purpose]}{extra}"
+
+
+@needs_v4
+def test_certificates_with_status_names_hotline_quality_and_sellers(world):
+    zh = httpx.get(v4_link(world, "v4_certified", "?lang=zh"), headers=BROWSER).text
+    assert 'data-verdict="genuine"' in zh
+    certs = zh[zh.index('id="certs"'):zh.index("</section>", zh.index('id="certs"'))]
+    assert "CCC 2024011101234567" in certs and "有效" in certs and "中国质量认证中心" in certs and "A1–A9" in certs and "2029-01-10" in certs
+    assert f'id="d-product">{PRODUCT_ZH}<' in zh and 'id="d-brand">艾克美<' in zh and 'id="d-producer">艾克美电池有限公司<' in zh
+    assert f'href="tel:4008201234">{BRAND_HOTLINE}</a>' in zh  # tap-to-call
+    assert 'id="d-produced">2026-11-20<' in zh  # the signed production date, not the day it was registered
+    assert "假一赔十" in zh and "GB 43854-2024" in zh and "艾克美京东自营旗舰店" in zh and "北京" in zh
+    assert 'id="product-image"' in zh and f'data-sha256="{bytes(range(32)).hex()}"' in zh
+    en = httpx.get(v4_link(world, "v4_certified", "?lang=en"), headers=BROWSER).text
+    assert f'id="d-product">{PRODUCT_EN}<' in en and "Acme Batteries Ltd." in en and "valid" in en and "Authorised sellers" in en
+    view = httpx.get(v4_link(world, "v4_certified"), headers=JSON).json()
+    assert view["hotline"] == BRAND_HOTLINE and view["producer_names"] == {"zh": "艾克美电池有限公司", "en": "Acme Batteries Ltd."}
+    assert "Acme e-bike lithi" in sms(world, f"EN {world.labels['v4_certified']}").text  # the signed English name on an English SMS
+
+
+@needs_v4
+@pytest.mark.parametrize("purpose, key, zh, en", [
+    ("v4_revoked", "cert_revoked", "CCC\u00a0证书", "certificate was revoked"),
+    ("v4_suspended", "cert_suspended", "证书", "certificate is suspended"),
+])
+def test_a_suspended_or_revoked_certificate_turns_genuine_into_a_warning(world, purpose, key, zh, en):
+    page = httpx.get(v4_link(world, purpose, "?lang=zh"), headers=BROWSER).text
+    assert f'data-verdict="{key}"' in page and zh in page and "正品" not in page.split('id="verdict"')[1].split("</div>")[0]
+    assert ("撤销" if key == "cert_revoked" else "暂停") in page
+    assert en in httpx.get(v4_link(world, purpose, "?lang=en"), headers=BROWSER).text
+    reply = sms(world, world.labels[purpose]).text
+    assert reply.startswith(SIG + "注意：此产品的CCC证书已" + ("被撤销" if key == "cert_revoked" else "暂停")) and ucs2(reply) <= 70
+    assert httpx.get(v4_link(world, purpose), headers=JSON).json()["verdict"] == "genuine"  # the ledger's verdict; the page warns
+
+
+@needs_v4
+def test_a_recall_names_its_hazard_remedy_hotline_and_notice(world):
+    zh = httpx.get(v4_link(world, "v4_recalled", "?lang=zh"), headers=BROWSER).text
+    assert 'data-verdict="recalled"' in zh and 'id="hazard">充电时电芯可能过热起火<' in zh
+    assert 'id="remedy">更换：免费更换电池组<' in zh and 'href="tel:4008201234"' in zh
+    assert f'href="{RECALL_NOTICE}"' in zh and "SAMR-2026-0123" in zh and 'href="tel:12315"' in zh
+    en = httpx.get(v4_link(world, "v4_recalled", "?lang=en"), headers=BROWSER).text
+    assert 'id="hazard">cells may overheat and catch fire while charging<' in en and "replacement: free replacement" in en
+
+
+@needs_v4
+def test_the_certificate_cli_issues_suspends_reinstates_and_revokes(world, tmp_path):
+    """`traceledger certificate …` signs with the certifier's key client-side; the read model follows each step."""
+    key = tmp_path / "cqc.key"
+    world.cast.keys["cqc"].save(key)
+    runner = CliRunner()
+
+    def run(*args):
+        out = runner.invoke(cli, ["certificate", *args, "--api", world.url, "--key", str(key), "--json"])
+        return out.exit_code, out.output
+
+    cert = "CCC/2025099900000001"
+    code, out = run("issue", "--scheme", "CCC", "--number", "2025099900000001", "--holder", "acme", "--scope", "48V 电池组",
+                    "--gtin", world.gtin_v4, "--valid-from", "2025-09-01", "--valid-until", "2030-12-31", "--issuer-name-zh", "中国质量认证中心")
+    assert code == 0, out
+
+    def status() -> tuple:
+        world.sync()
+        with psycopg.connect(world.settings.pg_conninfo) as conn:
+            return conn.execute("SELECT status, issuer, holder, scope FROM verification.certificates WHERE cert_id = %s", (cert,)).fetchone()
+
+    assert status() == ("valid", "cqc", "acme", "48V 电池组")
+    assert run("suspend", cert, "--reason", "inspection", "--until", "2026-06-30")[0] == 0 and status()[0] == "suspended"
+    assert run("reinstate", cert, "--reason", "passed re-inspection")[0] == 0 and status()[0] == "valid"
+    assert run("revoke", cert, "--reason", "misused")[0] == 0 and status()[0] == "revoked"
+    code, out = run("reinstate", cert, "--reason", "please")  # revoked is final
+    assert code != 0 and "revoked" in out and status()[0] == "revoked"
+    other = tmp_path / "acme.key"
+    world.cast.keys["acme"].save(other)
+    forged = runner.invoke(cli, ["certificate", "issue", "--scheme", "CCC", "--number", "2025099900000002", "--holder", "acme", "--scope", "自我认证",
+                                 "--valid-from", "2025-09-01", "--valid-until", "2030-12-31", "--api", world.url, "--key", str(other), "--json"])
+    assert forged.exit_code != 0 and "certifier" in forged.output  # a brand cannot certify itself
+
+
+@needs_v4
+def test_forged_certificate_and_product_records_on_kafka_are_quarantined(world):
+    """Records the ledger never accepted, put on the topic by an outsider: the projector checks certificates and products
+    as it checks labels (signer's role and scheme, signature, chain) and keeps none of them; a replay changes nothing."""
+    cast = world.cast
+
+    def snapshot():
+        with psycopg.connect(world.settings.pg_conninfo) as conn:
+            return (conn.execute("SELECT cert_id, status, seq FROM verification.certificates ORDER BY cert_id").fetchall(),
+                    conn.execute("SELECT gtin, name_zh, seq FROM verification.products ORDER BY gtin").fetchall())
+
+    world.sync()
+    before = snapshot()
+    self_certified = cast.event("acme", "certificate", "CCC/2026000000000009", "CertificateIssued", {
+        "scheme": "CCC", "number": "2026000000000009", "holder": "acme", "scope": "anything", "gtins": [], "gtin_prefixes": [],
+        "valid_from": "2026-01-01", "valid_until": "2030-01-01", "issuer_name_zh": None, "issuer_name_en": None})
+    damaged = cast.event("cqc", "certificate", CERT_OK, "CertificateRevoked", {"reason": "forged"}, advance=False)
+    damaged_value = SignedEvent.from_parts(damaged.body, bytes(64)).envelope
+    stolen_product = cast.event("other-producer", "product", world.gtin_v4, "ProductDescribed", {
+        "name_zh": "假冒的名字", "name_en": None, "brand_zh": None, "brand_en": None, "image_sha256": None, "image_url": None,
+        "authorised_sellers": []}, advance=False)
+    real = [r for r in topic_records(world.settings, world.settings.label_topic) if r.key == CERT_OK.encode()]
+    producer = KafkaProducer(**world.settings.kafka_client_config(), acks="all")
+    try:
+        for key, value in ((self_certified.event.subject, self_certified.envelope), (CERT_OK, damaged_value),
+                           (world.gtin_v4, stolen_product.envelope), (CERT_OK, real[0].value)):
+            producer.send(world.settings.label_topic, key=key.encode(), value=value, headers=list(real[0].headers or [])).get(timeout=30)
+    finally:
+        producer.close()
+    world.sync()
+    assert snapshot() == before
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        codes = [r[0] for r in conn.execute("SELECT code FROM verification.quarantine ORDER BY id DESC LIMIT 3")]
+    assert sorted(codes) == ["bad_signature", "not_authorized", "not_authorized"], codes
+
+
+@needs_v4
+def test_the_phone_reads_the_signed_name_in_the_call_s_language_and_the_brand_hotline(world):
+    code = shortcode.to_short_code(world.labels["v4_certified"])
+    en = voice(world, "call-v4-en", lang="en") and voice(world, "call-v4-en", code + "#")
+    assert "Acme e-bike lithium battery" in en["prompt"] and "The brand's service line is 4 0 0 8, 2 0 1 2, 3 4." in en["phrases"]
+    zh = voice(world, "call-v4-zh") and voice(world, "call-v4-zh", code + "#")
+    assert PRODUCT_ZH in zh["prompt"] and "品牌客服电话：4 0 0 8，2 0 1 2，3 4。" in zh["phrases"]
+    assert zh["phrases"][-1] == "感谢您的查询，再见。"

@@ -11,16 +11,22 @@ Skipped when chromium or Playwright is missing (``ops/browser.sh`` installs chro
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 
 import psycopg
 import pytest
+from PIL import Image
 
 from ledger import shortcode
 from tests.conftest import ARTIFACTS
 from tests.consumer_world import (
+    BRAND_HOTLINE,
     CCC,
+    PRODUCT_EN,
+    PRODUCT_ZH,
+    V4_CONSUMER,
     ZH_PRODUCT,
     world,  # noqa: F401  (module-scoped fixture)
 )
@@ -89,7 +95,7 @@ def latin_words_on_zh_page(page) -> set[str]:
     """Latin words a person reads on a Chinese page, leaving out the ledger's data (names, codes) and the language switch."""
     text = page.evaluate(
         "(() => { const c = document.body.cloneNode(true);"
-        " c.querySelectorAll('dd, #lang, #hazard, #certs li, #trail').forEach(e => e.remove()); return c.innerText; })()")
+        " c.querySelectorAll('dd, #lang, #hazard, #certs li, #trail, script, noscript').forEach(e => e.remove()); return c.innerText; })()")
     return set(re.findall(r"[A-Za-z]{3,}", text)) - ZH_ALLOWED_LATIN
 
 
@@ -332,11 +338,18 @@ def test_report_with_confirmation(browser, world, lang):
     me.fill("#r-phone", "13800001111")
     press(me, "#report button")
     assert ("请确认举报内容" if lang == "zh" else "Please confirm") in me.locator("#report").inner_text()
+    assert_accessible(me)  # the photo's file input too
+    if lang == "zh":  # a photo of the purchase, chosen on the phone
+        photo = io.BytesIO()
+        Image.new("RGB", (120, 90), (240, 200, 40)).save(photo, "PNG")
+        me.set_input_files("#r-photo", files=[{"name": "小票.png", "mimeType": "image/png", "buffer": photo.getvalue()}])
     shot(me, f"report-confirm-{lang}")
     before = inbox(world, "SELECT count(*) FROM consumer_reports WHERE serial = %s", serial)[0][0]
     press(me, "#report button")
     done = me.locator("#reported").inner_text()
     number = re.search(r"R-[0-9A-Z]{10}", done).group(0)
+    photo_hash = inbox(world, "SELECT photo_sha256 FROM consumer_report_details WHERE public_id = %s", number)[0][0]
+    assert (photo_hash is not None) == (lang == "zh")
     shot(me, f"report-done-{lang}")
     me.reload()  # no resubmission: the same confirmation, no second report
     assert number in me.locator("#reported").inner_text()
@@ -345,3 +358,90 @@ def test_report_with_confirmation(browser, world, lang):
     row = inbox(world, "SELECT reason, session FROM scan_inbox WHERE serial = %s AND kind = 'report' ORDER BY id DESC LIMIT 1", serial)[0]
     assert "13800001111" not in str(row) and "35" not in (row[0] or "")
     me.context.close()
+
+
+# ---------------------------------------------------------------- check with my location (#15 item 3)
+
+
+def located_phone(browser, lang: str, address: str, where: tuple[float, float] | None):
+    """A phone whose browser grants the page its position ``where``; ``None``: the person refuses."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True,
+                              locale="zh-CN" if lang == "zh" else "en-US", extra_http_headers={"x-forwarded-for": address},
+                              geolocation={"latitude": where[0], "longitude": where[1]} if where else None,
+                              permissions=["geolocation"] if where else [])
+    return ctx.new_page()
+
+
+def claims(w, serial: str) -> list[tuple]:
+    return inbox(w, "SELECT region, lat, lon, place_source FROM scan_inbox WHERE serial = %s AND lat IS NOT NULL ORDER BY id", serial)
+
+
+def test_check_with_my_location_asks_first_and_records_a_claim(browser, world):
+    """Script-free until the shopper taps; the position is a claim, believed only inside the server's place of the client."""
+    serial = world.labels["genuine2"]
+    # 10.44.3.x is Shenzhen (4403) in the local region table; the phone says it is in Shenzhen too.
+    me = located_phone(browser, "zh", "10.44.3.9", (22.5431, 114.0579))
+    open_label(me, world, serial, "zh")
+    assert me.locator("script").count() == 0
+    press(me, "#locate-link")
+    assert me.locator("script").count() == 1 and "允许" in me.locator("#locate").inner_text()
+    assert latin_words_on_zh_page(me) == set()
+    shot(me, "locate-zh")
+    press(me, "#locate-button")
+    assert "一致" in me.locator("#located").inner_text() and me.locator("script").count() == 0
+    assert verdict(me)[0] in ("genuine", "seen")  # recording the position is my own look, never a warning
+    shot(me, "located-in-zh")
+    assert claims(world, serial) == [("4403", 22.54, 114.06, "address")]  # rounded to ~1 km; the place is the server's
+    me.context.close()
+    # Someone in Shenzhen's network whose browser says Beijing: kept as a claim, not taken as the place.
+    far = located_phone(browser, "en", "10.44.3.10", (39.9042, 116.4074))
+    open_label(far, world, serial, "en", "&locate=1")
+    press(far, "#locate-button")
+    assert "claim only" in far.locator("#located").inner_text()
+    shot(far, "located-out-en")
+    assert claims(world, serial)[-1] == ("4403", 39.9, 116.41, "address")
+    far.context.close()
+    # A person who refuses: told so, nothing recorded, the result unchanged.
+    no = located_phone(browser, "zh", "10.44.3.11", None)
+    open_label(no, world, serial, "zh", "&locate=1")
+    no.click("#locate-button")
+    no.wait_for_function("document.getElementById('locate-msg').textContent.includes('未获得位置权限')", timeout=20000)
+    shot(no, "locate-denied-zh")
+    assert len(claims(world, serial)) == 2
+    no.context.close()
+
+
+# ---------------------------------------------------------------- event.v4: certificates with status, names, recall remedy
+
+
+@pytest.mark.skipif(not V4_CONSUMER, reason="event.v4 step B is not in the schema yet")
+def test_certificates_names_and_recall_remedy_in_both_languages(phone, world):
+    """What a person sees of the signed trust details, and how a revoked certificate changes the verdict."""
+    def open_v4(purpose: str, lang: str):
+        assert phone.goto(f"{world.url}/01/{world.gtin_v4}/21/{world.labels[purpose]}?lang={lang}").status == 200
+
+    open_v4("v4_certified", "zh")
+    state, words, colour = verdict(phone)
+    assert state == "genuine" and colour == GREEN
+    assert phone.locator("#d-product").inner_text() == PRODUCT_ZH and "有效" in phone.locator("#certs").inner_text()
+    assert phone.locator("#certs .st-valid").evaluate("e => getComputedStyle(e).color") == GREEN
+    assert "假一赔十" in phone.locator("#quality").inner_text() and "艾克美京东自营旗舰店" in phone.locator("#sellers").inner_text()
+    assert phone.locator(f'a[href="tel:{BRAND_HOTLINE.replace("-", "")}"]').count() == 1
+    assert latin_words_on_zh_page(phone) == set() and phone.locator("script").count() == 0
+    assert_accessible(phone)
+    shot(phone, "certified-v4-zh")
+    open_v4("v4_certified", "en")
+    assert phone.locator("#d-product").inner_text() == PRODUCT_EN and "valid" in phone.locator("#certs").inner_text()
+    shot(phone, "certified-v4-en")
+    for lang, words_seen in (("zh", "证书已被撤销"), ("en", "certificate was revoked")):
+        open_v4("v4_revoked", lang)
+        state, words, colour = verdict(phone)
+        assert state == "cert_revoked" and colour == AMBER and words_seen in words.replace("\u00a0", " ").replace(" 证书", "证书")
+        assert phone.locator('#certs li[data-status="revoked"]').count() == 1
+        shot(phone, f"cert-revoked-{lang}")
+    for lang, hazard in (("zh", "充电时电芯可能过热起火"), ("en", "cells may overheat")):
+        open_v4("v4_recalled", lang)
+        state, _, colour = verdict(phone)
+        assert state == "recalled" and colour == RECALL and hazard in phone.locator("#hazard").inner_text()
+        assert phone.locator("#remedy").count() == 1 and phone.locator("#recall-notice").count() == 1
+        shot(phone, f"recalled-remedy-{lang}")

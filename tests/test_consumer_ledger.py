@@ -144,7 +144,7 @@ def test_rate_limited_pin_tries_record_nothing(world):
 
 
 PUBLIC_KEYS = {"serial", "short_code", "verdict", "reasons", "scan_count", "first_scanned_at", "product", "producer", "gtin",
-               "lot", "expiry", "pin_protected", "uri", "trail", "problems", "reason_codes"}
+               "lot", "expiry", "pin_protected", "uri", "trail", "problems", "reason_codes", "producer_names", "hotline"}
 
 
 def test_public_views_show_only_what_a_consumer_needs(world):

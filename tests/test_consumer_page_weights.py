@@ -15,16 +15,20 @@ the timings include recording the query.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import os
 import statistics
 import time
 
 import httpx
+import psycopg
 
 from tests.conftest import ARTIFACTS
-from tests.consumer_world import world  # noqa: F401  (module-scoped fixture)
+from tests.consumer_world import V4_CONSUMER, world  # noqa: F401  (world: the module-scoped fixture)
+from traceledger.shopper import pages
 
 N = max(1, int(os.environ.get("TRACELEDGER_CONSUMER_TIMING", "3")))
 MAX_PAGE_BYTES = 8 * 1024  # today's pages weigh 3.1-4.3 KB (1.6-2.1 KB gzipped)
@@ -37,12 +41,17 @@ def test_page_weights_and_answer_times(world):
         "recalled": ("GET", world.labels["recalled"], ""), "counterfeit": ("GET", world.labels["counterfeit"], ""),
         "unknown_scanned": ("GET", "ZZZZZZZZZZZZZZZZZZZZ", ""), "certified": ("GET", world.labels["certified"], ""),
         "report_form": ("GET", world.labels["counterfeit"], "&report=1"),
+        "recalled_own": ("GET", world.labels["recalled_own"], ""), "decommissioned": ("GET", world.labels["decommissioned"], ""),
         "pin_post": ("POST", world.labels["pin1"], ""),
     }
+    if V4_CONSUMER:  # the signed trust details (certificates, names, quality, sellers, remedy): the heaviest pages
+        states |= {"v4_certified": ("GET", world.labels["v4_certified"], ""), "v4_revoked": ("GET", world.labels["v4_revoked"], ""),
+                   "v4_recalled": ("GET", world.labels["v4_recalled"], "")}
     out = {}
     with httpx.Client(headers=BROWSER, timeout=30) as client:
         for name, (method, serial, extra) in states.items():
-            url = f"{world.url}/01/{world.gtin}/21/{serial}?lang=zh{extra}"
+            product = world.gtin_v4 if name.startswith("v4_") else world.gtin
+            url = f"{world.url}/01/{product}/21/{serial}?lang=zh{extra}"
             times, size = [], 0
             for i in range(N):
                 headers = {"x-forwarded-for": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"}
@@ -62,5 +71,21 @@ def test_page_weights_and_answer_times(world):
             print(name, out[name])
             if body:
                 assert len(body) <= MAX_PAGE_BYTES and b"<script" not in body.lower(), (name, len(body))
+                assert b"locate-link" in body or name not in ("genuine", "certified", "counterfeit", "v4_certified"), name  # the way to the script page
     (ARTIFACTS / "consumer").mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "consumer" / "weights.json").write_text(json.dumps(out, indent=2))
+
+
+def test_only_the_consent_page_has_a_script_and_only_its_own(world):
+    """"Check with my location" is the one page with a script: a constant one, allowed by its hash, nothing else."""
+    serial = world.labels["fresh5"]
+    r = httpx.get(f"{world.url}/01/{world.gtin}/21/{serial}?lang=en&locate=1", headers=BROWSER)
+    assert r.status_code == 200 and len(r.content) <= MAX_PAGE_BYTES
+    assert r.text.count("<script>") == 1 and f"<script>{pages.LOCATE_SCRIPT}</script>" in r.text
+    csp = r.headers["content-security-policy"]
+    digest = base64.b64encode(hashlib.sha256(pages.LOCATE_SCRIPT.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp and "default-src 'none'" in csp and "unsafe-inline'; form-action" in csp
+    assert "geolocation=(self)" in r.headers["permissions-policy"]
+    # The consent page asks the ledger nothing and counts no query.
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM scan_inbox WHERE serial = %s", (serial,)).fetchone()[0] == 0

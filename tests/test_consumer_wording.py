@@ -8,7 +8,7 @@ import pytest
 
 from ledger import gs1, shortcode
 from ledger.errors import Refused
-from projections.verdict import verdict
+from projections.verdict import REASON_CODES, reason, verdict
 from traceledger.shopper import pages, wording
 
 SERIAL = next(s for s in iter(gs1.new_serial, None) if shortcode.has_short_code(s))
@@ -58,15 +58,46 @@ def test_every_sms_reply_is_signed_and_one_segment(key, lang):
 
 def test_reasons_are_codes_rendered_per_language():
     label = {"counterfeit": True, "recalled": True, "lot": "L2026B", "status": "holding"}
-    _, reasons = verdict(label, lot_recalled=True, recalled_because=["container 006141411234567890 was recalled while this item was in it"])
-    codes = [wording.reason_code(r) for r in reasons]
-    assert [c["code"] for c in codes] == ["flagged_counterfeit", "item_recalled", "lot_recalled", "container_recalled"]
+    v, reasons, codes = verdict(label, lot_recalled=True, recalled_containers=["006141411234567890"], recalled_inputs=[("C7", "cells")])
+    assert v == "counterfeit" and len(reasons) == len(codes) == 5
+    assert [c["code"] for c in codes] == ["flagged_counterfeit", "item_recalled", "lot_recalled", "container_recalled", "input_lot_recalled"]
+    assert [c["arg"] for c in codes] == [None, None, "L2026B", "006141411234567890", "C7"]
     zh = [wording.reason_text(c, "zh") for c in codes]
     assert zh[2] == "批次 L2026B 已被召回" and all(not re.search(r"[a-z]{3,}", t) for t in zh)
     assert wording.reason_text(codes[2], "en") == "lot L2026B has been recalled"
-    assert wording.reason_code(verdict(None)[1][0])["code"] == "never_issued"
-    assert wording.reason_code("something new")["code"] == "other"
+    assert verdict(None)[2] == [{"code": "never_issued", "arg": None}]
+    assert verdict({**label, "counterfeit": False, "recalled": False, "status": "decommissioned"})[2][0]["code"] == "decommissioned"
+    assert wording.reason_text({"code": "something new", "arg": None}, "zh") == "此码状态异常"
     assert wording.error_text("bad_check_digit", "zh").startswith("数字码有误")
+    with pytest.raises(ValueError):
+        reason("not_a_code")
+
+
+@pytest.mark.parametrize("lang", wording.LANGS)
+def test_every_reason_code_is_worded_in_every_language(lang):
+    """A reason the view can carry never falls through to "status abnormal" (the codes are the view's, not patterns)."""
+    for code in REASON_CODES:
+        text = wording.reason_text({"code": code, "arg": "X1"}, lang)
+        assert text != wording.TEXT[lang]["r_other"] and "{" not in text
+
+
+def test_the_consumer_view_takes_the_view_s_codes_not_its_sentences():
+    view = {"serial": SERIAL, "verdict": "recalled", "reasons": ["wording the pages never parse"],
+            "reason_codes": [{"code": "lot_recalled", "arg": "L2"}], "gtin": "0" * 14, "lot": "L2"}
+    cv = wording.consumer_view(view)
+    assert cv["reason_codes"] == [{"code": "lot_recalled", "arg": "L2"}]
+    assert wording.consumer_view(view, lot="L9")["reason_codes"][-1] == {"code": "lot_mismatch", "arg": None}
+
+
+@pytest.mark.parametrize("code, zh, en", [
+    ("decommissioned", "已注销", "withdrawn"), ("integrity", "完整性", "failed a check"), ("lot_mismatch", "不符", "differs"),
+])
+def test_a_suspicious_sms_and_call_say_why(code, zh, en):
+    cv = {"product": LONG_NAME, "reason_codes": [{"code": code, "arg": None}]}
+    for lang, word in (("zh", zh), ("en", en)):
+        reply = wording.sms_reply("suspicious", lang, cv)
+        assert word in reply and wording.ucs2_len(reply) <= 70, reply
+        assert word in wording.voice_verdict("suspicious", lang, cv)
 
 
 @pytest.mark.parametrize("cv, pin, own, scanned, key", [
@@ -107,3 +138,19 @@ def test_a_serial_holding_a_keyword_s_letters_is_read_whole(serial):
     """CX and YZ (pinyin of 查询, 验证) are keywords only as words: they also occur inside serials (found in make test)."""
     assert wording.parse_sms(f"{serial} 12345678") == (serial, "12345678", "zh")
     assert wording.parse_sms(f"cx {serial.lower()}") == (serial, None, "zh")
+
+
+def test_a_suspended_or_revoked_certificate_turns_a_good_verdict_into_a_warning():
+    valid, suspended, revoked = ({"status": s, "scheme": "CCC", "status_at": "2026-12-01T02:00:00+00:00"} for s in ("valid", "suspended", "revoked"))
+    assert wording.certified_key("genuine", [valid]) == "genuine"
+    assert wording.certified_key("genuine", [valid, suspended]) == "cert_suspended"
+    assert wording.certified_key("pin_ok", [suspended, revoked]) == "cert_revoked"  # revoked first
+    assert wording.certified_key("queried", [revoked]) == "cert_revoked"
+    for key in ("recalled", "counterfeit", "suspicious", "pin_needed", "pin_used", "unknown"):
+        assert wording.certified_key(key, [revoked]) == key  # these say more
+    assert wording.certified_key("genuine", [{"cert_id": "CCC 123", "status": None}]) == "genuine"  # unsigned: no status to judge by
+    cv = {"product": LONG_NAME, "certificate_warning": revoked}
+    for lang in wording.LANGS:
+        reply = wording.sms_reply("cert_revoked", lang, cv)
+        assert "CCC" in reply and wording.ucs2_len(reply) <= 70
+        assert "CCC" in wording.voice_verdict("cert_suspended", lang, cv)

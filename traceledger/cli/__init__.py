@@ -14,6 +14,7 @@ only here:
 ``label``          ``label trail`` (producer or regulator)
 ``containers``     ``container create|show``, ``pack``, ``unpack``
 ``lot``            ``lot commission|transform|impact``
+``certificates``   ``certificate issue|suspend|reinstate|revoke`` (a certification body)
 ``epcis``          ``epcis export|capture|jobs`` (standard capture: ``epcis_capture``)
 ``labels``         ``labels print``
 ``audit``          ``audit run|verify-bundle|checkpoint|compare|public``
@@ -31,6 +32,7 @@ from traceledger.cli import (
     actor,
     alerts,
     audit,
+    certificates,
     containers,
     demo,
     epcis,
@@ -47,7 +49,7 @@ from traceledger.cli.base import cli, main
 
 __all__ = ["cli", "main"]
 
-for _group in (keys, actor, issue, lifecycle, verify, label, containers, lot, epcis, labels, audit, alerts, demo, simulate):
+for _group in (keys, actor, issue, lifecycle, verify, label, containers, lot, certificates, epcis, labels, audit, alerts, demo, simulate):
     for _command in _group.COMMANDS:
         cli.add_command(_command)
 del _group, _command

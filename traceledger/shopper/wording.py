@@ -94,15 +94,20 @@ def check_given(view: dict, *, gtin: str | None = None, lot: str | None = None, 
     return out
 
 
-def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | None = None, lot: str | None = None, expiry: str | None = None) -> dict:
-    """The consumer's view of a verification view; pure."""
+def consumer_view(view: dict, *, profile: dict | None = None, gtin: str | None = None, lot: str | None = None, expiry: str | None = None) -> dict:
+    """The consumer's view of a verification view; pure.
+
+    ``profile``: the producer's signed profile (:func:`ledger.shopper_records.actor_profile`):
+    its name, its names in Chinese and English and its hotline, all public on purpose.
+    """
+    profile = profile or {}
     serial = view["serial"]
     out = {
         "serial": serial,
         "short_code": shortcode.to_short_code(serial) if shortcode.has_short_code(serial) else None,
         "verdict": view["verdict"],
         "reasons": list(view.get("reasons") or []),
-        "reason_codes": [reason_code(r) for r in view.get("reasons") or []],
+        "reason_codes": [dict(c) for c in view.get("reason_codes") or []],
         "scan_count": view.get("scan_count", 0),
         "first_scanned_at": view.get("first_scanned_at"),
     }
@@ -122,7 +127,9 @@ def consumer_view(view: dict, *, producer_name: str | None = None, gtin: str | N
         trail.append({"event": step["kind"], "place": place(step.get("region")), "date": (step.get("at") or "")[:10] or None})
     return out | {
         "product": view.get("product"),
-        "producer": producer_name or view.get("producer"),
+        "producer": profile.get("name") or view.get("producer"),
+        "producer_names": {"zh": profile.get("name_zh"), "en": profile.get("name_en")},
+        "hotline": profile.get("hotline"),
         "gtin": view.get("gtin"),
         "lot": view.get("lot"),
         "expiry": view.get("expiry"),
@@ -172,6 +179,33 @@ def display_key(cv: dict, pin: dict | None = None, *, own: dict | None = None, s
     return "genuine"
 
 
+GOOD_KEYS = ("genuine", "seen", "pin_ok", "pin_seen")
+CERT_STATUS = {"valid": ("有效", "valid"), "suspended": ("暂停", "suspended"), "revoked": ("撤销", "revoked"), None: (None, None)}
+
+
+def certificate_warning(certificates: list[dict] | None) -> dict | None:
+    """The first of a label's certificates that no longer holds (revoked before suspended), or None."""
+    certs = [c for c in certificates or () if c.get("status") in ("revoked", "suspended")]
+    certs.sort(key=lambda c: c["status"] != "revoked")
+    return certs[0] if certs else None
+
+
+def certified_key(key: str, certificates: list[dict] | None) -> str:
+    """A good verdict (or "queried N times") turned into a warning when a certificate of the product was suspended
+    or revoked (issue 17); recalled, counterfeit, suspicious and PIN states say more and stay."""
+    bad = certificate_warning(certificates)
+    if key not in (*GOOD_KEYS, "queried") or bad is None:  # the product's certificate outweighs a query count
+        return key
+    return "cert_" + bad["status"]
+
+
+def cert_values(cv: dict | None) -> dict:
+    """``s`` (the scheme, e.g. CCC) and ``d`` (since when, China date) of the view's certificate warning."""
+    bad = (cv or {}).get("certificate_warning") or {}
+    at = bad.get("status_at")
+    return {"s": bad.get("scheme") or "", "d": local_time(at, "zh")[:10] if at else ""}
+
+
 def local_time(iso: str | None, lang: str) -> str:
     """An ISO time as China time, minute precision (what a consumer reads)."""
     if not iso:
@@ -207,9 +241,16 @@ TEXT = {
         "recalled": "已召回 · 立即停止使用", "recalled_sub": "此商品已被召回，请立即停止使用。",
         "counterfeit": "假冒商品", "counterfeit_sub": "监管部门已认定带有此码的商品为假冒。",
         "suspicious": "可疑", "suspicious_sub": "标签信息与防伪系统记录不符，请谨慎。",
+        "cert_revoked": "注意：\u200b此产品的\u00a0{s}\u00a0证书\u200b已被撤销", "cert_revoked_sub": "此码已登记，但认证机构已于 {d} 撤销此产品的 {s} 证书。请谨慎购买和使用。",
+        "cert_suspended": "注意：\u200b此产品的\u00a0{s}\u00a0证书\u200b已暂停", "cert_suspended_sub": "此码已登记，但认证机构已于 {d} 暂停此产品的 {s} 证书。请谨慎购买和使用。",
         "product": "产品", "producer": "生产企业", "lot": "批次", "expiry": "有效期", "serial": "序列号", "code": "数字码",
         "scans": "查询次数", "first_scan": "首次查询", "trail": "流转记录", "produced": "生产日期", "certificates": "认证证书",
         "cert_status_unknown": "状态以发证机构公布为准",
+        "cert_valid": "有效", "cert_suspended_word": "暂停", "cert_revoked_word": "撤销", "cert_issuer": "发证机构", "cert_scope": "范围",
+        "cert_until": "有效期至", "brand": "品牌", "product_image": "查看品牌登记的产品图片", "sellers": "授权销售商",
+        "quality": "质量诚信承诺", "quality_standard": "执行标准", "committed": "承诺日期",
+        "remedy": "补救措施", "remedy_refund": "退货退款", "remedy_replace": "更换", "remedy_repair": "维修", "remedy_inspect": "检查",
+        "recall_notice": "召回公告", "recall_no": "召回编号",
         "Issued": "出厂", "Shipped": "发货", "Received": "到货", "Recalled": "召回", "FlaggedCounterfeit": "认定假冒", "Decommissioned": "注销",
         "pin_title": "刮开涂层，输入防伪码", "pin_label": "防伪码（6–12位数字）", "pin_button": "验证",
         "pin_placeholder": "6–12位数字",
@@ -227,6 +268,9 @@ TEXT = {
         "report_help": "举报信息只提供给监管部门，不会公开，也不会写入公开的防伪记录。",
         "report_bad_place": "请填写购买地点（最多 80 字）。", "report_bad_price": "价格请填写数字，例如 129.00。",
         "report_bad_phone": "电话请填写 7–15 位数字。",
+        "report_photo": "照片（选填，JPEG 或 PNG，不超过 2 MB）",
+        "report_bad_photo_size": "照片不能超过 2 MB，请换一张或不附照片。",
+        "report_bad_photo_type": "照片须为 JPEG 或 PNG 图片，请换一张或不附照片。",
         "reported": "已收到您的举报，编号 {n}。监管部门会处理，请保留购物凭证。",
         "enter_title": "输入标签上的编码", "enter_label": "标签上的编码", "enter_help": "20位序列号或32位数字码",
         "enter_button": "查询",
@@ -253,6 +297,13 @@ TEXT = {
         "e_invalid_expiry": "链接中的有效期无效，请重新扫码。",
         "e_other": "无法识别，请核对后重试。",
         "ch_web": "网页", "ch_app": "应用", "ch_sms": "短信", "ch_voice": "电话",
+        "locate": "用我的位置核对", "locate_title": "用我的位置核对",
+        "locate_help": "浏览器会先询问您是否允许读取位置。位置只用于发现窜货和仿冒，不会公开；它作为您的陈述记录，只有与您网络所在地一致时才被采信。",
+        "locate_button": "允许并核对", "locate_wait": "正在读取位置……", "locate_denied": "未获得位置权限，没有记录任何位置。您的核对结果不受影响。",
+        "locate_none": "此浏览器无法读取位置。您的核对结果不受影响。", "locate_noscript": "读取位置需要启用浏览器脚本。",
+        "locate_back": "返回核对结果", "locate_bad": "位置数据无效，没有记录任何位置。",
+        "located_in": "已用您的位置核对：您的位置与网络所在地一致，已作为参考记录。",
+        "located_out": "已记录您提供的位置。它与网络所在地不符，只作为您的陈述保存，不作为查询地点。",
         "via": "，通过{c}", "near": "，{p}附近",
     },
     "en": {
@@ -271,9 +322,16 @@ TEXT = {
         "recalled": "Recalled · stop using it now", "recalled_sub": "This item has been recalled. Stop using it now.",
         "counterfeit": "Counterfeit", "counterfeit_sub": "A regulator found an item bearing this code to be counterfeit.",
         "suspicious": "Suspicious", "suspicious_sub": "The label does not match the recorded one. Be careful.",
+        "cert_revoked": "Caution: this product's {s} certificate was revoked", "cert_revoked_sub": "The code is registered, but the certification body revoked this product's {s} certificate on {d}. Be careful buying or using it.",
+        "cert_suspended": "Caution: this product's {s} certificate is suspended", "cert_suspended_sub": "The code is registered, but the certification body suspended this product's {s} certificate on {d}. Be careful buying or using it.",
         "product": "Product", "producer": "Producer", "lot": "Lot", "expiry": "Expiry", "serial": "Serial", "code": "Number code",
         "scans": "Queries", "first_scan": "First query", "trail": "Trail", "produced": "Produced", "certificates": "Certificates",
         "cert_status_unknown": "status as published by the issuer",
+        "cert_valid": "valid", "cert_suspended_word": "suspended", "cert_revoked_word": "revoked", "cert_issuer": "Issued by", "cert_scope": "Scope",
+        "cert_until": "Valid until", "brand": "Brand", "product_image": "See the product image the brand registered", "sellers": "Authorised sellers",
+        "quality": "Quality commitment", "quality_standard": "Standard", "committed": "Committed on",
+        "remedy": "Remedy", "remedy_refund": "refund", "remedy_replace": "replacement", "remedy_repair": "repair", "remedy_inspect": "inspection",
+        "recall_notice": "Recall notice", "recall_no": "Recall no.",
         "Issued": "Issued", "Shipped": "Shipped", "Received": "Received", "Recalled": "Recalled", "FlaggedCounterfeit": "Flagged counterfeit", "Decommissioned": "Decommissioned",
         "pin_title": "Scratch the coating and enter the PIN", "pin_label": "PIN (6-12 digits)", "pin_button": "Verify",
         "pin_placeholder": "6-12 digits",
@@ -291,6 +349,9 @@ TEXT = {
         "report_help": "Your report goes to regulators only: it is not published and not written to the public record.",
         "report_bad_place": "Please say where you bought it (at most 80 characters).", "report_bad_price": "Enter the price as a number, e.g. 129.00.",
         "report_bad_phone": "A phone number is 7-15 digits.",
+        "report_photo": "Photo (optional, JPEG or PNG, up to 2 MB)",
+        "report_bad_photo_size": "The photo must be at most 2 MB: choose another or send none.",
+        "report_bad_photo_type": "The photo must be a JPEG or PNG image: choose another or send none.",
         "reported": "Report received, no. {n}. Regulators will follow it up; keep your receipt.",
         "enter_title": "Enter the code on the label", "enter_label": "Code on the label", "enter_help": "20-character serial or 32-digit number code",
         "enter_button": "Check",
@@ -317,38 +378,20 @@ TEXT = {
         "e_invalid_expiry": "The expiry in the link is invalid: please scan again.",
         "e_other": "Cannot read this: please check and try again.",
         "ch_web": "web page", "ch_app": "app", "ch_sms": "SMS", "ch_voice": "phone",
+        "locate": "Check with my location", "locate_title": "Check with my location",
+        "locate_help": "Your browser will ask whether to share your location. It is used only to detect diverted and fake goods and is never published; it is kept as your claim and believed only where it matches your network's location.",
+        "locate_button": "Share and check", "locate_wait": "Reading your location…", "locate_denied": "No permission to read your location: nothing was recorded. Your result is unchanged.",
+        "locate_none": "This browser cannot read a location. Your result is unchanged.", "locate_noscript": "Reading your location needs scripts enabled.",
+        "locate_back": "Back to the result", "locate_bad": "That location is not valid: nothing was recorded.",
+        "located_in": "Checked with your location: it matches your network's location and was recorded for reference.",
+        "located_out": "Your location was recorded as your claim only: it does not match your network's location, so it is not taken as where you checked.",
         "via": " by {c}", "near": " near {p}",
     },
 }
 
-# The ledger's reasons are English sentences (projections.verdict); the pages show them by code.
-_REASON_PATTERNS = (
-    (re.compile(r"this code was never issued"), "never_issued"),
-    (re.compile(r"a regulator flagged .* counterfeit"), "flagged_counterfeit"),
-    (re.compile(r"this item has been recalled"), "item_recalled"),
-    (re.compile(r"^lot (.+) has been recalled$"), "lot_recalled"),
-    (re.compile(r"^container (\S+) was recalled"), "container_recalled"),
-    (re.compile(r"^input lot (\S+) .*recalled$"), "input_lot_recalled"),
-    (re.compile(r"decommissioned"), "decommissioned"),
-    (re.compile(r"another product \(GTIN"), "gtin_mismatch"),
-    (re.compile(r"lot printed with this code"), "lot_mismatch"),
-    (re.compile(r"expiry printed with this code"), "expiry_mismatch"),
-    (re.compile(r"has been altered|stored|published"), "integrity"),
-)
-
-
-def reason_code(reason: str) -> dict:
-    """``{"code", "arg"}`` of one of the ledger's reason sentences (``other`` when not recognised)."""
-    for pattern, code in _REASON_PATTERNS:
-        m = pattern.search(reason)
-        if m:
-            return {"code": code, "arg": m.group(1) if m.groups() else None}
-    return {"code": "other", "arg": None}
-
-
 def reason_text(code: dict, lang: str) -> str:
-    """A reason code in ``lang``."""
-    return TEXT[lang]["r_" + code["code"]].format(a=code.get("arg") or "")
+    """A reason code (``{"code", "arg"}``, :data:`projections.verdict.REASON_CODES` or a link problem) in ``lang``."""
+    return TEXT[lang].get("r_" + str(code.get("code")), TEXT[lang]["r_other"]).format(a=code.get("arg") or "")
 
 
 def error_text(code: str, lang: str) -> str:
@@ -460,6 +503,11 @@ SMS = {
         "recalled": "已召回，立即停止使用：{p}。请联系商家办理召回。",
         "counterfeit": "假冒！此码已被监管部门认定为假冒。请拨打12315。",
         "suspicious": "可疑：此码状态异常，请谨慎。{p}",
+        "suspicious_decommissioned": "可疑：此码已注销，带此码的商品可能是仿冒品。{p}",
+        "cert_revoked": "注意：此产品的{s}证书已被撤销，请谨慎。{p}",
+        "cert_suspended": "注意：此产品的{s}证书已暂停，请谨慎。{p}",
+        "suspicious_integrity": "可疑：此码的记录未通过完整性校验，请谨慎。{p}",
+        "suspicious_mismatch": "可疑：标签信息与登记记录不符，谨防假冒。{p}",
         "bad": "无法识别。请发送标签上的32位数字码，有防伪码的空格后附上。",
         "bad_check": "数字码有误（校验位不符），请核对后重发。",
         "busy": "查询过于频繁，请{m}分钟后再试。谢谢。",
@@ -479,6 +527,11 @@ SMS = {
         "recalled": "RECALLED, stop using it now: {p}. Ask the seller.",
         "counterfeit": "COUNTERFEIT: flagged by a regulator. Call 12315.",
         "suspicious": "Suspicious code: be careful. {p}",
+        "suspicious_decommissioned": "Suspicious: code withdrawn, may be a copy. {p}",
+        "cert_revoked": "Caution: {s} certificate revoked. {p}",
+        "cert_suspended": "Caution: {s} certificate suspended. {p}",
+        "suspicious_integrity": "Suspicious: record failed a check. {p}",
+        "suspicious_mismatch": "Suspicious: label differs from record. {p}",
         "bad": "Unreadable. Send the 32-digit code, then PIN if any.",
         "bad_check": "Code mistyped (check digit wrong): please resend.",
         "busy": "Too many messages: please try again in {m} min. Thanks.",
@@ -507,9 +560,25 @@ def reply_values(key: str, lang: str, cv: dict | None, pin: dict | None, mine_fi
     """The values a reply's template is filled with."""
     cv, pin = cv or {}, pin or {}
     first = (pin.get("first") or {}).get("at") or pin.get("pin_first_verified_at")
-    return {"p": cv.get("product") or "", "n": cv.get("scan_count", 0), "t": short_time(cv.get("first_scanned_at"), lang),
+    product = (cv.get("product_names") or {}).get(lang) or cv.get("product") or ""  # the signed name in the reply's language
+    return cert_values(cv) | {"p": product, "n": cv.get("scan_count", 0), "t": short_time(cv.get("first_scanned_at"), lang),
             "pt": short_time(first, lang), "mt": short_time(mine_first, lang), "left": pin.get("attempts_left") or 0,
             "m": max(1, -(-(pin.get("retry_after") or 60) // 60))}
+
+
+# A suspicious verdict's first reason code -> the SMS and voice wording that says why.
+_SUSPICIOUS_BECAUSE = {"decommissioned": "suspicious_decommissioned", "integrity": "suspicious_integrity",
+                       "gtin_mismatch": "suspicious_mismatch", "lot_mismatch": "suspicious_mismatch", "expiry_mismatch": "suspicious_mismatch"}
+
+
+def reply_key(key: str, cv: dict | None) -> str:
+    """The SMS/voice wording of a display key: a suspicious verdict says why, from the view's reason codes."""
+    if key != "suspicious":
+        return key
+    for c in (cv or {}).get("reason_codes") or ():
+        if c.get("code") in _SUSPICIOUS_BECAUSE:
+            return _SUSPICIOUS_BECAUSE[c["code"]]
+    return key
 
 
 def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None, signed: bool = True) -> str:
@@ -518,7 +587,7 @@ def sms_reply(key: str, lang: str, cv: dict | None = None, pin: dict | None = No
     Signed (:data:`SMS_SIGNATURE` first) and ≤ :data:`SMS_LIMIT` UCS-2 characters with it.
     """
     sig = SMS_SIGNATURE if signed else ""
-    return fit(sig + SMS[lang][key], **reply_values(key, lang, cv, pin, mine_first))
+    return fit(sig + SMS[lang][reply_key(key, cv)], **reply_values(key, lang, cv, pin, mine_first))
 
 
 def busy_text(lang: str, retry_after: int, texts: dict | None = None) -> str:
@@ -544,6 +613,7 @@ VOICE = {
         "bye": "感谢您的查询，再见。",
         "busy": "您的查询过于频繁，请稍后再拨。谢谢，再见。",
         "you_keyed": "您输入的是：{d}。",
+        "hotline": "品牌客服电话：{h}。",
         "this_product": "此商品",
     },
     "en": {
@@ -557,6 +627,7 @@ VOICE = {
         "bye": "Thank you, goodbye.",
         "busy": "You have called many times. Please try again later. Thank you, goodbye.",
         "you_keyed": "You keyed: {d}.",
+        "hotline": "The brand's service line is {h}.",
         "this_product": "this product",
     },
 }
@@ -581,6 +652,7 @@ def speakable_name(name: str | None, lang: str) -> str:
 def voice_verdict(key: str, lang: str, cv: dict | None = None, pin: dict | None = None, *, mine_first=None) -> str:
     """The verdict as a phrase for the phone: the SMS wording without the signature, the name said in the call's language."""
     cv = dict(cv or {})
-    cv["product"] = speakable_name(cv.get("product"), lang)
-    text = fit(SMS[lang][key], limit=200, **reply_values(key, lang, cv, pin, mine_first))
+    cv["product"] = speakable_name((cv.get("product_names") or {}).get(lang) or cv.get("product"), lang)
+    cv["product_names"] = None
+    text = fit(SMS[lang][reply_key(key, cv)], limit=200, **reply_values(key, lang, cv, pin, mine_first))
     return text if text.endswith(("。", ".", "！", "!")) else text + ("。" if lang == "zh" else ".")

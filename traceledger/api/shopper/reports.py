@@ -2,6 +2,7 @@
 
 A report goes through the scan inbox and becomes a ``ReportedFake`` event
 (see :func:`ledger.channel_state.add_report`).
+``GET /v1/report-photos/{sha256}``: a report's photo (:mod:`ledger.report_photos`), for regulators only.
 """
 
 from __future__ import annotations
@@ -9,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import re
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ledger import channel_state, gs1, shopper_records
+from ledger import channel_state, gs1, report_photos, shopper_records
 from ledger.errors import Refused
+from traceledger import auth
 from traceledger.api.client_identity import client_of
+from traceledger.api.dependencies import caller
+from traceledger.api.problems import not_found
 from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import page, service
+from traceledger.auth import Caller
 from traceledger.shopper import wording
 
 router = APIRouter()
@@ -56,3 +62,23 @@ async def post_report(request: Request, serial: str, body: ReportIn | None = Non
               "this code was never issued, so there is no ledger chain to sign it onto: kept for regulators in the report table")
     return OrjsonResponse({"report_id": public_id, "event_id": accepted.event_id, "serial": serial,
                            "on_ledger": issued, "detail": detail}, status_code=201)
+
+
+# A photo is served as data to save, never as something a browser renders in our origin.
+PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox",
+                 "Cache-Control": "private, no-store"}
+
+
+@router.get("/v1/report-photos/{sha256}", summary="A report's photo (regulators only)",
+            responses={200: {"content": {report_photos.CONTENT_TYPE: {}}}})
+async def report_photo(request: Request, sha256: str, who: Caller | None = Depends(caller)):
+    """The stored photo named by the SHA-256 in a report's details (re-encoded by the server as a plain JPEG; the
+    hash is of these bytes, so the regulator can check them). Anonymous callers and other roles are refused:
+    a photo of a purchase may show a person, a home, a receipt."""
+    auth.require(who, "regulator")
+    async with request.app.state.pool.connection() as conn:
+        data = await report_photos.fetch(conn, sha256)
+    if data is None:
+        return not_found(f"there is no report photo {sha256}", "unknown_photo", "sha256")
+    return Response(data, media_type=report_photos.CONTENT_TYPE,
+                    headers=PHOTO_HEADERS | {"Content-Disposition": f'attachment; filename="{sha256}.jpg"'})

@@ -8,7 +8,8 @@ reloading the page within half an hour (same session cookie) is not counted agai
 Every query, PIN try and report spends one of the client's (per-window limits of
 :func:`traceledger.api.shopper.service.spend`); over a limit the page says so
 politely (429 with ``Retry-After``; JSON: problem+json).
-``POST`` to the same path: the page's PIN and report forms.
+``POST`` to the same path: the page's PIN, report and locate forms (``?locate=1``: the
+consent page of "check with my location", see :mod:`traceledger.api.shopper.page`).
 ``GET /``: manual entry (a serial or the 32-digit number code).
 """
 
@@ -27,11 +28,13 @@ from traceledger.api.responses import OrjsonResponse
 from traceledger.api.shopper import page, service
 from traceledger.api.shopper.web import (
     NO_CACHE,
-    form_of,
+    form_and_files,
     html,
     lang_of,
     other_lang_url,
+    page_url,
     parse_link,
+    see_other,
     session_of,
     wants_json,
 )
@@ -98,12 +101,14 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
         if as_json:
             return refused(400, exc)
         return html(pages.entry_page(lang, other_lang_url(request, lang), error=wording.error_text(exc.code, lang)), status=400)
+    if not as_json and request.query_params.get("locate") == "1":
+        return page.locate_page(request, lang)  # asks nothing of the ledger; the position is posted from it
     session, cookie = session_of(request) if not as_json else (None, None)
     state = request.app.state
     client = client_of(request)
     async with state.pool.connection() as conn:
         # The report form's steps are the same look at the label, not new queries of it.
-        step = not as_json and ("report" in request.query_params or "reported" in request.query_params)
+        step = not as_json and any(k in request.query_params for k in ("report", "reported", "located"))
         channel = None if step else "app" if as_json else "web"
         try:  # the limit's hit and the query's inbox row: one durable write
             _, cv = await service.consumer_of(state, conn, serial, channel=channel, session=session,
@@ -122,9 +127,11 @@ async def resolve(request: Request, gtin: str, rest: str = ""):
 async def resolve_form(request: Request, gtin: str, rest: str):
     """The page's forms: ``action=pin`` (with ``pin``) or ``action=report``; answered by a 303 to the page."""
     try:
-        form = await form_of(request)
+        form, files = await form_and_files(request)
     except Refused as exc:
         lang = lang_of(request)
+        if exc.code == "photo_too_large":  # too big to read (its fields unread too): back to the form, which says so
+            return see_other(page_url(request, lang, report="1", err="report_bad_photo_size") + "#report")
         return html(pages.entry_page(lang, "/", error=wording.error_text(exc.code, lang)), status=400)
     lang = lang_of(request, form.get("lang"))
     other = other_lang_url(request, lang)
@@ -137,6 +144,6 @@ async def resolve_form(request: Request, gtin: str, rest: str):
     try:
         async with state.pool.connection() as conn:
             raw, cv = await service.consumer_of(state, conn, serial, channel=None, session=None, gtin=gtin14, lot=lot, expiry=expiry)
-            return await page.form_posted(request, conn, raw, cv, form, session, lang, cookie)
+            return await page.form_posted(request, conn, raw, cv, form, session, lang, cookie, files)
     except OverLimit as exc:
         return busy_page(request, lang, exc)

@@ -1,6 +1,6 @@
 """The steps every shopper channel shares: a label's view with this query counted, PIN checks.
 
-Each function takes the app's state (``ledger``, ``settings``, ``producer_names``)
+Each function takes the app's state (``ledger``, ``settings``, ``producer_names``: the profiles' cache)
 and an async connection from its pool; the routes (resolver, PIN, SMS, voice)
 only read their input and word the answer.
 
@@ -19,12 +19,14 @@ by at most one per client per window.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ledger import channel_state, client_limits, gs1, key_compromise, pins, scan_inbox, shopper_records
 from ledger.errors import Refused
 from ledger.logging_setup import get_logger
 from projections.checked_view import checked_view
 from projections.label_queries import pin_hash
+from projections.shopper_details import page_details
 from traceledger.shopper import wording
 
 log = get_logger("api_consumer")
@@ -53,15 +55,20 @@ def with_uri(out: dict, serial: str, host: str) -> dict:
     return out
 
 
-async def producer_name(state, producer: str | None) -> str | None:
-    """The producer's registered name (cached per app: names are shown, not checked)."""
+PROFILE_SECONDS = 60  # a changed profile (name, hotline) shows within a minute
+
+
+async def producer_profile(state, producer: str | None) -> dict | None:
+    """The producer's signed profile (:func:`ledger.shopper_records.actor_profile`; cached per app for
+    :data:`PROFILE_SECONDS`: names and hotlines are shown, not checked)."""
     if not producer:
         return None
-    names = state.producer_names
-    if producer not in names:
-        actor = await asyncio.to_thread(state.ledger.actor, producer)
-        names[producer] = actor.name if actor else producer
-    return names[producer]
+    cache = state.producer_names
+    hit = cache.get(producer)
+    if hit is None or time.monotonic() - hit[0] > PROFILE_SECONDS:
+        profile = await asyncio.to_thread(shopper_records.actor_profile, state.ledger.app, producer)
+        hit = cache[producer] = (time.monotonic(), profile or {"name": producer})
+    return hit[1]
 
 
 async def key_checked(state, view: dict) -> dict:
@@ -77,7 +84,7 @@ async def public_view(state, raw: dict) -> dict:
     """What anyone may see of a verification view (``GET /v1/labels/{serial}`` and scans answer this;
     privacy: see :func:`traceledger.shopper.wording.consumer_view`)."""
     raw = await key_checked(state, raw)
-    return wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")))
+    return wording.consumer_view(raw, profile=await producer_profile(state, raw.get("producer")))
 
 
 async def count_query(state, conn, serial: str, channel: str, session: str | None, pin_result: str | None, client: str | None,
@@ -127,7 +134,7 @@ async def consumer_of(state, conn, serial: str, *, channel: str | None, session:
     """(the verification view, the shopper's view of it) with this query counted as :func:`view_of` does."""
     raw = await view_of(state, conn, serial, channel=channel, session=session, pin_result=pin_result, client=client,
                         spend_scope=spend_scope)
-    cv = wording.consumer_view(raw, producer_name=await producer_name(state, raw.get("producer")), gtin=gtin, lot=lot, expiry=expiry)
+    cv = wording.consumer_view(raw, profile=await producer_profile(state, raw.get("producer")), gtin=gtin, lot=lot, expiry=expiry)
     return raw, cv
 
 
@@ -167,3 +174,16 @@ async def looker_state(conn, cv: dict, pin: dict | None, client: str) -> tuple[d
         return pin | {"mine": mine, "returning": pin["pin_result"] == "already_used", "first": first}, None, None
     own = await shopper_records.own_queries(conn, cv["serial"], client)
     return pin, {"mine": own.mine, "returning": own.total > 1}, own.mine_first
+
+
+async def certified(conn, cv: dict, key: str) -> str:
+    """``key`` turned into a warning when a certificate of the label's product was suspended or revoked
+    (:func:`traceledger.shopper.wording.certified_key`); the view gets ``certificate_warning`` and the
+    product's signed names (``product_names``) for the SMS and voice wording."""
+    if not cv.get("gtin"):
+        return key
+    details = await page_details(conn, cv["serial"], cv["gtin"], cv.get("lot"))
+    product = details.get("product") or {}
+    cv["product_names"] = {"zh": product.get("name_zh"), "en": product.get("name_en")}
+    cv["certificate_warning"] = wording.certificate_warning(details.get("certificates"))
+    return wording.certified_key(key, details.get("certificates"))

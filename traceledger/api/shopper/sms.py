@@ -47,7 +47,8 @@ async def sms_reply(state, conn, serial: str, pin_text: str | None, client: str,
     if cv["verdict"] == "unknown":
         return wording.sms_reply("unknown", lang, cv)
     pin, own, mine_first = await service.looker_state(conn, cv, pin, client)
-    return wording.sms_reply(wording.display_key(cv, pin, own=own), lang, cv, pin, mine_first=mine_first)
+    key = await service.certified(conn, cv, wording.display_key(cv, pin, own=own))
+    return wording.sms_reply(key, lang, cv, pin, mine_first=mine_first)
 
 
 @router.post("/v1/channels/sms", summary="Inbound SMS webhook (form fields from, text): the reply text",

@@ -72,6 +72,11 @@ class Call:
         """The digits the caller keyed, read back (a phrase)."""
         return self.prompts["you_keyed"].format(d=wording.spoken_digits(digits[:40], self.lang)) if digits else ""
 
+    def hotline(self, cv: dict) -> str:
+        """The brand's service line (its signed profile), read digit by digit; "" when it has none."""
+        digits = "".join(c for c in cv.get("hotline") or "" if c.isdigit())
+        return self.prompts["hotline"].format(h=wording.spoken_digits(digits, self.lang)) if digits else ""
+
     def join(self, *phrases: str) -> str:
         return ("" if self.lang == "zh" else " ").join(p for p in phrases if p)
 
@@ -92,8 +97,9 @@ async def code_step(call: Call, keyed: str) -> OrjsonResponse:
     if cv.get("pin_protected") and cv["verdict"] == "genuine":
         return await call.say(call.join(call.keyed(keyed), call.prompts["pin"]), "pin", serial, 0, expect="pin")
     _, own, mine_first = await service.looker_state(call.conn, cv, None, call.client)  # the caller's own repeats: no warning
-    verdict = wording.voice_verdict(wording.display_key(cv, own=own), call.lang, cv, mine_first=mine_first)
-    return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
+    key = await service.certified(call.conn, cv, wording.display_key(cv, own=own))
+    verdict = wording.voice_verdict(key, call.lang, cv, mine_first=mine_first)
+    return await call.say(call.join(call.keyed(keyed), verdict, call.hotline(cv), call.prompts["bye"]), "done")
 
 
 async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
@@ -108,8 +114,8 @@ async def pin_step(call: Call, keyed: str) -> OrjsonResponse:
         again = call.join(wording.voice_verdict("pin_wrong", call.lang, cv, pin), call.prompts["again"])
         return await call.retry("again", "pin", call.serial, prompt=again, keyed=keyed)
     pin, _, _ = await service.looker_state(call.conn, cv, pin, call.client)  # the caller's own PIN again: no warning
-    verdict = wording.voice_verdict(wording.display_key(cv, pin), call.lang, cv, pin)
-    return await call.say(call.join(call.keyed(keyed), verdict, call.prompts["bye"]), "done")
+    verdict = wording.voice_verdict(await service.certified(call.conn, cv, wording.display_key(cv, pin)), call.lang, cv, pin)
+    return await call.say(call.join(call.keyed(keyed), verdict, call.hotline(cv), call.prompts["bye"]), "done")
 
 
 async def next_prompt(call: Call, new_call: bool, keyed: str) -> OrjsonResponse:

@@ -18,17 +18,19 @@ import orjson
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from ledger import gs1
+from ledger import gs1, report_photos
 from ledger.errors import Refused
 from traceledger.api.client_identity import pseudonym
 from traceledger.shopper import wording
 
 MAX_FORM_BYTES = 4096
+MAX_MULTIPART_BYTES = report_photos.MAX_BYTES + MAX_FORM_BYTES  # the report form with its photo
+MAX_PARTS = 16
 SESSION_COOKIE = "tls"
 FLASH_COOKIE = "tlf"  # the last PIN outcome on one label's page, for the GET after the form's redirect
 FLASH_SECONDS = 600
 # Query parameters that are the page's own steps, not part of the label's link.
-PAGE_PARAMS = {"lang", "report", "reported", "place", "price", "phone", "err"}
+PAGE_PARAMS = {"lang", "report", "reported", "place", "price", "phone", "err", "locate", "located"}
 PATH_AIS = {"10", "21", "22"}
 NO_CACHE = {"Vary": "Accept, Accept-Language", "Cache-Control": "no-store"}
 
@@ -142,3 +144,54 @@ async def form_of(request: Request) -> dict[str, str]:
         return {str(k): v if isinstance(v, str) else str(v) for k, v in data.items() if v is not None}
     text = body.decode("utf-8", "replace")
     return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+
+
+_BOUNDARY = re.compile(r'boundary="?([0-9A-Za-z\'()+_,./:=?-]{1,70})"?')
+_DISPOSITION = re.compile(r'form-data;\s*name="([^"]{1,40})"(;\s*filename="([^"]{0,255})")?', re.I)
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (``photo_too_large``) past ``limit`` bytes, declared or sent, without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused("photo_too_large", f"at most {limit} bytes per form", field="body")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Refused("photo_too_large", f"at most {limit} bytes per form", field="body")
+    return bytes(body)
+
+
+async def form_and_files(request: Request) -> tuple[dict[str, str], dict[str, bytes]]:
+    """A page form's fields and uploaded files (``multipart/form-data``; else :func:`form_of` and no files).
+
+    A small parser of our own (the form has a few fields and one file): the file's name and
+    declared type are dropped, only its bytes are kept, and they are checked by what they are
+    (:func:`ledger.report_photos.checked_photo`), never by what the browser says.
+    """
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        return await form_of(request), {}
+    m = _BOUNDARY.search(ctype)
+    if not m:
+        raise Refused("invalid_request", "a multipart form without a boundary", field="body")
+    body = await bounded_body(request, MAX_MULTIPART_BYTES)
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for part in body.split(b"--" + m.group(1).encode())[1:MAX_PARTS + 1]:
+        if part.startswith(b"--"):
+            break  # the closing delimiter
+        head, sep, content = part.partition(b"\r\n\r\n")
+        disposition = next((line for line in head.decode("utf-8", "replace").split("\r\n")
+                            if line.lower().startswith("content-disposition:")), "")
+        d = _DISPOSITION.search(disposition)
+        if not sep or not d:
+            continue
+        content = content[:-2] if content.endswith(b"\r\n") else content
+        if d.group(2) is not None:
+            if content:  # a file input left empty sends an empty part
+                files[d.group(1)] = content
+        else:
+            fields.setdefault(d.group(1), content[:MAX_FORM_BYTES].decode("utf-8", "replace"))
+    return fields, files
