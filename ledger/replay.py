@@ -13,11 +13,11 @@ from __future__ import annotations
 import base64
 from typing import Callable
 
-from ledger.batches import Batch, LabelStep, verify_step_proof
+from ledger.batches import STEP_KINDS, Batch, LabelStep, Opening, label_event, opened_fields, verify_step_proof
 from ledger.errors import Refused
 from ledger.events import SignedEvent
 from ledger.keys import verify_signature
-from ledger.lifecycle import LabelState, SubjectState, authorize, fold, signer_of
+from ledger.lifecycle import LabelState, SubjectState, authorize, check_link, fold, signer_of
 from ledger.registry import ActorRegistry
 
 
@@ -93,27 +93,44 @@ class Replay:
         """Check one label's step in batch event ``signed`` from its inclusion path and fold it in.
 
         What a proof bundle holds instead of the whole manifest: ``proof`` is
-        ``{"leaf", "step", "path"}`` (:func:`ledger.batches.step_proof` without the body and
+        ``{"leaf", "step", "path"}`` (a sealed movement's also ``"opening"``) (:func:`ledger.batches.step_proof` without the body and
         signature, which are ``signed``'s). The batch event is checked like any event
         (:meth:`apply`: signer's key at ``log_index``, signature, authority), then the step must
         be leaf ``leaf`` under the signed ``labels_root``.
         """
         e = signed.event
-        if e.kind != "BatchIssued":
-            raise Refused("not_supported", f"a step proof of a {e.kind} event cannot be replayed yet", field="kind")
+        if e.kind != "BatchIssued" and e.kind not in STEP_KINDS:
+            raise Refused("not_supported", f"{e.kind} is not a batch event with label steps", field="kind")
         try:
             full = {"body": base64.b64encode(signed.body).decode(), "signature": base64.b64encode(signed.signature).decode(),
                     "index": proof["leaf"], "step": proof["step"], "path": proof["path"]}
-        except (KeyError, TypeError):
-            raise Refused("malformed_proof", "a step proof has leaf, step and path", field="step") from None
-        signer = signer_of(e, self.registry.lookup(log_index))
+            opening = Opening.from_json(proof["opening"]) if proof.get("opening") is not None else None
+        except (KeyError, TypeError, AttributeError):
+            raise Refused("malformed_proof", "a step proof has leaf, step and path (and a movement's opening)", field="step") from None
+        lookup = self.registry.lookup(log_index)
+        signer = signer_of(e, lookup)
         _, step, head = verify_step_proof(full, signer.public_key)
-        if step.seq != 0:
-            raise Refused("not_in_batch", f"{step.serial}: an issuance step starts the label's chain (seq 0), not seq {step.seq}", field="step")
-        if ("label", step.serial) in self.states:
-            raise Refused("label_exists", f"label {step.serial} was issued before batch {e.subject}", field="step")
-        self.apply(signed, log_index, verify)
-        self.states[("label", step.serial)] = _issued_by_batch(signed, step.serial, head)
+        key = ("label", step.serial)
+        if e.kind == "BatchIssued":
+            if step.seq != 0:
+                raise Refused("not_in_batch", f"{step.serial}: an issuance step starts the label's chain (seq 0), not seq {step.seq}", field="step")
+            if key in self.states:
+                raise Refused("label_exists", f"label {step.serial} was issued before batch {e.subject}", field="step")
+            self.apply(signed, log_index, verify)
+            self.states[key] = _issued_by_batch(signed, step.serial, head)
+            return step
+        # A movement: the rule of the single event the step stands for (ledger.batches.label_event),
+        # on the label's state so far, with the sealed fields opened (the rules need the consignee).
+        state = self.states.get(key)
+        if state is None:
+            raise Refused("unknown_subject", f"label {step.serial} has no earlier step in this replay", field="step")
+        if ("batch", e.subject) in self.states:
+            raise Refused("replayed", f"batch {e.subject} is already in the log: a replayed record", field="subject")
+        check_link(None, e)  # a movement's own chain is one event; its signature was checked with the step
+        single = label_event(e, step, opened_fields(e.kind, e.payload, opening))
+        authorize(state, single, signer, lookup, self._subject if self.whole_log else None)
+        self.states[key] = fold(state, single, head)
+        self.states[("batch", e.subject)] = fold(None, e, signed.hash)
         return step
 
     def _subject(self, subject_type: str, subject: str) -> SubjectState | None:

@@ -24,6 +24,7 @@ from traceledger.api import create_app
 from traceledger.auth import authorization_header
 
 LABELS = 300
+SHIP = {"consignee": "distributor", "territory": "44", "channel": "offline_retail"}
 
 
 @pytest.fixture
@@ -35,6 +36,14 @@ def batch_world(fresh_settings, tmp_path):
         assert ledger.append_batch(b.signed, b.manifest).status == "accepted"
         shipped = cast.event("acme", "label", "B00007", "Shipped", shipped_payload("distributor"), seq=1, prev=b.step_hashes()[7])
         assert ledger.append([shipped])[0].status == "accepted"
+        # B00010..B00019 move in batches: shipped (sealed consignee) and received, one event each.
+        moved = [f"B{i:05d}" for i in range(10, 20)]
+        ship, opening = batches.movement("BatchShipped", [(s, 1, b.step_hashes()[int(s[1:])]) for s in moved], actor="acme",
+                                         key=cast.keys["acme"], region="1101", confidential=SHIP)
+        assert ledger.append_batch(ship.signed, ship.manifest, opening=opening).status == "accepted"
+        receive, _ = batches.movement("BatchReceived", [(s, 2, h) for s, h in zip(moved, ship.step_hashes())], actor="distributor",
+                                      key=cast.keys["distributor"], region="4403")
+        assert ledger.append_batch(receive.signed, receive.manifest).status == "accepted"
     relay_all(settings)
     project_all(settings)
     return settings, cast, b, load_or_create_log_key(settings.log_key)
@@ -59,6 +68,18 @@ def test_a_batch_labels_bundle_holds_its_step_not_the_manifest_and_verifies_offl
     assert step_entry["event_id"] == b.signed.event.event_id and step_entry["step"]["leaf"] == 7
     # Small whatever the batch size: one step and its path, never the manifest.
     assert len(json.dumps(step_entry["step"])) < 1024 and len(json.dumps(bundle)) < len(b.manifest)
+
+    # A label moved in batches: each step proved, the sealed shipment opened for its producer.
+    moved = bundle_of(settings, cast, "B00012")
+    result = verify_bundle(moved, log_key.public_key)
+    assert [e["kind"] for e in result.events] == ["BatchIssued", "BatchShipped", "BatchReceived"]
+    assert (result.label.status, result.label.custodian) == ("received", "distributor")
+    opened = [e["step"]["opening"] for e in moved["entries"] if "opening" in e.get("step", {})]
+    assert len(opened) == 1 and opened[0]["fields"] == SHIP
+    lying = json.loads(json.dumps(moved))
+    next(e for e in lying["entries"] if "opening" in e.get("step", {}))["step"]["opening"]["fields"]["consignee"] = "retailer"
+    with pytest.raises(BundleError, match="wrong_opening"):
+        verify_bundle(lying, log_key.public_key)
 
     # A label issued in the batch and never touched again has a bundle too.
     untouched = verify_bundle(bundle_of(settings, cast, "B00123"), log_key.public_key)

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 
 from consumers.checkpointer import latest_checkpoint
 from ledger import gs1, store
-from ledger.batches import Batch, step_proof
+from ledger.batches import Batch, Opening, step_proof
 from ledger.config import Settings
 from ledger.errors import Refused
 from ledger.events import SignedEvent
@@ -195,12 +195,15 @@ def with_step_proofs(conn: psycopg.Connection, serial: str, entries: list[dict])
     path under the signed ``labels_root`` (the manifest itself stays on the server: up to 8,192 steps)."""
     batch_entries = [e for e in entries if e["subject_type"] == "batch"]
     manifests = store.batch_manifests(conn, [e["event_id"] for e in batch_entries])
+    openings = store.batch_openings(conn, [e["event_id"] for e in batch_entries])  # entitled: the label's producer or a regulator
     for e in batch_entries:
         signed = SignedEvent.from_envelope(base64.b64decode(e["value"]))
         batch = Batch.checked(signed, manifests[e["event_id"]])
         leaf = next(i for i, step in enumerate(batch.steps) if step.serial == serial)
         proof = step_proof(batch, leaf)
         e["step"] = {"leaf": leaf, "step": proof["step"], "path": proof["path"]}
+        if e["event_id"] in openings:
+            e["step"]["opening"] = Opening.from_bytes(openings[e["event_id"]]).as_json()
     return entries
 
 
