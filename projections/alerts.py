@@ -47,7 +47,7 @@ from projections import alert_transitions
 from projections.alert_transitions import Transition
 from projections.detection import Finding, Watch, evaluate
 from projections.detection_config import DetectionConfig
-from projections.verification import VerificationProjector
+from projections.verification import Applied, VerificationProjector
 
 log = get_logger("detector")
 
@@ -130,6 +130,7 @@ class AlertDetector:
         self.signed = signed  # the detector signs AlertRaised: new alerts are registered pending their raise
         self.cfg = config or DetectionConfig()
         self.verifier = VerificationProjector(schema, feed)
+        self.verifier.keep_steps = True  # judge each label of a batch movement like its single event
         self.watches: dict[str, Watch] = {}
         self.dirty: set[str] = set()
         self.lots: dict[str, bool] = {}
@@ -160,11 +161,19 @@ class AlertDetector:
 
     def __call__(self, cur: psycopg.Cursor, record) -> None:
         applied = self.verifier(cur, record)  # raises Refused (quarantine) before any effect
-        if applied is not None and applied.signed.event.subject_type == "alert":
+        if applied is None:  # delivered before, or a batch event: a movement is judged label by label
+            for step in self.verifier.last_steps:
+                self._judge(cur, record, step)
+            return
+        if applied.signed.event.subject_type == "alert":
             where = dict(topic=record.topic, partition=record.partition, offset=record.offset)
             self.transitions.append(Transition.of(applied.signed.event, applied.log_index, where))
             return
-        if applied is None or applied.signed.event.subject_type != "label" or applied.before is None:
+        self._judge(cur, record, applied)
+
+    def _judge(self, cur: psycopg.Cursor, record, applied: Applied) -> None:
+        """The findings of one label event (or one label's step in a batch movement)."""
+        if applied.signed.event.subject_type != "label" or applied.before is None:
             return
         e = applied.signed.event
         before = applied.before

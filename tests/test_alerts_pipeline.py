@@ -9,9 +9,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ledger import gs1, scan_inbox
+from ledger import batches, gs1, scan_inbox
 from tests.alerts_world import TimedCast, alerts, detect_all, kinds_by_serial
-from tests.helpers import gtin, shipped_payload
+from tests.helpers import gtin, issued_payload, shipped_payload
 from tests.pipeline import founded_ledger, relay_all
 
 
@@ -159,3 +159,26 @@ def test_a_rebuilt_detector_raises_the_same_alerts(world):
     live, rebuilt = alerts(settings), alerts(settings, "alerts_rebuild")
     assert {r["kind"] for r in live} == {"diversion_territory", "clone_impossible_travel"}
     assert strip(rebuilt) == strip(live)
+
+
+def test_a_batch_receipt_outside_the_territory_is_judged_label_by_label(world):
+    """A movement is one signed event for many labels; the detector judges each label's step
+    like the single event it stands for (issue 16): a retailer receiving a batch outside the
+    territory it was shipped for raises a diversion on every label of it, and nothing on a
+    batch received inside."""
+    settings, ledger, cast = world
+    serials = [gs1.new_serial() for _ in range(8)]
+    issued = batches.issuance(issued_payload(gtin()), serials, actor="acme", key=cast.keys["acme"])
+    assert ledger.append_batch(issued.signed, issued.manifest).status == "accepted"
+    ship, opening = batches.movement("BatchShipped", [(s, 1, h) for s, h in zip(serials, issued.step_hashes())], actor="acme", key=cast.keys["acme"],
+                                     region="4403", confidential={"consignee": "retailer", "territory": "44", "channel": "offline_retail"})
+    assert ledger.append_batch(ship.signed, ship.manifest, opening=opening).status == "accepted"
+    heads = dict(zip(serials, ship.step_hashes()))
+    away, home = serials[:5], serials[5:]
+    for received, region in ((away, "310101"), (home, "440305")):
+        receipt, _ = batches.movement("BatchReceived", [(s, 2, heads[s]) for s in received], actor="retailer", key=cast.keys["retailer"], region=region)
+        assert ledger.append_batch(receipt.signed, receipt.manifest).status == "accepted"
+    relay_all(settings)
+    detect_all(settings)
+    found = kinds_by_serial(alerts(settings))
+    assert {s: found.get(s) for s in serials} == {s: ({"diversion_territory"} if s in away else None) for s in serials}
