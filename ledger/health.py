@@ -11,6 +11,17 @@ async def ping(conn: psycopg.AsyncConnection) -> None:
     await conn.execute("SELECT 1")
 
 
+def write_store_answers(ledger, timeout: float = 2.0) -> None:
+    """Raise unless the ledger's event store hands out a working connection within ``timeout``.
+
+    The event store has its own pool (eventsourcing's). After a database restart that pool
+    reconnects with a growing back-off, later than the API's read pool: readiness must wait
+    for it, or the first write after "ready" waits its whole timeout and answers 503.
+    """
+    with ledger.app.recorder.datastore.pool.connection(timeout=timeout) as conn:
+        conn.execute("SELECT 1")
+
+
 async def projector_lag(conn: psycopg.AsyncConnection, label_topic: str, schema: str = "verification") -> int:
     """Label-topic entries of the log not yet consumed by the ``schema`` projectors.
 

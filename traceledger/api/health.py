@@ -15,7 +15,7 @@ import time
 from fastapi import APIRouter, Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
-from ledger.health import ping, projector_lag
+from ledger.health import ping, projector_lag, write_store_answers
 from projections.ops_metrics import parked
 from traceledger.api.dependencies import pool_of
 from traceledger.api.errors import purge_broken_connections
@@ -56,6 +56,7 @@ async def _checks(request: Request, pool: AsyncConnectionPool) -> dict:
             # The verification projectors' parked records (what the API answers from); the detector's are in the metrics.
             n, age = (await parked(conn, ("verification",))).get("verification", (0, 0.0))
             checks["parked"] = {"records": n, "oldest_seconds": round(age, 1)}
+        await asyncio.to_thread(write_store_answers, request.app.state.ledger)
     except Exception as exc:  # noqa: BLE001 -- any failure (the pool timing out too) means not ready, reported
         checks["database"] = f"unavailable: {type(exc).__name__}"
         purge_broken_connections(request)
