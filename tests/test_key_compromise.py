@@ -77,7 +77,14 @@ def test_batch_issued_labels_are_judged_by_their_batch_key_and_time(api):
         early, late = [gs1.new_serial() for _ in range(2)], [gs1.new_serial() for _ in range(2)]
         assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
         for serials, when in ((early, now - timedelta(hours=2)), (late, now - timedelta(minutes=10))):
-            assert ledger.append_batch(*batch_issued_at(cast, serials, when)).status == "accepted"
+            signed, manifest = batch_issued_at(cast, serials, when)
+            assert ledger.append_batch(signed, manifest).status == "accepted"
+            for s in serials:
+                cast.heads[("label", s)] = (0, batches.step_hash(signed.hash, batches.leaf_of(batches.LabelStep(s))))
+        # A later single event of a batch label (before the declaration): its chain's first stored row is this
+        # Shipped, yet the label is still judged by the batch that issued it.
+        (shipped,) = ledger.append([cast.event("acme", "label", late[1], "Shipped", shipped_payload("distributor"))])
+        assert shipped.status == "accepted", shipped
         since = now - timedelta(hours=1)
         declared = cast.event("registrar", "actor", "acme", "ActorKeyCompromised", {"key_id": cast.keys["acme"].key_id, "since": since, "reason": "signing key copied"})
         assert ledger.append([declared])[0].status == "accepted"
