@@ -6,18 +6,19 @@ declaration the key signs nothing more (the ledger refuses it); what it signed
 before the declaration stays on the log, and a label whose ``Issued`` it signed at
 or after ``since`` may be a thief's: its consumer view answers ``suspicious``
 instead of ``genuine`` (recalled and counterfeit stay what they are). Labels the
-key issued before ``since`` stay genuine.
+key issued before ``since`` stay genuine. A label issued in a batch (event.v3
+``BatchIssued``, the CLI's default) has no ``Issued`` of its own: the batch event
+that issued it (``public.label_heads`` names it) is judged the same way, by its
+``key_id`` and ``occurred_at``.
 
 :class:`CompromiseCheck` asks the write model (the registry every signed request
 reads): the producer's actor state, cached for :data:`CACHE_SECONDS` (a declaration
 takes effect within that), and only for a producer with a compromised key the
-label's first stored event (its ``Issued``, whose key and time
-:func:`ledger.lifecycle.signed_while_compromised` judges). So the common case, a
-producer with no compromised key, costs no query per view after the first.
-:func:`mark` is the pure step the consumer view applies.
-
-Not covered: labels issued in a batch (event.v3 ``BatchIssued``) have no ``Issued``
-of their own; their batch's key is not looked up yet.
+label's issuing event: its batch's ``BatchIssued`` when ``public.label_heads`` has
+the label (one primary-key lookup, then the batch event), else its first stored event
+(its ``Issued``); :func:`ledger.lifecycle.signed_while_compromised` judges its key and
+time. So the common case, a producer with no compromised key, costs no query per
+view after the first. :func:`mark` is the pure step the consumer view applies.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from ledger.events import decode_signed
+from ledger.events import Event, decode_signed
 from ledger.lifecycle import ActorState, signed_while_compromised
 from ledger.service import Ledger
 from ledger.store import chain_id
@@ -61,13 +62,25 @@ class CompromiseCheck:
         actor = self.actor(producer) if producer else None
         if actor is None or not actor.compromised:
             return None
-        stored = self.ledger.app.recorder.select_events(chain_id("label", serial), limit=1)
-        if not stored:
-            return None
-        event = decode_signed(*self.ledger.app.signed_parts(stored[0])).event
-        if event.kind != "Issued" or event.actor != actor.actor_id:
+        event = self.issuing_event(serial)
+        if event is None or event.kind not in ("Issued", "BatchIssued") or event.actor != actor.actor_id:
             return None
         return signed_while_compromised(event, actor)
+
+    def issuing_event(self, serial: str) -> Event | None:
+        """The event that issued ``serial``: its batch's ``BatchIssued``, else its own first stored event."""
+        app = self.ledger.app
+        with app.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            # A batch-issued label's chain has no row of its own for its first step (ledger/store.py):
+            # its head row names the batch event, stored once on the batch's chain.
+            cur.execute("SELECT m.batch_id FROM public.label_heads h JOIN public.batch_manifests m ON m.event_id = h.batch_event "
+                        "WHERE h.serial = %s", (serial,))
+            row = cur.fetchone()
+        if row is not None:
+            record = app.batch_record(row["batch_id"])
+            return None if record is None else decode_signed(record[0], record[1]).event
+        stored = app.recorder.select_events(chain_id("label", serial), limit=1)
+        return decode_signed(*app.signed_parts(stored[0])).event if stored else None
 
 
 def mark(view: dict, since: datetime | None) -> dict:

@@ -4,16 +4,18 @@ On the real stack (ledger -> relay -> Kafka -> projector -> API): acme issues on
 two hours ago and one ten minutes ago; a registrar declares acme's key compromised since
 an hour ago (event.v4 ``ActorKeyCompromised``). The earlier label still answers genuine,
 the later one suspicious with the reason, on the JSON view and the QR page; the key
-itself signs nothing more.
+itself signs nothing more. Labels issued in batches (event.v3 ``BatchIssued``, the CLI's
+default) are judged by their batch event's key and time the same way.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from ledger import gs1, key_compromise
+from ledger import batches, gs1, key_compromise
 from ledger.events import new_event
 from ledger.service import Ledger
 from tests.helpers import issued_payload, shipped_payload
@@ -54,6 +56,50 @@ def test_labels_issued_after_the_compromise_answer_suspicious_earlier_ones_genui
         pages = {s: httpx.get(f"{url}/01/{issued_payload()['gtin']}/21/{s}?lang=en", timeout=30) for s in (before, after)}
         assert {p.status_code for p in pages.values()} == {200}
         assert "Suspicious" in pages[after].text and "Suspicious" not in pages[before].text
+    finally:
+        ledger.close()
+
+
+def batch_issued_at(cast, serials: list[str], when: datetime):
+    """``(signed BatchIssued, manifest)`` of ``serials`` by acme, dated ``when`` (:func:`ledger.batches.issuance` dates it now)."""
+    key, steps = cast.keys["acme"], [batches.LabelStep(s) for s in serials]
+    body = {k: issued_payload().get(k) for k in ("gtin", "lot", "expiry", "product", "region")}
+    body.update(count=len(steps), labels_root=batches.labels_root(steps), pin_secret=None)
+    e = new_event(subject_type="batch", subject=str(uuid.uuid4()), kind="BatchIssued", payload=body, actor="acme", key_id=key.key_id, occurred_at=when)
+    return e.sign(key), batches.encode_manifest(steps)
+
+
+def test_batch_issued_labels_are_judged_by_their_batch_key_and_time(api):
+    settings, url, cast = api["settings"], api["url"], api["cast"]
+    ledger = Ledger(settings)
+    try:
+        now = datetime.now(timezone.utc)
+        early, late = [gs1.new_serial() for _ in range(2)], [gs1.new_serial() for _ in range(2)]
+        assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
+        for serials, when in ((early, now - timedelta(hours=2)), (late, now - timedelta(minutes=10))):
+            signed, manifest = batch_issued_at(cast, serials, when)
+            assert ledger.append_batch(signed, manifest).status == "accepted"
+            for s in serials:
+                cast.heads[("label", s)] = (0, batches.step_hash(signed.hash, batches.leaf_of(batches.LabelStep(s))))
+        # A later single event of a batch label (before the declaration): its chain's first stored row is this
+        # Shipped, yet the label is still judged by the batch that issued it.
+        (shipped,) = ledger.append([cast.event("acme", "label", late[1], "Shipped", shipped_payload("distributor"))])
+        assert shipped.status == "accepted", shipped
+        since = now - timedelta(hours=1)
+        declared = cast.event("registrar", "actor", "acme", "ActorKeyCompromised", {"key_id": cast.keys["acme"].key_id, "since": since, "reason": "signing key copied"})
+        assert ledger.append([declared])[0].status == "accepted"
+        relay_all(settings)
+        project_all(settings)
+
+        for s in early:
+            assert httpx.get(f"{url}/v1/labels/{s}", timeout=30).json()["verdict"] == "genuine"
+        for s in late:
+            view = httpx.get(f"{url}/v1/labels/{s}", timeout=30).json()
+            assert view["verdict"] == "suspicious", view
+            assert any("compromised" in r for r in view["reasons"]), view
+        pages = {s: httpx.get(f"{url}/01/{issued_payload()['gtin']}/21/{s}?lang=en", timeout=30) for s in (early[0], late[0])}
+        assert {p.status_code for p in pages.values()} == {200}
+        assert "Suspicious" in pages[late[0]].text and "Suspicious" not in pages[early[0]].text
     finally:
         ledger.close()
 
