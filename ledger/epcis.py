@@ -59,7 +59,7 @@ CHILD_KIND = {"Packed": "PackedInto", "Unpacked": "UnpackedFrom"}
 PARENT_KIND = {v: k for k, v in CHILD_KIND.items()}
 _ACTION = {"Issued": "ADD", "ContainerCreated": "ADD", "LotCommissioned": "ADD", "Decommissioned": "DELETE",
            "Packed": "ADD", "PackedInto": "ADD", "Unpacked": "DELETE", "UnpackedFrom": "DELETE",
-           "BatchIssued": "ADD", "BatchDecommissioned": "DELETE"}
+           "BatchIssued": "ADD", "BatchDecommissioned": "DELETE", "Associated": "ADD", "Disassociated": "DELETE"}
 # Where the objects are after the event: the signing party's site.
 _AT_SIGNER = {"Issued", "Received", "ContainerCreated", "Packed", "Unpacked", "LotCommissioned", "Transformed",
               "BatchIssued", "BatchReceived"}
@@ -199,6 +199,10 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
         parent = e.subject if e.kind in CHILD_KIND else p["container"]
         children = p["children"] if e.kind in CHILD_KIND else [e.subject]
         out.update(type="AggregationEvent", parentID=sscc_uri(parent, host), childEPCs=[_epc(c, gtin_of, host) for c in children])
+        out["action"] = _ACTION[e.kind]
+    elif e.kind in ("Associated", "Disassociated"):
+        # event.v4: an AssociationEvent; the parent is any identifier (a GIAI, a GRAI...), kept as the partner wrote it.
+        out.update(type="AssociationEvent", parentID=p["parent"], childEPCs=[_epc(e.subject, gtin_of, host)])
         out["action"] = _ACTION[e.kind]
     elif e.kind == "Transformed":
         out.update(type="TransformationEvent",

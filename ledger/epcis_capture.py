@@ -21,8 +21,9 @@ What maps (CBV 2.0 bare words or their URI forms):
 | ``inspecting`` + ``non_conformant`` | ``FlaggedCounterfeit`` (a regulator's) |
 | AggregationEvent ADD / DELETE | ``Packed`` + ``PackedInto`` per child / ``Unpacked`` + ``UnpackedFrom`` |
 | TransformationEvent of LGTIN classes, one output | ``Transformed`` |
+| AssociationEvent ADD / DELETE | ``Associated`` / ``Disassociated`` per child (label or container), parent kept as written |
 
-Everything else (AssociationEvent, TransactionEvent, error declarations,
+Everything else (TransactionEvent, error declarations,
 quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason.
 
 event.v4 keeps what the partner's event said beside the ledger's own fields
@@ -266,8 +267,9 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
     if "errorDeclaration" in item:
         raise Refused("not_captured", "an error declaration is not captured: the ledger is append-only, "
                       "so a correction is its own event (a recall, a decommissioning...)", field="errorDeclaration")
-    if kind in ("AssociationEvent", "TransactionEvent"):
-        raise Refused("not_captured", f"no ledger event holds a {kind} yet (asked for in docs/design/event-v3-requests.md)", field="type")
+    if kind == "TransactionEvent":
+        raise Refused("not_captured", "no ledger event holds a TransactionEvent (its bizTransactionList is kept on the "
+                      "events of the objects it names)", field="type")
     occurred_at = datetime.fromisoformat(item["eventTime"].replace("Z", "+00:00"))
     mapped = Mapped(index, key, occurred_at, [], ignored=_ignored(item))
     if kind == "ObjectEvent":
@@ -276,6 +278,8 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
         _aggregation_event(item, mapped, signer, defaults)
     elif kind == "TransformationEvent":
         _transformation_event(item, mapped)
+    elif kind == "AssociationEvent":
+        _association_event(item, mapped)
     else:
         raise Refused("not_captured", f"unknown event type {str(kind)[:40]!r}", field="type")
     kinds = {c.kind for c in mapped.commands}
@@ -516,3 +520,20 @@ def _transformation_event(item: dict, mapped: Mapped) -> None:
     if not inputs or len(outputs) != 1:
         raise Refused("not_captured", "a transformation is captured with input lots and exactly one output lot", field="outputQuantityList")
     mapped.commands.append(Command("lot", outputs[0], "Transformed", {"inputs": inputs, "region": None}))
+
+
+def _association_event(item: dict, mapped: Mapped) -> None:
+    """ADD / DELETE: ``Associated`` / ``Disassociated`` per child label or container, the parent as written
+    (any identifier: the ledger tracks no GIAI/GRAI, so it is kept as text, never resolved)."""
+    parent, action = item.get("parentID"), item.get("action")
+    if not _text(parent):
+        raise Refused("missing_field", f"an AssociationEvent is captured with its parentID (at most {MAX_EPCIS_TEXT} characters)", field="parentID")
+    if action not in ("ADD", "DELETE"):
+        raise Refused("not_captured", "an AssociationEvent OBSERVE has no ledger event (ADD and DELETE do)", field="action")
+    if item.get("childQuantityList"):
+        raise Refused("not_captured", "quantities cannot be associated: the ledger associates identified items", field="childQuantityList")
+    children = _epcs(item.get("childEPCs"), mapped)
+    if not children:
+        raise Refused("missing_field", "an association needs childEPCs", field="childEPCs")
+    kind = "Associated" if action == "ADD" else "Disassociated"
+    mapped.commands += [Command(t, c, kind, {"parent": parent}) for t, c in children]

@@ -103,3 +103,26 @@ def test_what_the_ledger_cannot_hold_is_reported_as_ignored(change, name):
     assert name in m.ignored
     # What is kept still signs: a value the ledger would refuse is never put on the payload.
     Cast().event("acme", "label", "2017", "Shipped", m.commands[0].payload, seq=1, prev=b"\x01" * 32)
+
+
+def test_an_association_round_trips():
+    cast = Cast()
+    issued = cast.event("acme", "label", "2017", "Issued", issued_payload())
+    gtin = issued.event.payload["gtin"]
+    item = {"type": "AssociationEvent", "eventID": "urn:uuid:7d6c6a4e-0000-4000-8000-0000000000a1", "eventTime": "2019-11-01T13:00:00Z",
+            "eventTimeZoneOffset": "+01:00", "parentID": "urn:epc:id:grai:4012345.55555.987", "action": "ADD", "bizStep": "assembling",
+            "childEPCs": [f"https://{HOST}/01/{gtin}/21/2017"], "readPoint": {"id": "urn:epc:id:sgln:4012345.00001.0"}}
+    signed = [issued]
+    for action, kind in (("ADD", "Associated"), ("DELETE", "Disassociated")):
+        m = map_event(0, item["eventID"], item | {"action": action}, "acme", DEFAULTS)
+        assert [(c.kind, c.subject, c.payload["parent"]) for c in m.commands] == [(kind, "2017", item["parentID"])] and m.ignored == []
+        signed.append(cast.event("acme", "label", "2017", kind, m.commands[0].payload))
+    doc = epcis.export(signed, lambda _: gtin, HOST)
+    assert not list(schema_validator().iter_errors(doc))
+    added, deleted = doc["epcisBody"]["eventList"][1:]
+    for out, action in ((added, "ADD"), (deleted, "DELETE")):
+        assert out["type"] == "AssociationEvent" and out["action"] == action and out["bizStep"] == ("assembling" if action == "ADD" else "disassembling")
+        assert (out["parentID"], out["childEPCs"], out["readPoint"]) == (item["parentID"], item["childEPCs"], item["readPoint"])
+    assert [s.event.kind for s in epcis.signed_events_of(doc, lambda _: gtin, HOST)[0]] == ["Issued", "Associated", "Disassociated"]
+    with pytest.raises(Exception, match="OBSERVE"):
+        map_event(0, "k", item | {"action": "OBSERVE"}, "acme", DEFAULTS)
