@@ -23,7 +23,8 @@ What maps (CBV 2.0 bare words or their URI forms):
 | TransformationEvent of LGTIN classes, one output | ``Transformed`` |
 | AssociationEvent ADD / DELETE | ``Associated`` / ``Disassociated`` per child (label or container), parent kept as written |
 
-Everything else (TransactionEvent, error declarations,
+An error declaration is ``Retracted`` / ``Corrected`` (:func:`error_declaration`).
+Everything else (TransactionEvent,
 quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason.
 
 event.v4 keeps what the partner's event said beside the ledger's own fields
@@ -254,6 +255,8 @@ def map_document(doc: dict, signer: str, defaults: Defaults) -> list[Mapped | Un
     out: list[Mapped | Unmapped] = []
     for index, item in enumerate(doc["epcisBody"]["eventList"]):
         key = event_key(item)
+        if "errorDeclaration" in item:
+            key = DECLARATION_KEY + key  # the declaration repeats the eventID of the event in error: its own key
         try:
             out.append(map_event(index, key, item, signer, defaults))
         except Refused as exc:
@@ -265,8 +268,7 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
     """One EPCIS event's ledger commands; :class:`Refused` says why there are none."""
     kind = item.get("type")
     if "errorDeclaration" in item:
-        raise Refused("not_captured", "an error declaration is not captured: the ledger is append-only, "
-                      "so a correction is its own event (a recall, a decommissioning...)", field="errorDeclaration")
+        return error_declaration(index, key, item, signer, defaults)
     if kind == "TransactionEvent":
         raise Refused("not_captured", "no ledger event holds a TransactionEvent (its bizTransactionList is kept on the "
                       "events of the objects it names)", field="type")
@@ -401,6 +403,37 @@ def _object_event(item: dict, mapped: Mapped, signer: str, defaults: Defaults) -
 
 
 _BATCH_KEPT = ("biz_transactions", "read_point", "biz_location", "epcis_event_id")  # what BatchIssued holds of event.v4
+DECLARATION_KEY = "errorDeclaration:"
+_UUID_URN = re.compile(r"urn:uuid:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+
+
+def error_declaration(index: int, key: str, item: dict, signer: str, defaults: Defaults) -> Mapped:
+    """An EPCIS error declaration as ``Retracted`` (no corrective events) or ``Corrected`` per ledger event the
+    declared event was captured as: the event is mapped again without its declaration, and the ids of its
+    ledger events follow from the signer and its eventID (:func:`ledger_event_id`), so only events captured by
+    this signer are declared. Corrective events must be named by ledger event ids (``urn:uuid:``, as exports
+    name them): a partner's own eventID says nothing the ledger can check."""
+    declaration = item["errorDeclaration"] if isinstance(item.get("errorDeclaration"), dict) else {}
+    original = {k: v for k, v in item.items() if k != "errorDeclaration"}
+    if not isinstance(original.get("eventID"), str):
+        raise Refused("missing_field", "an error declaration names the event in error by its eventID", field="eventID")
+    declared = map_event(index, original["eventID"], original, signer, defaults)
+    if batch_issuance(declared) is not None:
+        raise Refused("not_captured", "a batch commissioning is declared in error with the batch tools, not by capture", field="errorDeclaration")
+    corrective = [_UUID_URN.fullmatch(str(x)) for x in declaration.get("correctiveEventIDs") or ()]
+    if not all(corrective):
+        raise Refused("not_captured", "correctiveEventIDs must name ledger events (urn:uuid:<ledger event id>)", field="errorDeclaration")
+    reason = _word(declaration.get("reason"), "ER") or "unspecified"
+    at = declaration.get("declarationTime") or item["eventTime"]
+    mapped = Mapped(index, key, datetime.fromisoformat(at.replace("Z", "+00:00")), [])
+    for c in declared.commands:
+        payload = {"event_id": ledger_event_id(signer, original["eventID"], c), "reason": reason}
+        if corrective:
+            payload["corrective_event_ids"] = [m[1] for m in corrective]
+        mapped.commands.append(Command(c.subject_type, c.subject, "Corrected" if corrective else "Retracted", payload))
+    return mapped
+
+
 MIN_BATCH = 2  # a commissioning of one label stays one Issued event
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ledger import epcis
-from ledger.epcis_capture import Defaults, Mapped, map_document, map_event, read_document
+from ledger.epcis_capture import Defaults, Mapped, ledger_event_id, map_document, map_event, read_document
 from tests.helpers import Cast, issued_payload
 from tests.test_epcis_cli import schema_validator
 
@@ -126,3 +126,24 @@ def test_an_association_round_trips():
     assert [s.event.kind for s in epcis.signed_events_of(doc, lambda _: gtin, HOST)[0]] == ["Issued", "Associated", "Disassociated"]
     with pytest.raises(Exception, match="OBSERVE"):
         map_event(0, "k", item | {"action": "OBSERVE"}, "acme", DEFAULTS)
+
+
+def test_an_error_declaration_retracts_or_corrects_the_captured_events():
+    cast = Cast()
+    (command,) = map_event(0, SHIPPING["eventID"], SHIPPING, "acme", DEFAULTS).commands
+    # The id the capture client signed the shipment with (traceledger.cli.epcis_capture.sign_group).
+    in_error = ledger_event_id("acme", SHIPPING["eventID"], command)
+    fix = "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+    for declaration, kind in (({"declarationTime": "2021-02-01T22:46:31Z", "reason": "did_not_occur"}, "Retracted"),
+                              ({"declarationTime": "2021-02-01T22:46:31Z", "reason": "incorrect_data", "correctiveEventIDs": [f"urn:uuid:{fix}"]}, "Corrected")):
+        item = SHIPPING | {"errorDeclaration": declaration}
+        (m,) = map_document({"epcisBody": {"eventList": [item]}}, "acme", DEFAULTS)
+        assert m.key == "errorDeclaration:" + SHIPPING["eventID"]  # not a replay of the event it declares
+        (c,) = m.commands
+        assert (c.kind, c.subject, c.payload["event_id"], c.payload["reason"]) == (kind, "2017", in_error, declaration["reason"])
+        signed = cast.event("acme", "label", "2017", c.kind, c.payload, seq=2, prev=b"\x01" * 32)
+        assert signed.event.payload.get("corrective_event_ids", []) == ([fix] if kind == "Corrected" else [])
+    # GS1's example names its corrective events by the partner's eventIDs: nothing the ledger can check.
+    doc = read_document((GS1 / "Example_9.6.1-ObjectEvent-with-error-declaration.jsonld").read_bytes())
+    refused = map_document(doc, "gs1co", DEFAULTS)[0]
+    assert refused.code == "not_captured" and "correctiveEventIDs" in refused.detail
