@@ -108,6 +108,24 @@ def test_standard_capture_on_the_real_api(world):
     gs1_examples(world)
     replayed_document(world)
     attacks(world)
+    association_and_retraction(world)
+
+
+def association_and_retraction(world):
+    """event.v4: an AssociationEvent and an error declaration of it are captured and signed as the ledger's own."""
+    label = "urn:epc:id:sgtin:0614141.107346.ASSOC1"
+    associate = {"type": "AssociationEvent", "eventID": "urn:uuid:7d6c6a4e-0000-4000-8000-0000000000b2", "eventTime": "2019-11-01T13:00:00Z",
+                 "eventTimeZoneOffset": "+00:00", "parentID": "urn:epc:id:grai:4012345.55555.987", "childEPCs": [label],
+                 "action": "ADD", "bizStep": "assembling", "readPoint": {"id": "urn:epc:id:sgln:4012345.00001.0"}}
+    retract = associate | {"errorDeclaration": {"declarationTime": "2019-11-02T00:00:00Z", "reason": "did_not_occur"}}
+    before = ledger_size(world)
+    doc = document(commissioning([label], "urn:uuid:7d6c6a4e-0000-4000-8000-0000000000b1"), associate, retract)
+    _, job, _ = capture(world, write(world, "assoc.jsonld", doc), "gs1co", code=0)
+    assert statuses(job) == [("accepted", None)] * 3 and ledger_size(world) == before + 3
+    relay_all(world["settings"])
+    events = signed_get(world, "gs1co", "/v1/epcis/events?serial=ASSOC1").json()["epcisBody"]["eventList"]
+    assert [(e["type"], e.get("action")) for e in events] == [("ObjectEvent", "ADD"), ("AssociationEvent", "ADD")]  # declarations: no export yet
+    assert events[1]["parentID"] == associate["parentID"] and events[1]["tl:epcisEventID"] == associate["eventID"]
 
 
 def gs1_examples(world):
