@@ -59,7 +59,7 @@ CHILD_KIND = {"Packed": "PackedInto", "Unpacked": "UnpackedFrom"}
 PARENT_KIND = {v: k for k, v in CHILD_KIND.items()}
 _ACTION = {"Issued": "ADD", "ContainerCreated": "ADD", "LotCommissioned": "ADD", "Decommissioned": "DELETE",
            "Packed": "ADD", "PackedInto": "ADD", "Unpacked": "DELETE", "UnpackedFrom": "DELETE",
-           "BatchIssued": "ADD", "BatchDecommissioned": "DELETE"}
+           "BatchIssued": "ADD", "BatchDecommissioned": "DELETE", "Associated": "ADD", "Disassociated": "DELETE"}
 # Where the objects are after the event: the signing party's site.
 _AT_SIGNER = {"Issued", "Received", "ContainerCreated", "Packed", "Unpacked", "LotCommissioned", "Transformed",
               "BatchIssued", "BatchReceived"}
@@ -200,6 +200,10 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
         children = p["children"] if e.kind in CHILD_KIND else [e.subject]
         out.update(type="AggregationEvent", parentID=sscc_uri(parent, host), childEPCs=[_epc(c, gtin_of, host) for c in children])
         out["action"] = _ACTION[e.kind]
+    elif e.kind in ("Associated", "Disassociated"):
+        # event.v4: an AssociationEvent; the parent is any identifier (a GIAI, a GRAI...), kept as the partner wrote it.
+        out.update(type="AssociationEvent", parentID=p["parent"], childEPCs=[_epc(e.subject, gtin_of, host)])
+        out["action"] = _ACTION[e.kind]
     elif e.kind == "Transformed":
         out.update(type="TransformationEvent",
                    inputQuantityList=[{"epcClass": lot_uri(k, host)} for k in p["inputs"]],
@@ -226,6 +230,7 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
     elif kind == "Received":
         # The receiver takes custody (possession); who owns the goods the ledger does not record.
         out["destinationList"] = [{"type": "possessing_party", "destination": party_uri(e.actor, host)}]
+    _captured_fields(p, out)
     if kind == "Recalled":
         # A recall stays with the objects after this event (EPCIS 2.0 persistent disposition).
         out["persistentDisposition"] = {"set": ["recalled"]}
@@ -241,6 +246,26 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
                        "payload": {k: _jsonable(v) for k, v in p.items() if v is not None}}
     out[SIGNED] = [signed_entry(s, manifests) for s in group]
     return out
+
+
+def _captured_fields(p: dict, out: dict) -> None:
+    """event.v4: what a captured EPCIS event said (ledger.epcis_capture) replaces the ledger's own view of the
+    same field: the partner's SGLNs, its source/destination lists, its business transactions and sensor data;
+    its eventID stays in ``tl:epcisEventID`` because ``eventID`` is the ledger event's id the query API finds."""
+    if p.get("read_point"):
+        out["readPoint"] = {"id": p["read_point"]}
+    if p.get("biz_location"):
+        out["bizLocation"] = {"id": p["biz_location"]}
+    if p.get("biz_transactions"):
+        out["bizTransactionList"] = [{"type": t["type"], "bizTransaction": t["value"]} for t in p["biz_transactions"]]
+    if p.get("sources"):
+        out["sourceList"] = [{"type": x["type"], "source": x["value"]} for x in p["sources"]]
+    if p.get("destinations"):
+        out["destinationList"] = [{"type": x["type"], "destination": x["value"]} for x in p["destinations"]]
+    if p.get("sensor_data"):
+        out["sensorElementList"] = json.loads(p["sensor_data"])
+    if p.get("epcis_event_id"):
+        out["tl:epcisEventID"] = p["epcis_event_id"]
 
 
 def signed_entry(s: SignedEvent, manifests: Mapping[str, bytes]) -> dict:

@@ -21,12 +21,20 @@ What maps (CBV 2.0 bare words or their URI forms):
 | ``inspecting`` + ``non_conformant`` | ``FlaggedCounterfeit`` (a regulator's) |
 | AggregationEvent ADD / DELETE | ``Packed`` + ``PackedInto`` per child / ``Unpacked`` + ``UnpackedFrom`` |
 | TransformationEvent of LGTIN classes, one output | ``Transformed`` |
+| AssociationEvent ADD / DELETE | ``Associated`` / ``Disassociated`` per child (label or container), parent kept as written |
 
-Everything else (AssociationEvent, TransactionEvent, error declarations,
-quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason. Fields
-the ledger's signed events cannot hold yet (bizTransactionList, sensor data,
-readPoint SGLNs...) are named in each mapped event's ``ignored`` list, never
-dropped silently (docs/design/event-v3-requests.md asks for them).
+An error declaration is ``Retracted`` / ``Corrected`` (:func:`error_declaration`).
+Everything else (TransactionEvent,
+quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason.
+
+event.v4 keeps what the partner's event said beside the ledger's own fields
+(:func:`keep_epcis_fields`): its ``eventID`` (``epcis_event_id``),
+``bizTransactionList``, ``readPoint`` / ``bizLocation`` when they are SGLNs,
+``sourceList`` / ``destinationList`` on a shipment and ``sensorElementList``
+(canonical JSON bytes) on a shipment or receipt, each only on the kinds whose
+schema holds it (:data:`KEPT_BY_KIND`). A field no command of the event can
+hold (a non-SGLN place, sensor data on a commissioning...) is named in the
+mapped event's ``ignored`` list, never dropped silently.
 
 Each event has a *key*: its ``eventID``, or for an event without one the
 SHA-256 of its canonical JSON. Ledger event ids are derived from the signer
@@ -37,6 +45,7 @@ same ids, and the server refuses an EPCIS event captured before.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -47,6 +56,7 @@ import orjson
 
 from ledger import epcis, gs1
 from ledger.errors import Refused
+from ledger.events import MAX_EPCIS_LIST, MAX_EPCIS_TEXT, MAX_SENSOR_BYTES, SOURCE_DEST_TYPES, validate_sgln
 
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_EPCIS_EVENTS = 2000  # EPCIS events per captured document
@@ -59,11 +69,22 @@ _SSCC = re.compile(r"urn:epc:id:sscc:([0-9]{6,12})\.([0-9]{5,11})")
 _LGTIN = re.compile(r"urn:epc:class:lgtin:([0-9]{6,12})\.([0-9]{1,7})\.(.{1,80})")
 _DL_ITEM = re.compile(r".*/01/([0-9]{14})/21/([^/]+)")
 _DL_SSCC = re.compile(r".*/00/([0-9]{18})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DL_LOT = re.compile(r".*/01/([0-9]{14})/10/([^/]+)")
 # Fields every mapping reads; anything else on an event is reported as ignored.
 _READ = {"type", "eventID", "eventTime", "eventTimeZoneOffset", "recordTime", "action", "bizStep", "disposition",
          "epcList", "quantityList", "parentID", "childEPCs", "ilmd", "destinationList",
          "inputQuantityList", "outputQuantityList", "certificationInfo"}
+# event.v4 fields (payload name) each ledger kind holds (schemas/event.v4.avsc); every placed kind holds
+# read_point, biz_location and epcis_event_id.
+KEPT_BY_KIND = {
+    "Shipped": {"biz_transactions", "sources", "destinations", "sensor_data"},
+    "Received": {"biz_transactions", "sensor_data"},
+    "Issued": {"biz_transactions"},
+}
+# EPCIS field -> payload field, for what keep_epcis_fields carries over.
+KEPT_FIELDS = {"bizTransactionList": "biz_transactions", "readPoint": "read_point", "bizLocation": "biz_location",
+               "sourceList": "sources", "destinationList": "destinations", "sensorElementList": "sensor_data"}
 _READ_ILMD = {"cbvmda:lotNumber", "lotNumber", "cbvmda:itemExpirationDate", "itemExpirationDate",
               "cbvmda:descriptionShort", "descriptionShort"}
 
@@ -234,6 +255,8 @@ def map_document(doc: dict, signer: str, defaults: Defaults) -> list[Mapped | Un
     out: list[Mapped | Unmapped] = []
     for index, item in enumerate(doc["epcisBody"]["eventList"]):
         key = event_key(item)
+        if "errorDeclaration" in item:
+            key = DECLARATION_KEY + key  # the declaration repeats the eventID of the event in error: its own key
         try:
             out.append(map_event(index, key, item, signer, defaults))
         except Refused as exc:
@@ -245,10 +268,10 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
     """One EPCIS event's ledger commands; :class:`Refused` says why there are none."""
     kind = item.get("type")
     if "errorDeclaration" in item:
-        raise Refused("not_captured", "an error declaration is not captured: the ledger is append-only, "
-                      "so a correction is its own event (a recall, a decommissioning...)", field="errorDeclaration")
-    if kind in ("AssociationEvent", "TransactionEvent"):
-        raise Refused("not_captured", f"no ledger event holds a {kind} yet (asked for in docs/design/event-v3-requests.md)", field="type")
+        return error_declaration(index, key, item, signer, defaults)
+    if kind == "TransactionEvent":
+        raise Refused("not_captured", "no ledger event holds a TransactionEvent (its bizTransactionList is kept on the "
+                      "events of the objects it names)", field="type")
     occurred_at = datetime.fromisoformat(item["eventTime"].replace("Z", "+00:00"))
     mapped = Mapped(index, key, occurred_at, [], ignored=_ignored(item))
     if kind == "ObjectEvent":
@@ -257,11 +280,12 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
         _aggregation_event(item, mapped, signer, defaults)
     elif kind == "TransformationEvent":
         _transformation_event(item, mapped)
+    elif kind == "AssociationEvent":
+        _association_event(item, mapped)
     else:
         raise Refused("not_captured", f"unknown event type {str(kind)[:40]!r}", field="type")
     kinds = {c.kind for c in mapped.commands}
-    if "destinationList" in item and "Shipped" not in kinds:
-        mapped.ignored.append("destinationList")
+    mapped.ignored += keep_epcis_fields(item, mapped.commands)
     if "ilmd" in item and not kinds & {"Issued", "LotCommissioned"}:
         mapped.ignored.append("ilmd")
     if "certificationInfo" in item and "Issued" not in kinds:
@@ -270,10 +294,71 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
 
 
 def _ignored(item: dict) -> list[str]:
-    names = sorted(k for k in item if k not in _READ)
+    names = sorted(k for k in item if k not in _READ and k not in KEPT_FIELDS)
     if isinstance(item.get("ilmd"), dict):
         names += sorted(f"ilmd.{k}" for k in item["ilmd"] if k not in _READ_ILMD)
     return names
+
+
+def epcis_fields(item: dict) -> dict:
+    """The event.v4 payload fields an EPCIS event gives (before choosing which kinds hold them); a value the
+    ledger cannot hold as is (a place that is no SGLN, a business transaction without its type) is left out."""
+    out: dict = {}
+    if _text(item.get("eventID")):
+        out["epcis_event_id"] = item["eventID"]
+    for name in ("readPoint", "bizLocation"):
+        place = (item.get(name) or {}).get("id") if isinstance(item.get(name), dict) else None
+        if _is_sgln(place):
+            out[KEPT_FIELDS[name]] = place
+    bts = item.get("bizTransactionList")
+    if _listed(bts) and all(isinstance(b, dict) and _text(b.get("type")) and _text(b.get("bizTransaction")) for b in bts):
+        out["biz_transactions"] = [{"type": _word(b["type"], "BTT"), "value": b["bizTransaction"]} for b in bts]
+    for name, key in (("sourceList", "source"), ("destinationList", "destination")):
+        entries = item.get(name)
+        if _listed(entries) and all(_party_or_place(e, key) for e in entries):
+            out[KEPT_FIELDS[name]] = [{"type": _word(e["type"], "SDT"), "value": e[key]} for e in entries]
+    if isinstance(item.get("sensorElementList"), list):
+        # The exact canonical form ledger.events checks: sorted keys, no spaces, UTF-8.
+        data = json.dumps(item["sensorElementList"], sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(data) <= MAX_SENSOR_BYTES:
+            out["sensor_data"] = data
+    return out
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_EPCIS_TEXT and not _CONTROL.search(value)
+
+
+def _listed(values) -> bool:
+    return isinstance(values, list) and 0 < len(values) <= MAX_EPCIS_LIST
+
+
+def _party_or_place(entry, key: str) -> bool:
+    if not isinstance(entry, dict) or not _text(entry.get(key)) or _word(entry.get("type"), "SDT") not in SOURCE_DEST_TYPES:
+        return False
+    return _word(entry["type"], "SDT") != "location" or _is_sgln(entry[key])
+
+
+def _is_sgln(value) -> bool:
+    try:
+        validate_sgln(value, "readPoint")
+    except Refused:
+        return False
+    return True
+
+
+def keep_epcis_fields(item: dict, commands: list[Command]) -> list[str]:
+    """Copy the EPCIS event's event.v4 fields onto every command whose kind holds them; the EPCIS field names
+    no command could hold (to report as ``ignored``). A wrong value (too long, a bad type) is refused later by
+    the event's own checks when signed, never truncated here."""
+    given = epcis_fields(item)
+    held: set[str] = set()
+    for c in commands:
+        holds = {"read_point", "biz_location", "epcis_event_id"} | KEPT_BY_KIND.get(c.kind, set())
+        kept = {k: v for k, v in given.items() if k in holds}
+        c.payload.update(kept)
+        held |= kept.keys()
+    return sorted(name for name, key in KEPT_FIELDS.items() if name in item and key not in held)
 
 
 def _epcs(values, mapped: Mapped) -> list[tuple[str, str]]:
@@ -317,6 +402,38 @@ def _object_event(item: dict, mapped: Mapped, signer: str, defaults: Defaults) -
     mapped.commands += [Command("lot", lot, kind, payload) for lot in lots]
 
 
+_BATCH_KEPT = ("biz_transactions", "read_point", "biz_location", "epcis_event_id")  # what BatchIssued holds of event.v4
+DECLARATION_KEY = "errorDeclaration:"
+_UUID_URN = re.compile(r"urn:uuid:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+
+
+def error_declaration(index: int, key: str, item: dict, signer: str, defaults: Defaults) -> Mapped:
+    """An EPCIS error declaration as ``Retracted`` (no corrective events) or ``Corrected`` per ledger event the
+    declared event was captured as: the event is mapped again without its declaration, and the ids of its
+    ledger events follow from the signer and its eventID (:func:`ledger_event_id`), so only events captured by
+    this signer are declared. Corrective events must be named by ledger event ids (``urn:uuid:``, as exports
+    name them): a partner's own eventID says nothing the ledger can check."""
+    declaration = item["errorDeclaration"] if isinstance(item.get("errorDeclaration"), dict) else {}
+    original = {k: v for k, v in item.items() if k != "errorDeclaration"}
+    if not isinstance(original.get("eventID"), str):
+        raise Refused("missing_field", "an error declaration names the event in error by its eventID", field="eventID")
+    declared = map_event(index, original["eventID"], original, signer, defaults)
+    if batch_issuance(declared) is not None:
+        raise Refused("not_captured", "a batch commissioning is declared in error with the batch tools, not by capture", field="errorDeclaration")
+    corrective = [_UUID_URN.fullmatch(str(x)) for x in declaration.get("correctiveEventIDs") or ()]
+    if not all(corrective):
+        raise Refused("not_captured", "correctiveEventIDs must name ledger events (urn:uuid:<ledger event id>)", field="errorDeclaration")
+    reason = _word(declaration.get("reason"), "ER") or "unspecified"
+    at = declaration.get("declarationTime") or item["eventTime"]
+    mapped = Mapped(index, key, datetime.fromisoformat(at.replace("Z", "+00:00")), [])
+    for c in declared.commands:
+        payload = {"event_id": ledger_event_id(signer, original["eventID"], c), "reason": reason}
+        if corrective:
+            payload["corrective_event_ids"] = [m[1] for m in corrective]
+        mapped.commands.append(Command(c.subject_type, c.subject, "Corrected" if corrective else "Retracted", payload))
+    return mapped
+
+
 MIN_BATCH = 2  # a commissioning of one label stays one Issued event
 
 
@@ -327,7 +444,8 @@ def batch_issuance(mapped: Mapped) -> tuple[dict, list[str]] | None:
     commands = mapped.commands
     if len(commands) < MIN_BATCH or any(c.kind != "Issued" for c in commands):
         return None
-    shared = [{k: c.payload[k] for k in ("gtin", "lot", "expiry", "product", "region", "certificates")} for c in commands]
+    shared = [{k: c.payload[k] for k in ("gtin", "lot", "expiry", "product", "region", "certificates", *_BATCH_KEPT) if k in c.payload}
+              for c in commands]
     if any(x != shared[0] for x in shared):
         return None
     return shared[0], [c.subject for c in commands]
@@ -435,3 +553,20 @@ def _transformation_event(item: dict, mapped: Mapped) -> None:
     if not inputs or len(outputs) != 1:
         raise Refused("not_captured", "a transformation is captured with input lots and exactly one output lot", field="outputQuantityList")
     mapped.commands.append(Command("lot", outputs[0], "Transformed", {"inputs": inputs, "region": None}))
+
+
+def _association_event(item: dict, mapped: Mapped) -> None:
+    """ADD / DELETE: ``Associated`` / ``Disassociated`` per child label or container, the parent as written
+    (any identifier: the ledger tracks no GIAI/GRAI, so it is kept as text, never resolved)."""
+    parent, action = item.get("parentID"), item.get("action")
+    if not _text(parent):
+        raise Refused("missing_field", f"an AssociationEvent is captured with its parentID (at most {MAX_EPCIS_TEXT} characters)", field="parentID")
+    if action not in ("ADD", "DELETE"):
+        raise Refused("not_captured", "an AssociationEvent OBSERVE has no ledger event (ADD and DELETE do)", field="action")
+    if item.get("childQuantityList"):
+        raise Refused("not_captured", "quantities cannot be associated: the ledger associates identified items", field="childQuantityList")
+    children = _epcs(item.get("childEPCs"), mapped)
+    if not children:
+        raise Refused("missing_field", "an association needs childEPCs", field="childEPCs")
+    kind = "Associated" if action == "ADD" else "Disassociated"
+    mapped.commands += [Command(t, c, kind, {"parent": parent}) for t, c in children]
