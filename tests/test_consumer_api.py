@@ -655,6 +655,44 @@ def test_a_recall_names_its_hazard_remedy_hotline_and_notice(world):
     assert 'id="hazard">cells may overheat and catch fire while charging<' in en and "replacement: free replacement" in en
 
 
+def _section(page: str, marker: str) -> str:
+    """The HTML from ``marker`` to the end of its section ('' when the page has none)."""
+    if marker not in page:
+        return ""
+    start = page.index(marker)
+    return page[start:page.index("<" if marker.startswith(('id="d-', "data-")) else "</section>", start)]
+
+
+def _facts(view: dict, serial: str) -> dict:
+    """A JSON view without what differs between two labels by construction (serial and its codes, times, trail)."""
+    return {k: v for k, v in view.items() if serial not in str(v) and k not in ("issued_at", "trail", "head", "last_event_at", "recalled_at", "first_scanned_at", "short_code")}
+
+
+@needs_v4
+@pytest.mark.parametrize("single, batch", [("v4_certified", "batch_certified"), ("v4_suspended", "batch_suspended"),
+                                           ("v4_revoked", "batch_revoked")])
+def test_a_batch_issued_label_shows_what_a_single_issued_one_shows(world, single, batch):
+    """Issue 17: the CLI issues in batches; its labels' pages name the batch's certificates (with their
+    status now: the same warning) and production date, exactly as a label with its own Issued."""
+    pages = {p: httpx.get(v4_link(world, p, "?lang=zh"), headers=BROWSER).text for p in (single, batch)}
+    views = {p: httpx.get(v4_link(world, p), headers=JSON).json() for p in (single, batch)}
+    for marker in ('data-verdict="', 'id="certs"', 'id="d-produced"', 'id="d-producer"', 'id="d-product"'):
+        assert _section(pages[batch], marker) == _section(pages[single], marker), marker
+    assert 'id="d-produced">2026-11-20<' in pages[batch] and "CCC 20240111012" in _section(pages[batch], 'id="certs"')
+    assert _facts(views[batch], world.labels[batch]) == _facts(views[single], world.labels[single])
+
+
+@needs_v4
+def test_a_batch_recall_shows_its_hazard_on_each_recalled_labels_page(world):
+    page = httpx.get(v4_link(world, "batch_recalled", "?lang=zh"), headers=BROWSER).text
+    assert 'data-verdict="recalled"' in page and 'id="hazard">cells may swell in storage<' in page
+    assert 'id="d-produced">2026-11-20<' in page and 'href="tel:12315"' in page
+    with psycopg.connect(world.settings.pg_conninfo) as conn:  # only the recalled label of the batch, once
+        rows = conn.execute("SELECT subject FROM verification.recalls WHERE subject_type = 'label' AND reason = %s",
+                            ("cells may swell in storage",)).fetchall()
+    assert [r[0] for r in rows] == [world.labels["batch_recalled"]]
+
+
 @needs_v4
 def test_the_certificate_cli_issues_suspends_reinstates_and_revokes(world, tmp_path):
     """`traceledger certificate …` signs with the certifier's key client-side; the read model follows each step."""
