@@ -12,18 +12,21 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 from PIL import Image
 
-from ledger import shortcode
+from ledger import batches, gs1, shortcode
 from ledger.events import SignedEvent
+from ledger.service import Ledger
 from tests.conftest import wait_for
 from tests.consumer_world import (  # noqa: F401  (world: the module-scoped fixture)
     BRAND_HOTLINE,
     CERT_OK,
+    CERT_REVOKED,
     PRODUCT_EN,
     PRODUCT_ZH,
     RECALL_NOTICE,
     V4_CONSUMER,
     world,
 )
+from tests.helpers import issued_payload
 from tests.pipeline import topic_records
 from traceledger.auth import authorization_header
 from traceledger.cli import cli
@@ -691,6 +694,25 @@ def test_a_batch_recall_shows_its_hazard_on_each_recalled_labels_page(world):
         rows = conn.execute("SELECT subject FROM verification.recalls WHERE subject_type = 'label' AND reason = %s",
                             ("cells may swell in storage",)).fetchall()
     assert [r[0] for r in rows] == [world.labels["batch_recalled"]]
+
+
+@needs_v4
+@pytest.mark.parametrize("cert, code", [(CERT_REVOKED, "invalid_transition"), ("CCC/2099000000000009", "unknown_subject")])
+def test_a_batch_cannot_link_a_revoked_or_unknown_certificate(world, cert, code):
+    """Attack: a producer batch-issues labels showing a certificate it lost (or never had): refused whole, nothing written."""
+    serials = [gs1.new_serial() for _ in range(3)]
+    payload = issued_payload(world.gtin_v4, lot="L7", product="E-bike battery 48V", expiry="2029-06-30", region="440300")
+    b = batches.issuance(payload | {"certificates": [cert]}, serials, actor="acme", key=world.cast.keys["acme"])
+    ledger = Ledger(world.settings)
+    try:
+        result = ledger.append_batch(b.signed, b.manifest)
+    finally:
+        ledger.close()
+    assert result.status == "refused" and result.as_dict()["code"] == code, result.as_dict()
+    world.sync()
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM verification.subject_facts WHERE subject = ANY(%s)", (serials,)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM verification.labels WHERE serial = ANY(%s)", (serials,)).fetchone() == (0,)
 
 
 @needs_v4
