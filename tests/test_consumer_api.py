@@ -716,6 +716,24 @@ def test_a_batch_cannot_link_a_revoked_or_unknown_certificate(world, cert, code)
 
 
 @needs_v4
+def test_printed_sheets_take_the_hotline_from_the_producers_signed_profile(world, tmp_path):
+    serial = world.labels["batch_certified"]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(f"serial,gtin,lot,expiry,uri\n{serial},{world.gtin_v4},L7,2029-06-30,{v4_link(world, 'batch_certified')}\n")
+
+    def print_with(*args):
+        return CliRunner().invoke(cli, ["labels", "print", "--csv", str(csv_path), "--out", str(tmp_path / "out"), "--api", world.url, *args])
+
+    r = print_with("--producer", "acme")
+    assert r.exit_code == 0, r.output
+    assert f"客服 {BRAND_HOTLINE}" in "".join(p.read_text() for p in (tmp_path / "out").glob("*.svg"))
+    r = print_with("--producer", "acme", "--hotline", "400-000-0000")  # given: it wins
+    assert r.exit_code == 0 and "客服 400-000-0000" in "".join(p.read_text() for p in (tmp_path / "out").glob("*.svg"))
+    r = print_with("--producer", "nobody")
+    assert r.exit_code != 0 and "nobody is not registered" in r.output
+
+
+@needs_v4
 def test_the_certificate_cli_issues_suspends_reinstates_and_revokes(world, tmp_path):
     """`traceledger certificate …` signs with the certifier's key client-side; the read model follows each step."""
     key = tmp_path / "cqc.key"
