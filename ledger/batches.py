@@ -363,6 +363,7 @@ def issuance(
     manifest, leaves = _encode(steps)
     body = {k: payload.get(k) for k in ("gtin", "lot", "expiry", "product", "region")}
     body.update(count=len(steps), labels_root=root_of_leaves(leaves), pin_secret=sealed)
+    body.update({k: payload[k] for k in ("certificates", "production_date") if payload.get(k)})  # event.v4: as Issued's
     event = new_event(subject_type="batch", subject=str(uuid.uuid4()), kind="BatchIssued", payload=body, actor=actor, key_id=key.key_id)
     return Batch(event.sign(key), manifest, tuple(steps), tuple(leaves))
 

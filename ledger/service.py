@@ -268,8 +268,8 @@ class Ledger:
                 self._move_batch(batch, signer, opening)
             elif opening is not None:
                 raise Refused("invalid_field", f"{e.kind} seals nothing: it takes no opening", field="opening")
-            else:
-                authorize(None, e, signer, self.actor)
+            else:  # subjects: the certificates a BatchIssued links are checked as an Issued's are (issue 17)
+                authorize(None, e, signer, self.actor, lambda t, x: getattr(self.app.load_chains([chain_id(t, x)]).get(chain_id(t, x)), "state", None))
                 self._store_batch(batch)
         except Refused as refusal:
             log.info("batch_refused", batch=e.subject, event_id=e.event_id, code=refusal.code, field=refusal.field, detail=refusal.detail)

@@ -9,6 +9,9 @@ recall and a lot's), the certificates and production date an ``Issued`` or
 costs one set lookup. Certificates and products have chains of their own:
 :mod:`projections.certificates`. The tables are
 ledger/migrations/verification/0004_shopper_facts.sql; reads are :mod:`projections.shopper_details`.
+:func:`apply_batch` does the same for a batch event's labels (``BatchIssued``'s certificates
+and production date, ``BatchRecalled``'s reason), so a batch-issued label's page shows what a
+single-issued one's does (issue 17).
 """
 
 from __future__ import annotations
@@ -41,6 +44,30 @@ def apply(cur: psycopg.Cursor, schema: str, e: Event) -> None:
         )
     elif e.kind == "QualityCommitted":
         save_commitment(cur, schema, e)
+
+
+def apply_batch(cur: psycopg.Cursor, schema: str, e: Event, serials: list[str]) -> None:
+    """Record what batch event ``e`` (applied, new) tells the pages of its labels ``serials``.
+
+    One statement per batch (arrays unnested in PostgreSQL), not one per label: a batch holds
+    up to thousands of labels and this runs in the projector's transaction.
+    """
+    p = e.payload
+    if e.kind == "BatchIssued" and (p.get("certificates") or p.get("production_date")):
+        cur.execute(
+            f"INSERT INTO {schema}.subject_facts (subject_type, subject, certificates, production_date) "
+            "SELECT 'label', s, %s, %s FROM unnest(%s::text[]) s ON CONFLICT (subject_type, subject) DO UPDATE "
+            "SET certificates = EXCLUDED.certificates, production_date = EXCLUDED.production_date",
+            (list(p.get("certificates") or ()), p.get("production_date"), serials),
+        )
+    elif e.kind == "BatchRecalled":
+        # A batch recall signs only its reason (event.v4 has no hazard/remedy on it): the rest stays empty,
+        # as for a single Recalled without them. A label is recalled once: the first stays.
+        cur.execute(
+            f"INSERT INTO {schema}.recalls (subject_type, subject, reason, recalled_at, region) "
+            "SELECT 'label', s, %s, %s, %s FROM unnest(%s::text[]) s ON CONFLICT DO NOTHING",
+            (p.get("reason") or "", e.occurred_at, p.get("region"), serials),
+        )
 
 
 def save_commitment(cur: psycopg.Cursor, schema: str, e: Event) -> None:

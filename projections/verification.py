@@ -294,6 +294,7 @@ class VerificationProjector:
             self.rows[("label", step.serial)] = _Row(state, dirty=True, last_event_at=e.occurred_at)
             self.new_events[("label", step.serial, 0)] = ("label", step.serial, 0, e.event_id, "Issued", e.actor, p.get("region"), e.occurred_at, head, log_index)
         self.new_batches.append((e.subject, e.event_id, e.kind, e.actor, p["count"], p["labels_root"], signed.hash, log_index, e.occurred_at))
+        shopper_facts.apply_batch(cur, self.s, e, serials)  # the labels' pages: certificates, production date (issue 17)
         return None
 
     def _apply_movement(self, cur: psycopg.Cursor, record, batch: Batch, signer: ActorState, lookup, log_index: int | None) -> None:
@@ -333,6 +334,7 @@ class VerificationProjector:
             self.new_events[("label", step.serial, step.seq)] = ("label", step.serial, step.seq, e.event_id, kind, e.actor, region, e.occurred_at, state.head, log_index)
         p = e.payload
         self.new_batches.append((e.subject, e.event_id, e.kind, e.actor, p["count"], p["labels_root"], batch.signed.hash, log_index, e.occurred_at))
+        shopper_facts.apply_batch(cur, self.s, e, serials)  # a batch recall on its labels' pages (issue 17)
         return None
 
     def _pin_nonces(self, batch: Batch):

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from ledger import batches, gs1, pins, shortcode
 from ledger import events as events_module
-from ledger import gs1, pins, shortcode
+from ledger.service import Ledger
 from tests.conftest import Service, free_port, wait_for_api
 from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import project_all, relay_all
@@ -158,9 +159,29 @@ def add_v4_facts(w: World, cast: Cast) -> None:
         "remedy": "replace", "remedy_text_zh": "免费更换电池组", "remedy_text_en": "free replacement of the battery pack",
         "hotline": BRAND_HOTLINE, "notice_url": RECALL_NOTICE, "recall_id": "SAMR-2026-0123", "region": "440300"}))
     w.post(labels)
+    add_batch_labels(w, cast)
     # After the labels were issued (a revoked certificate cannot be linked any more): one suspended, one revoked.
     w.post([cast.event("cqc", "certificate", CERT_SUSPENDED, "CertificateSuspended", {"reason": "factory inspection failed", "until": None}),
             cast.event("cqc", "certificate", CERT_REVOKED, "CertificateRevoked", {"reason": "certificate misused"})])
+
+
+def add_batch_labels(w: World, cast: Cast) -> None:
+    """The same labels issued in batches (the CLI's default, issue 17): ``batch_certified`` and the
+    others, two labels per batch, the first named; ``batch_recalled`` is then recalled in a batch."""
+    ledger = Ledger(w.settings)
+    try:
+        for purpose, cert in (("batch_certified", CERT_OK), ("batch_suspended", CERT_SUSPENDED), ("batch_revoked", CERT_REVOKED),
+                              ("batch_recalled", CERT_OK)):
+            serials = [next(s for s in iter(gs1.new_serial, None) if shortcode.has_short_code(s)) for _ in range(2)]
+            payload = issued_payload(w.gtin_v4, lot="L7", product="E-bike battery 48V", expiry="2029-06-30", region="440300")
+            b = batches.issuance(payload | {"certificates": [cert], "production_date": "2026-11-20"}, serials, actor="acme", key=cast.keys["acme"])
+            assert ledger.append_batch(b.signed, b.manifest).status == "accepted"
+            w.labels[purpose] = serials[0]
+        recall, _ = batches.movement("BatchRecalled", [(serials[0], 1, b.step_hashes()[0])], actor="acme", key=cast.keys["acme"],
+                                     reason="cells may swell in storage")
+        assert ledger.append_batch(recall.signed, recall.manifest).status == "accepted"
+    finally:
+        ledger.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,21 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 from PIL import Image
 
-from ledger import shortcode
+from ledger import batches, gs1, shortcode
 from ledger.events import SignedEvent
+from ledger.service import Ledger
 from tests.conftest import wait_for
 from tests.consumer_world import (  # noqa: F401  (world: the module-scoped fixture)
     BRAND_HOTLINE,
     CERT_OK,
+    CERT_REVOKED,
     PRODUCT_EN,
     PRODUCT_ZH,
     RECALL_NOTICE,
     V4_CONSUMER,
     world,
 )
+from tests.helpers import issued_payload
 from tests.pipeline import topic_records
 from traceledger.auth import authorization_header
 from traceledger.cli import cli
@@ -447,7 +450,7 @@ def test_issue_with_pins_keeps_the_pin_out_of_the_ledger_kafka_and_logs(world, t
     log_text = world.service.log_path.read_text()
     # Issued in one batch event (the CLI's default): Kafka carries its signed body and, beside
     # it, the manifest of PIN commitments (ledger/commitments.py), never a PIN.
-    issued = [rec for rec in records if dict(rec.headers or ()).get("manifest")]
+    issued = [rec for rec in records if rows[0]["serial"].encode() in (dict(rec.headers or ()).get("manifest") or b"")]  # the world has batches too
     assert len(issued) == 1
     manifest = dict(issued[0].headers)["manifest"]
     assert all(row["serial"].encode() in manifest for row in rows)
@@ -653,6 +656,83 @@ def test_a_recall_names_its_hazard_remedy_hotline_and_notice(world):
     assert f'href="{RECALL_NOTICE}"' in zh and "SAMR-2026-0123" in zh and 'href="tel:12315"' in zh
     en = httpx.get(v4_link(world, "v4_recalled", "?lang=en"), headers=BROWSER).text
     assert 'id="hazard">cells may overheat and catch fire while charging<' in en and "replacement: free replacement" in en
+
+
+def _section(page: str, marker: str) -> str:
+    """The HTML from ``marker`` to the end of its section ('' when the page has none)."""
+    if marker not in page:
+        return ""
+    start = page.index(marker)
+    return page[start:page.index("<" if marker.startswith(('id="d-', "data-")) else "</section>", start)]
+
+
+def _facts(view: dict, serial: str) -> dict:
+    """A JSON view without what differs between two labels by construction (serial and its codes, times, trail, scans)."""
+    return {k: v for k, v in view.items() if serial not in str(v) and k not in ("issued_at", "trail", "head", "last_event_at", "recalled_at", "first_scanned_at", "short_code", "scan_count", "display")}
+
+
+@needs_v4
+@pytest.mark.parametrize("single, batch, verdict", [("v4_certified", "batch_certified", "genuine"),
+                                                    ("v4_suspended", "batch_suspended", "cert_suspended"),
+                                                    ("v4_revoked", "batch_revoked", "cert_revoked")])
+def test_a_batch_issued_label_shows_what_a_single_issued_one_shows(world, single, batch, verdict):
+    """Issue 17: the CLI issues in batches; its labels' pages name the batch's certificates (with their
+    status now: the same warning) and production date, exactly as a label with its own Issued."""
+    pages = {p: httpx.get(v4_link(world, p, "?lang=zh"), headers=BROWSER).text for p in (single, batch)}
+    views = {p: httpx.get(v4_link(world, p), headers=JSON).json() for p in (single, batch)}
+    assert f'data-verdict="{verdict}"' in pages[batch]  # its first scan (the single twin may have been scanned by other tests)
+    for marker in ('id="certs"', 'id="d-produced"', 'id="d-producer"', 'id="d-product"'):
+        assert _section(pages[batch], marker) == _section(pages[single], marker), marker
+    assert 'id="d-produced">2026-11-20<' in pages[batch] and "CCC 20240111012" in _section(pages[batch], 'id="certs"')
+    assert _facts(views[batch], world.labels[batch]) == _facts(views[single], world.labels[single])
+
+
+@needs_v4
+def test_a_batch_recall_shows_its_hazard_on_each_recalled_labels_page(world):
+    page = httpx.get(v4_link(world, "batch_recalled", "?lang=zh"), headers=BROWSER).text
+    assert 'data-verdict="recalled"' in page and 'id="hazard">cells may swell in storage<' in page
+    assert 'id="d-produced">2026-11-20<' in page and 'href="tel:12315"' in page
+    with psycopg.connect(world.settings.pg_conninfo) as conn:  # only the recalled label of the batch, once
+        rows = conn.execute("SELECT subject FROM verification.recalls WHERE subject_type = 'label' AND reason = %s",
+                            ("cells may swell in storage",)).fetchall()
+    assert [r[0] for r in rows] == [world.labels["batch_recalled"]]
+
+
+@needs_v4
+@pytest.mark.parametrize("cert, code", [(CERT_REVOKED, "invalid_transition"), ("CCC/2099000000000009", "unknown_subject")])
+def test_a_batch_cannot_link_a_revoked_or_unknown_certificate(world, cert, code):
+    """Attack: a producer batch-issues labels showing a certificate it lost (or never had): refused whole, nothing written."""
+    serials = [gs1.new_serial() for _ in range(3)]
+    payload = issued_payload(world.gtin_v4, lot="L7", product="E-bike battery 48V", expiry="2029-06-30", region="440300")
+    b = batches.issuance(payload | {"certificates": [cert]}, serials, actor="acme", key=world.cast.keys["acme"])
+    ledger = Ledger(world.settings)
+    try:
+        result = ledger.append_batch(b.signed, b.manifest)
+    finally:
+        ledger.close()
+    assert result.status == "refused" and result.as_dict()["code"] == code, result.as_dict()
+    world.sync()
+    with psycopg.connect(world.settings.pg_conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM verification.subject_facts WHERE subject = ANY(%s)", (serials,)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM verification.labels WHERE serial = ANY(%s)", (serials,)).fetchone() == (0,)
+
+
+@needs_v4
+def test_printed_sheets_take_the_hotline_from_the_producers_signed_profile(world, tmp_path):
+    serial = world.labels["batch_certified"]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(f"serial,gtin,lot,expiry,uri\n{serial},{world.gtin_v4},L7,2029-06-30,{v4_link(world, 'batch_certified')}\n")
+
+    def print_with(*args):
+        return CliRunner().invoke(cli, ["labels", "print", "--csv", str(csv_path), "--out", str(tmp_path / "out"), "--api", world.url, *args])
+
+    r = print_with("--producer", "acme")
+    assert r.exit_code == 0, r.output
+    assert f"客服 {BRAND_HOTLINE}" in "".join(p.read_text() for p in (tmp_path / "out").glob("*.svg"))
+    r = print_with("--producer", "acme", "--hotline", "400-000-0000")  # given: it wins
+    assert r.exit_code == 0 and "客服 400-000-0000" in "".join(p.read_text() for p in (tmp_path / "out").glob("*.svg"))
+    r = print_with("--producer", "nobody")
+    assert r.exit_code != 0 and "nobody is not registered" in r.output
 
 
 @needs_v4

@@ -95,6 +95,18 @@ def read_labels(path: str | Path, product: str | None = None) -> Iterator[Label]
                 yield Label(row["serial"], row["gtin"], row["lot"], row["uri"], row.get("pin") or None, row.get("product") or product)
 
 
+def producer_hotline(client, producer: str) -> str:
+    """``producer``'s hotline from its signed profile on the ledger (``GET /v1/actors/{id}``; '' when it has none).
+
+    What ``labels print --producer`` prints when ``--hotline`` is not given: the number the
+    brand signed, the one its labels' pages show, not one typed again at the printer.
+    """
+    actor = client.actor(producer)
+    if actor is None:
+        raise Refused("unknown_actor", f"actor {producer} is not registered", field="producer")
+    return actor.get("hotline") or ""
+
+
 def qr_for(uri: str) -> segno.QRCode:
     """The label's QR code: error level M exactly (see the module doc)."""
     return segno.make(uri, error="m", boost_error=False)

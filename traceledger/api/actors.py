@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from ledger import shopper_records
 from ledger.events import validate_actor_id
 from ledger.service import Ledger
 from traceledger.api.dependencies import ledger_of
@@ -21,4 +22,5 @@ def get_actor(actor_id: str, ledger: Ledger = Depends(ledger_of)):
     return {
         "actor_id": actor.actor_id, "role": actor.role, "name": actor.name, "key_id": actor.key_id,
         "public_key": actor.public_key.hex(), "gtin_prefixes": list(actor.gtin_prefixes), "revoked": actor.revoked,
+        "hotline": (shopper_records.actor_profile(ledger.app, actor_id) or {}).get("hotline"),  # its signed profile (issue 17: printed sheets)
     }

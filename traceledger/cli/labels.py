@@ -25,12 +25,16 @@ def labels() -> None:
 @click.option("--sms-number", default="", metavar="NUMBER", help="SMS number consumers text the number code to (printed on each label).")
 @click.option("--phone-number", default="", metavar="NUMBER", help="Phone line (IVR) number printed on each label.")
 @click.option("--hotline", default="", metavar="NUMBER", help="The brand's customer service number printed on each label.")
+@click.option("--producer", metavar="ACTOR_ID", help="Without --hotline: print this producer's hotline from its signed profile on the ledger.")
 @common_options
 @pass_state
-def labels_print(state: State, csv_path: str, out_dir: str, product: str | None, sms_number: str, phone_number: str, hotline: str) -> None:
+def labels_print(state: State, csv_path: str, out_dir: str, product: str | None, sms_number: str, phone_number: str, hotline: str,
+                 producer: str | None) -> None:
     """Render QR label sheets (SVG pages and a PDF): QR, serial, number code, product, instructions, 防伪码 under its coating plate."""
-    from traceledger.labels_print import Channels, print_sheets  # segno/reportlab only when printing
+    from traceledger.labels_print import Channels, print_sheets, producer_hotline  # segno/reportlab only when printing
 
+    if not hotline and producer:  # without --producer, printing stays offline
+        hotline = producer_hotline(state.client(), producer)
     channels = Channels(sms=sms_number, phone=phone_number, hotline=hotline)
     with progress(state, cmd.count_csv_rows(csv_path), "print") as update:
         result = print_sheets(csv_path, out_dir, product=product, on_progress=update, channels=channels)
