@@ -21,6 +21,7 @@ schema. Example counts are kept small so the file runs in about a minute.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from urllib.parse import unquote, urlsplit
 
@@ -35,7 +36,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from ledger import gs1, pins
+from ledger import batches, gs1, pins, report_photos
 from ledger.service import Ledger
 from tests.alerts_world import TimedCast, detect_all
 from tests.helpers import append_accepted, events_body, gtin, issued_payload, signed_get
@@ -71,6 +72,7 @@ def seed(url: str, settings, cast: TimedCast) -> dict:
         append_accepted(ledger, moves + [cast.scan(serial, 0, region="310101"),  # out of territory: an alert
                                          cast.event("acme", "label", pinned, "Issued", issued_payload() | {"pin_hash": pins.hash_pin(pinned, PIN)}),
                                          cast.event("acme", "container", sscc, "ContainerCreated", {"level": "case", "region": None})])
+        batch_id = seeded_batch_movement(ledger, cast)
     finally:
         ledger.close()
     relay_all(settings)
@@ -83,9 +85,36 @@ def seed(url: str, settings, cast: TimedCast) -> dict:
     capture = httpx.post(f"{url}/v1/epcis/capture", json=document, timeout=60)
     assert capture.status_code == 202, capture.text
     queries = epcis_queries(url, cast)
-    return {"serial": serial, "pinned": pinned, "gtin": gtin(), "lot": "L1", "sscc": sscc, "alert_id": alert_id, "alert_kind": alert_kind,
+    return {"batch_id": batch_id, "sha256": asyncio.run(stored_photo(settings))} | {"serial": serial, "pinned": pinned, "gtin": gtin(), "lot": "L1", "sscc": sscc, "alert_id": alert_id, "alert_kind": alert_kind,
             "epcis_event_id": f"urn:uuid:{moves[0].event.event_id}",
             "actor_id": "acme", "capture_id": capture.json()["captureID"], "document": document} | queries
+
+
+def seeded_batch_movement(ledger: Ledger, cast: TimedCast) -> str:
+    """Two labels issued in a batch and shipped in a batch with sealed fields; the shipment's batch id."""
+    serials = [gs1.new_serial() for _ in range(2)]
+    issued = batches.issuance(issued_payload(gtin()), serials, actor="acme", key=cast.keys["acme"])
+    assert ledger.append_batch(issued.signed, issued.manifest).status == "accepted"
+    shipped, opening = batches.movement("BatchShipped", [(s, 1, h) for s, h in zip(serials, issued.step_hashes())], actor="acme",
+                                        key=cast.keys["acme"], confidential={"consignee": "distributor", "territory": "44", "channel": "offline_retail"})
+    assert ledger.append_batch(shipped.signed, shipped.manifest, opening=opening).status == "accepted"
+    return shipped.signed.event.subject
+
+
+async def stored_photo(settings) -> str:
+    """A shopper's report photo, stored as the report form stores it; its hash."""
+    async with await psycopg.AsyncConnection.connect(settings.pg_conninfo, autocommit=True) as conn:
+        return await report_photos.store(conn, report_photos.checked_photo(tiny_png()))
+
+
+def tiny_png() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
 
 
 def epcis_queries(url: str, cast: TimedCast) -> dict:
@@ -106,6 +135,7 @@ def known_parameters(case, world: dict) -> None:
     """Replace the case's path and query parameters by values that exist."""
     path_values = {"serial": world["serial"], "gtin": world["gtin"], "lot": world["lot"], "sscc": world["sscc"], "alert_id": world["alert_id"],
                    "actor_id": world["actor_id"], "capture_id": world["capture_id"], "rest": f"21/{world['serial']}",
+                   "batch_id": world["batch_id"], "sha256": world["sha256"],
                    "event_id": world["epcis_event_id"], "value": "ObjectEvent" if "/eventTypes/" in case.operation.path else "commissioning"}
     if case.operation.path.endswith("/pin"):
         path_values["serial"] = world["pinned"]

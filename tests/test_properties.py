@@ -223,7 +223,7 @@ def assert_legal(before: LabelState, after: LabelState, kind: str) -> None:
 
 
 def assert_never_genuine_when_bad(state: LabelState, lot_recalled: bool) -> None:
-    answer, _ = verdict(dataclasses.asdict(state), lot_recalled)
+    answer, *_ = verdict(dataclasses.asdict(state), lot_recalled)
     if state.recalled or state.counterfeit or lot_recalled:
         assert answer != "genuine", (answer, state)
 
