@@ -16,8 +16,14 @@ reads): the producer's actor state, cached for :data:`CACHE_SECONDS` (a declarat
 takes effect within that), and only for a producer with a compromised key the
 label's issuing event: its batch's ``BatchIssued`` when ``public.label_heads`` has
 the label (one primary-key lookup, then the batch event), else its first stored event
-(its ``Issued``); :func:`ledger.lifecycle.signed_while_compromised` judges its key and
-time. So the common case, a producer with no compromised key, costs no query per
+(its ``Issued``), judged by its key and by two times: the ``occurred_at`` its signer
+claims, and the time it reached the global log (``log_entries.recorded_at``, given by
+the relay's sequencer, not by the signer). Either at or after ``since`` makes it suspect:
+a thief holding the key can date an event years back, but cannot make it reach the log
+before it was written. An event not sequenced yet counts as reaching the log now. The
+cost of the stronger check falls only on the key's real holder: a label it signed
+before ``since`` but that reached the log after (offline upload, relay lag across the
+moment) answers ``suspicious`` too, the cautious side. So the common case, a producer with no compromised key, costs no query per
 view after the first. :func:`mark` is the pure step the consumer view applies.
 """
 
@@ -27,7 +33,7 @@ import time
 from datetime import datetime
 
 from ledger.events import Event, decode_signed
-from ledger.lifecycle import ActorState, signed_while_compromised
+from ledger.lifecycle import ActorState
 from ledger.service import Ledger
 from ledger.store import chain_id
 
@@ -65,7 +71,21 @@ class CompromiseCheck:
         event = self.issuing_event(serial)
         if event is None or event.kind not in ("Issued", "BatchIssued") or event.actor != actor.actor_id:
             return None
-        return signed_while_compromised(event, actor)
+        since = actor.compromised_since(event.key_id)
+        if since is None:
+            return None
+        if event.occurred_at >= since:
+            return since
+        logged = self.logged_at(event)
+        return since if logged is None or logged >= since else None
+
+    def logged_at(self, event: Event) -> datetime | None:
+        """When ``event`` reached the global log (its sequencer's time), or None while it has not."""
+        with self.ledger.app.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT recorded_at FROM public.log_entries WHERE subject_type = %s AND subject = %s AND event_id = %s",
+                        (event.subject_type, event.subject, str(event.event_id)))
+            row = cur.fetchone()
+        return None if row is None else row["recorded_at"]
 
     def issuing_event(self, serial: str) -> Event | None:
         """The event that issued ``serial``: its batch's ``BatchIssued``, else its own first stored event."""

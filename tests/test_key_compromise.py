@@ -1,15 +1,18 @@
 """Issue 15 item 7: a producer key declared compromised since T makes the labels it issued after T ``suspicious``.
 
 On the real stack (ledger -> relay -> Kafka -> projector -> API): acme issues one label
-two hours ago and one ten minutes ago; a registrar declares acme's key compromised since
-an hour ago (event.v4 ``ActorKeyCompromised``). The earlier label still answers genuine,
-the later one suspicious with the reason, on the JSON view and the QR page; the key
-itself signs nothing more. Labels issued in batches (event.v3 ``BatchIssued``, the CLI's
-default) are judged by their batch event's key and time the same way.
+(dated two hours ago) that reaches the log; a moment T later it issues another, and a
+thief holding its key issues a third dated two hours back; a registrar declares acme's
+key compromised since T (event.v4 ``ActorKeyCompromised``). The first label still
+answers genuine; the second and the backdated third answer suspicious with the reason,
+on the JSON view and the QR page (the log's own time, not the signer's date, decides);
+the key itself signs nothing more. Labels issued in batches (event.v3 ``BatchIssued``,
+the CLI's default) are judged by their batch event's key and times the same way.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -35,10 +38,12 @@ def test_labels_issued_after_the_compromise_answer_suspicious_earlier_ones_genui
     ledger = Ledger(settings)
     try:
         now = datetime.now(timezone.utc)
-        before, after = gs1.new_serial(), gs1.new_serial()
-        events = [*cast.founding_events(), issued_at(cast, before, now - timedelta(hours=2)), issued_at(cast, after, now - timedelta(minutes=10))]
-        assert all(r.status == "accepted" for r in ledger.append(events))
-        since = now - timedelta(hours=1)
+        before, after, backdated = gs1.new_serial(), gs1.new_serial(), gs1.new_serial()
+        assert all(r.status == "accepted" for r in ledger.append([*cast.founding_events(), issued_at(cast, before, now - timedelta(hours=2))]))
+        relay_all(settings)  # ``before`` reaches the log before T
+        since = compromise_moment()
+        later = [issued_at(cast, after, datetime.now(timezone.utc)), issued_at(cast, backdated, now - timedelta(hours=2))]
+        assert all(r.status == "accepted" for r in ledger.append(later))
         declared = cast.event("registrar", "actor", "acme", "ActorKeyCompromised", {"key_id": cast.keys["acme"].key_id, "since": since, "reason": "signing key copied"})
         assert ledger.append([declared])[0].status == "accepted"
         # From the declaration on, the key signs nothing (schema's rule), not even a shipment of an old label.
@@ -49,15 +54,24 @@ def test_labels_issued_after_the_compromise_answer_suspicious_earlier_ones_genui
 
         early = httpx.get(f"{url}/v1/labels/{before}", timeout=30).json()
         assert early["verdict"] == "genuine", early
-        suspect = httpx.get(f"{url}/v1/labels/{after}", timeout=30).json()
-        assert suspect["verdict"] == "suspicious", suspect
-        assert any("compromised" in r for r in suspect["reasons"])
+        for serial in (after, backdated):  # the thief's date two hours back does not clear it: it reached the log after T
+            suspect = httpx.get(f"{url}/v1/labels/{serial}", timeout=30).json()
+            assert suspect["verdict"] == "suspicious", (serial, suspect)
+            assert any("compromised" in r for r in suspect["reasons"])
         # The QR page too (a consumer's phone): the later label's page says Suspicious, the earlier one's does not.
         pages = {s: httpx.get(f"{url}/01/{issued_payload()['gtin']}/21/{s}?lang=en", timeout=30) for s in (before, after)}
         assert {p.status_code for p in pages.values()} == {200}
         assert "Suspicious" in pages[after].text and "Suspicious" not in pages[before].text
     finally:
         ledger.close()
+
+
+def compromise_moment() -> datetime:
+    """A moment T strictly after everything sequenced so far and before anything written next."""
+    time.sleep(0.05)
+    moment = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    return moment
 
 
 def batch_issued_at(cast, serials: list[str], when: datetime):
@@ -76,7 +90,11 @@ def test_batch_issued_labels_are_judged_by_their_batch_key_and_time(api):
         now = datetime.now(timezone.utc)
         early, late = [gs1.new_serial() for _ in range(2)], [gs1.new_serial() for _ in range(2)]
         assert all(r.status == "accepted" for r in ledger.append(cast.founding_events()))
-        for serials, when in ((early, now - timedelta(hours=2)), (late, now - timedelta(minutes=10))):
+        since = None
+        for serials, when in ((early, now - timedelta(hours=2)), (late, now - timedelta(hours=2))):
+            if since is None and serials is late:
+                relay_all(settings)  # the early batch reaches the log before T; the late one, dated as early, after
+                since = compromise_moment()
             signed, manifest = batch_issued_at(cast, serials, when)
             assert ledger.append_batch(signed, manifest).status == "accepted"
             for s in serials:
@@ -85,7 +103,6 @@ def test_batch_issued_labels_are_judged_by_their_batch_key_and_time(api):
         # Shipped, yet the label is still judged by the batch that issued it.
         (shipped,) = ledger.append([cast.event("acme", "label", late[1], "Shipped", shipped_payload("distributor"))])
         assert shipped.status == "accepted", shipped
-        since = now - timedelta(hours=1)
         declared = cast.event("registrar", "actor", "acme", "ActorKeyCompromised", {"key_id": cast.keys["acme"].key_id, "since": since, "reason": "signing key copied"})
         assert ledger.append([declared])[0].status == "accepted"
         relay_all(settings)
