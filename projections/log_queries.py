@@ -55,6 +55,17 @@ def count_from(conn: psycopg.Connection, subject_type: str, subject: str, start:
     ).fetchone()[0]
 
 
+def count_of_label_from(conn: psycopg.Connection, serial: str, start: int, schema: str = "verification") -> int:
+    """How many log entries about label ``serial`` have an index of ``start`` or more: its own events
+    and the batch events that include it (projected so far; see :func:`batch_entries_of_label`)."""
+    batch = conn.execute(
+        f"SELECT count(*) FROM {schema}.events e JOIN log_entries l ON l.log_index = e.log_index "
+        "WHERE e.subject_type = 'label' AND e.subject = %s AND l.subject_type = 'batch' AND l.log_index >= %s",
+        (serial, start),
+    ).fetchone()[0]
+    return count_from(conn, "label", serial, start) + batch
+
+
 def subject_values(conn: psycopg.Connection, subject_type: str, subject: str) -> list[bytes]:
     """A subject's envelopes, in log order."""
     rows = conn.execute("SELECT value FROM log_entries WHERE subject_type = %s AND subject = %s ORDER BY log_index",

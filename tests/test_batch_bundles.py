@@ -11,13 +11,16 @@ from __future__ import annotations
 import base64
 import json
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from consumers.checkpointer import load_or_create_log_key
 from ledger import batches
+from ledger.service import Ledger
 from ledger.transparency import proofs
 from ledger.transparency.bundle import BundleError, verify_bundle
+from projections import log_queries
 from tests.helpers import Cast, gtin, issued_payload, shipped_payload
 from tests.pipeline import founded_ledger, project_all, relay_all
 from traceledger.api import create_app
@@ -120,3 +123,28 @@ def test_the_public_bundle_of_a_batch_label_has_the_batch_leaf_but_no_bytes(batc
     assert len(public["entries"]) == 2  # the batch event and the label's own Shipped
     for e in public["entries"]:
         proofs.verify_inclusion(e["index"], cp["size"], bytes.fromhex(e["leaf_hash"]), [bytes.fromhex(h) for h in e["proof"]], bytes.fromhex(cp["root"]))
+
+
+def test_a_batch_event_after_the_checkpoint_is_counted_in_the_labels_bundle(batch_world):
+    """A holder is told a label moved after the checkpoint its bundle proves, by a batch event as by its own."""
+    settings, cast, b, log_key = batch_world
+    before = bundle_of(settings, cast, "B00030")
+    assert before["label_events_after_checkpoint"] == 0
+    moved = [f"B{i:05d}" for i in range(30, 33)]
+    ledger = Ledger(settings)
+    try:
+        ship, opening = batches.movement("BatchShipped", [(s, 1, b.step_hashes()[int(s[1:])]) for s in moved], actor="acme",
+                                         key=cast.keys["acme"], region="1101", confidential=SHIP)
+        assert ledger.append_batch(ship.signed, ship.manifest, opening=opening).status == "accepted"
+    finally:
+        ledger.close()
+    relay_all(settings)  # sequences it and, idle, signs a new checkpoint that covers it
+    project_all(settings)
+    after = bundle_of(settings, cast, "B00030")
+    assert after["checkpoint"]["size"] > before["checkpoint"]["size"]
+    assert after["label_events_after_checkpoint"] == 0
+    assert [e["kind"] for e in verify_bundle(after, log_key.public_key).events] == ["BatchIssued", "BatchShipped"]
+    # Held against the checkpoint the older bundle proved, the label has one newer entry: the batch event.
+    with psycopg.connect(settings.pg_conninfo) as conn:
+        assert log_queries.count_of_label_from(conn, "B00030", before["checkpoint"]["size"]) == 1
+        assert log_queries.count_of_label_from(conn, "B00123", before["checkpoint"]["size"]) == 0  # not in that batch

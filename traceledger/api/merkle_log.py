@@ -222,7 +222,7 @@ def public_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> 
         "checkpoint": cp.as_dict(),
         "log_verifier_key": verifier_key(cp.origin, pub) if pub else None,
         "entries": entries,
-        "label_events_after_checkpoint": log_queries.count_from(conn, "label", serial, cp.size),
+        "label_events_after_checkpoint": log_queries.count_of_label_from(conn, serial, cp.size),
     }
 
 
@@ -237,7 +237,7 @@ def label_bundle(conn: psycopg.Connection, settings: Settings, serial: str) -> d
     lot_rows = log_queries.subject_entries(conn, "lot", lot, cp.size) if lot else []
     actor_rows = log_queries.type_entries(conn, "actor", cp.size)
     entries = with_step_proofs(conn, serial, proved_entries(conn, sorted(actor_rows + label_rows + lot_rows, key=lambda r: r[0]), cp.size))
-    newer = log_queries.count_from(conn, "label", serial, cp.size)
+    newer = log_queries.count_of_label_from(conn, serial, cp.size)
     pub = log_public_key(settings)
     log.info("label_bundle", serial=serial, size=cp.size, entries=len(entries))
     return {
