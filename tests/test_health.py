@@ -106,10 +106,12 @@ def test_a_record_parked_too_long_is_counted_and_fails_readiness(settings, fresh
     projector = project_all(orphaned)
     assert projector.parked == 1
     time.sleep(1.1)  # past the readiness cache
+    # No wall-clock threshold here (issue 20 item 8): a stalled machine may already be past the bound, so the
+    # answer is checked against the age it reports — ready exactly while the record is younger than the bound.
     young = httpx.get(f"{url}/readyz")
-    assert young.status_code == 200, young.text
-    assert young.json()["checks"]["parked"]["records"] == 1 and young.json()["checks"]["parked"]["oldest_seconds"] < bound
-    assert young.json()["parked_seconds_bound"] == bound
+    parked = young.json()["checks"]["parked"]
+    assert parked["records"] == 1 and young.json()["parked_seconds_bound"] == bound, young.text
+    assert (young.status_code == 200) == (parked["oldest_seconds"] < bound), young.text
     assert _metric(url, "traceledger_parked_records", "verification") == 1
 
     def too_old():
