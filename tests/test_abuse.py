@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import httpx
@@ -151,9 +152,14 @@ def test_a_swarm_of_sms_senders_cannot_lock_the_owner_out_of_the_pin(world):
     wrong = next(p for p in (pins.new_pin() for _ in range(10)) if p != pin)
     code = shortcode.to_short_code(serial)
     gateway = client("192.0.2.50")  # one SMS gateway forwarding the whole swarm
-    for i in range(300):
-        r = httpx.post(f"{world.url}/v1/channels/sms", data={"from": f"+86139{i:08d}", "text": f"EN {code} {wrong}"}, headers=gateway)
-        assert r.status_code == 200 and r.text.startswith("【防伪查询】Wrong PIN")
+
+    def sms(i: int) -> httpx.Response:
+        return httpx.post(f"{world.url}/v1/channels/sms", data={"from": f"+86139{i:08d}", "text": f"EN {code} {wrong}"}, headers=gateway)
+
+    # The 300 arrive 8 at a time, as a swarm does (and the suite waits a fraction of the one-by-one time).
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(sms, range(300)))
+    assert all(r.status_code == 200 and r.text.startswith("【防伪查询】Wrong PIN") for r in answers), {r.text for r in answers}
     # One guesser is still locked out after its own five...
     same = [httpx.post(f"{world.url}/v1/labels/{serial}/pin", json={"pin": wrong}, headers=client("203.0.113.60")) for _ in range(6)]
     assert [r.status_code for r in same] == [200] * 5 + [429] and "retry-after" in same[-1].headers
