@@ -8,6 +8,12 @@
 - Interface modules (the HTTP API, the CLI) hold no SQL and no function over
   80 lines; no module imports another module's private names; each package says
   what it offers in ``__all__``, and says it truthfully.
+- Every table, index and schema is made by a migration file (``ledger/migrations``),
+  never by a service at start-up (that raced: issue 13).
+
+Each check is also shown failing once on a planted fault (an upward import, a cycle,
+a long function, SQL in a router, DDL in a module, an unlisted module), so a check
+that silently stopped looking would be noticed.
 
 No services needed: these read the source.
 """
@@ -15,6 +21,7 @@ No services needed: these read the source.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shutil
 import subprocess
@@ -26,9 +33,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("ledger", "projections", "consumers", "traceledger")
 BIN = Path(sys.executable).parent
-INTERFACES = [ROOT / "traceledger" / "api", ROOT / "traceledger" / "cli", ROOT / "traceledger" / "channels"]
+INTERFACES = [ROOT / "traceledger" / "api", ROOT / "traceledger" / "cli", ROOT / "traceledger" / "shopper"]
 MAX_FUNCTION_LINES = 80
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|TRUNCATE|WITH|COPY)\b", re.I | re.M)
+
+
+@functools.cache
+def _parsed(path: Path) -> ast.Module:
+    """The module's syntax tree, parsed once per run (several checks walk the same files)."""
+    return ast.parse(path.read_text(), str(path))
+
+
+def _rel(p: Path) -> str:
+    return p.relative_to(ROOT).as_posix() if p.is_relative_to(ROOT) else str(p)
 
 
 def _sources(*roots: Path):
@@ -71,16 +88,37 @@ def test_layer_contract_fails_on_an_upward_import(tmp_path, module, upward):
     assert module.removesuffix(".py").replace("/", ".") in out.stdout
 
 
-def test_no_import_cycles():
-    """No module reaches itself through what it imports (no bottom-of-file imports needed)."""
-    import grimp  # import-linter's graph builder
-
-    graph = grimp.build_graph(*PACKAGES)
-    cycles = sorted(
+def import_cycles(graph) -> list[tuple[str, str]]:
+    """Pairs of modules that reach each other through what they import (a cycle through both)."""
+    return sorted(
         {tuple(sorted((m, imported))) for m in graph.modules for imported in graph.find_modules_directly_imported_by(m)
          if graph.chain_exists(importer=imported, imported=m)}
     )
+
+
+@pytest.fixture(scope="module")
+def import_graph():
+    import grimp  # import-linter's graph builder
+
+    return grimp.build_graph(*PACKAGES)
+
+
+def test_no_import_cycles(import_graph):
+    """No module reaches itself through what it imports (no bottom-of-file imports needed)."""
+    cycles = import_cycles(import_graph)
     assert not cycles, cycles
+
+
+def test_a_planted_cycle_is_found(import_graph):
+    # ledger.service imports ledger.events (directly or not); one import back closes a cycle.
+    assert import_graph.chain_exists(importer="ledger.service", imported="ledger.events")
+    assert not import_graph.direct_import_exists(importer="ledger.events", imported="ledger.service")
+    import_graph.add_import(importer="ledger.events", imported="ledger.service")
+    try:
+        assert ("ledger.events", "ledger.service") in import_cycles(import_graph)
+    finally:
+        import_graph.remove_import(importer="ledger.events", imported="ledger.service")
+    assert not import_cycles(import_graph)
 
 
 def test_ruff_finds_nothing():
@@ -89,30 +127,85 @@ def test_ruff_finds_nothing():
 
 
 def _functions(path: Path):
-    tree = ast.parse(path.read_text(), str(path))
+    tree = _parsed(path)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             yield node
 
 
-def test_interface_functions_are_short():
-    long = [
-        f"{p.relative_to(ROOT)}:{f.lineno} {f.name} ({f.end_lineno - f.lineno + 1} lines)"
-        for p in _sources(*INTERFACES)
+def long_functions(paths) -> list[str]:
+    return [
+        f"{_rel(p)}:{f.lineno} {f.name} ({f.end_lineno - f.lineno + 1} lines)"
+        for p in paths
         for f in _functions(p)
         if f.end_lineno - f.lineno + 1 > MAX_FUNCTION_LINES
     ]
+
+
+def sql_strings(paths) -> list[str]:
+    """Places of string constants that read like an SQL statement (a keyword first, then FROM/INTO/SET/...)."""
+    found = []
+    for p in paths:
+        for node in ast.walk(_parsed(p)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+                if " " in node.value.strip() and re.search(r"\b(FROM|INTO|SET|TABLE|VALUES)\b", node.value, re.I):
+                    found.append(f"{_rel(p)}:{node.lineno}")
+    return found
+
+
+def test_interface_functions_are_short():
+    long = long_functions(_sources(*INTERFACES))
     assert not long, long
 
 
 def test_interface_modules_hold_no_sql():
-    found = []
-    for p in _sources(*INTERFACES):
-        for node in ast.walk(ast.parse(p.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
-                if " " in node.value.strip() and re.search(r"\b(FROM|INTO|SET|TABLE|VALUES)\b", node.value, re.I):
-                    found.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+    found = sql_strings(_sources(*INTERFACES))
     assert not found, found
+
+
+def test_a_planted_long_function_and_planted_sql_are_found(tmp_path):
+    router = tmp_path / "router.py"
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    router.write_text(f"def handler():\n{body}\n\ndef lookup(conn):\n    return conn.execute('SELECT serial FROM verification.labels')\n")
+    assert long_functions([router]) == [f"{router}:1 handler ({MAX_FUNCTION_LINES + 1} lines)"]
+    assert sql_strings([router]) == [f"{router}:{MAX_FUNCTION_LINES + 5}"]
+
+
+# DDL that makes or changes the schema. Not matched on purpose: CREATE TEMP TABLE (a session's
+# own staging table, gone at commit or disconnect: projections/bulk.py) and CREATE DATABASE
+# (throw-away test databases: traceledger/sandbox.py).
+DDL = re.compile(
+    r"\b(CREATE(\s+OR\s+REPLACE)?(\s+UNIQUE)?\s+(TABLE|INDEX|SCHEMA|VIEW|MATERIALIZED\s+VIEW|SEQUENCE|TYPE|FUNCTION|TRIGGER|EXTENSION)"
+    r"|(ALTER|DROP)\s+(TABLE|INDEX|SCHEMA|VIEW|MATERIALIZED\s+VIEW|SEQUENCE|TYPE|FUNCTION|TRIGGER))\b",
+    re.I,
+)
+# The runner itself: its version table (the one table not in a file, it records which files ran)
+# and the DROP SCHEMA of a read model's --rebuild, which then lays it out again from the files.
+DDL_ALLOWED = {"ledger/migrate.py"}
+
+
+def ddl_strings(paths) -> list[str]:
+    found = []
+    for p in paths:
+        for node in ast.walk(_parsed(p)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and DDL.search(node.value):
+                found.append(f"{_rel(p)}:{node.lineno} {DDL.search(node.value).group(0)}")
+    return found
+
+
+def test_all_ddl_is_in_the_migrations():
+    code = [p for p in _sources(*(ROOT / pkg for pkg in PACKAGES), ROOT / "bench")
+            if _rel(p) not in DDL_ALLOWED]
+    found = ddl_strings(code)
+    assert not found, found
+    assert ddl_strings([ROOT / "ledger" / "migrate.py"]), "the runner's own DDL is no longer seen: is the check blind?"
+
+
+def test_planted_ddl_is_found(tmp_path):
+    module = tmp_path / "start.py"
+    module.write_text('def start(conn):\n    conn.execute("""\n        create unique index if not exists x ON labels (serial)""")\n'
+                      '    conn.execute(f"ALTER TABLE {schema}.labels ADD COLUMN y int")\n')
+    assert ddl_strings([module]) == [f"{module}:2 create unique index", f"{module}:4 ALTER TABLE"]
 
 
 def _project_modules() -> set[str]:
@@ -128,7 +221,7 @@ def test_no_module_imports_another_modules_private_names():
     project = _project_modules()
     crossings = []
     for p in _sources(*(ROOT / pkg for pkg in PACKAGES), ROOT / "tests", ROOT / "bench"):
-        tree = ast.parse(p.read_text())
+        tree = _parsed(p)
         aliases: dict[str, str] = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -155,17 +248,17 @@ def _packages() -> list[Path]:
     return sorted(p.parent for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py"))
 
 
-@pytest.mark.parametrize("package", _packages(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_each_package_says_what_it_offers(package):
-    """``__all__`` names the package's public modules (or what it re-exports), and nothing that is not there."""
+def unlisted_modules(package: Path) -> tuple[list[str], list[str]]:
+    """What ``package/__init__.py``'s ``__all__`` names that is not there, and (for a package of
+    modules, one that binds nothing of its own) the public modules it does not name."""
     init = package / "__init__.py"
     tree = ast.parse(init.read_text())
-    assert ast.get_docstring(tree), f"{init.relative_to(ROOT)} has no docstring"
+    assert ast.get_docstring(tree), f"{_rel(init)} has no docstring"
     declared = None
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             declared = ast.literal_eval(node.value)
-    assert declared, f"{init.relative_to(ROOT)} declares no __all__"
+    assert declared, f"{_rel(init)} declares no __all__"
     bound = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -176,7 +269,27 @@ def test_each_package_says_what_it_offers(package):
         d.name for d in package.iterdir() if (d / "__init__.py").exists()
     }
     missing = [name for name in declared if name not in present | bound]
-    assert not missing, f"{init.relative_to(ROOT)} offers what it does not have: {missing}"
-    if not bound - {"annotations"}:  # a package of modules lists every public module
+    unlisted = []
+    # A package of modules lists every public module. (``__all__`` itself and the
+    # ``annotations`` of ``from __future__`` are not something the package offers.)
+    if not bound - {"annotations", "__all__"}:
         unlisted = sorted(m for m in present if not m.startswith("_") and m not in declared)
-        assert not unlisted, f"{init.relative_to(ROOT)} does not list {unlisted}"
+    return missing, unlisted
+
+
+@pytest.mark.parametrize("package", _packages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_each_package_says_what_it_offers(package):
+    """``__all__`` names the package's public modules (or what it re-exports), and nothing that is not there."""
+    missing, unlisted = unlisted_modules(package)
+    assert not missing, f"{_rel(package)}/__init__.py offers what it does not have: {missing}"
+    assert not unlisted, f"{_rel(package)}/__init__.py does not list {unlisted}"
+
+
+def test_an_unlisted_module_and_a_listed_ghost_are_found(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""A package of modules."""\n\n__all__ = ["kept", "gone"]\n')
+    (package / "kept.py").write_text("")
+    (package / "new.py").write_text("")
+    (package / "_private.py").write_text("")
+    assert unlisted_modules(package) == (["gone"], ["new"])
