@@ -208,6 +208,46 @@ def test_planted_ddl_is_found(tmp_path):
     assert ddl_strings([module]) == [f"{module}:2 create unique index", f"{module}:4 ALTER TABLE"]
 
 
+PROBLEM_MEMBERS = {"type", "title", "status", "detail"}
+# The one place problem+json answers are built (issue 13: five builders became one).
+PROBLEM_BUILDER = "traceledger/api/problems.py"
+# Known exception: the admission middleware's 503 body, serialized once at import for the
+# overload path (it takes PROBLEM and TYPE_BASE from problems.py but assembles the members
+# itself). Asked of its owner to build it with problems.problem (briefs/coord.md, session 7).
+PROBLEM_BUILDERS_ALLOWED = {PROBLEM_BUILDER, "traceledger/api/admission.py"}
+
+
+def problem_builders(paths) -> list[str]:
+    """Places that assemble a problem answer themselves: a dict literal with type, title, status and
+    detail, or a response given the problem+json media type spelled out (not the OpenAPI docs naming it)."""
+    found = []
+    for p in paths:
+        for node in ast.walk(_parsed(p)):
+            if isinstance(node, ast.Dict):
+                keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+                if PROBLEM_MEMBERS <= keys:
+                    found.append(f"{_rel(p)}:{node.lineno}")
+            elif isinstance(node, ast.keyword) and node.arg == "media_type" and isinstance(node.value, ast.Constant) \
+                    and "problem+json" in str(node.value.value):
+                found.append(f"{_rel(p)}:{node.value.lineno}")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, bytes) and b"problem+json" in node.value:
+                found.append(f"{_rel(p)}:{node.lineno}")
+    return found
+
+
+def test_problem_json_is_built_in_one_place():
+    found = problem_builders(p for p in _sources(ROOT / "traceledger") if _rel(p) not in PROBLEM_BUILDERS_ALLOWED)
+    assert not found, found
+    assert problem_builders([ROOT / PROBLEM_BUILDER]), "the builder itself is no longer seen: is the check blind?"
+
+
+def test_a_planted_problem_builder_is_found(tmp_path):
+    handler = tmp_path / "handler.py"
+    handler.write_text('def refuse():\n    return {"type": "about:blank", "title": "no", "status": 400, "detail": "bad"}\n\n\n'
+                       'def gone():\n    return JSONResponse(body, status_code=404, media_type="application/problem+json")\n')
+    assert problem_builders([handler]) == [f"{handler}:2", f"{handler}:6"]
+
+
 def _project_modules() -> set[str]:
     mods = set()
     for pkg in PACKAGES:
