@@ -333,3 +333,36 @@ def test_an_unlisted_module_and_a_listed_ghost_are_found(tmp_path):
     (package / "new.py").write_text("")
     (package / "_private.py").write_text("")
     assert unlisted_modules(package) == (["gone"], ["new"])
+
+
+# ------------------------------------------------------------------ README matches the tree
+
+
+def _readme_section(heading: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else len(text)]
+
+
+def test_readme_layout_names_every_module_and_package():
+    """Each package's row of README's Layout table names each of its modules and subpackages."""
+    rows = dict(re.findall(r"^\| `([a-z]+)/` \| (.*) \|$", _readme_section("## Layout"), re.M))
+    unnamed = {}
+    for pkg in PACKAGES:
+        named = set(re.findall(r"`([a-z_0-9]+)/?`", rows[pkg]))
+        modules = [p for p in (ROOT / pkg).rglob("*.py") if p.stem not in ("__init__", "__main__")]
+        subpackages = [p.parent for p in (ROOT / pkg).rglob("__init__.py") if p.parent != ROOT / pkg]
+        missing = sorted(_rel(p) for p in modules + subpackages if p.stem not in named)
+        if missing:
+            unnamed[pkg] = missing
+    assert not unnamed, f"README.md's Layout does not name (add a word on each to its package's row): {unnamed}"
+
+
+def test_readme_data_flow_names_only_paths_that_exist():
+    flow = _readme_section("## How data flows")
+    diagram = flow[flow.index("```"):flow.index("```", flow.index("```") + 3)]
+    paths = re.findall(r"\b((?:ledger|projections|consumers|traceledger)/[a-z_/]*(?:\.py)?)", diagram)
+    assert len(paths) > 10
+    absent = sorted({p for p in paths if "*" not in p and not (ROOT / p).exists()})
+    assert not absent, f"README.md's data-flow diagram names paths that do not exist: {absent}"
