@@ -31,6 +31,14 @@ def _pretend_service(module: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "-m", module])
 
 
+def _dead_service(module: str) -> int:
+    """The pid of a pretend service that has already exited."""
+    dead = _pretend_service(module)
+    dead.kill()
+    dead.wait()
+    return dead.pid
+
+
 def _status(repo: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(repo / "ops" / "services.sh"), "status"], capture_output=True, text=True, timeout=30)
 
@@ -51,12 +59,10 @@ def test_status_is_zero_when_every_started_service_runs(ops_copy):
 
 def test_status_fails_when_a_started_service_died(ops_copy):
     relay = _pretend_service("consumers.relay")
-    dead = _pretend_service("consumers.projector")
-    dead.kill()
-    dead.wait()
+    dead = _dead_service("consumers.projector")
     try:
         (ops_copy / ".run" / "relay.pid").write_text(str(relay.pid))
-        (ops_copy / ".run" / "projector.pid").write_text(str(dead.pid))
+        (ops_copy / ".run" / "projector.pid").write_text(str(dead))
         out = _status(ops_copy)
         assert out.returncode == 1, out.stdout
         assert "projector: NOT RUNNING" in out.stdout
@@ -154,15 +160,13 @@ def _make_status(repo: Path, stack_rc: int = 0) -> subprocess.CompletedProcess:
 
 def test_make_status_fails_when_a_started_service_died_and_passes_when_it_runs(make_copy):
     relay = _pretend_service("consumers.relay")
-    dead = _pretend_service("consumers.detector")
-    dead.kill()
-    dead.wait()
+    dead = _dead_service("consumers.detector")
     try:
         (make_copy / ".run" / "relay.pid").write_text(str(relay.pid))
         ok = _make_status(make_copy)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "stack: stand-in" in ok.stdout and "relay: running" in ok.stdout
-        (make_copy / ".run" / "detector.pid").write_text(str(dead.pid))
+        (make_copy / ".run" / "detector.pid").write_text(str(dead))
         down = _make_status(make_copy)
         assert down.returncode != 0, down.stdout
         assert "detector: NOT RUNNING" in down.stdout and "relay: running" in down.stdout
