@@ -72,6 +72,8 @@ def test_layer_contract_holds():
     ("module", "upward"),
     [
         ("ledger/events.py", "from projections import verdict"),
+        ("ledger/config.py", "import traceledger"),
+        ("ledger/store.py", "import kafka"),
         ("projections/verdict.py", "from consumers import relay"),
         ("projections/verdict.py", "import kafka"),
         ("consumers/topics.py", "from traceledger import client"),
