@@ -258,6 +258,55 @@ def test_a_planted_problem_builder_is_found(tmp_path):
     assert problem_builders([handler]) == [f"{handler}:2", f"{handler}:6"]
 
 
+# Settings come from ledger.config.Settings alone; the one other read is prometheus-client's own
+# variable (multiprocess mode), which the library itself reads.
+ENVIRON_ALLOWED = {"ledger/config.py": None, "traceledger/api/metrics.py": "PROMETHEUS_MULTIPROC_DIR"}
+
+
+def environ_reads(paths) -> list[str]:
+    """Places that read ``os.environ`` / ``os.getenv`` (with the key when it is a literal)."""
+    found = []
+    for p in paths:
+        for node in ast.walk(_parsed(p)):
+            target = None
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and isinstance(node.value, ast.Name) and node.value.id == "os":
+                target = node
+            elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in ("environ", "getenv") for a in node.names):
+                target = node
+            if target is not None:
+                found.append(f"{_rel(p)}:{target.lineno}")
+    return found
+
+
+def test_settings_are_read_through_config_only():
+    """No module reads the environment beside Settings (sigcheck and the auditor once did)."""
+    found = []
+    for p in _sources(*(ROOT / pkg for pkg in PACKAGES)):
+        where = _rel(p)
+        if where in ENVIRON_ALLOWED and (ENVIRON_ALLOWED[where] is None or ENVIRON_ALLOWED[where] in p.read_text()):
+            continue
+        found += environ_reads([p])
+    assert not found, found
+    assert environ_reads([ROOT / "ledger" / "config.py"]), "config.py's own reads are no longer seen: is the check blind?"
+
+
+def test_a_planted_environ_read_is_found(tmp_path):
+    module = tmp_path / "threads.py"
+    module.write_text('import os\nfrom os import getenv\n\nTHREADS = int(os.environ.get("TRACELEDGER_VERIFY_THREADS", "4"))\n')
+    assert sorted(environ_reads([module])) == [f"{module}:2", f"{module}:4"]
+
+
+def test_only_the_store_knows_eventsourcings_stored_json():
+    """eventsourcing's stored-state JSON (``{"_type_": ..., "_data_": ...}``) is read and written in ledger/store.py only."""
+    found = [
+        f"{_rel(p)}:{node.lineno}"
+        for p in _sources(*(ROOT / pkg for pkg in PACKAGES)) if _rel(p) != "ledger/store.py"
+        for node in ast.walk(_parsed(p))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "_data_" in node.value
+    ]
+    assert not found, found
+
+
 def _project_modules() -> set[str]:
     mods = set()
     for pkg in PACKAGES:
