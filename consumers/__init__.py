@@ -10,6 +10,7 @@ broker login away (``broker_revocations``); the relay's single-writer guard
 """
 
 __all__ = [
-    "actor_feed", "auditor", "broker_access", "broker_revocations", "broker_wait", "checkpointer", "decode_pool",
-    "detector", "exactly_once", "projector", "relay", "restore", "single_writer", "topics",
+    "actor_feed", "alert_raiser", "auditor", "broker_access", "broker_revocations", "broker_wait",
+    "checkpointer", "decode_pool", "detector", "exactly_once", "projector", "relay", "restore",
+    "single_writer", "topics",
 ]

@@ -15,9 +15,11 @@ Above it: ``projections`` (read models), ``consumers`` (Kafka processes), ``trac
 """
 
 __all__ = [
-    "capture_jobs", "channel_state", "config", "crash_points", "encoding", "envelope", "epcis", "epcis_capture", "epcis_query",
-    "epcis_subscriptions", "errors",
-    "events", "gs1", "health", "inbox_group", "keys", "lifecycle", "logging_setup", "metrics", "migrate", "pairing", "pins", "preverify",
-    "record_headers", "regions", "registry", "replay", "routing", "scan_inbox", "scan_recording", "service",
-    "shortcode", "sigcheck", "store", "transparency",
+    "alert_owners", "batches", "capture_jobs", "channel_state", "client_limits", "commitments", "config",
+    "crash_points", "division_names", "encoding", "envelope", "epcis", "epcis_capture", "epcis_query",
+    "epcis_subscriptions", "epcis_webhooks", "errors", "events", "gs1", "health", "inbox_group", "ip2region",
+    "key_compromise", "keys", "lifecycle", "logging_setup", "metrics", "migrate", "pairing", "pins", "places",
+    "platform_secrets", "prefix_claims", "preverify", "record_headers", "regions", "registry", "replay",
+    "report_photos", "request_nonces", "routing", "scan_inbox", "scan_recording", "service",
+    "shopper_records", "shortcode", "sigcheck", "store", "transparency",
 ]

@@ -1,4 +1,4 @@
-"""`ops/services.sh status` (and so `make status`) fails when a service it started is down.
+"""`make status` (and `ops/services.sh status`) fails when a service it started is down.
 
 The script is run from a copy of the repository's layout in a temporary folder, so
 its ``.run/`` pid files are the test's own and the real services are never touched.
@@ -31,6 +31,14 @@ def _pretend_service(module: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "-m", module])
 
 
+def _dead_service(module: str) -> int:
+    """The pid of a pretend service that has already exited."""
+    dead = _pretend_service(module)
+    dead.kill()
+    dead.wait()
+    return dead.pid
+
+
 def _status(repo: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(repo / "ops" / "services.sh"), "status"], capture_output=True, text=True, timeout=30)
 
@@ -51,12 +59,10 @@ def test_status_is_zero_when_every_started_service_runs(ops_copy):
 
 def test_status_fails_when_a_started_service_died(ops_copy):
     relay = _pretend_service("consumers.relay")
-    dead = _pretend_service("consumers.projector")
-    dead.kill()
-    dead.wait()
+    dead = _dead_service("consumers.projector")
     try:
         (ops_copy / ".run" / "relay.pid").write_text(str(relay.pid))
-        (ops_copy / ".run" / "projector.pid").write_text(str(dead.pid))
+        (ops_copy / ".run" / "projector.pid").write_text(str(dead))
         out = _status(ops_copy)
         assert out.returncode == 1, out.stdout
         assert "projector: NOT RUNNING" in out.stdout
@@ -131,3 +137,44 @@ def test_status_fails_when_the_supervisor_died(ops_copy):
     (ops_copy / ".run" / "supervisor.pid").write_text("999999")
     out = _status(ops_copy)
     assert out.returncode == 1 and "supervisor: NOT RUNNING" in out.stdout
+
+
+# ------------------------------------------------------------------ `make status` itself
+
+
+@pytest.fixture
+def make_copy(ops_copy) -> Path:
+    """The Makefile beside ops/services.sh, with ops/stack.sh a stand-in whose ``status``
+    answers as PostgreSQL and Kafka would (``STACK_STATUS_RC``): the test never asks the
+    shared stack, and can show a stack that does not answer."""
+    shutil.copy(ROOT / "Makefile", ops_copy / "Makefile")
+    (ops_copy / "ops" / "stack.sh").write_text('echo "stack: stand-in"; exit "${STACK_STATUS_RC:-0}"\n')
+    return ops_copy
+
+
+def _make_status(repo: Path, stack_rc: int = 0) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BROKERS", "KAFKA_PORT", "PGPORT", "TRACELEDGER_LISTEN_PORT", "MAKEFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-C", str(repo), "status"], env={**env, "STACK_STATUS_RC": str(stack_rc)},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_make_status_fails_when_a_started_service_died_and_passes_when_it_runs(make_copy):
+    relay = _pretend_service("consumers.relay")
+    dead = _dead_service("consumers.detector")
+    try:
+        (make_copy / ".run" / "relay.pid").write_text(str(relay.pid))
+        ok = _make_status(make_copy)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "stack: stand-in" in ok.stdout and "relay: running" in ok.stdout
+        (make_copy / ".run" / "detector.pid").write_text(str(dead))
+        down = _make_status(make_copy)
+        assert down.returncode != 0, down.stdout
+        assert "detector: NOT RUNNING" in down.stdout and "relay: running" in down.stdout
+    finally:
+        relay.kill()
+
+
+def test_make_status_fails_when_the_stack_does_not_answer(make_copy):
+    out = _make_status(make_copy, stack_rc=1)
+    assert out.returncode != 0, out.stdout
+    assert "relay: stopped" in out.stdout  # the services' report is printed too
