@@ -46,7 +46,7 @@ from urllib.parse import quote
 from ledger import gs1
 from ledger.batches import decode_manifest
 from ledger.errors import Refused
-from ledger.events import BATCH_KINDS, EPCIS_MAPPING, SignedEvent, decode_signed
+from ledger.events import BATCH_KINDS, EPCIS_MAPPING, TRANSACTION_KIND, Event, SignedEvent, decode_signed
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
 TL_NAMESPACE = "https://traceledger.example/epcis/"
@@ -67,6 +67,8 @@ _AT_SIGNER = {"Issued", "Received", "ContainerCreated", "Packed", "Unpacked", "L
 _SINGLE_KIND = {"BatchIssued": "Issued", "BatchShipped": "Shipped", "BatchReceived": "Received",
                 "BatchRecalled": "Recalled", "BatchDecommissioned": "Decommissioned"}
 NO_MANIFESTS: Mapping[str, bytes] = {}
+# event.v5: a TransactionEvent's bizStep and disposition are the partner's, kept on each event as written.
+EXPORTED_KINDS = frozenset({*EPCIS_MAPPING, TRANSACTION_KIND})
 
 GtinOf = Callable[[str], "str | None"]
 
@@ -121,6 +123,10 @@ def _epc(code: str, gtin_of: GtinOf, host: str) -> str:
     return sscc_uri(code, host) if gs1.is_sscc(code) else label_uri(code, gtin_of(code), host)
 
 
+def _subject_epc(e: Event, gtin_of: GtinOf, host: str) -> str:
+    return sscc_uri(e.subject, host) if e.subject_type == "container" else label_uri(e.subject, gtin_of(e.subject), host)
+
+
 def epcis_time(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -128,15 +134,32 @@ def epcis_time(t: datetime) -> str:
 # ---------------------------------------------------------------- export
 
 
+def exported(e: Event) -> bool:
+    """Whether a ledger event has an EPCIS form (event.v4 kinds such as a lot's QualityCommitted have none yet)."""
+    return e.subject_type in EXPORTED_SUBJECTS and e.kind in EXPORTED_KINDS
+
+
+def same_transaction(group: Sequence[SignedEvent], e: Event) -> bool:
+    """Whether ``e`` is one more EPC of the TransactionEvent ``group`` holds (event.v5): the capture signs one
+    TransactionRecorded per EPC, each with every field of the EPCIS event and its time, appended together; so
+    the next event of the same signer, time and payload on another chain is the same EPCIS event."""
+    first = group[0].event
+    return (e.kind == first.kind == TRANSACTION_KIND and e.actor == first.actor and e.occurred_at == first.occurred_at
+            and e.payload == first.payload and all((s.event.subject_type, s.event.subject) != (e.subject_type, e.subject) for s in group))
+
+
 def group_events(signed: Iterable[SignedEvent]) -> list[list[SignedEvent]]:
-    """Signed events (log order) grouped into EPCIS events: a Packed/Unpacked with its children's events."""
+    """Signed events (log order) grouped into EPCIS events: a Packed/Unpacked with its children's events, the
+    TransactionRecorded events of one TransactionEvent (adjacent in the log: :func:`same_transaction`)."""
     groups: list[list[SignedEvent]] = []
     waiting: dict[tuple[str, str, str], list[SignedEvent]] = {}
     for s in signed:
         e = s.event
-        if e.subject_type not in EXPORTED_SUBJECTS or e.kind not in EPCIS_MAPPING:
-            continue  # event.v4 kinds without an EPCIS form yet (e.g. a lot's QualityCommitted)
-        if e.kind in CHILD_KIND:
+        if not exported(e):
+            continue
+        if groups and same_transaction(groups[-1], e):
+            groups[-1].append(s)
+        elif e.kind in CHILD_KIND:
             group = [s]
             for child in e.payload["children"]:
                 waiting[(e.subject, CHILD_KIND[e.kind], child)] = group
@@ -187,7 +210,7 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
     """One EPCIS 2.0 event for a group from :func:`group_events` (a batch event needs its manifest). Pure."""
     first = group[0]
     e, p = first.event, first.event.payload
-    biz_step, disposition = EPCIS_MAPPING[e.kind]
+    biz_step, disposition = (p.get("biz_step"), p.get("disposition")) if e.kind == TRANSACTION_KIND else EPCIS_MAPPING[e.kind]
     kind = _SINGLE_KIND.get(e.kind, e.kind)
     out: dict = {
         "type": "ObjectEvent",
@@ -204,6 +227,12 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
         # event.v4: an AssociationEvent; the parent is any identifier (a GIAI, a GRAI...), kept as the partner wrote it.
         out.update(type="AssociationEvent", parentID=p["parent"], childEPCs=[_epc(e.subject, gtin_of, host)])
         out["action"] = _ACTION[e.kind]
+    elif e.kind == TRANSACTION_KIND:
+        # event.v5: one TransactionRecorded per EPC; the group (same_transaction) is the partner's one event.
+        out.update(type="TransactionEvent", epcList=[_subject_epc(s.event, gtin_of, host) for s in group])
+        if p.get("parent"):
+            out["parentID"] = p["parent"]
+        out["action"] = p["action"]
     elif e.kind == "Transformed":
         out.update(type="TransformationEvent",
                    inputQuantityList=[{"epcClass": lot_uri(k, host)} for k in p["inputs"]],
@@ -217,7 +246,8 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
         else:
             out["epcList"] = [_epc(e.subject, gtin_of, host) if e.subject_type == "container" else label_uri(e.subject, gtin_of(e.subject), host)]
         out["action"] = _ACTION.get(e.kind, "OBSERVE")
-    out["bizStep"] = biz_step
+    if biz_step:  # a TransactionEvent may have none
+        out["bizStep"] = biz_step
     if disposition:
         out["disposition"] = disposition
     if p.get("region"):

@@ -22,10 +22,10 @@ What maps (CBV 2.0 bare words or their URI forms):
 | AggregationEvent ADD / DELETE | ``Packed`` + ``PackedInto`` per child / ``Unpacked`` + ``UnpackedFrom`` |
 | TransformationEvent of LGTIN classes, one output | ``Transformed`` |
 | AssociationEvent ADD / DELETE | ``Associated`` / ``Disassociated`` per child (label or container), parent kept as written |
+| TransactionEvent ADD / OBSERVE / DELETE | ``TransactionRecorded`` (event.v5) per EPC (label or container), bizTransactionList required |
 
 An error declaration is ``Retracted`` / ``Corrected`` (:func:`error_declaration`).
-Everything else (TransactionEvent,
-quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason.
+Everything else (quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason.
 
 event.v4 keeps what the partner's event said beside the ledger's own fields
 (:func:`keep_epcis_fields`): its ``eventID`` (``epcis_event_id``),
@@ -81,6 +81,7 @@ KEPT_BY_KIND = {
     "Shipped": {"biz_transactions", "sources", "destinations", "sensor_data"},
     "Received": {"biz_transactions", "sensor_data"},
     "Issued": {"biz_transactions"},
+    "TransactionRecorded": {"biz_transactions", "sources", "destinations", "sensor_data"},
 }
 # EPCIS field -> payload field, for what keep_epcis_fields carries over.
 KEPT_FIELDS = {"bizTransactionList": "biz_transactions", "readPoint": "read_point", "bizLocation": "biz_location",
@@ -269,9 +270,6 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
     kind = item.get("type")
     if "errorDeclaration" in item:
         return error_declaration(index, key, item, signer, defaults)
-    if kind == "TransactionEvent":
-        raise Refused("not_captured", "no ledger event holds a TransactionEvent (its bizTransactionList is kept on the "
-                      "events of the objects it names)", field="type")
     occurred_at = datetime.fromisoformat(item["eventTime"].replace("Z", "+00:00"))
     mapped = Mapped(index, key, occurred_at, [], ignored=_ignored(item))
     if kind == "ObjectEvent":
@@ -282,6 +280,8 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
         _transformation_event(item, mapped)
     elif kind == "AssociationEvent":
         _association_event(item, mapped)
+    elif kind == "TransactionEvent":
+        _transaction_event(item, mapped)
     else:
         raise Refused("not_captured", f"unknown event type {str(kind)[:40]!r}", field="type")
     kinds = {c.kind for c in mapped.commands}
@@ -570,3 +570,22 @@ def _association_event(item: dict, mapped: Mapped) -> None:
         raise Refused("missing_field", "an association needs childEPCs", field="childEPCs")
     kind = "Associated" if action == "ADD" else "Disassociated"
     mapped.commands += [Command(t, c, kind, {"parent": parent}) for t, c in children]
+
+
+def _transaction_event(item: dict, mapped: Mapped) -> None:
+    """ADD / OBSERVE / DELETE: ``TransactionRecorded`` (event.v5) per EPC (label or container), with the business
+    transactions, parentID, bizStep and disposition as written (:func:`keep_epcis_fields` adds the rest); the
+    export groups them back into one TransactionEvent (:func:`ledger.epcis.same_transaction`)."""
+    if item.get("quantityList"):
+        raise Refused("not_captured", "quantities cannot take part in a transaction: the ledger records identified items", field="quantityList")
+    subjects = _epcs(item.get("epcList"), mapped)
+    if not subjects:
+        raise Refused("missing_field", "a TransactionEvent is captured with its epcList", field="epcList")
+    if "biz_transactions" not in epcis_fields(item):
+        raise Refused("missing_field", f"a TransactionEvent needs a bizTransactionList of 1-{MAX_EPCIS_LIST} entries, each with its "
+                      f"type and bizTransaction (at most {MAX_EPCIS_TEXT} characters)", field="bizTransactionList")
+    parent = item.get("parentID")
+    if parent is not None and not _text(parent):
+        raise Refused("invalid_field", f"parentID must be at most {MAX_EPCIS_TEXT} characters", field="parentID")
+    payload = {"action": item.get("action"), "parent": parent, "biz_step": item.get("bizStep"), "disposition": item.get("disposition")}
+    mapped.commands += [Command(t, s, "TransactionRecorded", dict(payload)) for t, s in subjects]
