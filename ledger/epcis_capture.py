@@ -50,6 +50,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -62,6 +63,7 @@ MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_EPCIS_EVENTS = 2000  # EPCIS events per captured document
 MAX_EPCS = 5000  # EPCs (hence ledger events) in one document
 MAX_DEPTH = 32  # JSON nesting: an EPCIS document needs about 8
+NO_KNOWN: "Mapping[str, Sequence[str]]" = {}  # no partner eventIDs captured before (map_document's ``known``)
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 _ID_NAMESPACE = uuid.UUID("5b1c3f0e-7f0c-4c55-9a57-2f6f1b3f9e19")  # fixed: ids must be reproducible
 _SGTIN = re.compile(r"urn:epc:id:sgtin:([0-9]{6,12})\.([0-9]{1,7})\.(.{1,80})")
@@ -251,25 +253,58 @@ def _word(value, vocabulary: str) -> str | None:
 # ---------------------------------------------------------------- events
 
 
-def map_document(doc: dict, signer: str, defaults: Defaults) -> list[Mapped | Unmapped]:
-    """Every event of a document read by :func:`read_document`, mapped or refused with its reason."""
-    out: list[Mapped | Unmapped] = []
-    for index, item in enumerate(doc["epcisBody"]["eventList"]):
-        key = event_key(item)
-        if "errorDeclaration" in item:
-            key = DECLARATION_KEY + key  # the declaration repeats the eventID of the event in error: its own key
-        try:
-            out.append(map_event(index, key, item, signer, defaults))
-        except Refused as exc:
-            out.append(Unmapped(index, key, exc.code, exc.detail))
-    return out
+def map_document(doc: dict, signer: str, defaults: Defaults, known: Mapping[str, Sequence[str]] = NO_KNOWN) -> list[Mapped | Unmapped]:
+    """Every event of a document read by :func:`read_document`, mapped or refused with its reason.
+
+    ``known`` gives, for partner eventIDs captured earlier (``POST /v1/epcis/capture/events``), the ledger events
+    they were captured as: an error declaration's correctiveEventIDs resolve through it and through the events of
+    this document (:func:`ledger_ids`), in either order."""
+    events = doc["epcisBody"]["eventList"]
+    out: dict[int, Mapped | Unmapped] = {}
+    here: dict[str, list[str]] = {}  # eventID -> ledger event ids, of this document's events that map
+    for declarations in (False, True):  # declarations after every other event: they may name a later one
+        for index, item in enumerate(events):
+            if ("errorDeclaration" in item) != declarations:
+                continue
+            key = event_key(item)
+            if declarations:
+                key = DECLARATION_KEY + key  # the declaration repeats the eventID of the event in error: its own key
+            try:
+                out[index] = map_event(index, key, item, signer, defaults, {**known, **here})
+            except Refused as exc:
+                out[index] = Unmapped(index, key, exc.code, exc.detail)
+            if isinstance(out[index], Mapped) and not declarations and isinstance(item.get("eventID"), str):
+                here[item["eventID"]] = ledger_ids(signer, out[index])
+    return [out[i] for i in range(len(events))]
 
 
-def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults) -> Mapped:
+def declaration_references(doc: dict) -> list[str]:
+    """The eventIDs a document's error declarations name as corrective events, that none of its events has:
+    what the capture client asks the ledger about (``known`` of :func:`map_document`)."""
+    events = doc["epcisBody"]["eventList"]
+    own = {e.get("eventID") for e in events}
+    names = [x for e in events if isinstance(e.get("errorDeclaration"), dict)
+             for x in e["errorDeclaration"].get("correctiveEventIDs") or () if isinstance(x, str) and x not in own]
+    return sorted(set(names))
+
+
+def batch_subject(signer: str, key: str) -> str:
+    """The batch id of a commissioning signed as ONE BatchIssued: from the signer and the EPCIS event's key."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{signer}\n{key}"))
+
+
+def ledger_ids(signer: str, mapped: Mapped) -> list[str]:
+    """The ids of the ledger events the capture client signs for ``mapped`` (one BatchIssued, or one per command)."""
+    if batch_issuance(mapped) is not None:
+        return [ledger_event_id(signer, mapped.key, Command("batch", batch_subject(signer, mapped.key), "BatchIssued", {}))]
+    return [ledger_event_id(signer, mapped.key, c) for c in mapped.commands]
+
+
+def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults, known: Mapping[str, Sequence[str]] = NO_KNOWN) -> Mapped:
     """One EPCIS event's ledger commands; :class:`Refused` says why there are none."""
     kind = item.get("type")
     if "errorDeclaration" in item:
-        return error_declaration(index, key, item, signer, defaults)
+        return error_declaration(index, key, item, signer, defaults, known)
     occurred_at = datetime.fromisoformat(item["eventTime"].replace("Z", "+00:00"))
     mapped = Mapped(index, key, occurred_at, [], ignored=_ignored(item))
     if kind == "ObjectEvent":
@@ -407,12 +442,14 @@ DECLARATION_KEY = "errorDeclaration:"
 _UUID_URN = re.compile(r"urn:uuid:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 
 
-def error_declaration(index: int, key: str, item: dict, signer: str, defaults: Defaults) -> Mapped:
+def error_declaration(index: int, key: str, item: dict, signer: str, defaults: Defaults, known: Mapping[str, Sequence[str]] = NO_KNOWN) -> Mapped:
     """An EPCIS error declaration as ``Retracted`` (no corrective events) or ``Corrected`` per ledger event the
     declared event was captured as: the event is mapped again without its declaration, and the ids of its
     ledger events follow from the signer and its eventID (:func:`ledger_event_id`), so only events captured by
-    this signer are declared. Corrective events must be named by ledger event ids (``urn:uuid:``, as exports
-    name them): a partner's own eventID says nothing the ledger can check."""
+    this signer are declared (the server checks each is on its chain, signed by the declarer).
+    correctiveEventIDs are resolved to ledger events: a partner's eventID through ``known`` (events captured
+    earlier, or earlier in this document), else an ``urn:uuid:`` is taken as a ledger event id (as exports
+    name them); any other identifier names nothing the ledger holds and is refused with its reason."""
     declaration = item["errorDeclaration"] if isinstance(item.get("errorDeclaration"), dict) else {}
     original = {k: v for k, v in item.items() if k != "errorDeclaration"}
     if not isinstance(original.get("eventID"), str):
@@ -420,18 +457,33 @@ def error_declaration(index: int, key: str, item: dict, signer: str, defaults: D
     declared = map_event(index, original["eventID"], original, signer, defaults)
     if batch_issuance(declared) is not None:
         raise Refused("not_captured", "a batch commissioning is declared in error with the batch tools, not by capture", field="errorDeclaration")
-    corrective = [_UUID_URN.fullmatch(str(x)) for x in declaration.get("correctiveEventIDs") or ()]
-    if not all(corrective):
-        raise Refused("not_captured", "correctiveEventIDs must name ledger events (urn:uuid:<ledger event id>)", field="errorDeclaration")
+    corrective = corrective_ids(declaration.get("correctiveEventIDs") or (), known)
     reason = _word(declaration.get("reason"), "ER") or "unspecified"
     at = declaration.get("declarationTime") or item["eventTime"]
     mapped = Mapped(index, key, datetime.fromisoformat(at.replace("Z", "+00:00")), [])
     for c in declared.commands:
         payload = {"event_id": ledger_event_id(signer, original["eventID"], c), "reason": reason}
         if corrective:
-            payload["corrective_event_ids"] = [m[1] for m in corrective]
+            payload["corrective_event_ids"] = corrective
         mapped.commands.append(Command(c.subject_type, c.subject, "Corrected" if corrective else "Retracted", payload))
     return mapped
+
+
+def corrective_ids(names, known: Mapping[str, Sequence[str]]) -> list[str]:
+    """The ledger event ids correctiveEventIDs stand for (in order, each once); :class:`Refused` for one naming nothing."""
+    out: list[str] = []
+    for name in names:
+        if isinstance(name, str) and name in known:
+            ids = list(known[name])
+        elif m := _UUID_URN.fullmatch(str(name)):
+            ids = [m[1]]
+        else:
+            raise Refused("unknown_event", f"correctiveEventID {str(name)[:100]} names no event captured before (by this actor) or "
+                          "in this document, nor a ledger event (urn:uuid:<ledger event id>)", field="errorDeclaration")
+        out += [i for i in ids if i not in out]
+    if len(out) > MAX_EPCIS_LIST:
+        raise Refused("field_too_long", f"the corrective events stand for {len(out)} ledger events; at most {MAX_EPCIS_LIST}", field="errorDeclaration")
+    return out
 
 
 MIN_BATCH = 2  # a commissioning of one label stays one Issued event

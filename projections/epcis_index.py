@@ -29,7 +29,7 @@ import psycopg
 
 from ledger import epcis
 from ledger.epcis_query import EventQuery, Page, uri_key, vocabulary_word
-from ledger.events import TRANSACTION_KIND, SignedEvent
+from ledger.events import DECLARATION_KINDS, TRANSACTION_KIND, SignedEvent
 from ledger.store import batch_manifests
 
 BATCH = 2000
@@ -61,7 +61,8 @@ def index_row(log_index: int, event: dict, record_time: datetime, members: list[
     # A TransactionEvent keeps the partner's words as written (a URI form too): indexed as EQ_bizStep compares them.
     step, disposition = (vocabulary_word(name, event[field]) if event.get(field) else None
                          for name, field in (("EQ_bizStep", "bizStep"), ("EQ_disposition", "disposition")))
-    return (log_index, event["eventID"], event["type"], event.get("action"), step, disposition,
+    # An error declaration repeats its declared event's eventID (EPCIS 2.0): its row is keyed by its own ledger id.
+    return (log_index, event.get(epcis.DECLARATION_ID, event["eventID"]), event["type"], event.get("action"), step, disposition,
             datetime.fromisoformat(event["eventTime"]), record_time,
             uri_key(place[0]) if place[0] else None, uri_key(place[1]) if place[1] else None, members)
 
@@ -130,6 +131,19 @@ def load_waiting(conn: psycopg.Connection, batch: Batch, children: list[SignedEv
     batch.waiting.update({(c, k, s): i for c, k, s, i in rows})
 
 
+def declared_events(conn: psycopg.Connection, signed: list[SignedEvent]) -> dict[str, SignedEvent]:
+    """event id -> the signed event each declaration among ``signed`` names, read from the global log on the
+    declaration's own chain (an id found on no such chain is simply absent: that declaration is not exported)."""
+    wanted = epcis.declared_ids(signed)
+    if not wanted:
+        return {}
+    rows = conn.execute("SELECT l.value FROM log_entries l JOIN unnest(%s::text[], %s::text[], %s::text[]) AS w(t, s, i) "
+                        "ON l.subject_type = w.t AND l.subject = w.s AND l.event_id = w.i",
+                        ([w[0] for w in wanted], [w[1] for w in wanted], [w[2] for w in wanted])).fetchall()
+    found = (SignedEvent.from_envelope(bytes(r[0])) for r in rows)
+    return {x.event.event_id: x for x in found}
+
+
 def newest_transaction(conn: psycopg.Connection) -> tuple[int, list[SignedEvent]] | None:
     """The newest indexed EPCIS event if it is a TransactionEvent: the next batch's first entry may be one more EPC of it."""
     row = conn.execute("SELECT log_index, event_type FROM epcis_events ORDER BY log_index DESC LIMIT 1").fetchone()
@@ -143,14 +157,15 @@ def manifests_of(conn: psycopg.Connection, events) -> dict[str, bytes]:
     return batch_manifests(conn, [s.event.event_id for s in events if s.event.subject_type == "batch"])
 
 
-def write_batch(conn: psycopg.Connection, batch: Batch, issued: dict[str, str], manifests: dict[str, bytes]) -> None:
+def write_batch(conn: psycopg.Connection, batch: Batch, issued: dict[str, str], manifests: dict[str, bytes],
+                declared: dict[str, SignedEvent] | None = None) -> None:
     """Insert the batch's EPCIS events and identifiers, extend older ones, keep the pending children."""
     rows, epcs = [], []
     serials = {c for group in batch.groups.values() for _, s in group for c in epcis.label_codes(s, manifests)}
     serials |= {c for _, s in batch.joined_epcs for c in epcis.label_codes(s)}
     gtin_of = label_gtins(conn, list(serials - set(issued))) | issued
     for leader, group in batch.groups.items():
-        event = epcis.to_epcis([s for _, s in group], gtin_of.get, HOST, manifests)
+        event = epcis.to_epcis([s for _, s in group], gtin_of.get, HOST, manifests, declared or {})
         rows.append(index_row(leader, event, batch.record_times[leader], [i for i, _ in group]))
         epcs += [(key, role, leader) for key, role in identifiers(event)]
     for leader, member in batch.joined_epcs:
@@ -175,7 +190,9 @@ def index_next(conn: psycopg.Connection, limit: int = BATCH) -> int:
         if not run:
             return 0
         entries = [(i, SignedEvent.from_envelope(v), t) for i, v, t in run]
-        exported = [(i, s, t) for i, s, t in entries if epcis.exported(s.event)]  # as epcis.group_events
+        declared = declared_events(conn, [s for _, s, _ in entries])
+        exported = [(i, s, t) for i, s, t in entries if epcis.exported(s.event)  # as epcis.group_events
+                    and (s.event.kind not in DECLARATION_KINDS or epcis.declaration_of(s.event, declared) is not None)]
         batch = Batch()
         if exported and exported[0][1].event.kind == TRANSACTION_KIND:
             batch.last = newest_transaction(conn)
@@ -183,7 +200,7 @@ def index_next(conn: psycopg.Connection, limit: int = BATCH) -> int:
         for i, s, t in exported:
             batch.add(i, s, t)
         manifests = manifests_of(conn, [s for _, s, _ in exported])
-        write_batch(conn, batch, epcis.issued_gtins([s for _, s, _ in exported], manifests), manifests)
+        write_batch(conn, batch, epcis.issued_gtins([s for _, s, _ in exported], manifests), manifests, declared)
         conn.execute("UPDATE epcis_index_position SET next_log_index = %s", (run[-1][0] + 1,))
     return len(run)
 

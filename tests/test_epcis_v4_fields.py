@@ -143,7 +143,13 @@ def test_an_error_declaration_retracts_or_corrects_the_captured_events():
         assert (c.kind, c.subject, c.payload["event_id"], c.payload["reason"]) == (kind, "2017", in_error, declaration["reason"])
         signed = cast.event("acme", "label", "2017", c.kind, c.payload, seq=2, prev=b"\x01" * 32)
         assert signed.event.payload.get("corrective_event_ids", []) == ([fix] if kind == "Corrected" else [])
-    # GS1's example names its corrective events by the partner's eventIDs: nothing the ledger can check.
+    # GS1's example names a corrective event by a partner's eventID: resolved when captured before (``known``, what
+    # POST /v1/epcis/capture/events answers), refused with its reason when not.
     doc = read_document((GS1 / "Example_9.6.1-ObjectEvent-with-error-declaration.jsonld").read_bytes())
+    partner = doc["epcisBody"]["eventList"][0]["errorDeclaration"]["correctiveEventIDs"][0]
     refused = map_document(doc, "gs1co", DEFAULTS)[0]
-    assert refused.code == "not_captured" and "correctiveEventIDs" in refused.detail
+    assert refused.code == "unknown_event" and partner[:40] in refused.detail
+    fixed_by = ["0b7c1b9e-0000-4000-8000-00000000000a", "0b7c1b9e-0000-4000-8000-00000000000b"]
+    declared = map_document(doc, "gs1co", DEFAULTS, {partner: fixed_by})[0]
+    assert [(c.kind, c.subject, c.payload["corrective_event_ids"]) for c in declared.commands] == [
+        ("Corrected", s, [*fixed_by, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"]) for s in ("2017", "2018")]
