@@ -314,8 +314,9 @@ def _error_declaration(d: SignedEvent, gtin_of: GtinOf, host: str, declared: Map
         declaration["reason"] = reason
     elif reason != "unspecified":  # what capture writes for a declaration without a reason
         out["tl:reason"] = reason
-    if p.get("corrective_event_ids"):
-        declaration["correctiveEventIDs"] = [f"urn:uuid:{x}" for x in p["corrective_event_ids"]]
+    if p.get("corrective_event_ids") or p.get("corrective_epcis_ids"):
+        # Ledger events by their urn:uuid (as this export names them), then those held elsewhere as the partner wrote them.
+        declaration["correctiveEventIDs"] = [f"urn:uuid:{x}" for x in p.get("corrective_event_ids") or ()] + list(p.get("corrective_epcis_ids") or ())
     out["errorDeclaration"] = declaration
     out["tl:event"] = {"kind": d.event.kind, "subject": d.event.subject, "seq": d.event.seq, "actor": d.event.actor,
                        "payload": {k: _jsonable(v) for k, v in p.items() if v is not None}}

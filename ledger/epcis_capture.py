@@ -449,7 +449,7 @@ def error_declaration(index: int, key: str, item: dict, signer: str, defaults: D
     this signer are declared (the server checks each is on its chain, signed by the declarer).
     correctiveEventIDs are resolved to ledger events: a partner's eventID through ``known`` (events captured
     earlier, or earlier in this document), else an ``urn:uuid:`` is taken as a ledger event id (as exports
-    name them); any other identifier names nothing the ledger holds and is refused with its reason."""
+    name them); any other identifier names an event held elsewhere, kept as written (``corrective_epcis_ids``)."""
     declaration = item["errorDeclaration"] if isinstance(item.get("errorDeclaration"), dict) else {}
     original = {k: v for k, v in item.items() if k != "errorDeclaration"}
     if not isinstance(original.get("eventID"), str):
@@ -457,33 +457,38 @@ def error_declaration(index: int, key: str, item: dict, signer: str, defaults: D
     declared = map_event(index, original["eventID"], original, signer, defaults)
     if batch_issuance(declared) is not None:
         raise Refused("not_captured", "a batch commissioning is declared in error with the batch tools, not by capture", field="errorDeclaration")
-    corrective = corrective_ids(declaration.get("correctiveEventIDs") or (), known)
+    corrective, elsewhere = corrective_ids(declaration.get("correctiveEventIDs") or (), known)
     reason = _word(declaration.get("reason"), "ER") or "unspecified"
     at = declaration.get("declarationTime") or item["eventTime"]
     mapped = Mapped(index, key, datetime.fromisoformat(at.replace("Z", "+00:00")), [])
     for c in declared.commands:
         payload = {"event_id": ledger_event_id(signer, original["eventID"], c), "reason": reason}
-        if corrective:
-            payload["corrective_event_ids"] = corrective
-        mapped.commands.append(Command(c.subject_type, c.subject, "Corrected" if corrective else "Retracted", payload))
+        if corrective or elsewhere:
+            payload |= {"corrective_event_ids": corrective, "corrective_epcis_ids": elsewhere}
+        mapped.commands.append(Command(c.subject_type, c.subject, "Corrected" if corrective or elsewhere else "Retracted", payload))
     return mapped
 
 
-def corrective_ids(names, known: Mapping[str, Sequence[str]]) -> list[str]:
-    """The ledger event ids correctiveEventIDs stand for (in order, each once); :class:`Refused` for one naming nothing."""
-    out: list[str] = []
+def corrective_ids(names, known: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
+    """What correctiveEventIDs stand for: (ledger event ids, the partner eventIDs of corrective events this ledger
+    does not hold), in order, each once. A name in ``known`` (captured before, or in this document) is its ledger
+    events; an ``urn:uuid:`` is taken as a ledger event id (as exports name them); any other name is an event
+    held elsewhere (EPCIS lets a correction live in another repository), kept as the partner wrote it."""
+    ids: list[str] = []
+    elsewhere: list[str] = []
     for name in names:
-        if isinstance(name, str) and name in known:
-            ids = list(known[name])
-        elif m := _UUID_URN.fullmatch(str(name)):
-            ids = [m[1]]
-        else:
-            raise Refused("unknown_event", f"correctiveEventID {str(name)[:100]} names no event captured before (by this actor) or "
-                          "in this document, nor a ledger event (urn:uuid:<ledger event id>)", field="errorDeclaration")
-        out += [i for i in ids if i not in out]
-    if len(out) > MAX_EPCIS_LIST:
-        raise Refused("field_too_long", f"the corrective events stand for {len(out)} ledger events; at most {MAX_EPCIS_LIST}", field="errorDeclaration")
-    return out
+        if not _text(name):
+            raise Refused("invalid_field", f"a correctiveEventID is a string of at most {MAX_EPCIS_TEXT} characters", field="errorDeclaration")
+        if name in known:
+            ids += [i for i in known[name] if i not in ids]
+        elif m := _UUID_URN.fullmatch(name):
+            ids += [m[1]] if m[1] not in ids else []
+        elif name not in elsewhere:
+            elsewhere.append(name)
+    if len(ids) + len(elsewhere) > MAX_EPCIS_LIST:
+        raise Refused("field_too_long", f"the corrective events stand for {len(ids) + len(elsewhere)} events; at most {MAX_EPCIS_LIST}",
+                      field="errorDeclaration")
+    return ids, elsewhere
 
 
 MIN_BATCH = 2  # a commissioning of one label stays one Issued event

@@ -611,6 +611,14 @@ def _validate_payload(kind: str, p: dict) -> None:
                 _uuid(value, "corrective_event_ids")
             if p["event_id"] in ids or len(set(ids)) != len(ids):
                 raise Refused("invalid_field", "corrective_event_ids name distinct events other than the one in error", field="corrective_event_ids")
+            # event.v5: corrective events another repository holds, by the partner's eventIDs (absent before v5).
+            elsewhere = p.get("corrective_epcis_ids") or []
+            _epcis_list(elsewhere, "corrective_epcis_ids")
+            for value in elsewhere:
+                _epcis_text(value, "corrective_epcis_ids")
+            if len(set(elsewhere)) != len(elsewhere) or len(ids) + len(elsewhere) > MAX_EPCIS_LIST:
+                raise Refused("invalid_field", f"corrective_epcis_ids name distinct events, at most {MAX_EPCIS_LIST} corrective events in all",
+                              field="corrective_epcis_ids")
     elif kind == TRANSACTION_KIND:
         _validate_transaction(p)
     elif kind == "ActorKeyRotated":

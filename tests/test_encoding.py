@@ -27,7 +27,7 @@ EVENT_V2_HEADER = "c301" + "dacaa1bda464ecbc"
 EVENT_V3_HEADER = "c301" + "2cf484959d0505a7"
 # v4 grows in session 6 (steps A, B, C) until it is released; pinned at each step.
 EVENT_V4_HEADER = "c301" + "4682701a8376c4b5"
-EVENT_V5_HEADER = "c301" + "d1cc78d09b422e79"  # session 7 (issue 19): TransactionRecorded
+EVENT_V5_HEADER = "c301" + "164d7499b46de22b"  # session 7 (issue 19): TransactionRecorded, Corrected.corrective_epcis_ids
 ENVELOPE_V1_HEADER = "c301" + "f15d2ab7d81cf112"
 
 

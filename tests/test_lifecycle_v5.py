@@ -96,3 +96,21 @@ def test_v4_and_older_bytes_still_verify_and_replay_beside_v5_events(cast):
     # A v4 codec cannot read the new kind: no older reader mistakes it for something else.
     with pytest.raises(Refused):
         event_codec().versions[3].decode(v5.body)
+
+
+@pytest.mark.parametrize("extra, ok", [
+    ({"corrective_epcis_ids": ["ni:///sha-256;c6407ffc?ver=CBV2.0"]}, True),
+    ({"corrective_epcis_ids": ["x"] * 2}, False),  # named twice
+    ({"corrective_epcis_ids": [f"urn:x:{i}" for i in range(20)]}, False),  # 21 corrective events with the ledger's one
+    ({"corrective_epcis_ids": ["a\x07"]}, False),
+])
+def test_a_correction_may_name_corrective_events_held_elsewhere(cast, extra, ok):
+    """event.v5: Corrected.corrective_epcis_ids, a partner's eventIDs of events this ledger does not hold."""
+    payload = {"event_id": "0b7c1b9e-0000-4000-8000-000000000001", "reason": "incorrect_data",
+               "corrective_event_ids": ["0b7c1b9e-0000-4000-8000-000000000002"]} | extra
+    build = lambda: cast.event("acme", "label", "S1", "Corrected", payload, seq=1, prev=b"\x01" * 32)  # noqa: E731
+    if ok:
+        assert event_codec().decode(build().body)["payload"][1]["corrective_epcis_ids"] == extra["corrective_epcis_ids"]
+    else:
+        with pytest.raises(Refused):
+            build()
