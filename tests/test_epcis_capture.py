@@ -238,9 +238,10 @@ def gs1_examples(world):
         "Example_9.6.3-AggregationEvent.jsonld": [("refused", "unknown_subject")],
         "Example_9.6.4-TransformationEvent.jsonld": [("refused", "not_captured")],
         "PersistentDisposition-example.jsonld": [("refused", "unknown_subject"), ("refused", "not_captured")],
-        # Its declaration of 9.6.1's shipping is accepted since event.v5 (a corrective event held elsewhere is kept by
-        # its eventID); the correction of 9.6.1 repeats its receiving's eventID: a replay.
-        "Example_9.6.1-ObjectEvent-with-error-declaration.jsonld": [("accepted", None), ("refused", "replayed_event")],
+        # Its declaration maps since event.v5 (a corrective event held elsewhere is kept by its eventID), but it declares
+        # eventID ni:...aa49..., which 9.6.1's shipping (ni:...df7b...) is not: the capture door finds no such event of
+        # gs1co's on the labels' chains. The receiving after it is chained on that refused declaration.
+        "Example_9.6.1-ObjectEvent-with-error-declaration.jsonld": [("refused", "unknown_event"), ("refused", "follows_refused")],
     }
     for name, wanted in expected.items():
         _, job, _ = capture(world, GS1 / name, "gs1co", *SHIP, code=2)
@@ -251,12 +252,7 @@ def gs1_examples(world):
     relay_all(world["settings"])
     doc = signed_get(world, "gs1co", "/v1/epcis/events?serial=2018").json()
     assert not list(schema_validator().iter_errors(doc))
-    assert [e["bizStep"] for e in doc["epcisBody"]["eventList"]] == ["commissioning", "shipping", "receiving", "shipping"]
-    declared = doc["epcisBody"]["eventList"][3]  # GS1's declaration of the shipping, as EPCIS repeats the declared event
-    assert declared["eventID"] == doc["epcisBody"]["eventList"][1]["eventID"] and declared["errorDeclaration"]["reason"] == "incorrect_data"
-    assert declared["errorDeclaration"]["correctiveEventIDs"] == [
-        "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6", example_event("Example_9.6.1-ObjectEvent-with-error-declaration.jsonld", 0)
-        ["errorDeclaration"]["correctiveEventIDs"][0]]
+    assert [e["bizStep"] for e in doc["epcisBody"]["eventList"]] == ["commissioning", "shipping", "receiving"]
     assert doc["epcisBody"]["eventList"][0]["ilmd"]["cbvmda:lotNumber"] == "L2005"
     issued = doc["epcisBody"]["eventList"][0]
     assert issued["tl:event"]["kind"] == "BatchIssued" and issued["action"] == "ADD"
