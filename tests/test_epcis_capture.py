@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from ledger import batches, epcis
 from ledger.batches import LabelStep, encode_manifest, issuance
-from ledger.epcis_capture import MAX_EPCIS_EVENTS, Defaults, map_document, read_document
-from ledger.events import new_event, payload_defaults
+from ledger.epcis_capture import MAX_EPCIS_EVENTS, Defaults, map_document, parse_epc, read_document
+from ledger.events import SignedEvent, new_event, payload_defaults
 from ledger.keys import KeyPair
 from tests.helpers import Cast, issued_payload
 from tests.pipeline import relay_all
@@ -172,6 +172,14 @@ def declarations(world, label: str, associate: dict) -> None:
     answer = httpx.post(world["url"] + "/v1/epcis/capture/signed", json={"documentSha256": "3" * 64, "events": [acme_entry]}, timeout=30,
                         headers={"authorization": authorization_header(cast.keys["acme"], "POST", "/v1/epcis/capture/signed")})
     assert statuses(answer.json()) == [("refused", "not_authorized")] and "signed by gs1co" in answer.json()["results"][0]["detail"]
+    # The same declaration in a document of signed events (POST /v1/epcis/capture, as another ledger exports it).
+    carried = shown[-1].get("tl:declares") or shown[-1]["tl:signedEvents"][0]  # the event shown[-1] is about
+    declared = SignedEvent.from_parts(base64.b64decode(carried["body"]), base64.b64decode(carried["signature"]))
+    gtin = parse_epc(label)[2]
+    exported = epcis.export([as_acme], lambda _: gtin, world["settings"].resolver_host, declared={declared.event.event_id: declared})
+    assert exported["epcisBody"]["eventList"][0]["errorDeclaration"]
+    answer = httpx.post(world["url"] + "/v1/epcis/capture", json=exported, timeout=30)
+    assert answer.status_code == 400 and "signed by gs1co" in answer.json()["detail"], answer.text
     assert ledger_size(world) == before
     # A regulator may declare anyone's event in error.
     answer = httpx.post(world["url"] + "/v1/epcis/capture/signed", json={"documentSha256": "4" * 64, "events": [entry]}, timeout=30,

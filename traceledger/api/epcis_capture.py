@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from typing import Annotated
+from typing import Annotated, Mapping
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -39,7 +39,7 @@ from ledger import capture_jobs, epcis
 from ledger.batches import MAX_MANIFEST_BYTES, decode_manifest
 from ledger.epcis_capture import MAX_EPCIS_EVENTS, MAX_EPCS
 from ledger.errors import Refused
-from ledger.events import DECLARATION_KINDS, SignedEvent, decode_signed
+from ledger.events import DECLARATION_KINDS, Event, SignedEvent, decode_signed
 from ledger.lifecycle import LabelState
 from ledger.logging_setup import get_logger
 from ledger.store import chain_id
@@ -50,6 +50,7 @@ from traceledger.api.signed_input import EventIn, decode_event
 
 log = get_logger("epcis")
 
+NO_EVENTS: Mapping[str, Event] = {}
 MAX_MANIFEST_BASE64 = 4 * (MAX_MANIFEST_BYTES // 3 + 1)
 
 router = APIRouter(tags=["epcis"], dependencies=[Depends(check_versions)])
@@ -134,17 +135,20 @@ def gtin_mismatch(state, entry: CapturedEvent, group: list[SignedEvent]) -> str 
     return None
 
 
-def declaration_refusal(state, group: list[SignedEvent]) -> tuple[str, str] | None:
+def declaration_refusal(state, group: list[SignedEvent], earlier: Mapping[str, Event] = NO_EVENTS) -> tuple[str, str] | None:
     """Why an error declaration of this group may not stand, or None: the event it declares must be on the same
-    chain (the lifecycle rules cannot see event ids) and signed by the declarer, unless a regulator declares."""
+    chain (the lifecycle rules cannot see event ids) and signed by the declarer, unless a regulator declares.
+    ``earlier``: events by id that come before it in the same document, not appended yet."""
     declarations = [s.event for s in group if s.event.kind in DECLARATION_KINDS]
     if not declarations:
         return None
     signer = state.ledger.actor(declarations[0].actor)
     for d in declarations:
-        stored = state.ledger.app.events.get(chain_id(d.subject_type, d.subject))
-        target = next((e for e in (decode_signed(x.body, x.signature).event for x in stored) if e.event_id == d.payload["event_id"]), None)
+        target = earlier.get(d.payload["event_id"])
         if target is None:
+            stored = state.ledger.app.events.get(chain_id(d.subject_type, d.subject))
+            target = next((e for e in (decode_signed(x.body, x.signature).event for x in stored) if e.event_id == d.payload["event_id"]), None)
+        if target is None or (target.subject_type, target.subject) != (d.subject_type, d.subject):
             return ("unknown_event", f"{d.subject_type} {d.subject} has no event {d.payload['event_id']}: the declared event was "
                     "captured by another actor, or never")
         if target.actor != d.actor and (signer is None or signer.role != "regulator"):
