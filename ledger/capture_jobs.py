@@ -80,6 +80,17 @@ def release(conn: psycopg.Connection, event_key: str, capture_id: str) -> None:
     conn.execute("DELETE FROM epcis_captured_events WHERE event_key = %s AND capture_id = %s", (event_key, capture_id))
 
 
+def captured(conn: psycopg.Connection, event_keys: list[str], actor: str | None) -> dict[str, list[str]]:
+    """EPCIS event key -> the ledger event ids it was captured as, for the keys captured and accepted (by ``actor``
+    only, unless None: a regulator's question); a key captured by someone else is absent."""
+    rows = conn.execute(
+        "SELECT k.event_key, r.value -> 'ledgerEvents' FROM epcis_captured_events k JOIN epcis_captures c ON c.capture_id = k.capture_id "
+        "CROSS JOIN LATERAL jsonb_array_elements(coalesce(c.results, '[]'::jsonb)) AS r(value) WHERE k.event_key = ANY(%s) "
+        "AND (r.value ->> 'index')::int = k.event_index AND r.value ->> 'status' = 'accepted' AND (%s::text IS NULL OR c.actor = %s)",
+        (event_keys, actor, actor)).fetchall()
+    return {key: list(ids) for key, ids in rows}
+
+
 def finish(conn: psycopg.Connection, capture_id: str, success: bool, errors: list, results: list) -> None:
     """Finish a started job with its per-event results."""
     conn.execute("UPDATE epcis_captures SET finished_at = now(), success = %s, errors = %s, results = %s WHERE capture_id = %s",

@@ -46,7 +46,7 @@ from urllib.parse import quote
 from ledger import gs1
 from ledger.batches import decode_manifest
 from ledger.errors import Refused
-from ledger.events import BATCH_KINDS, EPCIS_MAPPING, SignedEvent, decode_signed
+from ledger.events import BATCH_KINDS, DECLARATION_KINDS, EPCIS_MAPPING, TRANSACTION_KIND, Event, SignedEvent, decode_signed
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "epcis" / "EPCIS-JSON-Schema.json"
 TL_NAMESPACE = "https://traceledger.example/epcis/"
@@ -67,6 +67,13 @@ _AT_SIGNER = {"Issued", "Received", "ContainerCreated", "Packed", "Unpacked", "L
 _SINGLE_KIND = {"BatchIssued": "Issued", "BatchShipped": "Shipped", "BatchReceived": "Received",
                 "BatchRecalled": "Recalled", "BatchDecommissioned": "Decommissioned"}
 NO_MANIFESTS: Mapping[str, bytes] = {}
+# event.v5: a TransactionEvent's bizStep and disposition are the partner's, kept on each event as written.
+# A Corrected / Retracted is the event it declares in error, with an errorDeclaration (:func:`declared_ids`).
+EXPORTED_KINDS = frozenset({*EPCIS_MAPPING, TRANSACTION_KIND, *DECLARATION_KINDS})
+DECLARES = "tl:declares"  # the signed event a declaration names (body + signature), so its fields are checkable
+DECLARATION_ID = "tl:declarationID"  # the declaration's own ledger event id (its eventID is the declared event's)
+ERROR_REASONS = ("did_not_occur", "incorrect_data")  # CBV 2.0; any other reason is a URI or stays text (tl:reason)
+NO_DECLARED: Mapping[str, SignedEvent] = {}
 
 GtinOf = Callable[[str], "str | None"]
 
@@ -121,6 +128,10 @@ def _epc(code: str, gtin_of: GtinOf, host: str) -> str:
     return sscc_uri(code, host) if gs1.is_sscc(code) else label_uri(code, gtin_of(code), host)
 
 
+def _subject_epc(e: Event, gtin_of: GtinOf, host: str) -> str:
+    return sscc_uri(e.subject, host) if e.subject_type == "container" else label_uri(e.subject, gtin_of(e.subject), host)
+
+
 def epcis_time(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -128,15 +139,44 @@ def epcis_time(t: datetime) -> str:
 # ---------------------------------------------------------------- export
 
 
-def group_events(signed: Iterable[SignedEvent]) -> list[list[SignedEvent]]:
-    """Signed events (log order) grouped into EPCIS events: a Packed/Unpacked with its children's events."""
+def exported(e: Event) -> bool:
+    """Whether a ledger event has an EPCIS form (event.v4 kinds such as a lot's QualityCommitted have none yet)."""
+    return e.subject_type in EXPORTED_SUBJECTS and e.kind in EXPORTED_KINDS
+
+
+def same_transaction(group: Sequence[SignedEvent], e: Event) -> bool:
+    """Whether ``e`` is one more EPC of the TransactionEvent ``group`` holds (event.v5): the capture signs one
+    TransactionRecorded per EPC, each with every field of the EPCIS event and its time, appended together; so
+    the next event of the same signer, time and payload on another chain is the same EPCIS event."""
+    first = group[0].event
+    return (e.kind == first.kind == TRANSACTION_KIND and e.actor == first.actor and e.occurred_at == first.occurred_at
+            and e.payload == first.payload and all((s.event.subject_type, s.event.subject) != (e.subject_type, e.subject) for s in group))
+
+
+def declaration_of(e: Event, declared: Mapping[str, SignedEvent]) -> SignedEvent | None:
+    """The event a Corrected / Retracted declares in error, if ``declared`` has it on the declaration's own chain
+    (the rules cannot match the id to the chain: readers do, and a declaration of nothing there is not exported)."""
+    target = declared.get(e.payload["event_id"])
+    if target is None or (target.event.subject_type, target.event.subject) != (e.subject_type, e.subject):
+        return None
+    if not exported(target.event) or target.event.kind in DECLARATION_KINDS:  # nothing EPCIS could repeat
+        return None
+    return target
+
+
+def group_events(signed: Iterable[SignedEvent], declared: Mapping[str, SignedEvent] = NO_DECLARED) -> list[list[SignedEvent]]:
+    """Signed events (log order) grouped into EPCIS events: a Packed/Unpacked with its children's events, the
+    TransactionRecorded events of one TransactionEvent (adjacent in the log: :func:`same_transaction`), each
+    declaration whose declared event ``declared`` holds (:func:`declaration_of`) on its own."""
     groups: list[list[SignedEvent]] = []
     waiting: dict[tuple[str, str, str], list[SignedEvent]] = {}
     for s in signed:
         e = s.event
-        if e.subject_type not in EXPORTED_SUBJECTS or e.kind not in EPCIS_MAPPING:
-            continue  # event.v4 kinds without an EPCIS form yet (e.g. a lot's QualityCommitted)
-        if e.kind in CHILD_KIND:
+        if not exported(e) or (e.kind in DECLARATION_KINDS and declaration_of(e, declared) is None):
+            continue
+        if groups and same_transaction(groups[-1], e):
+            groups[-1].append(s)
+        elif e.kind in CHILD_KIND:
             group = [s]
             for child in e.payload["children"]:
                 waiting[(e.subject, CHILD_KIND[e.kind], child)] = group
@@ -183,11 +223,15 @@ def _jsonable(value):
     return base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
 
 
-def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests: Mapping[str, bytes] = NO_MANIFESTS) -> dict:
-    """One EPCIS 2.0 event for a group from :func:`group_events` (a batch event needs its manifest). Pure."""
+def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests: Mapping[str, bytes] = NO_MANIFESTS,
+             declared: Mapping[str, SignedEvent] = NO_DECLARED) -> dict:
+    """One EPCIS 2.0 event for a group from :func:`group_events` (a batch event needs its manifest, a declaration
+    the event it declares). Pure."""
     first = group[0]
+    if first.event.kind in DECLARATION_KINDS:
+        return _error_declaration(first, gtin_of, host, declared)
     e, p = first.event, first.event.payload
-    biz_step, disposition = EPCIS_MAPPING[e.kind]
+    biz_step, disposition = (p.get("biz_step"), p.get("disposition")) if e.kind == TRANSACTION_KIND else EPCIS_MAPPING[e.kind]
     kind = _SINGLE_KIND.get(e.kind, e.kind)
     out: dict = {
         "type": "ObjectEvent",
@@ -204,6 +248,12 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
         # event.v4: an AssociationEvent; the parent is any identifier (a GIAI, a GRAI...), kept as the partner wrote it.
         out.update(type="AssociationEvent", parentID=p["parent"], childEPCs=[_epc(e.subject, gtin_of, host)])
         out["action"] = _ACTION[e.kind]
+    elif e.kind == TRANSACTION_KIND:
+        # event.v5: one TransactionRecorded per EPC; the group (same_transaction) is the partner's one event.
+        out.update(type="TransactionEvent", epcList=[_subject_epc(s.event, gtin_of, host) for s in group])
+        if p.get("parent"):
+            out["parentID"] = p["parent"]
+        out["action"] = p["action"]
     elif e.kind == "Transformed":
         out.update(type="TransformationEvent",
                    inputQuantityList=[{"epcClass": lot_uri(k, host)} for k in p["inputs"]],
@@ -217,7 +267,8 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
         else:
             out["epcList"] = [_epc(e.subject, gtin_of, host) if e.subject_type == "container" else label_uri(e.subject, gtin_of(e.subject), host)]
         out["action"] = _ACTION.get(e.kind, "OBSERVE")
-    out["bizStep"] = biz_step
+    if biz_step:  # a TransactionEvent may have none
+        out["bizStep"] = biz_step
     if disposition:
         out["disposition"] = disposition
     if p.get("region"):
@@ -246,6 +297,38 @@ def to_epcis(group: Sequence[SignedEvent], gtin_of: GtinOf, host: str, manifests
                        "payload": {k: _jsonable(v) for k, v in p.items() if v is not None}}
     out[SIGNED] = [signed_entry(s, manifests) for s in group]
     return out
+
+
+def _error_declaration(d: SignedEvent, gtin_of: GtinOf, host: str, declared: Mapping[str, SignedEvent]) -> dict:
+    """EPCIS 2.0's error declaration: the declared event again (its eventID, type, fields), with ``errorDeclaration``
+    {declarationTime, reason, correctiveEventIDs}; the declaration's signed bytes in ``tl:signedEvents`` and the
+    declared event's in ``tl:declares``, its own ledger id in ``tl:declarationID``."""
+    target = declaration_of(d.event, declared)
+    if target is None:
+        raise Refused("missing_declared", f"declaration {d.event.event_id} is mapped without the event it declares", field="event_id")
+    out = to_epcis([target], gtin_of, host)
+    p = d.event.payload
+    declaration = {"declarationTime": epcis_time(d.event.occurred_at)}
+    reason = p["reason"]
+    if reason in ERROR_REASONS or ":" in reason:
+        declaration["reason"] = reason
+    elif reason != "unspecified":  # what capture writes for a declaration without a reason
+        out["tl:reason"] = reason
+    if p.get("corrective_event_ids") or p.get("corrective_epcis_ids"):
+        # Ledger events by their urn:uuid (as this export names them), then those held elsewhere as the partner wrote them.
+        declaration["correctiveEventIDs"] = [f"urn:uuid:{x}" for x in p.get("corrective_event_ids") or ()] + list(p.get("corrective_epcis_ids") or ())
+    out["errorDeclaration"] = declaration
+    out["tl:event"] = {"kind": d.event.kind, "subject": d.event.subject, "seq": d.event.seq, "actor": d.event.actor,
+                       "payload": {k: _jsonable(v) for k, v in p.items() if v is not None}}
+    out[DECLARATION_ID] = f"urn:uuid:{d.event.event_id}"
+    out[SIGNED] = [signed_entry(d, NO_MANIFESTS)]
+    out[DECLARES] = signed_entry(target, NO_MANIFESTS)
+    return out
+
+
+def declared_ids(signed: Iterable[SignedEvent]) -> list[tuple[str, str, str]]:
+    """(subject_type, subject, event id) of every event these declarations name: what a caller fetches for ``declared``."""
+    return [(s.event.subject_type, s.event.subject, s.event.payload["event_id"]) for s in signed if s.event.kind in DECLARATION_KINDS]
 
 
 def _captured_fields(p: dict, out: dict) -> None:
@@ -288,9 +371,13 @@ def document(events: Sequence[dict], created: datetime | None = None) -> dict:
 
 
 def export(signed: Iterable[SignedEvent], gtin_of: GtinOf, host: str, created: datetime | None = None,
-           manifests: Mapping[str, bytes] = NO_MANIFESTS) -> dict:
-    """A document of ``signed`` (log order), grouped and mapped (batch events with their ``manifests``)."""
-    return document([to_epcis(g, gtin_of, host, manifests) for g in group_events(signed)], created)
+           manifests: Mapping[str, bytes] = NO_MANIFESTS, declared: Mapping[str, SignedEvent] | None = None) -> dict:
+    """A document of ``signed`` (log order), grouped and mapped (batch events with their ``manifests``; declarations
+    with the events they declare: ``declared``, by default those among ``signed``)."""
+    signed = list(signed)
+    if declared is None:
+        declared = {s.event.event_id: s for s in signed}
+    return document([to_epcis(g, gtin_of, host, manifests, declared) for g in group_events(signed, declared)], created)
 
 
 # ---------------------------------------------------------------- import
@@ -352,6 +439,7 @@ def signed_events_of(doc: dict, gtin_of: GtinOf, host: str) -> tuple[list[Signed
     events = doc["epcisBody"]["eventList"]
     groups: list[list[SignedEvent]] = []
     manifests: dict[str, bytes] = {}
+    declared: dict[str, SignedEvent] = {}
     for index, item in enumerate(events):
         signed = item.get(SIGNED)
         if not isinstance(signed, list) or not signed:
@@ -359,15 +447,24 @@ def signed_events_of(doc: dict, gtin_of: GtinOf, host: str) -> tuple[list[Signed
         decoded = [_decode(x, index) for x in signed]
         groups.append([s for s, _ in decoded])
         manifests.update({s.event.event_id: m for s, m in decoded if m is not None})
+        if isinstance(item.get(DECLARES), dict):
+            target, manifest = _decode(item[DECLARES], index)
+            if manifest is not None:
+                raise EpcisError("ValidationException", "a batch event is never declared in error by capture", event_index=index)
+            declared[target.event.event_id] = target
+    carried = {s.event.event_id: s for g in groups for s in g}
+    if any(i in carried and carried[i].body != d.body for i, d in declared.items()):
+        raise EpcisError("ValidationException", f"a declared event ({DECLARES}) differs from the same event in the document")
     issued = issued_gtins([s for g in groups for s in g], manifests)
 
     def gtin(serial: str) -> str | None:
         return issued.get(serial) or gtin_of(serial)
 
     for index, (item, group) in enumerate(zip(events, groups)):
-        if group_events(group) != [group]:
-            raise EpcisError("ValidationException", "signed events of one EPCIS event must be one pack/unpack: the container's event, then its children's", event_index=index)
-        expected = to_epcis(group, gtin, host, manifests)
+        if group_events(group, declared) != [group]:
+            raise EpcisError("ValidationException", "signed events of one EPCIS event must be one pack/unpack (the container's event, then "
+                             "its children's), one transaction, or one declaration with the event it declares", event_index=index)
+        expected = to_epcis(group, gtin, host, manifests, declared)
         if item != expected:
             field = next((k for k in sorted(set(item) | set(expected)) if item.get(k) != expected.get(k)), "?")
             raise EpcisError("ValidationException", f"field {field!r} does not match the signed event it carries", event_index=index)

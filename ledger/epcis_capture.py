@@ -22,10 +22,10 @@ What maps (CBV 2.0 bare words or their URI forms):
 | AggregationEvent ADD / DELETE | ``Packed`` + ``PackedInto`` per child / ``Unpacked`` + ``UnpackedFrom`` |
 | TransformationEvent of LGTIN classes, one output | ``Transformed`` |
 | AssociationEvent ADD / DELETE | ``Associated`` / ``Disassociated`` per child (label or container), parent kept as written |
+| TransactionEvent ADD / OBSERVE / DELETE | ``TransactionRecorded`` (event.v5) per EPC (label or container), bizTransactionList required |
 
 An error declaration is ``Retracted`` / ``Corrected`` (:func:`error_declaration`).
-Everything else (TransactionEvent,
-quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason.
+Everything else (quantities of patterns, GIAI/GRAI/GSRN...) is refused with a reason.
 
 event.v4 keeps what the partner's event said beside the ledger's own fields
 (:func:`keep_epcis_fields`): its ``eventID`` (``epcis_event_id``),
@@ -50,6 +50,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -62,6 +63,7 @@ MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_EPCIS_EVENTS = 2000  # EPCIS events per captured document
 MAX_EPCS = 5000  # EPCs (hence ledger events) in one document
 MAX_DEPTH = 32  # JSON nesting: an EPCIS document needs about 8
+NO_KNOWN: "Mapping[str, Sequence[str]]" = {}  # no partner eventIDs captured before (map_document's ``known``)
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 _ID_NAMESPACE = uuid.UUID("5b1c3f0e-7f0c-4c55-9a57-2f6f1b3f9e19")  # fixed: ids must be reproducible
 _SGTIN = re.compile(r"urn:epc:id:sgtin:([0-9]{6,12})\.([0-9]{1,7})\.(.{1,80})")
@@ -81,6 +83,7 @@ KEPT_BY_KIND = {
     "Shipped": {"biz_transactions", "sources", "destinations", "sensor_data"},
     "Received": {"biz_transactions", "sensor_data"},
     "Issued": {"biz_transactions"},
+    "TransactionRecorded": {"biz_transactions", "sources", "destinations", "sensor_data"},
 }
 # EPCIS field -> payload field, for what keep_epcis_fields carries over.
 KEPT_FIELDS = {"bizTransactionList": "biz_transactions", "readPoint": "read_point", "bizLocation": "biz_location",
@@ -250,28 +253,58 @@ def _word(value, vocabulary: str) -> str | None:
 # ---------------------------------------------------------------- events
 
 
-def map_document(doc: dict, signer: str, defaults: Defaults) -> list[Mapped | Unmapped]:
-    """Every event of a document read by :func:`read_document`, mapped or refused with its reason."""
-    out: list[Mapped | Unmapped] = []
-    for index, item in enumerate(doc["epcisBody"]["eventList"]):
-        key = event_key(item)
-        if "errorDeclaration" in item:
-            key = DECLARATION_KEY + key  # the declaration repeats the eventID of the event in error: its own key
-        try:
-            out.append(map_event(index, key, item, signer, defaults))
-        except Refused as exc:
-            out.append(Unmapped(index, key, exc.code, exc.detail))
-    return out
+def map_document(doc: dict, signer: str, defaults: Defaults, known: Mapping[str, Sequence[str]] = NO_KNOWN) -> list[Mapped | Unmapped]:
+    """Every event of a document read by :func:`read_document`, mapped or refused with its reason.
+
+    ``known`` gives, for partner eventIDs captured earlier (``POST /v1/epcis/capture/events``), the ledger events
+    they were captured as: an error declaration's correctiveEventIDs resolve through it and through the events of
+    this document (:func:`ledger_ids`), in either order."""
+    events = doc["epcisBody"]["eventList"]
+    out: dict[int, Mapped | Unmapped] = {}
+    here: dict[str, list[str]] = {}  # eventID -> ledger event ids, of this document's events that map
+    for declarations in (False, True):  # declarations after every other event: they may name a later one
+        for index, item in enumerate(events):
+            if ("errorDeclaration" in item) != declarations:
+                continue
+            key = event_key(item)
+            if declarations:
+                key = DECLARATION_KEY + key  # the declaration repeats the eventID of the event in error: its own key
+            try:
+                out[index] = map_event(index, key, item, signer, defaults, {**known, **here})
+            except Refused as exc:
+                out[index] = Unmapped(index, key, exc.code, exc.detail)
+            if isinstance(out[index], Mapped) and not declarations and isinstance(item.get("eventID"), str):
+                here[item["eventID"]] = ledger_ids(signer, out[index])
+    return [out[i] for i in range(len(events))]
 
 
-def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults) -> Mapped:
+def declaration_references(doc: dict) -> list[str]:
+    """The eventIDs a document's error declarations name as corrective events, that none of its events has:
+    what the capture client asks the ledger about (``known`` of :func:`map_document`)."""
+    events = doc["epcisBody"]["eventList"]
+    own = {e.get("eventID") for e in events}
+    names = [x for e in events if isinstance(e.get("errorDeclaration"), dict)
+             for x in e["errorDeclaration"].get("correctiveEventIDs") or () if isinstance(x, str) and x not in own]
+    return sorted(set(names))
+
+
+def batch_subject(signer: str, key: str) -> str:
+    """The batch id of a commissioning signed as ONE BatchIssued: from the signer and the EPCIS event's key."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{signer}\n{key}"))
+
+
+def ledger_ids(signer: str, mapped: Mapped) -> list[str]:
+    """The ids of the ledger events the capture client signs for ``mapped`` (one BatchIssued, or one per command)."""
+    if batch_issuance(mapped) is not None:
+        return [ledger_event_id(signer, mapped.key, Command("batch", batch_subject(signer, mapped.key), "BatchIssued", {}))]
+    return [ledger_event_id(signer, mapped.key, c) for c in mapped.commands]
+
+
+def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults, known: Mapping[str, Sequence[str]] = NO_KNOWN) -> Mapped:
     """One EPCIS event's ledger commands; :class:`Refused` says why there are none."""
     kind = item.get("type")
     if "errorDeclaration" in item:
-        return error_declaration(index, key, item, signer, defaults)
-    if kind == "TransactionEvent":
-        raise Refused("not_captured", "no ledger event holds a TransactionEvent (its bizTransactionList is kept on the "
-                      "events of the objects it names)", field="type")
+        return error_declaration(index, key, item, signer, defaults, known)
     occurred_at = datetime.fromisoformat(item["eventTime"].replace("Z", "+00:00"))
     mapped = Mapped(index, key, occurred_at, [], ignored=_ignored(item))
     if kind == "ObjectEvent":
@@ -282,6 +315,8 @@ def map_event(index: int, key: str, item: dict, signer: str, defaults: Defaults)
         _transformation_event(item, mapped)
     elif kind == "AssociationEvent":
         _association_event(item, mapped)
+    elif kind == "TransactionEvent":
+        _transaction_event(item, mapped)
     else:
         raise Refused("not_captured", f"unknown event type {str(kind)[:40]!r}", field="type")
     kinds = {c.kind for c in mapped.commands}
@@ -407,12 +442,14 @@ DECLARATION_KEY = "errorDeclaration:"
 _UUID_URN = re.compile(r"urn:uuid:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 
 
-def error_declaration(index: int, key: str, item: dict, signer: str, defaults: Defaults) -> Mapped:
+def error_declaration(index: int, key: str, item: dict, signer: str, defaults: Defaults, known: Mapping[str, Sequence[str]] = NO_KNOWN) -> Mapped:
     """An EPCIS error declaration as ``Retracted`` (no corrective events) or ``Corrected`` per ledger event the
     declared event was captured as: the event is mapped again without its declaration, and the ids of its
     ledger events follow from the signer and its eventID (:func:`ledger_event_id`), so only events captured by
-    this signer are declared. Corrective events must be named by ledger event ids (``urn:uuid:``, as exports
-    name them): a partner's own eventID says nothing the ledger can check."""
+    this signer are declared (the server checks each is on its chain, signed by the declarer).
+    correctiveEventIDs are resolved to ledger events: a partner's eventID through ``known`` (events captured
+    earlier, or earlier in this document), else an ``urn:uuid:`` is taken as a ledger event id (as exports
+    name them); any other identifier names an event held elsewhere, kept as written (``corrective_epcis_ids``)."""
     declaration = item["errorDeclaration"] if isinstance(item.get("errorDeclaration"), dict) else {}
     original = {k: v for k, v in item.items() if k != "errorDeclaration"}
     if not isinstance(original.get("eventID"), str):
@@ -420,18 +457,38 @@ def error_declaration(index: int, key: str, item: dict, signer: str, defaults: D
     declared = map_event(index, original["eventID"], original, signer, defaults)
     if batch_issuance(declared) is not None:
         raise Refused("not_captured", "a batch commissioning is declared in error with the batch tools, not by capture", field="errorDeclaration")
-    corrective = [_UUID_URN.fullmatch(str(x)) for x in declaration.get("correctiveEventIDs") or ()]
-    if not all(corrective):
-        raise Refused("not_captured", "correctiveEventIDs must name ledger events (urn:uuid:<ledger event id>)", field="errorDeclaration")
+    corrective, elsewhere = corrective_ids(declaration.get("correctiveEventIDs") or (), known)
     reason = _word(declaration.get("reason"), "ER") or "unspecified"
     at = declaration.get("declarationTime") or item["eventTime"]
     mapped = Mapped(index, key, datetime.fromisoformat(at.replace("Z", "+00:00")), [])
     for c in declared.commands:
         payload = {"event_id": ledger_event_id(signer, original["eventID"], c), "reason": reason}
-        if corrective:
-            payload["corrective_event_ids"] = [m[1] for m in corrective]
-        mapped.commands.append(Command(c.subject_type, c.subject, "Corrected" if corrective else "Retracted", payload))
+        if corrective or elsewhere:
+            payload |= {"corrective_event_ids": corrective, "corrective_epcis_ids": elsewhere}
+        mapped.commands.append(Command(c.subject_type, c.subject, "Corrected" if corrective or elsewhere else "Retracted", payload))
     return mapped
+
+
+def corrective_ids(names, known: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
+    """What correctiveEventIDs stand for: (ledger event ids, the partner eventIDs of corrective events this ledger
+    does not hold), in order, each once. A name in ``known`` (captured before, or in this document) is its ledger
+    events; an ``urn:uuid:`` is taken as a ledger event id (as exports name them); any other name is an event
+    held elsewhere (EPCIS lets a correction live in another repository), kept as the partner wrote it."""
+    ids: list[str] = []
+    elsewhere: list[str] = []
+    for name in names:
+        if not _text(name):
+            raise Refused("invalid_field", f"a correctiveEventID is a string of at most {MAX_EPCIS_TEXT} characters", field="errorDeclaration")
+        if name in known:
+            ids += [i for i in known[name] if i not in ids]
+        elif m := _UUID_URN.fullmatch(name):
+            ids += [m[1]] if m[1] not in ids else []
+        elif name not in elsewhere:
+            elsewhere.append(name)
+    if len(ids) + len(elsewhere) > MAX_EPCIS_LIST:
+        raise Refused("field_too_long", f"the corrective events stand for {len(ids) + len(elsewhere)} events; at most {MAX_EPCIS_LIST}",
+                      field="errorDeclaration")
+    return ids, elsewhere
 
 
 MIN_BATCH = 2  # a commissioning of one label stays one Issued event
@@ -570,3 +627,22 @@ def _association_event(item: dict, mapped: Mapped) -> None:
         raise Refused("missing_field", "an association needs childEPCs", field="childEPCs")
     kind = "Associated" if action == "ADD" else "Disassociated"
     mapped.commands += [Command(t, c, kind, {"parent": parent}) for t, c in children]
+
+
+def _transaction_event(item: dict, mapped: Mapped) -> None:
+    """ADD / OBSERVE / DELETE: ``TransactionRecorded`` (event.v5) per EPC (label or container), with the business
+    transactions, parentID, bizStep and disposition as written (:func:`keep_epcis_fields` adds the rest); the
+    export groups them back into one TransactionEvent (:func:`ledger.epcis.same_transaction`)."""
+    if item.get("quantityList"):
+        raise Refused("not_captured", "quantities cannot take part in a transaction: the ledger records identified items", field="quantityList")
+    subjects = _epcs(item.get("epcList"), mapped)
+    if not subjects:
+        raise Refused("missing_field", "a TransactionEvent is captured with its epcList", field="epcList")
+    if "biz_transactions" not in epcis_fields(item):
+        raise Refused("missing_field", f"a TransactionEvent needs a bizTransactionList of 1-{MAX_EPCIS_LIST} entries, each with its "
+                      f"type and bizTransaction (at most {MAX_EPCIS_TEXT} characters)", field="bizTransactionList")
+    parent = item.get("parentID")
+    if parent is not None and not _text(parent):
+        raise Refused("invalid_field", f"parentID must be at most {MAX_EPCIS_TEXT} characters", field="parentID")
+    payload = {"action": item.get("action"), "parent": parent, "biz_step": item.get("bizStep"), "disposition": item.get("disposition")}
+    mapped.commands += [Command(t, s, "TransactionRecorded", dict(payload)) for t, s in subjects]

@@ -30,9 +30,12 @@ GENESIS_HASH = bytes(32)
 # event.v4 (issue 19): EPCIS association and error declarations on a subject's own chain.
 ASSOCIATION_KINDS = ("Associated", "Disassociated")
 DECLARATION_KINDS = ("Corrected", "Retracted")
+# event.v5 (issue 19): an EPCIS TransactionEvent on a label's or container's own chain (state unchanged).
+TRANSACTION_KIND = "TransactionRecorded"
+TRANSACTION_ACTIONS = ("ADD", "OBSERVE", "DELETE")
 LABEL_KINDS = (
     "Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned",
-    "ReportedFake", "PackedInto", "UnpackedFrom", *ASSOCIATION_KINDS, *DECLARATION_KINDS,
+    "ReportedFake", "PackedInto", "UnpackedFrom", *ASSOCIATION_KINDS, *DECLARATION_KINDS, TRANSACTION_KIND,
 )
 LOT_KINDS = ("Recalled", "LotCommissioned", "Transformed", "QualityCommitted", *DECLARATION_KINDS)
 ACTOR_KINDS = ("ActorRegistered", "ActorKeyRotated", "ActorRevoked", "ActorKeyCompromised", "ActorProfileChanged")
@@ -43,7 +46,7 @@ PRODUCT_KINDS = ("ProductDescribed", "QualityCommitted")
 ALERT_KINDS = ("AlertAcknowledged", "AlertResolved")
 CONTAINER_KINDS = (
     "ContainerCreated", "Packed", "Unpacked", "Shipped", "Received", "Recalled", "Decommissioned",
-    "PackedInto", "UnpackedFrom", *ASSOCIATION_KINDS, *DECLARATION_KINDS,
+    "PackedInto", "UnpackedFrom", *ASSOCIATION_KINDS, *DECLARATION_KINDS, TRANSACTION_KIND,
 )
 # event.v3: one event, one signature, many labels (ledger/batches.py); subject = batch id.
 BATCH_KINDS = ("BatchIssued", "BatchShipped", "BatchReceived", "BatchRecalled", "BatchDecommissioned")
@@ -79,7 +82,7 @@ SOURCE_DEST_TYPES = ("owning_party", "possessing_party", "location")
 PLACED_KINDS = frozenset({
     "Issued", "Shipped", "Received", "Scanned", "FlaggedCounterfeit", "Recalled", "Decommissioned", "ReportedFake",
     "ContainerCreated", "Packed", "Unpacked", "PackedInto", "UnpackedFrom", "LotCommissioned", "Transformed",
-    *BATCH_KINDS, *ASSOCIATION_KINDS, *DECLARATION_KINDS,
+    *BATCH_KINDS, *ASSOCIATION_KINDS, *DECLARATION_KINDS, TRANSACTION_KIND,
 })
 
 # The GS1 EPCIS 2.0 / CBV names each event kind maps to: (bizStep, disposition).
@@ -608,8 +611,31 @@ def _validate_payload(kind: str, p: dict) -> None:
                 _uuid(value, "corrective_event_ids")
             if p["event_id"] in ids or len(set(ids)) != len(ids):
                 raise Refused("invalid_field", "corrective_event_ids name distinct events other than the one in error", field="corrective_event_ids")
+            # event.v5: corrective events another repository holds, by the partner's eventIDs (absent before v5).
+            elsewhere = p.get("corrective_epcis_ids") or []
+            _epcis_list(elsewhere, "corrective_epcis_ids")
+            for value in elsewhere:
+                _epcis_text(value, "corrective_epcis_ids")
+            if len(set(elsewhere)) != len(elsewhere) or len(ids) + len(elsewhere) > MAX_EPCIS_LIST:
+                raise Refused("invalid_field", f"corrective_epcis_ids name distinct events, at most {MAX_EPCIS_LIST} corrective events in all",
+                              field="corrective_epcis_ids")
+    elif kind == TRANSACTION_KIND:
+        _validate_transaction(p)
     elif kind == "ActorKeyRotated":
         _public_key(p.get("public_key"))
+
+
+def _validate_transaction(p: dict) -> None:
+    """event.v5 TransactionRecorded: an action, at least one business transaction, and the EPCIS words as written."""
+    if p.get("action") not in TRANSACTION_ACTIONS:
+        raise Refused("invalid_field", f"action must be one of {', '.join(TRANSACTION_ACTIONS)}", field="action")
+    if not p.get("biz_transactions"):
+        raise Refused("missing_field", "a transaction names at least one business transaction", field="biz_transactions")
+    _epcis_text(p.get("parent"), "parent", required=False)
+    for name in ("biz_step", "disposition"):
+        _epcis_text(p.get(name), name, required=False)
+        if p.get(name) is not None and not (_CBV_WORD.fullmatch(p[name]) or ":" in p[name]):
+            raise Refused("invalid_field", f"{name} must be a CBV word (shipping, in_transit...) or a URI", field=name)
 
 
 def _gtin14(value: Any, name: str) -> None:

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Callable
 
 from ledger.errors import Refused
-from ledger.events import ASSOCIATION_KINDS, BATCH_KINDS, CERTIFICATE_KINDS, DECLARATION_KINDS, GENESIS_HASH, Event
+from ledger.events import ASSOCIATION_KINDS, BATCH_KINDS, CERTIFICATE_KINDS, DECLARATION_KINDS, GENESIS_HASH, TRANSACTION_KIND, Event
 from ledger.gs1 import is_sscc
 from ledger.keys import key_id_of
 
@@ -234,7 +234,7 @@ def _fold(state, event: Event):
         )
     if kind == "Received":
         return replace(state, status="received", custodian=state.consignee, consignee=None)
-    if kind in ("Scanned", "ReportedFake", *ASSOCIATION_KINDS, *DECLARATION_KINDS):
+    if kind in ("Scanned", "ReportedFake", *ASSOCIATION_KINDS, *DECLARATION_KINDS, TRANSACTION_KIND):
         return state  # read models keep what these say; no rule depends on it
     if kind == "QualityCommitted":  # on a lot or a product: read models keep the text
         return state or ProductState(gtin=event.subject, producer=event.actor)
@@ -405,6 +405,12 @@ def authorize(
     elif kind in ASSOCIATION_KINDS:
         need(state.status != "decommissioned", f"{event.subject_type} {event.subject} is decommissioned", "invalid_transition", "subject")
         need(signer.actor_id == state.custodian, f"only the custodian ({state.custodian}) associates or disassociates {event.subject}")
+    elif kind == TRANSACTION_KIND:
+        # event.v5: binding an item to a business transaction changes nothing about it, but says the
+        # signer deals in it: only whoever holds it now or made it does, while it exists.
+        need(state.status != "decommissioned", f"{event.subject_type} {event.subject} is decommissioned", "invalid_transition", "subject")
+        need(signer.actor_id in (state.custodian, state.producer),
+             f"only the custodian ({state.custodian}) or the producer ({state.producer}) records transactions of {event.subject}")
     elif kind in DECLARATION_KINDS:
         # Who signed the event declared in error is not in the chain's state: its owner
         # (producer, or custodian now) or a regulator declares; readers match the event id.

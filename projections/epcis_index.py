@@ -28,8 +28,8 @@ from datetime import datetime
 import psycopg
 
 from ledger import epcis
-from ledger.epcis_query import EventQuery, Page, uri_key
-from ledger.events import EPCIS_MAPPING, SignedEvent
+from ledger.epcis_query import EventQuery, Page, uri_key, vocabulary_word
+from ledger.events import DECLARATION_KINDS, TRANSACTION_KIND, SignedEvent
 from ledger.store import batch_manifests
 
 BATCH = 2000
@@ -58,7 +58,11 @@ def identifiers(event: dict) -> list[tuple[str, str]]:
 def index_row(log_index: int, event: dict, record_time: datetime, members: list[int]) -> tuple:
     """The ``epcis_events`` row of an EPCIS event (:func:`ledger.epcis.to_epcis` output), in ROW_COLUMNS order."""
     place = (event.get("readPoint") or {}).get("id"), (event.get("bizLocation") or {}).get("id")
-    return (log_index, event["eventID"], event["type"], event.get("action"), event["bizStep"], event.get("disposition"),
+    # A TransactionEvent keeps the partner's words as written (a URI form too): indexed as EQ_bizStep compares them.
+    step, disposition = (vocabulary_word(name, event[field]) if event.get(field) else None
+                         for name, field in (("EQ_bizStep", "bizStep"), ("EQ_disposition", "disposition")))
+    # An error declaration repeats its declared event's eventID (EPCIS 2.0): its row is keyed by its own ledger id.
+    return (log_index, event.get(epcis.DECLARATION_ID, event["eventID"]), event["type"], event.get("action"), step, disposition,
             datetime.fromisoformat(event["eventTime"]), record_time,
             uri_key(place[0]) if place[0] else None, uri_key(place[1]) if place[1] else None, members)
 
@@ -74,10 +78,23 @@ class Batch:
     record_times: dict[int, datetime] = field(default_factory=dict)
     joined: list[tuple[int, int]] = field(default_factory=list)  # (EPCIS event's log index, member's log index)
     waiting: dict[tuple[str, str, str], int | None] = field(default_factory=dict)  # None: no longer waiting
+    # The newest EPCIS event (its log index and signed events), which a TransactionEvent's next EPC may join;
+    # before the first add: the newest one already indexed (:func:`newest_transaction`).
+    last: tuple[int, list[SignedEvent]] | None = None
+    joined_epcs: list[tuple[int, SignedEvent]] = field(default_factory=list)  # (older EPCIS event, member naming an EPC)
 
     def add(self, log_index: int, signed: SignedEvent, recorded_at: datetime) -> None:
         """Group one ledger event as ledger.epcis.group_events does."""
         e = signed.event
+        if self.last is not None and epcis.same_transaction(self.last[1], e):
+            leader, members = self.last
+            members.append(signed)
+            if leader in self.groups:
+                self.groups[leader].append((log_index, signed))
+            else:  # an EPC more of a TransactionEvent indexed by an earlier batch
+                self.joined.append((leader, log_index))
+                self.joined_epcs.append((leader, signed))
+            return
         key = (e.payload.get("container"), e.kind, e.subject)
         if e.kind in epcis.PARENT_KIND and self.waiting.get(key) is not None:
             leader = self.waiting[key]
@@ -89,6 +106,7 @@ class Batch:
             return
         self.groups[log_index] = [(log_index, signed)]
         self.record_times[log_index] = recorded_at
+        self.last = (log_index, [signed])
         if e.kind in epcis.CHILD_KIND:
             for child in e.payload["children"]:
                 self.waiting[(e.subject, epcis.CHILD_KIND[e.kind], child)] = log_index
@@ -113,20 +131,45 @@ def load_waiting(conn: psycopg.Connection, batch: Batch, children: list[SignedEv
     batch.waiting.update({(c, k, s): i for c, k, s, i in rows})
 
 
+def declared_events(conn: psycopg.Connection, signed: list[SignedEvent]) -> dict[str, SignedEvent]:
+    """event id -> the signed event each declaration among ``signed`` names, read from the global log on the
+    declaration's own chain (an id found on no such chain is simply absent: that declaration is not exported)."""
+    wanted = epcis.declared_ids(signed)
+    if not wanted:
+        return {}
+    rows = conn.execute("SELECT l.value FROM log_entries l JOIN unnest(%s::text[], %s::text[], %s::text[]) AS w(t, s, i) "
+                        "ON l.subject_type = w.t AND l.subject = w.s AND l.event_id = w.i",
+                        ([w[0] for w in wanted], [w[1] for w in wanted], [w[2] for w in wanted])).fetchall()
+    found = (SignedEvent.from_envelope(bytes(r[0])) for r in rows)
+    return {x.event.event_id: x for x in found}
+
+
+def newest_transaction(conn: psycopg.Connection) -> tuple[int, list[SignedEvent]] | None:
+    """The newest indexed EPCIS event if it is a TransactionEvent: the next batch's first entry may be one more EPC of it."""
+    row = conn.execute("SELECT log_index, event_type FROM epcis_events ORDER BY log_index DESC LIMIT 1").fetchone()
+    if row is None or row[1] != "TransactionEvent":
+        return None
+    return row[0], [SignedEvent.from_envelope(v) for v in signed_values(conn, [row[0]]).get(row[0], [])]
+
+
 def manifests_of(conn: psycopg.Connection, events) -> dict[str, bytes]:
     """event id -> manifest of the batch events among ``events`` (the ledger's ``batch_manifests``)."""
     return batch_manifests(conn, [s.event.event_id for s in events if s.event.subject_type == "batch"])
 
 
-def write_batch(conn: psycopg.Connection, batch: Batch, issued: dict[str, str], manifests: dict[str, bytes]) -> None:
+def write_batch(conn: psycopg.Connection, batch: Batch, issued: dict[str, str], manifests: dict[str, bytes],
+                declared: dict[str, SignedEvent] | None = None) -> None:
     """Insert the batch's EPCIS events and identifiers, extend older ones, keep the pending children."""
     rows, epcs = [], []
     serials = {c for group in batch.groups.values() for _, s in group for c in epcis.label_codes(s, manifests)}
+    serials |= {c for _, s in batch.joined_epcs for c in epcis.label_codes(s)}
     gtin_of = label_gtins(conn, list(serials - set(issued))) | issued
     for leader, group in batch.groups.items():
-        event = epcis.to_epcis([s for _, s in group], gtin_of.get, HOST, manifests)
+        event = epcis.to_epcis([s for _, s in group], gtin_of.get, HOST, manifests, declared or {})
         rows.append(index_row(leader, event, batch.record_times[leader], [i for i, _ in group]))
         epcs += [(key, role, leader) for key, role in identifiers(event)]
+    for leader, member in batch.joined_epcs:
+        epcs += [(key, role, leader) for key, role in identifiers(epcis.to_epcis([member], gtin_of.get, HOST)) if role == "epc"]
     with conn.cursor() as cur:
         cur.executemany(f"INSERT INTO epcis_events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join(['%s'] * len(ROW_COLUMNS))})", rows)
         cur.executemany("INSERT INTO epcis_event_epcs (epc, role, log_index) VALUES (%s, %s, %s)", epcs)
@@ -147,14 +190,17 @@ def index_next(conn: psycopg.Connection, limit: int = BATCH) -> int:
         if not run:
             return 0
         entries = [(i, SignedEvent.from_envelope(v), t) for i, v, t in run]
-        exported = [(i, s, t) for i, s, t in entries
-                    if s.event.subject_type in epcis.EXPORTED_SUBJECTS and s.event.kind in EPCIS_MAPPING]  # as epcis.group_events
+        declared = declared_events(conn, [s for _, s, _ in entries])
+        exported = [(i, s, t) for i, s, t in entries if epcis.exported(s.event)  # as epcis.group_events
+                    and (s.event.kind not in DECLARATION_KINDS or epcis.declaration_of(s.event, declared) is not None)]
         batch = Batch()
+        if exported and exported[0][1].event.kind == TRANSACTION_KIND:
+            batch.last = newest_transaction(conn)
         load_waiting(conn, batch, [s for _, s, _ in exported if s.event.kind in epcis.PARENT_KIND])
         for i, s, t in exported:
             batch.add(i, s, t)
         manifests = manifests_of(conn, [s for _, s, _ in exported])
-        write_batch(conn, batch, epcis.issued_gtins([s for _, s, _ in exported], manifests), manifests)
+        write_batch(conn, batch, epcis.issued_gtins([s for _, s, _ in exported], manifests), manifests, declared)
         conn.execute("UPDATE epcis_index_position SET next_log_index = %s", (run[-1][0] + 1,))
     return len(run)
 

@@ -27,6 +27,7 @@ EVENT_V2_HEADER = "c301" + "dacaa1bda464ecbc"
 EVENT_V3_HEADER = "c301" + "2cf484959d0505a7"
 # v4 grows in session 6 (steps A, B, C) until it is released; pinned at each step.
 EVENT_V4_HEADER = "c301" + "4682701a8376c4b5"
+EVENT_V5_HEADER = "c301" + "164d7499b46de22b"  # session 7 (issue 19): TransactionRecorded, Corrected.corrective_epcis_ids
 ENVELOPE_V1_HEADER = "c301" + "f15d2ab7d81cf112"
 
 
@@ -47,13 +48,13 @@ def crc64_avro(data: bytes) -> int:
 
 def test_single_object_headers_are_pinned_in_hex(signed):
     assert MAGIC.hex() == "c301"
-    assert signed.body[:10].hex() == EVENT_V4_HEADER  # new events: the latest version
+    assert signed.body[:10].hex() == EVENT_V5_HEADER  # new events: the latest version
     assert signed.envelope[:10].hex() == ENVELOPE_V1_HEADER
-    assert [c.header.hex() for c in event_codec().versions] == [EVENT_V1_HEADER, EVENT_V2_HEADER, EVENT_V3_HEADER, EVENT_V4_HEADER]
+    assert [c.header.hex() for c in event_codec().versions] == [EVENT_V1_HEADER, EVENT_V2_HEADER, EVENT_V3_HEADER, EVENT_V4_HEADER, EVENT_V5_HEADER]
 
 
 def test_the_pinned_fingerprints_are_the_specifications_crc64_little_endian():
-    for path, header in [("event.v1.avsc", EVENT_V1_HEADER), ("event.v2.avsc", EVENT_V2_HEADER), ("event.v3.avsc", EVENT_V3_HEADER), ("event.v4.avsc", EVENT_V4_HEADER), ("signed_event.v1.avsc", ENVELOPE_V1_HEADER)]:
+    for path, header in [("event.v1.avsc", EVENT_V1_HEADER), ("event.v2.avsc", EVENT_V2_HEADER), ("event.v3.avsc", EVENT_V3_HEADER), ("event.v4.avsc", EVENT_V4_HEADER), ("event.v5.avsc", EVENT_V5_HEADER), ("signed_event.v1.avsc", ENVELOPE_V1_HEADER)]:
         schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / path).read_text()))
         pcf = fastavro.schema.to_parsing_canonical_form(schema)
         assert crc64_avro(pcf.encode()).to_bytes(8, "little").hex() == header[4:], path

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from ledger import batches, epcis
 from ledger.batches import LabelStep, encode_manifest, issuance
-from ledger.epcis_capture import MAX_EPCIS_EVENTS, Defaults, map_document, read_document
-from ledger.events import payload_defaults
+from ledger.epcis_capture import MAX_EPCIS_EVENTS, Defaults, map_document, parse_epc, read_document
+from ledger.events import SignedEvent, new_event, payload_defaults
 from ledger.keys import KeyPair
 from tests.helpers import Cast, issued_payload
 from tests.pipeline import relay_all
@@ -28,6 +28,7 @@ from tests.test_demo_e2e import cli
 from tests.test_epcis_cli import post, schema_validator
 from traceledger.auth import authorization_header
 from traceledger.cli import cli as cli_main
+from traceledger.client import Client
 
 GS1 = Path(__file__).parent / "data" / "epcis" / "gs1"
 GS1_PREFIXES = ["0614141", "4012345", "9520001", "4000001"]
@@ -124,8 +125,83 @@ def association_and_retraction(world):
     assert statuses(job) == [("accepted", None)] * 3 and ledger_size(world) == before + 3
     relay_all(world["settings"])
     events = signed_get(world, "gs1co", "/v1/epcis/events?serial=ASSOC1").json()["epcisBody"]["eventList"]
-    assert [(e["type"], e.get("action")) for e in events] == [("ObjectEvent", "ADD"), ("AssociationEvent", "ADD")]  # declarations: no export yet
+    assert [(e["type"], e.get("action"), "errorDeclaration" in e) for e in events] == [
+        ("ObjectEvent", "ADD", False), ("AssociationEvent", "ADD", False), ("AssociationEvent", "ADD", True)]
     assert events[1]["parentID"] == associate["parentID"] and events[1]["tl:epcisEventID"] == associate["eventID"]
+    assert events[2]["eventID"] == events[1]["eventID"] and events[2]["errorDeclaration"] == {
+        "declarationTime": "2019-11-02T00:00:00.000000Z", "reason": "did_not_occur"}
+    declarations(world, label, associate)
+
+
+def declarations(world, label: str, associate: dict) -> None:
+    """An error declaration whose corrective event is a partner's eventID captured in an earlier document resolves
+    to that event's ledger id; one for someone else's event is refused with its reason, nothing written."""
+    second = associate | {"eventID": "urn:uuid:7d6c6a4e-0000-4000-8000-0000000000c1", "parentID": "urn:epc:id:grai:4012345.55555.988"}
+    fix = second | {"eventID": "ni:///sha-256;fix-c1?ver=CBV2.0", "action": "DELETE", "bizStep": "disassembling"}
+    _, job, _ = capture(world, write(world, "assoc2.jsonld", document(second, fix)), "gs1co", code=0)
+    fix_ids = job["results"][1]["ledgerEvents"]
+    declare = second | {"errorDeclaration": {"declarationTime": "2019-11-03T00:00:00Z", "reason": "incorrect_data",
+                                             "correctiveEventIDs": [fix["eventID"]]}}
+    path = write(world, "declare.jsonld", document(declare))
+    before = ledger_size(world)
+    # Someone else (the label is gs1co's) declaring gs1co's event: no such event of theirs; the corrective eventID
+    # is not theirs either (the lookup answers each actor about its own captures only).
+    _, job, _ = capture(world, path, "acme", code=2)
+    assert statuses(job) == [("refused", "unknown_event")] and "captured by another actor, or never" in job["results"][0]["detail"]
+    lookup = "/v1/epcis/capture/events"
+    body = {"eventIDs": [fix["eventID"], "urn:uuid:never"]}
+    for actor, found in (("acme", {}), ("gs1co", {fix["eventID"]: fix_ids}), ("regulator", {fix["eventID"]: fix_ids})):
+        answer = httpx.post(world["url"] + lookup, json=body, timeout=30,
+                            headers={"authorization": authorization_header(world["cast"].keys[actor], "POST", lookup)})
+        assert answer.status_code == 200 and answer.json()["events"] == found, (actor, answer.text)
+    # Signed by hand with gs1co's real event id: the capture door sees the event is gs1co's.
+    cast: Cast = world["cast"]
+    shown = signed_get(world, "gs1co", "/v1/epcis/events?serial=ASSOC1").json()["epcisBody"]["eventList"]
+    target = shown[-1]["tl:event"]
+    with Client(world["url"], settings=world["settings"]) as client:
+        head = client.heads("label", ["ASSOC1"])["ASSOC1"]
+    forged = new_event(subject_type="label", subject="ASSOC1", kind="Retracted", actor="regulator", key_id=cast.keys["regulator"].key_id,
+                       payload={"event_id": shown[-1]["eventID"][9:], "reason": "did_not_occur"}, seq=head["seq"] + 1,
+                       prev_hash=bytes.fromhex(head["hash"])).sign(cast.keys["regulator"])
+    assert target["actor"] == "gs1co"
+    entry = {"index": 0, "eventKey": "errorDeclaration:by-hand", "signed": [{"body": base64.b64encode(forged.body).decode(),
+                                                                             "signature": base64.b64encode(forged.signature).decode()}]}
+    as_acme = replace_actor(forged, cast, "acme")
+    acme_entry = entry | {"eventKey": "errorDeclaration:by-acme", "signed": [{"body": base64.b64encode(as_acme.body).decode(),
+                                                                              "signature": base64.b64encode(as_acme.signature).decode()}]}
+    answer = httpx.post(world["url"] + "/v1/epcis/capture/signed", json={"documentSha256": "3" * 64, "events": [acme_entry]}, timeout=30,
+                        headers={"authorization": authorization_header(cast.keys["acme"], "POST", "/v1/epcis/capture/signed")})
+    assert statuses(answer.json()) == [("refused", "not_authorized")] and "signed by gs1co" in answer.json()["results"][0]["detail"]
+    # The same declaration in a document of signed events (POST /v1/epcis/capture, as another ledger exports it).
+    carried = shown[-1].get("tl:declares") or shown[-1]["tl:signedEvents"][0]  # the event shown[-1] is about
+    declared = SignedEvent.from_parts(base64.b64decode(carried["body"]), base64.b64decode(carried["signature"]))
+    gtin = parse_epc(label)[2]
+    exported = epcis.export([as_acme], lambda _: gtin, world["settings"].resolver_host, declared={declared.event.event_id: declared})
+    assert exported["epcisBody"]["eventList"][0]["errorDeclaration"]
+    answer = httpx.post(world["url"] + "/v1/epcis/capture", json=exported, timeout=30)
+    assert answer.status_code == 400 and "signed by gs1co" in answer.json()["detail"], answer.text
+    assert ledger_size(world) == before
+    # A regulator may declare anyone's event in error.
+    answer = httpx.post(world["url"] + "/v1/epcis/capture/signed", json={"documentSha256": "4" * 64, "events": [entry]}, timeout=30,
+                        headers={"authorization": authorization_header(cast.keys["regulator"], "POST", "/v1/epcis/capture/signed")})
+    assert statuses(answer.json()) == [("accepted", None)]
+    # The producer's own declaration, its corrective event resolved through the lookup to what it was captured as.
+    _, job, _ = capture(world, path, "gs1co", code=0)
+    assert statuses(job) == [("accepted", None)]
+    relay_all(world["settings"])
+    corrected = signed_get(world, "gs1co", "/v1/epcis/events?serial=ASSOC1").json()["epcisBody"]["eventList"][-1]
+    assert corrected["tl:event"]["kind"] == "Corrected" and corrected["tl:epcisEventID"] == second["eventID"]
+    assert corrected["errorDeclaration"]["correctiveEventIDs"] == [f"urn:uuid:{i}" for i in fix_ids]
+    # The query index has it too, findable by the declaration's own ledger id.
+    one = signed_get(world, "gs1co", f"/epcis/events/{corrected['tl:declarationID']}")
+    assert one.status_code == 200 and one.json()["errorDeclaration"] == corrected["errorDeclaration"]
+
+
+def replace_actor(signed, cast: Cast, actor: str):
+    """The same event signed by another actor."""
+    e = signed.event
+    return new_event(subject_type=e.subject_type, subject=e.subject, kind=e.kind, payload=e.payload, actor=actor,
+                     key_id=cast.keys[actor].key_id, seq=e.seq, prev_hash=e.prev_hash).sign(cast.keys[actor])
 
 
 def gs1_examples(world):
@@ -164,13 +240,16 @@ def gs1_examples(world):
     # Every other example: each event accepted or refused, with a reason.
     expected = {
         "AssociationEvent-a.jsonld": [("refused", "unsupported_epc")],  # captured since event.v4, but its child is a GIAI
-        "Example-TransactionEvents-2020_07_03y.jsonld": [("refused", "not_captured")] * 2,
+        # captured since event.v5, but they name a GSRN and a GIAI (the ledger holds labels and containers)
+        "Example-TransactionEvents-2020_07_03y.jsonld": [("refused", "unsupported_epc")] * 2,
         "Example_9.6.2-ObjectEvent.jsonld": [("refused", "not_captured")],
         "Example_9.6.3-AggregationEvent.jsonld": [("refused", "unknown_subject")],
         "Example_9.6.4-TransformationEvent.jsonld": [("refused", "not_captured")],
         "PersistentDisposition-example.jsonld": [("refused", "unknown_subject"), ("refused", "not_captured")],
-        # The correction of 9.6.1 repeats its receiving's eventID: a replay.
-        "Example_9.6.1-ObjectEvent-with-error-declaration.jsonld": [("refused", "not_captured"), ("refused", "replayed_event")],
+        # Its declaration maps since event.v5 (a corrective event held elsewhere is kept by its eventID), but it declares
+        # eventID ni:...aa49..., which 9.6.1's shipping (ni:...df7b...) is not: the capture door finds no such event of
+        # gs1co's on the labels' chains. The receiving after it is chained on that refused declaration.
+        "Example_9.6.1-ObjectEvent-with-error-declaration.jsonld": [("refused", "unknown_event"), ("refused", "follows_refused")],
     }
     for name, wanted in expected.items():
         _, job, _ = capture(world, GS1 / name, "gs1co", *SHIP, code=2)

@@ -278,6 +278,10 @@ class Client:
         """Submit a standard document's events as this actor signed them (``POST /v1/epcis/capture/signed``); the job."""
         return self._request("POST", "/v1/epcis/capture/signed", body, retry=False, signer=key)
 
+    def epcis_captured(self, event_ids: Sequence[str], key: KeyPair) -> dict[str, list[str]]:
+        """Partner eventIDs this actor captured before -> the ledger event ids each became (``POST /v1/epcis/capture/events``)."""
+        return self._request("POST", "/v1/epcis/capture/events", {"eventIDs": list(event_ids)}, signer=key)["events"]
+
     def capture_jobs(self, key: KeyPair, per_page: int = 30) -> list[dict]:
         """The newest capture jobs the signing actor may see (its own; a regulator's: all)."""
         return self._request("GET", f"/v1/epcis/capture?perPage={per_page}", signer=key)

@@ -47,6 +47,7 @@ from projections import epcis_index, log_queries
 from traceledger import auth
 from traceledger.api import access
 from traceledger.api.dependencies import caller, sync_pool
+from traceledger.api.epcis_capture import declaration_refusal
 from traceledger.api.epcis_query import EPCIS_HEADERS, check_versions, next_link, query_page
 from traceledger.api.problems import epcis_problem
 from traceledger.api.responses import OrjsonResponse
@@ -151,6 +152,7 @@ def append_document(state, doc) -> tuple[list[SignedEvent], int]:
     signed, manifests = epcis.signed_events_of(doc, gtin_lookup(state.ledger, serials), state.settings.resolver_host)
     if len(signed) > MAX_CAPTURE_EVENTS:
         raise epcis.EpcisError("CaptureLimitExceededException", f"at most {MAX_CAPTURE_EVENTS} signed events per document")
+    check_declarations(state, doc, signed)
     accepted, start = 0, 0
     for run in runs(signed):
         results = ([state.ledger.append_batch(run[0], manifests[run[0].event.event_id])] if run[0].event.subject_type == "batch"
@@ -163,6 +165,16 @@ def append_document(state, doc) -> tuple[list[SignedEvent], int]:
         accepted += sum(r.status == "accepted" for r in results)
         start += len(run)
     return signed, accepted
+
+
+def check_declarations(state, doc, signed: list[SignedEvent]) -> None:
+    """Refuse the document whole (nothing written) if an error declaration in it names an event that is not on its
+    chain, in the ledger or earlier in the document, or that someone else signed (a regulator excepted)."""
+    earlier = {}
+    for i, s in enumerate(signed):
+        if (refusal := declaration_refusal(state, [s], earlier)) is not None:
+            raise epcis.EpcisError("ValidationException", f"{s.event.subject}: {refusal[1]} [{refusal[0]}]", event_index=epcis_index_of(doc, i))
+        earlier[s.event.event_id] = s.event
 
 
 def runs(signed: list[SignedEvent]) -> list[list[SignedEvent]]:

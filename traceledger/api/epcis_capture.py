@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from typing import Annotated, Mapping
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -38,7 +39,7 @@ from ledger import capture_jobs, epcis
 from ledger.batches import MAX_MANIFEST_BYTES, decode_manifest
 from ledger.epcis_capture import MAX_EPCIS_EVENTS, MAX_EPCS
 from ledger.errors import Refused
-from ledger.events import SignedEvent
+from ledger.events import DECLARATION_KINDS, Event, SignedEvent, decode_signed
 from ledger.lifecycle import LabelState
 from ledger.logging_setup import get_logger
 from ledger.store import chain_id
@@ -49,6 +50,7 @@ from traceledger.api.signed_input import EventIn, decode_event
 
 log = get_logger("epcis")
 
+NO_EVENTS: Mapping[str, Event] = {}
 MAX_MANIFEST_BASE64 = 4 * (MAX_MANIFEST_BYTES // 3 + 1)
 
 router = APIRouter(tags=["epcis"], dependencies=[Depends(check_versions)])
@@ -133,6 +135,28 @@ def gtin_mismatch(state, entry: CapturedEvent, group: list[SignedEvent]) -> str 
     return None
 
 
+def declaration_refusal(state, group: list[SignedEvent], earlier: Mapping[str, Event] = NO_EVENTS) -> tuple[str, str] | None:
+    """Why an error declaration of this group may not stand, or None: the event it declares must be on the same
+    chain (the lifecycle rules cannot see event ids) and signed by the declarer, unless a regulator declares.
+    ``earlier``: events by id that come before it in the same document, not appended yet."""
+    declarations = [s.event for s in group if s.event.kind in DECLARATION_KINDS]
+    if not declarations:
+        return None
+    signer = state.ledger.actor(declarations[0].actor)
+    for d in declarations:
+        target = earlier.get(d.payload["event_id"])
+        if target is None:
+            stored = state.ledger.app.events.get(chain_id(d.subject_type, d.subject))
+            target = next((e for e in (decode_signed(x.body, x.signature).event for x in stored) if e.event_id == d.payload["event_id"]), None)
+        if target is None or (target.subject_type, target.subject) != (d.subject_type, d.subject):
+            return ("unknown_event", f"{d.subject_type} {d.subject} has no event {d.payload['event_id']}: the declared event was "
+                    "captured by another actor, or never")
+        if target.actor != d.actor and (signer is None or signer.role != "regulator"):
+            return ("not_authorized", f"{d.subject}: the declared event was signed by {target.actor}; only its signer or a regulator "
+                    "declares it in error")
+    return None
+
+
 def append_entry(state, capture_id: str, entry: CapturedEvent, group: list[SignedEvent], refused_hashes: dict[bytes, int],
                  manifest: bytes | None = None) -> dict:
     """Reserve, check and append one EPCIS event's group; its result."""
@@ -143,6 +167,8 @@ def append_entry(state, capture_id: str, entry: CapturedEvent, group: list[Signe
     reason = None
     if (why := gtin_mismatch(state, entry, group)) is not None:
         reason = ("gtin_mismatch", why)
+    elif (refusal := declaration_refusal(state, group)) is not None:
+        reason = refusal
     elif follows is not None:
         reason = ("follows_refused", f"signed on top of event {follows} of this document, which was refused")
     if reason is None:
@@ -192,6 +218,20 @@ async def capture_signed_events(request: Request, body: SignedCapture, signer: a
     """Capture a standard EPCIS document as its actor signed it: event by event, each accepted or refused with a reason."""
     who = auth.require(signer)
     return await run_in_threadpool(capture_signed, request.app.state, body, who.actor_id)
+
+
+class CapturedQuery(BaseModel):
+    eventIDs: list[Annotated[str, Field(min_length=1, max_length=512)]] = Field(min_length=1, max_length=MAX_EPCIS_EVENTS)
+
+
+@router.post("/v1/epcis/capture/events")
+def captured_events(request: Request, body: CapturedQuery, signer: auth.Caller | None = Depends(caller)):
+    """The ledger events that EPCIS events captured before became, by their eventIDs: the caller's own captures (a
+    regulator: anyone's). The capture client resolves an error declaration's correctiveEventIDs with it."""
+    who = auth.require(signer)
+    with sync_pool(request.app.state).connection() as conn:
+        found = capture_jobs.captured(conn, body.eventIDs, None if who.role == "regulator" else who.actor_id)
+    return JSONResponse({"events": found})
 
 
 @router.get("/v1/epcis/capture")

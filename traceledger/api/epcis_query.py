@@ -113,9 +113,10 @@ def mapped_events(conn, rows: list[tuple], host: str, with_record_time: bool,
     manifests = epcis_index.manifests_of(conn, [s for i, *_ in rows for s in groups[i]])
     serials = {c for i, *_ in rows for s in groups[i] for c in epcis.label_codes(s, manifests)}
     gtin_of = epcis_index.label_gtins(conn, list(serials)).get
+    declared = epcis_index.declared_events(conn, [s for i, *_ in rows for s in groups[i]])
     out = []
     for event_index, record_time, *_ in rows:
-        event = epcis.to_epcis(groups[event_index], gtin_of, host, manifests)
+        event = epcis.to_epcis(groups[event_index], gtin_of, host, manifests, declared)
         if with_record_time:
             event["recordTime"] = epcis.epcis_time(record_time)
         out.append(event)

@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 
 from ledger import epcis
 from ledger.batches import LabelStep, encode_manifest, labels_root, leaf_of, step_hash
-from ledger.epcis_capture import Command, Defaults, Mapped, Unmapped, batch_issuance, ledger_event_id, map_document, read_document
+from ledger.epcis_capture import (
+    Command,
+    Defaults,
+    Mapped,
+    Unmapped,
+    batch_issuance,
+    batch_subject,
+    declaration_references,
+    ledger_event_id,
+    map_document,
+    read_document,
+)
 from ledger.errors import Refused
 from ledger.events import GENESIS_HASH, SignedEvent, new_event
 from traceledger.client import Client, encode_signed
@@ -68,7 +78,7 @@ def sign_batch(signer: Signer, m: Mapped, payload: dict, serials: list[str], hea
     steps = [LabelStep(s) for s in serials]
     body = payload | {"count": len(steps), "labels_root": labels_root(steps), "pin_secret": None}
     # The batch id and event id come from the EPCIS event, so mapping a document twice signs the same event.
-    command = Command("batch", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{signer.actor}\n{m.key}")), "BatchIssued", body)
+    command = Command("batch", batch_subject(signer.actor, m.key), "BatchIssued", body)
     event = new_event(subject_type="batch", subject=command.subject, kind="BatchIssued", payload=body, actor=signer.actor,
                       key_id=signer.key.key_id, occurred_at=m.occurred_at, event_id=ledger_event_id(signer.actor, m.key, command))
     signed = event.sign(signer.key)
@@ -124,6 +134,9 @@ def entries(client: Client, signer: Signer, results: list[Mapped | Unmapped]) ->
 def capture_standard(client: Client, signer: Signer, data: bytes, defaults: Defaults) -> dict:
     """Capture a standard EPCIS document signed by ``signer``; the capture job with every event's result."""
     doc = read(data)
-    results = map_document(doc, signer.actor, defaults)
+    # Corrective events named by a partner's eventIDs captured before: the ledger says which events they became.
+    names = declaration_references(doc)
+    known = client.epcis_captured(names, signer.key.with_actor(signer.actor)) if names else {}
+    results = map_document(doc, signer.actor, defaults, known)
     body = {"documentSha256": hashlib.sha256(data).hexdigest(), "events": entries(client, signer, results)}
     return client.epcis_capture_signed(body, signer.key.with_actor(signer.actor))
