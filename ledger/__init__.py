@@ -16,7 +16,7 @@ Above it: ``projections`` (read models), ``consumers`` (Kafka processes), ``trac
 
 __all__ = [
     "alert_owners", "batches", "capture_jobs", "channel_state", "client_limits", "commitments", "config",
-    "crash_points", "division_names", "encoding", "envelope", "epcis", "epcis_capture", "epcis_query",
+    "crash_points", "declarations", "division_names", "encoding", "envelope", "epcis", "epcis_capture", "epcis_query",
     "epcis_subscriptions", "epcis_webhooks", "errors", "events", "gs1", "health", "inbox_group", "ip2region",
     "key_compromise", "keys", "lifecycle", "logging_setup", "metrics", "migrate", "pairing", "pins", "places",
     "platform_secrets", "prefix_claims", "preverify", "record_headers", "regions", "registry", "replay",

@@ -17,12 +17,12 @@ from typing import Sequence
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger import alert_owners, prefix_claims
+from ledger import alert_owners, declarations, prefix_claims
 from ledger.batches import STEP_KINDS, Batch, Opening, apply_movement, opened_fields
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
-from ledger.events import MAX_CLOCK_SKEW_SECONDS, SignedEvent
+from ledger.events import DECLARATION_KINDS, MAX_CLOCK_SKEW_SECONDS, SignedEvent
 from ledger.keys import verify_signature
 from ledger.lifecycle import AGGREGATION_KINDS, ActorState, SubjectState, authorize, check_link, child_type, fold, is_bootstrap, signer_of
 from ledger.logging_setup import get_logger
@@ -198,6 +198,9 @@ class Ledger:
                 if not checks.verify(signer.public_key, item.body, item.signature):
                     raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
                 authorize(chain.state if chain else None, e, signer, actors, subjects)
+                if e.kind in DECLARATION_KINDS:  # the declared event's signer: in its chain, not in the folded state
+                    declarations.check(self.app, e, signer, {batch[r.index].event.event_id: batch[r.index].event
+                                                             for r in results if r.status == "accepted"})
                 if e.subject_type == "alert":  # only the alert's producer (or a regulator naming it) moves it
                     alert_owners.check(self.settings.pg_conninfo, e.kind, e.subject, e.payload, opened=chain is not None)
                 if e.kind == "ActorRegistered" and e.payload.get("gtin_prefixes"):

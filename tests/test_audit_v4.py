@@ -3,7 +3,6 @@ puts them on the log, the auditor replays them clean and the projector does not 
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -47,8 +46,8 @@ def test_v4_kinds_are_written_relayed_audited_and_projected(fresh_settings, tmp_
                 "destinations": [{"type": "location", "value": "urn:epc:id:sgln:6901234.00002.0"}], "sensor_data": b"[]",
                 "epcis_event_id": "urn:uuid:6f2c0c4e-0000-4000-8000-000000000001"}),
             cast.event("distributor", "label", old, "Received", {"region": None}),
-            cast.event("distributor", "label", old, "Associated", {"parent": "urn:epc:id:giai:6901234.E-BIKE-1"}),
-            cast.event("regulator", "label", old, "Retracted", {"event_id": str(uuid.uuid4()), "reason": "did_not_occur"}),
+            associated := cast.event("distributor", "label", old, "Associated", {"parent": "urn:epc:id:giai:6901234.E-BIKE-1"}),
+            cast.event("regulator", "label", old, "Retracted", {"event_id": associated.event.event_id, "reason": "did_not_occur"}),
         ])
         # refused at the write door with nothing written: a label linking an unknown certificate, a second issue
         refused = ledger.append([cast.event("acme", "label", gs1.new_serial(), "Issued", issued_payload() | {"certificates": ["CCC/404"]}, advance=False),

@@ -35,11 +35,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ledger import capture_jobs, epcis
+from ledger import capture_jobs, declarations, epcis
 from ledger.batches import MAX_MANIFEST_BYTES, decode_manifest
 from ledger.epcis_capture import MAX_EPCIS_EVENTS, MAX_EPCS
 from ledger.errors import Refused
-from ledger.events import DECLARATION_KINDS, Event, SignedEvent, decode_signed
+from ledger.events import DECLARATION_KINDS, Event, SignedEvent
 from ledger.lifecycle import LabelState
 from ledger.logging_setup import get_logger
 from ledger.store import chain_id
@@ -50,7 +50,6 @@ from traceledger.api.signed_input import EventIn, decode_event
 
 log = get_logger("epcis")
 
-NO_EVENTS: Mapping[str, Event] = {}
 MAX_MANIFEST_BASE64 = 4 * (MAX_MANIFEST_BYTES // 3 + 1)
 
 router = APIRouter(tags=["epcis"], dependencies=[Depends(check_versions)])
@@ -135,25 +134,15 @@ def gtin_mismatch(state, entry: CapturedEvent, group: list[SignedEvent]) -> str 
     return None
 
 
-def declaration_refusal(state, group: list[SignedEvent], earlier: Mapping[str, Event] = NO_EVENTS) -> tuple[str, str] | None:
-    """Why an error declaration of this group may not stand, or None: the event it declares must be on the same
-    chain (the lifecycle rules cannot see event ids) and signed by the declarer, unless a regulator declares.
+def declaration_refusal(state, group: list[SignedEvent], earlier: Mapping[str, Event] = declarations.NO_EVENTS) -> tuple[str, str] | None:
+    """Why an error declaration of this group may not stand (:func:`ledger.declarations.check`), or None.
     ``earlier``: events by id that come before it in the same document, not appended yet."""
-    declarations = [s.event for s in group if s.event.kind in DECLARATION_KINDS]
-    if not declarations:
-        return None
-    signer = state.ledger.actor(declarations[0].actor)
-    for d in declarations:
-        target = earlier.get(d.payload["event_id"])
-        if target is None:
-            stored = state.ledger.app.events.get(chain_id(d.subject_type, d.subject))
-            target = next((e for e in (decode_signed(x.body, x.signature).event for x in stored) if e.event_id == d.payload["event_id"]), None)
-        if target is None or (target.subject_type, target.subject) != (d.subject_type, d.subject):
-            return ("unknown_event", f"{d.subject_type} {d.subject} has no event {d.payload['event_id']}: the declared event was "
-                    "captured by another actor, or never")
-        if target.actor != d.actor and (signer is None or signer.role != "regulator"):
-            return ("not_authorized", f"{d.subject}: the declared event was signed by {target.actor}; only its signer or a regulator "
-                    "declares it in error")
+    for s in group:
+        if s.event.kind in DECLARATION_KINDS:
+            try:
+                declarations.check(state.ledger.app, s.event, state.ledger.actor(s.event.actor), earlier)
+            except Refused as refusal:
+                return refusal.code, refusal.detail
     return None
 
 
