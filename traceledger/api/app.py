@@ -12,6 +12,7 @@ then come the middleware, the exception handlers and one router per resource.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from ledger.inbox_group import GroupCommit
 from ledger.logging_setup import configure, get_logger
 from ledger.scan_recording import start_recorder
 from ledger.service import Ledger
+from projections.integrity_sweep import run_sweeper
 from traceledger.api import (
     actors,
     alerts,
@@ -82,7 +84,10 @@ async def lifespan(app: FastAPI):
     recorder = start_recorder(state.ledger, settings)
     log.info("api_started", pg_db=settings.pg_db, gateway=recorder.gateway.actor if recorder else None)
     webhooks = epcis_webhooks.start(state)
+    # Re-hashes stored chains off the read path; one worker per database sweeps (projections/integrity_sweep.py).
+    sweeper = asyncio.create_task(run_sweeper(state.ledger.app, settings.pg_conninfo, settings.integrity_sweep_seconds))
     yield
+    sweeper.cancel()
     webhooks.cancel()
     if recorder:
         recorder.stop.set()
