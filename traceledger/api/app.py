@@ -52,6 +52,7 @@ from traceledger.api.metrics import RequestMetrics
 from traceledger.api.metrics import router as metrics_router
 from traceledger.api.problems import PROBLEM_RESPONSES
 from traceledger.api.supervisor_death import end_with_supervisor
+from traceledger.api.view_batch import ViewBatcher
 
 log = get_logger("api")
 
@@ -79,6 +80,7 @@ async def lifespan(app: FastAPI):
                                      timeout=10)  # with the database down: 503 after 10 s, not 30
     await state.pool.open()
     state.inbox = GroupCommit(state.pool)  # the consumer path's durable writes, many requests per commit
+    state.views = ViewBatcher(state.ledger.app, state.pool)  # concurrent label lookups, many per statement
     state.channel_secret = prepare_database(settings)
     state.producer_names, state.sync_pool = {}, None
     recorder = start_recorder(state.ledger, settings)
