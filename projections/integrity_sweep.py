@@ -43,6 +43,9 @@ log = get_logger("integrity_sweep")
 
 CHUNK = 500
 SWEEP_LOCK = 0x74726973  # any fixed number: one sweeper per database
+# The pause after a pass is at least this many times the pass's own time: the sweep takes at
+# most 1/(1 + DUTY) of the time of one database backend, however many labels there are.
+DUTY = 4
 
 
 def _chunk_sql(schema: str, events_table: str) -> str:
@@ -111,7 +114,8 @@ async def sweep(app: LedgerApplication, conn: psycopg.AsyncConnection, schema: s
 
 
 async def run_sweeper(app: LedgerApplication, conninfo: str, pause: float, schema: str = DEFAULT_SCHEMA) -> None:
-    """Sweep forever, ``pause`` seconds between passes, while this process holds the sweep lock (else keep trying)."""
+    """Sweep forever, ``pause`` seconds (at least :data:`DUTY` times the last pass's time) between passes, while
+    this process holds the sweep lock (else keep trying)."""
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
@@ -121,7 +125,7 @@ async def run_sweeper(app: LedgerApplication, conninfo: str, pause: float, schem
                 while True:
                     found = await sweep(app, conn, schema)
                     log.debug("integrity_sweep_pass", **found)
-                    await asyncio.sleep(pause)
+                    await asyncio.sleep(max(pause, DUTY * found["seconds"]))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database away or the read model being rebuilt: try again after a pause
