@@ -73,15 +73,15 @@ async def checked_view(app: LedgerApplication, conn: psycopg.AsyncConnection, se
     return await _view(app, conn, serial, row, with_inbox, schema)
 
 
-async def checked_views(app: LedgerApplication, conn: psycopg.AsyncConnection, serials: list[str],
+async def checked_views(app: LedgerApplication, conn: psycopg.AsyncConnection, serials: list[str], *, with_inbox: bool = False,
                         schema: str = DEFAULT_SCHEMA) -> dict[str, dict]:
-    """:func:`checked_view` of each of ``serials`` (without the inbox figures), all read by ONE statement.
+    """:func:`checked_view` of each of ``serials``, all read by ONE statement.
 
     For answering concurrent lookups together: one round trip for many requests."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        rows = await (await cur.execute(_sql(schema, False, True), (list(serials),), prepare=True, binary=True)).fetchall()
+        rows = await (await cur.execute(_sql(schema, with_inbox, True), (list(serials),), prepare=True, binary=True)).fetchall()
     found = {row["serial"]: row for row in rows}
-    return {serial: await _view(app, conn, serial, found.get(serial), False, schema) for serial in dict.fromkeys(serials)}
+    return {serial: await _view(app, conn, serial, found.get(serial), with_inbox, schema) for serial in dict.fromkeys(serials)}
 
 
 async def _view(app: LedgerApplication, conn: psycopg.AsyncConnection, serial: str, row: dict | None, with_inbox: bool,

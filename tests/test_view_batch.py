@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from ledger import scan_inbox
 from ledger.store import chain_id
 from projections.checked_view import checked_view
 from projections.integrity_sweep import sweep
@@ -59,10 +60,17 @@ def test_a_burst_of_lookups_is_read_together_and_each_answer_is_its_own(world):
         async with AsyncConnectionPool(world.settings.pg_conninfo, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
             batcher = ViewBatcher(world.ledger.app, pool)
             got = await asyncio.gather(*(batcher.view(s) for s in asked))
+            scans = ViewBatcher(world.ledger.app, pool, with_inbox=True)
+            got_scans = await asyncio.gather(*(scans.view(s) for s in asked))
             async with pool.connection() as conn:
                 want = {s: await checked_view(world.ledger.app, conn, s) for s in set(asked)}
+                want_scans = {s: await checked_view(world.ledger.app, conn, s, with_inbox=True) for s in set(asked)}
+            assert got_scans == [want_scans[s] for s in asked]
+            assert all("unprojected" in v for v in got_scans if v["verdict"] != "unknown")
             return batcher, got, want
 
+    with psycopg.connect(world.settings.pg_conninfo, autocommit=True) as conn:
+        scan_inbox.accept(conn, world.serials[1], channel="web")  # a scan not projected yet: counted by the inbox figures
     batcher, got, want = asyncio.run(run())
     assert [g["serial"] for g in got] == asked
     for serial, view in zip(asked, got):

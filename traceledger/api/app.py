@@ -81,6 +81,7 @@ async def lifespan(app: FastAPI):
     await state.pool.open()
     state.inbox = GroupCommit(state.pool)  # the consumer path's durable writes, many requests per commit
     state.views = ViewBatcher(state.ledger.app, state.pool)  # concurrent label lookups, many per statement
+    state.scan_views = ViewBatcher(state.ledger.app, state.pool, with_inbox=True)  # the same, for scans' answers
     state.channel_secret = prepare_database(settings)
     state.producer_names, state.sync_pool = {}, None
     recorder = start_recorder(state.ledger, settings)
