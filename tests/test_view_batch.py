@@ -13,24 +13,14 @@ import base64
 import json
 
 import psycopg
-import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ledger import scan_inbox
 from ledger.store import chain_id
 from projections.checked_view import checked_view
 from projections.integrity_sweep import sweep
-from tests.audit_world import make_world
-from tests.pipeline import project_all
+from tests.test_checked_view import world  # noqa: F401  (12 labels, projected)
 from traceledger.api.view_batch import ViewBatcher
-
-
-@pytest.fixture
-def world(fresh_settings, tmp_path):
-    w = make_world(fresh_settings, tmp_path, labels=12)
-    project_all(w.settings)
-    yield w
-    w.ledger.close()
 
 
 def _flag_one(world, serial: str) -> None:
