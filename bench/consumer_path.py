@@ -113,7 +113,18 @@ def report(out: dict) -> str:
             line("FastAPI hello, same server and workers (before)", out["hello_before"], hello)]
     rows += [line(TARGETS[k], out[k], hello) for k in TARGETS if k in out]
     rows.append(line("FastAPI hello (after)", out["hello_after"], hello))
+    if "overload" in out:
+        from bench.overload import report as overload_report
+
+        rows += ["", overload_report(out["overload"])]
     return "\n".join(rows)
+
+
+def overload_run(labels: int, api_workers: int) -> dict:
+    """``bench.overload`` of the GET at 3× its wrk capacity for 30 s (what ``make bench`` adds to the table)."""
+    from bench import overload
+
+    return overload.run(argparse.Namespace(labels=labels, kind="get", factor=3.0, seconds=30, api_workers=api_workers))
 
 
 def main(argv: list[str] | None = None) -> None:

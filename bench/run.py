@@ -587,6 +587,7 @@ def consumer_path_run(args) -> dict:
 
     out = consumer_path.run(argparse.Namespace(labels=args.consumer_labels, api_workers=args.api_workers, seconds=args.seconds,
                                                kinds=list(consumer_path.TARGETS), profile=args.profile))
+    out["overload"] = consumer_path.overload_run(args.consumer_labels, args.api_workers)  # 3× capacity, 30 s (issue 21)
     print(consumer_path.report(out), flush=True)
     return out
 

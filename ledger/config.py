@@ -113,6 +113,9 @@ class Settings:
     # and requests waiting for a turn; beyond both, 503 with Retry-After at once.
     api_max_inflight: int = 8
     api_max_queue: int = 8
+    # The integrity sweep (projections/integrity_sweep.py): seconds between passes re-hashing every
+    # label's stored chain against its published hashes; a store edit is flagged within a pass plus this.
+    integrity_sweep_seconds: float = 5.0
     # The global Merkle log (issue 6): the key that signs checkpoints (generated
     # under run_dir on first use when unset), the origin line of every
     # checkpoint, and how often the relay publishes one.
@@ -187,6 +190,7 @@ class Settings:
             api_workers=_int(env, "TRACELEDGER_API_WORKERS", d.api_workers),
             api_max_inflight=_int(env, "TRACELEDGER_API_MAX_INFLIGHT", d.api_max_inflight),
             api_max_queue=_int(env, "TRACELEDGER_API_MAX_QUEUE", d.api_max_queue),
+            integrity_sweep_seconds=_float(env, "TRACELEDGER_INTEGRITY_SWEEP_SECONDS", d.integrity_sweep_seconds),
             log_key=Path(log_key) if log_key else None,
             log_origin=env.get("TRACELEDGER_LOG_ORIGIN", d.log_origin),
             checkpoint_events=_int(env, "TRACELEDGER_CHECKPOINT_EVENTS", d.checkpoint_events),
@@ -233,6 +237,7 @@ class Settings:
             "TRACELEDGER_API_WORKERS": str(self.api_workers),
             "TRACELEDGER_API_MAX_INFLIGHT": str(self.api_max_inflight),
             "TRACELEDGER_API_MAX_QUEUE": str(self.api_max_queue),
+            "TRACELEDGER_INTEGRITY_SWEEP_SECONDS": str(self.integrity_sweep_seconds),
             "TRACELEDGER_LOG_ORIGIN": self.log_origin,
             "TRACELEDGER_CHECKPOINT_EVENTS": str(self.checkpoint_events),
             "TRACELEDGER_CHECKPOINT_SECONDS": str(self.checkpoint_seconds),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import psycopg
 import pytest
@@ -66,6 +67,10 @@ def test_edited_or_deleted_stored_event_rows_are_never_answered_genuine(world):
             # Received (version 3): the region "4403" becomes "4404" — still decodes and links.
             _edit_stored_body(conn, chain_id("label", edited), 3, lambda b: b.replace(b"4403", b"4404"))
             conn.execute("DELETE FROM ledger_events WHERE originator_id = %s AND originator_version = 2", (chain_id("label", deleted),))
+        # The API's integrity sweep flags both within a pass and its pause (TRACELEDGER_INTEGRITY_SWEEP_SECONDS).
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/labels/{deleted}").json()["verdict"] == "genuine" and time.monotonic() < deadline:
+            time.sleep(0.2)
         view = client.get(f"/v1/labels/{edited}").json()
         assert view["verdict"] == "suspicious" and "stored event 2 differs" in view["integrity"], view
         view = client.get(f"/v1/labels/{deleted}").json()

@@ -24,14 +24,13 @@ import time
 from collections import deque
 
 from ledger.logging_setup import get_logger
-from traceledger.api.problems import PROBLEM, TYPE_BASE
-from traceledger.api.responses import json_bytes
+from traceledger.api.problems import PROBLEM, problem
 
 log = get_logger("api")
 
 RETRY_AFTER_SECONDS = 1
-_BODY = json_bytes({"type": f"{TYPE_BASE}overloaded", "title": "server busy", "status": 503,
-                    "detail": "the server is at capacity; retry after the time in Retry-After", "code": "overloaded"})
+# Built once by the one problem+json builder, sent as bytes: a refusal costs no rendering.
+_BODY = bytes(problem(503, "server busy", "the server is at capacity; retry after the time in Retry-After", code="overloaded").body)
 _HEADERS = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(_BODY)).encode()),
             (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
 ALWAYS_ADMITTED = frozenset({"/healthz"})

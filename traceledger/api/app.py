@@ -12,6 +12,7 @@ then come the middleware, the exception handlers and one router per resource.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from ledger.inbox_group import GroupCommit
 from ledger.logging_setup import configure, get_logger
 from ledger.scan_recording import start_recorder
 from ledger.service import Ledger
+from projections.integrity_sweep import run_sweeper
 from traceledger.api import (
     actors,
     alerts,
@@ -50,6 +52,7 @@ from traceledger.api.metrics import RequestMetrics
 from traceledger.api.metrics import router as metrics_router
 from traceledger.api.problems import PROBLEM_RESPONSES
 from traceledger.api.supervisor_death import end_with_supervisor
+from traceledger.api.view_batch import ViewBatcher
 
 log = get_logger("api")
 
@@ -77,12 +80,17 @@ async def lifespan(app: FastAPI):
                                      timeout=10)  # with the database down: 503 after 10 s, not 30
     await state.pool.open()
     state.inbox = GroupCommit(state.pool)  # the consumer path's durable writes, many requests per commit
+    state.views = ViewBatcher(state.ledger.app, state.pool)  # concurrent label lookups, many per statement
+    state.scan_views = ViewBatcher(state.ledger.app, state.pool, with_inbox=True)  # the same, for scans' answers
     state.channel_secret = prepare_database(settings)
     state.producer_names, state.sync_pool = {}, None
     recorder = start_recorder(state.ledger, settings)
     log.info("api_started", pg_db=settings.pg_db, gateway=recorder.gateway.actor if recorder else None)
     webhooks = epcis_webhooks.start(state)
+    # Re-hashes stored chains off the read path; one worker per database sweeps (projections/integrity_sweep.py).
+    sweeper = asyncio.create_task(run_sweeper(state.ledger.app, settings.pg_conninfo, settings.integrity_sweep_seconds))
     yield
+    sweeper.cancel()
     webhooks.cancel()
     if recorder:
         recorder.stop.set()

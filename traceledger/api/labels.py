@@ -18,7 +18,6 @@ from ledger import gs1
 from ledger.errors import Refused
 from ledger.events import validate_channel, validate_region
 from ledger.logging_setup import get_logger
-from projections.checked_view import checked_view
 from traceledger.api.client_identity import client_of
 from traceledger.api.responses import OrjsonResponse, json_bytes
 from traceledger.api.shopper.service import limit_of, public_view, with_uri
@@ -39,9 +38,9 @@ class ScanIn(BaseModel):
 async def label_json(state, serial: str) -> bytes:
     """The public view of ``serial`` as JSON bytes (``state``: the app's)."""
     gs1.validate_serial(serial)
-    async with state.pool.connection() as conn:
-        # One round trip; never "genuine" when the ledger's stored chain no longer matches what it published.
-        out = with_uri(await checked_view(state.ledger.app, conn, serial), serial, state.settings.resolver_host)
+    # Read with the worker's other waiting lookups in one statement (traceledger/api/view_batch.py);
+    # never "genuine" for a label the integrity sweep flagged.
+    out = with_uri(await state.views.view(serial), serial, state.settings.resolver_host)
     return json_bytes(await public_view(state, out))
 
 
@@ -80,10 +79,10 @@ async def post_scan(request: Request, serial: str, scan: ScanIn | None = None):
     accepted = await state.inbox.accept(serial, channel=scan.channel, region=scan.region, lat=lat, lon=lon, session=scan.session,
                                         client=client, scope="scan", limit=limit_of(state, "scan"),
                                         count_window=state.settings.client_window_seconds)
-    async with state.pool.connection() as conn:
-        out = with_uri(await checked_view(state.ledger.app, conn, serial, with_inbox=True), serial, state.settings.resolver_host)
-        if out["verdict"] != "unknown":
-            out["scan_count"] += out["unprojected"]
-            out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()
+    # Read after the commit (so it counts this scan), with the worker's other waiting scans in one statement.
+    out = with_uri(await state.scan_views.view(serial), serial, state.settings.resolver_host)
+    if out["verdict"] != "unknown":
+        out["scan_count"] += out["unprojected"]
+        out["first_scanned_at"] = out["first_scanned_at"] or accepted.occurred_at.isoformat()
     log.info("scan_accepted", serial=serial, event_id=accepted.event_id, verdict=out["verdict"], channel=scan.channel)
     return OrjsonResponse(await public_view(state, out) | {"scan_id": accepted.event_id})
