@@ -261,6 +261,22 @@ def test_a_control_character_in_any_query_parameter_is_refused_on_every_route(wo
             assert r.headers["content-type"].startswith("application/problem+json"), (path, name)
 
 
+def test_an_integer_past_bigint_in_any_query_parameter_is_refused_not_a_500(world):
+    """A page token past PostgreSQL's bigint reached ``::bigint`` (``GET /v1/epcis/capture``): 500. Every integer
+    query parameter of every GET route, sent by a signed regulator (so the route runs, not only its door)."""
+    spec = httpx.get(f"{world.url}/openapi.json").json()
+    found = [(path, p["name"]) for path, ops in spec["paths"].items() if "get" in ops and "{" not in path
+             for p in ops["get"].get("parameters", []) if p["in"] == "query"
+             and "integer" in {p["schema"].get("type"), *(a.get("type") for a in p["schema"].get("anyOf", []))}]
+    assert ("/v1/epcis/capture", "nextPageToken") in found and len(found) >= 5, found
+    for path, name in found:
+        for bad in (2**63, 2**64, -(2**63) - 1):
+            target = f"{path}?{name}={bad}"
+            headers = {"authorization": authorization_header(world.cast.keys["regulator"], "GET", target), **client("198.51.100.78")}
+            r = httpx.get(f"{world.url}{target}", headers=headers)
+            assert r.status_code < 500, (path, name, bad, r.status_code, r.text)
+
+
 def test_the_summary_with_a_nul_producer_answers_400_not_500(world):
     """The request schemathesis found (CI run of session 4): a NUL in ``producer`` reached PostgreSQL."""
     r = httpx.get(f"{world.url}/v1/alerts/summary", params={"producer": ".\x83\x00", "level": "city"})

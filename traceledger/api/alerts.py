@@ -96,7 +96,7 @@ async def list_alerts(
     since: datetime | None = Query(None, description="alerts last seen at or after"),
     until: datetime | None = Query(None, description="alerts first seen before"),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
-    cursor: int | None = Query(None, description="next_cursor of the previous page"),
+    cursor: int | None = Query(None, ge=0, le=2**63 - 1, description="next_cursor of the previous page"),
     who: Caller | None = Depends(caller),
 ):
     """Alerts the caller may see, newest first, filtered; page with ``cursor``."""

@@ -224,7 +224,7 @@ def captured_events(request: Request, body: CapturedQuery, signer: auth.Caller |
 
 
 @router.get("/v1/epcis/capture")
-def capture_jobs_list(request: Request, perPage: int = Query(30, ge=1, le=500), nextPageToken: int | None = Query(None, ge=1),
+def capture_jobs_list(request: Request, perPage: int = Query(30, ge=1, le=500), nextPageToken: int | None = Query(None, ge=1, le=2**63 - 1),
                       signer: auth.Caller | None = Depends(caller)):
     """Capture jobs, newest first: the caller's own, or every job for a regulator."""
     who = auth.require(signer)

@@ -105,7 +105,7 @@ def get_checkpoint(request: Request):
 
 
 @router.get("/v1/log/entries")
-def get_entries(request: Request, start: int = Query(..., ge=0), end: int = Query(..., ge=1), signer: Caller | None = Depends(caller)):
+def get_entries(request: Request, start: int = Query(..., ge=0, le=2**63 - 1), end: int = Query(..., ge=1, le=2**63 - 1), signer: Caller | None = Depends(caller)):
     """Leaves ``start..end-1``: index and leaf hash for anyone; event bytes (base64), subject, serial and
     event id of the entries the signed caller may read (``readable``: false on the others)."""
     if end <= start:
@@ -127,7 +127,7 @@ def get_entries(request: Request, start: int = Query(..., ge=0), end: int = Quer
 
 
 @router.get("/v1/log/proof/inclusion")
-def get_inclusion(request: Request, index: int = Query(..., ge=0), size: int = Query(..., ge=1)):
+def get_inclusion(request: Request, index: int = Query(..., ge=0, le=2**63 - 1), size: int = Query(..., ge=1, le=2**63 - 1)):
     """Audit path of leaf ``index`` in the tree of ``size`` leaves (RFC 6962 §2.1.1)."""
     if index >= size:
         raise Refused("invalid_range", f"index {index} is not below size {size}", field="index")
@@ -138,7 +138,7 @@ def get_inclusion(request: Request, index: int = Query(..., ge=0), size: int = Q
 
 
 @router.get("/v1/log/proof/consistency")
-def get_consistency(request: Request, first: int = Query(..., alias="from", ge=1), second: int = Query(..., alias="to", ge=1)):
+def get_consistency(request: Request, first: int = Query(..., alias="from", ge=1, le=2**63 - 1), second: int = Query(..., alias="to", ge=1, le=2**63 - 1)):
     """Consistency proof from the tree of ``from`` leaves to the tree of ``to`` (RFC 6962 §2.1.2)."""
     if first > second:
         raise Refused("invalid_range", f"from ({first}) must be <= to ({second})", field="from")
