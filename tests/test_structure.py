@@ -221,10 +221,7 @@ def test_planted_ddl_is_found(tmp_path):
 PROBLEM_MEMBERS = {"type", "title", "status", "detail"}
 # The one place problem+json answers are built (issue 13: five builders became one).
 PROBLEM_BUILDER = "traceledger/api/problems.py"
-# Known exception: the admission middleware's 503 body, serialized once at import for the
-# overload path (it takes PROBLEM and TYPE_BASE from problems.py but assembles the members
-# itself). Asked of its owner to build it with problems.problem (briefs/coord.md, session 7).
-PROBLEM_BUILDERS_ALLOWED = {PROBLEM_BUILDER, "traceledger/api/admission.py"}
+PROBLEM_BUILDERS_ALLOWED = {PROBLEM_BUILDER}
 
 
 def problem_builders(paths) -> list[str]:
