@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
+import operator
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
@@ -543,15 +545,46 @@ def movement(
     return Batch(event.sign(key), manifest, tuple(steps), tuple(leaves)), opening
 
 
+# A label's state apart from its serial and its chain position (seq, head): what the rule and the
+# fold of a movement's single event read (see apply_movement).
+_JUDGED_FIELDS = tuple(f.name for f in dataclasses.fields(LabelState) if f.name not in ("serial", "seq", "head"))
+_judged_part = operator.attrgetter(*_JUDGED_FIELDS)
+
+
 def apply_movement(batch: Batch, signer: ActorState, opened: dict, states: Sequence[LabelState | None], actors: ActorLookup) -> list[LabelState]:
     """Each label's state after movement ``batch``, from its state before (``states``, in
     manifest order): the rule of the single event each step stands for, then its fold with the
     step hash as the label's new head. Pure; the ledger, the projector and the auditor all
     call it. One label refused refuses the batch: :class:`Refused` names the label and its
-    step (``field = steps[i]``), and nothing is returned."""
+    step (``field = steps[i]``), and nothing is returned.
+
+    Judged once per kind of label, not once per label: after its chain link (seq, prev_hash)
+    is checked, a movement's rule and fold read a label's state only through its other fields
+    (status, custodian, consignee, container, flags, ...; never its serial or chain position)
+    and the single event only through what every step of the batch shares (kind, payload,
+    actor, time). So labels whose states agree on those fields get the same verdict and the
+    same new fields: the first of them is judged by :func:`ledger.lifecycle.authorize` and
+    folded by :func:`ledger.lifecycle.fold`, the others take its result with their own serial,
+    seq and step hash (``tests/test_batches.py`` checks this against judging every label
+    alone). A label whose link does not hold is judged alone, so its refusal is its own.
+    """
     e = batch.signed.event
+    judged: dict[tuple, dict] = {}  # judged part of a state before -> fields of the state after
     out = []
+    new_state = object.__new__
+    set_fields = object.__setattr__
     for i, (step, state, head) in enumerate(zip(batch.steps, states, batch.step_hashes())):
+        if type(state) is LabelState and step.seq == state.seq + 1 and step.prev_hash == state.head:
+            after = judged.get(key := _judged_part(state))
+            if after is not None:
+                fields = after.copy()
+                fields["serial"], fields["seq"], fields["head"] = state.serial, step.seq, head
+                label = new_state(LabelState)
+                set_fields(label, "__dict__", fields)
+                out.append(label)
+                continue
+        else:
+            key = None
         single = label_event(e, step, opened)
         try:
             if state is None:
@@ -559,5 +592,8 @@ def apply_movement(batch: Batch, signer: ActorState, opened: dict, states: Seque
             authorize(state, single, signer, actors)  # chain link (seq, prev_hash), custody, status, consignee
         except Refused as refusal:
             raise Refused(refusal.code, f"nothing written: label {step.serial} (steps[{i}]) is refused: {refusal.detail}", field=f"steps[{i}]") from None
-        out.append(fold(state, single, head))
+        label = fold(state, single, head)
+        if key is not None:
+            judged[key] = dict(label.__dict__)
+        out.append(label)
     return out
