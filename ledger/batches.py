@@ -547,9 +547,9 @@ def movement(
 
 # A label's state apart from its serial and its chain position (seq, head): what the rule and the
 # fold of a movement's single event read (see apply_movement).
-_JUDGED_FIELDS = tuple(f.name for f in dataclasses.fields(LabelState) if f.name not in ("serial", "seq", "head"))
+JUDGED_FIELDS = tuple(f.name for f in dataclasses.fields(LabelState) if f.name not in ("serial", "seq", "head"))
 # judged_part(state): a LabelState's fields other than serial, seq and head, as a tuple.
-judged_part = operator.attrgetter(*_JUDGED_FIELDS)
+judged_part = operator.attrgetter(*JUDGED_FIELDS)
 
 
 def with_position(fields: dict, serial: str, seq: int, head: bytes) -> LabelState:
