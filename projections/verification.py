@@ -298,7 +298,8 @@ class VerificationProjector:
             raise Refused("missing_manifest", f"batch event {e.event_id} arrived without its manifest header", field="manifest")
         batch = Batch.checked(signed, manifest)
         if e.kind in batches.STEP_KINDS:
-            return self._apply_movement(cur, record, batch, signer, lookup, log_index)
+            with batches.few_collections():
+                return self._apply_movement(cur, record, batch, signer, lookup, log_index)
         authorize(None, e, signer, lookup)
         serials = [s.serial for s in batch.steps]
         cur.execute(f"SELECT serial FROM {self.s}.labels WHERE serial = ANY(%s)", (serials,))

@@ -297,3 +297,18 @@ def test_a_movement_judged_once_per_kind_of_label_equals_judging_every_label_alo
             assert batches.apply_movement(batch, actors[signer_id], opened, states, lookup) == want
             agreed += 1
     assert agreed >= 10 and refused >= 10, (agreed, refused)  # both outcomes were exercised
+
+
+def test_few_collections_raises_the_threshold_while_inside_and_restores_it():
+    import gc
+
+    before = gc.get_threshold()
+    with batches.few_collections():
+        assert gc.get_threshold()[0] == max(before[0], batches.BULK_GC_THRESHOLD)
+        with batches.few_collections():  # nested (another thread's batch): still raised
+            pass
+        assert gc.get_threshold()[0] == max(before[0], batches.BULK_GC_THRESHOLD)
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), batches.few_collections():
+        raise RuntimeError("a refused batch")
+    assert gc.get_threshold() == before
