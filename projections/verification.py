@@ -171,7 +171,7 @@ class VerificationProjector:
         of dirty rows, which holds the latest state of any label also changed after its batch."""
         sets = ", ".join(f"{c} = %s" for c in batches.JUDGED_FIELDS)
         sql = (f"UPDATE {self.s}.labels l SET {sets}, seq = u.seq, head = u.head, last_event_at = %s "
-               "FROM unnest(%s::text[], %s::bigint[], %s::bytea[]) AS u(serial, seq, head) WHERE l.serial = u.serial")
+               "FROM unnest(%b::text[], %b::bigint[], %b::bytea[]) AS u(serial, seq, head) WHERE l.serial = u.serial")
         for (judged, _), (serials, seqs, heads, at) in self.moved.items():
             cur.execute(sql, (*judged, at, serials, seqs, heads))
             if cur.rowcount != len(serials):  # each was read from the table in this transaction
@@ -302,7 +302,7 @@ class VerificationProjector:
                 return self._apply_movement(cur, record, batch, signer, lookup, log_index)
         authorize(None, e, signer, lookup)
         serials = [s.serial for s in batch.steps]
-        cur.execute(f"SELECT serial FROM {self.s}.labels WHERE serial = ANY(%s)", (serials,))
+        cur.execute(f"SELECT serial FROM {self.s}.labels WHERE serial = ANY(%b)", (serials,))
         known = {row[0] for row in cur.fetchall()} | {s for s in serials if self.rows.get(("label", s)) is not None}
         if known:
             raise Refused("label_exists", f"{len(known)} label(s) of batch {e.subject} exist already (e.g. {min(known)}): the batch is refused whole", field="manifest")
@@ -332,7 +332,7 @@ class VerificationProjector:
         serials = [s.serial for s in batch.steps]
         missing = [s for s in serials if ("label", s) not in self.rows]
         if missing:  # rows of a batch's labels are loaded here, not in prepare (its key is the batch id)
-            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)}, scan_count, first_scanned_at, last_event_at FROM {self.s}.labels WHERE serial = ANY(%s)", (missing,))
+            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)}, scan_count, first_scanned_at, last_event_at FROM {self.s}.labels WHERE serial = ANY(%b)", (missing,))
             n = len(_LABEL_COLUMNS)
             for row in cur.fetchall():
                 self.rows[("label", row[0])] = _Row(LabelState(*row[: n - 1], head=bytes(row[n - 1])), *row[n:])
