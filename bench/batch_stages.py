@@ -114,12 +114,8 @@ def stages(settings: Settings, labels: int, rounds: int) -> dict:
                 issued = batches.issuance({"gtin": GTIN, "lot": f"L{r}", "product": "Bench battery"}, serials, actor="producer", key=keys["producer"])
                 if ledger.append_batch(issued.signed, issued.manifest).status != "accepted":
                     raise SystemExit("issuance refused")
-                rec = _record(issued, None)
                 t, started[0] = time.perf_counter(), time.process_time()
-                with conn.transaction(), conn.cursor() as cur:
-                    projector.prepare(cur, [rec])
-                    projector(cur, rec)
-                    projector.flush(cur)
+                _project(conn, projector, _record(issued, None))
                 clock("BatchIssued project", t)
                 for kind, actor, confidential in (("BatchShipped", "producer", {"consignee": "distributor", "territory": "44", "channel": "retail"}),
                                                   ("BatchReceived", "distributor", None)):
@@ -137,10 +133,7 @@ def stages(settings: Settings, labels: int, rounds: int) -> dict:
                         raise SystemExit(f"{kind} refused: {result.as_dict()}")
                     rec = _record(batch, opening)
                     t, started[0] = time.perf_counter(), time.process_time()
-                    with conn.transaction(), conn.cursor() as cur:
-                        projector.prepare(cur, [rec])
-                        projector(cur, rec)
-                        projector.flush(cur)
+                    _project(conn, projector, rec)
                     clock(f"{kind} project", t)
                     states = [projector.rows[("label", s)].state for s in serials]  # after: the law re-run on the states before is below
                     signer = registry.lookup(None)(actor)
@@ -154,6 +147,14 @@ def stages(settings: Settings, labels: int, rounds: int) -> dict:
     finally:
         ledger.close()
     return best, cpu
+
+
+def _project(conn: psycopg.Connection, projector: VerificationProjector, rec: _Record) -> None:
+    """What the consumer does with a poll batch of one record: prepare, apply, flush, commit."""
+    with conn.transaction(), conn.cursor() as cur:
+        projector.prepare(cur, [rec])
+        projector(cur, rec)
+        projector.flush(cur)
 
 
 def _before(after, kind: str, head: dict):
