@@ -88,8 +88,8 @@ def stored_bytes(w: World) -> dict:
 
 def moves(w: World) -> dict:
     distributor = _distributor(w)
-    relay = w.spawn("relay", "-m", "consumers.relay")
-    projector = w.spawn("projector", "-m", "consumers.projector")
+    relay = w.spawn("relay", "-m", "consumers.relay", profile=True)
+    projector = w.spawn("projector", "-m", "consumers.projector", profile=True)
     procs = [("relay", relay), ("projector", projector)]
     n = w.labels
     csv_path = w.work / "labels.csv"
@@ -104,7 +104,7 @@ def moves(w: World) -> dict:
         ("receive", distributor, [], "received"),
     ):
         t, cpu = time.perf_counter(), children_cpu()
-        w.cli(verb, "--key", str(key), *extra, "--from-csv", str(csv_path))
+        w.cli(verb, "--key", str(key), *extra, "--from-csv", str(csv_path), profile=f"cli-{verb}")
         signed_s, cli_cpu = time.perf_counter() - t, children_cpu() - cpu
         _until(w, f"SELECT count(*) FROM verification.labels WHERE status = '{status}'", n, procs)
         out[f"{verb}_s"], out[f"{verb}_cli_s"], out[f"{verb}_cli_cpu_s"], out[f"{verb}_load"] = time.perf_counter() - t, signed_s, cli_cpu, _load()
@@ -118,7 +118,7 @@ def moves(w: World) -> dict:
     # The clock runs from the moment the read model's tables exist (process start-up and
     # migrations excluded: on a loaded machine they take longer than the work) until every
     # effect is committed; a few large batches commit in one or two transactions.
-    rebuild = w.spawn("rebuild", "-m", "consumers.projector", "--schema", "verification_rebuild", "--until-idle")
+    rebuild = w.spawn("rebuild", "-m", "consumers.projector", "--schema", "verification_rebuild", "--until-idle", profile=True)
     t0 = None
     while True:
         try:
@@ -198,10 +198,13 @@ def rows(r: dict, cost: dict) -> list[tuple]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--labels", type=int, default=10_000)
+    ap.add_argument("--profile", type=Path, help="run the API, relay, projectors and CLI under py-spy, raw stacks in this directory")
     args = ap.parse_args(argv)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     cost = commitment_cost()
     say(f"commitments: {cost}")
-    w = World(Settings.from_env(), args.labels)
+    w = World(Settings.from_env(), args.labels, profile=args.profile)
     try:
         w.start_api()
         w.members()

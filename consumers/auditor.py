@@ -540,7 +540,8 @@ def replay_movement(replay: Replay, signed: SignedEvent, manifest: bytes | None,
         raise Refused("bad_signature", f"signature of batch event {e.event_id} does not verify with {e.actor}'s key", field="signature")
     check_link(None, e)
     opened = batches.opened_fields(e.kind, e.payload, None if opening is None else batches.Opening.from_bytes(opening))
-    after = batches.apply_movement(batch, signer, opened, [replay.states.get(("label", s.serial)) for s in batch.steps], lookup)
+    with batches.few_collections():
+        after = batches.apply_movement(batch, signer, opened, [replay.states.get(("label", s.serial)) for s in batch.steps], lookup)
     for step, state in zip(batch.steps, after):
         replay.states[("label", step.serial)] = state
     replay.states[("batch", e.subject)] = fold(None, e, signed.hash)

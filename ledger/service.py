@@ -18,7 +18,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from ledger import alert_owners, declarations, prefix_claims
-from ledger.batches import STEP_KINDS, Batch, Opening, apply_movement, opened_fields
+from ledger.batches import STEP_KINDS, Batch, Opening, apply_movement, few_collections, opened_fields
 from ledger.config import Settings
 from ledger.crash_points import crash_point
 from ledger.errors import Refused
@@ -90,7 +90,8 @@ class Ledger:
         return {"subject_type": subject_type, "subject": subject, "seq": chain.length - 1, "hash": chain.head.hex(), "broken": chain.broken}
 
     def heads(self, subjects: Sequence[tuple[str, str]]) -> dict[str, dict | None]:
-        chains = self.app.load_chains(chain_id(t, s) for t, s in subjects)
+        with few_collections():
+            chains = self.app.load_chains(chain_id(t, s) for t, s in subjects)
         out: dict[str, dict | None] = {}
         for t, s in subjects:
             c = chains.get(chain_id(t, s))
@@ -268,7 +269,8 @@ class Ledger:
             if not verify_signature(signer.public_key, item.body, item.signature):
                 raise Refused("bad_signature", f"signature does not verify under key {e.key_id[:16]}…", field="signature")
             if e.kind in STEP_KINDS:
-                self._move_batch(batch, signer, opening)
+                with few_collections():
+                    self._move_batch(batch, signer, opening)
             elif opening is not None:
                 raise Refused("invalid_field", f"{e.kind} seals nothing: it takes no opening", field="opening")
             else:  # subjects: the certificates a BatchIssued links are checked as an Issued's are (issue 17)

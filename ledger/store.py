@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
@@ -108,11 +109,11 @@ class Chain(Aggregate):
         return chain
 
     @classmethod
-    def at_batch_step(cls, originator_id: uuid.UUID, state: LabelState) -> "Chain":
+    def at_batch_step(cls, originator_id: uuid.UUID, state: LabelState, created: datetime | None = None) -> "Chain":
         """A label's chain at its step in a batch event (version 1, nothing pending): the
         batch event is stored on its own chain, so this label's next event is version 2."""
         chain = object.__new__(cls)
-        chain.__base_init__(originator_id, cls.INITIAL_VERSION, Chain.Started.create_timestamp())
+        chain.__base_init__(originator_id, cls.INITIAL_VERSION, created or Chain.Started.create_timestamp())
         chain._start_empty()
         chain.subject, chain.state, chain.head = state.serial, state, state.head
         chain.hashes.append(state.head)
@@ -171,9 +172,15 @@ def signed_body_sql(state: str) -> str:
     )
 
 
-def _fold_steps(chain: "Chain | None", steps: list, before_version: int | None) -> None:
+def _fold_steps(chain: "Chain | None", steps: list, before_version: int | None, folded: dict | None = None) -> None:
     """Fold the batch steps of ``steps`` (consumed from the front) that come before stored
-    version ``before_version`` (all of them for None) into ``chain``."""
+    version ``before_version`` (all of them for None) into ``chain``.
+
+    ``folded`` (shared by the chains of one load) keeps, per batch event and judged part of a
+    label's state, the fields a step's fold gave: the labels of one batch mostly share them, and
+    a fold reads a state only through those fields (see :func:`ledger.batches.apply_movement`),
+    so the others take them with their own serial, seq and step hash instead of a fold each.
+    """
     while steps and (before_version is None or steps[0][0] + 1 < before_version):
         seq, head, moved = steps.pop(0)
         if chain is None or chain.broken:
@@ -181,8 +188,15 @@ def _fold_steps(chain: "Chain | None", steps: list, before_version: int | None) 
         if moved is None or seq != chain.length:
             chain.broken = f"batch step {seq} does not continue the chain at {chain.length} (its batch event or opening is gone or out of place)"
             continue
-        event = batches.label_event(moved[0], batches.LabelStep(chain.subject, seq, chain.head), moved[1])
-        chain.state = fold(chain.state, event, head)
+        key = (moved[0].event_id, batches.judged_part(chain.state)) if folded is not None and type(chain.state) is LabelState else None
+        fields = folded.get(key) if key is not None else None
+        if fields is not None:
+            chain.state = batches.with_position(fields, chain.state.serial, seq, head)
+        else:
+            event = batches.label_event(moved[0], batches.LabelStep(chain.subject, seq, chain.head), moved[1])
+            chain.state = fold(chain.state, event, head)
+            if key is not None:
+                folded[key] = dict(chain.state.__dict__)
         chain.head = head
         chain.hashes.append(head)
         chain.length += 1
@@ -502,6 +516,7 @@ class LedgerApplication(Application):
             if unstarted:  # labels issued in a batch start from their batch step (event.v3)
                 chains.update(self._batch_steps(curs, unstarted))
             moves = self._movement_steps(curs, ids)  # later steps in batch movements, per chain
+        folded: dict = {}  # see _fold_steps
         for row in rows:
             stored = StoredEvent(
                 originator_id=row["originator_id"],
@@ -511,7 +526,7 @@ class LedgerApplication(Application):
             )
             chain = chains.get(stored.originator_id)
             if stored.originator_id in moves:  # the batch steps before this stored event
-                _fold_steps(chain, moves[stored.originator_id], stored.originator_version)
+                _fold_steps(chain, moves[stored.originator_id], stored.originator_version, folded)
             if chain is not None and chain.broken:
                 continue  # stop folding a chain once it is known to be broken
             domain_event = self.mapper.to_domain_event(stored)
@@ -523,22 +538,23 @@ class LedgerApplication(Application):
                     continue  # the first event itself is gone; the id has no chain to speak of
                 chain.broken = f"stored event {chain.length} is missing (found version {stored.originator_version}): stored events were deleted"
         for cid, steps in moves.items():  # the batch steps after the last stored event
-            _fold_steps(chains.get(cid), steps, None)
+            _fold_steps(chains.get(cid), steps, None, folded)
         return chains
 
     def _movement_steps(self, curs, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[int, bytes, tuple | None]]]:
         """Each chain's steps in batch movements (``public.label_steps``), in seq order, as
         ``(seq, step hash, (batch event, opened fields))``; a step whose batch event, or whose
         needed opening, is gone stands for nothing (the chain will read as broken there)."""
-        curs.execute(
-            "SELECT s.chain, s.seq, s.head, s.leaf, m.batch_id, o.opening FROM public.label_steps s "
-            "JOIN public.batch_manifests m ON m.event_id = s.batch_event "
-            "LEFT JOIN public.batch_openings o ON o.event_id = s.batch_event "
-            "WHERE s.chain = ANY(%b) ORDER BY s.chain, s.seq", (ids,))
-        found = curs.fetchall()
+        with curs.connection.cursor(row_factory=tuple_row) as plain:  # plain tuples, as in _batch_steps
+            plain.execute(
+                "SELECT s.chain, s.seq, s.head, m.batch_id, o.opening FROM public.label_steps s "
+                "JOIN public.batch_manifests m ON m.event_id = s.batch_event "
+                "LEFT JOIN public.batch_openings o ON o.event_id = s.batch_event "
+                "WHERE s.chain = ANY(%b) ORDER BY s.chain, s.seq", (ids,))
+            found = plain.fetchall()
         if not found:
             return {}
-        wanted = list({chain_id("batch", row["batch_id"]) for row in found})
+        wanted = list({chain_id("batch", row[3]) for row in found})
         curs.execute(
             f'SELECT originator_id, originator_version, topic, state FROM "{self.recorder.events_table_name}" '
             "WHERE originator_id = ANY(%s) AND originator_version = 1", (wanted,))
@@ -548,17 +564,17 @@ class LedgerApplication(Application):
             events[row["originator_id"]] = decode_signed(body, signature).event
         opened: dict[uuid.UUID, dict | None] = {}
         out: dict[uuid.UUID, list] = {}
-        for row in found:
-            bid = chain_id("batch", row["batch_id"])
-            e = events.get(bid)
-            if bid not in opened:
+        moved_by: dict[str, tuple | None] = {}  # batch id -> (batch event, opened fields), one tuple per batch
+        for chain, seq, head, batch_id, raw_opening in found:
+            if batch_id not in moved_by:
+                e = events.get(chain_id("batch", batch_id))
                 try:
-                    opening = None if row["opening"] is None else batches.Opening.from_bytes(row["opening"])
-                    opened[bid] = None if e is None else batches.opened_fields(e.kind, e.payload, opening)
+                    opening = None if raw_opening is None else batches.Opening.from_bytes(raw_opening)
+                    opened = None if e is None else batches.opened_fields(e.kind, e.payload, opening)
                 except Refused:
-                    opened[bid] = None
-            moved = None if e is None or opened[bid] is None else (e, opened[bid])
-            out.setdefault(row["chain"], []).append((row["seq"], bytes(row["head"]), moved))
+                    opened = None
+                moved_by[batch_id] = None if e is None or opened is None else (e, opened)
+            out.setdefault(chain, []).append((seq, bytes(head), moved_by[batch_id]))
         return out
 
     def _batch_steps(self, curs, ids: list[uuid.UUID]) -> dict[uuid.UUID, Chain]:
@@ -586,6 +602,7 @@ class LedgerApplication(Application):
             body, signature = self.signed_parts(StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])))
             batches[row["originator_id"]] = decode_signed(body, signature).event
         out = {}
+        created = Chain.Started.create_timestamp()  # one for the lot: these chains are read, never saved
         for chain, serial, seq, head, batch_id in heads:
             e = batches.get(chain_id("batch", batch_id))
             if e is None or seq != 0:
@@ -593,7 +610,7 @@ class LedgerApplication(Application):
             p = e.payload
             state = LabelState(serial=serial, gtin=p["gtin"], lot=p["lot"], product=p["product"], producer=e.actor, expiry=p.get("expiry"),
                                custodian=e.actor, issued_at=e.occurred_at, seq=0, head=bytes(head))
-            out[chain] = Chain.at_batch_step(chain, state)
+            out[chain] = Chain.at_batch_step(chain, state, created)
         return out
 
     def batch_record(self, batch_id: str) -> tuple[bytes, bytes, bytes, bytes | None] | None:

@@ -94,6 +94,12 @@ class VerificationProjector:
         self.memberships: list[tuple] = []  # containers.membership_change of applied events, in order
         self.lot_edges: list[tuple] = []  # lot graph rows of applied Transformed events
         self.changed: set[str] = set()  # subjects written by flush, see changed_subjects
+        # Labels a batch movement moved whose rows were not otherwise changed in this poll batch:
+        # per judged part of their new state (batches.judged_part: the same for most labels of a
+        # batch), (serials, seqs, heads, last_event_at). flush writes each group with one UPDATE
+        # instead of staging and upserting every column of every label.
+        self.moved: dict[tuple, tuple[list, list, list, datetime]] = {}
+        self.moved_serials: set[str] = set()
         # A batch movement returns None like any batch; a handler that judges each label's
         # effect (the detector) sets keep_steps and reads last_steps after each call: one
         # Applied per label, whose event is the single event the step stands for (its
@@ -107,6 +113,7 @@ class VerificationProjector:
         self.checker.prepare((rec.value for rec in records), lambda signed, i: self._signer_key(signed, records[i]))
         self.rows, self.new_events, self.new_batches = {}, {}, []
         self.memberships, self.lot_edges = [], []
+        self.moved, self.moved_serials = {}, set()
         labels, lots = set(), set()
         for rec in records:
             key = (rec.key or b"").decode("utf-8", "replace")
@@ -142,6 +149,7 @@ class VerificationProjector:
         if self.new_batches:
             bulk.copy_rows(cur, f"{self.s}.batches", _BATCH_COLUMNS, self.new_batches)
             self.new_batches = []
+        self._write_moved(cur)
         dirty = [(k, r) for k, r in self.rows.items() if r is not None and r.dirty]
         labels = [(*_label_values(r.state), r.scan_count, r.first_scanned_at, r.last_event_at) for k, r in dirty if k[0] == "label"]
         bulk.upsert_rows(cur, f"{self.s}.labels", _LABEL_ROW_COLUMNS, "serial", labels)
@@ -157,6 +165,19 @@ class VerificationProjector:
         self.new_events = {}
         if staged_batches:
             crash_point("projector.batch_staged")  # tests only: every row of the batch written, nothing committed
+
+    def _write_moved(self, cur: psycopg.Cursor) -> None:
+        """One ``UPDATE ... FROM unnest(...)`` per group of :attr:`moved` labels; before the upsert
+        of dirty rows, which holds the latest state of any label also changed after its batch."""
+        sets = ", ".join(f"{c} = %s" for c in batches.JUDGED_FIELDS)
+        sql = (f"UPDATE {self.s}.labels l SET {sets}, seq = u.seq, head = u.head, last_event_at = %s "
+               "FROM unnest(%b::text[], %b::bigint[], %b::bytea[]) AS u(serial, seq, head) WHERE l.serial = u.serial")
+        for (judged, _), (serials, seqs, heads, at) in self.moved.items():
+            cur.execute(sql, (*judged, at, serials, seqs, heads))
+            if cur.rowcount != len(serials):  # each was read from the table in this transaction
+                raise RuntimeError(f"a batch movement updated {cur.rowcount} of {len(serials)} label rows")
+            self.changed.update(serials)
+        self.moved, self.moved_serials = {}, set()
 
     # -------------------------------------------------------------- record
 
@@ -277,10 +298,11 @@ class VerificationProjector:
             raise Refused("missing_manifest", f"batch event {e.event_id} arrived without its manifest header", field="manifest")
         batch = Batch.checked(signed, manifest)
         if e.kind in batches.STEP_KINDS:
-            return self._apply_movement(cur, record, batch, signer, lookup, log_index)
+            with batches.few_collections():
+                return self._apply_movement(cur, record, batch, signer, lookup, log_index)
         authorize(None, e, signer, lookup)
         serials = [s.serial for s in batch.steps]
-        cur.execute(f"SELECT serial FROM {self.s}.labels WHERE serial = ANY(%s)", (serials,))
+        cur.execute(f"SELECT serial FROM {self.s}.labels WHERE serial = ANY(%b)", (serials,))
         known = {row[0] for row in cur.fetchall()} | {s for s in serials if self.rows.get(("label", s)) is not None}
         if known:
             raise Refused("label_exists", f"{len(known)} label(s) of batch {e.subject} exist already (e.g. {min(known)}): the batch is refused whole", field="manifest")
@@ -310,7 +332,7 @@ class VerificationProjector:
         serials = [s.serial for s in batch.steps]
         missing = [s for s in serials if ("label", s) not in self.rows]
         if missing:  # rows of a batch's labels are loaded here, not in prepare (its key is the batch id)
-            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)}, scan_count, first_scanned_at, last_event_at FROM {self.s}.labels WHERE serial = ANY(%s)", (missing,))
+            cur.execute(f"SELECT {', '.join(_LABEL_COLUMNS)}, scan_count, first_scanned_at, last_event_at FROM {self.s}.labels WHERE serial = ANY(%b)", (missing,))
             n = len(_LABEL_COLUMNS)
             for row in cur.fetchall():
                 self.rows[("label", row[0])] = _Row(LabelState(*row[: n - 1], head=bytes(row[n - 1])), *row[n:])
@@ -326,12 +348,23 @@ class VerificationProjector:
         # Checked: from here on, only effects.
         kind, region = batches.STEP_KINDS[e.kind], e.payload.get("region")
         self.last_steps = []
+        judged_part, moved, at = batches.judged_part, self.moved, e.occurred_at
         for step, row, state in zip(batch.steps, rows, after):
             if self.keep_steps:
                 single = SignedEvent(batch.signed.body, batch.signed.signature, batches.label_event(e, step, opened))
                 self.last_steps.append(Applied(single, signer, row.state, state, log_index))
-            row.state, row.dirty, row.last_event_at = state, True, e.occurred_at
-            self.new_events[("label", step.serial, step.seq)] = ("label", step.serial, step.seq, e.event_id, kind, e.actor, region, e.occurred_at, state.head, log_index)
+            row.state, row.last_event_at = state, at
+            if state.serial in self.moved_serials:  # moved twice in this poll batch: upserted whole after the groups
+                row.dirty = True
+            elif not row.dirty:  # a row changed before in this poll batch is upserted whole, with its latest state
+                self.moved_serials.add(state.serial)
+                group = moved.get(key := (judged_part(state), at))
+                if group is None:
+                    group = moved[key] = ([], [], [], at)
+                group[0].append(state.serial)
+                group[1].append(state.seq)
+                group[2].append(state.head)
+            self.new_events[("label", step.serial, step.seq)] = ("label", step.serial, step.seq, e.event_id, kind, e.actor, region, at, state.head, log_index)
         p = e.payload
         self.new_batches.append((e.subject, e.event_id, e.kind, e.actor, p["count"], p["labels_root"], batch.signed.hash, log_index, e.occurred_at))
         shopper_facts.apply_batch(cur, self.s, e, serials)  # a batch recall on its labels' pages (issue 17)

@@ -113,3 +113,31 @@ def cli_moves_labels_in_batch_events(api, tmp_path):
         assert ledger.app.load_chain("label", serials[200]).state.recalled
     finally:
         ledger.close()
+    pipelined_moves(api, keys)
+
+
+def pipelined_moves(api, keys):
+    """move_labels signs the next batch while the current one is with the server: 120 labels in
+    groups of 40 with an unknown label in the third (refused before signing, whole): every
+    other label is moved once, in its own batch event, and the report counts it so."""
+    from traceledger import commands
+
+    settings, more = api["settings"], str(keys["acme"]) + ".more.csv"
+    result = CliRunner().invoke(traceledger, ["--api", api["url"], "issue", "--key", keys["acme"], "--gtin", gtin(), "--lot", "L2", "--product", "Battery",
+                                              "--count", "120", "--out", more], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with open(more) as fh:
+        serials = [r["serial"] for r in csv.DictReader(fh)]
+    listed = serials[:80] + ["ZZUNKNOWN0001"] + serials[80:]  # groups: 0-39, 40-79, unknown + 80-118, 119
+    with Client(api["url"]) as client:
+        report = commands.move_labels(client, commands.Signer.load(keys["acme"]), "Shipped", listed,
+                                      {"consignee": "distributor", "territory": "44", "channel": "retail", "region": None}, batch=40)
+    assert (report.accepted, report.refused, report.retried) == (81, 40, 0), report.as_dict()
+    assert report.refusals[0]["code"] == "unknown_subject"
+    ledger = Ledger(settings)
+    try:
+        heads = ledger.heads([("label", s) for s in serials])
+        assert {s for s, h in heads.items() if h["seq"] == 1} == set(serials[:80] + serials[119:])
+        assert {s for s, h in heads.items() if h["seq"] == 0} == set(serials[80:119]) and not any(h["broken"] for h in heads.values())
+    finally:
+        ledger.close()

@@ -223,3 +223,92 @@ def test_a_labels_step_proof_is_small_and_verifies_alone_and_tampering_is_refuse
     with pytest.raises(Refused) as caught:
         batches.verify_step_proof(proof, cast.keys["distributor"].public_key)
     assert caught.value.code == "bad_signature"
+
+
+def _judged_alone(batch, signer, opened, states, actors):
+    """The law, label by label: each step's single event authorized and folded on its own."""
+    from ledger.lifecycle import authorize, fold
+
+    out = []
+    for i, (step, state, head) in enumerate(zip(batch.steps, states, batch.step_hashes())):
+        single = batches.label_event(batch.signed.event, step, opened)
+        try:
+            if state is None:
+                raise Refused("unknown_subject", f"label {step.serial} does not exist", field="subject")
+            authorize(state, single, signer, actors)
+        except Refused as refusal:
+            raise Refused(refusal.code, f"nothing written: label {step.serial} (steps[{i}]) is refused: {refusal.detail}", field=f"steps[{i}]") from None
+        out.append(fold(state, single, head))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_movement_judged_once_per_kind_of_label_equals_judging_every_label_alone(seed):
+    """apply_movement judges labels whose states agree (but for serial and chain position) once;
+    over random mixes of states, actors, kinds and broken links it gives exactly the states,
+    or the first refusal (code, field, detail), of judging every label alone."""
+    import random
+
+    from ledger.lifecycle import ActorState, LabelState
+
+    rnd = random.Random(seed)
+    cast = Cast()
+    actors = {a: ActorState(a, role, a, cast.keys[a].public_key) for a, (role, _) in Cast.ROLES.items()}
+    lookup = actors.get
+    agreed = refused = 0
+    for _ in range(120):
+        kind = rnd.choice(sorted(batches.STEP_KINDS))
+        signer_id = rnd.choice(["acme", "distributor", "retailer", "regulator"])
+        states, heads = [], []
+        # One kind of label per batch, each label departing from it now and then (1 in 25 per
+        # field): batches that pass and batches that one label refuses both come up.
+        choices = {"gtin": [gtin("00001"), gtin("00002")], "lot": ["L1", "L2"], "status": ["issued", "in_transit", "received", "decommissioned"],
+                   "custodian": ["acme", "distributor"], "consignee": [None, "distributor", "retailer"], "territory": [None, "44"],
+                   "channel": [None, "retail"], "recalled": [False, True], "counterfeit": [False, True], "container": [None, "SSCC1"]}
+        usual = {f: rnd.choice(c) for f, c in choices.items()}
+        if rnd.random() < 0.7:  # mostly a kind of label the movement and its signer fit
+            usual.update(counterfeit=False, recalled=False, container=None, consignee=usual["consignee"] or "distributor",
+                         status={"BatchReceived": "in_transit", "BatchShipped": rnd.choice(["issued", "received"])}.get(kind, usual["status"]))
+            signer_id = {"BatchShipped": usual["custodian"], "BatchReceived": usual["consignee"], "BatchRecalled": rnd.choice(["acme", "regulator"]),
+                         "BatchDecommissioned": usual["custodian"]}[kind]
+            usual["status"] = "received" if kind == "BatchDecommissioned" and usual["status"] == "decommissioned" else usual["status"]
+        for n in range(rnd.randint(1, 40)):
+            serial = f"R{seed}{n:05d}"
+            prev = hashlib.sha256(serial.encode()).digest()
+            if rnd.random() < 0.01:
+                states.append(None)
+            else:
+                fields = {f: rnd.choice(c) if rnd.random() < 0.04 else usual[f] for f, c in choices.items()}
+                states.append(LabelState(serial=serial, product="p", producer="acme", seq=rnd.randint(0, 3), head=prev, **fields))
+            state = states[-1]
+            seq = max(1, (state.seq if state else 0) + (1 if rnd.random() < 0.97 else rnd.choice([0, 2])))  # 3 %: a stale or gapped step
+            heads.append((serial, seq, prev if rnd.random() < 0.98 else hashlib.sha256(b"another head").digest()))
+        confidential = {"consignee": rnd.choice(["distributor", "retailer"]), "territory": "44", "channel": "retail"} if kind == "BatchShipped" else None
+        batch, opening = batches.movement(kind, heads, actor=signer_id, key=cast.keys[signer_id], reason="r", confidential=confidential)
+        opened = batches.opened_fields(kind, batch.signed.event.payload, opening)
+        try:
+            want = _judged_alone(batch, actors[signer_id], opened, states, lookup)
+        except Refused as expected:
+            with pytest.raises(Refused) as got:
+                batches.apply_movement(batch, actors[signer_id], opened, states, lookup)
+            assert (got.value.code, got.value.field, got.value.detail) == (expected.code, expected.field, expected.detail)
+            refused += 1
+        else:
+            assert batches.apply_movement(batch, actors[signer_id], opened, states, lookup) == want
+            agreed += 1
+    assert agreed >= 10 and refused >= 10, (agreed, refused)  # both outcomes were exercised
+
+
+def test_few_collections_raises_the_threshold_while_inside_and_restores_it():
+    import gc
+
+    before = gc.get_threshold()
+    with batches.few_collections():
+        assert gc.get_threshold()[0] == max(before[0], batches.BULK_GC_THRESHOLD)
+        with batches.few_collections():  # nested (another thread's batch): still raised
+            pass
+        assert gc.get_threshold()[0] == max(before[0], batches.BULK_GC_THRESHOLD)
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), batches.few_collections():
+        raise RuntimeError("a refused batch")
+    assert gc.get_threshold() == before

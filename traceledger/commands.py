@@ -508,33 +508,61 @@ def move_labels(
     batch_kind = _MOVEMENT_OF[kind]
     confidential = {k: payload[k] for k in ("consignee", "territory", "channel")} if kind == "Shipped" else None
     report = Report()
-    for group in chunked(serials, min(batch, batches.MAX_BATCH_LABELS)):
-        valid, bad = _screen("label", list(dict.fromkeys(group)))
-        for item in bad:
-            report.add(item)
-        for attempt in range(STALE_RETRIES + 1):
-            if not valid:
+
+    def sign(valid: list[str]) -> tuple[batches.Batch, batches.Opening | None] | None:
+        """The batch of ``valid`` on their current heads, or None (refused here: a label unknown)."""
+        heads = client.heads("label", valid)
+        unknown = [s for s in valid if heads.get(s) is None]
+        if unknown:
+            _refuse_batch(report, len(valid), refusal(unknown[0], Refused("unknown_subject", f"nothing sent: label {unknown[0]} (and {len(unknown) - 1} more) does not exist", field="serial")))
+            return None
+        return batches.movement(batch_kind, [(s, heads[s]["seq"] + 1, bytes.fromhex(heads[s]["hash"])) for s in valid], actor=signer.actor, key=signer.key,
+                                region=payload.get("region"), reason=payload.get("reason"), confidential=confidential)
+
+    def post(built: tuple[batches.Batch, batches.Opening | None]) -> dict:
+        batch, opening = built
+        return client.post_batch_event(batch.signed, batch.manifest, None if opening is None else opening.as_json())
+
+    def settle(valid: list[str], result: dict) -> None:
+        for _ in range(STALE_RETRIES):  # lost a race: rebuilt on fresh heads and sent again
+            if not (result["status"] == "refused" and result.get("code") == "stale_head"):
                 break
-            heads = client.heads("label", valid)
-            unknown = [s for s in valid if heads.get(s) is None]
-            if unknown:
-                _refuse_batch(report, len(valid), refusal(unknown[0], Refused("unknown_subject", f"nothing sent: label {unknown[0]} (and {len(unknown) - 1} more) does not exist", field="serial")))
-                break
-            built, opening = batches.movement(batch_kind, [(s, heads[s]["seq"] + 1, bytes.fromhex(heads[s]["hash"])) for s in valid], actor=signer.actor, key=signer.key,
-                                              region=payload.get("region"), reason=payload.get("reason"), confidential=confidential)
-            result = client.post_batch_event(built.signed, built.manifest, None if opening is None else opening.as_json())
-            if result["status"] == "refused" and result.get("code") == "stale_head" and attempt < STALE_RETRIES:
-                report.retried += len(valid)
+            report.retried += len(valid)
+            built = sign(valid)
+            if built is None:
+                return
+            result = post(built)
+        if result["status"] == "refused":
+            _refuse_batch(report, len(valid), result)
+        elif result["status"] == "accepted":
+            report.accepted += len(valid)
+        else:
+            report.duplicate += len(valid)
+
+    # The next batch's heads are read and it is signed while the current one is with the server
+    # (other labels; a label listed again in a later group makes that batch lose the race,
+    # stale_head, and it is rebuilt on fresh heads once the earlier one is answered).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="move-post") as poster:
+        in_flight = None
+        for group in chunked(serials, min(batch, batches.MAX_BATCH_LABELS)):
+            valid, bad = _screen("label", list(dict.fromkeys(group)))
+            for item in bad:
+                report.add(item)
+            built = sign(valid) if valid else None
+            if in_flight:
+                settle(in_flight[1], in_flight[2].result())
+                if on_progress:
+                    on_progress(in_flight[0])
+            in_flight = None
+            if built is None:
+                if on_progress:
+                    on_progress(len(group))
                 continue
-            if result["status"] == "refused":
-                _refuse_batch(report, len(valid), result)
-            elif result["status"] == "accepted":
-                report.accepted += len(valid)
-            else:
-                report.duplicate += len(valid)
-            break
-        if on_progress:
-            on_progress(len(group))
+            in_flight = (len(group), valid, poster.submit(post, built))
+        if in_flight:
+            settle(in_flight[1], in_flight[2].result())
+            if on_progress:
+                on_progress(in_flight[0])
     return report
 
 
