@@ -18,7 +18,6 @@ import time
 import httpx
 import psycopg
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from ledger import gs1, scan_inbox
 from ledger.config import REPO_ROOT
@@ -27,7 +26,7 @@ from tests.conftest import free_port, wait_for, wait_for_api
 from tests.fault_stack import FaultStack
 from tests.helpers import Cast, events_body, gtin
 from tests.oracle import assert_exactly_once
-from tests.pipeline import log_indexes, topic_records
+from tests.pipeline import consumed, label_topic_size, log_indexes, topic_records
 
 PROBLEM = "application/problem+json"
 
@@ -400,24 +399,9 @@ class Scanner(threading.Thread):
                 time.sleep(0.02)
 
 
-def consumed(settings, schema: str) -> int:
-    """Label-topic records the read model ``schema``'s consumer has read (its offsets stored in PostgreSQL)."""
-    return count(settings, f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.consumer_offsets WHERE topic = %s", settings.label_topic)
-
-
 def detected(settings) -> int:
     """Label-topic records the detector has consumed (its stored offsets)."""
     return consumed(settings, "alerts")
-
-
-def label_topic_size(settings) -> int:
-    """Records on the label topic: the sum of its partitions' end offsets."""
-    consumer = KafkaConsumer(**settings.kafka_client_config(), client_id="traceledger-tests")
-    try:
-        partitions = [TopicPartition(settings.label_topic, p) for p in consumer.partitions_for_topic(settings.label_topic) or ()]
-        return sum(consumer.end_offsets(partitions).values())
-    finally:
-        consumer.close()
 
 
 def rows(settings, sql: str) -> list:
