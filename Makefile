@@ -76,7 +76,7 @@ bench: up
 	@bash bench/install_wrk.sh
 	@$(PY) -m bench.run $(BENCH_ARGS)
 
-# The chaos run of tests/test_faults.py at full size (100,000 labels; `make test` runs 20,000).
+# The chaos run of tests/test_faults.py at full size (100,000 labels; `make test` runs 10,000).
 .PHONY: soak
 soak: migrate
 	@CHAOS_LABELS=100000 $(PY) -m pytest -q -s --durations=5 tests/test_faults.py -k chaos

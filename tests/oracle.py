@@ -151,4 +151,5 @@ def assert_rebuild_equals_live(settings: Settings, live: str = "verification", r
     for table, order in READ_MODEL_TABLES:
         assert rows(settings, f"SELECT * FROM {live}.{table} ORDER BY {order}") == \
             rows(settings, f"SELECT * FROM {rebuilt}.{table} ORDER BY {order}"), f"{live}.{table} differs from its rebuild"
-    assert rows(settings, f"SELECT count(*) FROM {live}.quarantine") == [(0,)]
+    quarantined = rows(settings, f"SELECT * FROM {live}.quarantine LIMIT 3")
+    assert not quarantined, f"records quarantined in {live} (a redelivery taken for a fork, a record refused): {quarantined}"

@@ -5,6 +5,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import psycopg
+from kafka import KafkaConsumer, TopicPartition
+
 from consumers.projector import build
 from consumers.relay import Relay
 from consumers.restore import ReadTimeout, read_topic
@@ -51,3 +54,27 @@ def topic_records(settings: Settings, topic: str, partitions: int | None = None,
 
 def log_indexes(records) -> list[int]:
     return sorted(int(header(r, "log_index")) for r in records if header(r, "log_index") is not None)
+
+
+def consumed(settings: Settings, schema: str) -> int:
+    """Label-topic records the read model ``schema``'s consumer has read (its offsets stored in PostgreSQL)."""
+    try:
+        with psycopg.connect(settings.pg_conninfo) as conn:
+            return conn.execute(f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.consumer_offsets WHERE topic = %s",
+                                (settings.label_topic,)).fetchone()[0]
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
+def label_topic_size(settings: Settings) -> int:
+    """Records on the label topic: the sum of its partitions' end offsets.
+
+    A recovery test waits until its consumers have read this far (not until a read model
+    holds an expected count, which a lost or doubled record would make it wait for in vain),
+    then lets the exact oracle say what, if anything, went wrong."""
+    consumer = KafkaConsumer(**settings.kafka_client_config(), client_id="traceledger-tests")
+    try:
+        partitions = [TopicPartition(settings.label_topic, p) for p in consumer.partitions_for_topic(settings.label_topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()

@@ -6,6 +6,7 @@ to have landed while its victim had work in hand."""
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 
@@ -16,6 +17,7 @@ from ledger.service import Ledger
 from tests.conftest import wait_for
 from tests.helpers import Cast, scanned_payload
 from tests.oracle import assert_exactly_once, assert_rebuild_equals_live
+from tests.pipeline import consumed, label_topic_size
 
 
 def count(settings, sql) -> int:
@@ -42,10 +44,19 @@ def test_sigkill_relay_and_projector_mid_stream(fresh_settings, services, tmp_pa
     founding = cast.founding_events()
     assert all(r.status == "accepted" for r in ledger.append(founding))
     accepted += [s.event.event_id for s in founding]
-    relay = services("consumers.relay", settings, name="relay")
-    projector = services("consumers.projector", settings, name="projector")
+    # Each service's first life ends at a named crash point (ledger/crash_points.py), at a pass
+    # drawn from the seed: a random SIGKILL almost never lands in the narrow windows that
+    # matter (a record handed to the producer, not yet acknowledged; a batch committed in
+    # PostgreSQL, its Kafka offsets not yet), so one kill each is aimed there; the two
+    # random kills each that follow test everything else.
+    rng = random.Random(7)
+    planned = {"relay": ("relay.sent", rng.randint(300, 1500)), "projector": ("consumer.committed", rng.randint(2, 5))}
+    relay = services("consumers.relay", settings.with_(crash_at="{}:{}".format(*planned["relay"])), name="relay")
+    projector = services("consumers.projector", settings.with_(crash_at="{}:{}".format(*planned["projector"])), name="projector")
 
-    min_batches, max_batches, per_batch = 24, 48, 250
+    # Batches of 125 (until session 7: 250): as many moments with work in hand for the kills,
+    # half the events to catch up, audit and rebuild afterwards (issue 20: `make test` time).
+    min_batches, max_batches, per_batch = 24, 48, 125
     serials: list[str] = []
     done = threading.Event()
     kills = {"relay": 0, "projector": 0}
@@ -78,7 +89,15 @@ def test_sigkill_relay_and_projector_mid_stream(fresh_settings, services, tmp_pa
 
     writer = threading.Thread(target=write)
     writer.start()
-    rng = random.Random(7)
+    for name, (point, nth) in planned.items():
+        svc = services_by_name[name]
+        wait_for(lambda svc=svc: not svc.running(), 120, 0.1, f"the {name} to reach crash point {point}")
+        assert svc.proc.returncode == -signal.SIGKILL and f"crash_point {point} pass {nth}: SIGKILL" in svc.log_path.read_text(), \
+            (svc.proc.returncode, svc.log_path.read_text()[-2000:])
+        svc.settings = settings  # no crash planned from here on
+        svc.start()
+        started_at[name] = count(settings, progress_sql[name])
+        kills[name] += 1  # the first of its three deaths
     backlogs: dict[str, list[int]] = {"relay": [], "projector": []}
     while min(kills.values()) < 3:
         time.sleep(rng.uniform(0.1, 0.6))
@@ -103,9 +122,11 @@ def test_sigkill_relay_and_projector_mid_stream(fresh_settings, services, tmp_pa
     print(f"kills at backlogs {backlogs}; {len(serials)} labels written")
 
     total = len(accepted)
-    label_events = total - len(Cast.ROLES)
-    wait_for(lambda: count(settings, "SELECT count(*) FROM verification.events") == label_events
-             and count(settings, "SELECT coalesce(max(size), 0) FROM checkpoints") == total, 120, 0.5, "the relay and projector to catch up")
+    # Caught up: the last checkpoint covers every entry (only acknowledged ones are checkpointed)
+    # and the projector has read the whole topic; the oracle below says whether anything is
+    # missing or doubled (waiting for an exact row count would only time out).
+    wait_for(lambda: count(settings, "SELECT coalesce(max(size), 0) FROM checkpoints") == total
+             and consumed(settings, "verification") == label_topic_size(settings), 120, 0.5, "the relay and projector to catch up")
     for svc in (relay, projector):
         assert svc.running(), f"{svc.name} exited by itself: {svc.log_path.read_text()[-2000:]}"
         svc.stop()
@@ -115,6 +136,8 @@ def test_sigkill_relay_and_projector_mid_stream(fresh_settings, services, tmp_pa
     assert count(settings, "SELECT sum(scan_count) FROM verification.labels") == count(settings, "SELECT count(*) FROM verification.events WHERE kind = 'Scanned'")
     assert_rebuild_equals_live(settings)
     assert kills["relay"] >= 3 and kills["projector"] >= 3
-    # The kills landed mid-stream, not only between bursts.
-    assert any(b > 0 for b in backlogs["relay"]) and any(b > 0 for b in backlogs["projector"]), backlogs
+    # The kills landed mid-stream, not only between bursts: each first death at its crash point
+    # (work in flight by definition, asserted above), and a random projector kill with a backlog.
+    # (The relay usually keeps up with this writer, so its random kills often find no backlog.)
+    assert any(b > 0 for b in backlogs["projector"]), backlogs
     ledger.close()

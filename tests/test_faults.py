@@ -26,7 +26,7 @@ from tests.conftest import free_port, wait_for, wait_for_api
 from tests.fault_stack import FaultStack
 from tests.helpers import Cast, events_body, gtin
 from tests.oracle import assert_exactly_once
-from tests.pipeline import log_indexes, topic_records
+from tests.pipeline import consumed, label_topic_size, log_indexes, topic_records
 
 PROBLEM = "application/problem+json"
 
@@ -401,7 +401,7 @@ class Scanner(threading.Thread):
 
 def detected(settings) -> int:
     """Label-topic records the detector has consumed (its stored offsets)."""
-    return count(settings, "SELECT coalesce(sum(next_offset), 0) FROM alerts.consumer_offsets WHERE topic = %s", settings.label_topic)
+    return consumed(settings, "alerts")
 
 
 def rows(settings, sql: str) -> list:
@@ -418,7 +418,10 @@ def run_to_idle(module: str, settings, schema: str, log_path) -> subprocess.Pope
 
 CHAOS_SEED = 2026
 # Labels issued during the chaos run: `make test` runs a smaller one, `make soak` the full 100,000.
-CHAOS_LABELS = int(os.environ.get("CHAOS_LABELS", "20000"))
+# 10,000 keep every planned kill inside the writing (the actions come 0.5-2 s apart whatever the
+# size, the writing lasts far longer) and the oracle identical; the size only scales the drain,
+# the audit and the rebuilds (issue 20: `make test` time).
+CHAOS_LABELS = int(os.environ.get("CHAOS_LABELS", "10000"))
 
 
 class Supervisor:
@@ -517,10 +520,14 @@ def test_sigkills_and_restarts_during_a_chaos_run_lose_and_double_nothing(stack,
         inbox = rows(settings, "SELECT coalesce(max(id), 0) FROM scan_inbox")[0][0]
         stored = count(settings, "SELECT count(*) FROM ledger_events")
         indexed = count(settings, "SELECT count(*) FROM log_entries")
-        label_events = stored - len(Cast.ROLES)
-        return ((ledger.app.recorder.max_tracking_id(scan_inbox.TRACKING_NAME) or 0) >= inbox and indexed == stored
-                and count(settings, "SELECT coalesce(max(size), 0) FROM checkpoints") == stored
-                and projected(settings) == label_events and detected(settings) == label_events)
+        if not ((ledger.app.recorder.max_tracking_id(scan_inbox.TRACKING_NAME) or 0) >= inbox and indexed == stored
+                and count(settings, "SELECT coalesce(max(size), 0) FROM checkpoints") == stored):
+            return False
+        # A checkpoint covers only leaves acknowledged on Kafka: the topic is complete now. The
+        # consumers have drained when they have read all of it; what they made of it (each event
+        # once, none missing) is the exact oracle's to say, below, not a count to wait for in vain.
+        on_topic = label_topic_size(settings)
+        return consumed(settings, "verification") == on_topic and consumed(settings, "alerts") == on_topic
 
     ledger = Ledger(settings)
     try:

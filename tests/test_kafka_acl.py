@@ -30,7 +30,7 @@ from ledger.transparency.checkpoints import parse_checkpoint
 from projections.verification import read_view
 from tests.alerts_world import detect_all
 from tests.conftest import wait_for
-from tests.helpers import Cast, scanned_payload
+from tests.helpers import Cast, append_accepted, scanned_payload
 from tests.pipeline import founded_ledger, project_all, relay_all, topic_records
 
 VALUE = b"a record on the topic: "
@@ -249,7 +249,7 @@ def test_each_service_does_its_job_as_its_own_principal(granted, tmp_path):
     with founded_ledger(settings, Cast()) as (_, ledger, cast):
         serials = [gs1.new_serial() for _ in range(6)]
         assert all(r.status == "accepted" for r in ledger.append([cast.issue(s) for s in serials]))
-        ledger.append([cast.event("gateway", "label", serials[0], "Scanned", scanned_payload())])
+        append_accepted(ledger, [cast.event("gateway", "label", serials[0], "Scanned", scanned_payload())])
     # The relay creates its topics, produces idempotently, checkpoints, and (second run) resumes from the tails.
     assert relay_all(as_(settings, "relay")) == len(Cast.ROLES) + 7
     assert relay_all(as_(settings, "relay")) == 0

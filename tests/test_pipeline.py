@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+
 import psycopg
 import pytest
 from kafka import KafkaProducer
 
 from ledger import gs1
+from ledger.config import REPO_ROOT
 from ledger.encoding import MAGIC
 from ledger.events import SignedEvent
 from ledger.keys import KeyPair
 from ledger.record_headers import header
 from projections.verification import read_view
+from tests.conftest import free_port
+from tests.fault_stack import FaultStack
 from tests.helpers import Cast, append_accepted, gtin, scanned_payload, shipped_payload
 from tests.pipeline import founded_ledger, log_indexes, project_all, relay_all, topic_records
+from traceledger import sandbox
 
 
 @pytest.fixture
@@ -122,3 +129,61 @@ def test_rebuild_from_the_topic_equals_the_live_model(world):
             rebuilt = conn.execute(f"SELECT * FROM rebuilt.{table} ORDER BY {order}").fetchall()
             assert live == rebuilt, table
         assert conn.execute("SELECT count(*) FROM rebuilt.labels").fetchone()[0] == 50
+
+
+# ------------------------------------------------------------ what the tests themselves share (issue 20, items 8 and 9)
+
+
+def finishes(call, limit: float = 300):
+    """Run ``call`` in a thread; its outcome (value or exception), or fail if it is still
+    running after ``limit`` seconds. A hang detector, not a speed bound: the calls below
+    fail within seconds, the limit only stops a hang from holding CI until its job limit."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the test
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(limit)
+    assert not worker.is_alive(), f"still waiting after {limit} s: a wait without a deadline"
+    return outcome
+
+
+def test_the_pipeline_helpers_fail_on_a_dead_broker_rather_than_wait_for_ever(settings):
+    # Nothing listens there; the clients give up bootstrapping after 2 s (a setting of theirs).
+    dead = settings.with_(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_bootstrap_timeout_ms=2000)
+    for name, call in [("topic_records", lambda: topic_records(dead, dead.label_topic, timeout=5)),
+                       ("relay_all", lambda: relay_all(dead)), ("project_all", lambda: project_all(dead))]:
+        outcome = finishes(call)
+        assert "error" in outcome, f"{name} answered {outcome.get('value')!r} without a broker"
+
+
+def test_each_tests_settings_share_nothing_with_the_dev_stack_or_each_other(base_settings, fresh_settings):
+    a, b = fresh_settings(), fresh_settings()
+    dev_run = (REPO_ROOT / ".run").resolve()
+    for s in (a, b):
+        # A relay given no log_key signs with the run dir's: never the dev stack's .run/log.key.
+        assert not s.log_key_path.resolve().is_relative_to(dev_run), s.log_key_path
+        assert (s.pg_db, s.topic_prefix) != (base_settings.pg_db, base_settings.topic_prefix)
+    assert a.log_key_path != b.log_key_path and a.pg_db != b.pg_db and a.topic_prefix != b.topic_prefix
+    assert not a.topic_prefix.startswith(b.topic_prefix) and not b.topic_prefix.startswith(a.topic_prefix)
+
+
+def test_concurrent_fault_stacks_get_names_and_dirs_of_their_own():
+    first, second = (FaultStack(pg_port=free_port(), kafka_port=free_port(), controller_port=free_port()) for _ in range(2))
+    assert first.cluster != second.cluster and first.home != second.home
+    assert first.kafka_env["KAFKA_DATA_DIR"] != second.kafka_env["KAFKA_DATA_DIR"]
+
+
+def test_throwaway_databases_are_made_without_the_demo_database(base_settings, _created):
+    """sandbox works from the maintenance database: it must not need (or lock) the demo's own."""
+    missing_demo = base_settings.with_(pg_db=f"tl_no_demo_{uuid.uuid4().hex[:8]}")
+    name = f"tl_test_{uuid.uuid4().hex[:10]}"
+    sandbox.create_database(missing_demo, name, migrated=False)
+    _created["dbs"].append(name)
+    with psycopg.connect(base_settings.with_(pg_db=name).pg_conninfo) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == name

@@ -267,6 +267,40 @@ def test_no_command_sequence_breaks_the_pure_rules(seq_of_commands):
     assert all(chain[i][1] == chain[i - 1][2] for i in range(1, len(chain)))
 
 
+def test_the_rules_agree_with_the_table_in_every_reachable_state():
+    """Exhaustive, beside the random sequences (which rarely draw, say, a second
+    ``Decommissioned`` by the right signer): from an issued label, every state the table
+    can reach, and in each every kind by every signer (and to every consignee, for
+    ``Shipped``), the code's answer and resulting state against the table's."""
+    cast = Cast()
+    world = World(cast, "L1")
+    serial = gs1.new_serial()
+    issued = cast.event("acme", "label", serial, "Issued", issued_payload(), advance=False)
+    start = ModelLabel(producer="acme", custodian="acme")
+    frontier, seen, checked = [(fold(None, issued.event, issued.hash), start)], {expected_of(start)}, 0
+    while frontier:
+        state, label = frontier.pop()
+        for kind in LABEL_KINDS:
+            for signer in ACTORS:
+                for consignee in ACTORS + ["nobody-here"] if kind == "Shipped" else ["distributor"]:
+                    c = Command(kind, signer, consignee, "ok", None)
+                    signed = world.event(serial, (state.seq, state.head), c)
+                    if signed is None:
+                        continue
+                    expected = World.expects(label, c)
+                    assert world.accepts(state, signed) == expected, (c, label)
+                    checked += 1
+                    if expected:
+                        after, nxt = fold(state, signed.event, signed.hash), MODEL.apply(label, kind, consignee)
+                        assert model_of(after) == expected_of(nxt), (c, after)
+                        if expected_of(nxt) not in seen:
+                            seen.add(expected_of(nxt))
+                            frontier.append((after, nxt))
+    # Every status, both one-way flags, custody moved: the table was walked, not sampled.
+    assert {s[0] for s in seen} == STATUSES and any(s[3] and s[4] for s in seen) and len({s[1] for s in seen}) > 1, seen
+    assert len(seen) >= 100 and checked > 9000, (len(seen), checked)  # 100 states, 9,800 (state, event) pairs on main
+
+
 def _lot_state(world: World) -> LotState:
     seq, head = world.lot_head
     return LotState(gtin=gtin(), lot=world.lot, recalled=world.lot_recalled, seq=seq, head=head)
